@@ -1,0 +1,191 @@
+// Job kind `matmul`: C = A·B split into output tiles. Each work unit gets a row block of A
+// (rows × k) and a column block of B (k × cols) as their own content-addressed shards, so units
+// in the same row or column share inputs, and computes one rows × cols tile of C.
+import { LIMITS, type MatmulJobSubmit } from '../protocol.js';
+import { NpyError, parseNpy, toNpy, type Tensor } from '../npy.js';
+import type { ShardStore } from '../shards.js';
+import type { JobRecord, WorkUnitRecord } from '../store.js';
+import { DEFAULT_TOLERANCE } from '../validator.js';
+import { JobInputError, type JobKind, type JobPlan, type PlannedWorkUnit } from './types.js';
+
+/** float32 unit roundoff. */
+const U = 2 ** -24;
+/** A work unit aims at about this many FLOPs (about a second on a slow software adapter). */
+const TARGET_WU_FLOPS = 2 ** 28;
+const MAX_WORK_UNITS = 100_000;
+
+/** CPU reference, accumulating in float64: ground truth for tests. */
+export function matmulReference(a: Float32Array, b: Float32Array, m: number, k: number, n: number): Float32Array {
+  const c = new Float32Array(m * n);
+  const row = new Float64Array(n);
+  for (let i = 0; i < m; i++) {
+    row.fill(0);
+    for (let p = 0; p < k; p++) {
+      const av = a[i * k + p];
+      const bOff = p * n;
+      for (let j = 0; j < n; j++) row[j] += av * b[bOff + j];
+    }
+    c.set(row, i * n);
+  }
+  return c;
+}
+
+export function chooseTile(m: number, k: number, n: number): { rows: number; cols: number } {
+  const side = Math.max(16, Math.min(1024, Math.floor(Math.sqrt(TARGET_WU_FLOPS / (2 * k)) / 16) * 16));
+  return { rows: Math.min(side, m), cols: Math.min(side, n) };
+}
+
+function sliceRows(t: Float32Array, cols: number, r0: number, r1: number): Float32Array {
+  return t.slice(r0 * cols, r1 * cols);
+}
+
+function sliceCols(t: Float32Array, rows: number, cols: number, c0: number, c1: number): Float32Array {
+  const w = c1 - c0;
+  const out = new Float32Array(rows * w);
+  for (let r = 0; r < rows; r++) out.set(t.subarray(r * cols + c0, r * cols + c1), r * w);
+  return out;
+}
+
+function maxAbs(t: Float32Array): number {
+  let m = 0;
+  for (const v of t) {
+    const a = Math.abs(v);
+    if (a > m) m = a;
+  }
+  return m;
+}
+
+async function loadMatrix(shards: ShardStore, sha: string, label: string): Promise<Tensor> {
+  const bytes = await shards.get(sha);
+  if (!bytes) throw new JobInputError(`inputs.${label}: no shard ${sha} (upload it with POST /api/shards first)`);
+  let t: Tensor;
+  try {
+    t = parseNpy(bytes);
+  } catch (err) {
+    throw new JobInputError(`inputs.${label}: ${err instanceof NpyError ? err.message : 'unreadable .npy'}`);
+  }
+  if (t.shape.length !== 2) throw new JobInputError(`inputs.${label}: must be a 2-D matrix, got shape (${t.shape.join(', ')})`);
+  if (t.shape.some((d) => d < 1 || d > LIMITS.maxDim)) {
+    throw new JobInputError(`inputs.${label}: every dimension must be between 1 and ${LIMITS.maxDim}, got ${t.shape.join('×')}`);
+  }
+  return t;
+}
+
+/** Draws a vector of random ±1 (crypto randomness, so a cheater cannot predict it). */
+function randomSigns(n: number): Float64Array {
+  const bits = new Uint8Array(n);
+  crypto.getRandomValues(bits);
+  return Float64Array.from(bits, (b) => ((b & 1) === 1 ? 1 : -1));
+}
+
+/**
+ * Freivalds' check of C = A·B: for random r, C·r must equal A·(B·r). Honest float32 results
+ * differ from the exact product by at most k·u·(|A|·|B|)_ij per element (a bound that holds for
+ * any summation order, FMA or not), so row i of C·r may differ by at most k·u·(|A|·|B|·|r|)_i.
+ * O(m·k + k·n + m·n) instead of O(m·n·k); two rounds make a lucky wrong answer vanishingly rare.
+ */
+export function freivalds(a: Float32Array, b: Float32Array, c: Float32Array, m: number, k: number, n: number, rounds = 2): boolean {
+  const absBr = new Float64Array(k);
+  for (let p = 0; p < k; p++) {
+    let s = 0;
+    for (let j = 0; j < n; j++) s += Math.abs(b[p * n + j]);
+    absBr[p] = s;
+  }
+  const bound = new Float64Array(m);
+  for (let i = 0; i < m; i++) {
+    let s = 0;
+    for (let p = 0; p < k; p++) s += Math.abs(a[i * k + p]) * absBr[p];
+    // Twice the bound allows directed rounding (WGSL fixes no rounding mode); the 1e-30 term covers
+    // flushed subnormals.
+    bound[i] = 2.02 * (k + 2) * U * s + 1e-30 * n;
+  }
+  for (let round = 0; round < rounds; round++) {
+    const r = randomSigns(n);
+    const br = new Float64Array(k);
+    for (let p = 0; p < k; p++) {
+      let s = 0;
+      for (let j = 0; j < n; j++) s += b[p * n + j] * r[j];
+      br[p] = s;
+    }
+    for (let i = 0; i < m; i++) {
+      let abr = 0;
+      for (let p = 0; p < k; p++) abr += a[i * k + p] * br[p];
+      let cr = 0;
+      for (let j = 0; j < n; j++) cr += c[i * n + j] * r[j];
+      if (!(Math.abs(cr - abr) <= bound[i])) return false; // also catches NaN
+    }
+  }
+  return true;
+}
+
+export const matmul: JobKind<MatmulJobSubmit> = {
+  kind: 'matmul',
+
+  async plan(submit, shards): Promise<JobPlan> {
+    const A = await loadMatrix(shards, submit.inputs.a, 'a');
+    const B = await loadMatrix(shards, submit.inputs.b, 'b');
+    const [m, k] = A.shape;
+    const [k2, n] = B.shape;
+    if (k !== k2) {
+      throw new JobInputError(`inner dimensions differ: A is ${m}×${k} and B is ${k2}×${n}; A's columns must equal B's rows`);
+    }
+    const tile = submit.tile ?? chooseTile(m, k, n);
+    const rowBlocks = Math.ceil(m / tile.rows);
+    const colBlocks = Math.ceil(n / tile.cols);
+    if (rowBlocks * colBlocks > MAX_WORK_UNITS) {
+      throw new JobInputError(`tile ${tile.rows}×${tile.cols} makes ${rowBlocks * colBlocks} work units (at most ${MAX_WORK_UNITS}); use a larger tile`);
+    }
+    const aBlocks: { sha: string; max: number }[] = [];
+    for (let bi = 0; bi < rowBlocks; bi++) {
+      const r0 = bi * tile.rows;
+      const r1 = Math.min(m, r0 + tile.rows);
+      const block = sliceRows(A.data, k, r0, r1);
+      aBlocks.push({ sha: await shards.put(toNpy([r1 - r0, k], block)), max: maxAbs(block) });
+    }
+    const bBlocks: { sha: string; max: number }[] = [];
+    for (let bj = 0; bj < colBlocks; bj++) {
+      const c0 = bj * tile.cols;
+      const c1 = Math.min(n, c0 + tile.cols);
+      const block = sliceCols(B.data, k, n, c0, c1);
+      bBlocks.push({ sha: await shards.put(toNpy([k, c1 - c0], block)), max: maxAbs(block) });
+    }
+    const workUnits: PlannedWorkUnit[] = [];
+    for (let bi = 0; bi < rowBlocks; bi++) {
+      for (let bj = 0; bj < colBlocks; bj++) {
+        const r0 = bi * tile.rows;
+        const c0 = bj * tile.cols;
+        const rows = Math.min(m, r0 + tile.rows) - r0;
+        const cols = Math.min(n, c0 + tile.cols) - c0;
+        // Reordering noise scales with k and the input magnitudes; atol covers results near zero.
+        const atol = Math.max(DEFAULT_TOLERANCE.atol, 2 * k * U * aBlocks[bi].max * bBlocks[bj].max);
+        workUnits.push({
+          params: { m: rows, k, n: cols },
+          inputs: { a: aBlocks[bi].sha, b: bBlocks[bj].sha },
+          outputBytes: rows * cols * 4,
+          flops: 2 * rows * cols * k,
+          tolerance: submit.tolerance ?? { atol, rtol: DEFAULT_TOLERANCE.rtol },
+          meta: { r0, c0 },
+        });
+      }
+    }
+    return { meta: { m, k, n, tile }, resultShape: [m, n], workUnits };
+  },
+
+  async check(wu, output, shards) {
+    const [aBytes, bBytes] = await Promise.all([shards.get(wu.inputs.a), shards.get(wu.inputs.b)]);
+    if (!aBytes || !bBytes) return false;
+    const { m, k, n } = wu.params;
+    return freivalds(parseNpy(aBytes).data, parseNpy(bBytes).data, output, m, k, n);
+  },
+
+  assimilate(job: JobRecord, outputs: { wu: WorkUnitRecord; output: Float32Array }[]) {
+    const { m, n } = job.meta as { m: number; n: number };
+    const c = new Float32Array(m * n);
+    for (const { wu, output } of outputs) {
+      const { r0, c0 } = wu.meta;
+      const { m: rows, n: cols } = wu.params;
+      for (let r = 0; r < rows; r++) c.set(output.subarray(r * cols, (r + 1) * cols), (r0 + r) * n + c0);
+    }
+    return toNpy([m, n], c);
+  },
+};

@@ -1,0 +1,33 @@
+// What every job kind provides: how to split a submission into work units, how to check one
+// output cheaply, and how to assemble the canonical outputs into the job's result.
+import type { JobSubmit, Tolerance } from '../protocol.js';
+import type { ShardStore } from '../shards.js';
+import type { JobRecord, NewWorkUnit, WorkUnitRecord } from '../store.js';
+
+/** A submission the job kind cannot run: answered with 400 and this message. */
+export class JobInputError extends Error {
+  override name = 'JobInputError';
+}
+
+export type PlannedWorkUnit = Omit<NewWorkUnit, 'id' | 'jobId' | 'idx' | 'kind'>;
+
+export interface JobPlan {
+  meta: Record<string, unknown>;
+  resultShape: number[];
+  workUnits: PlannedWorkUnit[];
+}
+
+export interface JobKind<S extends JobSubmit = JobSubmit> {
+  readonly kind: S['kind'];
+  /** Validates inputs (400 via JobInputError), stores derived shards, and splits into work units. */
+  plan(submit: S, shards: ShardStore): Promise<JobPlan>;
+  /**
+   * An independent check of one output, much cheaper than recomputing it (Freivalds for matmul).
+   * False means the output is certainly wrong.
+   */
+  check(wu: WorkUnitRecord, output: Float32Array, shards: ShardStore): Promise<boolean>;
+  /** The job's result as .npy bytes from the canonical output of every work unit. */
+  assimilate(job: JobRecord, outputs: { wu: WorkUnitRecord; output: Float32Array }[]): Uint8Array;
+}
+
+export type { Tolerance };

@@ -1,0 +1,275 @@
+// The one definition of every coordinator <-> browser message and every HTTP API body.
+// Imported by the coordinator and by web/, so both sides validate with the same schemas.
+import { z } from 'zod';
+
+export const PROTOCOL_VERSION = 1;
+
+/** Size caps. Anything over them is refused before it is parsed. */
+export const LIMITS = {
+  /** Largest uploaded shard (.npy) in bytes. */
+  maxShardBytes: 256 * 1024 * 1024,
+  /** Largest JSON request body. */
+  maxJsonBodyBytes: 64 * 1024,
+  /** Largest WebSocket message (a result frame: header + payload). */
+  maxWsMessageBytes: 64 * 1024 * 1024,
+  /** Largest JSON header inside a binary result frame. */
+  maxFrameHeaderBytes: 4096,
+  /** Largest matrix dimension a matmul job accepts. */
+  maxDim: 1 << 16,
+  maxReplication: 5,
+  maxNameLength: 64,
+} as const;
+
+export const Sha256Hex = z.string().regex(/^[0-9a-f]{64}$/, 'must be a sha-256 as 64 lowercase hex characters');
+const Id = z.string().min(1).max(80).regex(/^[A-Za-z0-9_.-]+$/, 'must be an id of letters, digits, _ . -');
+const Base64Url = z.string().max(200).regex(/^[A-Za-z0-9_-]+$/, 'must be base64url');
+const Name = z.string().trim().min(1).max(LIMITS.maxNameLength);
+
+// ---------------------------------------------------------------------------------------------
+// HTTP API
+
+/** Documented error codes; every API error body is `{ error: { code, message } }`. */
+export const ErrorCode = z.enum([
+  'bad_request',
+  'unauthorized',
+  'not_found',
+  'payload_too_large',
+  'unsupported_media_type',
+  'not_ready',
+  'internal',
+]);
+export type ErrorCode = z.infer<typeof ErrorCode>;
+export const ApiError = z.object({ error: z.object({ code: ErrorCode, message: z.string() }) });
+export type ApiError = z.infer<typeof ApiError>;
+
+export const Tolerance = z
+  .object({
+    atol: z.number().min(0).max(1e6),
+    rtol: z.number().min(0).max(1),
+  })
+  .strict();
+export type Tolerance = z.infer<typeof Tolerance>;
+
+export const MatmulJobSubmit = z
+  .object({
+    kind: z.literal('matmul'),
+    name: Name.optional(),
+    inputs: z.object({ a: Sha256Hex, b: Sha256Hex }).strict(),
+    replication: z.number().int().min(1).max(LIMITS.maxReplication).default(2),
+    /** Output tile per work unit; chosen from the problem size when absent. */
+    tile: z
+      .object({ rows: z.number().int().min(1).max(4096), cols: z.number().int().min(1).max(4096) })
+      .strict()
+      .optional(),
+    /** Overrides the validator's agreement tolerance (see README). */
+    tolerance: Tolerance.optional(),
+  })
+  .strict();
+export type MatmulJobSubmit = z.infer<typeof MatmulJobSubmit>;
+
+export const JobSubmit = z.discriminatedUnion('kind', [MatmulJobSubmit]);
+export type JobSubmit = z.infer<typeof JobSubmit>;
+export type JobKindName = JobSubmit['kind'];
+
+export const JobState = z.enum(['queued', 'running', 'done', 'failed']);
+export type JobState = z.infer<typeof JobState>;
+
+export const JobStatus = z.object({
+  id: Id,
+  kind: z.string(),
+  name: z.string().nullable(),
+  state: JobState,
+  progress: z.object({ done: z.number().int(), total: z.number().int() }),
+  replication: z.number().int(),
+  createdAt: z.number(),
+  finishedAt: z.number().nullable(),
+  error: z.string().nullable(),
+  result: z.object({ sha256: Sha256Hex, shape: z.array(z.number().int()) }).nullable(),
+});
+export type JobStatus = z.infer<typeof JobStatus>;
+
+export const VolunteerSummary = z.object({
+  id: z.string(),
+  name: z.string().nullable(),
+  credit: z.number(),
+  results: z.object({ valid: z.number().int(), invalid: z.number().int(), pending: z.number().int() }),
+  online: z.boolean(),
+});
+export type VolunteerSummary = z.infer<typeof VolunteerSummary>;
+
+export const LedgerEntry = z.object({
+  seq: z.number().int().min(1),
+  ts: z.number(),
+  volunteerId: z.string(),
+  jobId: z.string(),
+  wuId: z.string(),
+  amount: z.number(),
+  prevHash: z.string(),
+  hash: z.string(),
+  signature: z.string(),
+});
+export type LedgerEntry = z.infer<typeof LedgerEntry>;
+
+// ---------------------------------------------------------------------------------------------
+// WebSocket: worker <-> coordinator. JSON text frames, except results (binary frames, below).
+
+export const DeviceInfo = z
+  .object({
+    backend: z.enum(['webgpu', 'cpu']),
+    adapter: z.string().max(200),
+    isFallbackAdapter: z.boolean().optional(),
+    features: z.array(z.string().max(64)).max(64).default([]),
+    limits: z.record(z.string().max(64), z.number()).optional(),
+    userAgent: z.string().max(400).optional(),
+  })
+  .strict();
+export type DeviceInfo = z.infer<typeof DeviceInfo>;
+
+export const MatmulParams = z
+  .object({
+    m: z.number().int().min(1),
+    k: z.number().int().min(1),
+    n: z.number().int().min(1),
+  })
+  .strict();
+export type MatmulParams = z.infer<typeof MatmulParams>;
+
+/** What a worker receives for one lease: enough to fetch inputs, compute and size the output. */
+export const WorkUnitSpec = z.object({
+  id: Id,
+  jobId: Id,
+  kind: z.literal('matmul'),
+  params: MatmulParams,
+  /** Input shards by name (for matmul: a = m×k rows of A, b = k×n columns of B, both .npy). */
+  inputs: z.record(z.string().max(32), Sha256Hex),
+  outputBytes: z.number().int().min(0),
+  flops: z.number().min(0),
+});
+export type WorkUnitSpec = z.infer<typeof WorkUnitSpec>;
+
+// Server -> client
+export const ServerMessage = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('challenge'), protocol: z.number().int(), nonce: Base64Url }),
+  z.object({
+    type: z.literal('welcome'),
+    volunteerId: z.string(),
+    name: z.string().nullable(),
+    credit: z.number(),
+  }),
+  z.object({
+    type: z.literal('assign'),
+    lease: z.object({ id: Id, deadline: z.number() }),
+    wu: WorkUnitSpec,
+  }),
+  z.object({ type: z.literal('lease-cancelled'), leaseId: Id, reason: z.string() }),
+  z.object({
+    type: z.literal('result-ack'),
+    leaseId: Id,
+    wuId: Id,
+    accepted: z.boolean(),
+    reason: z.string().optional(),
+  }),
+  z.object({
+    type: z.literal('credit'),
+    wuId: Id,
+    amount: z.number(),
+    total: z.number(),
+    ledgerSeq: z.number().int(),
+  }),
+  z.object({ type: z.literal('error'), code: z.string(), message: z.string() }),
+]);
+export type ServerMessage = z.infer<typeof ServerMessage>;
+
+// Client -> server (text frames)
+export const ClientMessage = z.discriminatedUnion('type', [
+  z
+    .object({
+      type: z.literal('hello'),
+      protocol: z.literal(PROTOCOL_VERSION),
+      /** Raw Ed25519 public key (32 bytes), base64url. */
+      publicKey: Base64Url,
+      /** Ed25519 signature (64 bytes), base64url, over helloSigningMessage(nonce). */
+      signature: Base64Url,
+      name: Name.optional(),
+      device: DeviceInfo,
+    })
+    .strict(),
+  z.object({ type: z.literal('ready'), slots: z.number().int().min(0).max(8) }).strict(),
+  z.object({ type: z.literal('failure'), leaseId: Id, reason: z.string().max(500) }).strict(),
+]);
+export type ClientMessage = z.infer<typeof ClientMessage>;
+
+/** Header of a binary result frame; the payload is the raw little-endian float32 output. */
+export const ResultHeader = z
+  .object({
+    type: z.literal('result'),
+    leaseId: Id,
+    wuId: Id,
+    /** sha-256 of the payload bytes. */
+    sha256: Sha256Hex,
+    /** Ed25519 signature, base64url, over resultSigningMessage(wuId, sha256). */
+    signature: Base64Url,
+  })
+  .strict();
+export type ResultHeader = z.infer<typeof ResultHeader>;
+
+export function helloSigningMessage(nonce: string): Uint8Array {
+  return new TextEncoder().encode(`tabgrid-hello\n${nonce}`);
+}
+
+export function resultSigningMessage(wuId: string, sha256: string): Uint8Array {
+  return new TextEncoder().encode(`tabgrid-result\n${wuId}\n${sha256}`);
+}
+
+export class FrameError extends Error {
+  override name = 'FrameError';
+}
+
+/** Binary frame: u32 little-endian header length, the JSON header, then the payload bytes. */
+export function encodeResultFrame(header: ResultHeader, payload: Uint8Array): Uint8Array {
+  const head = new TextEncoder().encode(JSON.stringify(header));
+  const out = new Uint8Array(4 + head.length + payload.length);
+  new DataView(out.buffer).setUint32(0, head.length, true);
+  out.set(head, 4);
+  out.set(payload, 4 + head.length);
+  return out;
+}
+
+export function decodeResultFrame(frame: Uint8Array): { header: ResultHeader; payload: Uint8Array } {
+  if (frame.length < 4) throw new FrameError('binary frame shorter than its length prefix');
+  const len = new DataView(frame.buffer, frame.byteOffset, frame.byteLength).getUint32(0, true);
+  if (len > LIMITS.maxFrameHeaderBytes || 4 + len > frame.length) {
+    throw new FrameError('binary frame header is truncated or too large');
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(frame.subarray(4, 4 + len)));
+  } catch {
+    throw new FrameError('binary frame header is not valid UTF-8 JSON');
+  }
+  const parsed = ResultHeader.safeParse(json);
+  if (!parsed.success) throw new FrameError(`bad result header: ${formatIssues(parsed.error)}`);
+  return { header: parsed.data, payload: frame.subarray(4 + len) };
+}
+
+/** One line naming every problem zod found, e.g. `inputs.a: must be a sha-256 …`. */
+export function formatIssues(error: z.ZodError): string {
+  return error.issues
+    .slice(0, 5)
+    .map((i) => (i.path.length ? `${i.path.join('.')}: ${i.message}` : i.message))
+    .join('; ');
+}
+
+export function toBase64Url(bytes: Uint8Array): string {
+  let s = '';
+  for (const b of bytes) s += String.fromCharCode(b);
+  return btoa(s).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+}
+
+export function fromBase64Url(text: string): Uint8Array {
+  const b64 = text.replace(/-/g, '+').replace(/_/g, '/');
+  const bin = atob(b64 + '='.repeat((4 - (b64.length % 4)) % 4));
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
+}

@@ -1,0 +1,164 @@
+// Result intake and validation: a returned result is checked (lease, size, hash, signature, the
+// job kind's cheap independent check), stored, and compared with the unit's other replicas. A quorum
+// that agrees makes the result canonical and earns its volunteers credit in the signed ledger.
+import type { KeyObject } from 'node:crypto';
+import { jobKind } from './jobs/index.js';
+import { volunteerPublicKey, verifySignature } from './keys.js';
+import { makeEntry } from './ledger.js';
+import { resultSigningMessage, type ResultHeader } from './protocol.js';
+import type { Scheduler, WorkerSession } from './scheduler.js';
+import { sha256Hex, type ShardStore } from './shards.js';
+import type { Store, WorkUnitRecord } from './store.js';
+import { findQuorum } from './validator.js';
+
+export interface ResultContext {
+  store: Store;
+  shards: ShardStore;
+  scheduler: Scheduler;
+  signingKey: KeyObject;
+  now: () => number;
+  log: (msg: string) => void;
+}
+
+export type Verdict = { accepted: true } | { accepted: false; reason: string };
+
+/** At most this many replicas of one unit before it is declared failed. */
+export function maxReplicas(replication: number): number {
+  return Math.min(8, 2 * replication + 1);
+}
+
+function asFloat32(bytes: Uint8Array): Float32Array {
+  // Copy: the bytes may sit at an offset that is not a multiple of 4.
+  return new Float32Array(bytes.slice().buffer);
+}
+
+export class ResultIntake {
+  /** Validation of one unit at a time, so two replicas arriving together cannot both settle it. */
+  private chain: Promise<unknown> = Promise.resolve();
+
+  constructor(private readonly ctx: ResultContext) {}
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.chain.then(fn, fn);
+    this.chain = run.catch(() => undefined);
+    return run;
+  }
+
+  submit(session: WorkerSession, header: ResultHeader, payload: Uint8Array): Promise<Verdict> {
+    return this.serial(() => this.accept(session, header, payload));
+  }
+
+  private async accept(session: WorkerSession, header: ResultHeader, payload: Uint8Array): Promise<Verdict> {
+    const { store, shards, scheduler } = this.ctx;
+    const reject = (reason: string): Verdict => ({ accepted: false, reason });
+    const lease = await store.getLease(header.leaseId);
+    if (!lease || lease.volunteerId !== session.volunteerId || lease.wuId !== header.wuId) {
+      return reject('no such lease for this volunteer and work unit');
+    }
+    if (lease.state !== 'active' && lease.state !== 'expired') {
+      return reject(`lease is ${lease.state}; its result is no longer wanted`);
+    }
+    scheduler.release(session, lease.id);
+    const wu = await store.getWorkUnit(lease.wuId);
+    if (!wu || wu.state !== 'open') {
+      await store.endLeases([lease.id], 'returned');
+      return reject('work unit is already settled');
+    }
+    if (payload.length !== wu.outputBytes) {
+      await store.endLeases([lease.id], 'abandoned');
+      await scheduler.dispatch();
+      return reject(`result is ${payload.length} bytes; this work unit's output is ${wu.outputBytes} bytes`);
+    }
+    const sha = sha256Hex(payload);
+    if (sha !== header.sha256) {
+      await store.endLeases([lease.id], 'abandoned');
+      await scheduler.dispatch();
+      return reject('sha256 does not match the result bytes');
+    }
+    const volunteer = await store.getVolunteer(session.volunteerId);
+    const key = volunteer && volunteerPublicKey(volunteer.publicKey);
+    if (!key || !verifySignature(key, resultSigningMessage(wu.id, sha), header.signature)) {
+      await store.endLeases([lease.id], 'abandoned');
+      await scheduler.dispatch();
+      return reject("signature does not verify with this volunteer's key");
+    }
+    const values = asFloat32(payload);
+    const kind = jobKind(wu.kind);
+    const passed = kind ? await kind.check(wu, values, shards) : false;
+    await store.addResult({
+      id: `r_${crypto.randomUUID()}`,
+      wuId: wu.id,
+      leaseId: lease.id,
+      volunteerId: session.volunteerId,
+      sha256: sha,
+      state: passed ? 'pending' : 'invalid',
+      receivedAt: this.ctx.now(),
+      reason: passed ? null : 'failed the independent check',
+      data: payload,
+    });
+    if (!passed) {
+      this.ctx.log(`result for ${wu.id} from ${session.volunteerId} failed the independent check`);
+      await scheduler.dispatch();
+      return reject('result failed verification');
+    }
+    await this.validate(wu);
+    return { accepted: true };
+  }
+
+  /** Looks for a quorum among the unit's live results; settles, asks for one more, or fails it. */
+  private async validate(wuAtIntake: WorkUnitRecord) {
+    const { store, scheduler, now } = this.ctx;
+    const wu = await store.getWorkUnit(wuAtIntake.id);
+    const job = wu && (await store.getJob(wu.jobId));
+    if (!wu || !job || wu.state !== 'open') return;
+    const live = await store.liveResults(wu.id);
+    const group = findQuorum(
+      live.map((r) => ({ id: r.id, values: asFloat32(r.data) })),
+      job.replication,
+      wu.tolerance,
+    );
+    if (group) {
+      const agreeing = new Set(group);
+      const winners = live.filter((r) => agreeing.has(r.id));
+      const outcome = await store.settle({
+        wuId: wu.id,
+        canonicalResultId: group[0],
+        valid: group,
+        invalid: live.filter((r) => !agreeing.has(r.id)).map((r) => r.id),
+        credits: winners.map((r) => ({ volunteerId: r.volunteerId, amount: wu.flops })),
+        now: now(),
+        makeEntry: (fields) => makeEntry(fields, this.ctx.signingKey),
+      });
+      for (const e of outcome.entries) {
+        const v = await store.getVolunteer(e.volunteerId);
+        scheduler.sendTo(e.volunteerId, { type: 'credit', wuId: e.wuId, amount: e.amount, total: v?.credit ?? 0, ledgerSeq: e.seq });
+      }
+      await scheduler.cancelLeases((l) => l.wuId === wu.id, 'work unit settled');
+      if (outcome.jobComplete) await this.assimilate(outcome.jobId);
+    } else if (live.length >= wu.target) {
+      // Everyone asked has answered and no quorum agrees: ask one more, up to the cap.
+      if (wu.target < maxReplicas(job.replication)) {
+        await store.raiseTarget(wu.id, wu.target + 1);
+      } else {
+        await store.failWorkUnit(wu.id, `no ${job.replication} of ${live.length} results agreed`, now());
+        await scheduler.cancelLeases((l) => l.jobId === job.id, 'job failed');
+      }
+    }
+    await scheduler.dispatch();
+  }
+
+  private async assimilate(jobId: string) {
+    const { store, shards, now, log } = this.ctx;
+    const job = await store.getJob(jobId);
+    const kind = job && jobKind(job.kind);
+    if (!job || !kind) return;
+    try {
+      const outputs = (await store.canonicalOutputs(jobId)).map(({ wu, data }) => ({ wu, output: asFloat32(data) }));
+      const sha = await shards.put(kind.assimilate(job, outputs));
+      await store.setJobResult(jobId, sha, now());
+      log(`job ${jobId} done: result ${sha}`);
+    } catch (err) {
+      await store.failJob(jobId, `assembling the result failed: ${(err as Error).message}`, now());
+    }
+  }
+}

@@ -1,0 +1,209 @@
+// The coordinator's one port: the built web app, the HTTP API, shard downloads and the worker
+// WebSocket. Every API error is `{ error: { code, message } }` with a documented code.
+import fastifyStatic from '@fastify/static';
+import fastifyWebsocket from '@fastify/websocket';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { existsSync } from 'node:fs';
+import { jobKind } from './jobs/index.js';
+import { JobInputError } from './jobs/types.js';
+import { tokenMatches, type CoordinatorKeys } from './keys.js';
+import { NpyError, parseNpy } from './npy.js';
+import {
+  formatIssues,
+  JobSubmit,
+  LIMITS,
+  PROTOCOL_VERSION,
+  Sha256Hex,
+  type ErrorCode,
+  type JobStatus,
+  type VolunteerSummary,
+} from './protocol.js';
+import type { ResultIntake } from './results.js';
+import type { Scheduler } from './scheduler.js';
+import type { ShardStore } from './shards.js';
+import type { JobRecord, Store } from './store.js';
+import { handleWorkerSocket } from './worker-socket.js';
+
+export interface ServerContext {
+  store: Store;
+  shards: ShardStore;
+  scheduler: Scheduler;
+  intake: ResultIntake;
+  keys: CoordinatorKeys;
+  apiToken: string;
+  staticDir: string;
+  heartbeatMs: number;
+  now: () => number;
+  log: (msg: string) => void;
+}
+
+export class ApiFailure extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: ErrorCode,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+function sendError(reply: FastifyReply, status: number, code: ErrorCode, message: string) {
+  return reply.code(status).type('application/json').send({ error: { code, message } });
+}
+
+export function jobStatus(job: JobRecord): JobStatus {
+  return {
+    id: job.id,
+    kind: job.kind,
+    name: job.name,
+    state: job.state,
+    progress: { done: job.done, total: job.total },
+    replication: job.replication,
+    createdAt: job.createdAt,
+    finishedAt: job.finishedAt,
+    error: job.error,
+    result: job.resultSha && job.resultShape ? { sha256: job.resultSha, shape: job.resultShape } : null,
+  };
+}
+
+export async function buildServer(ctx: ServerContext): Promise<FastifyInstance> {
+  const app = Fastify({ logger: false, bodyLimit: LIMITS.maxJsonBodyBytes });
+  const { store, shards, scheduler } = ctx;
+
+  app.setErrorHandler((err: { statusCode?: number; code?: string; message: string }, _req, reply) => {
+    if (err instanceof ApiFailure) return sendError(reply, err.status, err.code, err.message);
+    if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return sendError(reply, 413, 'payload_too_large', 'request body is too large');
+    if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') return sendError(reply, 415, 'unsupported_media_type', err.message);
+    if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500) return sendError(reply, err.statusCode, 'bad_request', err.message);
+    ctx.log(`internal error: ${(err as Error).stack ?? err.message}`);
+    return sendError(reply, 500, 'internal', 'internal error');
+  });
+  app.setNotFoundHandler((req, reply) => sendError(reply, 404, 'not_found', `no route ${req.method} ${req.url.split('?')[0]}`));
+
+  // Shard uploads are raw bytes, whatever content type the client names.
+  app.addContentTypeParser(['application/octet-stream', 'application/x-npy'], { parseAs: 'buffer', bodyLimit: LIMITS.maxShardBytes }, (_req, body, done) =>
+    done(null, body),
+  );
+
+  const requireToken = async (req: FastifyRequest) => {
+    const header = req.headers.authorization ?? '';
+    const m = /^Bearer\s+(\S+)$/i.exec(header);
+    if (!m || !tokenMatches(ctx.apiToken, m[1])) {
+      throw new ApiFailure(401, 'unauthorized', 'missing or wrong API token: send Authorization: Bearer <token>');
+    }
+  };
+
+  const jobOr404 = async (id: string) => {
+    const job = await store.getJob(id);
+    if (!job) throw new ApiFailure(404, 'not_found', `no job ${id}`);
+    return job;
+  };
+
+  app.get('/api/health', async () => ({ ok: true, protocol: PROTOCOL_VERSION }));
+  app.get('/api/info', async () => ({ protocol: PROTOCOL_VERSION, coordinatorPublicKey: ctx.keys.publicKeyRaw, limits: LIMITS }));
+
+  app.post('/api/shards', { onRequest: requireToken, bodyLimit: LIMITS.maxShardBytes }, async (req, reply) => {
+    if (!Buffer.isBuffer(req.body)) {
+      throw new ApiFailure(415, 'unsupported_media_type', 'send the .npy bytes with Content-Type: application/octet-stream');
+    }
+    const bytes = new Uint8Array(req.body);
+    let shape: number[];
+    try {
+      shape = parseNpy(bytes).shape;
+    } catch (err) {
+      throw new ApiFailure(400, 'bad_request', err instanceof NpyError ? err.message : 'unreadable .npy');
+    }
+    const sha256 = await shards.put(bytes);
+    return reply.code(201).send({ sha256, shape, bytes: bytes.length });
+  });
+
+  app.get<{ Params: { sha: string } }>('/shards/:sha', async (req, reply) => {
+    if (!Sha256Hex.safeParse(req.params.sha).success) throw new ApiFailure(400, 'bad_request', 'shard id must be a sha-256 (64 lowercase hex)');
+    const bytes = await shards.get(req.params.sha);
+    if (!bytes) throw new ApiFailure(404, 'not_found', `no shard ${req.params.sha}`);
+    return reply
+      .type('application/octet-stream')
+      .header('cache-control', 'public, max-age=31536000, immutable')
+      .send(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+  });
+
+  app.post('/api/jobs', { onRequest: requireToken }, async (req, reply) => {
+    const parsed = JobSubmit.safeParse(req.body);
+    if (!parsed.success) throw new ApiFailure(400, 'bad_request', formatIssues(parsed.error));
+    const submit = parsed.data;
+    const kind = jobKind(submit.kind);
+    if (!kind) throw new ApiFailure(400, 'bad_request', `unknown job kind ${submit.kind}`);
+    let plan;
+    try {
+      plan = await kind.plan(submit, shards);
+    } catch (err) {
+      if (err instanceof JobInputError) throw new ApiFailure(400, 'bad_request', err.message);
+      throw err;
+    }
+    const id = `j_${crypto.randomUUID().replace(/-/g, '').slice(0, 20)}`;
+    await store.createJob(
+      {
+        id,
+        kind: submit.kind,
+        name: submit.name ?? null,
+        state: 'queued',
+        replication: submit.replication,
+        meta: plan.meta,
+        createdAt: ctx.now(),
+        finishedAt: null,
+        error: null,
+        resultSha: null,
+        resultShape: plan.resultShape,
+      },
+      plan.workUnits.map((u, idx) => ({ ...u, id: `${id}.${idx}`, jobId: id, idx, kind: submit.kind })),
+    );
+    ctx.log(`job ${id}: ${submit.kind}, ${plan.workUnits.length} work units × ${submit.replication} replicas`);
+    void scheduler.dispatch();
+    return reply.code(201).send({ id, workUnits: plan.workUnits.length });
+  });
+
+  app.get('/api/jobs', { onRequest: requireToken }, async () => ({ jobs: (await store.listJobs()).map(jobStatus) }));
+
+  app.get<{ Params: { id: string } }>('/api/jobs/:id', { onRequest: requireToken }, async (req) => jobStatus(await jobOr404(req.params.id)));
+
+  app.get<{ Params: { id: string } }>('/api/jobs/:id/result', { onRequest: requireToken }, async (req, reply) => {
+    const job = await jobOr404(req.params.id);
+    if (job.state === 'failed') throw new ApiFailure(409, 'not_ready', `job failed: ${job.error}`);
+    if (job.state !== 'done' || !job.resultSha) {
+      throw new ApiFailure(409, 'not_ready', `job is ${job.state} (${job.done}/${job.total} work units done)`);
+    }
+    const bytes = await shards.get(job.resultSha);
+    if (!bytes) throw new ApiFailure(500, 'internal', 'result shard is missing from the data directory');
+    return reply
+      .type('application/octet-stream')
+      .header('content-disposition', `attachment; filename="${job.id}.npy"`)
+      .send(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+  });
+
+  app.get('/api/volunteers', async () => {
+    const volunteers: VolunteerSummary[] = (await store.listVolunteers()).map((v) => ({
+      id: v.id,
+      name: v.name,
+      credit: v.credit,
+      results: { valid: v.valid, invalid: v.invalid, pending: v.pending },
+      online: scheduler.isOnline(v.id),
+    }));
+    return { volunteers };
+  });
+
+  app.get<{ Querystring: { after?: string; limit?: string } }>('/api/ledger', async (req) => {
+    const after = Math.max(0, Number.parseInt(req.query.after ?? '0', 10) || 0);
+    const limit = Math.min(1000, Math.max(1, Number.parseInt(req.query.limit ?? '100', 10) || 100));
+    return { coordinatorPublicKey: ctx.keys.publicKeyRaw, entries: await store.ledgerEntries(after, limit) };
+  });
+
+  await app.register(fastifyWebsocket, { options: { maxPayload: LIMITS.maxWsMessageBytes } });
+  app.get('/ws', { websocket: true }, (socket) => handleWorkerSocket(socket, { ...ctx, heartbeatMs: ctx.heartbeatMs }));
+
+  if (existsSync(ctx.staticDir)) {
+    await app.register(fastifyStatic, { root: ctx.staticDir, prefix: '/', index: 'index.html' });
+  } else {
+    app.get('/', async (_req, reply) => reply.type('text/plain').send('tabgrid: the web app is not built (run `npm run build`).'));
+  }
+  return app;
+}

@@ -1,0 +1,146 @@
+// One worker's WebSocket: challenge -> hello (proves the identity key) -> ready -> assignments and
+// results. Every frame is validated; a bad frame gets an error message, never a crash.
+import { randomBytes } from 'node:crypto';
+import type { WebSocket } from 'ws';
+import { verifySignature, volunteerId, volunteerPublicKey } from './keys.js';
+import {
+  ClientMessage,
+  decodeResultFrame,
+  FrameError,
+  formatIssues,
+  helloSigningMessage,
+  PROTOCOL_VERSION,
+  type ServerMessage,
+} from './protocol.js';
+import type { ResultIntake } from './results.js';
+import type { LeaseInfo, Scheduler, WorkerSession } from './scheduler.js';
+import type { Store } from './store.js';
+
+export interface SocketContext {
+  store: Store;
+  scheduler: Scheduler;
+  intake: ResultIntake;
+  now: () => number;
+  log: (msg: string) => void;
+  /** Interval of WebSocket pings; a worker that misses one is disconnected. */
+  heartbeatMs: number;
+}
+
+const HELLO_TIMEOUT_MS = 30_000;
+const MAX_BAD_MESSAGES = 20;
+
+class SocketSession implements WorkerSession {
+  slots = 0;
+  readonly leases = new Map<string, LeaseInfo>();
+  constructor(
+    readonly volunteerId: string,
+    readonly send: (msg: ServerMessage) => void,
+  ) {}
+}
+
+export function handleWorkerSocket(socket: WebSocket, ctx: SocketContext) {
+  const nonce = randomBytes(24).toString('base64url');
+  let session: SocketSession | null = null;
+  let bad = 0;
+  let alive = true;
+  // Messages are handled one at a time, in arrival order.
+  let queue: Promise<void> = Promise.resolve();
+
+  const send = (msg: ServerMessage) => {
+    if (socket.readyState === socket.OPEN) socket.send(JSON.stringify(msg));
+  };
+  const fail = (code: string, message: string) => {
+    send({ type: 'error', code, message });
+    if (++bad >= MAX_BAD_MESSAGES) socket.close(1008, 'too many bad messages');
+  };
+
+  const helloTimer = setTimeout(() => {
+    if (!session) socket.close(1008, 'no hello');
+  }, HELLO_TIMEOUT_MS);
+  const heartbeat = setInterval(() => {
+    if (!alive) {
+      socket.terminate();
+      return;
+    }
+    alive = false;
+    socket.ping();
+  }, ctx.heartbeatMs);
+  socket.on('pong', () => {
+    alive = true;
+  });
+
+  async function onText(text: string) {
+    let raw: unknown;
+    try {
+      raw = JSON.parse(text);
+    } catch {
+      return fail('bad_message', 'message is not valid JSON');
+    }
+    const parsed = ClientMessage.safeParse(raw);
+    if (!parsed.success) return fail('bad_message', formatIssues(parsed.error));
+    const msg = parsed.data;
+    if (msg.type === 'hello') {
+      if (session) return fail('bad_state', 'hello was already accepted');
+      const key = volunteerPublicKey(msg.publicKey);
+      if (!key) return fail('bad_identity', 'publicKey is not a raw Ed25519 public key');
+      if (!verifySignature(key, helloSigningMessage(nonce), msg.signature)) {
+        return fail('bad_identity', 'hello signature does not verify: sign the challenge nonce with the identity key');
+      }
+      const id = volunteerId(msg.publicKey);
+      const record = await ctx.store.upsertVolunteer({ id, publicKey: msg.publicKey, name: msg.name ?? null, now: ctx.now() });
+      clearTimeout(helloTimer);
+      session = new SocketSession(id, send);
+      ctx.scheduler.add(session);
+      send({ type: 'welcome', volunteerId: id, name: record.name, credit: record.credit });
+      ctx.log(`worker ${id} (${msg.device.backend}: ${msg.device.adapter}) connected`);
+      return;
+    }
+    if (!session) return fail('bad_state', 'send hello first');
+    if (msg.type === 'ready') {
+      session.slots = msg.slots;
+      await ctx.scheduler.dispatch();
+    } else if (msg.type === 'failure') {
+      if (!session.leases.has(msg.leaseId)) return fail('bad_lease', 'no such active lease');
+      ctx.scheduler.release(session, msg.leaseId);
+      await ctx.store.endLeases([msg.leaseId], 'abandoned');
+      ctx.log(`worker ${session.volunteerId} gave up lease ${msg.leaseId}: ${msg.reason}`);
+      await ctx.scheduler.dispatch();
+    }
+  }
+
+  async function onBinary(frame: Uint8Array) {
+    if (!session) return fail('bad_state', 'send hello first');
+    let decoded;
+    try {
+      decoded = decodeResultFrame(frame);
+    } catch (err) {
+      return fail('bad_frame', err instanceof FrameError ? err.message : 'unreadable frame');
+    }
+    const { header, payload } = decoded;
+    const verdict = await ctx.intake.submit(session, header, payload);
+    send({ type: 'result-ack', leaseId: header.leaseId, wuId: header.wuId, ...verdict });
+  }
+
+  socket.on('message', (data, isBinary) => {
+    const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
+    queue = queue
+      .then(() => (isBinary ? onBinary(new Uint8Array(bytes)) : onText(bytes.toString('utf8'))))
+      .catch((err: unknown) => {
+        ctx.log(`error handling a worker message: ${(err as Error).stack ?? String(err)}`);
+        send({ type: 'error', code: 'internal', message: 'the coordinator could not handle that message' });
+      });
+  });
+
+  socket.on('close', () => {
+    clearTimeout(helloTimer);
+    clearInterval(heartbeat);
+    const s = session;
+    if (s) {
+      queue = queue.then(() => ctx.scheduler.remove(s)).catch(() => undefined);
+      ctx.log(`worker ${s.volunteerId} disconnected`);
+    }
+  });
+  socket.on('error', () => socket.terminate());
+
+  send({ type: 'challenge', protocol: PROTOCOL_VERSION, nonce });
+}
