@@ -1,41 +1,16 @@
 // Command line: `start` runs the coordinator; `ledger verify` audits a data directory's ledger.
-import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { auditLedger } from './audit.js';
 import { startCoordinator } from './coordinator.js';
 import { loadCoordinatorPublicKey } from './keys.js';
 import { SqliteStore } from './sqlite-store.js';
-
-const ROOT = resolve(import.meta.dirname, '..');
-/** What the web build is made from: a change to any of these makes dist/ stale. */
-const WEB_SOURCES = ['web', 'shaders', 'public', 'coordinator/protocol.ts', 'coordinator/npy.ts', 'vite.config.ts', 'svelte.config.js', 'package.json'];
+import { ensureWebBuilt } from './web-build.js';
 
 const USAGE = `usage:
   tabgrid start [--port N] [--host H] [--data DIR]    run the coordinator (default port 8080, data ./data)
   tabgrid ledger verify [--data DIR]                  check the ledger's chain, signatures and balances`;
-
-function newestMtime(path: string): number {
-  if (!existsSync(path)) return 0;
-  const st = statSync(path);
-  if (!st.isDirectory()) return st.mtimeMs;
-  let newest = st.mtimeMs;
-  for (const entry of readdirSync(path)) newest = Math.max(newest, newestMtime(join(path, entry)));
-  return newest;
-}
-
-/** Builds the web app when dist/ is missing or older than its sources. */
-export function ensureWebBuilt(log: (msg: string) => void) {
-  const built = join(ROOT, 'dist', 'index.html');
-  const builtAt = existsSync(built) ? statSync(built).mtimeMs : 0;
-  const sourcesAt = Math.max(...WEB_SOURCES.map((p) => newestMtime(join(ROOT, p))));
-  if (builtAt >= sourcesAt) return;
-  log(builtAt ? 'web app is stale: rebuilding…' : 'building the web app…');
-  const vite = join(ROOT, 'node_modules', 'vite', 'bin', 'vite.js');
-  const r = spawnSync(process.execPath, [vite, 'build', '--logLevel', 'warn'], { cwd: ROOT, stdio: 'inherit' });
-  if (r.status !== 0) throw new Error('the web build failed (see above)');
-}
 
 function dataDirFrom(value: string | undefined): string {
   return resolve(value ?? process.env.TABGRID_DATA ?? 'data');

@@ -1,0 +1,110 @@
+// The foundation's promise: a matmul job computed by real browsers on WebGPU, verified and credited.
+import { expect, test } from '@playwright/test';
+import { matmulReference } from '../coordinator/jobs/matmul';
+import { parseNpy } from '../coordinator/npy';
+import type { LedgerEntry, VolunteerSummary } from '../coordinator/protocol';
+import { randomMatrix } from '../coordinator/test-helpers';
+import { SimWorker } from '../coordinator/sim-worker';
+import { ledgerVerify, maxRelativeError, openVolunteer, startGrid, uploadMatrix } from './grid';
+
+const [M, K, N] = [300, 200, 170];
+const TILE = 128;
+
+test('three browser volunteers compute a 300×200 · 200×170 matmul that matches the CPU reference', async ({ browser }) => {
+  const grid = await startGrid();
+  try {
+    const pages = [];
+    for (let i = 0; i < 3; i++) pages.push(await openVolunteer(browser, grid));
+    await expect(pages[0].getByTestId('device')).toContainText('WebGPU');
+    const ids = await Promise.all(pages.map((p) => p.getByTestId('volunteer-id').textContent()));
+    expect(new Set(ids).size).toBe(3); // three contexts, three identities
+
+    const A = randomMatrix(M, K, 1);
+    const B = randomMatrix(K, N, 2);
+    const a = await uploadMatrix(grid, M, K, A);
+    const b = await uploadMatrix(grid, K, N, B);
+    const jobId = await grid.submitJob({ kind: 'matmul', inputs: { a, b }, replication: 2, tile: { rows: TILE, cols: TILE } });
+    const status = await grid.waitForJob(jobId, 150_000);
+    expect(status.state).toBe('done');
+    expect(status.progress).toEqual({ done: 6, total: 6 });
+
+    const res = await grid.api(`/api/jobs/${jobId}/result`);
+    expect(res.status).toBe(200);
+    const C = parseNpy(new Uint8Array(await res.arrayBuffer()));
+    expect(C.shape).toEqual([M, N]);
+    expect(maxRelativeError(C.data, matmulReference(A, B, M, K, N))).toBeLessThanOrEqual(1e-4);
+
+    // Credit: each volunteer's balance is the FLOPs of the units it helped validate.
+    const { entries } = (await (await grid.api('/api/ledger?limit=1000')).json()) as { entries: LedgerEntry[] };
+    expect(entries).toHaveLength(6 * 2);
+    const flopsOf = (wuId: string) => {
+      const idx = Number(wuId.split('.').pop());
+      const rows = Math.min(TILE, M - Math.floor(idx / 2) * TILE);
+      const cols = Math.min(TILE, N - (idx % 2) * TILE);
+      return 2 * rows * cols * K;
+    };
+    const expected = new Map<string, number>();
+    for (const e of entries) {
+      expect(e.amount).toBe(flopsOf(e.wuId));
+      expected.set(e.volunteerId, (expected.get(e.volunteerId) ?? 0) + e.amount);
+    }
+    const { volunteers } = (await (await grid.api('/api/volunteers')).json()) as { volunteers: VolunteerSummary[] };
+    expect(volunteers).toHaveLength(3);
+    for (const v of volunteers) {
+      expect(v.credit).toBe(expected.get(v.id) ?? 0);
+      expect(v.results.invalid).toBe(0);
+    }
+    expect([...expected.values()].reduce((s, x) => s + x, 0)).toBe(2 * 2 * M * N * K);
+    // Each page shows the credit the coordinator granted it.
+    for (const [i, page] of pages.entries()) {
+      const v = volunteers.find((x) => x.id === ids[i])!;
+      await expect(page.getByTestId('credit')).toHaveAttribute('data-credit', String(v.credit), { timeout: 10_000 });
+    }
+
+    const verify = ledgerVerify(grid.dir);
+    expect(verify.output).toContain('ledger OK: 12 entries');
+    expect(verify.status).toBe(0);
+  } finally {
+    await grid.stop();
+  }
+});
+
+test('a cheating worker earns nothing and the job is still correct', async ({ browser }) => {
+  const grid = await startGrid();
+  const cheater = new SimWorker({
+    url: grid.base,
+    name: 'cheater',
+    // Valid identity, valid signatures, wrong numbers.
+    compute: (wu) => Float32Array.from({ length: wu.params.m * wu.params.n }, (_, i) => (i % 7) - 3),
+  });
+  try {
+    await cheater.connect();
+    const pages = [await openVolunteer(browser, grid), await openVolunteer(browser, grid)];
+    const [m, k, n] = [96, 64, 80];
+    const A = randomMatrix(m, k, 3);
+    const B = randomMatrix(k, n, 4);
+    const jobId = await grid.submitJob({
+      kind: 'matmul',
+      inputs: { a: await uploadMatrix(grid, m, k, A), b: await uploadMatrix(grid, k, n, B) },
+      replication: 2,
+      tile: { rows: 32, cols: 32 },
+    });
+    const status = await grid.waitForJob(jobId, 150_000);
+    expect(status.state).toBe('done');
+    const C = parseNpy(new Uint8Array(await (await grid.api(`/api/jobs/${jobId}/result`)).arrayBuffer()));
+    expect(maxRelativeError(C.data, matmulReference(A, B, m, k, n))).toBeLessThanOrEqual(1e-4);
+
+    const { volunteers } = (await (await grid.api('/api/volunteers')).json()) as { volunteers: VolunteerSummary[] };
+    const cheat = volunteers.find((v) => v.id === cheater.volunteerId)!;
+    expect(cheat.credit).toBe(0);
+    expect(cheat.results.valid).toBe(0);
+    expect(cheat.results.invalid).toBeGreaterThan(0);
+    const honest = volunteers.filter((v) => v.id !== cheater.volunteerId);
+    expect(honest.reduce((s, v) => s + v.credit, 0)).toBe(2 * 2 * m * n * k);
+    await expect(pages[0].getByTestId('units-done')).not.toHaveText('0');
+    expect(ledgerVerify(grid.dir).status).toBe(0);
+  } finally {
+    cheater.close();
+    await grid.stop();
+  }
+});

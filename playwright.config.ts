@@ -1,0 +1,19 @@
+import { defineConfig } from '@playwright/test';
+
+/** Debian's Chromium with WebGPU on SwiftShader (see DESIGN.md): no GPU and no browser download needed. */
+export const CHROMIUM = '/usr/bin/chromium';
+export const CHROMIUM_ARGS = ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+
+export default defineConfig({
+  testDir: 'e2e',
+  timeout: 180_000,
+  // Each test runs several browsers on a 2-core machine: one test at a time.
+  workers: 1,
+  fullyParallel: false,
+  reporter: [['list']],
+  globalSetup: './e2e/global-setup.ts',
+  use: {
+    launchOptions: { executablePath: CHROMIUM, args: [...CHROMIUM_ARGS, '--enable-unsafe-webgpu'] },
+    trace: 'off',
+  },
+});

@@ -1,0 +1,12 @@
+import { svelte } from '@sveltejs/vite-plugin-svelte';
+import { defineConfig } from 'vite';
+
+export default defineConfig({
+  root: 'web',
+  publicDir: '../public',
+  plugins: [svelte({ configFile: '../svelte.config.js' })],
+  build: { outDir: '../dist', emptyOutDir: true, target: 'es2022' },
+  worker: { format: 'es' },
+  optimizeDeps: { include: ['comlink', 'idb', 'zod'] },
+  server: { fs: { allow: ['..'] } },
+});

@@ -1,0 +1,13 @@
+// Human-readable quantities for the pages.
+const UNITS = ['', 'k', 'M', 'G', 'T', 'P', 'E'];
+
+/** 20400000 -> "20.4 MFLOP" */
+export function formatFlops(flops: number): string {
+  let v = flops;
+  let i = 0;
+  while (Math.abs(v) >= 1000 && i < UNITS.length - 1) {
+    v /= 1000;
+    i++;
+  }
+  return `${i === 0 ? v.toFixed(0) : v.toFixed(v < 10 ? 2 : 1)} ${UNITS[i]}FLOP`;
+}
