@@ -6,10 +6,10 @@ import { NpyError, parseNpy, toNpy, type Tensor } from '../npy.js';
 import type { ShardStore } from '../shards.js';
 import type { JobRecord, WorkUnitRecord } from '../store.js';
 import { DEFAULT_TOLERANCE } from '../validator.js';
+import { checkMatmul, U } from './matmul-check.js';
 import { JobInputError, type JobKind, type JobPlan, type PlannedWorkUnit } from './types.js';
 
-/** float32 unit roundoff. */
-const U = 2 ** -24;
+
 /** A work unit aims at about this many FLOPs (about a second on a slow software adapter). */
 const TARGET_WU_FLOPS = 2 ** 28;
 const MAX_WORK_UNITS = 100_000;
@@ -71,53 +71,6 @@ async function loadMatrix(shards: ShardStore, sha: string, label: string): Promi
   return t;
 }
 
-/** Draws a vector of random ±1 (crypto randomness, so a cheater cannot predict it). */
-function randomSigns(n: number): Float64Array {
-  const bits = new Uint8Array(n);
-  crypto.getRandomValues(bits);
-  return Float64Array.from(bits, (b) => ((b & 1) === 1 ? 1 : -1));
-}
-
-/**
- * Freivalds' check of C = A·B: for random r, C·r must equal A·(B·r). Honest float32 results
- * differ from the exact product by at most k·u·(|A|·|B|)_ij per element (a bound that holds for
- * any summation order, FMA or not), so row i of C·r may differ by at most k·u·(|A|·|B|·|r|)_i.
- * O(m·k + k·n + m·n) instead of O(m·n·k); two rounds make a lucky wrong answer vanishingly rare.
- */
-export function freivalds(a: Float32Array, b: Float32Array, c: Float32Array, m: number, k: number, n: number, rounds = 2): boolean {
-  const absBr = new Float64Array(k);
-  for (let p = 0; p < k; p++) {
-    let s = 0;
-    for (let j = 0; j < n; j++) s += Math.abs(b[p * n + j]);
-    absBr[p] = s;
-  }
-  const bound = new Float64Array(m);
-  for (let i = 0; i < m; i++) {
-    let s = 0;
-    for (let p = 0; p < k; p++) s += Math.abs(a[i * k + p]) * absBr[p];
-    // Twice the bound allows directed rounding (WGSL fixes no rounding mode); the 1e-30 term covers
-    // flushed subnormals.
-    bound[i] = 2.02 * (k + 2) * U * s + 1e-30 * n;
-  }
-  for (let round = 0; round < rounds; round++) {
-    const r = randomSigns(n);
-    const br = new Float64Array(k);
-    for (let p = 0; p < k; p++) {
-      let s = 0;
-      for (let j = 0; j < n; j++) s += b[p * n + j] * r[j];
-      br[p] = s;
-    }
-    for (let i = 0; i < m; i++) {
-      let abr = 0;
-      for (let p = 0; p < k; p++) abr += a[i * k + p] * br[p];
-      let cr = 0;
-      for (let j = 0; j < n; j++) cr += c[i * n + j] * r[j];
-      if (!(Math.abs(cr - abr) <= bound[i])) return false; // also catches NaN
-    }
-  }
-  return true;
-}
-
 export const matmul: JobKind<MatmulJobSubmit> = {
   kind: 'matmul',
 
@@ -175,7 +128,7 @@ export const matmul: JobKind<MatmulJobSubmit> = {
     const [aBytes, bBytes] = await Promise.all([shards.get(wu.inputs.a), shards.get(wu.inputs.b)]);
     if (!aBytes || !bBytes) return false;
     const { m, k, n } = wu.params;
-    return freivalds(parseNpy(aBytes).data, parseNpy(bBytes).data, output, m, k, n);
+    return checkMatmul(parseNpy(aBytes).data, parseNpy(bBytes).data, output, m, k, n);
   },
 
   assimilate(job: JobRecord, outputs: { wu: WorkUnitRecord; output: Float32Array }[]) {
