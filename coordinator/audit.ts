@@ -2,7 +2,7 @@
 // coordinator shows, which must equal the sums of the chain.
 import type { KeyObject } from 'node:crypto';
 import { verifyChain } from './ledger.js';
-import type { LedgerEntry } from './protocol.js';
+import { readAllEntries } from './ledger-export.js';
 import type { Store } from './store.js';
 
 export interface AuditReport {
@@ -11,18 +11,8 @@ export interface AuditReport {
   problems: string[];
 }
 
-async function readAll(store: Store): Promise<LedgerEntry[]> {
-  const out: LedgerEntry[] = [];
-  for (let after = 0; ; ) {
-    const page = await store.ledgerEntries(after, 5000);
-    if (page.length === 0) return out;
-    out.push(...page);
-    after = page[page.length - 1].seq;
-  }
-}
-
 export async function auditLedger(store: Store, publicKey: KeyObject): Promise<AuditReport> {
-  const entries = await readAll(store);
+  const entries = await readAllEntries(store);
   const chain = verifyChain(entries, publicKey);
   if (!chain.ok && chain.firstBad) {
     return { ok: false, entries: entries.length, problems: [`entry #${chain.firstBad.seq}: ${chain.firstBad.reason}`] };

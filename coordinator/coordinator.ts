@@ -1,12 +1,16 @@
 // Assembles a coordinator from its parts on one data directory and one port.
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { Connections } from './connections.js';
 import { loadOrCreateApiToken, loadOrCreateCoordinatorKeys } from './keys.js';
 import { ResultIntake } from './results.js';
 import { Scheduler } from './scheduler.js';
 import { buildServer } from './server.js';
 import { ShardStore } from './shards.js';
+import { DEFAULT_SECURITY, type SecurityOptions } from './security.js';
 import { SqliteStore } from './sqlite-store.js';
+import { TokenRegistry } from './tokens.js';
+import type { TrustPolicy } from './trust.js';
 
 export interface CoordinatorOptions {
   dataDir: string;
@@ -19,6 +23,10 @@ export interface CoordinatorOptions {
   heartbeatMs?: number;
   staticDir?: string;
   log?: (msg: string) => void;
+  /** Origin allow-list, rate and connection limits (defaults: DEFAULT_SECURITY). */
+  security?: Partial<SecurityOptions>;
+  /** Adaptive replication and suspension settings (defaults: DEFAULT_TRUST_POLICY). */
+  trustPolicy?: TrustPolicy;
 }
 
 export interface Coordinator {
@@ -39,14 +47,27 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   const store = new SqliteStore(join(dataDir, 'tabgrid.sqlite'));
   const shards = new ShardStore(join(dataDir, 'shards'));
   const scheduler = new Scheduler(store, { leaseMs: opts.leaseMs ?? 10 * 60_000, now });
-  const intake = new ResultIntake({ store, shards, scheduler, signingKey: keys.privateKey, now, log });
+  const security = { ...DEFAULT_SECURITY, ...opts.security };
+  const connections = new Connections(security);
+  const intake = new ResultIntake({
+    store,
+    shards,
+    scheduler,
+    signingKey: keys.privateKey,
+    now,
+    log,
+    trustPolicy: opts.trustPolicy,
+    disconnect: (id, reason) => connections.disconnect(id, reason),
+  });
   const app = await buildServer({
     store,
     shards,
     scheduler,
     intake,
     keys,
-    apiToken,
+    tokens: new TokenRegistry(store, apiToken),
+    security,
+    connections,
     staticDir: opts.staticDir ?? resolve(import.meta.dirname, '..', 'dist'),
     heartbeatMs: opts.heartbeatMs ?? 20_000,
     now,

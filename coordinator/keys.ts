@@ -29,6 +29,12 @@ export function loadOrCreateCoordinatorKeys(dataDir: string): CoordinatorKeys {
   return { privateKey, publicKey, publicKeyRaw: String(jwk.x) };
 }
 
+/** Loads the coordinator's existing keys (for `ledger export`), without creating anything. */
+export function loadCoordinatorKeys(dataDir: string): CoordinatorKeys {
+  if (!existsSync(join(dataDir, KEY_FILE))) throw new Error(`no coordinator key in ${dataDir}: is this a tabgrid data directory?`);
+  return loadOrCreateCoordinatorKeys(dataDir);
+}
+
 /** Loads the coordinator's public key only (for `ledger verify`), without creating anything. */
 export function loadCoordinatorPublicKey(dataDir: string): KeyObject {
   const file = join(dataDir, KEY_FILE);

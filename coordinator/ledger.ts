@@ -19,6 +19,18 @@ export function makeEntry(fields: Unsigned, privateKey: KeyObject): LedgerEntry 
   return { ...fields, hash, signature };
 }
 
+/** Why one entry (e.g. a receipt) is not authentic, or null when its hash and signature check out. */
+export function entryProblem(e: LedgerEntry, publicKey: KeyObject): string | null {
+  if (entryHash(e) !== e.hash) return 'contents do not match the entry hash (entry altered)';
+  let sigOk = false;
+  try {
+    sigOk = verify(null, Buffer.from(e.hash, 'hex'), publicKey, Buffer.from(e.signature, 'base64url'));
+  } catch {
+    sigOk = false;
+  }
+  return sigOk ? null : "coordinator signature does not verify against the coordinator's public key";
+}
+
 export interface VerifyReport {
   ok: boolean;
   checked: number;
@@ -38,14 +50,8 @@ export function verifyChain(entries: Iterable<LedgerEntry>, publicKey: KeyObject
     const bad = (reason: string): VerifyReport => ({ ok: false, checked, firstBad: { seq: e.seq, reason }, credit });
     if (e.seq !== expectedSeq) return bad(`sequence number ${e.seq} where ${expectedSeq} was expected (entry missing or inserted)`);
     if (e.prevHash !== prevHash) return bad('previous-hash link does not match the entry before it');
-    if (entryHash(e) !== e.hash) return bad('contents do not match the entry hash (entry altered)');
-    let sigOk = false;
-    try {
-      sigOk = verify(null, Buffer.from(e.hash, 'hex'), publicKey, Buffer.from(e.signature, 'base64url'));
-    } catch {
-      sigOk = false;
-    }
-    if (!sigOk) return bad("coordinator signature does not verify against the coordinator's public key");
+    const problem = entryProblem(e, publicKey);
+    if (problem) return bad(problem);
     credit.set(e.volunteerId, (credit.get(e.volunteerId) ?? 0) + e.amount);
     prevHash = e.hash;
     expectedSeq++;

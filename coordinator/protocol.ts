@@ -32,6 +32,8 @@ const Name = z.string().trim().min(1).max(LIMITS.maxNameLength);
 export const ErrorCode = z.enum([
   'bad_request',
   'unauthorized',
+  'forbidden',
+  'rate_limited',
   'not_found',
   'payload_too_large',
   'unsupported_media_type',
@@ -63,6 +65,8 @@ export const MatmulJobSubmit = z
       .optional(),
     /** Overrides the validator's agreement tolerance (see README). */
     tolerance: Tolerance.optional(),
+    /** Adaptive replication: trusted hosts' checked results may go unreplicated (see README). */
+    adaptive: z.boolean().default(true),
   })
   .strict();
 export type MatmulJobSubmit = z.infer<typeof MatmulJobSubmit>;
@@ -175,6 +179,8 @@ export const ServerMessage = z.discriminatedUnion('type', [
     amount: z.number(),
     total: z.number(),
     ledgerSeq: z.number().int(),
+    /** The ledger entry itself, signed by the coordinator: the volunteer's receipt (negative when revoked). */
+    receipt: LedgerEntry.optional(),
   }),
   z.object({ type: z.literal('error'), code: z.string(), message: z.string() }),
 ]);
@@ -273,3 +279,38 @@ export function fromBase64Url(text: string): Uint8Array {
   for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
   return out;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Trust and access (issue 8): receipts, ledger export, API tokens.
+
+/** A receipt file (`npm run ledger -- verify-receipt <file>`): one signed ledger entry and the key to check it with. */
+export const Receipt = z
+  .object({ coordinatorPublicKey: Base64Url, entry: LedgerEntry })
+  .strict();
+export type Receipt = z.infer<typeof Receipt>;
+
+/** The whole ledger for public audit (`npm run ledger -- export`, `GET /api/ledger/export`). */
+export const LedgerExport = z.object({
+  format: z.literal('tabgrid-ledger-1'),
+  coordinatorPublicKey: Base64Url,
+  exportedAt: z.number(),
+  entries: z.array(LedgerEntry),
+});
+export type LedgerExport = z.infer<typeof LedgerExport>;
+
+export const TokenScope = z.enum(['submit', 'admin']);
+export type TokenScope = z.infer<typeof TokenScope>;
+
+export const TokenCreate = z
+  .object({ scope: TokenScope, name: Name.optional() })
+  .strict();
+export type TokenCreate = z.infer<typeof TokenCreate>;
+
+/** What the API shows of a token: never the secret, never its hash. */
+export const TokenInfo = z.object({
+  id: z.string(),
+  scope: TokenScope,
+  name: z.string().nullable(),
+  createdAt: z.number(),
+});
+export type TokenInfo = z.infer<typeof TokenInfo>;

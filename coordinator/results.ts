@@ -1,14 +1,18 @@
 // Result intake and validation: a returned result is checked (lease, size, hash, signature, the
 // job kind's cheap independent check), stored, and compared with the unit's other replicas. A quorum
 // that agrees makes the result canonical and earns its volunteers credit in the signed ledger.
+// With adaptive replication (trust.ts) a unit starts wanting one result: a trusted host's result
+// that passes the check may settle it alone; anyone else's makes the unit ask for `replication`.
+// Forged, mis-addressed or failing results are strikes: suspension and revocation (trust.ts).
 import type { KeyObject } from 'node:crypto';
 import { jobKind } from './jobs/index.js';
 import { volunteerPublicKey, verifySignature } from './keys.js';
 import { makeEntry } from './ledger.js';
-import { resultSigningMessage, type ResultHeader } from './protocol.js';
+import { resultSigningMessage, type LedgerEntry, type ResultHeader } from './protocol.js';
 import type { Scheduler, WorkerSession } from './scheduler.js';
 import { sha256Hex, type ShardStore } from './shards.js';
 import type { Store, WorkUnitRecord } from './store.js';
+import { afterDisagreement, afterStrike, afterValid, DEFAULT_TRUST_POLICY, shouldReplicate, type TrustPolicy } from './trust.js';
 import { findQuorum } from './validator.js';
 
 export interface ResultContext {
@@ -18,6 +22,9 @@ export interface ResultContext {
   signingKey: KeyObject;
   now: () => number;
   log: (msg: string) => void;
+  trustPolicy?: TrustPolicy;
+  /** Closes every connection of an identity (it was just suspended). */
+  disconnect?: (volunteerId: string, reason: string) => void;
 }
 
 export type Verdict = { accepted: true } | { accepted: false; reason: string };
@@ -53,6 +60,8 @@ export class ResultIntake {
     const reject = (reason: string): Verdict => ({ accepted: false, reason });
     const lease = await store.getLease(header.leaseId);
     if (!lease || lease.volunteerId !== session.volunteerId || lease.wuId !== header.wuId) {
+      // Lease ids are random and sent only to their holder: an honest worker never does this.
+      await this.strike(session.volunteerId, 'submitted a result for a work unit not leased to it');
       return reject('no such lease for this volunteer and work unit');
     }
     if (lease.state !== 'active' && lease.state !== 'expired') {
@@ -66,12 +75,14 @@ export class ResultIntake {
     }
     if (payload.length !== wu.outputBytes) {
       await store.endLeases([lease.id], 'abandoned');
+      await this.strike(session.volunteerId, 'sent a result of the wrong size');
       await scheduler.dispatch();
       return reject(`result is ${payload.length} bytes; this work unit's output is ${wu.outputBytes} bytes`);
     }
     const sha = sha256Hex(payload);
     if (sha !== header.sha256) {
       await store.endLeases([lease.id], 'abandoned');
+      await this.strike(session.volunteerId, 'sent a result whose sha256 does not match');
       await scheduler.dispatch();
       return reject('sha256 does not match the result bytes');
     }
@@ -79,6 +90,7 @@ export class ResultIntake {
     const key = volunteer && volunteerPublicKey(volunteer.publicKey);
     if (!key || !verifySignature(key, resultSigningMessage(wu.id, sha), header.signature)) {
       await store.endLeases([lease.id], 'abandoned');
+      await this.strike(session.volunteerId, 'sent a result with a bad signature');
       await scheduler.dispatch();
       return reject("signature does not verify with this volunteer's key");
     }
@@ -98,6 +110,7 @@ export class ResultIntake {
     });
     if (!passed) {
       this.ctx.log(`result for ${wu.id} from ${session.volunteerId} failed the independent check`);
+      await this.strike(session.volunteerId, `result for ${wu.id} failed the independent check`);
       await scheduler.dispatch();
       return reject('result failed verification');
     }
@@ -105,46 +118,98 @@ export class ResultIntake {
     return { accepted: true };
   }
 
-  /** Looks for a quorum among the unit's live results; settles, asks for one more, or fails it. */
+  /** Looks for a quorum among the unit's live results; settles, asks for more, or fails it. */
   private async validate(wuAtIntake: WorkUnitRecord) {
     const { store, scheduler, now } = this.ctx;
     const wu = await store.getWorkUnit(wuAtIntake.id);
     const job = wu && (await store.getJob(wu.jobId));
     if (!wu || !job || wu.state !== 'open') return;
     const live = await store.liveResults(wu.id);
-    const group = findQuorum(
-      live.map((r) => ({ id: r.id, values: asFloat32(r.data) })),
-      job.replication,
-      wu.tolerance,
-    );
+    let group: string[] | null;
+    if (wu.target === 1 && job.replication > 1 && live.length === 1) {
+      // Adaptive replication: one checked result from a trusted host may stand alone.
+      const trust = await store.getTrust(live[0].volunteerId);
+      if (shouldReplicate(trust, this.ctx.trustPolicy ?? DEFAULT_TRUST_POLICY)) {
+        await store.raiseTarget(wu.id, job.replication);
+        await scheduler.dispatch();
+        return;
+      }
+      group = [live[0].id];
+    } else {
+      group = findQuorum(
+        live.map((r) => ({ id: r.id, values: asFloat32(r.data) })),
+        job.replication,
+        wu.tolerance,
+      );
+    }
     if (group) {
       const agreeing = new Set(group);
       const winners = live.filter((r) => agreeing.has(r.id));
+      const losers = live.filter((r) => !agreeing.has(r.id));
       const outcome = await store.settle({
         wuId: wu.id,
         canonicalResultId: group[0],
         valid: group,
-        invalid: live.filter((r) => !agreeing.has(r.id)).map((r) => r.id),
+        invalid: losers.map((r) => r.id),
         credits: winners.map((r) => ({ volunteerId: r.volunteerId, amount: wu.flops })),
         now: now(),
         makeEntry: (fields) => makeEntry(fields, this.ctx.signingKey),
       });
-      for (const e of outcome.entries) {
-        const v = await store.getVolunteer(e.volunteerId);
-        scheduler.sendTo(e.volunteerId, { type: 'credit', wuId: e.wuId, amount: e.amount, total: v?.credit ?? 0, ledgerSeq: e.seq });
+      await this.sendCredits(outcome.entries);
+      for (const r of winners) {
+        await store.putTrust(afterValid(await store.getTrust(r.volunteerId), now(), winners.length > 1));
+      }
+      for (const r of losers) {
+        const trust = await store.getTrust(r.volunteerId);
+        await store.putTrust(afterDisagreement(trust));
+        await this.revokeUnconfirmed(r.volunteerId, trust.verifiedAt, 'its host later disagreed with a quorum');
       }
       await scheduler.cancelLeases((l) => l.wuId === wu.id, 'work unit settled');
       if (outcome.jobComplete) await this.assimilate(outcome.jobId);
     } else if (live.length >= wu.target) {
       // Everyone asked has answered and no quorum agrees: ask one more, up to the cap.
       if (wu.target < maxReplicas(job.replication)) {
-        await store.raiseTarget(wu.id, wu.target + 1);
+        await store.raiseTarget(wu.id, Math.max(wu.target + 1, job.replication));
       } else {
         await store.failWorkUnit(wu.id, `no ${job.replication} of ${live.length} results agreed`, now());
         await scheduler.cancelLeases((l) => l.jobId === job.id, 'job failed');
       }
     }
     await scheduler.dispatch();
+  }
+
+  /** Tells each credited (or debited) volunteer, with the signed ledger entry as its receipt. */
+  private async sendCredits(entries: LedgerEntry[]) {
+    for (const e of entries) {
+      const v = await this.ctx.store.getVolunteer(e.volunteerId);
+      this.ctx.scheduler.sendTo(e.volunteerId, { type: 'credit', wuId: e.wuId, amount: e.amount, total: v?.credit ?? 0, ledgerSeq: e.seq, receipt: e });
+    }
+  }
+
+  /** A certainly-wrong or forged submission: suspend the identity and take back what it got unconfirmed. */
+  private async strike(volunteerId: string, why: string) {
+    const { store, now, log } = this.ctx;
+    const before = await store.getTrust(volunteerId);
+    const after = afterStrike(before, now(), this.ctx.trustPolicy ?? DEFAULT_TRUST_POLICY);
+    await store.putTrust(after);
+    log(`volunteer ${volunteerId} ${why}: suspended until ${new Date(after.suspendedUntil).toISOString()} (strike ${after.strikes})`);
+    await this.revokeUnconfirmed(volunteerId, before.verifiedAt, `its host later ${why}`);
+    this.ctx.disconnect?.(volunteerId, `suspended: ${why}`);
+  }
+
+  /** Re-queues the identity's results that no replica confirmed since `since`, reversing their credit. */
+  private async revokeUnconfirmed(volunteerId: string, since: number, reason: string) {
+    const { store, now } = this.ctx;
+    const suspect = await store.unreplicatedResults(volunteerId, since);
+    if (suspect.length === 0) return;
+    const { entries } = await store.revokeResults({
+      resultIds: suspect.map((r) => r.id),
+      reason,
+      now: now(),
+      makeEntry: (fields) => makeEntry(fields, this.ctx.signingKey),
+    });
+    this.ctx.log(`revoked ${suspect.length} unconfirmed results of ${volunteerId}; their units are recomputed`);
+    await this.sendCredits(entries);
   }
 
   private async assimilate(jobId: string) {

@@ -1,12 +1,16 @@
 // The coordinator's one port: the built web app, the HTTP API, shard downloads and the worker
 // WebSocket. Every API error is `{ error: { code, message } }` with a documented code.
+import fastifyRateLimit from '@fastify/rate-limit';
 import fastifyStatic from '@fastify/static';
 import fastifyWebsocket from '@fastify/websocket';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { jobKind } from './jobs/index.js';
 import { JobInputError } from './jobs/types.js';
-import { tokenMatches, type CoordinatorKeys } from './keys.js';
+import type { Connections } from './connections.js';
+import type { CoordinatorKeys } from './keys.js';
+import { exportLedger } from './ledger-export.js';
 import { NpyError, parseNpy } from './npy.js';
 import {
   formatIssues,
@@ -14,14 +18,18 @@ import {
   LIMITS,
   PROTOCOL_VERSION,
   Sha256Hex,
+  TokenCreate,
   type ErrorCode,
+  type TokenScope,
   type JobStatus,
   type VolunteerSummary,
 } from './protocol.js';
 import type { ResultIntake } from './results.js';
 import type { Scheduler } from './scheduler.js';
+import { originAllowed, securityHeaders, type SecurityOptions } from './security.js';
 import type { ShardStore } from './shards.js';
 import type { JobRecord, Store } from './store.js';
+import { scopeAllows, type TokenRegistry } from './tokens.js';
 import { handleWorkerSocket } from './worker-socket.js';
 
 export interface ServerContext {
@@ -30,7 +38,9 @@ export interface ServerContext {
   scheduler: Scheduler;
   intake: ResultIntake;
   keys: CoordinatorKeys;
-  apiToken: string;
+  tokens: TokenRegistry;
+  security: SecurityOptions;
+  connections: Connections;
   staticDir: string;
   heartbeatMs: number;
   now: () => number;
@@ -80,18 +90,37 @@ export async function buildServer(ctx: ServerContext): Promise<FastifyInstance> 
   });
   app.setNotFoundHandler((req, reply) => sendError(reply, 404, 'not_found', `no route ${req.method} ${req.url.split('?')[0]}`));
 
+  const headers = securityHeaders(ctx.security);
+  app.addHook('onSend', async (_req, reply) => {
+    reply.headers(headers);
+  });
+
+  // Per API token when one is sent (hashed: the key never holds a secret), else per address.
+  await app.register(fastifyRateLimit, {
+    max: ctx.security.rateLimitPerMinute,
+    timeWindow: 60_000,
+    keyGenerator: (req) => {
+      const secret = bearer(req);
+      return secret ? `token:${createHash('sha256').update(secret).digest('hex').slice(0, 32)}` : `ip:${req.ip}`;
+    },
+    errorResponseBuilder: (_req, info) => new ApiFailure(429, 'rate_limited', `rate limit of ${info.max} requests per minute reached; retry in ${Math.ceil(info.ttl / 1000)} s`),
+  });
+
   // Shard uploads are raw bytes, whatever content type the client names.
   app.addContentTypeParser(['application/octet-stream', 'application/x-npy'], { parseAs: 'buffer', bodyLimit: LIMITS.maxShardBytes }, (_req, body, done) =>
     done(null, body),
   );
 
-  const requireToken = async (req: FastifyRequest) => {
-    const header = req.headers.authorization ?? '';
-    const m = /^Bearer\s+(\S+)$/i.exec(header);
-    if (!m || !tokenMatches(ctx.apiToken, m[1])) {
-      throw new ApiFailure(401, 'unauthorized', 'missing or wrong API token: send Authorization: Bearer <token>');
-    }
+  const bearer = (req: FastifyRequest): string | null => /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '')?.[1] ?? null;
+
+  /** onRequest hook: a valid API token whose scope allows `needed`. */
+  const requireScope = (needed: TokenScope) => async (req: FastifyRequest) => {
+    const secret = bearer(req);
+    const who = secret ? await ctx.tokens.authenticate(secret) : null;
+    if (!who) throw new ApiFailure(401, 'unauthorized', 'missing or wrong API token: send Authorization: Bearer <token>');
+    if (!scopeAllows(who.scope, needed)) throw new ApiFailure(403, 'forbidden', `this token's scope is ${who.scope}; this needs ${needed}`);
   };
+  const requireToken = requireScope('submit');
 
   const jobOr404 = async (id: string) => {
     const job = await store.getJob(id);
@@ -155,7 +184,8 @@ export async function buildServer(ctx: ServerContext): Promise<FastifyInstance> 
         resultSha: null,
         resultShape: plan.resultShape,
       },
-      plan.workUnits.map((u, idx) => ({ ...u, id: `${id}.${idx}`, jobId: id, idx, kind: submit.kind })),
+      // Adaptive replication starts each unit at one result and replicates as trust requires.
+      plan.workUnits.map((u, idx) => ({ ...u, id: `${id}.${idx}`, jobId: id, idx, kind: submit.kind, target: submit.adaptive ? 1 : submit.replication })),
     );
     ctx.log(`job ${id}: ${submit.kind}, ${plan.workUnits.length} work units × ${submit.replication} replicas`);
     void scheduler.dispatch();
@@ -197,8 +227,34 @@ export async function buildServer(ctx: ServerContext): Promise<FastifyInstance> 
     return { coordinatorPublicKey: ctx.keys.publicKeyRaw, entries: await store.ledgerEntries(after, limit) };
   });
 
+  // The whole ledger in one document, for public audit (verify with `npm run ledger -- verify --file`).
+  app.get('/api/ledger/export', async () => exportLedger(store, ctx.keys.publicKeyRaw, ctx.now()));
+
+  app.get('/api/tokens', { onRequest: requireScope('admin') }, async () => ({ tokens: await ctx.tokens.list() }));
+  app.post('/api/tokens', { onRequest: requireScope('admin') }, async (req, reply) => {
+    const parsed = TokenCreate.safeParse(req.body);
+    if (!parsed.success) throw new ApiFailure(400, 'bad_request', formatIssues(parsed.error));
+    const { token, info } = await ctx.tokens.create(parsed.data.scope, parsed.data.name ?? null, ctx.now());
+    return reply.code(201).send({ token, ...info });
+  });
+  app.delete<{ Params: { id: string } }>('/api/tokens/:id', { onRequest: requireScope('admin') }, async (req, reply) => {
+    if (!(await ctx.tokens.revoke(req.params.id))) throw new ApiFailure(404, 'not_found', `no token ${req.params.id}`);
+    return reply.code(204).send();
+  });
+
   await app.register(fastifyWebsocket, { options: { maxPayload: LIMITS.maxWsMessageBytes } });
-  app.get('/ws', { websocket: true }, (socket) => handleWorkerSocket(socket, { ...ctx, heartbeatMs: ctx.heartbeatMs }));
+  app.get(
+    '/ws',
+    {
+      websocket: true,
+      preValidation: async (req) => {
+        if (!originAllowed(req.headers.origin, req.headers.host, ctx.security)) {
+          throw new ApiFailure(403, 'forbidden', `origin ${req.headers.origin ?? '(none)'} may not connect (see TABGRID_ALLOWED_ORIGINS)`);
+        }
+      },
+    },
+    (socket, req) => handleWorkerSocket(socket, { ...ctx, address: req.ip }),
+  );
 
   if (existsSync(ctx.staticDir)) {
     await app.register(fastifyStatic, { root: ctx.staticDir, prefix: '/', index: 'index.html' });

@@ -19,6 +19,12 @@ export type Compute = (wu: WorkUnitSpec, inputs: Record<string, Float32Array>) =
 
 export const honestMatmul: Compute = (wu, inputs) => matmulReference(inputs.a, inputs.b, wu.params.m, wu.params.k, wu.params.n);
 
+/**
+ * What a worker does with a computed output. The default signs and sends it for its own lease;
+ * adversaries (adversary-workers.ts) replay, misaddress, forge or flood instead.
+ */
+export type Submit = (worker: SimWorker, lease: { leaseId: string; wu: WorkUnitSpec }, output: Uint8Array) => void;
+
 export interface SimWorkerOptions {
   /** Coordinator base URL, e.g. http://127.0.0.1:8080 */
   url: string;
@@ -26,6 +32,7 @@ export interface SimWorkerOptions {
   compute?: Compute;
   slots?: number;
   identity?: KeyObject;
+  submit?: Submit;
 }
 
 export class SimWorker {
@@ -34,6 +41,10 @@ export class SimWorker {
   volunteerId = '';
   credit = 0;
   readonly messages: ServerMessage[] = [];
+  /** The signed ledger entries the coordinator sent with each credit message. */
+  readonly receipts: NonNullable<Extract<ServerMessage, { type: 'credit' }>['receipt']>[] = [];
+  /** Set once the coordinator closed this worker's connection. */
+  closed: { code: number; reason: string } | null = null;
   private ws: WebSocket | null = null;
   private readonly shardCache = new Map<string, Float32Array>();
 
@@ -49,6 +60,10 @@ export class SimWorker {
     this.ws = ws;
     return new Promise((resolve, reject) => {
       ws.on('error', reject);
+      ws.on('close', (code, reason) => {
+        this.closed = { code, reason: String(reason) };
+        reject(new Error(`closed before welcome: ${code} ${String(reason)}`));
+      });
       ws.on('message', (data) => {
         const msg = ServerMessage.parse(JSON.parse(String(data)));
         this.messages.push(msg);
@@ -72,6 +87,7 @@ export class SimWorker {
           void this.work(msg.lease.id, msg.wu).catch((err) => console.error('sim-worker:', err));
         } else if (msg.type === 'credit') {
           this.credit = msg.total;
+          if (msg.receipt) this.receipts.push(msg.receipt);
         }
       });
     });
@@ -91,7 +107,9 @@ export class SimWorker {
     const inputs: Record<string, Float32Array> = {};
     for (const [name, sha] of Object.entries(wu.inputs)) inputs[name] = await this.fetchInput(sha);
     const out = await (this.opts.compute ?? honestMatmul)(wu, inputs);
-    this.sendResult(leaseId, wu.id, new Uint8Array(out.buffer, out.byteOffset, out.byteLength));
+    const bytes = new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
+    if (this.opts.submit) this.opts.submit(this, { leaseId, wu }, bytes);
+    else this.sendResult(leaseId, wu.id, bytes);
   }
 
   /** Signs and sends a result frame (public so tests can send crafted ones). */

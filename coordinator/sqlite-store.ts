@@ -2,11 +2,13 @@
 import Database from 'better-sqlite3';
 import { GENESIS_HASH } from './ledger.js';
 import type { LedgerEntry } from './protocol.js';
+import { freshTrust, type TrustRecord } from './trust.js';
 import type {
   JobRecord,
   LeaseRecord,
   NewWorkUnit,
   ResultRecord,
+  Revocation,
   Settlement,
   SettlementOutcome,
   Store,
@@ -49,6 +51,10 @@ CREATE TRIGGER IF NOT EXISTS ledger_append_only_update BEFORE UPDATE ON ledger
   BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS ledger_append_only_delete BEFORE DELETE ON ledger
   BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;
+CREATE INDEX IF NOT EXISTS ledger_volunteer_wu ON ledger(volunteer_id, wu_id);
+CREATE TABLE IF NOT EXISTS trust (
+  volunteer_id TEXT PRIMARY KEY, valid_streak INTEGER NOT NULL, strikes INTEGER NOT NULL,
+  suspended_until INTEGER NOT NULL, verified_at INTEGER NOT NULL);
 `;
 
 type Row = Record<string, unknown>;
@@ -210,6 +216,21 @@ export class SqliteStore implements Store {
       invalidatePending: p(`UPDATE results SET state = 'invalid', reason = ? WHERE wu_id = ? AND state = 'pending'`),
       abandonJobLeases: p(`UPDATE leases SET state = 'abandoned' WHERE state = 'active'
         AND wu_id IN (SELECT id FROM work_units WHERE job_id = ?)`),
+      getTrust: p('SELECT * FROM trust WHERE volunteer_id = ?'),
+      putTrust: p(`INSERT INTO trust(volunteer_id, valid_streak, strikes, suspended_until, verified_at)
+        VALUES (@volunteerId, @validStreak, @strikes, @suspendedUntil, @verifiedAt)
+        ON CONFLICT(volunteer_id) DO UPDATE SET valid_streak = excluded.valid_streak, strikes = excluded.strikes,
+          suspended_until = excluded.suspended_until, verified_at = excluded.verified_at`),
+      unreplicated: p(`SELECT r.id, r.wu_id FROM results r JOIN work_units wu ON wu.id = r.wu_id
+        WHERE r.volunteer_id = ? AND r.state = 'valid' AND r.received_at > ? AND wu.state = 'done'
+          AND (SELECT count(*) FROM results r2 WHERE r2.wu_id = r.wu_id AND r2.state = 'valid') = 1`),
+      getResult: p('SELECT * FROM results WHERE id = ?'),
+      reopenWu: p(`UPDATE work_units SET state = 'open', canonical_result_id = NULL, target = ? WHERE id = ? AND state = 'done'`),
+      jobReopen: p(`UPDATE jobs SET done = done - 1,
+        state = CASE WHEN state = 'done' THEN 'running' ELSE state END,
+        result_sha = CASE WHEN state = 'done' THEN NULL ELSE result_sha END,
+        finished_at = CASE WHEN state = 'done' THEN NULL ELSE finished_at END WHERE id = ?`),
+      creditFor: p('SELECT COALESCE(sum(amount), 0) AS n FROM ledger WHERE volunteer_id = ? AND wu_id = ?'),
       canonical: p(`SELECT wu.*, r.data AS result_data FROM work_units wu JOIN results r ON r.id = wu.canonical_result_id
         WHERE wu.job_id = ? ORDER BY wu.idx`),
     };
@@ -263,7 +284,7 @@ export class SqliteStore implements Store {
           inputs: json(u.inputs),
           tolerance: json(u.tolerance),
           meta: json(u.meta),
-          target: job.replication,
+          target: u.target ?? job.replication,
           jobSeq,
         });
       }
@@ -371,24 +392,7 @@ export class SqliteStore implements Store {
         this.s.liveDelta.run(-1, s.wuId);
       }
       this.s.jobDone.run(wu.jobId);
-      const head = this.s.ledgerHead.get() as Row | undefined;
-      let prev = head ? toLedgerEntry(head) : null;
-      const entries: LedgerEntry[] = [];
-      for (const c of s.credits) {
-        const entry = s.makeEntry({
-          seq: (prev?.seq ?? 0) + 1,
-          ts: s.now,
-          volunteerId: c.volunteerId,
-          jobId: wu.jobId,
-          wuId: wu.id,
-          amount: c.amount,
-          prevHash: prev?.hash ?? GENESIS_HASH,
-        });
-        this.s.insertLedger.run(entry);
-        this.s.addCredit.run(c.amount, c.volunteerId);
-        entries.push(entry);
-        prev = entry;
-      }
+      const entries = s.credits.map((c) => this.appendLedger(s, { volunteerId: c.volunteerId, jobId: wu.jobId, wuId: wu.id, amount: c.amount }));
       const job = toJob(this.s.getJob.get(wu.jobId) as Row);
       return { entries, jobComplete: job.done === job.total && job.state === 'running', jobId: wu.jobId };
     })();
@@ -415,5 +419,58 @@ export class SqliteStore implements Store {
   async ledgerHead() {
     const row = this.s.ledgerHead.get() as Row | undefined;
     return row ? toLedgerEntry(row) : null;
+  }
+  async getTrust(volunteerId: string): Promise<TrustRecord> {
+    const r = this.s.getTrust.get(volunteerId) as Row | undefined;
+    if (!r) return freshTrust(volunteerId);
+    return {
+      volunteerId,
+      validStreak: Number(r.valid_streak),
+      strikes: Number(r.strikes),
+      suspendedUntil: Number(r.suspended_until),
+      verifiedAt: Number(r.verified_at),
+    };
+  }
+
+  async putTrust(t: TrustRecord) {
+    this.s.putTrust.run(t);
+  }
+
+  async unreplicatedResults(volunteerId: string, since: number) {
+    return (this.s.unreplicated.all(volunteerId, since) as Row[]).map((r) => ({ id: String(r.id), wuId: String(r.wu_id) }));
+  }
+
+  async revokeResults(rev: Revocation) {
+    return this.db.transaction(() => {
+      const entries: LedgerEntry[] = [];
+      for (const id of rev.resultIds) {
+        const row = this.s.getResult.get(id) as Row | undefined;
+        if (!row || row.state !== 'valid') continue;
+        const result = toResult(row);
+        const wu = toWu(this.s.getWu.get(result.wuId) as Row);
+        if (wu.state !== 'done' || wu.canonicalResultId !== id) continue;
+        const job = toJob(this.s.getJob.get(wu.jobId) as Row);
+        this.s.resultState.run('invalid', rev.reason, id);
+        this.s.liveDelta.run(-1, wu.id);
+        this.s.reopenWu.run(job.replication, wu.id);
+        this.s.jobReopen.run(wu.jobId);
+        const earned = Number((this.s.creditFor.get(result.volunteerId, wu.id) as Row).n);
+        if (earned > 0) entries.push(this.appendLedger(rev, { volunteerId: result.volunteerId, jobId: wu.jobId, wuId: wu.id, amount: -earned }));
+      }
+      return { entries };
+    })();
+  }
+
+  /** Appends one signed entry after the current head and applies it to the balance (inside a transaction). */
+  private appendLedger(
+    ctx: { now: number; makeEntry: Settlement['makeEntry'] },
+    c: { volunteerId: string; jobId: string; wuId: string; amount: number },
+  ): LedgerEntry {
+    const head = this.s.ledgerHead.get() as Row | undefined;
+    const prev = head ? toLedgerEntry(head) : null;
+    const entry = ctx.makeEntry({ seq: (prev?.seq ?? 0) + 1, ts: ctx.now, ...c, prevHash: prev?.hash ?? GENESIS_HASH });
+    this.s.insertLedger.run(entry);
+    this.s.addCredit.run(c.amount, c.volunteerId);
+    return entry;
   }
 }

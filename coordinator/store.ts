@@ -2,6 +2,7 @@
 // default; the methods are coarse, each one atomic, and async so a networked database (PostgreSQL)
 // can take its place without touching the scheduler or the server.
 import type { JobState, LedgerEntry, Tolerance } from './protocol.js';
+import type { TrustRecord } from './trust.js';
 
 export interface JobRecord {
   id: string;
@@ -80,7 +81,10 @@ export interface VolunteerStats extends VolunteerRecord {
   pending: number;
 }
 
-export type NewWorkUnit = Omit<WorkUnitRecord, 'target' | 'state' | 'canonicalResultId'>;
+export type NewWorkUnit = Omit<WorkUnitRecord, 'target' | 'state' | 'canonicalResultId'> & {
+  /** Results wanted at first; defaults to the job's replication (adaptive replication starts at 1). */
+  target?: number;
+};
 
 export interface Settlement {
   wuId: string;
@@ -141,4 +145,27 @@ export interface Store {
 
   ledgerEntries(afterSeq: number, limit: number): Promise<LedgerEntry[]>;
   ledgerHead(): Promise<LedgerEntry | null>;
+
+  // --- Trust (issue 8: adaptive replication, revocation) ---------------------------------------
+  /** The identity's trust record (a fresh one when it has none). */
+  getTrust(volunteerId: string): Promise<TrustRecord>;
+  putTrust(trust: TrustRecord): Promise<void>;
+  /**
+   * Valid results of this volunteer received after `since` that are the only valid result of their
+   * (settled) unit — results nobody else confirmed.
+   */
+  unreplicatedResults(volunteerId: string, since: number): Promise<{ id: string; wuId: string }[]>;
+  /**
+   * Takes back settled results: each becomes invalid, its unit re-opens wanting the job's
+   * replication (its job goes back to running), and the credit it earned is reversed by a negative
+   * ledger entry. Results that are not the canonical result of a settled unit are left alone.
+   */
+  revokeResults(r: Revocation): Promise<{ entries: LedgerEntry[] }>;
+}
+
+export interface Revocation {
+  resultIds: string[];
+  reason: string;
+  now: number;
+  makeEntry: Settlement['makeEntry'];
 }

@@ -1,7 +1,10 @@
 // One worker's WebSocket: challenge -> hello (proves the identity key) -> ready -> assignments and
-// results. Every frame is validated; a bad frame gets an error message, never a crash.
+// results. Every frame is validated; a bad frame gets an error message, never a crash. Connections
+// are counted per address and identity, messages are rate-limited per connection, and a suspended
+// identity is refused (connections.ts, trust.ts).
 import { randomBytes } from 'node:crypto';
 import type { WebSocket } from 'ws';
+import type { Connections } from './connections.js';
 import { verifySignature, volunteerId, volunteerPublicKey } from './keys.js';
 import {
   ClientMessage,
@@ -24,10 +27,15 @@ export interface SocketContext {
   log: (msg: string) => void;
   /** Interval of WebSocket pings; a worker that misses one is disconnected. */
   heartbeatMs: number;
+  connections: Connections;
+  /** The peer's address, for per-address limits. */
+  address: string;
 }
 
 const HELLO_TIMEOUT_MS = 30_000;
 const MAX_BAD_MESSAGES = 20;
+/** Text messages are small JSON (hello is the largest, well under 4 KiB). */
+const MAX_TEXT_BYTES = 16 * 1024;
 
 class SocketSession implements WorkerSession {
   slots = 0;
@@ -41,6 +49,7 @@ class SocketSession implements WorkerSession {
 export function handleWorkerSocket(socket: WebSocket, ctx: SocketContext) {
   const nonce = randomBytes(24).toString('base64url');
   let session: SocketSession | null = null;
+  let boundId: string | null = null;
   let bad = 0;
   let alive = true;
   // Messages are handled one at a time, in arrival order.
@@ -52,6 +61,18 @@ export function handleWorkerSocket(socket: WebSocket, ctx: SocketContext) {
   const fail = (code: string, message: string) => {
     send({ type: 'error', code, message });
     if (++bad >= MAX_BAD_MESSAGES) socket.close(1008, 'too many bad messages');
+  };
+
+  if (!ctx.connections.admit(ctx.address)) {
+    send({ type: 'error', code: 'rate_limited', message: 'too many connections from this address' });
+    socket.close(1008, 'too many connections');
+    return;
+  }
+  const budget = ctx.connections.messageBudget();
+  let dropped = 0;
+  const closeForSuspension = (reason: string) => {
+    send({ type: 'error', code: 'suspended', message: reason });
+    socket.close(1008, 'suspended');
   };
 
   const helloTimer = setTimeout(() => {
@@ -87,6 +108,19 @@ export function handleWorkerSocket(socket: WebSocket, ctx: SocketContext) {
         return fail('bad_identity', 'hello signature does not verify: sign the challenge nonce with the identity key');
       }
       const id = volunteerId(msg.publicKey);
+      const trust = await ctx.store.getTrust(id);
+      if (socket.readyState !== socket.OPEN) return; // left while we looked
+      if (trust.suspendedUntil > ctx.now()) {
+        send({ type: 'error', code: 'suspended', message: `this identity is suspended until ${new Date(trust.suspendedUntil).toISOString()} after a result failed verification` });
+        socket.close(1008, 'suspended');
+        return;
+      }
+      if (!ctx.connections.bind(id, closeForSuspension)) {
+        send({ type: 'error', code: 'rate_limited', message: 'too many connections for this identity' });
+        socket.close(1008, 'too many connections');
+        return;
+      }
+      boundId = id;
       const record = await ctx.store.upsertVolunteer({ id, publicKey: msg.publicKey, name: msg.name ?? null, now: ctx.now() });
       clearTimeout(helloTimer);
       session = new SocketSession(id, send);
@@ -122,7 +156,18 @@ export function handleWorkerSocket(socket: WebSocket, ctx: SocketContext) {
   }
 
   socket.on('message', (data, isBinary) => {
+    if (!budget.take()) {
+      // Over the rate: dropped unread. One error per burst; a client that keeps flooding is closed.
+      if (dropped++ === 0) send({ type: 'error', code: 'rate_limited', message: 'too many messages: slow down' });
+      if (dropped > ctx.connections.limits.wsMessageBurst) socket.close(1008, 'rate limit');
+      return;
+    }
+    dropped = 0;
     const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
+    if (!isBinary && bytes.length > MAX_TEXT_BYTES) {
+      fail('bad_message', `text messages are limited to ${MAX_TEXT_BYTES} bytes`);
+      return;
+    }
     queue = queue
       .then(() => (isBinary ? onBinary(new Uint8Array(bytes)) : onText(bytes.toString('utf8'))))
       .catch((err: unknown) => {
@@ -134,6 +179,8 @@ export function handleWorkerSocket(socket: WebSocket, ctx: SocketContext) {
   socket.on('close', () => {
     clearTimeout(helloTimer);
     clearInterval(heartbeat);
+    ctx.connections.release(ctx.address);
+    if (boundId) ctx.connections.unbind(boundId, closeForSuspension);
     const s = session;
     if (s) {
       queue = queue.then(() => ctx.scheduler.remove(s)).catch(() => undefined);

@@ -1,0 +1,98 @@
+// Malicious workers for the adversary suite: Node workers with their own valid Ed25519 identities
+// that speak the real protocol and cheat in one way each. They never send a correct result for
+// their own lease, so none of them deserves any credit.
+import { generateKeyPairSync, sign } from 'node:crypto';
+import { matmulReference } from './jobs/matmul.js';
+import { encodeResultFrame, resultSigningMessage } from './protocol.js';
+import { sha256Hex } from './shards.js';
+import type { Compute, SimWorkerOptions, Submit } from './sim-worker.js';
+import { rng } from './test-helpers.js';
+
+export const STRATEGIES = ['random', 'constant', 'subtle', 'collude', 'replay', 'not-leased', 'forge', 'flood'] as const;
+export type Strategy = (typeof STRATEGIES)[number];
+
+const f32 = (bytes: Uint8Array) => new Float32Array(bytes.slice().buffer);
+const bytesOf = (a: Float32Array) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+
+function seedOf(text: string): number {
+  let h = 2166136261;
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 16777619);
+  return h >>> 0;
+}
+
+/** 1% of elements (at least one) off by 1e-2 relative; deterministic per unit, so colluders agree. */
+export function subtlyWrong(c: Float32Array, seed: number): Float32Array {
+  const out = c.slice();
+  const next = rng(seed);
+  const count = Math.max(1, Math.round(out.length / 100));
+  for (let e = 0; e < count; e++) {
+    const i = Math.floor(next() * out.length);
+    out[i] = out[i] === 0 ? 1e-3 : out[i] * 1.01;
+  }
+  return out;
+}
+
+const honest: Compute = (wu, inputs) => matmulReference(inputs.a, inputs.b, wu.params.m, wu.params.k, wu.params.n);
+
+/** The options (compute and/or submit) that make a SimWorker play `strategy`. */
+export function adversaryOptions(strategy: Strategy): Pick<SimWorkerOptions, 'compute' | 'submit'> {
+  switch (strategy) {
+    case 'random':
+      return { compute: (wu) => Float32Array.from({ length: wu.params.m * wu.params.n }, () => Math.random() * 2 - 1) };
+    case 'constant':
+      return { compute: (wu) => new Float32Array(wu.params.m * wu.params.n).fill(1) };
+    case 'subtle':
+      return { compute: (wu, inputs) => subtlyWrong(honest(wu, inputs) as Float32Array, Math.floor(Math.random() * 2 ** 32)) };
+    case 'collude':
+      // Both members of a pair derive the same wrong answer from the unit id: they agree with each other.
+      return { compute: (wu, inputs) => subtlyWrong(honest(wu, inputs) as Float32Array, seedOf(wu.id)) };
+    case 'replay':
+      return { submit: replaySubmit() };
+    case 'not-leased':
+      return { submit: notLeasedSubmit };
+    case 'forge':
+      return { submit: forgeSubmit };
+    case 'flood':
+      return { submit: floodSubmit };
+  }
+}
+
+/** Keeps the first correct output it computes (giving that lease up), then sends it for every later unit. */
+function replaySubmit(): Submit {
+  const kept = new Map<number, Uint8Array>();
+  return (w, { leaseId, wu }, output) => {
+    const old = kept.get(output.length);
+    if (!old) {
+      kept.set(output.length, output.slice());
+      w.send(JSON.stringify({ type: 'failure', leaseId, reason: 'keeping this one to replay' }));
+      return;
+    }
+    w.sendResult(leaseId, wu.id, old);
+  };
+}
+
+/** Sends a correct output under lease ids and units that were never leased to it. */
+const notLeasedSubmit: Submit = (w, { leaseId, wu }, output) => {
+  const otherWu = wu.id.replace(/\.(\d+)$/, (_m, i: string) => `.${Number(i) + 1}`);
+  w.sendResult(`l_${crypto.randomUUID()}`, wu.id, output);
+  w.sendResult(leaseId, otherWu, output);
+  w.send(JSON.stringify({ type: 'failure', leaseId, reason: 'x' }));
+};
+
+/** Signs a correct output with a key that is not its own (as if it were another volunteer). */
+const forgeSubmit: Submit = (w, { leaseId, wu }, output) => {
+  const other = generateKeyPairSync('ed25519').privateKey;
+  w.sendResult(leaseId, wu.id, output, other);
+};
+
+/** Floods: thousands of messages at once instead of a result. */
+const floodSubmit: Submit = (w, { leaseId, wu }, output) => {
+  const sha = sha256Hex(output);
+  const signature = sign(null, resultSigningMessage(wu.id, sha), w.privateKey).toString('base64url');
+  const wrong = bytesOf(f32(output).map((x) => x + 1));
+  for (let i = 0; i < 3000; i++) {
+    if (i % 3 === 0) w.send(JSON.stringify({ type: 'ready', slots: 1 }));
+    else if (i % 3 === 1) w.send(encodeResultFrame({ type: 'result', leaseId, wuId: wu.id, sha256: sha, signature }, wrong));
+    else w.send('{"type":"ready","slots":');
+  }
+};
