@@ -58,10 +58,27 @@ export function tokenMatches(expected: string, given: string): boolean {
   return timingSafeEqual(a, b);
 }
 
-/** Imports a raw Ed25519 public key (base64url, 32 bytes); null when it is not one. */
+const P = 2n ** 255n - 19n;
+/** y of an Ed25519 point of order 8 (libsodium's blocklist); its negation -y is the other one. */
+const Y8 = 0x05fc536d880238b13933c6d305acdfd5f098eff289f4c345b027b2c28f95e826n;
+const SMALL_ORDER_Y = new Set([0n, 1n, P - 1n, Y8, P - Y8]);
+
+/**
+ * Is this 32-byte encoding a point of small order (or a non-canonical encoding)? With such a key,
+ * a matching small-order signature "verifies" for every message — the fuzzer found that
+ * an all-zero key and signature pass OpenSSL's check — so no identity may use one.
+ */
+export function isWeakEd25519Key(bytes: Uint8Array): boolean {
+  let y = 0n;
+  for (let i = 31; i >= 0; i--) y = (y << 8n) | BigInt(i === 31 ? bytes[i] & 0x7f : bytes[i]);
+  return y >= P || SMALL_ORDER_Y.has(y);
+}
+
+/** Imports a raw Ed25519 public key (base64url, 32 bytes); null when it is not one, or a weak one. */
 export function volunteerPublicKey(raw: string): KeyObject | null {
   try {
-    if (fromBase64Url(raw).length !== 32) return null;
+    const bytes = fromBase64Url(raw);
+    if (bytes.length !== 32 || isWeakEd25519Key(bytes)) return null;
     return createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: raw }, format: 'jwk' });
   } catch {
     return null;

@@ -1,0 +1,131 @@
+import { join } from 'node:path';
+import { afterEach, describe, expect, test } from 'vitest';
+import { subtlyWrong } from './adversary-workers.js';
+import { auditLedger } from './audit.js';
+import { matmulReference } from './jobs/matmul.js';
+import { loadCoordinatorPublicKey } from './keys.js';
+import { parseNpy, toNpy } from './npy.js';
+import type { LedgerExport, VolunteerSummary } from './protocol.js';
+import { honestMatmul, SimWorker } from './sim-worker.js';
+import { SqliteStore } from './sqlite-store.js';
+import { randomMatrix, startTestCoordinator, waitFor, type TestCoordinator } from './test-helpers.js';
+import { afterStrike, DEFAULT_TRUST_POLICY, freshTrust, replicateProbability, shouldReplicate } from './trust.js';
+
+describe('trust policy', () => {
+  test.each([
+    [0, 1],
+    [3, 1],
+    [4, 1],
+    [8, 0.25],
+    [40, 0.03],
+    [1000, 0.03],
+  ])('a host with a streak of %i is replicated with probability %f', (streak, p) => {
+    expect(replicateProbability(streak)).toBeCloseTo(p);
+  });
+
+  test('new identities are always replicated', () => {
+    for (let i = 0; i < 100; i++) expect(shouldReplicate(freshTrust('v'))).toBe(true);
+  });
+
+  test('each strike doubles the suspension, up to the cap, and resets the streak', () => {
+    let t = { ...freshTrust('v'), validStreak: 50 };
+    const lengths: number[] = [];
+    for (let i = 0; i < 12; i++) {
+      t = afterStrike(t, 0);
+      lengths.push(t.suspendedUntil);
+      expect(t.validStreak).toBe(0);
+    }
+    expect(lengths[1]).toBe(2 * lengths[0]);
+    expect(lengths[0]).toBe(DEFAULT_TRUST_POLICY.suspendBaseMs);
+    expect(lengths.at(-1)).toBe(DEFAULT_TRUST_POLICY.suspendMaxMs);
+  });
+});
+
+describe('adaptive replication against a real coordinator', () => {
+  let grid: TestCoordinator;
+  const workers: SimWorker[] = [];
+  afterEach(async () => {
+    for (const w of workers.splice(0)) w.close();
+    await grid?.stop();
+  });
+
+  async function volunteers(): Promise<Map<string, VolunteerSummary>> {
+    const { volunteers: list } = (await (await grid.api('/api/volunteers')).json()) as { volunteers: VolunteerSummary[] };
+    return new Map(list.map((v) => [v.id, v]));
+  }
+
+  test('without adaptive replication every unit is computed twice; with it, trusted hosts save work', async () => {
+    grid = await startTestCoordinator();
+    const [m, k, n] = [32, 8, 32];
+    const a = await grid.uploadShard(toNpy([m, k], randomMatrix(m, k, 1)));
+    const b = await grid.uploadShard(toNpy([k, n], randomMatrix(k, n, 2)));
+    for (let i = 0; i < 3; i++) workers.push(new SimWorker({ url: grid.base, slots: 2 }));
+    for (const w of workers) await w.connect();
+    const computed = async () => [...(await volunteers()).values()].reduce((s, v) => s + v.results.valid + v.results.invalid, 0);
+
+    const fixed = await grid.submitJob({ kind: 'matmul', inputs: { a, b }, tile: { rows: 4, cols: 4 }, adaptive: false });
+    expect((await grid.waitForJob(fixed)).state).toBe('done');
+    expect(await computed()).toBe(2 * 64);
+
+    const adaptive = await grid.submitJob({ kind: 'matmul', inputs: { a, b }, tile: { rows: 4, cols: 4 } });
+    expect((await grid.waitForJob(adaptive)).state).toBe('done');
+    // Every host is trusted by now (streaks of ~40), so most of the 64 units need one result.
+    expect((await computed()) - 2 * 64).toBeLessThan(100);
+  });
+
+  test('a sleeper that turns cheater is suspended, and its unconfirmed results are revoked and recomputed', async () => {
+    grid = await startTestCoordinator();
+    const [m, k, n] = [32, 8, 32];
+    const A = randomMatrix(m, k, 3);
+    const B = randomMatrix(k, n, 4);
+    const a = await grid.uploadShard(toNpy([m, k], A));
+    const b = await grid.uploadShard(toNpy([k, n], B));
+    const store = new SqliteStore(join(grid.dir, 'tabgrid.sqlite'));
+    try {
+      let cheating = false;
+      const sleeper = new SimWorker({
+        url: grid.base,
+        name: 'sleeper',
+        compute: (wu, inputs) => (cheating ? subtlyWrong(honestMatmul(wu, inputs) as Float32Array, 5) : honestMatmul(wu, inputs)),
+      });
+      const honest = [new SimWorker({ url: grid.base }), new SimWorker({ url: grid.base })];
+      workers.push(sleeper, ...honest);
+      await sleeper.connect();
+      for (const w of honest) await w.connect();
+      const job = await grid.submitJob({ kind: 'matmul', inputs: { a, b }, tile: { rows: 4, cols: 4 } });
+      // Honest until the coordinator trusts it enough to accept one of its results unreplicated.
+      for (const until = Date.now() + 20_000; (await store.unreplicatedResults(sleeper.volunteerId, 0)).length === 0; ) {
+        if (Date.now() > until) throw new Error('the sleeper never earned an unreplicated result');
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      cheating = true;
+      await waitFor(() => sleeper.closed, 20_000, 'the sleeper to be cut off');
+      const status = await grid.waitForJob(job, 30_000);
+      expect(status.state).toBe('done');
+
+      const result = parseNpy(new Uint8Array(await (await grid.api(`/api/jobs/${job}/result`)).arrayBuffer())).data;
+      const ref = matmulReference(A, B, m, k, n);
+      for (let i = 0; i < ref.length; i++) expect(Math.abs(result[i] - ref[i])).toBeLessThan(1e-5);
+
+      const ledger = (await (await grid.api('/api/ledger/export')).json()) as LedgerExport;
+      const mine = ledger.entries.filter((e) => e.volunteerId === sleeper.volunteerId);
+      expect(mine.some((e) => e.amount < 0)).toBe(true);
+      const v = (await volunteers()).get(sleeper.volunteerId)!;
+      expect(v.credit).toBe(mine.reduce((s, e) => s + e.amount, 0));
+      expect(v.credit).toBe(v.results.valid * 2 * 4 * 4 * k);
+      // What it keeps was confirmed by a replica; the receipts of revocations reached it.
+      expect(await store.unreplicatedResults(sleeper.volunteerId, 0)).toEqual([]);
+      expect(sleeper.receipts.some((r) => r.amount < 0)).toBe(true);
+      expect((await store.getTrust(sleeper.volunteerId)).strikes).toBe(1);
+      expect((await auditLedger(store, loadCoordinatorPublicKey(grid.dir))).ok).toBe(true);
+
+      // It cannot come back under the same identity while suspended.
+      const again = new SimWorker({ url: grid.base, identity: sleeper.privateKey });
+      workers.push(again);
+      await expect(again.connect()).rejects.toThrow(/closed before welcome/);
+      expect(again.messages.some((msg) => msg.type === 'error' && msg.code === 'suspended')).toBe(true);
+    } finally {
+      await store.close();
+    }
+  });
+});
