@@ -1,7 +1,8 @@
 // Shared helpers for the coordinator's vitest suites (imported by *.test.ts only).
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { startCoordinator, type Coordinator, type CoordinatorOptions } from './coordinator.js';
 import type { JobStatus } from './protocol.js';
 
@@ -132,4 +133,11 @@ export async function waitFor<T>(get: () => T | undefined | null | false, timeou
     if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
     await sleep(10);
   }
+}
+
+/** Runs the CLI (`tsx coordinator/cli.ts …`, i.e. `npm run ledger|tokens -- …`); its exit status and output. */
+export function runCli(args: string[]): { status: number | null; out: string } {
+  const root = resolve(import.meta.dirname, '..');
+  const r = spawnSync(process.execPath, [resolve(root, 'node_modules/tsx/dist/cli.mjs'), resolve(root, 'coordinator/cli.ts'), ...args], { encoding: 'utf8' });
+  return { status: r.status, out: r.stdout + r.stderr };
 }

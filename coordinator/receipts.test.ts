@@ -1,0 +1,83 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { verifyExport, verifyReceipt } from './ledger-export.js';
+import { toNpy } from './npy.js';
+import type { LedgerExport, Receipt } from './protocol.js';
+import { SimWorker } from './sim-worker.js';
+import { randomMatrix, runCli, startTestCoordinator, type TestCoordinator } from './test-helpers.js';
+
+let grid: TestCoordinator;
+let worker: SimWorker;
+let coordinatorKey: string;
+
+beforeAll(async () => {
+  grid = await startTestCoordinator();
+  coordinatorKey = ((await (await grid.api('/api/info')).json()) as { coordinatorPublicKey: string }).coordinatorPublicKey;
+  const a = await grid.uploadShard(toNpy([8, 3], randomMatrix(8, 3, 1)));
+  const b = await grid.uploadShard(toNpy([3, 8], randomMatrix(3, 8, 2)));
+  worker = new SimWorker({ url: grid.base });
+  await worker.connect();
+  const job = await grid.submitJob({ kind: 'matmul', inputs: { a, b }, tile: { rows: 4, cols: 4 }, replication: 1 });
+  expect((await grid.waitForJob(job)).state).toBe('done');
+});
+
+afterAll(async () => {
+  worker?.close();
+  await grid?.stop();
+});
+
+describe('signed receipts', () => {
+  test('every credit message carries a receipt the coordinator signed', () => {
+    const credits = worker.messages.filter((m) => m.type === 'credit');
+    expect(credits).toHaveLength(4);
+    expect(worker.receipts).toHaveLength(4);
+    for (const entry of worker.receipts) {
+      expect(entry.volunteerId).toBe(worker.volunteerId);
+      expect(verifyReceipt({ coordinatorPublicKey: coordinatorKey, entry }).ok).toBe(true);
+    }
+  });
+
+  test.each([
+    ['amount', (r: Receipt) => ({ ...r, entry: { ...r.entry, amount: r.entry.amount * 10 } })],
+    ['volunteer', (r: Receipt) => ({ ...r, entry: { ...r.entry, volunteerId: 'v_000000000000000000000000' } })],
+    ['signature', (r: Receipt) => ({ ...r, entry: { ...r.entry, signature: r.entry.signature.replace(/^./, (c) => (c === 'A' ? 'B' : 'A')) } })],
+    ['key', (r: Receipt) => ({ ...r, coordinatorPublicKey: new SimWorker({ url: 'http://x' }).publicKeyRaw })],
+  ])('a receipt with a changed %s fails', (_what, tamper) => {
+    const receipt: Receipt = { coordinatorPublicKey: coordinatorKey, entry: worker.receipts[0] };
+    expect(verifyReceipt(tamper(receipt)).ok).toBe(false);
+  });
+
+  test('`npm run ledger -- verify-receipt` checks a receipt file offline, optionally pinned to a key', () => {
+    const file = join(grid.dir, 'receipt.json');
+    writeFileSync(file, JSON.stringify({ coordinatorPublicKey: coordinatorKey, entry: worker.receipts[1] }));
+    const ok = runCli(['ledger', 'verify-receipt', file, '--key', coordinatorKey]);
+    expect(ok.status).toBe(0);
+    expect(ok.out).toMatch(/^receipt OK: ledger entry #2/);
+    const other = runCli(['ledger', 'verify-receipt', file, '--key', 'A'.repeat(43)]);
+    expect(other.status).toBe(1);
+    writeFileSync(file, JSON.stringify({ coordinatorPublicKey: coordinatorKey, entry: { ...worker.receipts[1], amount: 1 } }));
+    const bad = runCli(['ledger', 'verify-receipt', file]);
+    expect(bad.status).toBe(1);
+    expect(bad.out).toContain('entry altered');
+  });
+});
+
+describe('public ledger export', () => {
+  test('the API and the CLI export the whole ledger, and it verifies offline; an edit does not', async () => {
+    const fromApi = (await (await grid.api('/api/ledger/export', { token: null })).json()) as LedgerExport;
+    expect(fromApi.entries).toHaveLength(4);
+    expect(verifyExport(fromApi, coordinatorKey).ok).toBe(true);
+
+    const file = join(grid.dir, 'ledger.json');
+    expect(runCli(['ledger', 'export', '--data', grid.dir, '--out', file]).status).toBe(0);
+    const checked = runCli(['ledger', 'verify', '--file', file]);
+    expect(checked.status).toBe(0);
+    expect(checked.out).toContain('ledger export OK: 4 entries');
+
+    const dropped = { ...fromApi, entries: fromApi.entries.filter((e) => e.seq !== 2) };
+    expect(verifyExport(dropped).ok).toBe(false);
+    const edited = { ...fromApi, entries: fromApi.entries.map((e) => (e.seq === 3 ? { ...e, amount: e.amount + 1 } : e)) };
+    expect(verifyExport(edited).message).toContain('entry #3');
+  });
+});
