@@ -23,7 +23,8 @@ test('three browser volunteers compute a 300×200 · 200×170 matmul that matche
     const B = randomMatrix(K, N, 2);
     const a = await uploadMatrix(grid, M, K, A);
     const b = await uploadMatrix(grid, K, N, B);
-    const jobId = await grid.submitJob({ kind: 'matmul', inputs: { a, b }, replication: 2, tile: { rows: TILE, cols: TILE } });
+    // Fixed replication (no adaptive replication), so every unit's credit goes to exactly two volunteers.
+    const jobId = await grid.submitJob({ kind: 'matmul', inputs: { a, b }, replication: 2, adaptive: false, tile: { rows: TILE, cols: TILE } });
     const status = await grid.waitForJob(jobId, 150_000);
     expect(status.state).toBe('done');
     expect(status.progress).toEqual({ done: 6, total: 6 });
@@ -87,6 +88,7 @@ test('a cheating worker earns nothing and the job is still correct', async ({ br
       kind: 'matmul',
       inputs: { a: await uploadMatrix(grid, m, k, A), b: await uploadMatrix(grid, k, n, B) },
       replication: 2,
+      adaptive: false,
       tile: { rows: 32, cols: 32 },
     });
     const status = await grid.waitForJob(jobId, 150_000);

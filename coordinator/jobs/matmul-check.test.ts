@@ -1,5 +1,6 @@
 import { describe, expect, test } from 'vitest';
-import { randomMatrix, rng } from '../test-helpers.js';
+import { toNpy } from '../npy.js';
+import { randomMatrix, rng, startTestCoordinator } from '../test-helpers.js';
 import { matmulReference } from './matmul.js';
 import { checkMatmul, freivalds, spotCheck, spotSamples } from './matmul-check.js';
 
@@ -110,5 +111,26 @@ describe('matmul independent check', () => {
 
   test('mismatched lengths fail instead of reading out of bounds', () => {
     expect(checkMatmul(new Float32Array(4), new Float32Array(4), new Float32Array(3), 2, 2, 2)).toBe(false);
+  });
+});
+
+describe('matmul job inputs the check could not judge', () => {
+  test.each([
+    ['NaN', Number.NaN],
+    ['Infinity', Number.POSITIVE_INFINITY],
+    ['a value whose products could overflow', 1e37],
+  ])('a job with %s in A is refused', async (_what, bad) => {
+    const grid = await startTestCoordinator();
+    try {
+      const data = randomMatrix(4, 4, 1);
+      data[5] = bad;
+      const a = await grid.uploadShard(toNpy([4, 4], data));
+      const b = await grid.uploadShard(toNpy([4, 4], randomMatrix(4, 4, 2).map((x) => x * 100)));
+      const res = await grid.api('/api/jobs', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ kind: 'matmul', inputs: { a, b } }) });
+      expect(res.status).toBe(400);
+      expect(((await res.json()) as { error: { message: string } }).error.message).toMatch(/finite|overflow/);
+    } finally {
+      await grid.stop();
+    }
   });
 });

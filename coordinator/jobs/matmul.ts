@@ -45,14 +45,18 @@ function sliceCols(t: Float32Array, rows: number, cols: number, c0: number, c1: 
   return out;
 }
 
+/** Largest |value|; NaN when any value is NaN. */
 function maxAbs(t: Float32Array): number {
   let m = 0;
   for (const v of t) {
     const a = Math.abs(v);
-    if (a > m) m = a;
+    if (a > m || Number.isNaN(a)) m = a;
+    if (Number.isNaN(m)) return m;
   }
   return m;
 }
+
+const FLOAT32_MAX = 3.4028234663852886e38;
 
 async function loadMatrix(shards: ShardStore, sha: string, label: string): Promise<Tensor> {
   const bytes = await shards.get(sha);
@@ -86,6 +90,13 @@ export const matmul: JobKind<MatmulJobSubmit> = {
     const colBlocks = Math.ceil(n / tile.cols);
     if (rowBlocks * colBlocks > MAX_WORK_UNITS) {
       throw new JobInputError(`tile ${tile.rows}×${tile.cols} makes ${rowBlocks * colBlocks} work units (at most ${MAX_WORK_UNITS}); use a larger tile`);
+    }
+    // Non-finite inputs, or products that could overflow float32, would make honest results
+    // Inf/NaN that no check can tell from cheating: refuse them up front.
+    const [maxA, maxB] = [maxAbs(A.data), maxAbs(B.data)];
+    if (!Number.isFinite(maxA) || !Number.isFinite(maxB)) throw new JobInputError('inputs must be finite (no NaN or Infinity)');
+    if (maxA * maxB * k > FLOAT32_MAX / 2) {
+      throw new JobInputError(`inputs too large: max|A|·max|B|·k = ${(maxA * maxB * k).toExponential(2)} could overflow float32; scale them down`);
     }
     const aBlocks: { sha: string; max: number }[] = [];
     for (let bi = 0; bi < rowBlocks; bi++) {
