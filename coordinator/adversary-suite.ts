@@ -10,7 +10,7 @@ import { verifyExport } from './ledger-export.js';
 import { parseNpy, toNpy } from './npy.js';
 import type { LedgerExport, VolunteerSummary } from './protocol.js';
 import { SimWorker, type Compute } from './sim-worker.js';
-import { randomMatrix, startTestCoordinator } from './test-helpers.js';
+import { float32Matmul, randomMatrix, startTestCoordinator } from './test-helpers.js';
 import type { TrustPolicy } from './trust.js';
 import { compareWithin, DEFAULT_TOLERANCE } from './validator.js';
 
@@ -56,23 +56,9 @@ export const FULL_ADVERSARIES: Strategy[] = [...STRATEGIES.slice(0, 3), 'collude
 
 const TILE = 16;
 
-/** An honest float32 worker: every add and multiply rounded, summing forwards or backwards. */
+/** An honest float32 worker, summing forwards or backwards. */
 function honestFloat32(reverse: boolean): Compute {
-  return (wu, { a, b }) => {
-    const { m, k, n } = wu.params;
-    const c = new Float32Array(m * n);
-    for (let i = 0; i < m; i++) {
-      for (let j = 0; j < n; j++) {
-        let s = 0;
-        for (let q = 0; q < k; q++) {
-          const p = reverse ? k - 1 - q : q;
-          s = Math.fround(s + Math.fround(a[i * k + p] * b[p * n + j]));
-        }
-        c[i * n + j] = s;
-      }
-    }
-    return c;
-  };
+  return (wu, { a, b }) => float32Matmul(a, b, wu.params.m, wu.params.k, wu.params.n, { reverse });
 }
 
 function maxAbs(t: Float32Array): number {

@@ -94,6 +94,7 @@ export function securityHeaders(opts: Pick<SecurityOptions, 'allowedOrigins'>): 
     'x-content-type-options': 'nosniff',
     'referrer-policy': 'no-referrer',
     'cross-origin-opener-policy': 'same-origin',
-    'permissions-policy': 'camera=(), microphone=(), geolocation=()',
+    // Not camera/microphone: a context's media permission is what lets WebRTC see loopback candidates in tests.
+    'permissions-policy': 'geolocation=(), payment=(), usb=()',
   };
 }

@@ -82,23 +82,28 @@ describe('adaptive replication against a real coordinator', () => {
     const b = await grid.uploadShard(toNpy([k, n], B));
     const store = new SqliteStore(join(grid.dir, 'tabgrid.sqlite'));
     try {
+      // Honest until the coordinator has accepted one of its results unreplicated since a replica last
+      // agreed with it, and nothing of it is still waiting for a replica (so that cannot move its
+      // "last confirmed" mark): then it cheats. It holds one lease at a time.
       let cheating = false;
-      const sleeper = new SimWorker({
+      const turn = async (id: string) => {
+        const since = (await store.getTrust(id)).verifiedAt;
+        const pending = (await store.listVolunteers()).find((v) => v.id === id)?.pending ?? 1;
+        return pending === 0 && (await store.unreplicatedResults(id, since)).length > 0;
+      };
+      const sleeper: SimWorker = new SimWorker({
         url: grid.base,
         name: 'sleeper',
-        compute: (wu, inputs) => (cheating ? subtlyWrong(honestMatmul(wu, inputs) as Float32Array, 5) : honestMatmul(wu, inputs)),
+        compute: async (wu, inputs) => {
+          cheating ||= await turn(sleeper.volunteerId);
+          return cheating ? subtlyWrong(honestMatmul(wu, inputs) as Float32Array, 5) : honestMatmul(wu, inputs);
+        },
       });
       const honest = [new SimWorker({ url: grid.base }), new SimWorker({ url: grid.base })];
       workers.push(sleeper, ...honest);
       await sleeper.connect();
       for (const w of honest) await w.connect();
       const job = await grid.submitJob({ kind: 'matmul', inputs: { a, b }, tile: { rows: 4, cols: 4 } });
-      // Honest until the coordinator trusts it enough to accept one of its results unreplicated.
-      for (const until = Date.now() + 20_000; (await store.unreplicatedResults(sleeper.volunteerId, 0)).length === 0; ) {
-        if (Date.now() > until) throw new Error('the sleeper never earned an unreplicated result');
-        await new Promise((r) => setTimeout(r, 5));
-      }
-      cheating = true;
       await waitFor(() => sleeper.closed, 20_000, 'the sleeper to be cut off');
       const status = await grid.waitForJob(job, 30_000);
       expect(status.state).toBe('done');
@@ -113,10 +118,12 @@ describe('adaptive replication against a real coordinator', () => {
       const v = (await volunteers()).get(sleeper.volunteerId)!;
       expect(v.credit).toBe(mine.reduce((s, e) => s + e.amount, 0));
       expect(v.credit).toBe(v.results.valid * 2 * 4 * 4 * k);
-      // What it keeps was confirmed by a replica; the receipts of revocations reached it.
-      expect(await store.unreplicatedResults(sleeper.volunteerId, 0)).toEqual([]);
+      // Nothing it got accepted alone since a replica last agreed with it is left; the receipts of
+      // the revocations reached it.
+      const trust = await store.getTrust(sleeper.volunteerId);
+      expect(await store.unreplicatedResults(sleeper.volunteerId, trust.verifiedAt)).toEqual([]);
       expect(sleeper.receipts.some((r) => r.amount < 0)).toBe(true);
-      expect((await store.getTrust(sleeper.volunteerId)).strikes).toBe(1);
+      expect(trust.strikes).toBe(1);
       expect((await auditLedger(store, loadCoordinatorPublicKey(grid.dir))).ok).toBe(true);
 
       // It cannot come back under the same identity while suspended.

@@ -1,6 +1,7 @@
 import { describe, expect, test } from 'vitest';
+import { subtlyWrong } from '../adversary-workers.js';
 import { toNpy } from '../npy.js';
-import { randomMatrix, rng, startTestCoordinator } from '../test-helpers.js';
+import { float32Matmul, randomMatrix, startTestCoordinator } from '../test-helpers.js';
 import { matmulReference } from './matmul.js';
 import { checkMatmul, freivalds, spotCheck, spotSamples } from './matmul-check.js';
 
@@ -14,36 +15,6 @@ function roundTowardZero(x: number): number {
   f32[0] = f;
   i32[0] -= 1; // one ulp toward zero (same sign, smaller magnitude)
   return f32[0];
-}
-
-type Rounding = (x: number) => number;
-
-/** Float32 matmul with every add and multiply rounded, summing in the given order. */
-function float32Matmul(a: Float32Array, b: Float32Array, m: number, k: number, n: number, round: Rounding, reverse: boolean): Float32Array {
-  const c = new Float32Array(m * n);
-  for (let i = 0; i < m; i++) {
-    for (let j = 0; j < n; j++) {
-      let s = 0;
-      for (let q = 0; q < k; q++) {
-        const p = reverse ? k - 1 - q : q;
-        s = round(s + round(a[i * k + p] * b[p * n + j]));
-      }
-      c[i * n + j] = s;
-    }
-  }
-  return c;
-}
-
-/** The "subtle" cheat: 1% of elements (at least one) off by 1e-2 relative. */
-function subtle(c: Float32Array, seed: number): Float32Array {
-  const out = c.slice();
-  const next = rng(seed);
-  const count = Math.max(1, Math.round(out.length / 100));
-  for (let e = 0; e < count; e++) {
-    const idx = Math.floor(next() * out.length);
-    out[idx] = out[idx] * 1.01;
-  }
-  return out;
 }
 
 const shapes: [number, number, number][] = [
@@ -62,7 +33,7 @@ describe('matmul independent check', () => {
     const b = randomMatrix(k, n, n * 1000 + k);
     for (const round of [Math.fround, roundTowardZero]) {
       for (const reverse of [false, true]) {
-        const c = float32Matmul(a, b, m, k, n, round, reverse);
+        const c = float32Matmul(a, b, m, k, n, { round, reverse });
         expect(checkMatmul(a, b, c, m, k, n)).toBe(true);
       }
     }
@@ -72,7 +43,7 @@ describe('matmul independent check', () => {
     const [m, k, n] = [8, 1024, 8];
     const a = randomMatrix(m, k, 1, 0.5, 1);
     const b = randomMatrix(k, n, 2, 0.5, 1);
-    const c = float32Matmul(a, b, m, k, n, roundTowardZero, false);
+    const c = float32Matmul(a, b, m, k, n, { round: roundTowardZero });
     expect(checkMatmul(a, b, c, m, k, n)).toBe(true);
   });
 
@@ -80,7 +51,7 @@ describe('matmul independent check', () => {
     const a = randomMatrix(m, k, 3);
     const b = randomMatrix(k, n, 4);
     const honest = matmulReference(a, b, m, k, n);
-    for (let seed = 0; seed < 20; seed++) expect(checkMatmul(a, b, subtle(honest, seed), m, k, n)).toBe(false);
+    for (let seed = 0; seed < 20; seed++) expect(checkMatmul(a, b, subtlyWrong(honest, seed), m, k, n)).toBe(false);
   });
 
   test('random, constant, NaN and replayed outputs fail Freivalds alone', () => {
