@@ -4,14 +4,17 @@
 import Database from 'better-sqlite3';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
+import WebSocket from 'ws';
 import { runFuzz, type FuzzReport } from './fuzz.js';
 import { verifyExport } from './ledger-export.js';
 import { toNpy } from './npy.js';
-import type { JobStatus, LedgerExport } from './protocol.js';
+import { LIMITS, type JobStatus, type LedgerExport } from './protocol.js';
 import { SimWorker } from './sim-worker.js';
 import { randomMatrix, startTestCoordinator, type TestCoordinator } from './test-helpers.js';
 
 export interface FuzzRunReport extends FuzzReport {
+  /** Close code for one binary frame a byte over the WebSocket cap (1009: message too big). */
+  oversizedFrameClose: number | null;
   coordinatorUp: boolean;
   integrityCheck: string;
   ledgerVerified: boolean;
@@ -24,6 +27,20 @@ async function snapshot(grid: TestCoordinator) {
   const ledger = (await (await grid.api('/api/ledger/export')).json()) as LedgerExport;
   const shards = readdirSync(join(grid.dir, 'shards'), { recursive: true }).length;
   return { key: JSON.stringify({ jobs: jobs.sort(), head: ledger.entries.at(-1)?.hash ?? null, n: ledger.entries.length, shards }), ledger };
+}
+
+/** Sends one frame a byte over the cap; the coordinator must close the connection (1009), not buffer on. */
+function oversizedFrame(base: string): Promise<number | null> {
+  return new Promise((done) => {
+    const ws = new WebSocket(base.replace(/^http/, 'ws') + '/ws');
+    const timer = setTimeout(() => done(null), 30_000);
+    ws.on('open', () => ws.send(new Uint8Array(LIMITS.maxWsMessageBytes + 1)));
+    ws.on('close', (code) => {
+      clearTimeout(timer);
+      done(code);
+    });
+    ws.on('error', () => undefined);
+  });
 }
 
 export async function fuzzCoordinator(opts: { count: number; seed?: number }): Promise<FuzzRunReport> {
@@ -42,6 +59,7 @@ export async function fuzzCoordinator(opts: { count: number; seed?: number }): P
     const before = await snapshot(grid);
 
     const report = await runFuzz({ base: grid.base, token: grid.c.apiToken, jobId: queued, wuId: `${queued}.0`, shardSha: a }, opts);
+    const oversizedFrameClose = await oversizedFrame(grid.base);
 
     const health = await grid.api('/api/health').catch(() => null);
     const after = await snapshot(grid);
@@ -50,6 +68,7 @@ export async function fuzzCoordinator(opts: { count: number; seed?: number }): P
     db.close();
     return {
       ...report,
+      oversizedFrameClose,
       coordinatorUp: health?.status === 200,
       integrityCheck: integrity,
       ledgerVerified: verifyExport(after.ledger).ok,

@@ -9,6 +9,7 @@ test('1,000 malformed WebSocket and HTTP messages: each answered with an error, 
   expect(report.answeredWithError).toBe(1000);
   expect(report.websocket).toBeGreaterThan(500);
   expect(report.http).toBeGreaterThan(150);
+  expect(report.oversizedFrameClose).toBe(1009);
   expect(report.coordinatorUp).toBe(true);
   expect(report.integrityCheck).toBe('ok');
   expect(report.ledgerVerified).toBe(true);
