@@ -80,8 +80,9 @@ describe('limits and headers', () => {
     const limited = await grid.api('/api/health', { token: null });
     expect(limited.status).toBe(429);
     expect((await errorOf(limited)).code).toBe('rate_limited');
-    // A token is its own bucket, separate from the address.
+    // A valid token is its own bucket, separate from the address; made-up tokens are not.
     expect((await grid.api('/api/jobs')).status).toBe(200);
+    expect((await grid.api('/api/health', { token: 'made-up' })).status).toBe(429);
   });
 
   test('every answer carries security headers and a CSP that allows wasm and the worker', async () => {

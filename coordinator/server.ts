@@ -4,7 +4,6 @@ import fastifyRateLimit from '@fastify/rate-limit';
 import fastifyStatic from '@fastify/static';
 import fastifyWebsocket from '@fastify/websocket';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { jobKind } from './jobs/index.js';
 import { JobInputError } from './jobs/types.js';
@@ -95,13 +94,14 @@ export async function buildServer(ctx: ServerContext): Promise<FastifyInstance> 
     reply.headers(headers);
   });
 
-  // Per API token when one is sent (hashed: the key never holds a secret), else per address.
+  // Per API token when a valid one is sent, else per address (so made-up tokens do not buy fresh buckets).
   await app.register(fastifyRateLimit, {
     max: ctx.security.rateLimitPerMinute,
     timeWindow: 60_000,
-    keyGenerator: (req) => {
+    keyGenerator: async (req) => {
       const secret = bearer(req);
-      return secret ? `token:${createHash('sha256').update(secret).digest('hex').slice(0, 32)}` : `ip:${req.ip}`;
+      const who = secret ? await ctx.tokens.authenticate(secret) : null;
+      return who ? `token:${who.id}` : `ip:${req.ip}`;
     },
     errorResponseBuilder: (_req, info) => new ApiFailure(429, 'rate_limited', `rate limit of ${info.max} requests per minute reached; retry in ${Math.ceil(info.ttl / 1000)} s`),
   });
