@@ -109,7 +109,6 @@ export class ResultIntake {
       data: payload,
     });
     if (!passed) {
-      this.ctx.log(`result for ${wu.id} from ${session.volunteerId} failed the independent check`);
       await this.strike(session.volunteerId, `result for ${wu.id} failed the independent check`);
       await scheduler.dispatch();
       return reject('result failed verification');

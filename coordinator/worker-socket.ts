@@ -122,6 +122,7 @@ export function handleWorkerSocket(socket: WebSocket, ctx: SocketContext) {
       }
       boundId = id;
       const record = await ctx.store.upsertVolunteer({ id, publicKey: msg.publicKey, name: msg.name ?? null, now: ctx.now() });
+      if (socket.readyState !== socket.OPEN) return;
       clearTimeout(helloTimer);
       session = new SocketSession(id, send);
       ctx.scheduler.add(session);
@@ -164,12 +165,13 @@ export function handleWorkerSocket(socket: WebSocket, ctx: SocketContext) {
     }
     dropped = 0;
     const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
-    if (!isBinary && bytes.length > MAX_TEXT_BYTES) {
-      fail('bad_message', `text messages are limited to ${MAX_TEXT_BYTES} bytes`);
-      return;
-    }
+    const handle = async () => {
+      if (isBinary) return onBinary(new Uint8Array(bytes));
+      if (bytes.length > MAX_TEXT_BYTES) return fail('bad_message', `text messages are limited to ${MAX_TEXT_BYTES} bytes`);
+      return onText(bytes.toString('utf8'));
+    };
     queue = queue
-      .then(() => (isBinary ? onBinary(new Uint8Array(bytes)) : onText(bytes.toString('utf8'))))
+      .then(handle)
       .catch((err: unknown) => {
         ctx.log(`error handling a worker message: ${(err as Error).stack ?? String(err)}`);
         send({ type: 'error', code: 'internal', message: 'the coordinator could not handle that message' });
