@@ -5,9 +5,13 @@
 // Wire: on a reliable, ordered data channel with raw serialization, the asker sends
 // {t:'get', sha256}; the server answers {t:'no', reason} or {t:'ok', bytes} followed by the bytes
 // as binary frames of CHUNK_BYTES, pausing whenever the channel's send buffer is full.
-import { Peer, type DataConnection } from 'peerjs';
+import * as peerjs from 'peerjs';
+import type { DataConnection, Peer } from 'peerjs';
 import { P2P_LIMITS, PeerWireMessage } from '../../coordinator/protocol';
 import type { UploadBudget } from './upload-budget';
+
+// Node (test peers) loads peerjs's CommonJS build, whose exports sit under `default`.
+const PeerClass: typeof Peer = peerjs.Peer ?? (peerjs as unknown as { default: typeof peerjs }).default.Peer;
 
 export const CHUNK_BYTES = 128 * 1024;
 /** Pause sending while more than this is queued on the channel; resume below the low mark. */
@@ -105,7 +109,7 @@ export class Swarm {
 
   /** Joins the swarm; resolves once the PeerServer has accepted this peer id. */
   static open(opts: SwarmOptions, timeoutMs = 15_000): Promise<Swarm> {
-    const peer = new Peer(opts.peerId, {
+    const peer = new PeerClass(opts.peerId, {
       host: opts.host,
       port: opts.port,
       path: opts.path,
