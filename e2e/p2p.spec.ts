@@ -66,6 +66,15 @@ test('six pages share a 4 MiB input: the coordinator serves at most 25% of the s
     expect(traffic.fromCoordinator).toBeLessThanOrEqual(served);
     const share = served / received;
     const servedByPages = await Promise.all(pages.map(async (p) => Number(await p.getByTestId('served').getAttribute('data-bytes'))));
+    // Per receiving page: bytes from peers over the time spent receiving them.
+    const rates = await Promise.all(
+      pages.map(async (p) => {
+        const el = p.getByTestId('from-peers');
+        const [bytes, ms] = [Number(await el.getAttribute('data-bytes')), Number(await el.getAttribute('data-transfer-ms'))];
+        return ms > 0 ? bytes / 1e6 / (ms / 1000) : null;
+      }),
+    );
+    const receiverRates = rates.filter((r): r is number => r !== null);
     console.log(
       JSON.stringify({
         figure: 'p2p-six-pages',
@@ -73,7 +82,8 @@ test('six pages share a 4 MiB input: the coordinator serves at most 25% of the s
         coordinatorMB: Number((served / 1e6).toFixed(2)),
         peersMB: Number((traffic.fromPeers / 1e6).toFixed(2)),
         jobSeconds: seconds,
-        p2pMBps: Number((traffic.fromPeers / 1e6 / seconds).toFixed(2)),
+        p2pMBpsOverJob: Number((traffic.fromPeers / 1e6 / seconds).toFixed(2)),
+        p2pMBpsPerReceiver: receiverRates.map((r) => Number(r.toFixed(1))),
         servedByPagesMB: servedByPages.map((x) => Number((x / 1e6).toFixed(2))),
       }),
     );

@@ -75,7 +75,7 @@ export class CoordinatorClient {
     current: null,
     lastGflops: null,
     lastError: null,
-    traffic: { fromPeers: 0, fromCoordinator: 0, servedToPeers: 0, peerFailures: 0 },
+    traffic: { fromPeers: 0, fromCoordinator: 0, servedToPeers: 0, peerFailures: 0, peerTransferMs: 0 },
     p2p: 'off',
   };
   private ws: WebSocket | null = null;
@@ -235,6 +235,7 @@ export class CoordinatorClient {
         serve: (sha) => this.shards.forPeer(sha),
         budget: this.opts.uploadBudget,
         onServed: (bytes) => this.shards.countServed(bytes),
+        onReceived: (_bytes, ms) => this.shards.countTransferTime(ms),
       });
       if (this.ws !== ws || this.stopped) return swarm.close();
       this.shards.swarm = swarm;

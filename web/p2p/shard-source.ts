@@ -16,6 +16,8 @@ export interface TrafficStats {
   servedToPeers: number;
   /** Peer attempts that failed (unavailable, refused, timed out, closed, bad bytes). */
   peerFailures: number;
+  /** Time spent receiving peers' transfers (answer to last byte), for throughput. */
+  peerTransferMs: number;
 }
 
 export interface ShardSourceOptions {
@@ -33,7 +35,7 @@ export interface ShardSourceOptions {
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export class ShardSource {
-  readonly stats: TrafficStats = { fromPeers: 0, fromCoordinator: 0, servedToPeers: 0, peerFailures: 0 };
+  readonly stats: TrafficStats = { fromPeers: 0, fromCoordinator: 0, servedToPeers: 0, peerFailures: 0, peerTransferMs: 0 };
   /** Null until this page has joined the swarm (or when WebRTC is unavailable). */
   swarm: Swarm | null = null;
   private readonly inflight = new Map<string, Promise<{ bytes: Uint8Array; origin: ShardOrigin }>>();
@@ -47,6 +49,10 @@ export class ShardSource {
   countServed(bytes: number) {
     this.stats.servedToPeers += bytes;
     this.changed();
+  }
+
+  countTransferTime(ms: number) {
+    this.stats.peerTransferMs += ms;
   }
 
   /** A shard's verified bytes and where they came from; concurrent calls for one shard share a fetch. */

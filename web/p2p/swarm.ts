@@ -48,6 +48,8 @@ export interface SwarmOptions {
   serve: (sha256: string) => Promise<Uint8Array | null>;
   budget: UploadBudget;
   onServed?: (bytes: number) => void;
+  /** A transfer from a peer finished: its size and the time from the peer's answer to the last byte. */
+  onReceived?: (bytes: number, ms: number) => void;
 }
 
 export interface FetchOptions {
@@ -221,6 +223,7 @@ export class Swarm {
       if (!link.conn.open) return reject(new PeerFetchError('closed', `connection to ${peerId} closed`));
       let buffer: Uint8Array | null = null;
       let received = 0;
+      let started = 0;
       let timer = setTimeout(() => finish(new PeerFetchError('timeout', `${peerId} did not answer`)), firstByteMs);
       const rearm = () => {
         clearTimeout(timer);
@@ -231,7 +234,10 @@ export class Swarm {
         link.onData = null;
         link.onClose = null;
         link.lastUsed = Date.now();
-        if (result instanceof Uint8Array) return resolve(result);
+        if (result instanceof Uint8Array) {
+          this.opts.onReceived?.(result.length, performance.now() - started);
+          return resolve(result);
+        }
         // Leftover frames of an abandoned transfer would confuse the next request.
         if (result.kind !== 'refused') {
           this.drop(peerId, link);
@@ -253,6 +259,7 @@ export class Swarm {
         if (!msg || msg.t === 'get' || msg.sha256 !== sha256 || buffer) return finish(new PeerFetchError('protocol', `${peerId} sent an unexpected message`));
         if (msg.t === 'no') return finish(new PeerFetchError('refused', `${peerId} refused: ${msg.reason}`));
         buffer = new Uint8Array(msg.bytes);
+        started = performance.now();
         if (msg.bytes === 0) return finish(buffer);
         rearm();
       };
