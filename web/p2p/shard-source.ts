@@ -84,7 +84,7 @@ export class ShardSource {
     const fromPeer = await this.fromPeers(sha256, peers);
     if (fromPeer) {
       this.stats.fromPeers += fromPeer.length;
-      await this.opts.cache.put(sha256, fromPeer);
+      await this.keep(sha256, fromPeer);
       this.changed();
       return { bytes: fromPeer, origin: 'peer' };
     }
@@ -93,9 +93,18 @@ export class ShardSource {
     const bytes = new Uint8Array(await res.arrayBuffer());
     if ((await sha256Hex(bytes)) !== sha256) throw new Error(`input ${sha256.slice(0, 12)}… from the coordinator failed its sha-256 check`);
     this.stats.fromCoordinator += bytes.length;
-    await this.opts.cache.put(sha256, bytes);
+    await this.keep(sha256, bytes);
     this.changed();
     return { bytes, origin: 'coordinator' };
+  }
+
+  /** Caches verified bytes; a full or failing IndexedDB costs only the cache, not the unit. */
+  private async keep(sha256: string, bytes: Uint8Array) {
+    try {
+      await this.opts.cache.put(sha256, bytes);
+    } catch (err) {
+      console.warn(`tabgrid: could not cache ${sha256.slice(0, 12)}…: ${(err as Error).message}`);
+    }
   }
 
   private async fromPeers(sha256: string, peers: readonly string[]): Promise<Uint8Array | null> {
