@@ -88,8 +88,8 @@ test('six pages share a 4 MiB input: the coordinator serves at most 25% of the s
       }),
     );
     expect(share).toBeLessThanOrEqual(0.25);
-    // The pages' own counters agree: what they served is what peers received.
-    expect(servedByPages.reduce((s, x) => s + x, 0)).toBe(traffic.fromPeers);
+    // The pages' own counters agree: they served at least what their peers received and kept.
+    expect(servedByPages.reduce((s, x) => s + x, 0)).toBeGreaterThanOrEqual(traffic.fromPeers);
   } finally {
     await grid.stop();
   }
@@ -187,7 +187,8 @@ test('a peer that closes its page mid-transfer: the receiver falls back and the 
     const status = await grid.waitForJob(job2, 120_000);
     expect(status.state).toBe('done');
     await expectProduct(grid, job2, A, B, m, k, n);
-    // The receiver got B's bytes from the coordinator after the holder vanished, and its unit counted.
+    // The receiver's transfer from the holder failed, it got B from the coordinator, and its unit counted.
+    expect(Number(await fetching.getByTestId('from-peers').getAttribute('data-peer-failures'))).toBeGreaterThanOrEqual(1);
     expect(Number(await fetching.getByTestId('from-coordinator').getAttribute('data-bytes'))).toBeGreaterThanOrEqual(4 * MiB);
     await expect(fetching.getByTestId('units-done')).toHaveText('1', { timeout: 10_000 });
   } finally {
