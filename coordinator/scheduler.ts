@@ -139,12 +139,12 @@ export class Scheduler {
         if (score > bestScore) [best, bestScore] = [wu, score];
       }
       if (best !== head) this.skips.set(head.id, (this.skips.get(head.id) ?? 0) + 1);
-      else this.skips.delete(head.id);
       return best;
     };
   }
 
   private issue(s: WorkerSession, lease: LeaseRecord, wu: WorkUnitRecord) {
+    this.skips.delete(wu.id); // the bound counts per replica
     s.leases.set(lease.id, { wuId: wu.id, jobId: wu.jobId, deadline: lease.deadline });
     const shas = Object.values(wu.inputs);
     const tracker = this.opts.tracker;
