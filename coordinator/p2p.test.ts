@@ -64,7 +64,13 @@ describe('tracker over the protocol', () => {
     const holder = await worker(grid, 0, 'holder');
     holder.send(JSON.stringify({ type: 'peer-ready' }));
     holder.send(JSON.stringify({ type: 'holdings', add: [bBlock, aBlocks[1]] }));
-    const newcomer = await worker(grid, 1, 'newcomer');
+    // The newcomer finishes its unit only once the holder has been given work, so it cannot take both.
+    let holderAssigned!: () => void;
+    const holderHasWork = new Promise<void>((resolve) => (holderAssigned = resolve));
+    const newcomer = await worker(grid, 1, 'newcomer', async (wu, inputs) => {
+      await holderHasWork;
+      return honestMatmul(wu, inputs);
+    });
     await waitFor(() => grid!.logs.some((l) => l.includes('connected')) && true, 2000);
     const jobId = await grid.submitJob({ kind: 'matmul', inputs: { a, b }, replication: 1, tile: { rows: 8, cols: 8 } });
     const [first] = await waitFor(() => assignsOf(newcomer).length > 0 && assignsOf(newcomer), 5000, 'assign');
@@ -72,6 +78,8 @@ describe('tracker over the protocol', () => {
     expect(first.peers).toEqual({ [bBlock]: [welcomeOf(holder).peerId] });
     // The holder asks for work: of the two units it takes the one whose A block it holds.
     holder.send(JSON.stringify({ type: 'ready', slots: 1 }));
+    await waitFor(() => assignsOf(holder).length > 0, 5000, 'holder assign');
+    holderAssigned();
     expect((await grid.waitForJob(jobId)).state).toBe('done');
     const held = assignsOf(holder);
     expect(held).toHaveLength(1);
