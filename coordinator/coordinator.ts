@@ -3,10 +3,13 @@ import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { loadOrCreateApiToken, loadOrCreateCoordinatorKeys } from './keys.js';
 import { ResultIntake } from './results.js';
+import { SqliteRoomStore } from './room-store.js';
+import { Rooms } from './rooms.js';
 import { Scheduler } from './scheduler.js';
 import { buildServer } from './server.js';
 import { ShardStore } from './shards.js';
 import { SqliteStore } from './sqlite-store.js';
+import { SqliteStatsStore } from './stats-store.js';
 
 export interface CoordinatorOptions {
   dataDir: string;
@@ -51,6 +54,8 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
     heartbeatMs: opts.heartbeatMs ?? 20_000,
     now,
     log,
+    rooms: new Rooms(new SqliteRoomStore(store.db), now),
+    stats: new SqliteStatsStore(store.db),
   });
   // Leases left active by a previous run belong to connections that no longer exist.
   await store.expireLeases(Number.MAX_SAFE_INTEGER);

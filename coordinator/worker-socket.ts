@@ -13,6 +13,7 @@ import {
   type ServerMessage,
 } from './protocol.js';
 import type { ResultIntake } from './results.js';
+import type { Rooms } from './rooms.js';
 import type { LeaseInfo, Scheduler, WorkerSession } from './scheduler.js';
 import type { Store } from './store.js';
 
@@ -24,6 +25,8 @@ export interface SocketContext {
   log: (msg: string) => void;
   /** Interval of WebSocket pings; a worker that misses one is disconnected. */
   heartbeatMs: number;
+  /** Classroom rooms: joins, speed reports, room-wide pause. */
+  rooms?: Rooms;
 }
 
 const HELLO_TIMEOUT_MS = 30_000;
@@ -91,13 +94,14 @@ export function handleWorkerSocket(socket: WebSocket, ctx: SocketContext) {
       clearTimeout(helloTimer);
       session = new SocketSession(id, send);
       ctx.scheduler.add(session);
+      ctx.rooms?.connected(session, msg.device);
       send({ type: 'welcome', volunteerId: id, name: record.name, credit: record.credit });
       ctx.log(`worker ${id} (${msg.device.backend}: ${msg.device.adapter}) connected`);
       return;
     }
     if (!session) return fail('bad_state', 'send hello first');
     if (msg.type === 'ready') {
-      session.slots = msg.slots;
+      session.slots = ctx.rooms ? ctx.rooms.allowedSlots(session, msg.slots) : msg.slots;
       await ctx.scheduler.dispatch();
     } else if (msg.type === 'failure') {
       if (!session.leases.has(msg.leaseId)) return fail('bad_lease', 'no such active lease');
@@ -105,6 +109,10 @@ export function handleWorkerSocket(socket: WebSocket, ctx: SocketContext) {
       await ctx.store.endLeases([msg.leaseId], 'abandoned');
       ctx.log(`worker ${session.volunteerId} gave up lease ${msg.leaseId}: ${msg.reason}`);
       await ctx.scheduler.dispatch();
+    } else if (msg.type === 'join-room') {
+      if (!ctx.rooms || !(await ctx.rooms.join(session, msg.code))) return fail('no_room', `no room ${msg.code}`);
+    } else if (msg.type === 'status') {
+      ctx.rooms?.report(session, msg.gflops, msg.paused);
     }
   }
 
@@ -136,6 +144,7 @@ export function handleWorkerSocket(socket: WebSocket, ctx: SocketContext) {
     clearInterval(heartbeat);
     const s = session;
     if (s) {
+      ctx.rooms?.disconnected(s);
       queue = queue.then(() => ctx.scheduler.remove(s)).catch(() => undefined);
       ctx.log(`worker ${s.volunteerId} disconnected`);
     }
