@@ -180,6 +180,11 @@ export const Receipts = z.object({
 });
 export type Receipts = z.infer<typeof Receipts>;
 
+/** The exact text a ledger entry's hash covers: every field but the hash and signature, in order. */
+export function ledgerEntryCanonical(e: Omit<LedgerEntry, 'hash' | 'signature'>): string {
+  return JSON.stringify([e.seq, e.ts, e.volunteerId, e.jobId, e.wuId, e.amount, e.prevHash]);
+}
+
 export const GridStats = z.object({
   volunteers: z.object({ online: z.number().int(), total: z.number().int() }),
   jobs: z.object({ queued: z.number().int(), running: z.number().int(), done: z.number().int(), failed: z.number().int() }),
