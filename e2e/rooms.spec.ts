@@ -31,6 +31,7 @@ test('teacher creates a room, a student joins by code, the board follows live wi
     await student.getByLabel('Room code').press('Enter');
     await expect(student.getByTestId('room-title')).toHaveText('Physics 2B');
     await student.getByLabel('Your name on the board').fill('Ada');
+    await student.screenshot({ path: `${SHOTS}/room-join.png`, fullPage: true });
     await student.getByRole('button', { name: 'Start computing' }).click();
     await expect(student.getByTestId('room-name')).toHaveText('Physics 2B', { timeout: 60_000 });
 

@@ -2,6 +2,7 @@
 // client any page can embed. Styles live in its shadow root; nothing runs until the visitor presses
 // its own Start button. The compute worker is inlined in the bundle (a worker cannot be loaded from
 // another origin's URL); the coordinator allows cross-origin calls (CORS) and WebSocket connections.
+import { formatFlops, formatRate } from '../app/format';
 import type { ClientState, CoordinatorClient } from '../client/coordinator-client';
 import { watchVisibility } from '../client/pause-watchers';
 import { startVolunteering } from '../client/volunteer-session';
@@ -21,12 +22,6 @@ button.primary { background: #22c55e; border-color: #16a34a; color: #052e16; fon
 button:focus-visible { outline: 3px solid #38bdf8; outline-offset: 2px; }
 .error { color: #f87171; }
 `;
-
-function formatCredit(flops: number): string {
-  if (flops >= 1e12) return `${(flops / 1e12).toFixed(2)} TFLOP`;
-  if (flops >= 1e9) return `${(flops / 1e9).toFixed(2)} GFLOP`;
-  return `${(flops / 1e6).toFixed(1)} MFLOP`;
-}
 
 const PHASES: Record<ClientState['phase'], string> = {
   connecting: 'connecting…',
@@ -115,8 +110,8 @@ export class TabgridWidget extends HTMLElement {
       <p class="muted" role="status" aria-live="polite" data-testid="widget-phase">${PHASES[s.phase]}${s.current ? ` · ${escapeHtml(s.current.shape)}` : ''}</p>
       <div class="stats">
         <div><b data-testid="widget-units">${s.unitsDone}</b><span>units</span></div>
-        <div><b>${s.lastGflops == null ? '–' : s.lastGflops.toFixed(2)}</b><span>GFLOP/s</span></div>
-        <div><b data-testid="widget-credit">${formatCredit(s.credit)}</b><span>credit</span></div>
+        <div><b>${s.lastGflops == null ? '–' : formatRate(s.lastGflops)}</b><span>speed</span></div>
+        <div><b data-testid="widget-credit">${formatFlops(s.credit)}</b><span>credit</span></div>
       </div>
       <button>${running ? 'Stop' : 'Start again'}</button>`);
     this.root.querySelector('button')!.addEventListener('click', () => (running ? this.client?.stop() : this.client?.start()));
