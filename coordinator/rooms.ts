@@ -3,7 +3,7 @@
 // members, their credit) live in the RoomStore; what only matters while connected lives here.
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { ROOM_CODE_ALPHABET, type DeviceInfo, type RoomInfo, type RoomSnapshot, type ServerMessage } from './protocol.js';
-import type { RoomRecord, RoomStore } from './room-store.js';
+import type { RoomMemberRecord, RoomRecord, RoomStore } from './room-store.js';
 
 /** What the rooms need of a connected worker (a WebSocket session). */
 export interface RoomSession {
@@ -110,8 +110,7 @@ export class Rooms {
     }
   }
 
-  async info(room: RoomRecord): Promise<RoomInfo> {
-    const members = await this.store.members(room.code);
+  private static summary(room: RoomRecord, members: RoomMemberRecord[]): RoomInfo {
     return {
       code: room.code,
       name: room.name,
@@ -120,6 +119,10 @@ export class Rooms {
       credit: members.reduce((s, m) => s + m.credit, 0),
       members: members.length,
     };
+  }
+
+  async info(room: RoomRecord): Promise<RoomInfo> {
+    return Rooms.summary(room, await this.store.members(room.code));
   }
 
   async list(): Promise<RoomInfo[]> {
@@ -152,12 +155,7 @@ export class Rooms {
     });
     const gflops = memberList.reduce((s, m) => s + (m.online && !m.paused ? (m.gflops ?? 0) : 0), 0);
     return {
-      code: room.code,
-      name: room.name,
-      paused: room.paused,
-      createdAt: room.createdAt,
-      credit: members.reduce((s, m) => s + m.credit, 0),
-      members: members.length,
+      ...Rooms.summary(room, members),
       ts: this.now(),
       gflops,
       memberList,
