@@ -50,14 +50,15 @@ test('pause, hidden tab and resume control the worker; receipts verify; settings
     await page.getByLabel('Pause while this tab is hidden').uncheck();
     await page.getByLabel('Display name').fill('Grace');
     await page.getByTestId('save-name').click();
+    // The new name reaches the coordinator (the page reconnects with it).
+    await expect
+      .poll(async () => ((await (await grid.api('/api/volunteers')).json()) as { volunteers: { name: string }[] }).volunteers[0].name)
+      .toBe('Grace');
     await page.reload();
     await page.getByRole('button', { name: 'Start computing' }).click();
     await expect(page.getByLabel(/Compute 50% of the time/)).toHaveValue('50');
     await expect(page.getByLabel('Pause while this tab is hidden')).not.toBeChecked();
     await expect(page.getByLabel('Display name')).toHaveValue('Grace');
-    await expect
-      .poll(async () => ((await (await grid.api('/api/volunteers')).json()) as { volunteers: { name: string }[] }).volunteers[0].name)
-      .toBe('Grace');
     await page.getByTestId('stop').click();
     await expect(page.getByTestId('phase')).toHaveText('Stopped');
   } finally {
