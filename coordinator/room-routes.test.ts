@@ -100,6 +100,10 @@ describe('rooms', () => {
     expect(demo.status).toBe(201);
     const { id, workUnits } = (await demo.json()) as { id: string; workUnits: number };
     expect(workUnits).toBe(4);
+    // One unfinished demo job per room.
+    const again = await post(`/api/rooms/${room.code}/demo`, { size: 'small' }, room.teacherKey);
+    expect(again.status).toBe(409);
+    expect(((await again.json()) as { error: { code: string } }).error.code).toBe('not_ready');
     await new Promise((r) => setTimeout(r, 300));
     expect(w.messages.some((m) => m.type === 'assign')).toBe(false);
 

@@ -29,6 +29,8 @@ function randomUniform(count: number): Float32Array {
 
 export function registerRoomRoutes(app: FastifyInstance, ctx: ServerContext & { rooms: Rooms }) {
   const { rooms } = ctx;
+  /** Each room's latest demo job. */
+  const demoJobs = new Map<string, string>();
   // Open board streams, ended when the server closes (they would otherwise hold it open).
   const streams = new Set<() => void>();
   app.addHook('preClose', async () => {
@@ -105,6 +107,12 @@ export function registerRoomRoutes(app: FastifyInstance, ctx: ServerContext & { 
     const room = await roomOr404(req.params.code);
     requireTeacher(req, room);
     const { size } = parse(RoomDemo, req.body ?? {});
+    // Rooms are free to create, so demo jobs are rationed: one unfinished demo per room.
+    const previous = demoJobs.get(room.code);
+    const prevJob = previous ? await ctx.store.getJob(previous) : null;
+    if (prevJob && (prevJob.state === 'queued' || prevJob.state === 'running')) {
+      throw new ApiFailure(409, 'not_ready', `the room's demo job ${prevJob.id} is still running (${prevJob.done}/${prevJob.total} units)`);
+    }
     const { n, tile } = DEMO_SIZES[size];
     const a = await ctx.shards.put(toNpy([n, n], randomUniform(n * n)));
     const b = await ctx.shards.put(toNpy([n, n], randomUniform(n * n)));
@@ -116,6 +124,7 @@ export function registerRoomRoutes(app: FastifyInstance, ctx: ServerContext & { 
       replication: 1,
       tile: { rows: tile, cols: tile },
     });
+    demoJobs.set(room.code, created.id);
     return reply.code(201).send(created);
   });
 }
