@@ -52,6 +52,12 @@ test('a page on another origin embeds <tabgrid-widget>; a visitor starts it and 
     await expect(widget.getByTestId('widget-units')).toHaveText('2');
     await expect(widget.getByTestId('widget-credit')).toContainText('kFLOP');
     await page.screenshot({ path: `${SHOTS}/widget-cross-origin.png`, fullPage: true });
+
+    // The iframe form starts too: a second volunteer, with the coordinator's own storage.
+    const frame = page.frameLocator('iframe');
+    await frame.getByRole('button', { name: 'Start computing' }).click();
+    await expect(frame.getByTestId('widget-phase')).toHaveText(/waiting for work/, { timeout: 60_000 });
+    await expect.poll(async () => ((await (await grid.api('/api/volunteers')).json()) as { volunteers: unknown[] }).volunteers.length).toBe(2);
   } finally {
     host?.close();
     await grid.stop();
