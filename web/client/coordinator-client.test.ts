@@ -6,7 +6,9 @@ import { matmulReference } from '../../coordinator/jobs/matmul';
 import { toNpy } from '../../coordinator/npy';
 import { toBase64Url, type WorkUnitSpec } from '../../coordinator/protocol';
 import { randomMatrix, sleep, startTestCoordinator, waitFor, type TestCoordinator } from '../../coordinator/test-helpers';
+import { UploadBudget } from '../p2p/upload-budget';
 import type { Identity } from '../store/identity';
+import type { ShardCache } from '../store/shard-cache';
 import { CoordinatorClient, type ClientState } from './coordinator-client';
 
 beforeAll(() => {
@@ -30,6 +32,9 @@ afterEach(async () => {
   await grid?.stop();
 });
 
+/** IndexedDB does not exist in Node: a cache that never holds anything (every input comes from the coordinator). */
+const noCache = { get: async () => null, put: async () => false, keys: async () => [] } as unknown as ShardCache;
+
 /** A client whose compute takes at least `ms` and records when each unit ran. */
 async function startClient(opts: { throttle?: number; ms: number }) {
   const runs: { start: number; end: number }[] = [];
@@ -39,6 +44,8 @@ async function startClient(opts: { throttle?: number; ms: number }) {
     identity: await identity(),
     device: { backend: 'cpu', adapter: 'vitest', features: [] },
     throttle: opts.throttle,
+    cache: noCache,
+    uploadBudget: new UploadBudget({ bytesPerSecond: 0 }),
     compute: async (wu: WorkUnitSpec, inputs) => {
       const start = performance.now();
       await sleep(opts.ms);

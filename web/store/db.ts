@@ -14,8 +14,20 @@ export interface StoredIdentity {
   sealed?: { iv: Uint8Array<ArrayBuffer>; data: ArrayBuffer };
 }
 
-/** The volunteer's choices, kept across visits. */
+/** What the shard cache knows about one shard; its bytes live in `shard-bytes` under the same key. */
+export interface ShardMeta {
+  sha256: string;
+  size: number;
+  /** Larger is more recent (a monotonic clock, so two uses never tie). */
+  lastUsed: number;
+}
+
+/** The volunteer's choices, kept across visits; each is stored under its own name. */
 export interface Settings {
+  /** Most bytes the shard cache may hold. */
+  shardCacheBytes: number;
+  /** Upload speed limit for serving peers, bytes per second; 0 = do not serve peers. */
+  uploadBytesPerSecond: number;
   /** Share of time spent computing, 0.05–1. */
   throttle: number;
   pauseWhenHidden: boolean;
@@ -26,7 +38,9 @@ export interface Settings {
 
 export interface TabgridDB extends DBSchema {
   identity: { key: string; value: StoredIdentity };
-  settings: { key: string; value: Settings };
+  'shard-meta': { key: string; value: ShardMeta; indexes: { 'by-last-used': number } };
+  'shard-bytes': { key: string; value: ArrayBuffer };
+  settings: { key: keyof Settings; value: Settings[keyof Settings] };
   /** This browser's AES-GCM key that seals the identity for export; non-extractable. */
   deviceKeys: { key: string; value: CryptoKey };
 }
@@ -34,13 +48,15 @@ export interface TabgridDB extends DBSchema {
 let db: Promise<IDBPDatabase<TabgridDB>> | null = null;
 
 export function openStore(): Promise<IDBPDatabase<TabgridDB>> {
-  db ??= openDB<TabgridDB>('tabgrid', 2, {
+  db ??= openDB<TabgridDB>('tabgrid', 3, {
     upgrade(database, oldVersion) {
       if (oldVersion < 1) database.createObjectStore('identity');
       if (oldVersion < 2) {
+        database.createObjectStore('shard-meta', { keyPath: 'sha256' }).createIndex('by-last-used', 'lastUsed');
+        database.createObjectStore('shard-bytes');
         database.createObjectStore('settings');
-        database.createObjectStore('deviceKeys');
       }
+      if (oldVersion < 3) database.createObjectStore('deviceKeys');
     },
   });
   return db;

@@ -6,6 +6,7 @@ import { formatFlops, formatRate } from '../app/format';
 import type { ClientState, CoordinatorClient } from '../client/coordinator-client';
 import { watchVisibility } from '../client/pause-watchers';
 import { startVolunteering } from '../client/volunteer-session';
+import { loadSettings } from '../store/settings';
 import ComputeWorker from '../worker/compute.worker.ts?worker&inline';
 
 const STYLE = `
@@ -90,6 +91,7 @@ export class TabgridWidget extends HTMLElement {
       const started = await startVolunteering({
         createWorker: () => new ComputeWorker({ name: 'tabgrid-compute' }),
         url: this.coordinator,
+        settings: await loadSettings(),
         onChange: (s) => this.renderStatus(s),
       });
       if (!started.ok) return this.renderIntro(`This browser cannot compute: ${started.reason}`);
