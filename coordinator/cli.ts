@@ -7,6 +7,7 @@ import { auditLedger } from './audit.js';
 import { startCoordinator } from './coordinator.js';
 import { loadCoordinatorKeys, loadCoordinatorPublicKey } from './keys.js';
 import { exportLedger, verifyExport, verifyReceipt, type OfflineCheck } from './ledger-export.js';
+import { parseIceServers } from './peer-server.js';
 import { TokenScope } from './protocol.js';
 import { securityFromEnv } from './security.js';
 import { SqliteStore } from './sqlite-store.js';
@@ -40,6 +41,7 @@ async function start(args: string[]) {
     apiToken: process.env.TABGRID_API_TOKEN,
     leaseMs: process.env.TABGRID_LEASE_MS ? Number(process.env.TABGRID_LEASE_MS) : undefined,
     security: securityFromEnv(process.env),
+    iceServers: parseIceServers(process.env.TABGRID_ICE_SERVERS),
     log,
   });
   console.log(`tabgrid coordinator listening on ${c.url}`);

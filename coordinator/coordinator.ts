@@ -4,6 +4,8 @@ import { join, resolve } from 'node:path';
 import { Connections } from './connections.js';
 import { loadOrCreateApiToken, loadOrCreateCoordinatorKeys } from './keys.js';
 import { ResultIntake } from './results.js';
+import { SqliteRoomStore } from './room-store.js';
+import { Rooms } from './rooms.js';
 import { Scheduler } from './scheduler.js';
 import { buildServer } from './server.js';
 import { ShardStore } from './shards.js';
@@ -11,6 +13,9 @@ import { DEFAULT_SECURITY, type SecurityOptions } from './security.js';
 import { SqliteStore } from './sqlite-store.js';
 import { TokenRegistry } from './tokens.js';
 import type { TrustPolicy } from './trust.js';
+import { SqliteStatsStore } from './stats-store.js';
+import { Tracker } from './tracker.js';
+import type { IceServer } from './protocol.js';
 
 export interface CoordinatorOptions {
   dataDir: string;
@@ -27,6 +32,8 @@ export interface CoordinatorOptions {
   security?: Partial<SecurityOptions>;
   /** Adaptive replication and suspension settings (defaults: DEFAULT_TRUST_POLICY). */
   trustPolicy?: TrustPolicy;
+  /** STUN/TURN servers for the pages' WebRTC connections; none by default (loopback, LAN). */
+  iceServers?: IceServer[];
 }
 
 export interface Coordinator {
@@ -46,7 +53,8 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   const apiToken = loadOrCreateApiToken(dataDir, opts.apiToken);
   const store = new SqliteStore(join(dataDir, 'tabgrid.sqlite'));
   const shards = new ShardStore(join(dataDir, 'shards'));
-  const scheduler = new Scheduler(store, { leaseMs: opts.leaseMs ?? 10 * 60_000, now });
+  const tracker = new Tracker();
+  const scheduler = new Scheduler(store, { leaseMs: opts.leaseMs ?? 10 * 60_000, now, tracker });
   const security = { ...DEFAULT_SECURITY, ...opts.security };
   const connections = new Connections(security);
   const intake = new ResultIntake({
@@ -72,6 +80,10 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
     heartbeatMs: opts.heartbeatMs ?? 20_000,
     now,
     log,
+    rooms: new Rooms(new SqliteRoomStore(store.db), now),
+    stats: new SqliteStatsStore(store.db),
+    tracker,
+    iceServers: opts.iceServers ?? [],
   });
   // Leases left active by a previous run belong to connections that no longer exist.
   await store.expireLeases(Number.MAX_SAFE_INTEGER);

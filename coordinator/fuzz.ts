@@ -8,6 +8,7 @@ import WebSocket from 'ws';
 import { ApiError, encodeResultFrame, helloSigningMessage, LIMITS, PROTOCOL_VERSION, ServerMessage } from './protocol.js';
 import { toNpy } from './npy.js';
 import { rng } from './test-helpers.js';
+import { MAX_TEXT_BYTES } from './worker-socket.js';
 
 export interface FuzzTarget {
   base: string;
@@ -55,7 +56,7 @@ function badText(r: Rand, t: FuzzTarget, postHello: boolean): [string, string] {
     ['hello-bad-key', () => `{"type":"hello","protocol":${PROTOCOL_VERSION},"publicKey":"${pick(r, ['', 'A', 'A'.repeat(43), '!!!!', 'A'.repeat(201)])}","signature":"${'A'.repeat(86)}","device":{"backend":"cpu","adapter":"x"}}`],
     ['failure-bad', () => `{"type":"failure","leaseId":${pick(r, ['""', '"../x"', '1', 'null', `"${'l'.repeat(81)}"`])},"reason":"x"}`],
     ['failure-not-leased', () => `{"type":"failure","leaseId":"l_${Math.floor(r() * 1e9)}","reason":"x"}`],
-    ['oversized-text', () => `{"type":"failure","leaseId":"l_1","reason":"${'x'.repeat(16 * 1024 + Math.floor(r() * 1000))}"}`],
+    ['oversized-text', () => `{"type":"failure","leaseId":"l_1","reason":"${'x'.repeat(MAX_TEXT_BYTES + Math.floor(r() * 1000))}"}`],
   ];
   if (postHello) kinds.push(['hello-again', () => `{"type":"hello","protocol":${PROTOCOL_VERSION},"publicKey":"${'A'.repeat(43)}","signature":"${'A'.repeat(86)}","device":{"backend":"cpu","adapter":"x"}}`]);
   else kinds.push(['ready-before-hello', () => '{"type":"ready","slots":1}']);

@@ -193,7 +193,7 @@ export class ResultIntake {
     await store.putTrust(after);
     log(`volunteer ${volunteerId} ${why}: suspended until ${new Date(after.suspendedUntil).toISOString()} (strike ${after.strikes})`);
     await this.revokeUnconfirmed(volunteerId, before.verifiedAt, `its host later ${why}`);
-    this.ctx.disconnect?.(volunteerId, `suspended: ${why}`);
+    if (after.suspendedUntil > now()) this.ctx.disconnect?.(volunteerId, `suspended: ${why}`);
   }
 
   /** Re-queues the identity's results that no replica confirmed since `since`, reversing their credit. */

@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { startCoordinator, type Coordinator, type CoordinatorOptions } from './coordinator.js';
-import type { JobStatus } from './protocol.js';
+import type { IceServer, JobStatus } from './protocol.js';
 
 /** A fresh directory under the OS temp dir; remove it with `removeDir`. */
 export function makeTempDir(prefix = 'tabgrid-test-'): string {
@@ -52,7 +52,7 @@ export interface TestCoordinator {
 }
 
 export async function startTestCoordinator(
-  opts: { dir?: string; leaseMs?: number; staticDir?: string } & Pick<CoordinatorOptions, 'security' | 'trustPolicy'> = {},
+  opts: { dir?: string; leaseMs?: number; staticDir?: string; iceServers?: IceServer[] } & Pick<CoordinatorOptions, 'security' | 'trustPolicy'> = {},
 ): Promise<TestCoordinator> {
   const dir = opts.dir ?? makeTempDir();
   const logs: string[] = [];
@@ -64,6 +64,7 @@ export async function startTestCoordinator(
     leaseMs: opts.leaseMs,
     security: opts.security,
     trustPolicy: opts.trustPolicy,
+    iceServers: opts.iceServers,
     staticDir: opts.staticDir ?? join(dir, 'no-static'),
     log: (msg) => logs.push(msg),
   });
@@ -85,7 +86,7 @@ export async function startTestCoordinator(
       const res = await api('/api/shards', {
         method: 'POST',
         headers: { 'content-type': 'application/octet-stream' },
-        body: bytes as Uint8Array<ArrayBuffer>,
+        body: new Uint8Array(bytes), // a copy typed Uint8Array<ArrayBuffer>, as BodyInit wants
       });
       if (res.status !== 201) throw new Error(`upload failed: ${res.status} ${await res.text()}`);
       return ((await res.json()) as { sha256: string }).sha256;

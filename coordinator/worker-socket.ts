@@ -16,8 +16,13 @@ import {
   type ServerMessage,
 } from './protocol.js';
 import type { ResultIntake } from './results.js';
+import type { Rooms } from './rooms.js';
 import type { LeaseInfo, Scheduler, WorkerSession } from './scheduler.js';
+import type { ShardStore } from './shards.js';
 import type { Store } from './store.js';
+import type { Tracker } from './tracker.js';
+import { PEERJS_PATH } from './peer-server.js';
+import type { IceServer } from './protocol.js';
 
 export interface SocketContext {
   store: Store;
@@ -30,18 +35,26 @@ export interface SocketContext {
   connections: Connections;
   /** The peer's address, for per-address limits. */
   address: string;
+  /** Classroom rooms: joins, speed reports, room-wide pause. */
+  rooms?: Rooms;
+  shards: ShardStore;
+  tracker: Tracker;
+  iceServers: IceServer[];
 }
 
 const HELLO_TIMEOUT_MS = 30_000;
 const MAX_BAD_MESSAGES = 20;
-/** Text messages are small JSON (hello is the largest, well under 4 KiB). */
-const MAX_TEXT_BYTES = 16 * 1024;
+/** Text messages are JSON; the largest, a full `holdings` message (2 × 1,024 sha-256s), is ~140 KB. */
+export const MAX_TEXT_BYTES = 256 * 1024;
 
 class SocketSession implements WorkerSession {
   slots = 0;
   readonly leases = new Map<string, LeaseInfo>();
+  /** Leases whose shard traffic was already counted. */
+  readonly trafficReported = new Set<string>();
   constructor(
     readonly volunteerId: string,
+    readonly peerId: string,
     readonly send: (msg: ServerMessage) => void,
   ) {}
 }
@@ -70,9 +83,12 @@ export function handleWorkerSocket(socket: WebSocket, ctx: SocketContext) {
   }
   const budget = ctx.connections.messageBudget();
   let dropped = 0;
+  // Queued behind the message being handled, so the worker still gets that message's answer.
   const closeForSuspension = (reason: string) => {
-    send({ type: 'error', code: 'suspended', message: reason });
-    socket.close(1008, 'suspended');
+    queue = queue.then(() => {
+      send({ type: 'error', code: 'suspended', message: reason });
+      socket.close(1008, 'suspended');
+    });
   };
 
   const helloTimer = setTimeout(() => {
@@ -124,15 +140,22 @@ export function handleWorkerSocket(socket: WebSocket, ctx: SocketContext) {
       const record = await ctx.store.upsertVolunteer({ id, publicKey: msg.publicKey, name: msg.name ?? null, now: ctx.now() });
       if (socket.readyState !== socket.OPEN) return;
       clearTimeout(helloTimer);
-      session = new SocketSession(id, send);
+      session = new SocketSession(id, ctx.tracker.join(id), send);
       ctx.scheduler.add(session);
-      send({ type: 'welcome', volunteerId: id, name: record.name, credit: record.credit });
+      ctx.rooms?.connected(session, msg.device);
+      send({
+        type: 'welcome',
+        volunteerId: id,
+        name: record.name,
+        credit: record.credit,
+        p2p: { peerId: session.peerId, path: PEERJS_PATH, iceServers: ctx.iceServers },
+      });
       ctx.log(`worker ${id} (${msg.device.backend}: ${msg.device.adapter}) connected`);
       return;
     }
     if (!session) return fail('bad_state', 'send hello first');
     if (msg.type === 'ready') {
-      session.slots = msg.slots;
+      session.slots = ctx.rooms ? ctx.rooms.allowedSlots(session, msg.slots) : msg.slots;
       await ctx.scheduler.dispatch();
     } else if (msg.type === 'failure') {
       if (!session.leases.has(msg.leaseId)) return fail('bad_lease', 'no such active lease');
@@ -140,7 +163,33 @@ export function handleWorkerSocket(socket: WebSocket, ctx: SocketContext) {
       await ctx.store.endLeases([msg.leaseId], 'abandoned');
       ctx.log(`worker ${session.volunteerId} gave up lease ${msg.leaseId}: ${msg.reason}`);
       await ctx.scheduler.dispatch();
+    } else if (msg.type === 'peer-ready') {
+      ctx.tracker.setReady(session.peerId);
+    } else if (msg.type === 'holdings') {
+      ctx.tracker.updateHoldings(session.peerId, msg.add, msg.remove);
+    } else if (msg.type === 'bad-peer') {
+      const bad = ctx.tracker.report(session.peerId, msg.peerId, msg.sha256, msg.reason);
+      if (bad) ctx.log(`peer ${msg.peerId} (volunteer ${bad}) served bad bytes for ${msg.sha256.slice(0, 12)}…: no longer recommended`);
+    } else if (msg.type === 'shard-traffic') {
+      await countTraffic(session, msg.leaseId, msg.fromPeers, msg.fromCoordinator);
+    } else if (msg.type === 'join-room') {
+      if (!ctx.rooms || !(await ctx.rooms.join(session, msg.code))) return fail('no_room', `no room ${msg.code}`);
+    } else if (msg.type === 'status') {
+      ctx.rooms?.report(session, msg.gflops, msg.paused);
     }
+  }
+
+  /** Adds a lease's shard bytes to its job's figures, at most once and at most its inputs' size. */
+  async function countTraffic(s: SocketSession, leaseId: string, fromPeers: number, fromCoordinator: number) {
+    const info = s.leases.get(leaseId);
+    if (!info) return fail('bad_lease', 'no such active lease');
+    if (s.trafficReported.has(leaseId)) return;
+    s.trafficReported.add(leaseId);
+    const wu = await ctx.store.getWorkUnit(info.wuId);
+    if (!wu) return;
+    const inputBytes = Object.values(wu.inputs).reduce((sum, sha) => sum + (ctx.shards.size(sha) ?? 0), 0);
+    const peers = Math.min(fromPeers, inputBytes);
+    ctx.tracker.addTraffic(info.jobId, peers, Math.min(fromCoordinator, inputBytes - peers));
   }
 
   async function onBinary(frame: Uint8Array) {
@@ -185,6 +234,8 @@ export function handleWorkerSocket(socket: WebSocket, ctx: SocketContext) {
     if (boundId) ctx.connections.unbind(boundId, closeForSuspension);
     const s = session;
     if (s) {
+      ctx.rooms?.disconnected(s);
+      ctx.tracker.leave(s.peerId);
       queue = queue.then(() => ctx.scheduler.remove(s)).catch(() => undefined);
       ctx.log(`worker ${s.volunteerId} disconnected`);
     }

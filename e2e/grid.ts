@@ -7,8 +7,9 @@ import { toNpy } from '../coordinator/npy';
 
 export const ROOT = resolve(import.meta.dirname, '..');
 
-export function startGrid(): Promise<TestCoordinator> {
-  return startTestCoordinator({ staticDir: resolve(ROOT, 'dist') });
+/** `allowedOrigins`: other sites that may embed the widget (TABGRID_ALLOWED_ORIGINS). */
+export function startGrid(opts: { allowedOrigins?: string[] } = {}): Promise<TestCoordinator> {
+  return startTestCoordinator({ staticDir: resolve(ROOT, 'dist'), security: { allowedOrigins: opts.allowedOrigins ?? [] } });
 }
 
 /** Opens a volunteer page in its own browser context (its own IndexedDB, so its own identity). */

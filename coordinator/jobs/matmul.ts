@@ -9,6 +9,8 @@ import { DEFAULT_TOLERANCE } from '../validator.js';
 import { checkMatmul, U } from './matmul-check.js';
 import { JobInputError, type JobKind, type JobPlan, type PlannedWorkUnit } from './types.js';
 
+export { freivalds } from './matmul-check.js';
+
 /** A work unit aims at about this many FLOPs (about a second on a slow software adapter). */
 const TARGET_WU_FLOPS = 2 ** 28;
 const MAX_WORK_UNITS = 100_000;
