@@ -34,6 +34,9 @@ test.afterAll(async () => {
   await grid?.stop();
 });
 
+// The test injects its bundle as an inline script, which the coordinator's CSP rightly forbids.
+test.use({ bypassCSP: true });
+
 async function load(page: Page) {
   await page.goto(grid.base + '/'); // a real origin: IndexedDB is per origin, per context
   await page.addScriptTag({ content: bundle });
