@@ -6,6 +6,7 @@ import {
   GridStats,
   JobStatus,
   LedgerEntry,
+  LedgerExport,
   MatmulJobSubmit,
   PROTOCOL_VERSION,
   Receipts,
@@ -15,6 +16,8 @@ import {
   RoomDemo,
   RoomInfo,
   RoomSnapshot,
+  TokenCreate,
+  TokenInfo,
   VolunteerSummary,
 } from './protocol.js';
 
@@ -38,10 +41,14 @@ const SCHEMAS = {
   VolunteerList: z.object({ volunteers: z.array(VolunteerSummary) }),
   RoomList: z.object({ rooms: z.array(RoomInfo) }),
   Ledger: z.object({ coordinatorPublicKey: z.string(), entries: z.array(LedgerEntry) }),
+  LedgerExport,
+  TokenCreate,
+  TokenCreated: TokenInfo.extend({ token: z.string() }),
+  TokenList: z.object({ tokens: z.array(TokenInfo) }),
 } as const;
 type SchemaName = keyof typeof SCHEMAS;
 /** Request bodies are documented as clients send them (before defaults apply). */
-const REQUEST_BODIES = new Set<string>(['MatmulJobSubmit', 'RoomCreate', 'RoomControl', 'RoomDemo']);
+const REQUEST_BODIES = new Set<string>(['MatmulJobSubmit', 'RoomCreate', 'RoomControl', 'RoomDemo', 'TokenCreate']);
 
 type Auth = 'token' | 'teacher' | 'none';
 interface Op {
@@ -56,7 +63,7 @@ interface Op {
 const ref = (name: SchemaName) => ({ $ref: `#/components/schemas/${name}` });
 
 /** Every route, in the order a reader wants them. */
-const ROUTES: Record<string, Partial<Record<'get' | 'post', Op>>> = {
+const ROUTES: Record<string, Partial<Record<'get' | 'post' | 'delete', Op>>> = {
   '/api/shards': { post: { summary: 'Upload a float32 .npy input; content-addressed by sha-256', auth: 'token', body: 'npy', ok: { status: 201, schema: 'ShardCreated' } } },
   '/shards/{sha256}': { get: { summary: "A shard's bytes (immutable)", auth: 'none', params: ['sha256'], ok: { status: 200, binary: true } } },
   '/api/jobs': {
@@ -74,6 +81,14 @@ const ROUTES: Record<string, Partial<Record<'get' | 'post', Op>>> = {
   '/api/ledger': {
     get: { summary: 'Ledger entries in order, and the coordinator public key', auth: 'none', query: { after: 'entries after this seq', limit: '1–1000, default 100' }, ok: { status: 200, schema: 'Ledger' } },
   },
+  '/api/ledger/export': {
+    get: { summary: 'The whole ledger as one document for public audit (`npm run ledger -- verify --file`)', auth: 'none', ok: { status: 200, schema: 'LedgerExport' } },
+  },
+  '/api/tokens': {
+    get: { summary: 'API tokens (never their secrets); needs an admin token', auth: 'token', ok: { status: 200, schema: 'TokenList' } },
+    post: { summary: 'Make a submit or admin token; the secret is shown once; needs an admin token', auth: 'token', body: 'TokenCreate', ok: { status: 201, schema: 'TokenCreated' } },
+  },
+  '/api/tokens/{id}': { delete: { summary: 'Revoke a token at once; needs an admin token', auth: 'token', params: ['id'], ok: { status: 204 } } },
   '/api/rooms': {
     post: { summary: 'Create a classroom room; the answer holds the teacher key, shown once', auth: 'none', body: 'RoomCreate', ok: { status: 201, schema: 'RoomCreated' } },
     get: { summary: 'Rooms by credit, so classes can compare', auth: 'none', ok: { status: 200, schema: 'RoomList' } },
