@@ -454,8 +454,11 @@ export class SqliteStore implements Store {
         const job = toJob(this.s.getJob.get(wu.jobId) as Row);
         this.s.resultState.run('invalid', rev.reason, id);
         this.s.liveDelta.run(-1, wu.id);
-        this.s.reopenWu.run(job.replication, wu.id);
-        this.s.jobReopen.run(wu.jobId);
+        if (job.state !== 'failed') {
+          // A failed job wants no more work: its result is taken back, nothing is recomputed.
+          this.s.reopenWu.run(job.replication, wu.id);
+          this.s.jobReopen.run(wu.jobId);
+        }
         const earned = Number((this.s.creditFor.get(result.volunteerId, wu.id) as Row).n);
         if (earned > 0) entries.push(this.appendLedger(rev, { volunteerId: result.volunteerId, jobId: wu.jobId, wuId: wu.id, amount: -earned }));
       }

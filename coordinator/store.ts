@@ -169,8 +169,9 @@ export interface Store {
   unreplicatedResults(volunteerId: string, since: number): Promise<{ id: string; wuId: string }[]>;
   /**
    * Takes back settled results: each becomes invalid, its unit re-opens wanting the job's
-   * replication (its job goes back to running), and the credit it earned is reversed by a negative
-   * ledger entry. Results that are not the canonical result of a settled unit are left alone.
+   * replication (its job goes back to running; a failed job's unit stays settled), and the credit
+   * it earned is reversed by a negative ledger entry. Results that are not the canonical result of
+   * a settled unit are left alone.
    */
   revokeResults(r: Revocation): Promise<{ entries: LedgerEntry[] }>;
 }
