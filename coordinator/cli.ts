@@ -28,6 +28,7 @@ async function start(args: string[]) {
     host: values.host ?? process.env.HOST,
     apiToken: process.env.TABGRID_API_TOKEN,
     leaseMs: process.env.TABGRID_LEASE_MS ? Number(process.env.TABGRID_LEASE_MS) : undefined,
+    heartbeatMs: process.env.TABGRID_HEARTBEAT_MS ? Number(process.env.TABGRID_HEARTBEAT_MS) : undefined,
     log,
   });
   console.log(`tabgrid coordinator listening on ${c.url}`);

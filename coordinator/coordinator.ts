@@ -38,7 +38,9 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   const apiToken = loadOrCreateApiToken(dataDir, opts.apiToken);
   const store = new SqliteStore(join(dataDir, 'tabgrid.sqlite'));
   const shards = new ShardStore(join(dataDir, 'shards'));
-  const scheduler = new Scheduler(store, { leaseMs: opts.leaseMs ?? 10 * 60_000, now });
+  const heartbeatMs = opts.heartbeatMs ?? 20_000;
+  // A lease outlives three missed heartbeats of its coordinator, never more.
+  const scheduler = new Scheduler(store, { leaseMs: opts.leaseMs ?? 10 * 60_000, livenessMs: 3 * heartbeatMs, now });
   const intake = new ResultIntake({ store, shards, scheduler, signingKey: keys.privateKey, now, log });
   const app = await buildServer({
     store,
@@ -48,13 +50,19 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
     keys,
     apiToken,
     staticDir: opts.staticDir ?? resolve(import.meta.dirname, '..', 'dist'),
-    heartbeatMs: opts.heartbeatMs ?? 20_000,
+    heartbeatMs,
     now,
     log,
   });
-  // Leases left active by a previous run belong to connections that no longer exist.
-  await store.expireLeases(Number.MAX_SAFE_INTEGER);
-  const ticker = setInterval(() => void scheduler.tick().catch((err) => log(`tick failed: ${err}`)), 2_000);
+  // Leases left active by a previous run belong to connections that no longer exist (with a shared
+  // store they may be another coordinator's: those lapse when their heartbeat stops).
+  if (!store.shared) await store.expireLeases(Number.MAX_SAFE_INTEGER);
+  const recovered = await intake.recover();
+  if (recovered.validated || recovered.assembled) {
+    log(`recovered after a crash: ${recovered.validated} units re-validated, ${recovered.assembled} results assembled`);
+  }
+  const tickMs = Math.min(2_000, heartbeatMs);
+  const ticker = setInterval(() => void scheduler.tick().catch((err) => log(`tick failed: ${err}`)), tickMs);
   await app.listen({ port: opts.port, host: opts.host ?? '0.0.0.0' });
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : opts.port;

@@ -26,6 +26,13 @@ export interface SimWorkerOptions {
   compute?: Compute;
   slots?: number;
   identity?: KeyObject;
+  /** False: never answer the coordinator's pings (a frozen or vanished machine). */
+  autoPong?: boolean;
+  /** Parsed input shards, shareable between many workers in one process (the load bench). */
+  shardCache?: Map<string, Float32Array>;
+  /** False: do not keep every message in `messages` (long runs). */
+  keepMessages?: boolean;
+  onMessage?: (msg: ServerMessage) => void;
 }
 
 export class SimWorker {
@@ -35,9 +42,10 @@ export class SimWorker {
   credit = 0;
   readonly messages: ServerMessage[] = [];
   private ws: WebSocket | null = null;
-  private readonly shardCache = new Map<string, Float32Array>();
+  private readonly shardCache: Map<string, Float32Array>;
 
   constructor(private readonly opts: SimWorkerOptions) {
+    this.shardCache = opts.shardCache ?? new Map();
     this.privateKey = opts.identity ?? generateKeyPairSync('ed25519').privateKey;
     const jwk = this.privateKey.export({ format: 'jwk' });
     this.publicKeyRaw = String(jwk.x);
@@ -45,13 +53,14 @@ export class SimWorker {
 
   /** Connects, proves its identity and declares itself ready; resolves on welcome. */
   connect(): Promise<void> {
-    const ws = new WebSocket(this.opts.url.replace(/^http/, 'ws') + '/ws');
+    const ws = new WebSocket(this.opts.url.replace(/^http/, 'ws') + '/ws', { autoPong: this.opts.autoPong ?? true });
     this.ws = ws;
     return new Promise((resolve, reject) => {
       ws.on('error', reject);
       ws.on('message', (data) => {
         const msg = ServerMessage.parse(JSON.parse(String(data)));
-        this.messages.push(msg);
+        if (this.opts.keepMessages !== false) this.messages.push(msg);
+        this.opts.onMessage?.(msg);
         if (msg.type === 'challenge') {
           ws.send(
             JSON.stringify({
@@ -107,5 +116,10 @@ export class SimWorker {
 
   close() {
     this.ws?.close();
+  }
+
+  /** Drops the connection without a closing handshake, like a crashed machine. */
+  kill() {
+    this.ws?.terminate();
   }
 }

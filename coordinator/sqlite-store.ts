@@ -1,4 +1,7 @@
-// SQLite implementation of Store (better-sqlite3, WAL). Every method is one transaction.
+// SQLite implementation of Store (better-sqlite3, WAL). Every method is atomic. Writes are group
+// committed: the writes asked for in one event-loop turn run in one transaction (each inside its own
+// savepoint, so one failing write does not undo the others) and their promises settle only after
+// the commit is on disk — thousands of acknowledged writes a second for one fsync each turn.
 import Database from 'better-sqlite3';
 import { GENESIS_HASH } from './ledger.js';
 import type { LedgerEntry } from './protocol.js';
@@ -30,12 +33,16 @@ CREATE TABLE IF NOT EXISTS work_units (
   tolerance TEXT NOT NULL, meta TEXT NOT NULL, target INTEGER NOT NULL, state TEXT NOT NULL,
   canonical_result_id TEXT, live INTEGER NOT NULL DEFAULT 0, job_seq INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS wu_open ON work_units(state, job_seq, idx);
+-- Only units that still want a replica: leasing skips the ones fully leased without scanning them.
+CREATE INDEX IF NOT EXISTS wu_wanting ON work_units(job_seq, idx) WHERE state = 'open' AND live < target;
 CREATE INDEX IF NOT EXISTS wu_job ON work_units(job_id, idx);
 CREATE TABLE IF NOT EXISTS leases (
   id TEXT PRIMARY KEY, wu_id TEXT NOT NULL REFERENCES work_units(id), volunteer_id TEXT NOT NULL,
-  issued_at INTEGER NOT NULL, deadline INTEGER NOT NULL, state TEXT NOT NULL);
+  issued_at INTEGER NOT NULL, deadline INTEGER NOT NULL, state TEXT NOT NULL,
+  alive_until INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS lease_wu ON leases(wu_id, volunteer_id);
 CREATE INDEX IF NOT EXISTS lease_active ON leases(state, deadline);
+CREATE INDEX IF NOT EXISTS lease_alive ON leases(state, alive_until);
 CREATE TABLE IF NOT EXISTS results (
   id TEXT PRIMARY KEY, wu_id TEXT NOT NULL REFERENCES work_units(id), lease_id TEXT NOT NULL,
   volunteer_id TEXT NOT NULL, sha256 TEXT NOT NULL, state TEXT NOT NULL, received_at INTEGER NOT NULL,
@@ -142,6 +149,12 @@ export function toLedgerEntry(r: Row): LedgerEntry {
   };
 }
 
+/** Columns added after the first release, for data directories made before them. */
+function migrate(db: Database.Database) {
+  const cols = new Set((db.prepare('PRAGMA table_info(leases)').all() as Row[]).map((r) => String(r.name)));
+  if (!cols.has('alive_until')) db.exec('ALTER TABLE leases ADD COLUMN alive_until INTEGER NOT NULL DEFAULT 0');
+}
+
 export function openDatabase(file: string): Database.Database {
   const db = new Database(file);
   db.pragma('journal_mode = WAL');
@@ -149,16 +162,40 @@ export function openDatabase(file: string): Database.Database {
   db.pragma('synchronous = FULL');
   db.pragma('foreign_keys = ON');
   db.pragma('busy_timeout = 5000');
+  const hasLeases = db.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'leases'`).get();
+  if (hasLeases) migrate(db);
   db.exec(SCHEMA);
   return db;
 }
 
+interface PendingWrite {
+  run: () => unknown;
+  resolve: (value: never) => void;
+  reject: (err: unknown) => void;
+}
+
 export class SqliteStore implements Store {
   readonly db: Database.Database;
+  readonly shared = false;
   private readonly s;
+  private pending: PendingWrite[] = [];
+  private flushing = false;
+  /** Runs a function in a savepoint when called inside the batch's transaction. */
+  private readonly savepoint: (fn: () => unknown) => unknown;
+  private readonly batch: (writes: PendingWrite[]) => { ok: boolean; value: unknown }[];
 
   constructor(file: string) {
     this.db = openDatabase(file);
+    this.savepoint = this.db.transaction((fn: () => unknown) => fn());
+    this.batch = this.db.transaction((writes: PendingWrite[]) =>
+      writes.map((w) => {
+        try {
+          return { ok: true, value: this.savepoint(w.run) };
+        } catch (err) {
+          return { ok: false, value: err };
+        }
+      }),
+    );
     const p = (sql: string) => this.db.prepare(sql);
     this.s = {
       getMeta: p('SELECT value FROM meta WHERE key = ?'),
@@ -182,20 +219,23 @@ export class SqliteStore implements Store {
       failJob: p(`UPDATE jobs SET state = 'failed', error = ?, finished_at = ? WHERE id = ? AND state IN ('queued', 'running')`),
       getWu: p('SELECT * FROM work_units WHERE id = ?'),
       // `live` counts active leases plus pending/valid results, so "needs a replica" is one comparison.
-      nextWu: p(`SELECT wu.* FROM work_units wu
+      nextWu: p(`SELECT wu.* FROM work_units wu INDEXED BY wu_wanting
         WHERE wu.state = 'open' AND wu.live < wu.target
           AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.wu_id = wu.id AND l.volunteer_id = @v AND l.state = 'active')
           AND NOT EXISTS (SELECT 1 FROM results r WHERE r.wu_id = wu.id AND r.volunteer_id = @v)
         ORDER BY wu.job_seq, wu.idx LIMIT 1`),
-      insertLease: p(`INSERT INTO leases(id, wu_id, volunteer_id, issued_at, deadline, state) VALUES (?, ?, ?, ?, ?, 'active')`),
+      insertLease: p(`INSERT INTO leases(id, wu_id, volunteer_id, issued_at, deadline, state, alive_until) VALUES (?, ?, ?, ?, ?, 'active', ?)`),
+      renewLeases: p(`UPDATE leases SET alive_until = ? WHERE state = 'active'`),
       liveDelta: p('UPDATE work_units SET live = live + ? WHERE id = ?'),
       jobRunning: p(`UPDATE jobs SET state = 'running' WHERE id = ? AND state = 'queued'`),
       getLease: p('SELECT * FROM leases WHERE id = ?'),
       endLease: p(`UPDATE leases SET state = ? WHERE id = ? AND state = 'active'`),
-      expiredLeases: p(`SELECT * FROM leases WHERE state = 'active' AND deadline < ?`),
+      expiredLeases: p(`SELECT * FROM leases WHERE state = 'active' AND deadline < @now
+        UNION SELECT * FROM leases WHERE state = 'active' AND alive_until < @now`),
       countActive: p(`SELECT count(*) AS n FROM leases WHERE wu_id = ? AND state = 'active'`),
       insertResult: p(`INSERT INTO results(id, wu_id, lease_id, volunteer_id, sha256, state, received_at, reason, data)
-        VALUES (@id, @wuId, @leaseId, @volunteerId, @sha256, @state, @receivedAt, @reason, @data)`),
+        VALUES (@id, @wuId, @leaseId, @volunteerId, @sha256, @state, @receivedAt, @reason, @data)
+        ON CONFLICT(wu_id, volunteer_id) DO NOTHING`),
       liveResults: p(`SELECT * FROM results WHERE wu_id = ? AND state != 'invalid' ORDER BY received_at, id`),
       setTarget: p('UPDATE work_units SET target = ? WHERE id = ?'),
       resultState: p('UPDATE results SET state = ?, reason = COALESCE(?, reason) WHERE id = ?'),
@@ -210,12 +250,42 @@ export class SqliteStore implements Store {
       invalidatePending: p(`UPDATE results SET state = 'invalid', reason = ? WHERE wu_id = ? AND state = 'pending'`),
       abandonJobLeases: p(`UPDATE leases SET state = 'abandoned' WHERE state = 'active'
         AND wu_id IN (SELECT id FROM work_units WHERE job_id = ?)`),
+      unsettledUnits: p(`SELECT DISTINCT r.wu_id FROM results r JOIN work_units wu ON wu.id = r.wu_id
+        WHERE r.state = 'pending' AND wu.state = 'open'`),
+      unassembledJobs: p(`SELECT id FROM jobs WHERE state = 'running' AND done = total`),
       canonical: p(`SELECT wu.*, r.data AS result_data FROM work_units wu JOIN results r ON r.id = wu.canonical_result_id
         WHERE wu.job_id = ? ORDER BY wu.idx`),
     };
   }
 
+  /** Queues a write for this turn's transaction; resolves once it is committed. */
+  private write<T>(run: () => T): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.pending.push({ run, resolve: resolve as (v: never) => void, reject });
+      if (this.pending.length === 1 && !this.flushing) setImmediate(() => this.flush());
+    });
+  }
+
+  private flush() {
+    if (this.pending.length === 0 || !this.db.open) return;
+    const writes = this.pending;
+    this.pending = [];
+    this.flushing = true;
+    let outcomes: { ok: boolean; value: unknown }[];
+    try {
+      outcomes = this.batch(writes);
+    } catch (err) {
+      for (const w of writes) w.reject(err); // the commit itself failed: nothing was acknowledged
+      return;
+    } finally {
+      this.flushing = false;
+      if (this.pending.length) setImmediate(() => this.flush());
+    }
+    writes.forEach((w, i) => (outcomes[i].ok ? w.resolve(outcomes[i].value as never) : w.reject(outcomes[i].value)));
+  }
+
   async close(): Promise<void> {
+    this.flush();
     this.db.close();
   }
 
@@ -225,12 +295,14 @@ export class SqliteStore implements Store {
   }
 
   async setMeta(key: string, value: string) {
-    this.s.setMeta.run(key, value);
+    await this.write(() => this.s.setMeta.run(key, value));
   }
 
   async upsertVolunteer(v: { id: string; publicKey: string; name: string | null; now: number }) {
-    this.s.upsertVolunteer.run(v);
-    return toVolunteer(this.s.getVolunteer.get(v.id) as Row);
+    return this.write(() => {
+      this.s.upsertVolunteer.run(v);
+      return toVolunteer(this.s.getVolunteer.get(v.id) as Row);
+    });
   }
 
   async getVolunteer(id: string) {
@@ -248,7 +320,7 @@ export class SqliteStore implements Store {
   }
 
   async createJob(job: Omit<JobRecord, 'total' | 'done'>, units: NewWorkUnit[]) {
-    this.db.transaction(() => {
+    await this.write(() => {
       const jobSeq = Number((this.s.jobSeq.get() as Row).n) + 1;
       this.s.insertJob.run({
         ...job,
@@ -267,7 +339,7 @@ export class SqliteStore implements Store {
           jobSeq,
         });
       }
-    })();
+    });
   }
 
   async getJob(id: string) {
@@ -280,14 +352,14 @@ export class SqliteStore implements Store {
   }
 
   async setJobResult(jobId: string, sha256: string, now: number) {
-    this.s.setJobResult.run(sha256, now, jobId);
+    await this.write(() => this.s.setJobResult.run(sha256, now, jobId));
   }
 
   async failJob(jobId: string, error: string, now: number) {
-    this.db.transaction(() => {
+    await this.write(() => {
       this.s.failJob.run(error, now, jobId);
       this.s.abandonJobLeases.run(jobId);
-    })();
+    });
   }
 
   async getWorkUnit(id: string) {
@@ -295,17 +367,17 @@ export class SqliteStore implements Store {
     return row ? toWu(row) : null;
   }
 
-  async leaseNext(volunteerId: string, now: number, deadline: number) {
-    return this.db.transaction(() => {
+  async leaseNext(volunteerId: string, now: number, deadline: number, aliveUntil = deadline) {
+    return this.write(() => {
       const row = this.s.nextWu.get({ v: volunteerId }) as Row | undefined;
       if (!row) return null;
       const wu = toWu(row);
       const lease: LeaseRecord = { id: `l_${crypto.randomUUID()}`, wuId: wu.id, volunteerId, issuedAt: now, deadline, state: 'active' };
-      this.s.insertLease.run(lease.id, wu.id, volunteerId, now, deadline);
+      this.s.insertLease.run(lease.id, wu.id, volunteerId, now, deadline, aliveUntil);
       this.s.liveDelta.run(1, wu.id);
       this.s.jobRunning.run(wu.jobId);
       return { lease, wu };
-    })();
+    });
   }
 
   async getLease(id: string) {
@@ -319,23 +391,28 @@ export class SqliteStore implements Store {
     return changed;
   }
 
-  async endLeases(leaseIds: string[], state: 'abandoned' | 'returned') {
-    return this.db.transaction(() => {
+  async endLeases(leaseIds: string[], state: 'abandoned' | 'returned' | 'expired') {
+    return this.write(() => {
       let n = 0;
       for (const id of leaseIds) {
         const row = this.s.getLease.get(id) as Row | undefined;
         if (row) n += this.endLeaseTx(toLease(row), state);
       }
       return n;
-    })();
+    });
+  }
+
+  async renewLeases(aliveUntil: number) {
+    // One coordinator per SQLite file: every active lease is ours.
+    return this.write(() => this.s.renewLeases.run(aliveUntil).changes);
   }
 
   async expireLeases(now: number) {
-    return this.db.transaction(() => {
+    return this.write(() => {
       let n = 0;
-      for (const row of this.s.expiredLeases.all(now) as Row[]) n += this.endLeaseTx(toLease(row), 'expired');
+      for (const row of this.s.expiredLeases.all({ now }) as Row[]) n += this.endLeaseTx(toLease(row), 'expired');
       return n;
-    })();
+    });
   }
 
   async countActiveLeases(wuId: string) {
@@ -343,12 +420,14 @@ export class SqliteStore implements Store {
   }
 
   async addResult(r: ResultRecord) {
-    this.db.transaction(() => {
+    return this.write(() => {
+      const data = Buffer.from(r.data.buffer, r.data.byteOffset, r.data.byteLength);
+      if (this.s.insertResult.run({ ...r, data }).changes === 0) return false; // this volunteer already has one
       const lease = toLease(this.s.getLease.get(r.leaseId) as Row);
       this.endLeaseTx(lease, 'returned');
-      this.s.insertResult.run({ ...r, data: Buffer.from(r.data.buffer, r.data.byteOffset, r.data.byteLength) });
       if (r.state !== 'invalid') this.s.liveDelta.run(1, r.wuId);
-    })();
+      return true;
+    });
   }
 
   async liveResults(wuId: string) {
@@ -356,11 +435,11 @@ export class SqliteStore implements Store {
   }
 
   async raiseTarget(wuId: string, target: number) {
-    this.s.setTarget.run(target, wuId);
+    await this.write(() => this.s.setTarget.run(target, wuId));
   }
 
   async settle(s: Settlement): Promise<SettlementOutcome> {
-    return this.db.transaction(() => {
+    return this.write(() => {
       const wu = toWu(this.s.getWu.get(s.wuId) as Row);
       if (this.s.wuDone.run(s.canonicalResultId, s.wuId).changes === 0) {
         return { entries: [], jobComplete: false, jobId: wu.jobId }; // settled already
@@ -391,17 +470,24 @@ export class SqliteStore implements Store {
       }
       const job = toJob(this.s.getJob.get(wu.jobId) as Row);
       return { entries, jobComplete: job.done === job.total && job.state === 'running', jobId: wu.jobId };
-    })();
+    });
   }
 
   async failWorkUnit(wuId: string, reason: string, now: number) {
-    this.db.transaction(() => {
+    await this.write(() => {
       const wu = toWu(this.s.getWu.get(wuId) as Row);
       this.s.wuError.run(wuId);
       this.s.invalidatePending.run(reason, wuId);
       this.s.failJob.run(`work unit ${wuId} failed: ${reason}`, now, wu.jobId);
       this.s.abandonJobLeases.run(wu.jobId);
-    })();
+    });
+  }
+
+  async unfinishedWork() {
+    return {
+      unitsToValidate: (this.s.unsettledUnits.all() as Row[]).map((r) => String(r.wu_id)),
+      jobsToAssemble: (this.s.unassembledJobs.all() as Row[]).map((r) => String(r.id)),
+    };
   }
 
   async canonicalOutputs(jobId: string) {

@@ -47,8 +47,17 @@ export interface LeaseRecord {
   wuId: string;
   volunteerId: string;
   issuedAt: number;
+  /** Hard limit: past it the replica is reissued whatever the worker says. */
   deadline: number;
   state: LeaseState;
+}
+
+/** What a fresh coordinator finds half-done after a crash (see Store.unfinishedWork). */
+export interface UnfinishedWork {
+  /** Open units holding live results that were stored but never compared (crash before settling). */
+  unitsToValidate: string[];
+  /** Running jobs whose every unit is done but whose result was never assembled. */
+  jobsToAssemble: string[];
 }
 
 export type ResultState = 'pending' | 'valid' | 'invalid';
@@ -102,6 +111,11 @@ export interface SettlementOutcome {
 
 export interface Store {
   close(): Promise<void>;
+  /**
+   * True when several coordinator processes share this store (PostgreSQL): a coordinator that
+   * starts must then not expire other coordinators' leases, which lapse through `aliveUntil`.
+   */
+  readonly shared: boolean;
 
   getMeta(key: string): Promise<string | null>;
   setMeta(key: string, value: string): Promise<void>;
@@ -120,23 +134,37 @@ export interface Store {
   /**
    * Leases the next open work unit that still needs a replica and that this volunteer has neither
    * an active lease on nor a result for. Oldest job first. Null when there is nothing for them.
+   * The lease lapses at `aliveUntil` (default: the deadline) unless renewLeases extends it.
    */
-  leaseNext(volunteerId: string, now: number, deadline: number): Promise<{ lease: LeaseRecord; wu: WorkUnitRecord } | null>;
+  leaseNext(volunteerId: string, now: number, deadline: number, aliveUntil?: number): Promise<{ lease: LeaseRecord; wu: WorkUnitRecord } | null>;
   getLease(id: string): Promise<LeaseRecord | null>;
-  /** Ends active leases (returned by failure or disconnect); returns how many changed. */
-  endLeases(leaseIds: string[], state: 'abandoned' | 'returned'): Promise<number>;
-  /** Marks active leases past their deadline expired; returns how many. */
+  /**
+   * Ends active leases; returns how many changed. 'expired' = the worker vanished (its late result
+   * is still welcome), 'abandoned' = given up or no longer wanted, 'returned' = result in.
+   */
+  endLeases(leaseIds: string[], state: 'abandoned' | 'returned' | 'expired'): Promise<number>;
+  /**
+   * Heartbeat: every active lease this coordinator issued stays alive until `aliveUntil`. A lease
+   * whose coordinator stops renewing it (crashed) lapses then, even if its deadline is far off.
+   */
+  renewLeases(aliveUntil: number): Promise<number>;
+  /** Marks active leases past their deadline or their heartbeat expired; returns how many. */
   expireLeases(now: number): Promise<number>;
   countActiveLeases(wuId: string): Promise<number>;
 
-  /** Stores a result and returns its lease; fails if this volunteer already has a result for the unit. */
-  addResult(result: ResultRecord): Promise<void>;
+  /**
+   * Stores a result and ends its lease. False (and nothing changes) when this volunteer already
+   * has a result for the unit: one volunteer is counted, and credited, once per unit.
+   */
+  addResult(result: ResultRecord): Promise<boolean>;
   /** Results for a unit that are not invalid, oldest first. */
   liveResults(wuId: string): Promise<ResultRecord[]>;
   raiseTarget(wuId: string, target: number): Promise<void>;
   settle(s: Settlement): Promise<SettlementOutcome>;
   /** Marks the unit errored, its pending results invalid, and fails the job. */
   failWorkUnit(wuId: string, reason: string, now: number): Promise<void>;
+  /** Half-done work a crash may have left behind, to finish at start-up. */
+  unfinishedWork(): Promise<UnfinishedWork>;
   canonicalOutputs(jobId: string): Promise<{ wu: WorkUnitRecord; data: Uint8Array }[]>;
 
   ledgerEntries(afterSeq: number, limit: number): Promise<LedgerEntry[]>;

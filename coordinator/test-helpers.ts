@@ -51,7 +51,7 @@ export interface TestCoordinator {
 }
 
 export async function startTestCoordinator(
-  opts: { dir?: string; leaseMs?: number; staticDir?: string } = {},
+  opts: { dir?: string; leaseMs?: number; heartbeatMs?: number; staticDir?: string } = {},
 ): Promise<TestCoordinator> {
   const dir = opts.dir ?? makeTempDir();
   const logs: string[] = [];
@@ -61,6 +61,7 @@ export async function startTestCoordinator(
     host: '127.0.0.1',
     apiToken: TOKEN,
     leaseMs: opts.leaseMs,
+    heartbeatMs: opts.heartbeatMs,
     staticDir: opts.staticDir ?? join(dir, 'no-static'),
     log: (msg) => logs.push(msg),
   });
@@ -82,7 +83,7 @@ export async function startTestCoordinator(
       const res = await api('/api/shards', {
         method: 'POST',
         headers: { 'content-type': 'application/octet-stream' },
-        body: bytes,
+        body: bytes as Uint8Array<ArrayBuffer>,
       });
       if (res.status !== 201) throw new Error(`upload failed: ${res.status} ${await res.text()}`);
       return ((await res.json()) as { sha256: string }).sha256;

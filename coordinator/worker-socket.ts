@@ -22,7 +22,10 @@ export interface SocketContext {
   intake: ResultIntake;
   now: () => number;
   log: (msg: string) => void;
-  /** Interval of WebSocket pings; a worker that misses one is disconnected. */
+  /**
+   * Interval of WebSocket pings; a worker that misses one is disconnected and its leases go back to
+   * the queue, so a vanished worker (laptop lid closed, network gone) holds work at most ~2× this.
+   */
   heartbeatMs: number;
 }
 
@@ -98,6 +101,7 @@ export function handleWorkerSocket(socket: WebSocket, ctx: SocketContext) {
     if (!session) return fail('bad_state', 'send hello first');
     if (msg.type === 'ready') {
       session.slots = msg.slots;
+      ctx.scheduler.refresh(session);
       await ctx.scheduler.dispatch();
     } else if (msg.type === 'failure') {
       if (!session.leases.has(msg.leaseId)) return fail('bad_lease', 'no such active lease');
