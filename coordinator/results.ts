@@ -68,6 +68,7 @@ export class ResultIntake {
       return reject(`lease is ${lease.state}; its result is no longer wanted`);
     }
     scheduler.release(session, lease.id);
+    void scheduler.dispatch(); // the freed slot is refilled in the same commit as this result
     const wu = await store.getWorkUnit(lease.wuId);
     if (!wu || wu.state !== 'open') {
       await store.endLeases([lease.id], 'returned');

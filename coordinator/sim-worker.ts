@@ -29,10 +29,12 @@ export interface SimWorkerOptions {
   /** False: never answer the coordinator's pings (a frozen or vanished machine). */
   autoPong?: boolean;
   /** Parsed input shards, shareable between many workers in one process (the load bench). */
-  shardCache?: Map<string, Float32Array>;
+  shardCache?: Map<string, Float32Array | Promise<Float32Array>>;
   /** False: do not keep every message in `messages` (long runs). */
   keepMessages?: boolean;
   onMessage?: (msg: ServerMessage) => void;
+  /** False: trust the coordinator's messages without schema checks (saves the load bench CPU). */
+  validateMessages?: boolean;
 }
 
 export class SimWorker {
@@ -42,7 +44,7 @@ export class SimWorker {
   credit = 0;
   readonly messages: ServerMessage[] = [];
   private ws: WebSocket | null = null;
-  private readonly shardCache: Map<string, Float32Array>;
+  private readonly shardCache: Map<string, Float32Array | Promise<Float32Array>>;
 
   constructor(private readonly opts: SimWorkerOptions) {
     this.shardCache = opts.shardCache ?? new Map();
@@ -58,7 +60,8 @@ export class SimWorker {
     return new Promise((resolve, reject) => {
       ws.on('error', reject);
       ws.on('message', (data) => {
-        const msg = ServerMessage.parse(JSON.parse(String(data)));
+        const raw: unknown = JSON.parse(String(data));
+        const msg = this.opts.validateMessages === false ? (raw as ServerMessage) : ServerMessage.parse(raw);
         if (this.opts.keepMessages !== false) this.messages.push(msg);
         this.opts.onMessage?.(msg);
         if (msg.type === 'challenge') {
@@ -86,14 +89,20 @@ export class SimWorker {
     });
   }
 
-  private async fetchInput(sha: string): Promise<Float32Array> {
+  private fetchInput(sha: string): Promise<Float32Array> {
     const hit = this.shardCache.get(sha);
-    if (hit) return hit;
-    const res = await fetch(`${this.opts.url}/shards/${sha}`);
-    if (!res.ok) throw new Error(`shard ${sha}: HTTP ${res.status}`);
-    const data = parseNpy(new Uint8Array(await res.arrayBuffer())).data;
-    this.shardCache.set(sha, data);
-    return data;
+    if (hit) return Promise.resolve(hit);
+    // The promise is cached, so workers sharing a cache fetch each shard once.
+    const pending = (async () => {
+      const res = await fetch(`${this.opts.url}/shards/${sha}`);
+      if (!res.ok) throw new Error(`shard ${sha}: HTTP ${res.status}`);
+      const data = parseNpy(new Uint8Array(await res.arrayBuffer())).data;
+      this.shardCache.set(sha, data);
+      return data;
+    })();
+    this.shardCache.set(sha, pending);
+    pending.catch(() => this.shardCache.delete(sha));
+    return pending;
   }
 
   private async work(leaseId: string, wu: WorkUnitSpec) {

@@ -81,18 +81,34 @@ function toJob(r: Row): JobRecord {
   };
 }
 
-function toWu(r: Row): WorkUnitRecord {
+type WuFixed = Pick<WorkUnitRecord, 'params' | 'inputs' | 'tolerance' | 'meta'>;
+/** A unit's JSON columns never change: parse them once (the hot path reads each unit 3 times). */
+const wuFixed = new Map<string, WuFixed>();
+
+function fixedParts(id: string, r: Row): WuFixed {
+  let f = wuFixed.get(id);
+  if (!f) {
+    f = { params: parse(r.params), inputs: parse(r.inputs), tolerance: parse(r.tolerance), meta: parse(r.meta) };
+    if (wuFixed.size >= 50_000) wuFixed.delete(wuFixed.keys().next().value!);
+    wuFixed.set(id, f);
+  }
+  return f;
+}
+
+export function toWu(r: Row): WorkUnitRecord {
+  const id = String(r.id);
+  const f = fixedParts(id, r);
   return {
-    id: String(r.id),
+    id,
     jobId: String(r.job_id),
     idx: Number(r.idx),
     kind: String(r.kind),
-    params: parse(r.params),
-    inputs: parse(r.inputs),
+    params: f.params,
+    inputs: f.inputs,
     outputBytes: Number(r.output_bytes),
     flops: Number(r.flops),
-    tolerance: parse(r.tolerance),
-    meta: parse(r.meta),
+    tolerance: f.tolerance,
+    meta: f.meta,
     target: Number(r.target),
     state: r.state as WorkUnitRecord['state'],
     canonicalResultId: (r.canonical_result_id as string | null) ?? null,
