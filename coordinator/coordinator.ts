@@ -5,8 +5,10 @@ import { loadOrCreateApiToken, loadOrCreateCoordinatorKeys } from './keys.js';
 import { ResultIntake } from './results.js';
 import { Scheduler } from './scheduler.js';
 import { buildServer } from './server.js';
-import { ShardStore } from './shards.js';
+import { PgShardStore, PgStore } from './pg-store.js';
+import { FileShardStore, type ShardStore } from './shards.js';
 import { SqliteStore } from './sqlite-store.js';
+import type { Store } from './store.js';
 
 export interface CoordinatorOptions {
   dataDir: string;
@@ -18,7 +20,22 @@ export interface CoordinatorOptions {
   leaseMs?: number;
   heartbeatMs?: number;
   staticDir?: string;
+  /**
+   * A postgres:// URL (TABGRID_DB): state and shards live in PostgreSQL, shared with any other
+   * coordinator given the same URL. Absent: SQLite and shard files in the data directory.
+   */
+  database?: string;
   log?: (msg: string) => void;
+}
+
+/** The store and shard storage a coordinator runs on: SQLite + files, or PostgreSQL for both. */
+export async function openStorage(dataDir: string, database?: string): Promise<{ store: Store; shards: ShardStore }> {
+  if (database) {
+    if (!/^postgres(ql)?:\/\//.test(database)) throw new Error('TABGRID_DB must be a postgres:// URL');
+    const store = await PgStore.connect(database);
+    return { store, shards: new PgShardStore(store.pool) };
+  }
+  return { store: new SqliteStore(join(dataDir, 'tabgrid.sqlite')), shards: new FileShardStore(join(dataDir, 'shards')) };
 }
 
 export interface Coordinator {
@@ -36,8 +53,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   const now = Date.now;
   const keys = loadOrCreateCoordinatorKeys(dataDir);
   const apiToken = loadOrCreateApiToken(dataDir, opts.apiToken);
-  const store = new SqliteStore(join(dataDir, 'tabgrid.sqlite'));
-  const shards = new ShardStore(join(dataDir, 'shards'));
+  const { store, shards } = await openStorage(dataDir, opts.database);
   const heartbeatMs = opts.heartbeatMs ?? 20_000;
   // A lease outlives three missed heartbeats of its coordinator, never more.
   const scheduler = new Scheduler(store, { leaseMs: opts.leaseMs ?? 10 * 60_000, livenessMs: 3 * heartbeatMs, now });

@@ -185,7 +185,8 @@ export class Scheduler {
         }
       }
     }
-    if (expired > 0) await this.dispatch();
+    // With a shared store, other coordinators create work this one hears nothing about: look.
+    if (expired > 0 || (this.store.shared && this.hungry.size > 0)) await this.dispatch();
   }
 
   /** Called when a unit settles: replicas still out are no longer needed. */

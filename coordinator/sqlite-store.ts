@@ -58,12 +58,12 @@ CREATE TRIGGER IF NOT EXISTS ledger_append_only_delete BEFORE DELETE ON ledger
   BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;
 `;
 
-type Row = Record<string, unknown>;
+export type Row = Record<string, unknown>;
 
 const json = (v: unknown) => JSON.stringify(v);
 const parse = <T>(v: unknown): T => JSON.parse(String(v)) as T;
 
-function toJob(r: Row): JobRecord {
+export function toJob(r: Row): JobRecord {
   return {
     id: String(r.id),
     kind: String(r.kind),
@@ -115,7 +115,7 @@ export function toWu(r: Row): WorkUnitRecord {
   };
 }
 
-function toLease(r: Row): LeaseRecord {
+export function toLease(r: Row): LeaseRecord {
   return {
     id: String(r.id),
     wuId: String(r.wu_id),
@@ -126,7 +126,7 @@ function toLease(r: Row): LeaseRecord {
   };
 }
 
-function toResult(r: Row): ResultRecord {
+export function toResult(r: Row): ResultRecord {
   return {
     id: String(r.id),
     wuId: String(r.wu_id),
@@ -140,7 +140,7 @@ function toResult(r: Row): ResultRecord {
   };
 }
 
-function toVolunteer(r: Row): VolunteerRecord {
+export function toVolunteer(r: Row): VolunteerRecord {
   return {
     id: String(r.id),
     publicKey: String(r.public_key),

@@ -51,7 +51,7 @@ export interface TestCoordinator {
 }
 
 export async function startTestCoordinator(
-  opts: { dir?: string; leaseMs?: number; heartbeatMs?: number; staticDir?: string } = {},
+  opts: { dir?: string; leaseMs?: number; heartbeatMs?: number; staticDir?: string; database?: string } = {},
 ): Promise<TestCoordinator> {
   const dir = opts.dir ?? makeTempDir();
   const logs: string[] = [];
@@ -62,6 +62,7 @@ export async function startTestCoordinator(
     apiToken: TOKEN,
     leaseMs: opts.leaseMs,
     heartbeatMs: opts.heartbeatMs,
+    database: opts.database,
     staticDir: opts.staticDir ?? join(dir, 'no-static'),
     log: (msg) => logs.push(msg),
   });
