@@ -51,6 +51,14 @@ export interface ClientOptions {
 }
 
 const SHARD_CACHE_BYTES = 256 * 1024 * 1024;
+/** Reconnect backoff: doubles from the first delay up to the cap, reset once welcomed again. */
+const RETRY_FIRST_MS = 500;
+const RETRY_MAX_MS = 15_000;
+
+/** ±25% jitter, so thousands of volunteers do not reconnect in one burst after a restart. */
+function jittered(ms: number): number {
+  return Math.round(ms * (0.75 + Math.random() * 0.5));
+}
 
 async function sha256Hex(bytes: Uint8Array): Promise<string> {
   const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes as BufferSource));
@@ -70,7 +78,7 @@ export class CoordinatorClient {
   };
   private ws: WebSocket | null = null;
   private stopped = false;
-  private retryMs = 1000;
+  private retryMs = RETRY_FIRST_MS;
   private readonly queue: { leaseId: string; wu: WorkUnitSpec }[] = [];
   private readonly cancelled = new Set<string>();
   private working = false;
@@ -123,8 +131,8 @@ export class CoordinatorClient {
       this.update({ phase: 'disconnected' });
       setTimeout(() => {
         if (!this.stopped) this.connect();
-      }, this.retryMs);
-      this.retryMs = Math.min(30_000, this.retryMs * 2);
+      }, jittered(this.retryMs));
+      this.retryMs = Math.min(RETRY_MAX_MS, this.retryMs * 2);
     };
   }
 
@@ -143,7 +151,7 @@ export class CoordinatorClient {
         break;
       }
       case 'welcome':
-        this.retryMs = 1000;
+        this.retryMs = RETRY_FIRST_MS;
         this.update({ phase: 'waiting', volunteerId: msg.volunteerId, credit: msg.credit });
         this.send({ type: 'ready', slots: 1 });
         break;
