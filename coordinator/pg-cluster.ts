@@ -23,7 +23,7 @@ function pgBin(name: string): string {
   throw new Error(`PostgreSQL's ${name} was not found under ${root}: apt-get install -y postgresql (.ci/run does this)`);
 }
 
-function freePort(): Promise<number> {
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = createServer();
     srv.once('error', reject);
