@@ -96,15 +96,18 @@ async function main() {
     };
     const start = await progress();
     let warm: typeof start | null = null;
+    let cpuAtWarm = process.cpuUsage();
     let last = start;
     while (last.state !== 'done' && last.state !== 'failed' && last.t - start.t < SECONDS) {
       await sleep(250);
       last = await progress();
       if (!warm && last.t - start.t >= 2) {
         warm = last;
+        cpuAtWarm = process.cpuUsage();
         fleet.send({ type: 'reset' });
       }
     }
+    const cpu = process.cpuUsage(cpuAtWarm);
     const from = warm && last.done > warm.done ? warm : start;
     const report = (fleet.send({ type: 'report' }), await waitFor<{ p50: number; p99: number; samples: number; rejected: number }>(fleet, 'report'));
     const memPeak = heapMb();
@@ -119,6 +122,8 @@ async function main() {
       seconds: +(last.t - start.t).toFixed(2),
       wuPerSecond: Math.round((last.done - from.done) / (last.t - from.t)),
       resultsPerSecond: Math.round(((last.done - from.done) * REPLICATION) / (last.t - from.t)),
+      // CPU time the coordinator spent per unit: unlike WU/s, barely moved by other load on the machine.
+      coordinatorCpuUsPerWu: Math.round((cpu.user + cpu.system) / Math.max(1, last.done - from.done)),
       latencyMs: { p50: +report.p50.toFixed(1), p99: +report.p99.toFixed(1), samples: report.samples },
       rejectedResults: report.rejected,
       connectSeconds: +connectSeconds.toFixed(2),
@@ -131,6 +136,7 @@ async function main() {
       },
       node: process.version,
       cpus: (await import('node:os')).cpus().length,
+      loadAverage: (await import('node:os')).loadavg().map((x) => +x.toFixed(1)),
     };
     console.log(JSON.stringify(out, null, 2));
   } finally {

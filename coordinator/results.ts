@@ -3,7 +3,7 @@
 // that agrees makes the result canonical and earns its volunteers credit in the signed ledger.
 import type { KeyObject } from 'node:crypto';
 import { jobKind } from './jobs/index.js';
-import { volunteerPublicKey, verifySignature } from './keys.js';
+import { verifyOffThread } from './signature-thread.js';
 import { makeEntry } from './ledger.js';
 import { resultSigningMessage, type ResultHeader } from './protocol.js';
 import type { Scheduler, WorkerSession } from './scheduler.js';
@@ -86,7 +86,7 @@ export class ResultIntake {
       return reject('sha256 does not match the result bytes');
     }
     const key = await this.publicKeyOf(session.volunteerId);
-    if (!key || !verifySignature(key, resultSigningMessage(wu.id, sha), header.signature)) {
+    if (!key || !(await verifyOffThread(key, resultSigningMessage(wu.id, sha), header.signature))) {
       await store.endLeases([lease.id], 'abandoned');
       await scheduler.dispatch();
       return reject("signature does not verify with this volunteer's key");
@@ -115,19 +115,17 @@ export class ResultIntake {
     return { accepted: true };
   }
 
-  /** Volunteer keys never change (the id is derived from the key): parse each one once. */
-  private readonly keys = new Map<string, KeyObject>();
+  /** Volunteer keys never change (the id is derived from the key): look each one up once. */
+  private readonly keys = new Map<string, string>();
 
-  private async publicKeyOf(volunteerId: string): Promise<KeyObject | null> {
+  private async publicKeyOf(volunteerId: string): Promise<string | null> {
     const hit = this.keys.get(volunteerId);
     if (hit) return hit;
     const volunteer = await this.ctx.store.getVolunteer(volunteerId);
-    const key = volunteer && volunteerPublicKey(volunteer.publicKey);
-    if (key) {
-      if (this.keys.size >= 100_000) this.keys.clear();
-      this.keys.set(volunteerId, key);
-    }
-    return key;
+    if (!volunteer) return null;
+    if (this.keys.size >= 100_000) this.keys.clear();
+    this.keys.set(volunteerId, volunteer.publicKey);
+    return volunteer.publicKey;
   }
 
   /**
