@@ -195,6 +195,7 @@ export class SqliteStore implements Store {
   readonly shared = false;
   private readonly s;
   private pending: PendingWrite[] = [];
+  private readonly runningJobs = new Set<string>();
   private flushing = false;
   /** Runs a function in a savepoint when called inside the batch's transaction. */
   private readonly savepoint: (fn: () => unknown) => unknown;
@@ -256,7 +257,7 @@ export class SqliteStore implements Store {
       setTarget: p('UPDATE work_units SET target = ? WHERE id = ?'),
       resultState: p('UPDATE results SET state = ?, reason = COALESCE(?, reason) WHERE id = ?'),
       wuDone: p(`UPDATE work_units SET state = 'done', canonical_result_id = ? WHERE id = ? AND state = 'open'`),
-      jobDone: p('UPDATE jobs SET done = done + 1 WHERE id = ?'),
+      jobDone: p('UPDATE jobs SET done = done + 1 WHERE id = ? RETURNING done, total, state'),
       addCredit: p('UPDATE volunteers SET credit = credit + ? WHERE id = ?'),
       ledgerHead: p('SELECT * FROM ledger ORDER BY seq DESC LIMIT 1'),
       insertLedger: p(`INSERT INTO ledger(seq, ts, volunteer_id, job_id, wu_id, amount, prev_hash, hash, signature)
@@ -391,7 +392,11 @@ export class SqliteStore implements Store {
       const lease: LeaseRecord = { id: `l_${crypto.randomUUID()}`, wuId: wu.id, volunteerId, issuedAt: now, deadline, state: 'active' };
       this.s.insertLease.run(lease.id, wu.id, volunteerId, now, deadline, aliveUntil);
       this.s.liveDelta.run(1, wu.id);
-      this.s.jobRunning.run(wu.jobId);
+      // A job never goes back to queued: mark it running once, not on every lease.
+      if (!this.runningJobs.has(wu.jobId)) {
+        this.s.jobRunning.run(wu.jobId);
+        this.runningJobs.add(wu.jobId);
+      }
       return { lease, wu };
     });
   }
@@ -465,7 +470,7 @@ export class SqliteStore implements Store {
         this.s.resultState.run('invalid', 'disagreed with the quorum', id);
         this.s.liveDelta.run(-1, s.wuId);
       }
-      this.s.jobDone.run(wu.jobId);
+      const job = this.s.jobDone.get(wu.jobId) as Row;
       const head = this.s.ledgerHead.get() as Row | undefined;
       let prev = head ? toLedgerEntry(head) : null;
       const entries: LedgerEntry[] = [];
@@ -484,7 +489,6 @@ export class SqliteStore implements Store {
         entries.push(entry);
         prev = entry;
       }
-      const job = toJob(this.s.getJob.get(wu.jobId) as Row);
       return { entries, jobComplete: job.done === job.total && job.state === 'running', jobId: wu.jobId };
     });
   }
