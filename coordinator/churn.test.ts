@@ -63,14 +63,14 @@ const acks = (w: SimWorker) => w.messages.filter((m): m is Extract<ServerMessage
 describe('churn', () => {
   test('a worker that stops answering pings loses its lease to another worker', async () => {
     // The deadline is far off: only the heartbeat can free the unit.
-    grid = await startTestCoordinator({ leaseMs: 600_000, heartbeatMs: 150 });
+    grid = await startTestCoordinator({ leaseMs: 600_000, heartbeatMs: 1000 });
     const frozen = worker(grid, 'frozen', { compute: () => new Promise(() => {}), autoPong: false });
     await frozen.connect();
     const jobId = await submit(grid, 1);
-    await waitFor(() => frozen.messages.some((m) => m.type === 'assign'), 5_000, 'the frozen worker to get the unit');
+    await waitFor(() => frozen.messages.some((m) => m.type === 'assign'), 20_000, 'the frozen worker to get the unit');
     const honest = worker(grid, 'honest');
     await honest.connect();
-    const status = await grid.waitForJob(jobId, 15_000);
+    const status = await grid.waitForJob(jobId, 20_000);
     expect(status.state).toBe('done');
     await expectCorrectResult(grid, jobId);
     expect((await credits(grid)).get(frozen.volunteerId)).toBe(0);
@@ -78,7 +78,7 @@ describe('churn', () => {
   });
 
   test('a late result from a timed-out lease is still validated and credited once', async () => {
-    grid = await startTestCoordinator({ leaseMs: 300, heartbeatMs: 100 });
+    grid = await startTestCoordinator({ leaseMs: 300, heartbeatMs: 1000 });
     const late = gated();
     const slow = worker(grid, 'slow', { compute: late.compute });
     const quick = worker(grid, 'quick');
@@ -87,13 +87,13 @@ describe('churn', () => {
     const jobId = await submit(grid, 2);
     // The slow worker's lease passes its deadline; nobody else can take that replica (quick
     // already answered), so the unit waits — and the slow worker is offered it again.
-    await waitFor(() => slow.messages.some((m) => m.type === 'lease-cancelled'), 5_000, 'the slow lease to expire');
-    await waitFor(() => slow.messages.filter((m) => m.type === 'assign').length >= 2, 5_000, 'the unit to be re-leased');
+    await waitFor(() => slow.messages.some((m) => m.type === 'lease-cancelled'), 20_000, 'the slow lease to expire');
+    await waitFor(() => slow.messages.filter((m) => m.type === 'assign').length >= 2, 20_000, 'the unit to be re-leased');
     late.open(); // both computations finish: the late result and the re-leased one
-    const status = await grid.waitForJob(jobId, 10_000);
+    const status = await grid.waitForJob(jobId, 20_000);
     expect(status.state).toBe('done');
     await expectCorrectResult(grid, jobId);
-    await waitFor(() => acks(slow).length >= 2, 5_000, 'both results to be answered');
+    await waitFor(() => acks(slow).length >= 2, 20_000, 'both results to be answered');
     expect(acks(slow).filter((a) => a.accepted)).toHaveLength(1);
     expect(acks(slow).find((a) => !a.accepted)?.reason).toMatch(/already returned|no longer wanted|already settled/);
 
@@ -105,15 +105,15 @@ describe('churn', () => {
   });
 
   test('a worker killed mid-unit hands its replica to the next worker, and its late reconnect earns nothing twice', async () => {
-    grid = await startTestCoordinator({ leaseMs: 600_000, heartbeatMs: 100 });
+    grid = await startTestCoordinator({ leaseMs: 600_000, heartbeatMs: 1000 });
     const doomed = worker(grid, 'doomed', { compute: () => new Promise(() => {}) });
     await doomed.connect();
     const jobId = await submit(grid, 1);
-    await waitFor(() => doomed.messages.some((m) => m.type === 'assign'), 5_000, 'the doomed worker to get the unit');
+    await waitFor(() => doomed.messages.some((m) => m.type === 'assign'), 20_000, 'the doomed worker to get the unit');
     doomed.kill();
     const next = worker(grid, 'next');
     await next.connect();
-    expect((await grid.waitForJob(jobId, 10_000)).state).toBe('done');
+    expect((await grid.waitForJob(jobId, 20_000)).state).toBe('done');
     await expectCorrectResult(grid, jobId);
     expect(await ledger(grid)).toHaveLength(1);
   });

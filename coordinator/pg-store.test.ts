@@ -21,11 +21,11 @@ beforeAll(async () => {
 afterAll(() => cluster?.stop());
 
 test('two coordinators on one PostgreSQL complete one job together with one ledger chain', async () => {
-  const one = await startTestCoordinator({ database: cluster.url, heartbeatMs: 200 });
+  const one = await startTestCoordinator({ database: cluster.url, heartbeatMs: 500 });
   // The second coordinator signs with the same key: operators copy it (see README).
   const dir2 = makeTempDir();
   copyFileSync(join(one.dir, 'coordinator-key.pem'), join(dir2, 'coordinator-key.pem'));
-  const two = await startTestCoordinator({ database: cluster.url, dir: dir2, heartbeatMs: 200 });
+  const two = await startTestCoordinator({ database: cluster.url, dir: dir2, heartbeatMs: 500 });
   const workers: SimWorker[] = [];
   try {
     const [m, k, n] = [40, 24, 36];
@@ -84,7 +84,7 @@ test('two coordinators on one PostgreSQL complete one job together with one ledg
 test("a dead coordinator's leases lapse and another coordinator reissues them", async () => {
   // `ghost` plays a coordinator that leased a unit and then died: it never renews its heartbeat.
   const ghost = await PgStore.connect(cluster.url, 2);
-  const live = await startTestCoordinator({ database: cluster.url, heartbeatMs: 100, leaseMs: 600_000 });
+  const live = await startTestCoordinator({ database: cluster.url, heartbeatMs: 500, leaseMs: 600_000 });
   const rescuer = new SimWorker({ url: live.base, name: 'rescuer' });
   try {
     const a = await live.uploadShard(toNpy([4, 4], randomMatrix(4, 4, 5)));
@@ -92,7 +92,7 @@ test("a dead coordinator's leases lapse and another coordinator reissues them", 
     // Nobody is connected to `live` yet, so the job waits for the ghost's lease.
     const jobId = await live.submitJob({ kind: 'matmul', inputs: { a, b: a }, replication: 1 });
     const now = Date.now();
-    const claimed = await ghost.leaseNext('v_ghostvolunteer', now, now + 600_000, now + 300);
+    const claimed = await ghost.leaseNext('v_ghostvolunteer', now, now + 600_000, now + 1000);
     expect(claimed?.wu.id).toBe(`${jobId}.0`);
     await rescuer.connect();
     // The deadline is ten minutes away; only the lapsed heartbeat can free the unit.

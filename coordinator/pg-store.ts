@@ -7,8 +7,6 @@
 // Shards live here too (PgShardStore), so any coordinator can serve any shard.
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
-import { GENESIS_HASH } from './ledger.js';
-import type { LedgerEntry } from './protocol.js';
 import { ShardCache, sha256Hex, type ShardStore } from './shards.js';
 import { toJob, toLease, toLedgerEntry, toResult, toVolunteer, toWu, type Row } from './sqlite-store.js';
 import type {
@@ -21,6 +19,7 @@ import type {
   Store,
   VolunteerStats,
 } from './store.js';
+import { LIST_VOLUNTEERS_SQL, settlementEntries } from './store.js';
 
 // Timestamps and counters are BIGINT (pg returns them as strings; the row mappers convert).
 const SCHEMA = `
@@ -151,11 +150,7 @@ export class PgStore implements Store {
   }
 
   async listVolunteers(): Promise<VolunteerStats[]> {
-    const rows = await this.all(`SELECT v.*,
-      (SELECT count(*) FROM results r WHERE r.volunteer_id = v.id AND r.state = 'valid') AS valid,
-      (SELECT count(*) FROM results r WHERE r.volunteer_id = v.id AND r.state = 'invalid') AS invalid,
-      (SELECT count(*) FROM results r WHERE r.volunteer_id = v.id AND r.state = 'pending') AS pending
-      FROM volunteers v ORDER BY v.credit DESC, v.created_at`);
+    const rows = await this.all(LIST_VOLUNTEERS_SQL);
     return rows.map((r) => ({ ...toVolunteer(r), valid: Number(r.valid), invalid: Number(r.invalid), pending: Number(r.pending) }));
   }
 
@@ -342,25 +337,13 @@ export class PgStore implements Store {
       }
       const job = toJob((await c.query('UPDATE jobs SET done = done + 1 WHERE id = $1 RETURNING *', [jobId])).rows[0] as Row);
       const head = (await c.query('SELECT * FROM ledger ORDER BY seq DESC LIMIT 1')).rows[0] as Row | undefined;
-      let prev = head ? toLedgerEntry(head) : null;
-      const entries: LedgerEntry[] = [];
-      for (const credit of s.credits) {
-        const entry = s.makeEntry({
-          seq: (prev?.seq ?? 0) + 1,
-          ts: s.now,
-          volunteerId: credit.volunteerId,
-          jobId,
-          wuId: s.wuId,
-          amount: credit.amount,
-          prevHash: prev?.hash ?? GENESIS_HASH,
-        });
+      const entries = settlementEntries(s, jobId, head ? toLedgerEntry(head) : null);
+      for (const entry of entries) {
         await c.query(
           `INSERT INTO ledger(seq, ts, volunteer_id, job_id, wu_id, amount, prev_hash, hash, signature) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
           [entry.seq, entry.ts, entry.volunteerId, entry.jobId, entry.wuId, entry.amount, entry.prevHash, entry.hash, entry.signature],
         );
-        await c.query('UPDATE volunteers SET credit = credit + $1 WHERE id = $2', [credit.amount, credit.volunteerId]);
-        entries.push(entry);
-        prev = entry;
+        await c.query('UPDATE volunteers SET credit = credit + $1 WHERE id = $2', [entry.amount, entry.volunteerId]);
       }
       return { entries, jobComplete: job.done === job.total && job.state === 'running', jobId };
     });

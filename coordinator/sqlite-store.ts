@@ -3,7 +3,6 @@
 // savepoint, so one failing write does not undo the others) and their promises settle only after
 // the commit is on disk — thousands of acknowledged writes a second for one fsync each turn.
 import Database from 'better-sqlite3';
-import { GENESIS_HASH } from './ledger.js';
 import type { LedgerEntry } from './protocol.js';
 import type {
   JobRecord,
@@ -17,6 +16,7 @@ import type {
   VolunteerStats,
   WorkUnitRecord,
 } from './store.js';
+import { LIST_VOLUNTEERS_SQL, settlementEntries } from './store.js';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -220,11 +220,7 @@ export class SqliteStore implements Store {
       upsertVolunteer: p(`INSERT INTO volunteers(id, public_key, name, created_at, last_seen) VALUES (@id, @publicKey, @name, @now, @now)
         ON CONFLICT(id) DO UPDATE SET name = COALESCE(excluded.name, volunteers.name), last_seen = excluded.last_seen`),
       getVolunteer: p('SELECT * FROM volunteers WHERE id = ?'),
-      listVolunteers: p(`SELECT v.*,
-        (SELECT count(*) FROM results r WHERE r.volunteer_id = v.id AND r.state = 'valid') AS valid,
-        (SELECT count(*) FROM results r WHERE r.volunteer_id = v.id AND r.state = 'invalid') AS invalid,
-        (SELECT count(*) FROM results r WHERE r.volunteer_id = v.id AND r.state = 'pending') AS pending
-        FROM volunteers v ORDER BY v.credit DESC, v.created_at`),
+      listVolunteers: p(LIST_VOLUNTEERS_SQL),
       insertJob: p(`INSERT INTO jobs(id, kind, name, state, replication, meta, created_at, finished_at, error, result_sha, result_shape, total)
         VALUES (@id, @kind, @name, @state, @replication, @meta, @createdAt, NULL, NULL, NULL, @resultShape, @total)`),
       insertWu: p(`INSERT INTO work_units(id, job_id, idx, kind, params, inputs, output_bytes, flops, tolerance, meta, target, state, job_seq)
@@ -472,22 +468,10 @@ export class SqliteStore implements Store {
       }
       const job = this.s.jobDone.get(wu.jobId) as Row;
       const head = this.s.ledgerHead.get() as Row | undefined;
-      let prev = head ? toLedgerEntry(head) : null;
-      const entries: LedgerEntry[] = [];
-      for (const c of s.credits) {
-        const entry = s.makeEntry({
-          seq: (prev?.seq ?? 0) + 1,
-          ts: s.now,
-          volunteerId: c.volunteerId,
-          jobId: wu.jobId,
-          wuId: wu.id,
-          amount: c.amount,
-          prevHash: prev?.hash ?? GENESIS_HASH,
-        });
+      const entries = settlementEntries(s, wu.jobId, head ? toLedgerEntry(head) : null);
+      for (const entry of entries) {
         this.s.insertLedger.run(entry);
-        this.s.addCredit.run(c.amount, c.volunteerId);
-        entries.push(entry);
-        prev = entry;
+        this.s.addCredit.run(entry.amount, entry.volunteerId);
       }
       return { entries, jobComplete: job.done === job.total && job.state === 'running', jobId: wu.jobId };
     });

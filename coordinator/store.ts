@@ -1,6 +1,7 @@
 // The narrow storage interface the coordinator runs on. SQLite (sqlite-store.ts) is the embedded
 // default; the methods are coarse, each one atomic, and async so a networked database (PostgreSQL)
 // can take its place without touching the scheduler or the server.
+import { GENESIS_HASH } from './ledger.js';
 import type { JobState, LedgerEntry, Tolerance } from './protocol.js';
 
 export interface JobRecord {
@@ -170,3 +171,30 @@ export interface Store {
   ledgerEntries(afterSeq: number, limit: number): Promise<LedgerEntry[]>;
   ledgerHead(): Promise<LedgerEntry | null>;
 }
+
+/** The signed ledger entries a settlement appends after `head` (the chain's last entry, if any). */
+export function settlementEntries(s: Settlement, jobId: string, head: LedgerEntry | null): LedgerEntry[] {
+  const entries: LedgerEntry[] = [];
+  let prev = head;
+  for (const c of s.credits) {
+    const entry = s.makeEntry({
+      seq: (prev?.seq ?? 0) + 1,
+      ts: s.now,
+      volunteerId: c.volunteerId,
+      jobId,
+      wuId: s.wuId,
+      amount: c.amount,
+      prevHash: prev?.hash ?? GENESIS_HASH,
+    });
+    entries.push(entry);
+    prev = entry;
+  }
+  return entries;
+}
+
+/** Volunteers with their result counts, best credited first (the same SQL on every store). */
+export const LIST_VOLUNTEERS_SQL = `SELECT v.*,
+  (SELECT count(*) FROM results r WHERE r.volunteer_id = v.id AND r.state = 'valid') AS valid,
+  (SELECT count(*) FROM results r WHERE r.volunteer_id = v.id AND r.state = 'invalid') AS invalid,
+  (SELECT count(*) FROM results r WHERE r.volunteer_id = v.id AND r.state = 'pending') AS pending
+  FROM volunteers v ORDER BY v.credit DESC, v.created_at`;
