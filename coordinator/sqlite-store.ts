@@ -184,6 +184,9 @@ export function openDatabase(file: string): Database.Database {
   return db;
 }
 
+/** Least time between two commits (each is an fsync that blocks the event loop). */
+const COMMIT_GAP_MS = 2;
+
 interface PendingWrite {
   run: () => unknown;
   resolve: (value: never) => void;
@@ -195,6 +198,7 @@ export class SqliteStore implements Store {
   readonly shared = false;
   private readonly s;
   private pending: PendingWrite[] = [];
+  private lastCommit = 0;
   private readonly runningJobs = new Set<string>();
   private flushing = false;
   /** Runs a function in a savepoint when called inside the batch's transaction. */
@@ -275,8 +279,18 @@ export class SqliteStore implements Store {
   private write<T>(run: () => T): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       this.pending.push({ run, resolve: resolve as (v: never) => void, reject });
-      if (this.pending.length === 1 && !this.flushing) setImmediate(() => this.flush());
+      if (this.pending.length === 1 && !this.flushing) this.scheduleFlush();
     });
+  }
+
+  /**
+   * Commits at the end of this event-loop turn, but no sooner than COMMIT_GAP_MS after the last
+   * commit: under load, writes pile up into fewer, larger commits, each costing one fsync.
+   */
+  private scheduleFlush() {
+    const wait = this.lastCommit + COMMIT_GAP_MS - performance.now();
+    if (wait <= 0) setImmediate(() => this.flush());
+    else setTimeout(() => this.flush(), wait);
   }
 
   private flush() {
@@ -292,7 +306,8 @@ export class SqliteStore implements Store {
       return;
     } finally {
       this.flushing = false;
-      if (this.pending.length) setImmediate(() => this.flush());
+      this.lastCommit = performance.now();
+      if (this.pending.length) this.scheduleFlush();
     }
     writes.forEach((w, i) => (outcomes[i].ok ? w.resolve(outcomes[i].value as never) : w.reject(outcomes[i].value)));
   }
