@@ -75,6 +75,8 @@ type Client = pg.PoolClient;
 
 export class PgStore implements Store {
   readonly shared = true;
+  /** Counts this process's writes only; work made by other coordinators is found on each tick. */
+  workVersion = 0;
   /** This coordinator process: its leases are the ones it renews. */
   readonly owner = `c_${randomUUID()}`;
 
@@ -184,6 +186,7 @@ export class PgStore implements Store {
         );
       }
     });
+    this.workVersion++;
   }
 
   async getJob(id: string) {
@@ -270,6 +273,9 @@ export class PgStore implements Store {
       const ended = await c.query(`UPDATE leases SET state = $2 WHERE id = ANY($1::text[]) AND state = 'active' RETURNING wu_id`, [leaseIds, state]);
       await this.liveDeltas(c, ended.rows.map((r: Row) => String(r.wu_id)), -1);
       return ended.rowCount ?? 0;
+    }).then((n) => {
+      if (n && state !== 'returned') this.workVersion++;
+      return n;
     });
   }
 
@@ -286,6 +292,9 @@ export class PgStore implements Store {
       );
       await this.liveDeltas(c, ended.rows.map((r: Row) => String(r.wu_id)), -1);
       return ended.rowCount ?? 0;
+    }).then((n) => {
+      if (n) this.workVersion++;
+      return n;
     });
   }
 
@@ -305,6 +314,9 @@ export class PgStore implements Store {
       const delta = (r.state !== 'invalid' ? 1 : 0) - (ended.rowCount ?? 0);
       if (delta !== 0) await c.query('UPDATE work_units SET live = live + $1 WHERE id = $2', [delta, r.wuId]);
       return true;
+    }).then((stored) => {
+      if (stored && r.state === 'invalid') this.workVersion++;
+      return stored;
     });
   }
 
@@ -314,6 +326,7 @@ export class PgStore implements Store {
 
   async raiseTarget(wuId: string, target: number) {
     await this.pool.query('UPDATE work_units SET target = $1 WHERE id = $2', [target, wuId]);
+    this.workVersion++;
   }
 
   async settle(s: Settlement): Promise<SettlementOutcome> {
@@ -346,6 +359,9 @@ export class PgStore implements Store {
         await c.query('UPDATE volunteers SET credit = credit + $1 WHERE id = $2', [entry.amount, entry.volunteerId]);
       }
       return { entries, jobComplete: job.done === job.total && job.state === 'running', jobId };
+    }).then((outcome) => {
+      if (s.invalid.length) this.workVersion++;
+      return outcome;
     });
   }
 

@@ -50,6 +50,12 @@ export class Scheduler {
   private readonly byUnit = new Map<string, Map<string, WorkerSession>>();
   /** Sessions with a free slot: only these are offered work, so a pass costs O(hungry), not O(all). */
   private readonly hungry = new Set<WorkerSession>();
+  /**
+   * Hungry workers that found nothing, with the store's workVersion at that moment: they are asked
+   * again only once it changes (or on the next tick), so a thousand idle workers cost nothing per
+   * result that comes in.
+   */
+  private readonly starved = new Map<WorkerSession, number>();
   private dispatching: Promise<void> | null = null;
   private again = false;
   private readonly now: () => number;
@@ -77,10 +83,16 @@ export class Scheduler {
     else this.hungry.delete(session);
   }
 
+  /** Re-offers work to every worker that found none: the next dispatch asks for all of them. */
+  wake() {
+    this.starved.clear();
+  }
+
   /** A worker left: its leases go back to the queue at once; a late result is still accepted. */
   async remove(session: WorkerSession) {
     this.sessions.delete(session);
     this.hungry.delete(session);
+    this.starved.delete(session);
     const set = this.byVolunteer.get(session.volunteerId);
     set?.delete(session);
     if (set?.size === 0) this.byVolunteer.delete(session.volunteerId);
@@ -123,17 +135,23 @@ export class Scheduler {
    * them together), so work spreads across workers and a pass costs one commit, not one per worker.
    */
   private async fillOnce() {
-    let candidates = [...this.hungry];
+    const stale = (s: WorkerSession) => this.starved.get(s) !== this.store.workVersion;
+    let candidates = [...this.hungry].filter(stale);
     while (candidates.length) {
       const now = this.now();
+      const version = this.store.workVersion;
       const got = await Promise.all(
         candidates.map((s) => this.store.leaseNext(s.volunteerId, now, now + this.opts.leaseMs, now + this.livenessMs)),
       );
       const next: WorkerSession[] = [];
       const orphans: string[] = [];
       got.forEach((g, i) => {
-        if (!g) return; // nothing for this worker now
         const s = candidates[i];
+        if (!g) {
+          this.starved.set(s, version); // nothing for this worker until the work changes
+          return;
+        }
+        this.starved.delete(s);
         if (!this.sessions.has(s)) {
           orphans.push(g.lease.id); // left while we leased
           return;
@@ -175,6 +193,7 @@ export class Scheduler {
    */
   async tick() {
     const now = this.now();
+    this.wake(); // whatever was missed (or done by another coordinator) is found at least this often
     await this.store.renewLeases(now + this.livenessMs);
     const expired = await this.store.expireLeases(now);
     for (const s of this.sessions) {
@@ -186,7 +205,7 @@ export class Scheduler {
       }
     }
     // With a shared store, other coordinators create work this one hears nothing about: look.
-    if (expired > 0 || (this.store.shared && this.hungry.size > 0)) await this.dispatch();
+    if (expired > 0 || this.hungry.size > 0) await this.dispatch();
   }
 
   /** Called when a unit settles: replicas still out are no longer needed. */

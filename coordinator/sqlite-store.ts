@@ -196,6 +196,7 @@ interface PendingWrite {
 export class SqliteStore implements Store {
   readonly db: Database.Database;
   readonly shared = false;
+  workVersion = 0;
   private readonly s;
   private pending: PendingWrite[] = [];
   private lastCommit = 0;
@@ -368,6 +369,7 @@ export class SqliteStore implements Store {
         });
       }
     });
+    this.workVersion++;
   }
 
   async getJob(id: string) {
@@ -420,6 +422,7 @@ export class SqliteStore implements Store {
   private endLeaseTx(lease: LeaseRecord, state: string): number {
     const changed = this.s.endLease.run(state, lease.id).changes;
     if (changed) this.s.liveDelta.run(-1, lease.wuId);
+    if (changed && state !== 'returned') this.workVersion++; // a replica is wanted again
     return changed;
   }
 
@@ -458,6 +461,7 @@ export class SqliteStore implements Store {
       const lease = toLease(this.s.getLease.get(r.leaseId) as Row);
       this.endLeaseTx(lease, 'returned');
       if (r.state !== 'invalid') this.s.liveDelta.run(1, r.wuId);
+      else this.workVersion++;
       return true;
     });
   }
@@ -468,6 +472,7 @@ export class SqliteStore implements Store {
 
   async raiseTarget(wuId: string, target: number) {
     await this.write(() => this.s.setTarget.run(target, wuId));
+    this.workVersion++;
   }
 
   async settle(s: Settlement): Promise<SettlementOutcome> {
@@ -481,6 +486,7 @@ export class SqliteStore implements Store {
         this.s.resultState.run('invalid', 'disagreed with the quorum', id);
         this.s.liveDelta.run(-1, s.wuId);
       }
+      if (s.invalid.length) this.workVersion++;
       const job = this.s.jobDone.get(wu.jobId) as Row;
       const head = this.s.ledgerHead.get() as Row | undefined;
       const entries = settlementEntries(s, wu.jobId, head ? toLedgerEntry(head) : null);

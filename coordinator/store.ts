@@ -117,6 +117,12 @@ export interface Store {
    * starts must then not expire other coordinators' leases, which lapse through `aliveUntil`.
    */
   readonly shared: boolean;
+  /**
+   * Grows whenever this process commits a write that may make a unit leasable (a new job, a lease
+   * ended without a result, an invalid result, a raised target). The scheduler re-offers work to
+   * workers that found none only after it changes, so idle workers cost nothing per result.
+   */
+  readonly workVersion: number;
 
   getMeta(key: string): Promise<string | null>;
   setMeta(key: string, value: string): Promise<void>;
