@@ -3,6 +3,7 @@
 // per second through lease -> result -> validation (Freivalds + quorum) -> signed credit, per-unit
 // latency (assign -> credit, seen by the worker), and the coordinator's memory per connected worker.
 //   npm run bench:coordinator -- [--workers 1000] [--units 60000] [--replication 1] [--seconds 30]
+//     [--postgres]   run on a throwaway PostgreSQL cluster instead of SQLite (TABGRID_DB)
 import { fork, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -10,6 +11,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { startCoordinator } from '../coordinator/coordinator.js';
 import { toNpy } from '../coordinator/npy.js';
+import { startPgCluster } from '../coordinator/pg-cluster.js';
 import { randomMatrix } from '../coordinator/test-helpers.js';
 
 const { values } = parseArgs({
@@ -20,6 +22,7 @@ const { values } = parseArgs({
     slots: { type: 'string', default: '1' },
     seconds: { type: 'string', default: '30' },
     tile: { type: 'string', default: '4' },
+    postgres: { type: 'boolean', default: false },
   },
 });
 const WORKERS = Number(values.workers);
@@ -53,7 +56,8 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function main() {
   const dir = mkdtempSync(join(tmpdir(), 'tabgrid-bench-'));
-  const c = await startCoordinator({ dataDir: dir, port: 0, host: '127.0.0.1', apiToken: 'bench', staticDir: join(dir, 'none'), log: () => {} });
+  const cluster = values.postgres ? await startPgCluster() : null;
+  const c = await startCoordinator({ dataDir: dir, port: 0, host: '127.0.0.1', apiToken: 'bench', staticDir: join(dir, 'none'), database: cluster?.url, log: () => {} });
   const base = `http://127.0.0.1:${c.port}`;
   const auth = { authorization: 'Bearer bench' };
   let fleet: ChildProcess | null = null;
@@ -113,6 +117,7 @@ async function main() {
     const memPeak = heapMb();
     const out = {
       bench: 'coordinator',
+      store: cluster ? 'postgresql' : 'sqlite',
       workers: WORKERS,
       replication: REPLICATION,
       workUnits,
@@ -143,6 +148,7 @@ async function main() {
     fleet?.send({ type: 'stop' });
     await sleep(300);
     await c.close();
+    cluster?.stop();
     rmSync(dir, { recursive: true, force: true });
   }
   process.exit(0);
