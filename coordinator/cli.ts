@@ -4,6 +4,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { auditLedger } from './audit.js';
 import { openStorage, startCoordinator } from './coordinator.js';
+import { parseIceServers } from './peer-server.js';
 import { loadCoordinatorPublicKey } from './keys.js';
 import { ensureWebBuilt } from './web-build.js';
 
@@ -29,6 +30,7 @@ async function start(args: string[]) {
     database: process.env.TABGRID_DB || undefined,
     leaseMs: process.env.TABGRID_LEASE_MS ? Number(process.env.TABGRID_LEASE_MS) : undefined,
     heartbeatMs: process.env.TABGRID_HEARTBEAT_MS ? Number(process.env.TABGRID_HEARTBEAT_MS) : undefined,
+    iceServers: parseIceServers(process.env.TABGRID_ICE_SERVERS),
     log,
   });
   console.log(`tabgrid coordinator listening on ${c.url}`);

@@ -92,7 +92,7 @@ test("a dead coordinator's leases lapse and another coordinator reissues them", 
     // Nobody is connected to `live` yet, so the job waits for the ghost's lease.
     const jobId = await live.submitJob({ kind: 'matmul', inputs: { a, b: a }, replication: 1 });
     const now = Date.now();
-    const claimed = await ghost.leaseNext('v_ghostvolunteer', now, now + 600_000, now + 1000);
+    const claimed = await ghost.leaseNext('v_ghostvolunteer', now, now + 600_000, undefined, now + 1000);
     expect(claimed?.wu.id).toBe(`${jobId}.0`);
     await rescuer.connect();
     // The deadline is ten minutes away; only the lapsed heartbeat can free the unit.

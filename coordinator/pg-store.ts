@@ -10,6 +10,7 @@ import pg from 'pg';
 import { ShardCache, sha256Hex, type ShardStore } from './shards.js';
 import { toJob, toLease, toLedgerEntry, toResult, toVolunteer, toWu, type Row } from './sqlite-store.js';
 import type {
+  ChooseWorkUnit,
   JobRecord,
   LeaseRecord,
   NewWorkUnit,
@@ -19,7 +20,7 @@ import type {
   Store,
   VolunteerStats,
 } from './store.js';
-import { LIST_VOLUNTEERS_SQL, settlementEntries } from './store.js';
+import { LEASE_CANDIDATES, LIST_VOLUNTEERS_SQL, settlementEntries } from './store.js';
 
 // Timestamps and counters are BIGINT (pg returns them as strings; the row mappers convert).
 const SCHEMA = `
@@ -220,21 +221,21 @@ export class PgStore implements Store {
     return row ? toWu(row) : null;
   }
 
-  async leaseNext(volunteerId: string, now: number, deadline: number, aliveUntil = deadline) {
+  async leaseNext(volunteerId: string, now: number, deadline: number, choose?: ChooseWorkUnit, aliveUntil = deadline) {
     return this.tx(async (c) => {
       // SKIP LOCKED: a unit another coordinator is claiming right now is passed over, not waited on.
-      const row = (
+      const rows = (
         await c.query(
           `SELECT wu.* FROM work_units wu
            WHERE wu.state = 'open' AND wu.live < wu.target
              AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.wu_id = wu.id AND l.volunteer_id = $1 AND l.state = 'active')
              AND NOT EXISTS (SELECT 1 FROM results r WHERE r.wu_id = wu.id AND r.volunteer_id = $1)
-           ORDER BY wu.job_seq, wu.idx LIMIT 1 FOR UPDATE SKIP LOCKED`,
-          [volunteerId],
+           ORDER BY wu.job_seq, wu.idx LIMIT $2 FOR UPDATE OF wu SKIP LOCKED`,
+          [volunteerId, choose ? LEASE_CANDIDATES : 1],
         )
-      ).rows[0] as Row | undefined;
-      if (!row) return null;
-      const wu = toWu(row);
+      ).rows as Row[];
+      if (!rows.length) return null;
+      const wu = choose ? choose(rows.map(toWu)) : toWu(rows[0]);
       const lease: LeaseRecord = { id: `l_${randomUUID()}`, wuId: wu.id, volunteerId, issuedAt: now, deadline, state: 'active' };
       await c.query(`INSERT INTO leases(id, wu_id, volunteer_id, issued_at, deadline, state, alive_until, owner) VALUES ($1, $2, $3, $4, $5, 'active', $6, $7)`, [
         lease.id,
@@ -411,6 +412,13 @@ export class PgShardStore implements ShardStore {
       Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength),
     ]);
     return sha;
+  }
+
+  async size(sha: string): Promise<number | null> {
+    const hit = this.cache.get(sha);
+    if (hit) return hit.length;
+    const row = (await this.pool.query('SELECT octet_length(bytes) AS n FROM shards WHERE sha = $1', [sha])).rows[0] as { n: number } | undefined;
+    return row ? Number(row.n) : null;
   }
 
   async get(sha: string): Promise<Uint8Array | null> {

@@ -3,6 +3,10 @@
 // answering pings (see worker-socket.ts) puts the replica back in the queue within a bounded time.
 import type { ServerMessage } from './protocol.js';
 import type { LeaseRecord, Store, WorkUnitRecord } from './store.js';
+import type { Tracker } from './tracker.js';
+
+/** A unit at the head of a worker's queue is passed over for locality at most this many times. */
+export const MAX_LOCALITY_SKIPS = 8;
 
 /** One connected worker (a WebSocket today; anything that can send a ServerMessage). */
 export interface WorkerSession {
@@ -11,6 +15,8 @@ export interface WorkerSession {
   slots: number;
   /** Its active leases by id. */
   readonly leases: Map<string, LeaseInfo>;
+  /** Its id in the peer-to-peer swarm, when it has one. */
+  readonly peerId?: string;
   send(msg: ServerMessage): void;
 }
 
@@ -28,6 +34,8 @@ export interface SchedulerOptions {
    */
   livenessMs?: number;
   now?: () => number;
+  /** The swarm's tracker: shard locality when choosing units, peers to fetch them from. */
+  tracker?: Tracker;
 }
 
 export function toWorkUnitSpec(wu: WorkUnitRecord) {
@@ -60,6 +68,8 @@ export class Scheduler {
   private again = false;
   private readonly now: () => number;
   private readonly livenessMs: number;
+  /** Times each unit was passed over at the head of a worker's queue in favour of locality. */
+  private readonly skips = new Map<string, number>();
 
   constructor(
     private readonly store: Store,
@@ -136,12 +146,14 @@ export class Scheduler {
    */
   private async fillOnce() {
     const stale = (s: WorkerSession) => this.starved.get(s) !== this.store.workVersion;
+    // Slots can shrink behind our back (a paused classroom room sets them to 0): re-check them.
+    for (const s of this.hungry) this.refresh(s);
     let candidates = [...this.hungry].filter(stale);
     while (candidates.length) {
       const now = this.now();
       const version = this.store.workVersion;
       const got = await Promise.all(
-        candidates.map((s) => this.store.leaseNext(s.volunteerId, now, now + this.opts.leaseMs, now + this.livenessMs)),
+        candidates.map((s) => this.store.leaseNext(s.volunteerId, now, now + this.opts.leaseMs, this.chooser(s), now + this.livenessMs)),
       );
       const next: WorkerSession[] = [];
       const orphans: string[] = [];
@@ -164,13 +176,41 @@ export class Scheduler {
     }
   }
 
+  /**
+   * Locality: prefer a unit whose input shards the worker already holds (or is fetching), among
+   * the first candidates in queue order. The head of the queue is passed over at most
+   * MAX_LOCALITY_SKIPS times, so locality never starves a unit.
+   */
+  private chooser(s: WorkerSession) {
+    const tracker = this.opts.tracker;
+    const peerId = s.peerId;
+    if (!tracker || !peerId) return undefined;
+    return (candidates: WorkUnitRecord[]) => {
+      const head = candidates[0];
+      if ((this.skips.get(head.id) ?? 0) >= MAX_LOCALITY_SKIPS) return head;
+      let best = head;
+      let bestScore = tracker.locality(peerId, Object.values(head.inputs));
+      for (const wu of candidates.slice(1)) {
+        const score = tracker.locality(peerId, Object.values(wu.inputs));
+        if (score > bestScore) [best, bestScore] = [wu, score];
+      }
+      if (best !== head) this.skips.set(head.id, (this.skips.get(head.id) ?? 0) + 1);
+      return best;
+    };
+  }
+
   private issue(s: WorkerSession, lease: LeaseRecord, wu: WorkUnitRecord) {
+    this.skips.delete(wu.id); // the bound counts per replica
     s.leases.set(lease.id, { wuId: wu.id, jobId: wu.jobId, deadline: lease.deadline });
     let holders = this.byUnit.get(wu.id);
     if (!holders) this.byUnit.set(wu.id, (holders = new Map()));
     holders.set(lease.id, s);
     this.refresh(s);
-    s.send({ type: 'assign', lease: { id: lease.id, deadline: lease.deadline }, wu: toWorkUnitSpec(wu) });
+    const shas = Object.values(wu.inputs);
+    const tracker = this.opts.tracker;
+    const peers = tracker && s.peerId ? tracker.recommend(shas, s.peerId) : undefined;
+    if (tracker && s.peerId) tracker.expect(s.peerId, shas);
+    s.send({ type: 'assign', lease: { id: lease.id, deadline: lease.deadline }, wu: toWorkUnitSpec(wu), peers });
   }
 
   private unindex(leaseId: string, wuId: string) {

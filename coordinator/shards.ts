@@ -16,6 +16,8 @@ export interface ShardStore {
   /** Stores the bytes durably (before resolving) and returns their sha-256. */
   put(bytes: Uint8Array): Promise<string>;
   get(sha: string): Promise<Uint8Array | null>;
+  /** The shard's size in bytes, null when there is no such shard. */
+  size(sha: string): Promise<number | null>;
 }
 
 /** Recently read shards stay in memory up to a byte budget (cheap checks re-read inputs). */
@@ -65,7 +67,7 @@ export class FileShardStore implements ShardStore {
     return existsSync(this.pathOf(sha));
   }
 
-  size(sha: string): number | null {
+  async size(sha: string): Promise<number | null> {
     try {
       return statSync(this.pathOf(sha)).size;
     } catch {

@@ -9,6 +9,7 @@ import { closeSync, fsync, openSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import type { LedgerEntry } from './protocol.js';
 import type {
+  ChooseWorkUnit,
   JobRecord,
   LeaseRecord,
   NewWorkUnit,
@@ -20,7 +21,7 @@ import type {
   VolunteerStats,
   WorkUnitRecord,
 } from './store.js';
-import { LIST_VOLUNTEERS_SQL, settlementEntries } from './store.js';
+import { LEASE_CANDIDATES, LIST_VOLUNTEERS_SQL, settlementEntries } from './store.js';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -175,12 +176,14 @@ function migrate(db: Database.Database) {
   if (!cols.has('alive_until')) db.exec('ALTER TABLE leases ADD COLUMN alive_until INTEGER NOT NULL DEFAULT 0');
 }
 
-export function openDatabase(file: string): Database.Database {
+/**
+ * `synchronous`: NORMAL for the store's own connection, whose commits WalSync fsyncs before they
+ * are acknowledged; FULL for any other connection, whose commits must be durable by themselves.
+ */
+export function openDatabase(file: string, synchronous: 'NORMAL' | 'FULL' = 'FULL'): Database.Database {
   const db = new Database(file);
   db.pragma('journal_mode = WAL');
-  // NORMAL + WalSync: every commit is fsynced before it is acknowledged, so an acknowledged state
-  // change survives a power cut, not only a process crash; checkpoints sync as under FULL.
-  db.pragma('synchronous = NORMAL');
+  db.pragma(`synchronous = ${synchronous}`);
   db.pragma('foreign_keys = ON');
   db.pragma('busy_timeout = 5000');
   const hasLeases = db.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'leases'`).get();
@@ -252,8 +255,10 @@ export class SqliteStore implements Store {
 
   private readonly wal: WalSync;
 
-  constructor(file: string) {
-    this.db = openDatabase(file);
+  private readonly extra: Database.Database[] = [];
+
+  constructor(private readonly file: string) {
+    this.db = openDatabase(file, 'NORMAL');
     this.wal = new WalSync(`${file}-wal`);
     this.savepoint = this.db.transaction((fn: () => unknown) => fn());
     this.batch = this.db.transaction((writes: PendingWrite[]) =>
@@ -288,7 +293,7 @@ export class SqliteStore implements Store {
         WHERE wu.state = 'open' AND wu.live < wu.target
           AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.wu_id = wu.id AND l.volunteer_id = @v AND l.state = 'active')
           AND NOT EXISTS (SELECT 1 FROM results r WHERE r.wu_id = wu.id AND r.volunteer_id = @v)
-        ORDER BY wu.job_seq, wu.idx LIMIT 1`),
+        ORDER BY wu.job_seq, wu.idx LIMIT @limit`),
       insertLease: p(`INSERT INTO leases(id, wu_id, volunteer_id, issued_at, deadline, state, alive_until) VALUES (?, ?, ?, ?, ?, 'active', ?)`),
       renewLeases: p(`UPDATE leases SET alive_until = ? WHERE state = 'active'`),
       liveDelta: p('UPDATE work_units SET live = live + ? WHERE id = ?'),
@@ -363,7 +368,18 @@ export class SqliteStore implements Store {
     );
   }
 
+  /**
+   * Another connection to the same file, for modules that write on their own (classroom rooms):
+   * synchronous=FULL, so each of its commits is durable before it returns. Closed with the store.
+   */
+  connection(): Database.Database {
+    const db = openDatabase(this.file, 'FULL');
+    this.extra.push(db);
+    return db;
+  }
+
   async close(): Promise<void> {
+    for (const db of this.extra.splice(0)) db.close();
     this.flush();
     await new Promise((resolve) => this.wal.after(resolve)); // the last commits are on disk
     this.db.close();
@@ -449,11 +465,11 @@ export class SqliteStore implements Store {
     return row ? toWu(row) : null;
   }
 
-  async leaseNext(volunteerId: string, now: number, deadline: number, aliveUntil = deadline) {
+  async leaseNext(volunteerId: string, now: number, deadline: number, choose?: ChooseWorkUnit, aliveUntil = deadline) {
     return this.write(() => {
-      const row = this.s.nextWu.get({ v: volunteerId }) as Row | undefined;
-      if (!row) return null;
-      const wu = toWu(row);
+      const rows = this.s.nextWu.all({ v: volunteerId, limit: choose ? LEASE_CANDIDATES : 1 }) as Row[];
+      if (!rows.length) return null;
+      const wu = choose ? choose(rows.map(toWu)) : toWu(rows[0]);
       const lease: LeaseRecord = { id: `l_${crypto.randomUUID()}`, wuId: wu.id, volunteerId, issuedAt: now, deadline, state: 'active' };
       this.s.insertLease.run(lease.id, wu.id, volunteerId, now, deadline, aliveUntil);
       this.s.liveDelta.run(1, wu.id);
