@@ -4,13 +4,13 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { auditLedger } from './audit.js';
-import { startCoordinator } from './coordinator.js';
+import { openStorage, startCoordinator } from './coordinator.js';
 import { loadCoordinatorKeys, loadCoordinatorPublicKey } from './keys.js';
 import { exportLedger, verifyExport, verifyReceipt, type OfflineCheck } from './ledger-export.js';
 import { parseIceServers } from './peer-server.js';
 import { TokenScope } from './protocol.js';
 import { securityFromEnv } from './security.js';
-import { SqliteStore } from './sqlite-store.js';
+import type { Store } from './store.js';
 import { TokenRegistry } from './tokens.js';
 import { ensureWebBuilt } from './web-build.js';
 
@@ -39,15 +39,17 @@ async function start(args: string[]) {
     port,
     host: values.host ?? process.env.HOST,
     apiToken: process.env.TABGRID_API_TOKEN,
+    database: process.env.TABGRID_DB || undefined,
     leaseMs: process.env.TABGRID_LEASE_MS ? Number(process.env.TABGRID_LEASE_MS) : undefined,
     security: securityFromEnv(process.env),
+    heartbeatMs: process.env.TABGRID_HEARTBEAT_MS ? Number(process.env.TABGRID_HEARTBEAT_MS) : undefined,
     iceServers: parseIceServers(process.env.TABGRID_ICE_SERVERS),
     log,
   });
   console.log(`tabgrid coordinator listening on ${c.url}`);
   console.log(`  volunteers: open ${c.url}/`);
   console.log(`  API token:  ${c.apiToken}`);
-  console.log(`  data:       ${c.dataDir}`);
+  console.log(`  data:       ${c.dataDir}${process.env.TABGRID_DB ? ' (state and shards in PostgreSQL: TABGRID_DB)' : ''}`);
   const stop = () => {
     void c.close().finally(() => process.exit(0));
   };
@@ -55,11 +57,12 @@ async function start(args: string[]) {
   process.on('SIGTERM', stop);
 }
 
-/** Opens the data directory's database for a one-off command. */
-async function withStore<T>(dataDir: string, fn: (store: SqliteStore) => Promise<T>): Promise<T> {
+/** Opens the coordinator's database (SQLite in the data directory, or TABGRID_DB) for a one-off command. */
+async function withStore<T>(dataDir: string, fn: (store: Store) => Promise<T>): Promise<T> {
+  const database = process.env.TABGRID_DB || undefined;
   const dbFile = join(dataDir, 'tabgrid.sqlite');
-  if (!existsSync(dbFile)) throw new Error(`no tabgrid database at ${dbFile}`);
-  const store = new SqliteStore(dbFile);
+  if (!database && !existsSync(dbFile)) throw new Error(`no tabgrid database at ${dbFile}`);
+  const { store } = await openStorage(dataDir, database);
   try {
     return await fn(store);
   } finally {

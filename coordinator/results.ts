@@ -6,13 +6,13 @@
 // Forged, mis-addressed or failing results are strikes: suspension and revocation (trust.ts).
 import type { KeyObject } from 'node:crypto';
 import { jobKind } from './jobs/index.js';
-import { volunteerPublicKey, verifySignature } from './keys.js';
+import { verifyOffThread } from './signature-thread.js';
 import { makeEntry } from './ledger.js';
 import { resultSigningMessage, type LedgerEntry, type ResultHeader } from './protocol.js';
 import type { Scheduler, WorkerSession } from './scheduler.js';
 import { sha256Hex, type ShardStore } from './shards.js';
 import type { Store, WorkUnitRecord } from './store.js';
-import { afterDisagreement, afterStrike, afterValid, DEFAULT_TRUST_POLICY, shouldReplicate, type TrustPolicy } from './trust.js';
+import { afterDisagreement, afterStrike, afterValid, DEFAULT_TRUST_POLICY, shouldReplicate, type TrustPolicy, type TrustRecord } from './trust.js';
 import { findQuorum } from './validator.js';
 
 export interface ResultContext {
@@ -40,19 +40,27 @@ function asFloat32(bytes: Uint8Array): Float32Array {
 }
 
 export class ResultIntake {
-  /** Validation of one unit at a time, so two replicas arriving together cannot both settle it. */
-  private chain: Promise<unknown> = Promise.resolve();
+  /**
+   * Results of one unit are handled one at a time, so two replicas arriving together cannot both
+   * settle it; different units proceed concurrently (and their writes share commits).
+   */
+  private readonly chains = new Map<string, Promise<unknown>>();
 
   constructor(private readonly ctx: ResultContext) {}
 
-  private serial<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.chain.then(fn, fn);
-    this.chain = run.catch(() => undefined);
+  private serial<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.chains.get(key) ?? Promise.resolve();
+    const run = prev.then(fn, fn);
+    const tail = run.catch(() => undefined);
+    this.chains.set(key, tail);
+    void tail.then(() => {
+      if (this.chains.get(key) === tail) this.chains.delete(key);
+    });
     return run;
   }
 
   submit(session: WorkerSession, header: ResultHeader, payload: Uint8Array): Promise<Verdict> {
-    return this.serial(() => this.accept(session, header, payload));
+    return this.serial(header.wuId, () => this.accept(session, header, payload));
   }
 
   private async accept(session: WorkerSession, header: ResultHeader, payload: Uint8Array): Promise<Verdict> {
@@ -64,10 +72,12 @@ export class ResultIntake {
       await this.strike(session.volunteerId, 'submitted a result for a work unit not leased to it');
       return reject('no such lease for this volunteer and work unit');
     }
+    // 'expired': the worker vanished or ran late; its result is still checked and may still count.
     if (lease.state !== 'active' && lease.state !== 'expired') {
       return reject(`lease is ${lease.state}; its result is no longer wanted`);
     }
     scheduler.release(session, lease.id);
+    void scheduler.dispatch(); // the freed slot is refilled in the same commit as this result
     const wu = await store.getWorkUnit(lease.wuId);
     if (!wu || wu.state !== 'open') {
       await store.endLeases([lease.id], 'returned');
@@ -86,9 +96,8 @@ export class ResultIntake {
       await scheduler.dispatch();
       return reject('sha256 does not match the result bytes');
     }
-    const volunteer = await store.getVolunteer(session.volunteerId);
-    const key = volunteer && volunteerPublicKey(volunteer.publicKey);
-    if (!key || !verifySignature(key, resultSigningMessage(wu.id, sha), header.signature)) {
+    const key = await this.publicKeyOf(session.volunteerId);
+    if (!key || !(await verifyOffThread(key, resultSigningMessage(wu.id, sha), header.signature))) {
       await store.endLeases([lease.id], 'abandoned');
       await this.strike(session.volunteerId, 'sent a result with a bad signature');
       await scheduler.dispatch();
@@ -97,7 +106,7 @@ export class ResultIntake {
     const values = asFloat32(payload);
     const kind = jobKind(wu.kind);
     const passed = kind ? await kind.check(wu, values, shards) : false;
-    await store.addResult({
+    const stored = await store.addResult({
       id: `r_${crypto.randomUUID()}`,
       wuId: wu.id,
       leaseId: lease.id,
@@ -108,6 +117,7 @@ export class ResultIntake {
       reason: passed ? null : 'failed the independent check',
       data: payload,
     });
+    if (!stored) return reject('this volunteer already returned a result for this work unit');
     if (!passed) {
       await this.strike(session.volunteerId, `result for ${wu.id} failed the independent check`);
       await scheduler.dispatch();
@@ -115,6 +125,33 @@ export class ResultIntake {
     }
     await this.validate(wu);
     return { accepted: true };
+  }
+
+  /** Volunteer keys never change (the id is derived from the key): look each one up once. */
+  private readonly keys = new Map<string, string>();
+
+  private async publicKeyOf(volunteerId: string): Promise<string | null> {
+    const hit = this.keys.get(volunteerId);
+    if (hit) return hit;
+    const volunteer = await this.ctx.store.getVolunteer(volunteerId);
+    if (!volunteer) return null;
+    if (this.keys.size >= 100_000) this.keys.clear();
+    this.keys.set(volunteerId, volunteer.publicKey);
+    return volunteer.publicKey;
+  }
+
+  /**
+   * Finishes what a crash interrupted: units whose stored results were never compared, and jobs
+   * whose last unit settled but whose result was never assembled.
+   */
+  async recover() {
+    const { unitsToValidate, jobsToAssemble } = await this.ctx.store.unfinishedWork();
+    for (const wuId of unitsToValidate) {
+      const wu = await this.ctx.store.getWorkUnit(wuId);
+      if (wu) await this.serial(wuId, () => this.validate(wu));
+    }
+    for (const jobId of jobsToAssemble) await this.assimilate(jobId);
+    return { validated: unitsToValidate.length, assembled: jobsToAssemble.length };
   }
 
   /** Looks for a quorum among the unit's live results; settles, asks for more, or fails it. */
@@ -156,14 +193,13 @@ export class ResultIntake {
       });
       await this.sendCredits(outcome.entries);
       for (const r of winners) {
-        await store.putTrust(afterValid(await store.getTrust(r.volunteerId), now(), winners.length > 1));
+        await this.updateTrust(r.volunteerId, (t) => afterValid(t, now(), winners.length > 1));
       }
       for (const r of losers) {
-        const trust = await store.getTrust(r.volunteerId);
-        await store.putTrust(afterDisagreement(trust));
-        await this.revokeUnconfirmed(r.volunteerId, trust.verifiedAt, 'its host later disagreed with a quorum');
+        const { before } = await this.updateTrust(r.volunteerId, afterDisagreement);
+        await this.revokeUnconfirmed(r.volunteerId, before.verifiedAt, 'its host later disagreed with a quorum');
       }
-      await scheduler.cancelLeases((l) => l.wuId === wu.id, 'work unit settled');
+      await scheduler.cancelUnitLeases(wu.id, 'work unit settled');
       if (outcome.jobComplete) await this.assimilate(outcome.jobId);
     } else if (live.length >= wu.target) {
       // Everyone asked has answered and no quorum agrees: ask one more, up to the cap.
@@ -185,12 +221,23 @@ export class ResultIntake {
     }
   }
 
+  /**
+   * Read-modify-write of one identity's trust, one at a time per identity: units settle
+   * concurrently, and a streak bump must never overwrite a strike's suspension.
+   */
+  private updateTrust(volunteerId: string, change: (t: TrustRecord) => TrustRecord) {
+    return this.serial(`trust:${volunteerId}`, async () => {
+      const before = await this.ctx.store.getTrust(volunteerId);
+      const after = change(before);
+      await this.ctx.store.putTrust(after);
+      return { before, after };
+    });
+  }
+
   /** A certainly-wrong or forged submission: suspend the identity and take back what it got unconfirmed. */
   private async strike(volunteerId: string, why: string) {
-    const { store, now, log } = this.ctx;
-    const before = await store.getTrust(volunteerId);
-    const after = afterStrike(before, now(), this.ctx.trustPolicy ?? DEFAULT_TRUST_POLICY);
-    await store.putTrust(after);
+    const { now, log } = this.ctx;
+    const { before, after } = await this.updateTrust(volunteerId, (t) => afterStrike(t, now(), this.ctx.trustPolicy ?? DEFAULT_TRUST_POLICY));
     log(`volunteer ${volunteerId} ${why}: suspended until ${new Date(after.suspendedUntil).toISOString()} (strike ${after.strikes})`);
     await this.revokeUnconfirmed(volunteerId, before.verifiedAt, `its host later ${why}`);
     if (after.suspendedUntil > now()) this.ctx.disconnect?.(volunteerId, `suspended: ${why}`);

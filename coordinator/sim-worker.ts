@@ -33,6 +33,15 @@ export interface SimWorkerOptions {
   slots?: number;
   identity?: KeyObject;
   submit?: Submit;
+  /** False: never answer the coordinator's pings (a frozen or vanished machine). */
+  autoPong?: boolean;
+  /** Parsed input shards, shareable between many workers in one process (the load bench). */
+  shardCache?: Map<string, Float32Array | Promise<Float32Array>>;
+  /** False: do not keep every message in `messages` (long runs). */
+  keepMessages?: boolean;
+  onMessage?: (msg: ServerMessage) => void;
+  /** False: trust the coordinator's messages without schema checks (saves the load bench CPU). */
+  validateMessages?: boolean;
 }
 
 export class SimWorker {
@@ -46,9 +55,10 @@ export class SimWorker {
   /** Set once the coordinator closed this worker's connection. */
   closed: { code: number; reason: string } | null = null;
   private ws: WebSocket | null = null;
-  private readonly shardCache = new Map<string, Float32Array>();
+  private readonly shardCache: Map<string, Float32Array | Promise<Float32Array>>;
 
   constructor(private readonly opts: SimWorkerOptions) {
+    this.shardCache = opts.shardCache ?? new Map();
     this.privateKey = opts.identity ?? generateKeyPairSync('ed25519').privateKey;
     const jwk = this.privateKey.export({ format: 'jwk' });
     this.publicKeyRaw = String(jwk.x);
@@ -56,7 +66,7 @@ export class SimWorker {
 
   /** Connects, proves its identity and declares itself ready; resolves on welcome. */
   connect(): Promise<void> {
-    const ws = new WebSocket(this.opts.url.replace(/^http/, 'ws') + '/ws');
+    const ws = new WebSocket(this.opts.url.replace(/^http/, 'ws') + '/ws', { autoPong: this.opts.autoPong ?? true });
     this.ws = ws;
     return new Promise((resolve, reject) => {
       ws.on('error', reject);
@@ -65,8 +75,10 @@ export class SimWorker {
         reject(new Error(`closed before welcome: ${code} ${String(reason)}`));
       });
       ws.on('message', (data) => {
-        const msg = ServerMessage.parse(JSON.parse(String(data)));
-        this.messages.push(msg);
+        const raw: unknown = JSON.parse(String(data));
+        const msg = this.opts.validateMessages === false ? (raw as ServerMessage) : ServerMessage.parse(raw);
+        if (this.opts.keepMessages !== false) this.messages.push(msg);
+        this.opts.onMessage?.(msg);
         if (msg.type === 'challenge') {
           ws.send(
             JSON.stringify({
@@ -93,14 +105,20 @@ export class SimWorker {
     });
   }
 
-  private async fetchInput(sha: string): Promise<Float32Array> {
+  private fetchInput(sha: string): Promise<Float32Array> {
     const hit = this.shardCache.get(sha);
-    if (hit) return hit;
-    const res = await fetch(`${this.opts.url}/shards/${sha}`);
-    if (!res.ok) throw new Error(`shard ${sha}: HTTP ${res.status}`);
-    const data = parseNpy(new Uint8Array(await res.arrayBuffer())).data;
-    this.shardCache.set(sha, data);
-    return data;
+    if (hit) return Promise.resolve(hit);
+    // The promise is cached, so workers sharing a cache fetch each shard once.
+    const pending = (async () => {
+      const res = await fetch(`${this.opts.url}/shards/${sha}`);
+      if (!res.ok) throw new Error(`shard ${sha}: HTTP ${res.status}`);
+      const data = parseNpy(new Uint8Array(await res.arrayBuffer())).data;
+      this.shardCache.set(sha, data);
+      return data;
+    })();
+    this.shardCache.set(sha, pending);
+    pending.catch(() => this.shardCache.delete(sha));
+    return pending;
   }
 
   private async work(leaseId: string, wu: WorkUnitSpec) {
@@ -125,5 +143,10 @@ export class SimWorker {
 
   close() {
     this.ws?.close();
+  }
+
+  /** Drops the connection without a closing handshake, like a crashed machine. */
+  kill() {
+    this.ws?.terminate();
   }
 }

@@ -52,7 +52,7 @@ export interface TestCoordinator {
 }
 
 export async function startTestCoordinator(
-  opts: { dir?: string; leaseMs?: number; staticDir?: string; iceServers?: IceServer[] } & Pick<CoordinatorOptions, 'security' | 'trustPolicy'> = {},
+  opts: { dir?: string; leaseMs?: number; heartbeatMs?: number; staticDir?: string; database?: string; iceServers?: IceServer[] } & Pick<CoordinatorOptions, 'security' | 'trustPolicy'> = {},
 ): Promise<TestCoordinator> {
   const dir = opts.dir ?? makeTempDir();
   const logs: string[] = [];
@@ -64,6 +64,8 @@ export async function startTestCoordinator(
     leaseMs: opts.leaseMs,
     security: opts.security,
     trustPolicy: opts.trustPolicy,
+    heartbeatMs: opts.heartbeatMs,
+    database: opts.database,
     iceServers: opts.iceServers,
     staticDir: opts.staticDir ?? join(dir, 'no-static'),
     log: (msg) => logs.push(msg),

@@ -4,6 +4,7 @@ import { spawnSync } from 'node:child_process';
 import { resolve } from 'node:path';
 import { startTestCoordinator, type TestCoordinator } from '../coordinator/test-helpers';
 import { toNpy } from '../coordinator/npy';
+import type { LedgerEntry } from '../coordinator/protocol';
 
 export const ROOT = resolve(import.meta.dirname, '..');
 
@@ -28,9 +29,10 @@ export async function uploadMatrix(grid: TestCoordinator, rows: number, cols: nu
 }
 
 /** Runs `npm run ledger -- verify` against the grid's data directory. */
-export function ledgerVerify(dataDir: string): { status: number | null; output: string } {
+export function ledgerVerify(dataDir: string, env?: NodeJS.ProcessEnv): { status: number | null; output: string } {
   const r = spawnSync(process.execPath, [resolve(ROOT, 'node_modules/tsx/dist/cli.mjs'), resolve(ROOT, 'coordinator/cli.ts'), 'ledger', 'verify', '--data', dataDir], {
     encoding: 'utf8',
+    env: env ?? process.env,
   });
   return { status: r.status, output: r.stdout + r.stderr };
 }
@@ -44,4 +46,23 @@ export function maxRelativeError(c: Float32Array, r: Float32Array): number {
     scale = Math.max(scale, Math.abs(r[i]));
   }
   return diff / scale;
+}
+
+/**
+ * The ledger after churn or a crash: it verifies (chain, signatures, balances), every unit is
+ * credited to at least `replication` volunteers, and no volunteer twice for one unit.
+ */
+export async function expectHonestLedger(api: { api(path: string): Promise<Response> }, dataDir: string, opts: { units: number; replication: number; env?: NodeJS.ProcessEnv }) {
+  const { entries } = (await (await api.api('/api/ledger?limit=1000')).json()) as { entries: LedgerEntry[] };
+  const perUnit = new Map<string, string[]>();
+  for (const e of entries) perUnit.set(e.wuId, [...(perUnit.get(e.wuId) ?? []), e.volunteerId]);
+  expect(perUnit.size).toBe(opts.units);
+  for (const [wuId, vs] of perUnit) {
+    expect(vs.length, `unit ${wuId}`).toBeGreaterThanOrEqual(opts.replication);
+    expect(new Set(vs).size, `unit ${wuId} credited someone twice`).toBe(vs.length);
+  }
+  const verify = ledgerVerify(dataDir, opts.env);
+  expect(verify.output).toContain(`ledger OK: ${entries.length} entries`);
+  expect(verify.status).toBe(0);
+  return entries;
 }

@@ -87,6 +87,15 @@ export interface ClientOptions {
   uploadBudget: UploadBudget;
 }
 
+/** Reconnect backoff: doubles from the first delay up to the cap, reset once welcomed again. */
+const RETRY_FIRST_MS = 500;
+const RETRY_MAX_MS = 15_000;
+
+/** ±25% jitter, so thousands of volunteers do not reconnect in one burst after a restart. */
+function jittered(ms: number): number {
+  return Math.round(ms * (0.75 + Math.random() * 0.5));
+}
+
 function clampThrottle(share: number): number {
   return Number.isFinite(share) ? Math.min(1, Math.max(0.05, share)) : 1;
 }
@@ -113,7 +122,7 @@ export class CoordinatorClient {
   private name: string | undefined;
   private ws: WebSocket | null = null;
   private stopped = false;
-  private retryMs = 1000;
+  private retryMs = RETRY_FIRST_MS;
   private readonly queue: { leaseId: string; wu: WorkUnitSpec; peers: ShardPeers }[] = [];
   private readonly cancelled = new Set<string>();
   private working = false;
@@ -215,8 +224,8 @@ export class CoordinatorClient {
       this.update({ phase: 'disconnected' });
       setTimeout(() => {
         if (!this.stopped) this.connect();
-      }, this.retryMs);
-      this.retryMs = Math.min(30_000, this.retryMs * 2);
+      }, jittered(this.retryMs));
+      this.retryMs = Math.min(RETRY_MAX_MS, this.retryMs * 2);
     };
   }
 
@@ -235,7 +244,7 @@ export class CoordinatorClient {
         break;
       }
       case 'welcome':
-        this.retryMs = 1000;
+        this.retryMs = RETRY_FIRST_MS;
         this.welcomed = true;
         this.update({ phase: this.pauses.size ? 'paused' : 'waiting', volunteerId: msg.volunteerId, credit: msg.credit });
         if (this.opts.room) this.send({ type: 'join-room', code: this.opts.room });
