@@ -60,7 +60,6 @@ const READ_PAGE = `(() => {
   return { id: q('volunteer-id')?.textContent ?? '', phase: q('phase')?.textContent ?? '',
     units: q('units-done')?.textContent ?? '', credit: q('credit')?.getAttribute('data-credit') ?? '' };
 })()`;
-const WELCOMED = `/^v_[0-9a-f]+$/.test(document.querySelector('[data-testid="volunteer-id"]')?.textContent?.trim() ?? '')`;
 
 async function readStatus(index: number, page: Page): Promise<VolunteerStatus> {
   const raw = (await page.evaluate(READ_PAGE)) as { id: string; phase: string; units: string; credit: string };
@@ -77,8 +76,9 @@ async function readStatus(index: number, page: Page): Promise<VolunteerStatus> {
 async function startPage(page: Page, url: string) {
   await page.goto(url);
   await page.getByRole('button', { name: 'Start computing' }).click();
-  // Started once the coordinator has welcomed this identity.
-  await page.waitForFunction(WELCOMED, null, { timeout: 120_000 });
+  // Started once the coordinator has welcomed this identity. (A locator, not waitForFunction: the
+  // page's CSP forbids the string evaluation that waitForFunction polls with.)
+  await page.getByTestId('volunteer-id').filter({ hasText: /^\s*v_[0-9a-f]+\s*$/ }).waitFor({ timeout: 120_000 });
 }
 
 export async function launchVolunteers(opts: LaunchOptions): Promise<VolunteerFleet> {

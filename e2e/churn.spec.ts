@@ -21,6 +21,7 @@ test('a job survives 2 of 6 volunteers being killed mid-job', async () => {
       kind: 'matmul',
       inputs: { a: await uploadMatrix(grid, M, K, A), b: await uploadMatrix(grid, K, N, B) },
       replication: 2,
+      adaptive: false, // every unit credited to two volunteers, as the ledger check below expects
       tile: { rows: TILE, cols: TILE },
     });
     const total = (M / TILE) * (N / TILE);

@@ -55,7 +55,7 @@ test('SIGKILL mid-job: restart on the same data, volunteers reconnect, nothing l
       ((await (await api('/api/shards', { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: toNpy([rows, cols], data) as Uint8Array<ArrayBuffer> })).json()) as { sha256: string }).sha256;
     const A = randomMatrix(M, K, 41);
     const B = randomMatrix(K, N, 42);
-    const body = { kind: 'matmul', inputs: { a: await upload(M, K, A), b: await upload(K, N, B) }, replication: 2, tile: { rows: TILE, cols: TILE } };
+    const body = { kind: 'matmul', inputs: { a: await upload(M, K, A), b: await upload(K, N, B) }, replication: 2, adaptive: false, tile: { rows: TILE, cols: TILE } };
     const submitted = await api('/api/jobs', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
     const { id: jobId } = (await submitted.json()) as { id: string };
     const total = (M / TILE) * (N / TILE);

@@ -33,6 +33,7 @@ test('two coordinators on one PostgreSQL run a matmul job for browser volunteers
       kind: 'matmul',
       inputs: { a: await uploadMatrix(one, M, K, A), b: await uploadMatrix(two, K, N, B) },
       replication: 2,
+      adaptive: false, // every unit credited to two volunteers, as the ledger check below expects
       tile: { rows: TILE, cols: TILE },
     });
     const status = await two.waitForJob(jobId, 150_000);
