@@ -44,7 +44,7 @@ test('two coordinators on one PostgreSQL complete one job together with one ledg
     };
     for (let i = 0; i < 3; i++) workers.push(new SimWorker({ url: one.base, name: `one-${i}`, compute: held }));
     await Promise.all(workers.map((w) => w.connect()));
-    const jobId = await two.submitJob({ kind: 'matmul', inputs: { a, b }, replication: 2, tile: { rows: 8, cols: 12 } });
+    const jobId = await two.submitJob({ kind: 'matmul', inputs: { a, b }, replication: 2, adaptive: false, tile: { rows: 8, cols: 12 } });
     const busy = (w: SimWorker) => w.messages.some((msg) => msg.type === 'assign');
     await waitFor(() => workers.every(busy), 10_000, 'coordinator one to find the job');
     for (let i = 0; i < 3; i++) workers.push(new SimWorker({ url: two.base, name: `two-${i}` }));
