@@ -57,17 +57,20 @@ export function adversaryOptions(strategy: Strategy): Pick<SimWorkerOptions, 'co
   }
 }
 
-/** Keeps the first correct output it computes (giving that lease up), then sends it for every later unit. */
+/**
+ * Keeps the first correct output it computes (giving that lease up), then sends it for every later
+ * unit of the same size — never for the unit it belongs to, which would be an honest answer.
+ */
 function replaySubmit(): Submit {
-  const kept = new Map<number, Uint8Array>();
+  const kept = new Map<number, { wuId: string; bytes: Uint8Array }>();
   return (w, { leaseId, wu }, output) => {
     const old = kept.get(output.length);
-    if (!old) {
-      kept.set(output.length, output.slice());
+    if (!old) kept.set(output.length, { wuId: wu.id, bytes: output.slice() });
+    if (!old || old.wuId === wu.id) {
       w.send(JSON.stringify({ type: 'failure', leaseId, reason: 'keeping this one to replay' }));
       return;
     }
-    w.sendResult(leaseId, wu.id, old);
+    w.sendResult(leaseId, wu.id, old.bytes);
   };
 }
 

