@@ -7,6 +7,7 @@ export default defineConfig({
   plugins: [svelte({ configFile: '../svelte.config.js' })],
   build: { outDir: '../dist', emptyOutDir: true, target: 'es2022' },
   worker: { format: 'es' },
-  optimizeDeps: { include: ['comlink', 'idb', 'zod'] },
-  server: { fs: { allow: ['..'] } },
+  optimizeDeps: { include: ['comlink', 'idb', 'zod', 'onnxruntime-web', 'onnx-buf', '@bufbuild/protobuf'] },
+  // Same isolation headers as the coordinator, so the dev server's wasm can use threads too.
+  server: { fs: { allow: ['..'] }, headers: { 'Cross-Origin-Opener-Policy': 'same-origin', 'Cross-Origin-Embedder-Policy': 'require-corp' } },
 });

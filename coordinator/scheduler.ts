@@ -1,6 +1,6 @@
 // Hands work units to connected workers. Each unit goes to `target` distinct identities; a lease
 // has a deadline, and a missed deadline or a disconnect puts the replica back in the queue.
-import type { ServerMessage } from './protocol.js';
+import type { ServerMessage, WorkUnitSpec } from './protocol.js';
 import type { LeaseRecord, Store, WorkUnitRecord } from './store.js';
 
 /** One connected worker (a WebSocket today; anything that can send a ServerMessage). */
@@ -10,6 +10,8 @@ export interface WorkerSession {
   slots: number;
   /** Its active leases by id. */
   readonly leases: Map<string, LeaseInfo>;
+  /** Job kinds it can run (from its DeviceInfo); undefined: matmul only. */
+  readonly kinds?: readonly string[];
   send(msg: ServerMessage): void;
 }
 
@@ -24,16 +26,16 @@ export interface SchedulerOptions {
   now?: () => number;
 }
 
-export function toWorkUnitSpec(wu: WorkUnitRecord) {
+export function toWorkUnitSpec(wu: WorkUnitRecord): WorkUnitSpec {
   return {
     id: wu.id,
     jobId: wu.jobId,
-    kind: wu.kind as 'matmul',
-    params: wu.params as { m: number; k: number; n: number },
+    kind: wu.kind,
+    params: wu.params,
     inputs: wu.inputs,
     outputBytes: wu.outputBytes,
     flops: wu.flops,
-  };
+  } as WorkUnitSpec; // the job kind that planned the unit made params match its kind
 }
 
 export class Scheduler {
@@ -98,7 +100,7 @@ export class Scheduler {
       for (const s of [...this.sessions]) {
         if (!this.sessions.has(s) || s.leases.size >= s.slots) continue;
         const now = this.now();
-        const got = await this.store.leaseNext(s.volunteerId, now, now + this.opts.leaseMs);
+        const got = await this.store.leaseNext(s.volunteerId, now, now + this.opts.leaseMs, s.kinds ?? ['matmul']);
         if (!got) continue;
         if (!this.sessions.has(s)) {
           await this.store.endLeases([got.lease.id], 'abandoned'); // left while we leased

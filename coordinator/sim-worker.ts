@@ -17,7 +17,10 @@ import { sha256Hex } from './shards.js';
 
 export type Compute = (wu: WorkUnitSpec, inputs: Record<string, Float32Array>) => Float32Array | Promise<Float32Array>;
 
-export const honestMatmul: Compute = (wu, inputs) => matmulReference(inputs.a, inputs.b, wu.params.m, wu.params.k, wu.params.n);
+export const honestMatmul: Compute = (wu, inputs) => {
+  if (wu.kind !== 'matmul') throw new Error(`sim-worker computes matmul only, got ${wu.kind}`);
+  return matmulReference(inputs.a, inputs.b, wu.params.m, wu.params.k, wu.params.n);
+};
 
 export interface SimWorkerOptions {
   /** Coordinator base URL, e.g. http://127.0.0.1:8080 */

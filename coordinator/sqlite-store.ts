@@ -186,6 +186,7 @@ export class SqliteStore implements Store {
         WHERE wu.state = 'open' AND wu.live < wu.target
           AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.wu_id = wu.id AND l.volunteer_id = @v AND l.state = 'active')
           AND NOT EXISTS (SELECT 1 FROM results r WHERE r.wu_id = wu.id AND r.volunteer_id = @v)
+          AND (@kinds IS NULL OR wu.kind IN (SELECT value FROM json_each(@kinds)))
         ORDER BY wu.job_seq, wu.idx LIMIT 1`),
       insertLease: p(`INSERT INTO leases(id, wu_id, volunteer_id, issued_at, deadline, state) VALUES (?, ?, ?, ?, ?, 'active')`),
       liveDelta: p('UPDATE work_units SET live = live + ? WHERE id = ?'),
@@ -295,9 +296,9 @@ export class SqliteStore implements Store {
     return row ? toWu(row) : null;
   }
 
-  async leaseNext(volunteerId: string, now: number, deadline: number) {
+  async leaseNext(volunteerId: string, now: number, deadline: number, kinds?: readonly string[]) {
     return this.db.transaction(() => {
-      const row = this.s.nextWu.get({ v: volunteerId }) as Row | undefined;
+      const row = this.s.nextWu.get({ v: volunteerId, kinds: kinds ? JSON.stringify(kinds) : null }) as Row | undefined;
       if (!row) return null;
       const wu = toWu(row);
       const lease: LeaseRecord = { id: `l_${crypto.randomUUID()}`, wuId: wu.id, volunteerId, issuedAt: now, deadline, state: 'active' };

@@ -119,9 +119,10 @@ export interface Store {
   getWorkUnit(id: string): Promise<WorkUnitRecord | null>;
   /**
    * Leases the next open work unit that still needs a replica and that this volunteer has neither
-   * an active lease on nor a result for. Oldest job first. Null when there is nothing for them.
+   * an active lease on nor a result for, among the job kinds it can run (all when absent). Oldest
+   * job first. Null when there is nothing for them.
    */
-  leaseNext(volunteerId: string, now: number, deadline: number): Promise<{ lease: LeaseRecord; wu: WorkUnitRecord } | null>;
+  leaseNext(volunteerId: string, now: number, deadline: number, kinds?: readonly string[]): Promise<{ lease: LeaseRecord; wu: WorkUnitRecord } | null>;
   getLease(id: string): Promise<LeaseRecord | null>;
   /** Ends active leases (returned by failure or disconnect); returns how many changed. */
   endLeases(leaseIds: string[], state: 'abandoned' | 'returned'): Promise<number>;

@@ -35,6 +35,7 @@ class SocketSession implements WorkerSession {
   constructor(
     readonly volunteerId: string,
     readonly send: (msg: ServerMessage) => void,
+    readonly kinds?: readonly string[],
   ) {}
 }
 
@@ -89,7 +90,7 @@ export function handleWorkerSocket(socket: WebSocket, ctx: SocketContext) {
       const id = volunteerId(msg.publicKey);
       const record = await ctx.store.upsertVolunteer({ id, publicKey: msg.publicKey, name: msg.name ?? null, now: ctx.now() });
       clearTimeout(helloTimer);
-      session = new SocketSession(id, send);
+      session = new SocketSession(id, send, msg.device.kinds);
       ctx.scheduler.add(session);
       send({ type: 'welcome', volunteerId: id, name: record.name, credit: record.credit });
       ctx.log(`worker ${id} (${msg.device.backend}: ${msg.device.adapter}) connected`);

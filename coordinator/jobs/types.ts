@@ -28,6 +28,10 @@ export interface JobKind<S extends JobSubmit = JobSubmit> {
   check(wu: WorkUnitRecord, output: Float32Array, shards: ShardStore): Promise<boolean>;
   /** The job's result as .npy bytes from the canonical output of every work unit. */
   assimilate(job: JobRecord, outputs: { wu: WorkUnitRecord; output: Float32Array }[]): Uint8Array;
+  /** Whether two replicas agree, when the kind compares differently from `wu.tolerance` element-wise. */
+  agree?(wu: WorkUnitRecord, x: Float32Array, y: Float32Array): boolean;
+  /** One named output of a multi-output job as .npy, or null when there is no such output. */
+  output?(job: JobRecord, outputs: { wu: WorkUnitRecord; output: Float32Array }[], name: string): Uint8Array | null;
 }
 
 export type { Tolerance };

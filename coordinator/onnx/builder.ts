@@ -94,7 +94,7 @@ export function buildModel(spec: ModelSpec): Uint8Array {
         name: t.name,
         dims: t.dims.map((d) => BigInt(d)),
         dataType: TensorProto_DataType.FLOAT,
-        rawData: new Uint8Array(t.data.buffer.slice(t.data.byteOffset, t.data.byteOffset + t.data.byteLength)),
+        rawData: Uint8Array.from(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength)),
       }),
     ),
   });

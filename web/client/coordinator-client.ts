@@ -38,7 +38,8 @@ export interface ClientState {
   lastError: string | null;
 }
 
-export type Compute = (wu: WorkUnitSpec, inputs: Record<string, Float32Array>) => Promise<Float32Array>;
+/** Runs one unit. `shard` fetches any other shard (an ONNX model) as sha-256-checked raw bytes. */
+export type Compute = (wu: WorkUnitSpec, inputs: Record<string, Float32Array>, shard: (sha: string) => Promise<Uint8Array>) => Promise<Float32Array>;
 
 export interface ClientOptions {
   /** Coordinator base URL (http or https). */
@@ -74,8 +75,8 @@ export class CoordinatorClient {
   private readonly queue: { leaseId: string; wu: WorkUnitSpec }[] = [];
   private readonly cancelled = new Set<string>();
   private working = false;
-  private readonly shards = new Map<string, Float32Array>();
-  private shardBytes = 0;
+  private readonly shards = new Map<string, Uint8Array>();
+  private cachedBytes = 0;
 
   constructor(private readonly opts: ClientOptions) {}
 
@@ -187,10 +188,10 @@ export class CoordinatorClient {
   }
 
   private setUnit(wu: WorkUnitSpec, phase: CurrentUnit['phase']) {
-    const { m, k, n } = wu.params;
+    const shape = wu.kind === 'matmul' ? `${wu.params.m}×${wu.params.k} · ${wu.params.k}×${wu.params.n}` : `${wu.params.items} items`;
     this.update({
       phase,
-      current: { wuId: wu.id, jobId: wu.jobId, kind: wu.kind, shape: `${m}×${k} · ${k}×${n}`, flops: wu.flops, phase },
+      current: { wuId: wu.id, jobId: wu.jobId, kind: wu.kind, shape, flops: wu.flops, phase },
     });
   }
 
@@ -201,7 +202,7 @@ export class CoordinatorClient {
     if (this.cancelled.delete(leaseId)) return;
     this.setUnit(wu, 'computing');
     const t0 = performance.now();
-    const out = await this.opts.compute(wu, inputs);
+    const out = await this.opts.compute(wu, inputs, (sha) => this.shardBytes(sha));
     const seconds = (performance.now() - t0) / 1000;
     this.update({ lastGflops: wu.flops / 1e9 / Math.max(seconds, 1e-6) });
     if (this.cancelled.delete(leaseId)) return;
@@ -212,22 +213,25 @@ export class CoordinatorClient {
     this.send(encodeResultFrame({ type: 'result', leaseId, wuId: wu.id, sha256: sha, signature }, payload));
   }
 
-  /** Fetches a shard once, checks its sha-256, and keeps it for the next units that need it. */
   private async shard(sha: string): Promise<Float32Array> {
+    return parseNpy(await this.shardBytes(sha)).data;
+  }
+
+  /** Fetches a shard once, checks its sha-256, and keeps it for the next units that need it. */
+  private async shardBytes(sha: string): Promise<Uint8Array> {
     const hit = this.shards.get(sha);
     if (hit) return hit;
     const res = await fetch(`${this.opts.url}/shards/${sha}`);
     if (!res.ok) throw new Error(`could not fetch input ${sha.slice(0, 12)}…: HTTP ${res.status}`);
     const bytes = new Uint8Array(await res.arrayBuffer());
     if ((await sha256Hex(bytes)) !== sha) throw new Error(`input ${sha.slice(0, 12)}… failed its sha-256 check`);
-    const data = parseNpy(bytes).data;
-    this.shards.set(sha, data);
-    this.shardBytes += data.byteLength;
+    this.shards.set(sha, bytes);
+    this.cachedBytes += bytes.byteLength;
     for (const [key, value] of this.shards) {
-      if (this.shardBytes <= SHARD_CACHE_BYTES) break;
+      if (this.cachedBytes <= SHARD_CACHE_BYTES) break;
       this.shards.delete(key);
-      this.shardBytes -= value.byteLength;
+      this.cachedBytes -= value.byteLength;
     }
-    return data;
+    return bytes;
   }
 }

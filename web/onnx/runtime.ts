@@ -1,0 +1,57 @@
+// The only importer of onnxruntime-web. Loaded lazily (its own chunk), so the compute worker's
+// script stays free of side effects when ORT's WebAssembly threads re-load the ORT chunk. The
+// .wasm and .mjs files are bundled by Vite next to that chunk and served by the coordinator: no CDN.
+import type * as OrtModule from 'onnxruntime-web';
+
+export type Ort = typeof OrtModule;
+export type Session = OrtModule.InferenceSession;
+/** Execution providers we use: onnxruntime-web's WebGPU EP, and its WebAssembly (CPU) EP. */
+export type ExecutionProvider = 'webgpu' | 'wasm';
+
+let ort: Promise<Ort> | null = null;
+let threads = 1;
+
+/**
+ * Sets the CPU thread count. Must run before the first session: ORT reads it once. Threads need
+ * cross-origin isolation (SharedArrayBuffer); without it the wasm EP runs one thread.
+ */
+export function configureThreads(wanted: number): number {
+  threads = globalThis.crossOriginIsolated ? Math.max(1, Math.floor(wanted)) : 1;
+  return threads;
+}
+
+export function loadOrt(): Promise<Ort> {
+  ort ??= import('onnxruntime-web').then((m) => {
+    m.env.wasm.numThreads = threads; // explicit: ORT's default is 1 on small machines
+    m.env.logLevel = 'error';
+    return m;
+  });
+  return ort;
+}
+
+export async function createSession(model: Uint8Array, ep: ExecutionProvider): Promise<Session> {
+  const o = await loadOrt();
+  return o.InferenceSession.create(model, { executionProviders: [ep], graphOptimizationLevel: 'all' });
+}
+
+export interface Feed {
+  name: string;
+  shape: readonly number[];
+  data: Float32Array;
+}
+
+/** Runs a session; returns the named outputs as float32, in order. */
+export async function runSession(session: Session, feeds: Feed[], outputs: string[]): Promise<Float32Array[]> {
+  const o = await loadOrt();
+  const input: Record<string, OrtModule.Tensor> = {};
+  for (const f of feeds) input[f.name] = new o.Tensor('float32', f.data, f.shape as number[]);
+  const result = await session.run(input, outputs);
+  return outputs.map((name) => {
+    const t = result[name];
+    if (!t || t.type !== 'float32') throw new Error(`output '${name}' is missing or not float32`);
+    const data = t.data as Float32Array;
+    const copy = data.slice(); // copy out of the wasm heap / GPU readback before disposal
+    t.dispose();
+    return copy;
+  });
+}
