@@ -12,11 +12,11 @@ export function startGrid(): Promise<TestCoordinator> {
 }
 
 /** Opens a volunteer page in its own browser context (its own IndexedDB, so its own identity). */
-export async function openVolunteer(browser: Browser, grid: TestCoordinator): Promise<Page> {
+export async function openVolunteer(browser: Browser, grid: TestCoordinator, opts: { query?: string } = {}): Promise<Page> {
   const context = await browser.newContext();
   const page = await context.newPage();
   page.on('pageerror', (err) => console.error('page error:', err.message));
-  await page.goto(grid.base + '/');
+  await page.goto(grid.base + '/' + (opts.query ?? ''));
   await page.getByRole('button', { name: 'Start computing' }).click();
   await expect(page.getByTestId('volunteer-id')).toHaveText(/^v_[0-9a-f]{24}$/, { timeout: 60_000 });
   return page;

@@ -52,3 +52,21 @@ export function convNetModel(seed = 7): Uint8Array {
     ],
   });
 }
+
+/**
+ * x[batch,8] -> MatMul 8×8 -> CumSum over axis 1 (reversed, exclusive) -> y[batch,8]. onnxruntime-web
+ * 1.30's WebGPU EP fails to compile its CumSum shader (and would return zeros): the wasm fallback's case.
+ */
+export function cumsumModel(seed = 11): Uint8Array {
+  return buildModel({
+    name: 'cumsum',
+    inputs: [{ name: 'x', dims: ['batch', 8] }],
+    outputs: [{ name: 'y', dims: ['batch', 8] }],
+    initializers: [{ name: 'w', dims: [8, 8], data: randomMatrix(8, 8, seed, -0.5, 0.5) }],
+    nodes: [
+      { op: 'MatMul', inputs: ['x', 'w'], outputs: ['h'] },
+      { op: 'Constant', inputs: [], outputs: ['axis'], attrs: { value_int: 1 } },
+      { op: 'CumSum', inputs: ['h', 'axis'], outputs: ['y'], attrs: { reverse: 1, exclusive: 1 } },
+    ],
+  });
+}

@@ -1,7 +1,7 @@
 // ONNX sessions by model sha-256, one per execution provider: a stream of units loads a model once.
 // WebGPU first when asked for it, falling back to the wasm EP when WebGPU is missing or the WebGPU
 // EP cannot create or run the model; a model that failed on WebGPU stays on wasm.
-import { createSession, runSession, type ExecutionProvider, type Feed, type Session } from './runtime';
+import { createSession, runSession, runSessionOnWebgpu, type ExecutionProvider, type Feed, type Session } from './runtime';
 
 const MAX_MODELS = 4;
 const models = new Map<string, Uint8Array>();
@@ -55,7 +55,7 @@ export async function runModel(sha: string, feeds: Feed[], outputs: string[], pr
       reason = 'this browser has no WebGPU';
     } else {
       try {
-        return { outputs: await runSession(await session(sha, 'webgpu'), feeds, outputs), ep: 'webgpu' };
+        return { outputs: await runSessionOnWebgpu(await session(sha, 'webgpu'), feeds, outputs), ep: 'webgpu' };
       } catch (err) {
         reason = `the WebGPU EP cannot run this model: ${(err as Error).message}`.slice(0, 300);
         webgpuFailed.set(sha, reason);

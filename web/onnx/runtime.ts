@@ -55,3 +55,28 @@ export async function runSession(session: Session, feeds: Feed[], outputs: strin
     return copy;
   });
 }
+
+/**
+ * Runs a WebGPU-EP session and fails when the GPU reported an error during the run. ORT's WebGPU
+ * kernels can fail shader compilation or validation on some ops and adapters (seen: CumSum, Pad
+ * 'wrap' on SwiftShader) and then return zeros instead of throwing: an error scope catches that.
+ */
+export async function runSessionOnWebgpu(session: Session, feeds: Feed[], outputs: string[]): Promise<Float32Array[]> {
+  const o = await loadOrt();
+  const device = (await o.env.webgpu.device) as GPUDevice;
+  device.pushErrorScope('out-of-memory');
+  device.pushErrorScope('validation');
+  let result: Float32Array[] | null = null;
+  let thrown: unknown = null;
+  try {
+    result = await runSession(session, feeds, outputs);
+  } catch (err) {
+    thrown = err;
+  }
+  const validation = await device.popErrorScope();
+  const oom = await device.popErrorScope();
+  if (thrown) throw thrown;
+  const gpuError = validation ?? oom;
+  if (gpuError) throw new Error(`WebGPU error during the run: ${gpuError.message.split('\n')[0].slice(0, 200)}`);
+  return result!;
+}
