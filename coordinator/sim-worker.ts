@@ -29,6 +29,8 @@ export interface SimWorkerOptions {
   compute?: Compute;
   slots?: number;
   identity?: KeyObject;
+  /** Job kinds it reports it can run (DeviceInfo.kinds); absent: matmul only. */
+  kinds?: string[];
 }
 
 export class SimWorker {
@@ -63,7 +65,7 @@ export class SimWorker {
               publicKey: this.publicKeyRaw,
               signature: sign(null, helloSigningMessage(msg.nonce), this.privateKey).toString('base64url'),
               name: this.opts.name,
-              device: { backend: 'cpu', adapter: 'node sim-worker', features: [] },
+              device: { backend: 'cpu', adapter: 'node sim-worker', features: [], kinds: this.opts.kinds },
             }),
           );
         } else if (msg.type === 'welcome') {
