@@ -30,8 +30,8 @@ export interface ComputeApi {
   matmul(a: Float32Array, b: Float32Array, m: number, k: number, n: number): Promise<Float32Array>;
   /** Sets up the CPU backend with this many threads (1 without cross-origin isolation). */
   initCpu(threads: number): Promise<CpuInfo>;
-  /** GFLOP/s of a backend on a short matmul; null when it is not available here. */
-  measure(backend: Backend): Promise<number | null>;
+  /** GFLOP/s of a backend on a short size³ matmul (256 unless given); null when it is not available here. */
+  measure(backend: Backend, size?: number, minMs?: number): Promise<number | null>;
   useBackend(backend: Backend): Promise<void>;
   /** Whether the worker holds this model (by sha-256) already. */
   onnxHasModel(sha: string): Promise<boolean>;

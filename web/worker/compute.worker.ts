@@ -41,11 +41,11 @@ const api: ComputeApi = {
     return { threads: configureThreads(threads), isolated: globalThis.crossOriginIsolated === true };
   },
 
-  async measure(which) {
+  async measure(which, size, minMs) {
     try {
-      if (which === 'cpu') return await measureGflops(cpuMatmul);
+      if (which === 'cpu') return await measureGflops(cpuMatmul, size, minMs);
       const device = liveGpu().device;
-      return await measureGflops((a, b, m, k, n) => gpuMatmul(device, a, b, m, k, n));
+      return await measureGflops((a, b, m, k, n) => gpuMatmul(device, a, b, m, k, n), size, minMs);
     } catch {
       return null;
     }
