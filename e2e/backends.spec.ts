@@ -1,11 +1,8 @@
 // Issue 9: the same job computed by a browser forced onto WebGPU and one forced onto the CPU
 // (WebAssembly); the replicas validate against each other and both earn credit by FLOPs.
 import { expect, test } from '@playwright/test';
-import { matmulReference } from '../coordinator/jobs/matmul';
-import { parseNpy } from '../coordinator/npy';
 import type { VolunteerSummary } from '../coordinator/protocol';
-import { randomMatrix } from '../coordinator/test-helpers';
-import { maxRelativeError, openVolunteer, startGrid, uploadMatrix } from './grid';
+import { openVolunteer, runMatmulJob, startGrid } from './grid';
 
 test('a WebGPU browser and a CPU browser compute the same matmul units and agree', async ({ browser }) => {
   const grid = await startGrid();
@@ -26,18 +23,9 @@ test('a WebGPU browser and a CPU browser compute the same matmul units and agree
     expect(grid.logs.some((l) => /\(cpu: /.test(l))).toBe(true);
 
     const [m, k, n] = [70, 50, 60];
-    const A = randomMatrix(m, k, 21);
-    const B = randomMatrix(k, n, 22);
-    const jobId = await grid.submitJob({
-      kind: 'matmul',
-      inputs: { a: await uploadMatrix(grid, m, k, A), b: await uploadMatrix(grid, k, n, B) },
-      replication: 2,
-      tile: { rows: 35, cols: 60 },
-    });
-    const status = await grid.waitForJob(jobId, 120_000);
+    const { status, relativeError } = await runMatmulJob(grid, { m, k, n, seed: 21, replication: 2, tile: { rows: 35, cols: 60 }, timeoutMs: 120_000 });
     expect(status.state).toBe('done');
-    const C = parseNpy(new Uint8Array(await (await grid.api(`/api/jobs/${jobId}/result`)).arrayBuffer()));
-    expect(maxRelativeError(C.data, matmulReference(A, B, m, k, n))).toBeLessThanOrEqual(1e-4);
+    expect(relativeError).toBeLessThanOrEqual(1e-4);
 
     const { volunteers } = (await (await grid.api('/api/volunteers')).json()) as { volunteers: VolunteerSummary[] };
     expect(volunteers).toHaveLength(2);

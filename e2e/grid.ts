@@ -2,8 +2,10 @@
 import { expect, type Browser, type Page } from '@playwright/test';
 import { spawnSync } from 'node:child_process';
 import { resolve } from 'node:path';
-import { startTestCoordinator, type TestCoordinator } from '../coordinator/test-helpers';
-import { toNpy } from '../coordinator/npy';
+import { matmulReference } from '../coordinator/jobs/matmul';
+import { parseNpy, toNpy } from '../coordinator/npy';
+import type { JobStatus } from '../coordinator/protocol';
+import { randomMatrix, startTestCoordinator, type TestCoordinator } from '../coordinator/test-helpers';
 
 export const ROOT = resolve(import.meta.dirname, '..');
 
@@ -43,4 +45,27 @@ export function maxRelativeError(c: Float32Array, r: Float32Array): number {
     scale = Math.max(scale, Math.abs(r[i]));
   }
   return diff / scale;
+}
+
+/**
+ * Submits C = A·B with seeded random inputs, waits for it, and returns its status with the
+ * normwise relative error of the downloaded result against the CPU reference (NaN if not done).
+ */
+export async function runMatmulJob(
+  grid: TestCoordinator,
+  job: { m: number; k: number; n: number; seed: number; replication: number; tile: { rows: number; cols: number }; timeoutMs: number },
+): Promise<{ status: JobStatus; relativeError: number }> {
+  const { m, k, n, seed } = job;
+  const A = randomMatrix(m, k, seed);
+  const B = randomMatrix(k, n, seed + 1);
+  const jobId = await grid.submitJob({
+    kind: 'matmul',
+    inputs: { a: await uploadMatrix(grid, m, k, A), b: await uploadMatrix(grid, k, n, B) },
+    replication: job.replication,
+    tile: job.tile,
+  });
+  const status = await grid.waitForJob(jobId, job.timeoutMs);
+  if (status.state !== 'done') return { status, relativeError: Number.NaN };
+  const C = parseNpy(new Uint8Array(await (await grid.api(`/api/jobs/${jobId}/result`)).arrayBuffer()));
+  return { status, relativeError: maxRelativeError(C.data, matmulReference(A, B, m, k, n)) };
 }
