@@ -57,8 +57,10 @@ export async function startBackend(api: Comlink.Remote<ComputeApi>, search = loc
     measured: { webgpu: record.webgpu, cpu: record.cpu },
     threads: cpu.threads,
   };
+  const cpuName = `CPU (WebAssembly, ${cpu.threads} thread${cpu.threads === 1 ? '' : 's'})`;
+  // The adapter names what computes; the GPU's features and limits are reported either way.
   const device: DeviceInfo = gpu.ok
-    ? { ...gpu.device, ...common, backend }
-    : { backend: 'cpu', adapter: `CPU (WebAssembly, ${cpu.threads} thread${cpu.threads === 1 ? '' : 's'})`, features: [], ...common };
+    ? { ...gpu.device, ...common, backend, adapter: backend === 'cpu' ? `${cpuName}; GPU: ${gpu.device.adapter}`.slice(0, 200) : gpu.device.adapter }
+    : { backend: 'cpu', adapter: cpuName, features: [], ...common };
   return { backend, webgpuProblem: gpu.ok ? null : gpu.reason, record, measuredNow, forced, cpu, device };
 }
