@@ -119,3 +119,36 @@ export function matmulModel(): Uint8Array {
     nodes: [{ op: 'MatMul', inputs: ['a', 'b'], outputs: ['c'] }],
   });
 }
+
+/**
+ * out[r,d] = softmax(q[r,d] · k[s,d]ᵀ · scale + mask[r,s]) · v[s,d] with symbolic r, s, d: one
+ * attention head's block of query rows. `mask` is an additive bias (0 or -Infinity: causal masking).
+ */
+export function attentionModel(): Uint8Array {
+  return buildModel({
+    name: 'attention',
+    inputs: [
+      { name: 'q', dims: ['r', 'd'] },
+      { name: 'k', dims: ['s', 'd'] },
+      { name: 'v', dims: ['s', 'd'] },
+      { name: 'scale', dims: [] },
+      { name: 'mask', dims: ['r', 's'] },
+    ],
+    outputs: [{ name: 'out', dims: ['r', 'd'] }],
+    nodes: [
+      { op: 'Transpose', inputs: ['k'], outputs: ['kt'], attrs: { perm: [1, 0] } },
+      { op: 'MatMul', inputs: ['q', 'kt'], outputs: ['s0'] },
+      { op: 'Mul', inputs: ['s0', 'scale'], outputs: ['s1'] },
+      { op: 'Add', inputs: ['s1', 'mask'], outputs: ['s2'] },
+      { op: 'Softmax', inputs: ['s2'], outputs: ['p'], attrs: { axis: -1 } },
+      { op: 'MatMul', inputs: ['p', 'v'], outputs: ['out'] },
+    ],
+  });
+}
+
+/** The additive mask for query rows [q0, q0 + rows) over `seq` keys: causal hides keys j > q0 + i. */
+export function attentionMask(rows: number, seq: number, q0: number, causal: boolean): Float32Array {
+  const mask = new Float32Array(rows * seq);
+  if (causal) for (let i = 0; i < rows; i++) mask.fill(-Infinity, i * seq + Math.min(seq, q0 + i + 1), (i + 1) * seq);
+  return mask;
+}
