@@ -159,7 +159,7 @@ export const DeviceInfo = z
     features: z.array(z.string().max(64)).max(64).default([]),
     limits: z.record(z.string().max(64), z.number()).optional(),
     userAgent: z.string().max(400).optional(),
-    /** Job kinds this worker can run; absent means matmul only (older workers, sim workers). */
+    /** Job kinds this worker can run; absent: every kind except opt-in ones such as onnx (older workers, sim workers). */
     kinds: z.array(z.string().max(32)).max(16).optional(),
     /** Both backends' speed on the start-up matmul, GFLOP/s (null: not available or not measured). */
     measured: z.object({ webgpu: z.number().min(0).nullable(), cpu: z.number().min(0).nullable() }).strict().optional(),
@@ -226,6 +226,9 @@ export const WorkUnitSpec = z.discriminatedUnion('kind', [MatmulWorkUnitSpec, On
 export type WorkUnitSpec = z.infer<typeof WorkUnitSpec>;
 export type MatmulWorkUnitSpec = z.infer<typeof MatmulWorkUnitSpec>;
 export type OnnxWorkUnitSpec = z.infer<typeof OnnxWorkUnitSpec>;
+
+/** Every job kind a work unit can be: a worker that implements the whole protocol declares these. */
+export const WORK_UNIT_KINDS: readonly WorkUnitSpec['kind'][] = WorkUnitSpec.options.map((o) => o.shape.kind.value);
 
 // Server -> client
 export const ServerMessage = z.discriminatedUnion('type', [

@@ -1,5 +1,6 @@
 // Hands work units to connected workers. Each unit goes to `target` distinct identities; a lease
 // has a deadline, and a missed deadline or a disconnect puts the replica back in the queue.
+import { undeclaredWorkerKinds } from './jobs/index.js';
 import type { ServerMessage, WorkUnitSpec } from './protocol.js';
 import type { LeaseRecord, Store, WorkUnitRecord } from './store.js';
 
@@ -10,7 +11,7 @@ export interface WorkerSession {
   slots: number;
   /** Its active leases by id. */
   readonly leases: Map<string, LeaseInfo>;
-  /** Job kinds it can run (from its DeviceInfo); undefined: matmul only. */
+  /** Job kinds it can run (from its DeviceInfo); undefined: every kind that is not opt-in. */
   readonly kinds?: readonly string[];
   send(msg: ServerMessage): void;
 }
@@ -100,7 +101,7 @@ export class Scheduler {
       for (const s of [...this.sessions]) {
         if (!this.sessions.has(s) || s.leases.size >= s.slots) continue;
         const now = this.now();
-        const got = await this.store.leaseNext(s.volunteerId, now, now + this.opts.leaseMs, s.kinds ?? ['matmul']);
+        const got = await this.store.leaseNext(s.volunteerId, now, now + this.opts.leaseMs, s.kinds ?? undeclaredWorkerKinds);
         if (!got) continue;
         if (!this.sessions.has(s)) {
           await this.store.endLeases([got.lease.id], 'abandoned'); // left while we leased

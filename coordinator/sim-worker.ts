@@ -29,7 +29,7 @@ export interface SimWorkerOptions {
   compute?: Compute;
   slots?: number;
   identity?: KeyObject;
-  /** Job kinds it reports it can run (DeviceInfo.kinds); absent: matmul only. */
+  /** Job kinds it reports it can run (DeviceInfo.kinds); absent: every kind that is not opt-in. */
   kinds?: string[];
 }
 

@@ -12,3 +12,8 @@ export const jobKinds: Record<JobKindName, JobKind> = {
 export function jobKind(name: string): JobKind | null {
   return Object.hasOwn(jobKinds, name) ? jobKinds[name as JobKindName] : null;
 }
+
+/** The kinds a worker that declares none can run: every kind that is not opt-in. */
+export const undeclaredWorkerKinds: readonly string[] = Object.values(jobKinds)
+  .filter((k) => !k.optIn)
+  .map((k) => k.kind);

@@ -71,10 +71,15 @@ function fixedItemShape(spec: ModelTensor): number[] {
   return rest as number[];
 }
 
+/** One tolerance for every output (rather than a map of output name to tolerance). */
+function isSingleTolerance(t: NonNullable<OnnxJobSubmit['tolerance']>): t is Tolerance {
+  return typeof (t as { atol?: unknown }).atol === 'number';
+}
+
 function agreementFor(submit: OnnxJobSubmit, name: string): OutputAgreement {
   if (submit.argmax?.includes(name)) return { mode: 'argmax' };
   const t = submit.tolerance;
-  const tol = t === undefined ? ONNX_DEFAULT_TOLERANCE : 'atol' in t && typeof t.atol === 'number' ? (t as Tolerance) : ((t as Record<string, Tolerance>)[name] ?? ONNX_DEFAULT_TOLERANCE);
+  const tol = t === undefined ? ONNX_DEFAULT_TOLERANCE : isSingleTolerance(t) ? t : (t[name] ?? ONNX_DEFAULT_TOLERANCE);
   return { mode: 'tolerance', atol: tol.atol, rtol: tol.rtol };
 }
 
@@ -126,6 +131,7 @@ function splitOutputs(p: OnnxParams, flat: Float32Array): Float32Array[] {
 
 export const onnx: JobKind<OnnxJobSubmit> = {
   kind: 'onnx',
+  optIn: true,
 
   async plan(submit, shards): Promise<JobPlan> {
     const modelBytes = await shards.get(submit.model);
@@ -154,7 +160,7 @@ export const onnx: JobKind<OnnxJobSubmit> = {
       }
     });
     const outputNames = info.outputs.map((o) => o.name);
-    for (const name of [...(submit.argmax ?? []), ...(submit.tolerance && !('atol' in submit.tolerance) ? Object.keys(submit.tolerance) : [])]) {
+    for (const name of [...(submit.argmax ?? []), ...(submit.tolerance && !isSingleTolerance(submit.tolerance) ? Object.keys(submit.tolerance) : [])]) {
       if (!outputNames.includes(name)) throw new JobInputError(`the model has no output '${name}' (its outputs: ${outputNames.join(', ')})`);
     }
     const itemShapes = info.outputs.map(fixedItemShape);

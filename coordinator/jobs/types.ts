@@ -19,6 +19,11 @@ export interface JobPlan {
 
 export interface JobKind<S extends JobSubmit = JobSubmit> {
   readonly kind: S['kind'];
+  /**
+   * Only workers that list this kind in DeviceInfo.kinds get its units (ONNX needs onnxruntime);
+   * other kinds also go to workers that list no kinds at all (older pages, sim workers).
+   */
+  readonly optIn?: boolean;
   /** Validates inputs (400 via JobInputError), stores derived shards, and splits into work units. */
   plan(submit: S, shards: ShardStore): Promise<JobPlan>;
   /**

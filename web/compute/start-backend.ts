@@ -2,7 +2,7 @@
 // backend, takes the remembered backend choice for this device or measures both, applies a
 // `?backend=` override, and describes the result as the hello's DeviceInfo.
 import type * as Comlink from 'comlink';
-import type { DeviceInfo } from '../../coordinator/protocol';
+import { WORK_UNIT_KINDS, type DeviceInfo } from '../../coordinator/protocol';
 import { openStore } from '../store/db';
 import type { ComputeApi, CpuInfo } from '../worker/api';
 import {
@@ -15,8 +15,8 @@ import {
   type BackendRecord,
 } from './backend-choice';
 
-/** Job kinds this page's worker can run. */
-export const SUPPORTED_KINDS = ['matmul', 'onnx'];
+/** Job kinds this page's worker can run: every kind of the protocol (the worker implements each). */
+export const SUPPORTED_KINDS = [...WORK_UNIT_KINDS];
 
 export interface BackendStatus {
   backend: Backend;
