@@ -7,6 +7,8 @@ import { Scheduler } from './scheduler.js';
 import { buildServer } from './server.js';
 import { ShardStore } from './shards.js';
 import { SqliteStore } from './sqlite-store.js';
+import { Tracker } from './tracker.js';
+import type { IceServer } from './protocol.js';
 
 export interface CoordinatorOptions {
   dataDir: string;
@@ -19,6 +21,8 @@ export interface CoordinatorOptions {
   heartbeatMs?: number;
   staticDir?: string;
   log?: (msg: string) => void;
+  /** STUN/TURN servers for the pages' WebRTC connections; none by default (loopback, LAN). */
+  iceServers?: IceServer[];
 }
 
 export interface Coordinator {
@@ -38,7 +42,8 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   const apiToken = loadOrCreateApiToken(dataDir, opts.apiToken);
   const store = new SqliteStore(join(dataDir, 'tabgrid.sqlite'));
   const shards = new ShardStore(join(dataDir, 'shards'));
-  const scheduler = new Scheduler(store, { leaseMs: opts.leaseMs ?? 10 * 60_000, now });
+  const tracker = new Tracker();
+  const scheduler = new Scheduler(store, { leaseMs: opts.leaseMs ?? 10 * 60_000, now, tracker });
   const intake = new ResultIntake({ store, shards, scheduler, signingKey: keys.privateKey, now, log });
   const app = await buildServer({
     store,
@@ -51,6 +56,8 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
     heartbeatMs: opts.heartbeatMs ?? 20_000,
     now,
     log,
+    tracker,
+    iceServers: opts.iceServers ?? [],
   });
   // Leases left active by a previous run belong to connections that no longer exist.
   await store.expireLeases(Number.MAX_SAFE_INTEGER);

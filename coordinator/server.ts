@@ -24,6 +24,9 @@ import type { Scheduler } from './scheduler.js';
 import type { ShardStore } from './shards.js';
 import type { JobRecord, Store } from './store.js';
 import { handleWorkerSocket } from './worker-socket.js';
+import { mountPeerServer } from './peer-server.js';
+import type { Tracker } from './tracker.js';
+import type { IceServer, ShardTraffic } from './protocol.js';
 
 export interface ServerContext {
   store: Store;
@@ -36,6 +39,9 @@ export interface ServerContext {
   heartbeatMs: number;
   now: () => number;
   log: (msg: string) => void;
+  tracker: Tracker;
+  /** STUN/TURN servers handed to pages for WebRTC (TABGRID_ICE_SERVERS); none on loopback. */
+  iceServers: IceServer[];
 }
 
 export class ApiFailure extends Error {
@@ -52,7 +58,7 @@ function sendError(reply: FastifyReply, status: number, code: ErrorCode, message
   return reply.code(status).type('application/json').send({ error: { code, message } });
 }
 
-export function jobStatus(job: JobRecord): JobStatus {
+export function jobStatus(job: JobRecord, shardTraffic?: ShardTraffic): JobStatus {
   return {
     id: job.id,
     kind: job.kind,
@@ -64,6 +70,7 @@ export function jobStatus(job: JobRecord): JobStatus {
     finishedAt: job.finishedAt,
     error: job.error,
     result: job.resultSha && job.resultShape ? { sha256: job.resultSha, shape: job.resultShape } : null,
+    ...(shardTraffic ? { shardTraffic } : {}),
   };
 }
 
@@ -154,6 +161,7 @@ export async function buildServer(ctx: ServerContext): Promise<FastifyInstance> 
     if (!Sha256Hex.safeParse(req.params.sha).success) throw new ApiFailure(400, 'bad_request', 'shard id must be a sha-256 (64 lowercase hex)');
     const bytes = await shards.get(req.params.sha);
     if (!bytes) throw new ApiFailure(404, 'not_found', `no shard ${req.params.sha}`);
+    ctx.tracker.coordinatorBytes += bytes.length;
     return reply
       .type('application/octet-stream')
       .header('cache-control', 'public, max-age=31536000, immutable')
@@ -195,9 +203,19 @@ export async function buildServer(ctx: ServerContext): Promise<FastifyInstance> 
     return reply.code(201).send({ id, workUnits: plan.workUnits.length });
   });
 
-  app.get('/api/jobs', { onRequest: requireToken }, async () => ({ jobs: (await store.listJobs()).map(jobStatus) }));
+  app.get('/api/jobs', { onRequest: requireToken }, async () => ({
+    jobs: (await store.listJobs()).map((job) => jobStatus(job, ctx.tracker.jobTraffic(job.id))),
+  }));
 
-  app.get<{ Params: { id: string } }>('/api/jobs/:id', { onRequest: requireToken }, async (req) => jobStatus(await jobOr404(req.params.id)));
+  app.get<{ Params: { id: string } }>('/api/jobs/:id', { onRequest: requireToken }, async (req) =>
+    jobStatus(await jobOr404(req.params.id), ctx.tracker.jobTraffic(req.params.id)),
+  );
+
+  app.get('/api/p2p', { onRequest: requireToken }, async () => ({
+    coordinatorShardBytes: ctx.tracker.coordinatorBytes,
+    peers: ctx.tracker.snapshot(),
+    badVolunteers: ctx.tracker.badVolunteers(),
+  }));
 
   app.get<{ Params: { id: string } }>('/api/jobs/:id/result', { onRequest: requireToken }, async (req, reply) => {
     const job = await jobOr404(req.params.id);
@@ -246,6 +264,7 @@ export async function buildServer(ctx: ServerContext): Promise<FastifyInstance> 
   });
 
   await app.register(fastifyWebsocket, { options: { maxPayload: LIMITS.maxWsMessageBytes } });
+  await mountPeerServer(app, { isIssuedPeerId: (id) => ctx.tracker.isIssued(id) });
   app.get('/ws', { websocket: true }, (socket) => handleWorkerSocket(socket, { ...ctx, heartbeatMs: ctx.heartbeatMs }));
 
   if (existsSync(ctx.staticDir)) {

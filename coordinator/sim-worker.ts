@@ -8,18 +8,26 @@ import { parseNpy } from './npy.js';
 import {
   encodeResultFrame,
   helloSigningMessage,
+  onDemandInputs,
   PROTOCOL_VERSION,
   resultSigningMessage,
   ServerMessage,
+  type MatmulParams,
   type WorkUnitSpec,
 } from './protocol.js';
 import { sha256Hex } from './shards.js';
 
 export type Compute = (wu: WorkUnitSpec, inputs: Record<string, Float32Array>) => Float32Array | Promise<Float32Array>;
 
-export const honestMatmul: Compute = (wu, inputs) => {
+/** A matmul unit's parameters (sim workers compute matmul only). */
+export function matmulParams(wu: WorkUnitSpec): MatmulParams {
   if (wu.kind !== 'matmul') throw new Error(`sim-worker computes matmul only, got ${wu.kind}`);
-  return matmulReference(inputs.a, inputs.b, wu.params.m, wu.params.k, wu.params.n);
+  return wu.params;
+}
+
+export const honestMatmul: Compute = (wu, inputs) => {
+  const { m, k, n } = matmulParams(wu);
+  return matmulReference(inputs.a, inputs.b, m, k, n);
 };
 
 export interface SimWorkerOptions {
@@ -94,7 +102,7 @@ export class SimWorker {
 
   private async work(leaseId: string, wu: WorkUnitSpec) {
     const inputs: Record<string, Float32Array> = {};
-    for (const [name, sha] of Object.entries(wu.inputs)) inputs[name] = await this.fetchInput(sha);
+    for (const [name, sha] of Object.entries(wu.inputs)) if (!onDemandInputs(wu).includes(name)) inputs[name] = await this.fetchInput(sha);
     const out = await (this.opts.compute ?? honestMatmul)(wu, inputs);
     this.sendResult(leaseId, wu.id, new Uint8Array(out.buffer, out.byteOffset, out.byteLength));
   }

@@ -4,7 +4,7 @@
 // the model itself a shard every worker fetches once and caches by sha-256.
 import { parseNpy, toNpy, NpyError, type Tensor } from '../npy.js';
 import { inspectModel, OnnxModelError, type ModelInfo, type ModelTensor } from '../onnx/model.js';
-import { ONNX_LIMITS, type OnnxJobSubmit, type OnnxParams, type OutputAgreement, type Tolerance } from '../protocol.js';
+import { ONNX_LIMITS, ONNX_MODEL_INPUT, type OnnxJobSubmit, type OnnxParams, type OutputAgreement, type Tolerance } from '../protocol.js';
 import type { ShardStore } from '../shards.js';
 import type { JobRecord, WorkUnitRecord } from '../store.js';
 import { compareWithin } from '../validator.js';
@@ -138,6 +138,7 @@ export const onnx: JobKind<OnnxJobSubmit> = {
     if (!modelBytes) throw new JobInputError(`model: no model ${submit.model} (upload it with POST /api/models first)`);
     const info = readModel(modelBytes);
     const wanted = info.inputs.map((i) => i.name);
+    if (wanted.includes(ONNX_MODEL_INPUT)) throw new JobInputError(`the model has an input named '${ONNX_MODEL_INPUT}', a name tabgrid reserves; rename it`);
     const missing = wanted.filter((n) => !Object.hasOwn(submit.inputs, n));
     const extra = Object.keys(submit.inputs).filter((n) => !wanted.includes(n));
     if (missing.length || extra.length) {
@@ -178,7 +179,7 @@ export const onnx: JobKind<OnnxJobSubmit> = {
     for (let u = 0; u < units; u++) {
       const offset = u * perUnit;
       const items = Math.min(batch, offset + perUnit) - offset;
-      const inputs: Record<string, string> = {};
+      const inputs: Record<string, string> = { [ONNX_MODEL_INPUT]: submit.model };
       const inputSpecs: OnnxParams['inputs'] = [];
       for (const [i, spec] of info.inputs.entries()) {
         const t = tensors[i];

@@ -1,18 +1,27 @@
-// The page's session with the coordinator: proves the identity, asks for work, fetches and checks
-// input shards, has the compute worker run each unit, and uploads signed results. Reconnects on
-// its own with backoff.
+// The page's session with the coordinator: proves the identity, asks for work, gets input shards
+// (cache, then peers, then the coordinator; see web/p2p/), has the compute worker run each unit,
+// and uploads signed results. Reconnects on its own with backoff.
 import { parseNpy } from '../../coordinator/npy';
 import {
   encodeResultFrame,
   helloSigningMessage,
+  onDemandInputs,
+  P2P_LIMITS,
   PROTOCOL_VERSION,
   resultSigningMessage,
   ServerMessage,
   type ClientMessage,
   type DeviceInfo,
+  type P2pConfig,
+  type ShardPeers,
   type WorkUnitSpec,
 } from '../../coordinator/protocol';
+import { ShardSource, type TrafficStats } from '../p2p/shard-source';
+import { Swarm } from '../p2p/swarm';
+import type { UploadBudget } from '../p2p/upload-budget';
 import type { Identity } from '../store/identity';
+import { sha256Hex } from '../store/sha256';
+import type { HoldingsChange, ShardCache } from '../store/shard-cache';
 
 export type Phase = 'connecting' | 'waiting' | 'fetching' | 'computing' | 'uploading' | 'disconnected' | 'stopped';
 
@@ -36,9 +45,13 @@ export interface ClientState {
   /** Speed of the last unit's compute, GFLOP/s. */
   lastGflops: number | null;
   lastError: string | null;
+  /** Shard bytes from peers vs the coordinator, and served to peers. */
+  traffic: TrafficStats;
+  /** Whether this page has joined the peer-to-peer swarm. */
+  p2p: 'off' | 'joining' | 'on';
 }
 
-/** Runs one unit. `shard` fetches any other shard (an ONNX model) as sha-256-checked raw bytes. */
+/** Runs one unit. `shard` fetches an on-demand input (an ONNX model) as sha-256-checked raw bytes. */
 export type Compute = (wu: WorkUnitSpec, inputs: Record<string, Float32Array>, shard: (sha: string) => Promise<Uint8Array>) => Promise<Float32Array>;
 
 export interface ClientOptions {
@@ -49,13 +62,9 @@ export interface ClientOptions {
   name?: string;
   compute: Compute;
   onChange: (state: ClientState) => void;
-}
-
-const SHARD_CACHE_BYTES = 256 * 1024 * 1024;
-
-async function sha256Hex(bytes: Uint8Array): Promise<string> {
-  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes as BufferSource));
-  return Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join('');
+  /** The IndexedDB shard cache; its onChange must call client.holdingsChanged. */
+  cache: ShardCache;
+  uploadBudget: UploadBudget;
 }
 
 export class CoordinatorClient {
@@ -68,17 +77,30 @@ export class CoordinatorClient {
     current: null,
     lastGflops: null,
     lastError: null,
+    traffic: { fromPeers: 0, fromCoordinator: 0, servedToPeers: 0, peerFailures: 0, peerTransferMs: 0 },
+    p2p: 'off',
   };
   private ws: WebSocket | null = null;
   private stopped = false;
   private retryMs = 1000;
-  private readonly queue: { leaseId: string; wu: WorkUnitSpec }[] = [];
+  private readonly queue: { leaseId: string; wu: WorkUnitSpec; peers: ShardPeers }[] = [];
   private readonly cancelled = new Set<string>();
   private working = false;
-  private readonly shards = new Map<string, Uint8Array>();
-  private cachedBytes = 0;
+  private readonly shards: ShardSource;
 
-  constructor(private readonly opts: ClientOptions) {}
+  constructor(private readonly opts: ClientOptions) {
+    this.shards = new ShardSource({
+      cache: opts.cache,
+      url: opts.url,
+      reportBadPeer: (peerId, sha256, reason) => this.send({ type: 'bad-peer', peerId, sha256, reason }),
+      onStats: (traffic) => this.update({ traffic }),
+    });
+  }
+
+  /** The shard cache gained or lost shards: the coordinator's tracker is told. */
+  holdingsChanged(change: HoldingsChange) {
+    if (this.state.p2p === 'on') this.send({ type: 'holdings', ...change });
+  }
 
   private update(patch: Partial<ClientState>) {
     this.state = { ...this.state, ...patch };
@@ -93,6 +115,7 @@ export class CoordinatorClient {
   stop() {
     this.stopped = true;
     this.queue.length = 0;
+    this.leaveSwarm();
     this.ws?.close(1000, 'volunteer stopped');
     this.update({ phase: 'stopped', current: null });
   }
@@ -120,6 +143,7 @@ export class CoordinatorClient {
     ws.onclose = () => {
       if (this.ws !== ws) return;
       this.queue.length = 0;
+      this.leaveSwarm();
       if (this.stopped) return;
       this.update({ phase: 'disconnected' });
       setTimeout(() => {
@@ -147,9 +171,10 @@ export class CoordinatorClient {
         this.retryMs = 1000;
         this.update({ phase: 'waiting', volunteerId: msg.volunteerId, credit: msg.credit });
         this.send({ type: 'ready', slots: 1 });
+        if (msg.p2p) void this.joinSwarm(msg.p2p);
         break;
       case 'assign':
-        this.queue.push({ leaseId: msg.lease.id, wu: msg.wu });
+        this.queue.push({ leaseId: msg.lease.id, wu: msg.wu, peers: msg.peers ?? {} });
         void this.drain();
         break;
       case 'lease-cancelled':
@@ -174,7 +199,7 @@ export class CoordinatorClient {
     try {
       for (let next = this.queue.shift(); next; next = this.queue.shift()) {
         try {
-          await this.run(next.leaseId, next.wu);
+          await this.run(next.leaseId, next.wu, next.peers);
         } catch (err) {
           const reason = (err as Error).message.slice(0, 500);
           this.update({ lastError: reason });
@@ -195,14 +220,65 @@ export class CoordinatorClient {
     });
   }
 
-  private async run(leaseId: string, wu: WorkUnitSpec) {
+  /** Joins the swarm under the peer id this session was given; WebRTC trouble only means no peers. */
+  private async joinSwarm(config: P2pConfig) {
+    this.leaveSwarm();
+    const ws = this.ws;
+    this.update({ p2p: 'joining' });
+    const url = new URL(this.opts.url);
+    try {
+      const swarm = await Swarm.open({
+        peerId: config.peerId,
+        host: url.hostname,
+        port: Number(url.port || (url.protocol === 'https:' ? 443 : 80)),
+        secure: url.protocol === 'https:',
+        path: config.path,
+        iceServers: config.iceServers,
+        serve: (sha) => this.shards.forPeer(sha),
+        budget: this.opts.uploadBudget,
+        onServed: (bytes) => this.shards.countServed(bytes),
+        onReceived: (_bytes, ms) => this.shards.countTransferTime(ms),
+      });
+      if (this.ws !== ws || this.stopped) return swarm.close();
+      this.shards.swarm = swarm;
+      this.update({ p2p: 'on' });
+      this.send({ type: 'peer-ready' });
+      const held = await this.opts.cache.keys();
+      for (let i = 0; i < held.length; i += P2P_LIMITS.maxHoldingsPerMessage) {
+        this.send({ type: 'holdings', add: held.slice(i, i + P2P_LIMITS.maxHoldingsPerMessage), remove: [] });
+      }
+    } catch (err) {
+      this.update({ p2p: 'off', lastError: `peer-to-peer unavailable: ${(err as Error).message}` });
+    }
+  }
+
+  private leaveSwarm() {
+    this.shards.swarm?.close();
+    this.shards.swarm = null;
+    if (this.state.p2p !== 'off') this.update({ p2p: 'off' });
+  }
+
+  private async run(leaseId: string, wu: WorkUnitSpec, peers: ShardPeers) {
     this.setUnit(wu, 'fetching');
     const inputs: Record<string, Float32Array> = {};
-    for (const [name, sha] of Object.entries(wu.inputs)) inputs[name] = (await this.shard(sha)).slice(); // the copy is transferred
+    let fromPeers = 0;
+    let fromCoordinator = 0;
+    const fetchShard = async (sha: string) => {
+      const { bytes, origin } = await this.shards.get(sha, peers[sha] ?? []);
+      if (origin === 'peer') fromPeers += bytes.length;
+      if (origin === 'coordinator') fromCoordinator += bytes.length;
+      return bytes;
+    };
+    const onDemand = onDemandInputs(wu);
+    for (const [name, sha] of Object.entries(wu.inputs)) {
+      if (onDemand.includes(name)) continue; // compute fetches it only if it needs it (an ONNX model it already holds)
+      inputs[name] = parseNpy(await fetchShard(sha)).data.slice(); // a copy: it is transferred to the worker, the bytes may be serving peers
+    }
     if (this.cancelled.delete(leaseId)) return;
     this.setUnit(wu, 'computing');
     const t0 = performance.now();
-    const out = await this.opts.compute(wu, inputs, (sha) => this.shardBytes(sha));
+    const out = await this.opts.compute(wu, inputs, fetchShard);
+    this.send({ type: 'shard-traffic', leaseId, fromPeers, fromCoordinator });
     const seconds = (performance.now() - t0) / 1000;
     this.update({ lastGflops: wu.flops / 1e9 / Math.max(seconds, 1e-6) });
     if (this.cancelled.delete(leaseId)) return;
@@ -211,27 +287,5 @@ export class CoordinatorClient {
     const sha = await sha256Hex(payload);
     const signature = await this.opts.identity.sign(resultSigningMessage(wu.id, sha));
     this.send(encodeResultFrame({ type: 'result', leaseId, wuId: wu.id, sha256: sha, signature }, payload));
-  }
-
-  private async shard(sha: string): Promise<Float32Array> {
-    return parseNpy(await this.shardBytes(sha)).data;
-  }
-
-  /** Fetches a shard once, checks its sha-256, and keeps it for the next units that need it. */
-  private async shardBytes(sha: string): Promise<Uint8Array> {
-    const hit = this.shards.get(sha);
-    if (hit) return hit;
-    const res = await fetch(`${this.opts.url}/shards/${sha}`);
-    if (!res.ok) throw new Error(`could not fetch input ${sha.slice(0, 12)}…: HTTP ${res.status}`);
-    const bytes = new Uint8Array(await res.arrayBuffer());
-    if ((await sha256Hex(bytes)) !== sha) throw new Error(`input ${sha.slice(0, 12)}… failed its sha-256 check`);
-    this.shards.set(sha, bytes);
-    this.cachedBytes += bytes.byteLength;
-    for (const [key, value] of this.shards) {
-      if (this.cachedBytes <= SHARD_CACHE_BYTES) break;
-      this.shards.delete(key);
-      this.cachedBytes -= value.byteLength;
-    }
-    return bytes;
   }
 }

@@ -1,5 +1,6 @@
 // Runs one work unit in the compute worker, by job kind. Inputs are transferred, not copied.
 import * as Comlink from 'comlink';
+import { ONNX_MODEL_INPUT } from '../../coordinator/protocol';
 import type { Compute } from '../client/coordinator-client';
 import type { ComputeApi } from '../worker/api';
 
@@ -11,7 +12,7 @@ export function makeCompute(api: Comlink.Remote<ComputeApi>, onOnnxRun?: (ep: st
     }
     const p = wu.params;
     if (!(await api.onnxHasModel(p.model))) {
-      const bytes = (await shard(p.model)).slice(); // the cached copy stays here
+      const bytes = (await shard(wu.inputs[ONNX_MODEL_INPUT])).slice(); // the cached copy stays here (and serves peers)
       await api.onnxAddModel(p.model, Comlink.transfer(bytes, [bytes.buffer]));
     }
     const feeds = p.inputs.map((spec) => ({ name: spec.name, shape: spec.shape, data: inputs[spec.name] }));
