@@ -34,6 +34,13 @@ test('a WebGPU browser and a CPU browser compute the same matmul units and agree
       expect(v.results).toEqual({ valid: 2, invalid: 0, pending: 0 });
       expect(v.credit).toBe(2 * m * n * k);
     }
+
+    // The figures are remembered per device (IndexedDB): a reload does not measure again.
+    const before = await cpuPage.getByTestId('backend-speeds').getAttribute('data-cpu');
+    await cpuPage.reload();
+    await cpuPage.getByRole('button', { name: 'Start computing' }).click();
+    await expect(cpuPage.getByTestId('backend-speeds')).toContainText('remembered for this device', { timeout: 30_000 });
+    expect(await cpuPage.getByTestId('backend-speeds').getAttribute('data-cpu')).toBe(before);
   } finally {
     await grid.stop();
   }
