@@ -2,6 +2,9 @@ import { svelte } from '@sveltejs/vite-plugin-svelte';
 import { resolve } from 'node:path';
 import { defineConfig } from 'vite';
 
+/** One HTML page per view; the coordinator maps its routes to them (server.ts PAGES). */
+const PAGES = ['index', 'room', 'board', 'teacher', 'dashboard', 'api-docs', 'embed'];
+
 export default defineConfig({
   root: 'web',
   publicDir: '../public',
@@ -10,11 +13,13 @@ export default defineConfig({
     outDir: '../dist',
     emptyOutDir: true,
     target: 'es2022',
-    // bench.html: the page `npm run bench:cpu` drives (web/bench/).
-    rollupOptions: { input: { main: resolve(import.meta.dirname, 'web/index.html'), bench: resolve(import.meta.dirname, 'web/bench.html') } },
+    // One entry per page (PAGES), plus bench.html: the page `npm run bench:cpu` drives (web/bench/).
+    rollupOptions: { input: Object.fromEntries([...PAGES, 'bench'].map((p) => [p, resolve(import.meta.dirname, 'web', `${p}.html`)])) },
   },
-  worker: { format: 'es' },
-  optimizeDeps: { include: ['comlink', 'idb', 'zod', 'onnxruntime-web', 'onnx-buf', '@bufbuild/protobuf'] },
+  // The compute worker keeps a fixed name, assets/compute.worker.js: the widget on other sites
+  // imports it from the coordinator (web/widget/tabgrid-widget.ts).
+  worker: { format: 'es', rollupOptions: { output: { entryFileNames: 'assets/[name].js' } } },
+  optimizeDeps: { include: ['comlink', 'idb', 'zod', 'uplot', 'qrcode', 'onnxruntime-web', 'onnx-buf', '@bufbuild/protobuf'] },
   // Same isolation headers as the coordinator, so the dev server's wasm can use threads too.
   server: { fs: { allow: ['..'] }, headers: { 'Cross-Origin-Opener-Policy': 'same-origin', 'Cross-Origin-Embedder-Policy': 'require-corp' } },
 });

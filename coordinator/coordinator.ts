@@ -3,10 +3,13 @@ import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { loadOrCreateApiToken, loadOrCreateCoordinatorKeys } from './keys.js';
 import { ResultIntake } from './results.js';
+import { SqliteRoomStore } from './room-store.js';
+import { Rooms } from './rooms.js';
 import { Scheduler } from './scheduler.js';
 import { buildServer } from './server.js';
 import { ShardStore } from './shards.js';
 import { SqliteStore } from './sqlite-store.js';
+import { SqliteStatsStore } from './stats-store.js';
 import { Tracker } from './tracker.js';
 import type { IceServer } from './protocol.js';
 
@@ -56,6 +59,8 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
     heartbeatMs: opts.heartbeatMs ?? 20_000,
     now,
     log,
+    rooms: new Rooms(new SqliteRoomStore(store.db), now),
+    stats: new SqliteStatsStore(store.db),
     tracker,
     iceServers: opts.iceServers ?? [],
   });

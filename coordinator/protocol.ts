@@ -150,6 +150,104 @@ export const LedgerEntry = z.object({
 export type LedgerEntry = z.infer<typeof LedgerEntry>;
 
 // ---------------------------------------------------------------------------------------------
+// Rooms, receipts and the dashboard (issue 6). Classroom rooms: a teacher creates a room, students'
+// pages join it over the WebSocket, a board watches it; the dashboard reads stats; volunteers read
+// their own signed ledger entries as receipts.
+
+/** Short join codes: 6 characters from an alphabet without look-alikes (no 0/O, 1/I/L). */
+export const ROOM_CODE_ALPHABET = 'ABCDEFGHJKMNPQRSTUVWXYZ23456789';
+export const RoomCode = z
+  .string()
+  .trim()
+  .transform((s) => s.toUpperCase())
+  .pipe(z.string().regex(/^[ABCDEFGHJKMNPQRSTUVWXYZ23456789]{6}$/, 'must be a 6-character room code'));
+
+export const RoomCreate = z.object({ name: Name }).strict();
+export type RoomCreate = z.infer<typeof RoomCreate>;
+
+export const RoomCreated = z.object({
+  code: z.string(),
+  name: z.string(),
+  /** Secret that lets its holder pause, resume and start demo jobs; shown once, to the teacher. */
+  teacherKey: z.string(),
+  joinPath: z.string(),
+  boardPath: z.string(),
+});
+export type RoomCreated = z.infer<typeof RoomCreated>;
+
+export const RoomInfo = z.object({
+  code: z.string(),
+  name: z.string(),
+  paused: z.boolean(),
+  createdAt: z.number(),
+  /** FLOPs credited to the room's members since they joined. */
+  credit: z.number(),
+  members: z.number().int(),
+});
+export type RoomInfo = z.infer<typeof RoomInfo>;
+
+export const RoomMember = z.object({
+  volunteerId: z.string(),
+  name: z.string().nullable(),
+  device: z.string().nullable(),
+  online: z.boolean(),
+  paused: z.boolean(),
+  /** Speed of the member's last unit as its page reported it. */
+  gflops: z.number().nullable(),
+  units: z.number().int(),
+  credit: z.number(),
+});
+export type RoomMember = z.infer<typeof RoomMember>;
+
+/** What the board receives (Server-Sent Events, one snapshot per message). */
+export const RoomSnapshot = RoomInfo.extend({
+  ts: z.number(),
+  /** Sum of the online, unpaused members' GFLOP/s. */
+  gflops: z.number(),
+  memberList: z.array(RoomMember),
+});
+export type RoomSnapshot = z.infer<typeof RoomSnapshot>;
+
+export const RoomControl = z.object({ paused: z.boolean() }).strict();
+export const RoomDemo = z.object({ size: z.enum(['small', 'medium', 'large']).default('medium') }).strict();
+
+export const Receipts = z.object({
+  volunteerId: z.string(),
+  coordinatorPublicKey: z.string(),
+  credit: z.number(),
+  entries: z.array(LedgerEntry),
+});
+export type Receipts = z.infer<typeof Receipts>;
+
+/** The exact text a ledger entry's hash covers: every field but the hash and signature, in order. */
+export function ledgerEntryCanonical(e: Omit<LedgerEntry, 'hash' | 'signature'>): string {
+  return JSON.stringify([e.seq, e.ts, e.volunteerId, e.jobId, e.wuId, e.amount, e.prevHash]);
+}
+
+export const GridStats = z.object({
+  volunteers: z.object({ online: z.number().int(), total: z.number().int() }),
+  jobs: z.object({ queued: z.number().int(), running: z.number().int(), done: z.number().int(), failed: z.number().int() }),
+  /** Results by outcome: agreed with a quorum, disagreed with it, failed the independent check, not yet settled. */
+  results: z.object({ agreed: z.number().int(), disagreed: z.number().int(), invalid: z.number().int(), pending: z.number().int() }),
+  /** Credited FLOPs per time bucket, oldest first. */
+  throughput: z.object({ bucketMs: z.number(), points: z.array(z.object({ t: z.number(), flops: z.number() })) }),
+});
+export type GridStats = z.infer<typeof GridStats>;
+
+export const JoinRoomMessage = z.object({ type: z.literal('join-room'), code: RoomCode }).strict();
+/** A page's own report of its speed and whether it is paused, for its room's board. */
+export const StatusMessage = z
+  .object({ type: z.literal('status'), gflops: z.number().min(0).max(1e9).nullable(), paused: z.boolean() })
+  .strict();
+export const RoomMessage = z.object({
+  type: z.literal('room'),
+  code: z.string(),
+  name: z.string(),
+  paused: z.boolean(),
+});
+// ---------------------------------------------------------------------------------------------
+
+// ---------------------------------------------------------------------------------------------
 // WebSocket: worker <-> coordinator. JSON text frames, except results (binary frames, below).
 
 export const DeviceInfo = z
@@ -342,6 +440,7 @@ export const ServerMessage = z.discriminatedUnion('type', [
     ledgerSeq: z.number().int(),
   }),
   z.object({ type: z.literal('error'), code: z.string(), message: z.string() }),
+  RoomMessage,
 ]);
 export type ServerMessage = z.infer<typeof ServerMessage>;
 
@@ -361,6 +460,8 @@ export const ClientMessage = z.discriminatedUnion('type', [
     .strict(),
   z.object({ type: z.literal('ready'), slots: z.number().int().min(0).max(8) }).strict(),
   z.object({ type: z.literal('failure'), leaseId: Id, reason: z.string().max(500) }).strict(),
+  JoinRoomMessage,
+  StatusMessage,
   ...P2pClientMessages,
 ]);
 export type ClientMessage = z.infer<typeof ClientMessage>;

@@ -1,14 +1,17 @@
 // The coordinator's one port: the built web app, the HTTP API, shard downloads and the worker
 // WebSocket. Every API error is `{ error: { code, message } }` with a documented code.
+import fastifyCors from '@fastify/cors';
 import fastifyStatic from '@fastify/static';
 import fastifyWebsocket from '@fastify/websocket';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { existsSync } from 'node:fs';
+import { registerDashboardRoutes } from './dashboard-routes.js';
 import { jobKind } from './jobs/index.js';
 import { readModel } from './jobs/onnx.js';
 import { JobInputError } from './jobs/types.js';
 import { tokenMatches, type CoordinatorKeys } from './keys.js';
 import { NpyError, parseNpy } from './npy.js';
+import { openApiDocument } from './openapi.js';
 import {
   formatIssues,
   JobSubmit,
@@ -20,8 +23,11 @@ import {
   type VolunteerSummary,
 } from './protocol.js';
 import type { ResultIntake } from './results.js';
+import { registerRoomRoutes } from './room-routes.js';
+import type { Rooms } from './rooms.js';
 import type { Scheduler } from './scheduler.js';
 import type { ShardStore } from './shards.js';
+import type { StatsStore } from './stats-store.js';
 import type { JobRecord, Store } from './store.js';
 import { handleWorkerSocket } from './worker-socket.js';
 import { mountPeerServer } from './peer-server.js';
@@ -39,10 +45,23 @@ export interface ServerContext {
   heartbeatMs: number;
   now: () => number;
   log: (msg: string) => void;
+  rooms: Rooms;
+  stats: StatsStore;
   tracker: Tracker;
   /** STUN/TURN servers handed to pages for WebRTC (TABGRID_ICE_SERVERS); none on loopback. */
   iceServers: IceServer[];
 }
+
+/** The pages of the web app and the file each is built to (see vite.config.ts). */
+export const PAGES: Record<string, string> = {
+  '/room': 'room.html',
+  '/room/:code': 'room.html',
+  '/board/:code': 'board.html',
+  '/teacher': 'teacher.html',
+  '/dashboard': 'dashboard.html',
+  '/api/docs': 'api-docs.html',
+  '/embed': 'embed.html',
+};
 
 export class ApiFailure extends Error {
   constructor(
@@ -74,9 +93,46 @@ export function jobStatus(job: JobRecord, shardTraffic?: ShardTraffic): JobStatu
   };
 }
 
+/** Plans a validated job into work units, stores it and wakes the scheduler. */
+export async function submitJob(ctx: ServerContext, submit: JobSubmit): Promise<{ id: string; workUnits: number }> {
+  const { store, shards, scheduler } = ctx;
+  const kind = jobKind(submit.kind);
+  if (!kind) throw new ApiFailure(400, 'bad_request', `unknown job kind ${submit.kind}`);
+  let plan;
+  try {
+    plan = await kind.plan(submit, shards);
+  } catch (err) {
+    if (err instanceof JobInputError) throw new ApiFailure(400, 'bad_request', err.message);
+    throw err;
+  }
+  const id = `j_${crypto.randomUUID().replace(/-/g, '').slice(0, 20)}`;
+  await store.createJob(
+    {
+      id,
+      kind: submit.kind,
+      name: submit.name ?? null,
+      state: 'queued',
+      replication: submit.replication,
+      meta: plan.meta,
+      createdAt: ctx.now(),
+      finishedAt: null,
+      error: null,
+      resultSha: null,
+      resultShape: plan.resultShape,
+    },
+    plan.workUnits.map((u, idx) => ({ ...u, id: `${id}.${idx}`, jobId: id, idx, kind: submit.kind })),
+  );
+  ctx.log(`job ${id}: ${submit.kind}, ${plan.workUnits.length} work units × ${submit.replication} replicas`);
+  void scheduler.dispatch();
+  return { id, workUnits: plan.workUnits.length };
+}
+
 export async function buildServer(ctx: ServerContext): Promise<FastifyInstance> {
   const app = Fastify({ logger: false, bodyLimit: LIMITS.maxJsonBodyBytes });
   const { store, shards, scheduler } = ctx;
+  // Any origin may call the API and load the widget: auth is a bearer token, never a cookie, so a
+  // foreign page gains nothing it could not get with curl.
+  await app.register(fastifyCors, { origin: '*', methods: ['GET', 'POST'], allowedHeaders: ['authorization', 'content-type'] });
 
   app.setErrorHandler((err: { statusCode?: number; code?: string; message: string }, _req, reply) => {
     if (err instanceof ApiFailure) return sendError(reply, err.status, err.code, err.message);
@@ -88,9 +144,12 @@ export async function buildServer(ctx: ServerContext): Promise<FastifyInstance> 
   });
   // Cross-origin isolation on every response (the worker scripts included), so the CPU backend's
   // WebAssembly can use threads (SharedArrayBuffer). See README "Embedding and isolation".
+  // CORP cross-origin: other sites may load widget.js and frame /embed even when they are
+  // isolated themselves (their COEP then requires it of every cross-origin resource).
   app.addHook('onSend', async (_req, reply) => {
     reply.header('cross-origin-opener-policy', 'same-origin');
     reply.header('cross-origin-embedder-policy', 'require-corp');
+    reply.header('cross-origin-resource-policy', 'cross-origin');
   });
   app.setNotFoundHandler((req, reply) => sendError(reply, 404, 'not_found', `no route ${req.method} ${req.url.split('?')[0]}`));
 
@@ -171,36 +230,7 @@ export async function buildServer(ctx: ServerContext): Promise<FastifyInstance> 
   app.post('/api/jobs', { onRequest: requireToken }, async (req, reply) => {
     const parsed = JobSubmit.safeParse(req.body);
     if (!parsed.success) throw new ApiFailure(400, 'bad_request', formatIssues(parsed.error));
-    const submit = parsed.data;
-    const kind = jobKind(submit.kind);
-    if (!kind) throw new ApiFailure(400, 'bad_request', `unknown job kind ${submit.kind}`);
-    let plan;
-    try {
-      plan = await kind.plan(submit, shards);
-    } catch (err) {
-      if (err instanceof JobInputError) throw new ApiFailure(400, 'bad_request', err.message);
-      throw err;
-    }
-    const id = `j_${crypto.randomUUID().replace(/-/g, '').slice(0, 20)}`;
-    await store.createJob(
-      {
-        id,
-        kind: submit.kind,
-        name: submit.name ?? null,
-        state: 'queued',
-        replication: submit.replication,
-        meta: plan.meta,
-        createdAt: ctx.now(),
-        finishedAt: null,
-        error: null,
-        resultSha: null,
-        resultShape: plan.resultShape,
-      },
-      plan.workUnits.map((u, idx) => ({ ...u, id: `${id}.${idx}`, jobId: id, idx, kind: submit.kind })),
-    );
-    ctx.log(`job ${id}: ${submit.kind}, ${plan.workUnits.length} work units × ${submit.replication} replicas`);
-    void scheduler.dispatch();
-    return reply.code(201).send({ id, workUnits: plan.workUnits.length });
+    return reply.code(201).send(await submitJob(ctx, parsed.data));
   });
 
   app.get('/api/jobs', { onRequest: requireToken }, async () => ({
@@ -263,12 +293,17 @@ export async function buildServer(ctx: ServerContext): Promise<FastifyInstance> 
     return { coordinatorPublicKey: ctx.keys.publicKeyRaw, entries: await store.ledgerEntries(after, limit) };
   });
 
+  app.get('/api/openapi.json', async () => openApiDocument());
+  registerRoomRoutes(app, ctx);
+  registerDashboardRoutes(app, ctx, requireToken);
+
   await app.register(fastifyWebsocket, { options: { maxPayload: LIMITS.maxWsMessageBytes } });
   await mountPeerServer(app, { isIssuedPeerId: (id) => ctx.tracker.isIssued(id) });
   app.get('/ws', { websocket: true }, (socket) => handleWorkerSocket(socket, { ...ctx, heartbeatMs: ctx.heartbeatMs }));
 
   if (existsSync(ctx.staticDir)) {
     await app.register(fastifyStatic, { root: ctx.staticDir, prefix: '/', index: 'index.html' });
+    for (const [route, file] of Object.entries(PAGES)) app.get(route, (_req, reply) => reply.sendFile(file));
   } else {
     app.get('/', async (_req, reply) => reply.type('text/plain').send('tabgrid: the web app is not built (run `npm run build`).'));
   }

@@ -13,6 +13,7 @@ import {
   type ServerMessage,
 } from './protocol.js';
 import type { ResultIntake } from './results.js';
+import type { Rooms } from './rooms.js';
 import type { LeaseInfo, Scheduler, WorkerSession } from './scheduler.js';
 import type { ShardStore } from './shards.js';
 import type { Store } from './store.js';
@@ -28,6 +29,8 @@ export interface SocketContext {
   log: (msg: string) => void;
   /** Interval of WebSocket pings; a worker that misses one is disconnected. */
   heartbeatMs: number;
+  /** Classroom rooms: joins, speed reports, room-wide pause. */
+  rooms?: Rooms;
   shards: ShardStore;
   tracker: Tracker;
   iceServers: IceServer[];
@@ -102,6 +105,7 @@ export function handleWorkerSocket(socket: WebSocket, ctx: SocketContext) {
       clearTimeout(helloTimer);
       session = new SocketSession(id, ctx.tracker.join(id), send, msg.device.kinds);
       ctx.scheduler.add(session);
+      ctx.rooms?.connected(session, msg.device);
       send({
         type: 'welcome',
         volunteerId: id,
@@ -114,7 +118,7 @@ export function handleWorkerSocket(socket: WebSocket, ctx: SocketContext) {
     }
     if (!session) return fail('bad_state', 'send hello first');
     if (msg.type === 'ready') {
-      session.slots = msg.slots;
+      session.slots = ctx.rooms ? ctx.rooms.allowedSlots(session, msg.slots) : msg.slots;
       await ctx.scheduler.dispatch();
     } else if (msg.type === 'failure') {
       if (!session.leases.has(msg.leaseId)) return fail('bad_lease', 'no such active lease');
@@ -131,6 +135,10 @@ export function handleWorkerSocket(socket: WebSocket, ctx: SocketContext) {
       if (bad) ctx.log(`peer ${msg.peerId} (volunteer ${bad}) served bad bytes for ${msg.sha256.slice(0, 12)}…: no longer recommended`);
     } else if (msg.type === 'shard-traffic') {
       await countTraffic(session, msg.leaseId, msg.fromPeers, msg.fromCoordinator);
+    } else if (msg.type === 'join-room') {
+      if (!ctx.rooms || !(await ctx.rooms.join(session, msg.code))) return fail('no_room', `no room ${msg.code}`);
+    } else if (msg.type === 'status') {
+      ctx.rooms?.report(session, msg.gflops, msg.paused);
     }
   }
 
@@ -175,6 +183,7 @@ export function handleWorkerSocket(socket: WebSocket, ctx: SocketContext) {
     clearInterval(heartbeat);
     const s = session;
     if (s) {
+      ctx.rooms?.disconnected(s);
       ctx.tracker.leave(s.peerId);
       queue = queue.then(() => ctx.scheduler.remove(s)).catch(() => undefined);
       ctx.log(`worker ${s.volunteerId} disconnected`);

@@ -23,7 +23,20 @@ import type { Identity } from '../store/identity';
 import { sha256Hex } from '../store/sha256';
 import type { HoldingsChange, ShardCache } from '../store/shard-cache';
 
-export type Phase = 'connecting' | 'waiting' | 'fetching' | 'computing' | 'uploading' | 'disconnected' | 'stopped';
+export type Phase = 'connecting' | 'waiting' | 'paused' | 'fetching' | 'computing' | 'uploading' | 'disconnected' | 'stopped';
+
+/**
+ * Why the client is not taking new work: the volunteer pressed Pause, the tab is hidden, the device
+ * runs on battery, the teacher paused the room, or the throttle's rest between units. A unit already
+ * being computed finishes; no new one is asked for while any reason holds.
+ */
+export type PauseReason = 'user' | 'hidden' | 'battery' | 'room' | 'throttle';
+
+export interface RoomState {
+  code: string;
+  name: string;
+  paused: boolean;
+}
 
 export interface CurrentUnit {
   wuId: string;
@@ -32,6 +45,8 @@ export interface CurrentUnit {
   shape: string;
   flops: number;
   phase: 'fetching' | 'computing' | 'uploading';
+  /** When the unit arrived (performance.now()), for its progress display. */
+  startedAt: number;
 }
 
 export interface ClientState {
@@ -45,6 +60,9 @@ export interface ClientState {
   /** Speed of the last unit's compute, GFLOP/s. */
   lastGflops: number | null;
   lastError: string | null;
+  /** Active pause reasons (empty while running). */
+  paused: PauseReason[];
+  room: RoomState | null;
   /** Shard bytes from peers vs the coordinator, and served to peers. */
   traffic: TrafficStats;
   /** Whether this page has joined the peer-to-peer swarm. */
@@ -60,11 +78,19 @@ export interface ClientOptions {
   identity: Identity;
   device: DeviceInfo;
   name?: string;
+  /** Room code to join once connected (classroom rooms). */
+  room?: string;
+  /** Share of time spent computing, 0.05–1: after a unit that took t, rest t·(1−share)/share. */
+  throttle?: number;
   compute: Compute;
   onChange: (state: ClientState) => void;
   /** The IndexedDB shard cache; its onChange must call client.holdingsChanged. */
   cache: ShardCache;
   uploadBudget: UploadBudget;
+}
+
+function clampThrottle(share: number): number {
+  return Number.isFinite(share) ? Math.min(1, Math.max(0.05, share)) : 1;
 }
 
 export class CoordinatorClient {
@@ -77,9 +103,16 @@ export class CoordinatorClient {
     current: null,
     lastGflops: null,
     lastError: null,
+    paused: [],
+    room: null,
     traffic: { fromPeers: 0, fromCoordinator: 0, servedToPeers: 0, peerFailures: 0, peerTransferMs: 0 },
     p2p: 'off',
   };
+  private readonly pauses = new Set<PauseReason>();
+  private throttle: number;
+  private restTimer: ReturnType<typeof setTimeout> | null = null;
+  private welcomed = false;
+  private name: string | undefined;
   private ws: WebSocket | null = null;
   private stopped = false;
   private retryMs = 1000;
@@ -95,11 +128,45 @@ export class CoordinatorClient {
       reportBadPeer: (peerId, sha256, reason) => this.send({ type: 'bad-peer', peerId, sha256, reason }),
       onStats: (traffic) => this.update({ traffic }),
     });
+    this.throttle = clampThrottle(opts.throttle ?? 1);
+    this.name = opts.name;
   }
 
   /** The shard cache gained or lost shards: the coordinator's tracker is told. */
   holdingsChanged(change: HoldingsChange) {
     if (this.state.p2p === 'on') this.send({ type: 'holdings', ...change });
+  }
+
+  /** Turns one pause reason on or off; tells the coordinator how many units it wants now. */
+  setPause(reason: PauseReason, on: boolean) {
+    if (on === this.pauses.has(reason)) return;
+    if (on) this.pauses.add(reason);
+    else this.pauses.delete(reason);
+    if (reason === 'throttle' && !on && this.restTimer) {
+      clearTimeout(this.restTimer);
+      this.restTimer = null;
+    }
+    const idle = !this.working && (this.state.phase === 'waiting' || this.state.phase === 'paused');
+    this.update({ paused: [...this.pauses], ...(idle && { phase: this.pauses.size ? 'paused' : 'waiting' }) });
+    this.announce();
+  }
+
+  /** A new display name: reconnects so the coordinator hears it in the next hello. */
+  rename(name: string | null) {
+    this.name = name ?? undefined;
+    if (!this.stopped) this.ws?.close(1000, 'renamed');
+  }
+
+  setThrottle(share: number) {
+    this.throttle = clampThrottle(share);
+    if (this.throttle >= 1) this.setPause('throttle', false);
+  }
+
+  /** Tells the coordinator (and the room's board) whether to send work, and how fast we are. */
+  private announce() {
+    if (!this.welcomed) return;
+    this.send({ type: 'ready', slots: this.pauses.size ? 0 : 1 });
+    this.send({ type: 'status', gflops: this.state.lastGflops, paused: this.pauses.size > 0 });
   }
 
   private update(patch: Partial<ClientState>) {
@@ -114,6 +181,7 @@ export class CoordinatorClient {
 
   stop() {
     this.stopped = true;
+    this.setPause('throttle', false);
     this.queue.length = 0;
     this.leaveSwarm();
     this.ws?.close(1000, 'volunteer stopped');
@@ -142,6 +210,7 @@ export class CoordinatorClient {
     };
     ws.onclose = () => {
       if (this.ws !== ws) return;
+      this.welcomed = false;
       this.queue.length = 0;
       this.leaveSwarm();
       if (this.stopped) return;
@@ -162,16 +231,22 @@ export class CoordinatorClient {
           protocol: PROTOCOL_VERSION,
           publicKey: this.opts.identity.publicKeyRaw,
           signature,
-          name: this.opts.name,
+          name: this.name,
           device: this.opts.device,
         });
         break;
       }
       case 'welcome':
         this.retryMs = 1000;
-        this.update({ phase: 'waiting', volunteerId: msg.volunteerId, credit: msg.credit });
-        this.send({ type: 'ready', slots: 1 });
+        this.welcomed = true;
+        this.update({ phase: this.pauses.size ? 'paused' : 'waiting', volunteerId: msg.volunteerId, credit: msg.credit });
+        if (this.opts.room) this.send({ type: 'join-room', code: this.opts.room });
+        this.announce();
         if (msg.p2p) void this.joinSwarm(msg.p2p);
+        break;
+      case 'room':
+        this.update({ room: { code: msg.code, name: msg.name, paused: msg.paused } });
+        this.setPause('room', msg.paused);
         break;
       case 'assign':
         this.queue.push({ leaseId: msg.lease.id, wu: msg.wu, peers: msg.peers ?? {} });
@@ -198,6 +273,11 @@ export class CoordinatorClient {
     this.working = true;
     try {
       for (let next = this.queue.shift(); next; next = this.queue.shift()) {
+        if (this.pauses.size && !this.pauses.has('throttle')) {
+          // Paused after this unit was sent: hand it straight to someone else.
+          this.send({ type: 'failure', leaseId: next.leaseId, reason: 'volunteer paused' });
+          continue;
+        }
         try {
           await this.run(next.leaseId, next.wu, next.peers);
         } catch (err) {
@@ -208,16 +288,26 @@ export class CoordinatorClient {
       }
     } finally {
       this.working = false;
-      this.update({ current: null, phase: this.stopped ? 'stopped' : this.ws?.readyState === WebSocket.OPEN ? 'waiting' : this.state.phase });
+      const open = this.ws?.readyState === WebSocket.OPEN;
+      this.update({ current: null, phase: this.stopped ? 'stopped' : open ? (this.pauses.size ? 'paused' : 'waiting') : this.state.phase });
     }
   }
 
   private setUnit(wu: WorkUnitSpec, phase: CurrentUnit['phase']) {
     const shape = wu.kind === 'matmul' ? `${wu.params.m}×${wu.params.k} · ${wu.params.k}×${wu.params.n}` : `${wu.params.items} items`;
+    const startedAt = this.state.current?.wuId === wu.id ? this.state.current.startedAt : performance.now();
     this.update({
       phase,
-      current: { wuId: wu.id, jobId: wu.jobId, kind: wu.kind, shape, flops: wu.flops, phase },
+      current: { wuId: wu.id, jobId: wu.jobId, kind: wu.kind, shape, flops: wu.flops, phase, startedAt },
     });
+  }
+
+  /** Throttle: rest in proportion to the unit just computed, taking no work meanwhile. */
+  private rest(seconds: number) {
+    if (this.throttle >= 1 || this.stopped) return;
+    const ms = (seconds * 1000 * (1 - this.throttle)) / this.throttle;
+    this.setPause('throttle', true);
+    this.restTimer = setTimeout(() => this.setPause('throttle', false), ms);
   }
 
   /** Joins the swarm under the peer id this session was given; WebRTC trouble only means no peers. */
@@ -281,6 +371,8 @@ export class CoordinatorClient {
     this.send({ type: 'shard-traffic', leaseId, fromPeers, fromCoordinator });
     const seconds = (performance.now() - t0) / 1000;
     this.update({ lastGflops: wu.flops / 1e9 / Math.max(seconds, 1e-6) });
+    if (this.welcomed) this.send({ type: 'status', gflops: this.state.lastGflops, paused: this.pauses.size > 0 });
+    this.rest(seconds); // before the upload, so the coordinator sends no next unit meanwhile
     if (this.cancelled.delete(leaseId)) return;
     this.setUnit(wu, 'uploading');
     const payload = new Uint8Array(out.buffer, out.byteOffset, out.byteLength);

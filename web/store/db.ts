@@ -3,10 +3,16 @@ import { openDB, type DBSchema, type IDBPDatabase } from 'idb';
 import type { BackendRecord } from '../compute/backend-choice';
 
 export interface StoredIdentity {
-  /** Non-extractable Ed25519 private key: it can sign, and never leaves this browser. */
+  /** Non-extractable Ed25519 private key: it can sign, and the page cannot read it out. */
   privateKey: CryptoKey;
   publicKeyRaw: string;
   createdAt: number;
+  /**
+   * The same private key as PKCS#8, encrypted (AES-GCM) with this browser's non-extractable
+   * device key, so the volunteer can export it on request. Absent for identities made before
+   * export existed: those cannot be exported.
+   */
+  sealed?: { iv: Uint8Array<ArrayBuffer>; data: ArrayBuffer };
 }
 
 /** What the shard cache knows about one shard; its bytes live in `shard-bytes` under the same key. */
@@ -17,27 +23,35 @@ export interface ShardMeta {
   lastUsed: number;
 }
 
-/** Volunteer settings, by name. */
+/** The volunteer's choices, kept across visits; each is stored under its own name. */
 export interface Settings {
   /** Most bytes the shard cache may hold. */
   shardCacheBytes: number;
   /** Upload speed limit for serving peers, bytes per second; 0 = do not serve peers. */
   uploadBytesPerSecond: number;
+  /** Share of time spent computing, 0.05–1. */
+  throttle: number;
+  pauseWhenHidden: boolean;
+  pauseOnBattery: boolean;
+  /** Display name shown on rooms' boards and the volunteers list. */
+  name: string | null;
 }
 
 export interface TabgridDB extends DBSchema {
   identity: { key: string; value: StoredIdentity };
   'shard-meta': { key: string; value: ShardMeta; indexes: { 'by-last-used': number } };
   'shard-bytes': { key: string; value: ArrayBuffer };
-  settings: { key: keyof Settings; value: number };
-  /** The measured backend choice for this device (key 'current'). Since version 3. */
+  settings: { key: keyof Settings; value: Settings[keyof Settings] };
+  /** This browser's AES-GCM key that seals the identity for export; non-extractable. */
+  deviceKeys: { key: string; value: CryptoKey };
+  /** The measured backend choice for this device (key 'current'). */
   backend: { key: string; value: BackendRecord };
 }
 
 let db: Promise<IDBPDatabase<TabgridDB>> | null = null;
 
 export function openStore(): Promise<IDBPDatabase<TabgridDB>> {
-  db ??= openDB<TabgridDB>('tabgrid', 3, {
+  db ??= openDB<TabgridDB>('tabgrid', 4, {
     upgrade(database, oldVersion) {
       if (oldVersion < 1) database.createObjectStore('identity');
       if (oldVersion < 2) {
@@ -45,7 +59,13 @@ export function openStore(): Promise<IDBPDatabase<TabgridDB>> {
         database.createObjectStore('shard-bytes');
         database.createObjectStore('settings');
       }
-      if (oldVersion < 3) database.createObjectStore('backend');
+      // Version 3 was made twice, in parallel: with `deviceKeys` (identity export) and with
+      // `backend` (backend choice). Version 4 has both, so a version-3 database of either kind
+      // gets the store it lacks.
+      if (oldVersion < 4) {
+        if (!database.objectStoreNames.contains('deviceKeys')) database.createObjectStore('deviceKeys');
+        if (!database.objectStoreNames.contains('backend')) database.createObjectStore('backend');
+      }
     },
   });
   return db;
