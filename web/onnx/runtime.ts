@@ -2,6 +2,7 @@
 // script stays free of side effects when ORT's WebAssembly threads re-load the ORT chunk. The
 // .wasm and .mjs files are bundled by Vite next to that chunk and served by the coordinator: no CDN.
 import type * as OrtModule from 'onnxruntime-web';
+import ortWasmUrl from 'onnxruntime-web/ort-wasm-simd-threaded.jsep.wasm?url';
 
 export type Ort = typeof OrtModule;
 export type Session = OrtModule.InferenceSession;
@@ -16,12 +17,24 @@ let threads = 1;
  * cross-origin isolation (SharedArrayBuffer); without it the wasm EP runs one thread.
  */
 export function configureThreads(wanted: number): number {
-  threads = globalThis.crossOriginIsolated ? Math.max(1, Math.floor(wanted)) : 1;
+  threads = globalThis.crossOriginIsolated && !loadedCrossOrigin() ? Math.max(1, Math.floor(wanted)) : 1;
   return threads;
+}
+
+/**
+ * Whether this script came from another origin than the worker's own (the widget on another site
+ * imports the coordinator's worker script from a blob). ORT then cannot use its bundled glue code
+ * unless it is told where the .wasm is, and it runs one thread (no other glue file is served).
+ */
+function loadedCrossOrigin(): boolean {
+  return typeof location !== 'undefined' && new URL(import.meta.url).origin !== location.origin;
 }
 
 export function loadOrt(): Promise<Ort> {
   ort ??= import('onnxruntime-web').then((m) => {
+    if (loadedCrossOrigin()) {
+      m.env.wasm.wasmPaths = { wasm: new URL(ortWasmUrl, import.meta.url).href };
+    }
     m.env.wasm.numThreads = threads; // explicit: ORT's default is 1 on small machines
     m.env.logLevel = 'error';
     return m;
