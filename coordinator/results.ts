@@ -149,10 +149,11 @@ export class ResultIntake {
     const job = wu && (await store.getJob(wu.jobId));
     if (!wu || !job || wu.state !== 'open') return;
     const live = await store.liveResults(wu.id);
+    const kind = jobKind(wu.kind);
     const group = findQuorum(
       live.map((r) => ({ id: r.id, values: asFloat32(r.data) })),
       job.replication,
-      wu.tolerance,
+      kind?.agree ? (x, y) => kind.agree!(wu, x, y) : wu.tolerance,
     );
     if (group) {
       const agreeing = new Set(group);

@@ -51,6 +51,7 @@ class SocketSession implements WorkerSession {
     readonly volunteerId: string,
     readonly peerId: string,
     readonly send: (msg: ServerMessage) => void,
+    readonly kinds?: readonly string[],
   ) {}
 }
 
@@ -105,7 +106,7 @@ export function handleWorkerSocket(socket: WebSocket, ctx: SocketContext) {
       const id = volunteerId(msg.publicKey);
       const record = await ctx.store.upsertVolunteer({ id, publicKey: msg.publicKey, name: msg.name ?? null, now: ctx.now() });
       clearTimeout(helloTimer);
-      session = new SocketSession(id, ctx.tracker.join(id), send);
+      session = new SocketSession(id, ctx.tracker.join(id), send, msg.device.kinds);
       ctx.scheduler.add(session);
       ctx.rooms?.connected(session, msg.device);
       send({

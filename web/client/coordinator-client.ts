@@ -5,6 +5,7 @@ import { parseNpy } from '../../coordinator/npy';
 import {
   encodeResultFrame,
   helloSigningMessage,
+  onDemandInputs,
   P2P_LIMITS,
   PROTOCOL_VERSION,
   resultSigningMessage,
@@ -68,7 +69,8 @@ export interface ClientState {
   p2p: 'off' | 'joining' | 'on';
 }
 
-export type Compute = (wu: WorkUnitSpec, inputs: Record<string, Float32Array>) => Promise<Float32Array>;
+/** Runs one unit. `shard` fetches an on-demand input (an ONNX model) as sha-256-checked raw bytes. */
+export type Compute = (wu: WorkUnitSpec, inputs: Record<string, Float32Array>, shard: (sha: string) => Promise<Uint8Array>) => Promise<Float32Array>;
 
 export interface ClientOptions {
   /** Coordinator base URL (http or https). */
@@ -301,11 +303,11 @@ export class CoordinatorClient {
   }
 
   private setUnit(wu: WorkUnitSpec, phase: CurrentUnit['phase']) {
-    const { m, k, n } = wu.params;
+    const shape = wu.kind === 'matmul' ? `${wu.params.m}×${wu.params.k} · ${wu.params.k}×${wu.params.n}` : `${wu.params.items} items`;
     const startedAt = this.state.current?.wuId === wu.id ? this.state.current.startedAt : performance.now();
     this.update({
       phase,
-      current: { wuId: wu.id, jobId: wu.jobId, kind: wu.kind, shape: `${m}×${k} · ${k}×${n}`, flops: wu.flops, phase, startedAt },
+      current: { wuId: wu.id, jobId: wu.jobId, kind: wu.kind, shape, flops: wu.flops, phase, startedAt },
     });
   }
 
@@ -360,17 +362,22 @@ export class CoordinatorClient {
     const inputs: Record<string, Float32Array> = {};
     let fromPeers = 0;
     let fromCoordinator = 0;
-    for (const [name, sha] of Object.entries(wu.inputs)) {
+    const fetchShard = async (sha: string) => {
       const { bytes, origin } = await this.shards.get(sha, peers[sha] ?? []);
       if (origin === 'peer') fromPeers += bytes.length;
       if (origin === 'coordinator') fromCoordinator += bytes.length;
-      inputs[name] = parseNpy(bytes).data.slice(); // a copy: it is transferred to the worker, the bytes may be serving peers
+      return bytes;
+    };
+    const onDemand = onDemandInputs(wu);
+    for (const [name, sha] of Object.entries(wu.inputs)) {
+      if (onDemand.includes(name)) continue; // compute fetches it only if it needs it (an ONNX model it already holds)
+      inputs[name] = parseNpy(await fetchShard(sha)).data.slice(); // a copy: it is transferred to the worker, the bytes may be serving peers
     }
-    this.send({ type: 'shard-traffic', leaseId, fromPeers, fromCoordinator });
     if (this.cancelled.delete(leaseId)) return;
     this.setUnit(wu, 'computing');
     const t0 = performance.now();
-    const out = await this.opts.compute(wu, inputs);
+    const out = await this.opts.compute(wu, inputs, fetchShard);
+    this.send({ type: 'shard-traffic', leaseId, fromPeers, fromCoordinator });
     const seconds = (performance.now() - t0) / 1000;
     this.update({ lastGflops: wu.flops / 1e9 / Math.max(seconds, 1e-6) });
     if (this.welcomed) this.send({ type: 'status', gflops: this.state.lastGflops, paused: this.pauses.size > 0 });
