@@ -9,7 +9,7 @@ import { matmulReference } from './jobs/matmul.js';
 import { verifyExport } from './ledger-export.js';
 import { parseNpy, toNpy } from './npy.js';
 import type { LedgerExport, VolunteerSummary } from './protocol.js';
-import { SimWorker, type Compute } from './sim-worker.js';
+import { matmulParams, SimWorker, type Compute } from './sim-worker.js';
 import { float32Matmul, randomMatrix, startTestCoordinator } from './test-helpers.js';
 import type { TrustPolicy } from './trust.js';
 import { compareWithin, DEFAULT_TOLERANCE } from './validator.js';
@@ -58,7 +58,10 @@ const TILE = 16;
 
 /** An honest float32 worker, summing forwards or backwards. */
 function honestFloat32(reverse: boolean): Compute {
-  return (wu, { a, b }) => float32Matmul(a, b, wu.params.m, wu.params.k, wu.params.n, { reverse });
+  return (wu, { a, b }) => {
+    const { m, k, n } = matmulParams(wu);
+    return float32Matmul(a, b, m, k, n, { reverse });
+  };
 }
 
 function maxAbs(t: Float32Array): number {

@@ -2,10 +2,9 @@
 // that speak the real protocol and cheat in one way each. They never send a correct result for
 // their own lease, so none of them deserves any credit.
 import { generateKeyPairSync, sign } from 'node:crypto';
-import { matmulReference } from './jobs/matmul.js';
-import { encodeResultFrame, resultSigningMessage } from './protocol.js';
+import { encodeResultFrame, resultSigningMessage, type WorkUnitSpec } from './protocol.js';
 import { sha256Hex } from './shards.js';
-import type { Compute, SimWorkerOptions, Submit } from './sim-worker.js';
+import { honestMatmul, type SimWorkerOptions, type Submit } from './sim-worker.js';
 import { rng } from './test-helpers.js';
 
 export const STRATEGIES = ['random', 'constant', 'subtle', 'collude', 'replay', 'not-leased', 'forge', 'flood'] as const;
@@ -32,20 +31,20 @@ export function subtlyWrong(c: Float32Array, seed: number): Float32Array {
   return out;
 }
 
-const honest: Compute = (wu, inputs) => matmulReference(inputs.a, inputs.b, wu.params.m, wu.params.k, wu.params.n);
+const outputLength = (wu: WorkUnitSpec) => wu.outputBytes / 4;
 
 /** The options (compute and/or submit) that make a SimWorker play `strategy`. */
 export function adversaryOptions(strategy: Strategy): Pick<SimWorkerOptions, 'compute' | 'submit'> {
   switch (strategy) {
     case 'random':
-      return { compute: (wu) => Float32Array.from({ length: wu.params.m * wu.params.n }, () => Math.random() * 2 - 1) };
+      return { compute: (wu) => Float32Array.from({ length: outputLength(wu) }, () => Math.random() * 2 - 1) };
     case 'constant':
-      return { compute: (wu) => new Float32Array(wu.params.m * wu.params.n).fill(1) };
+      return { compute: (wu) => new Float32Array(outputLength(wu)).fill(1) };
     case 'subtle':
-      return { compute: (wu, inputs) => subtlyWrong(honest(wu, inputs) as Float32Array, Math.floor(Math.random() * 2 ** 32)) };
+      return { compute: (wu, inputs) => subtlyWrong(honestMatmul(wu, inputs) as Float32Array, Math.floor(Math.random() * 2 ** 32)) };
     case 'collude':
       // Both members of a pair derive the same wrong answer from the unit id: they agree with each other.
-      return { compute: (wu, inputs) => subtlyWrong(honest(wu, inputs) as Float32Array, seedOf(wu.id)) };
+      return { compute: (wu, inputs) => subtlyWrong(honestMatmul(wu, inputs) as Float32Array, seedOf(wu.id)) };
     case 'replay':
       return { submit: replaySubmit() };
     case 'not-leased':

@@ -230,7 +230,14 @@ export class PgStore implements Store {
     return row ? toWu(row) : null;
   }
 
-  async leaseNext(volunteerId: string, now: number, deadline: number, choose?: ChooseWorkUnit, aliveUntil = deadline) {
+  async leaseNext(
+    volunteerId: string,
+    now: number,
+    deadline: number,
+    choose?: ChooseWorkUnit,
+    aliveUntil = deadline,
+    kinds?: readonly string[],
+  ) {
     return this.tx(async (c) => {
       // SKIP LOCKED: a unit another coordinator is claiming right now is passed over, not waited on.
       const rows = (
@@ -239,8 +246,9 @@ export class PgStore implements Store {
            WHERE wu.state = 'open' AND wu.live < wu.target
              AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.wu_id = wu.id AND l.volunteer_id = $1 AND l.state = 'active')
              AND NOT EXISTS (SELECT 1 FROM results r WHERE r.wu_id = wu.id AND r.volunteer_id = $1)
+             AND ($3::text[] IS NULL OR wu.kind = ANY($3::text[]))
            ORDER BY wu.job_seq, wu.idx LIMIT $2 FOR UPDATE OF wu SKIP LOCKED`,
-          [volunteerId, choose ? LEASE_CANDIDATES : 1],
+          [volunteerId, choose ? LEASE_CANDIDATES : 1, kinds ? [...kinds] : null],
         )
       ).rows as Row[];
       if (!rows.length) return null;

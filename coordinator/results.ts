@@ -161,6 +161,7 @@ export class ResultIntake {
     const job = wu && (await store.getJob(wu.jobId));
     if (!wu || !job || wu.state !== 'open') return;
     const live = await store.liveResults(wu.id);
+    const kind = jobKind(wu.kind);
     let group: string[] | null;
     if (wu.target === 1 && job.replication > 1 && live.length === 1) {
       // Adaptive replication: one checked result from a trusted host may stand alone.
@@ -175,7 +176,7 @@ export class ResultIntake {
       group = findQuorum(
         live.map((r) => ({ id: r.id, values: asFloat32(r.data) })),
         job.replication,
-        wu.tolerance,
+        kind?.agree ? (x, y) => kind.agree!(wu, x, y) : wu.tolerance,
       );
     }
     if (group) {

@@ -1,7 +1,8 @@
 // Hands work units to connected workers. Each unit goes to `target` distinct identities; a lease
 // has a hard deadline and a heartbeat: a missed deadline, a disconnect or a worker that stops
 // answering pings (see worker-socket.ts) puts the replica back in the queue within a bounded time.
-import type { ServerMessage } from './protocol.js';
+import { undeclaredWorkerKinds } from './jobs/index.js';
+import type { ServerMessage, WorkUnitSpec } from './protocol.js';
 import type { LeaseRecord, Store, WorkUnitRecord } from './store.js';
 import type { Tracker } from './tracker.js';
 
@@ -15,6 +16,8 @@ export interface WorkerSession {
   slots: number;
   /** Its active leases by id. */
   readonly leases: Map<string, LeaseInfo>;
+  /** Job kinds it can run (from its DeviceInfo); undefined: every kind that is not opt-in. */
+  readonly kinds?: readonly string[];
   /** Its id in the peer-to-peer swarm, when it has one. */
   readonly peerId?: string;
   send(msg: ServerMessage): void;
@@ -38,16 +41,16 @@ export interface SchedulerOptions {
   tracker?: Tracker;
 }
 
-export function toWorkUnitSpec(wu: WorkUnitRecord) {
+export function toWorkUnitSpec(wu: WorkUnitRecord): WorkUnitSpec {
   return {
     id: wu.id,
     jobId: wu.jobId,
-    kind: wu.kind as 'matmul',
-    params: wu.params as { m: number; k: number; n: number },
+    kind: wu.kind,
+    params: wu.params,
     inputs: wu.inputs,
     outputBytes: wu.outputBytes,
     flops: wu.flops,
-  };
+  } as WorkUnitSpec; // the job kind that planned the unit made params match its kind
 }
 
 export class Scheduler {
@@ -153,7 +156,7 @@ export class Scheduler {
       const now = this.now();
       const version = this.store.workVersion;
       const got = await Promise.all(
-        candidates.map((s) => this.store.leaseNext(s.volunteerId, now, now + this.opts.leaseMs, this.chooser(s), now + this.livenessMs)),
+        candidates.map((s) => this.store.leaseNext(s.volunteerId, now, now + this.opts.leaseMs, this.chooser(s), now + this.livenessMs, s.kinds ?? undeclaredWorkerKinds)),
       );
       const next: WorkerSession[] = [];
       const orphans: string[] = [];

@@ -8,16 +8,27 @@ import { parseNpy } from './npy.js';
 import {
   encodeResultFrame,
   helloSigningMessage,
+  onDemandInputs,
   PROTOCOL_VERSION,
   resultSigningMessage,
   ServerMessage,
+  type MatmulParams,
   type WorkUnitSpec,
 } from './protocol.js';
 import { sha256Hex } from './shards.js';
 
 export type Compute = (wu: WorkUnitSpec, inputs: Record<string, Float32Array>) => Float32Array | Promise<Float32Array>;
 
-export const honestMatmul: Compute = (wu, inputs) => matmulReference(inputs.a, inputs.b, wu.params.m, wu.params.k, wu.params.n);
+/** A matmul unit's parameters (sim workers compute matmul only). */
+export function matmulParams(wu: WorkUnitSpec): MatmulParams {
+  if (wu.kind !== 'matmul') throw new Error(`sim-worker computes matmul only, got ${wu.kind}`);
+  return wu.params;
+}
+
+export const honestMatmul: Compute = (wu, inputs) => {
+  const { m, k, n } = matmulParams(wu);
+  return matmulReference(inputs.a, inputs.b, m, k, n);
+};
 
 /**
  * What a worker does with a computed output. The default signs and sends it for its own lease;
@@ -42,6 +53,8 @@ export interface SimWorkerOptions {
   onMessage?: (msg: ServerMessage) => void;
   /** False: trust the coordinator's messages without schema checks (saves the load bench CPU). */
   validateMessages?: boolean;
+  /** Job kinds it reports it can run (DeviceInfo.kinds); absent: every kind that is not opt-in. */
+  kinds?: string[];
 }
 
 export class SimWorker {
@@ -87,7 +100,7 @@ export class SimWorker {
               publicKey: this.publicKeyRaw,
               signature: sign(null, helloSigningMessage(msg.nonce), this.privateKey).toString('base64url'),
               name: this.opts.name,
-              device: { backend: 'cpu', adapter: 'node sim-worker', features: [] },
+              device: { backend: 'cpu', adapter: 'node sim-worker', features: [], kinds: this.opts.kinds },
             }),
           );
         } else if (msg.type === 'welcome') {
@@ -123,7 +136,7 @@ export class SimWorker {
 
   private async work(leaseId: string, wu: WorkUnitSpec) {
     const inputs: Record<string, Float32Array> = {};
-    for (const [name, sha] of Object.entries(wu.inputs)) inputs[name] = await this.fetchInput(sha);
+    for (const [name, sha] of Object.entries(wu.inputs)) if (!onDemandInputs(wu).includes(name)) inputs[name] = await this.fetchInput(sha);
     const out = await (this.opts.compute ?? honestMatmul)(wu, inputs);
     const bytes = new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
     if (this.opts.submit) this.opts.submit(this, { leaseId, wu }, bytes);

@@ -300,6 +300,7 @@ export class SqliteStore implements Store {
         WHERE wu.state = 'open' AND wu.live < wu.target
           AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.wu_id = wu.id AND l.volunteer_id = @v AND l.state = 'active')
           AND NOT EXISTS (SELECT 1 FROM results r WHERE r.wu_id = wu.id AND r.volunteer_id = @v)
+          AND (@kinds IS NULL OR wu.kind IN (SELECT value FROM json_each(@kinds)))
         ORDER BY wu.job_seq, wu.idx LIMIT @limit`),
       insertLease: p(`INSERT INTO leases(id, wu_id, volunteer_id, issued_at, deadline, state, alive_until) VALUES (?, ?, ?, ?, ?, 'active', ?)`),
       renewLeases: p(`UPDATE leases SET alive_until = ? WHERE state = 'active'`),
@@ -487,9 +488,20 @@ export class SqliteStore implements Store {
     return row ? toWu(row) : null;
   }
 
-  async leaseNext(volunteerId: string, now: number, deadline: number, choose?: ChooseWorkUnit, aliveUntil = deadline) {
+  async leaseNext(
+    volunteerId: string,
+    now: number,
+    deadline: number,
+    choose?: ChooseWorkUnit,
+    aliveUntil = deadline,
+    kinds?: readonly string[],
+  ) {
     return this.write(() => {
-      const rows = this.s.nextWu.all({ v: volunteerId, limit: choose ? LEASE_CANDIDATES : 1 }) as Row[];
+      const rows = this.s.nextWu.all({
+        v: volunteerId,
+        limit: choose ? LEASE_CANDIDATES : 1,
+        kinds: kinds ? JSON.stringify(kinds) : null,
+      }) as Row[];
       if (!rows.length) return null;
       const wu = choose ? choose(rows.map(toWu)) : toWu(rows[0]);
       const lease: LeaseRecord = { id: `l_${crypto.randomUUID()}`, wuId: wu.id, volunteerId, issuedAt: now, deadline, state: 'active' };

@@ -150,9 +150,9 @@ export interface Store {
   getWorkUnit(id: string): Promise<WorkUnitRecord | null>;
   /**
    * Leases the next open work unit that still needs a replica and that this volunteer has neither
-   * an active lease on nor a result for. Oldest job first, unless `choose` picks another of the first
-   * candidates. Null when there is nothing for them. The lease lapses at `aliveUntil` (default: the
-   * deadline) unless renewLeases extends it.
+   * an active lease on nor a result for, among the job kinds it can run (all when absent). Oldest
+   * job first, unless `choose` picks another of the first candidates. Null when there is nothing
+   * for them. The lease lapses at `aliveUntil` (default: the deadline) unless renewLeases extends it.
    */
   leaseNext(
     volunteerId: string,
@@ -160,6 +160,7 @@ export interface Store {
     deadline: number,
     choose?: ChooseWorkUnit,
     aliveUntil?: number,
+    kinds?: readonly string[],
   ): Promise<{ lease: LeaseRecord; wu: WorkUnitRecord } | null>;
   getLease(id: string): Promise<LeaseRecord | null>;
   /**

@@ -59,6 +59,7 @@ class SocketSession implements WorkerSession {
     readonly volunteerId: string,
     readonly peerId: string,
     readonly send: (msg: ServerMessage) => void,
+    readonly kinds?: readonly string[],
   ) {}
 }
 
@@ -143,7 +144,7 @@ export function handleWorkerSocket(socket: WebSocket, ctx: SocketContext) {
       const record = await ctx.store.upsertVolunteer({ id, publicKey: msg.publicKey, name: msg.name ?? null, now: ctx.now() });
       if (socket.readyState !== socket.OPEN) return;
       clearTimeout(helloTimer);
-      session = new SocketSession(id, ctx.tracker.join(id), send);
+      session = new SocketSession(id, ctx.tracker.join(id), send, msg.device.kinds);
       ctx.scheduler.add(session);
       ctx.rooms?.connected(session, msg.device);
       send({

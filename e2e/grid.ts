@@ -1,24 +1,42 @@
 // What the e2e tests share: a coordinator serving the built page, volunteer pages, job helpers.
-import { expect, type Browser, type Page } from '@playwright/test';
+import { expect, type Browser, type BrowserContext, type Page } from '@playwright/test';
 import { spawnSync } from 'node:child_process';
 import { resolve } from 'node:path';
-import { startTestCoordinator, type TestCoordinator } from '../coordinator/test-helpers';
-import { toNpy } from '../coordinator/npy';
-import type { LedgerEntry } from '../coordinator/protocol';
+import { matmulReference } from '../coordinator/jobs/matmul';
+import { parseNpy, toNpy } from '../coordinator/npy';
+import type { JobStatus, LedgerEntry } from '../coordinator/protocol';
+import { randomMatrix, startTestCoordinator, type TestCoordinator } from '../coordinator/test-helpers';
 
 export const ROOT = resolve(import.meta.dirname, '..');
 
-/** `allowedOrigins`: other sites that may embed the widget (TABGRID_ALLOWED_ORIGINS). */
-export function startGrid(opts: { allowedOrigins?: string[] } = {}): Promise<TestCoordinator> {
-  return startTestCoordinator({ staticDir: resolve(ROOT, 'dist'), security: { allowedOrigins: opts.allowedOrigins ?? [] } });
+/** The volunteer pages' browser contexts of each grid, closed when it stops. */
+const volunteerContexts = new WeakMap<TestCoordinator, BrowserContext[]>();
+
+/**
+ * A coordinator serving the built page. Its stop() also closes the volunteer pages opened on it:
+ * the browser lives as long as the Playwright worker, and pages left open would go on reconnecting
+ * (and holding GPU devices) through every later test.
+ */
+export async function startGrid(opts: { allowedOrigins?: string[] } = {}): Promise<TestCoordinator> {
+  // A unit whose worker goes quiet is reissued within a test's time (the default is 10 minutes).
+  // `allowedOrigins`: other sites that may embed the widget (TABGRID_ALLOWED_ORIGINS).
+  const grid = await startTestCoordinator({ staticDir: resolve(ROOT, 'dist'), leaseMs: 60_000, security: { allowedOrigins: opts.allowedOrigins ?? [] } });
+  const stop = grid.stop.bind(grid);
+  grid.stop = async (opts) => {
+    for (const context of volunteerContexts.get(grid) ?? []) await context.close().catch(() => undefined);
+    volunteerContexts.delete(grid);
+    await stop(opts);
+  };
+  return grid;
 }
 
 /** Opens a volunteer page in its own browser context (its own IndexedDB, so its own identity). */
-export async function openVolunteer(browser: Browser, grid: TestCoordinator): Promise<Page> {
+export async function openVolunteer(browser: Browser, grid: TestCoordinator, opts: { query?: string } = {}): Promise<Page> {
   const context = await browser.newContext();
+  volunteerContexts.set(grid, [...(volunteerContexts.get(grid) ?? []), context]);
   const page = await context.newPage();
   page.on('pageerror', (err) => console.error('page error:', err.message));
-  await page.goto(grid.base + '/');
+  await page.goto(grid.base + '/' + (opts.query ?? ''));
   await page.getByRole('button', { name: 'Start computing' }).click();
   await expect(page.getByTestId('volunteer-id')).toHaveText(/^v_[0-9a-f]{24}$/, { timeout: 60_000 });
   return page;
@@ -65,4 +83,27 @@ export async function expectHonestLedger(api: { api(path: string): Promise<Respo
   expect(verify.output).toContain(`ledger OK: ${entries.length} entries`);
   expect(verify.status).toBe(0);
   return entries;
+}
+
+/**
+ * Submits C = A·B with seeded random inputs, waits for it, and returns its status with the
+ * normwise relative error of the downloaded result against the CPU reference (NaN if not done).
+ */
+export async function runMatmulJob(
+  grid: TestCoordinator,
+  job: { m: number; k: number; n: number; seed: number; replication: number; tile: { rows: number; cols: number }; timeoutMs: number },
+): Promise<{ status: JobStatus; relativeError: number }> {
+  const { m, k, n, seed } = job;
+  const A = randomMatrix(m, k, seed);
+  const B = randomMatrix(k, n, seed + 1);
+  const jobId = await grid.submitJob({
+    kind: 'matmul',
+    inputs: { a: await uploadMatrix(grid, m, k, A), b: await uploadMatrix(grid, k, n, B) },
+    replication: job.replication,
+    tile: job.tile,
+  });
+  const status = await grid.waitForJob(jobId, job.timeoutMs);
+  if (status.state !== 'done') return { status, relativeError: Number.NaN };
+  const C = parseNpy(new Uint8Array(await (await grid.api(`/api/jobs/${jobId}/result`)).arrayBuffer()));
+  return { status, relativeError: maxRelativeError(C.data, matmulReference(A, B, m, k, n)) };
 }

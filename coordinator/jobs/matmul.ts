@@ -78,6 +78,7 @@ async function loadMatrix(shards: ShardStore, sha: string, label: string): Promi
 
 export const matmul: JobKind<MatmulJobSubmit> = {
   kind: 'matmul',
+  checksOutputs: true,
 
   async plan(submit, shards): Promise<JobPlan> {
     const A = await loadMatrix(shards, submit.inputs.a, 'a');

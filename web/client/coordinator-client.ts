@@ -5,6 +5,7 @@ import { parseNpy } from '../../coordinator/npy';
 import {
   encodeResultFrame,
   helloSigningMessage,
+  onDemandInputs,
   P2P_LIMITS,
   PROTOCOL_VERSION,
   resultSigningMessage,
@@ -68,7 +69,8 @@ export interface ClientState {
   p2p: 'off' | 'joining' | 'on';
 }
 
-export type Compute = (wu: WorkUnitSpec, inputs: Record<string, Float32Array>) => Promise<Float32Array>;
+/** Runs one unit. `shard` fetches an on-demand input (an ONNX model) as sha-256-checked raw bytes. */
+export type Compute = (wu: WorkUnitSpec, inputs: Record<string, Float32Array>, shard: (sha: string) => Promise<Uint8Array>) => Promise<Float32Array>;
 
 export interface ClientOptions {
   /** Coordinator base URL (http or https). */
@@ -94,6 +96,14 @@ const RETRY_MAX_MS = 15_000;
 /** ±25% jitter, so thousands of volunteers do not reconnect in one burst after a restart. */
 function jittered(ms: number): number {
   return Math.round(ms * (0.75 + Math.random() * 0.5));
+}
+
+/** The unit's lease was cancelled (or the client stopped) while its inputs were being fetched. */
+class FetchAborted extends Error {
+  override name = 'FetchAborted';
+  constructor(wuId: string) {
+    super(`stopped fetching the inputs of ${wuId}`);
+  }
 }
 
 function clampThrottle(share: number): number {
@@ -125,6 +135,8 @@ export class CoordinatorClient {
   private retryMs = RETRY_FIRST_MS;
   private readonly queue: { leaseId: string; wu: WorkUnitSpec; peers: ShardPeers }[] = [];
   private readonly cancelled = new Set<string>();
+  /** Stops waiting for the inputs of the unit being fetched (its lease was cancelled, or we stopped). */
+  private abortFetch: ((leaseId: string | null) => void) | null = null;
   private working = false;
   private readonly shards: ShardSource;
 
@@ -190,6 +202,7 @@ export class CoordinatorClient {
     this.stopped = true;
     this.setPause('throttle', false);
     this.queue.length = 0;
+    this.abortFetch?.(null);
     this.leaveSwarm();
     this.ws?.close(1000, 'volunteer stopped');
     this.update({ phase: 'stopped', current: null });
@@ -219,6 +232,7 @@ export class CoordinatorClient {
       if (this.ws !== ws) return;
       this.welcomed = false;
       this.queue.length = 0;
+      this.abortFetch?.(null); // the coordinator has put this session's leases back in the queue
       this.leaveSwarm();
       if (this.stopped) return;
       this.update({ phase: 'disconnected' });
@@ -261,6 +275,7 @@ export class CoordinatorClient {
         break;
       case 'lease-cancelled':
         this.cancelled.add(msg.leaseId);
+        this.abortFetch?.(msg.leaseId);
         break;
       case 'result-ack':
         if (msg.accepted) this.update({ unitsDone: this.state.unitsDone + 1 });
@@ -288,6 +303,10 @@ export class CoordinatorClient {
         try {
           await this.run(next.leaseId, next.wu, next.peers);
         } catch (err) {
+          if (err instanceof FetchAborted) {
+            this.cancelled.delete(next.leaseId); // the coordinator already took the lease back
+            continue;
+          }
           const reason = (err as Error).message.slice(0, 500);
           this.update({ lastError: reason });
           this.send({ type: 'failure', leaseId: next.leaseId, reason });
@@ -301,11 +320,11 @@ export class CoordinatorClient {
   }
 
   private setUnit(wu: WorkUnitSpec, phase: CurrentUnit['phase']) {
-    const { m, k, n } = wu.params;
+    const shape = wu.kind === 'matmul' ? `${wu.params.m}×${wu.params.k} · ${wu.params.k}×${wu.params.n}` : `${wu.params.items} items`;
     const startedAt = this.state.current?.wuId === wu.id ? this.state.current.startedAt : performance.now();
     this.update({
       phase,
-      current: { wuId: wu.id, jobId: wu.jobId, kind: wu.kind, shape: `${m}×${k} · ${k}×${n}`, flops: wu.flops, phase, startedAt },
+      current: { wuId: wu.id, jobId: wu.jobId, kind: wu.kind, shape, flops: wu.flops, phase, startedAt },
     });
   }
 
@@ -360,17 +379,37 @@ export class CoordinatorClient {
     const inputs: Record<string, Float32Array> = {};
     let fromPeers = 0;
     let fromCoordinator = 0;
-    for (const [name, sha] of Object.entries(wu.inputs)) {
-      const { bytes, origin } = await this.shards.get(sha, peers[sha] ?? []);
+    // Every peer attempt and the coordinator fallback are bounded, but should a fetch still hang,
+    // the lease's deadline ends it: the coordinator reissues the unit and tells us, and we move on.
+    const aborted = new Promise<never>((_, reject) => {
+      this.abortFetch = (id) => (id === null || id === leaseId) && reject(new FetchAborted(wu.id));
+    });
+    aborted.catch(() => undefined);
+    let fetching: string | null = null;
+    const fetchShard = async (sha: string) => {
+      fetching = sha;
+      const { bytes, origin } = await Promise.race([this.shards.get(sha, peers[sha] ?? []), aborted]);
       if (origin === 'peer') fromPeers += bytes.length;
       if (origin === 'coordinator') fromCoordinator += bytes.length;
-      inputs[name] = parseNpy(bytes).data.slice(); // a copy: it is transferred to the worker, the bytes may be serving peers
+      return bytes;
+    };
+    const onDemand = onDemandInputs(wu);
+    try {
+      for (const [name, sha] of Object.entries(wu.inputs)) {
+        if (onDemand.includes(name)) continue; // compute fetches it only if it needs it (an ONNX model it already holds)
+        inputs[name] = parseNpy(await fetchShard(sha)).data.slice(); // a copy: it is transferred to the worker, the bytes may be serving peers
+      }
+    } catch (err) {
+      if (err instanceof FetchAborted && fetching) this.shards.abandon(fetching);
+      throw err;
+    } finally {
+      this.abortFetch = null;
     }
-    this.send({ type: 'shard-traffic', leaseId, fromPeers, fromCoordinator });
     if (this.cancelled.delete(leaseId)) return;
     this.setUnit(wu, 'computing');
     const t0 = performance.now();
-    const out = await this.opts.compute(wu, inputs);
+    const out = await this.opts.compute(wu, inputs, fetchShard);
+    this.send({ type: 'shard-traffic', leaseId, fromPeers, fromCoordinator });
     const seconds = (performance.now() - t0) / 1000;
     this.update({ lastGflops: wu.flops / 1e9 / Math.max(seconds, 1e-6) });
     if (this.welcomed) this.send({ type: 'status', gflops: this.state.lastGflops, paused: this.pauses.size > 0 });

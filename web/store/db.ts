@@ -1,5 +1,6 @@
 // The browser's IndexedDB, typed: a wrong store name or value shape fails to compile.
 import { openDB, type DBSchema, type IDBPDatabase } from 'idb';
+import type { BackendRecord } from '../compute/backend-choice';
 
 export interface StoredIdentity {
   /** Non-extractable Ed25519 private key: it can sign, and the page cannot read it out. */
@@ -43,12 +44,14 @@ export interface TabgridDB extends DBSchema {
   settings: { key: keyof Settings; value: Settings[keyof Settings] };
   /** This browser's AES-GCM key that seals the identity for export; non-extractable. */
   deviceKeys: { key: string; value: CryptoKey };
+  /** The measured backend choice for this device (key 'current'). */
+  backend: { key: string; value: BackendRecord };
 }
 
 let db: Promise<IDBPDatabase<TabgridDB>> | null = null;
 
 export function openStore(): Promise<IDBPDatabase<TabgridDB>> {
-  db ??= openDB<TabgridDB>('tabgrid', 3, {
+  db ??= openDB<TabgridDB>('tabgrid', 4, {
     upgrade(database, oldVersion) {
       if (oldVersion < 1) database.createObjectStore('identity');
       if (oldVersion < 2) {
@@ -56,7 +59,13 @@ export function openStore(): Promise<IDBPDatabase<TabgridDB>> {
         database.createObjectStore('shard-bytes');
         database.createObjectStore('settings');
       }
-      if (oldVersion < 3) database.createObjectStore('deviceKeys');
+      // Version 3 was made twice, in parallel: with `deviceKeys` (identity export) and with
+      // `backend` (backend choice). Version 4 has both, so a version-3 database of either kind
+      // gets the store it lacks.
+      if (oldVersion < 4) {
+        if (!database.objectStoreNames.contains('deviceKeys')) database.createObjectStore('deviceKeys');
+        if (!database.objectStoreNames.contains('backend')) database.createObjectStore('backend');
+      }
     },
   });
   return db;
