@@ -6,12 +6,15 @@ import type { AddressInfo } from 'node:net';
 import { runMatmulJob, startGrid } from './grid';
 
 test('framed on another origin, the page computes without isolation on one CPU thread', async ({ browser }) => {
-  const grid = await startGrid();
+  let coordinator = '';
   const site = createServer((_req, res) => {
     res.setHeader('content-type', 'text/html');
-    res.end(`<!doctype html><title>a project page</title><iframe src="${grid.base}/?backend=cpu" width="900" height="700"></iframe>`);
+    res.end(`<!doctype html><title>a project page</title><iframe src="${coordinator}/?backend=cpu" width="900" height="700"></iframe>`);
   });
   await new Promise<void>((r) => site.listen(0, '127.0.0.1', r));
+  // The project's site may frame the page only once it is on the allow-list (TABGRID_ALLOWED_ORIGINS).
+  const grid = await startGrid({ allowedOrigins: [`http://127.0.0.1:${(site.address() as AddressInfo).port}`] });
+  coordinator = grid.base;
   try {
     const page = await browser.newPage();
     await page.goto(`http://127.0.0.1:${(site.address() as AddressInfo).port}/`);
