@@ -67,7 +67,41 @@ export const MatmulJobSubmit = z
   .strict();
 export type MatmulJobSubmit = z.infer<typeof MatmulJobSubmit>;
 
-export const JobSubmit = z.discriminatedUnion('kind', [MatmulJobSubmit]);
+// --- attention job kind (issue 3) -----------------------------------------------------------
+/** Head dimensions the attention kernel is built for. */
+export const ATTENTION_HEAD_DIMS = [64, 128] as const;
+
+export const AttentionJobSubmit = z
+  .object({
+    kind: z.literal('attention'),
+    name: Name.optional(),
+    /** Q, K, V as float32 .npy of shape [heads, seq, d]; out = softmax(Q·Kᵀ/√d)·V per head. */
+    inputs: z.object({ q: Sha256Hex, k: Sha256Hex, v: Sha256Hex }).strict(),
+    /** Query i attends only to keys j <= i (decoder-style masking). */
+    causal: z.boolean().default(false),
+    replication: z.number().int().min(1).max(LIMITS.maxReplication).default(2),
+    /** Query rows per work unit; chosen from the problem size when absent. */
+    blockRows: z.number().int().min(1).max(LIMITS.maxDim).optional(),
+    tolerance: Tolerance.optional(),
+  })
+  .strict();
+export type AttentionJobSubmit = z.infer<typeof AttentionJobSubmit>;
+
+export const AttentionParams = z
+  .object({
+    /** Key/value rows (the head's whole sequence). */
+    seq: z.number().int().min(1).max(LIMITS.maxDim),
+    /** Query rows in this unit, and the index of its first query in the sequence. */
+    rows: z.number().int().min(1).max(LIMITS.maxDim),
+    q0: z.number().int().min(0).max(LIMITS.maxDim),
+    d: z.union([z.literal(64), z.literal(128)]),
+    causal: z.boolean(),
+  })
+  .strict();
+export type AttentionParams = z.infer<typeof AttentionParams>;
+// --- end attention ----------------------------------------------------------------------------
+
+export const JobSubmit = z.discriminatedUnion('kind', [MatmulJobSubmit, AttentionJobSubmit]);
 export type JobSubmit = z.infer<typeof JobSubmit>;
 export type JobKindName = JobSubmit['kind'];
 
@@ -134,17 +168,21 @@ export const MatmulParams = z
   .strict();
 export type MatmulParams = z.infer<typeof MatmulParams>;
 
-/** What a worker receives for one lease: enough to fetch inputs, compute and size the output. */
-export const WorkUnitSpec = z.object({
+const WorkUnitCommon = {
   id: Id,
   jobId: Id,
-  kind: z.literal('matmul'),
-  params: MatmulParams,
   /** Input shards by name (for matmul: a = m×k rows of A, b = k×n columns of B, both .npy). */
   inputs: z.record(z.string().max(32), Sha256Hex),
   outputBytes: z.number().int().min(0),
   flops: z.number().min(0),
-});
+};
+
+/** What a worker receives for one lease: enough to fetch inputs, compute and size the output. */
+export const WorkUnitSpec = z.discriminatedUnion('kind', [
+  z.object({ ...WorkUnitCommon, kind: z.literal('matmul'), params: MatmulParams }),
+  /** Attention inputs: q = rows×d block of one head's Q, k and v = that head's seq×d K and V. */
+  z.object({ ...WorkUnitCommon, kind: z.literal('attention'), params: AttentionParams }),
+]);
 export type WorkUnitSpec = z.infer<typeof WorkUnitSpec>;
 
 // Server -> client

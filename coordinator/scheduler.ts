@@ -1,6 +1,6 @@
 // Hands work units to connected workers. Each unit goes to `target` distinct identities; a lease
 // has a deadline, and a missed deadline or a disconnect puts the replica back in the queue.
-import type { ServerMessage } from './protocol.js';
+import type { ServerMessage, WorkUnitSpec } from './protocol.js';
 import type { LeaseRecord, Store, WorkUnitRecord } from './store.js';
 
 /** One connected worker (a WebSocket today; anything that can send a ServerMessage). */
@@ -24,16 +24,17 @@ export interface SchedulerOptions {
   now?: () => number;
 }
 
-export function toWorkUnitSpec(wu: WorkUnitRecord) {
+export function toWorkUnitSpec(wu: WorkUnitRecord): WorkUnitSpec {
+  // The job kind wrote params in its own WorkUnitSpec shape when it planned the unit.
   return {
     id: wu.id,
     jobId: wu.jobId,
-    kind: wu.kind as 'matmul',
-    params: wu.params as { m: number; k: number; n: number },
+    kind: wu.kind,
+    params: wu.params,
     inputs: wu.inputs,
     outputBytes: wu.outputBytes,
     flops: wu.flops,
-  };
+  } as WorkUnitSpec;
 }
 
 export class Scheduler {

@@ -3,6 +3,7 @@
 // for many fast workers.
 import { generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
 import WebSocket from 'ws';
+import { attentionReference } from './jobs/attention.js';
 import { matmulReference } from './jobs/matmul.js';
 import { parseNpy } from './npy.js';
 import {
@@ -17,7 +18,11 @@ import { sha256Hex } from './shards.js';
 
 export type Compute = (wu: WorkUnitSpec, inputs: Record<string, Float32Array>) => Float32Array | Promise<Float32Array>;
 
-export const honestMatmul: Compute = (wu, inputs) => matmulReference(inputs.a, inputs.b, wu.params.m, wu.params.k, wu.params.n);
+/** The CPU reference of the unit's kind: what an honest worker returns. */
+export const honestCompute: Compute = (wu, inputs) =>
+  wu.kind === 'matmul'
+    ? matmulReference(inputs.a, inputs.b, wu.params.m, wu.params.k, wu.params.n)
+    : attentionReference(inputs.q, inputs.k, inputs.v, wu.params);
 
 export interface SimWorkerOptions {
   /** Coordinator base URL, e.g. http://127.0.0.1:8080 */
@@ -90,7 +95,7 @@ export class SimWorker {
   private async work(leaseId: string, wu: WorkUnitSpec) {
     const inputs: Record<string, Float32Array> = {};
     for (const [name, sha] of Object.entries(wu.inputs)) inputs[name] = await this.fetchInput(sha);
-    const out = await (this.opts.compute ?? honestMatmul)(wu, inputs);
+    const out = await (this.opts.compute ?? honestCompute)(wu, inputs);
     this.sendResult(leaseId, wu.id, new Uint8Array(out.buffer, out.byteOffset, out.byteLength));
   }
 

@@ -82,7 +82,7 @@ export async function startTestCoordinator(
       const res = await api('/api/shards', {
         method: 'POST',
         headers: { 'content-type': 'application/octet-stream' },
-        body: bytes,
+        body: new Uint8Array(bytes), // a copy typed Uint8Array<ArrayBuffer>, as BodyInit wants
       });
       if (res.status !== 201) throw new Error(`upload failed: ${res.status} ${await res.text()}`);
       return ((await res.json()) as { sha256: string }).sha256;

@@ -75,7 +75,7 @@ test('a cheating worker earns nothing and the job is still correct', async ({ br
     url: grid.base,
     name: 'cheater',
     // Valid identity, valid signatures, wrong numbers.
-    compute: (wu) => Float32Array.from({ length: wu.params.m * wu.params.n }, (_, i) => (i % 7) - 3),
+    compute: (wu) => Float32Array.from({ length: wu.outputBytes / 4 }, (_, i) => (i % 7) - 3),
   });
   try {
     await cheater.connect();

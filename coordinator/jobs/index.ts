@@ -1,10 +1,12 @@
 // The registry of job kinds: one module per kind, looked up by the submission's `kind`.
 import type { JobKindName } from '../protocol.js';
+import { attention } from './attention.js';
 import { matmul } from './matmul.js';
 import type { JobKind } from './types.js';
 
 export const jobKinds: Record<JobKindName, JobKind> = {
   matmul: matmul as JobKind,
+  attention: attention as JobKind,
 };
 
 export function jobKind(name: string): JobKind | null {

@@ -1,7 +1,7 @@
 // Job kind `matmul`: C = A·B split into output tiles. Each work unit gets a row block of A
 // (rows × k) and a column block of B (k × cols) as their own content-addressed shards, so units
 // in the same row or column share inputs, and computes one rows × cols tile of C.
-import { LIMITS, type MatmulJobSubmit } from '../protocol.js';
+import { LIMITS, type MatmulJobSubmit, type MatmulParams } from '../protocol.js';
 import { NpyError, parseNpy, toNpy, type Tensor } from '../npy.js';
 import type { ShardStore } from '../shards.js';
 import type { JobRecord, WorkUnitRecord } from '../store.js';
@@ -174,7 +174,7 @@ export const matmul: JobKind<MatmulJobSubmit> = {
   async check(wu, output, shards) {
     const [aBytes, bBytes] = await Promise.all([shards.get(wu.inputs.a), shards.get(wu.inputs.b)]);
     if (!aBytes || !bBytes) return false;
-    const { m, k, n } = wu.params;
+    const { m, k, n } = wu.params as MatmulParams;
     return freivalds(parseNpy(aBytes).data, parseNpy(bBytes).data, output, m, k, n);
   },
 
@@ -183,7 +183,7 @@ export const matmul: JobKind<MatmulJobSubmit> = {
     const c = new Float32Array(m * n);
     for (const { wu, output } of outputs) {
       const { r0, c0 } = wu.meta;
-      const { m: rows, n: cols } = wu.params;
+      const { m: rows, n: cols } = wu.params as MatmulParams;
       for (let r = 0; r < rows; r++) c.set(output.subarray(r * cols, (r + 1) * cols), (r0 + r) * n + c0);
     }
     return toNpy([m, n], c);

@@ -57,6 +57,16 @@ async function sha256Hex(bytes: Uint8Array): Promise<string> {
   return Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join('');
 }
 
+/** A unit's problem size in words, e.g. `300×200 · 200×170` or `128 queries × 1024 keys, d 64`. */
+export function describeShape(wu: WorkUnitSpec): string {
+  if (wu.kind === 'matmul') {
+    const { m, k, n } = wu.params;
+    return `${m}×${k} · ${k}×${n}`;
+  }
+  const { rows, seq, d, causal } = wu.params;
+  return `${rows} queries × ${seq} keys, d ${d}${causal ? ', causal' : ''}`;
+}
+
 export class CoordinatorClient {
   state: ClientState = {
     phase: 'connecting',
@@ -187,10 +197,9 @@ export class CoordinatorClient {
   }
 
   private setUnit(wu: WorkUnitSpec, phase: CurrentUnit['phase']) {
-    const { m, k, n } = wu.params;
     this.update({
       phase,
-      current: { wuId: wu.id, jobId: wu.jobId, kind: wu.kind, shape: `${m}×${k} · ${k}×${n}`, flops: wu.flops, phase },
+      current: { wuId: wu.id, jobId: wu.jobId, kind: wu.kind, shape: describeShape(wu), flops: wu.flops, phase },
     });
   }
 
