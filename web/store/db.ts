@@ -1,5 +1,6 @@
 // The browser's IndexedDB, typed: a wrong store name or value shape fails to compile.
 import { openDB, type DBSchema, type IDBPDatabase } from 'idb';
+import type { MatmulConfig } from '../gpu/matmul';
 
 export interface StoredIdentity {
   /** Non-extractable Ed25519 private key: it can sign, and never leaves this browser. */
@@ -8,16 +9,28 @@ export interface StoredIdentity {
   createdAt: number;
 }
 
+/** The autotuner's choice for one device, keyed by adapter info and limits (see gpu/autotune.ts). */
+export interface StoredTuning {
+  config: MatmulConfig;
+  /** Throughput of the chosen config on the tuning problem, GFLOP/s. */
+  gflops: number;
+  /** The tuning problem, e.g. `256×256×256`. */
+  problem: string;
+  tunedAt: number;
+}
+
 export interface TabgridDB extends DBSchema {
   identity: { key: string; value: StoredIdentity };
+  tuning: { key: string; value: StoredTuning };
 }
 
 let db: Promise<IDBPDatabase<TabgridDB>> | null = null;
 
 export function openStore(): Promise<IDBPDatabase<TabgridDB>> {
-  db ??= openDB<TabgridDB>('tabgrid', 1, {
-    upgrade(database) {
-      database.createObjectStore('identity');
+  db ??= openDB<TabgridDB>('tabgrid', 2, {
+    upgrade(database, oldVersion) {
+      if (oldVersion < 1) database.createObjectStore('identity');
+      if (oldVersion < 2) database.createObjectStore('tuning');
     },
   });
   return db;

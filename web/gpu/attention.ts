@@ -1,0 +1,73 @@
+// Launches shaders/attention.wgsl (fused flash attention) for [heads, rows, d] queries against
+// [heads, seq, d] keys and values.
+import source from '../../shaders/attention.wgsl?raw';
+import { poolFor } from './buffer-pool';
+import { getPipeline, type KernelSource } from './pipelines';
+
+const KERNEL: KernelSource = { label: 'attention', code: source };
+
+export interface AttentionDims {
+  heads: number;
+  /** Query rows per head, the first being query q0 of the sequence. */
+  rows: number;
+  q0: number;
+  /** Key/value rows per head. */
+  seq: number;
+  d: number;
+  causal: boolean;
+}
+
+/** Queries per workgroup and keys staged per step. Keys × d × 8 bytes of workgroup memory. */
+export function attentionConfig(d: number): { BQ: number; BKV: number } {
+  return { BQ: 64, BKV: d <= 64 ? 32 : 16 };
+}
+
+export interface AttentionBuffers {
+  q: GPUBuffer;
+  k: GPUBuffer;
+  v: GPUBuffer;
+  out: GPUBuffer;
+  params: GPUBuffer;
+}
+
+export function attentionParamsWords(p: AttentionDims): Uint32Array<ArrayBuffer> {
+  const words = new Uint32Array(8);
+  words.set([p.rows, p.seq, p.q0, p.causal ? 1 : 0]);
+  new Float32Array(words.buffer).set([1 / Math.sqrt(p.d)], 4);
+  return words;
+}
+
+export function encodeAttention(device: GPUDevice, encoder: GPUCommandEncoder, bufs: AttentionBuffers, p: AttentionDims) {
+  if (p.d % 4 !== 0) throw new Error(`attention head dimension ${p.d} must be a multiple of 4`);
+  const config = attentionConfig(p.d);
+  const pipeline = getPipeline(device, KERNEL, { D: p.d, ...config });
+  const qBytes = p.heads * p.rows * p.d * 4;
+  const kvBytes = p.heads * p.seq * p.d * 4;
+  const sizes = [qBytes, kvBytes, kvBytes, qBytes, 32];
+  const bind = device.createBindGroup({
+    layout: pipeline.getBindGroupLayout(0),
+    entries: [bufs.q, bufs.k, bufs.v, bufs.out, bufs.params].map((buffer, binding) => ({ binding, resource: { buffer, size: sizes[binding] } })),
+  });
+  const pass = encoder.beginComputePass();
+  pass.setPipeline(pipeline);
+  pass.setBindGroup(0, bind);
+  pass.dispatchWorkgroups(Math.ceil(p.rows / config.BQ), p.heads);
+  pass.end();
+}
+
+/** softmax(Q·Kᵀ/√d)·V: upload, compute, read back. */
+export async function gpuAttention(device: GPUDevice, q: Float32Array, k: Float32Array, v: Float32Array, p: AttentionDims): Promise<Float32Array> {
+  if (q.length !== p.heads * p.rows * p.d || k.length !== p.heads * p.seq * p.d || v.length !== k.length) {
+    throw new Error(`attention inputs do not match ${p.heads} heads × ${p.rows} queries × ${p.seq} keys × d ${p.d}`);
+  }
+  const pool = poolFor(device);
+  const outBytes = q.byteLength;
+  const bufs: AttentionBuffers = { q: pool.upload(q), k: pool.upload(k), v: pool.upload(v), out: pool.output(outBytes), params: pool.uniform(attentionParamsWords(p)) };
+  try {
+    const encoder = device.createCommandEncoder();
+    encodeAttention(device, encoder, bufs, p);
+    return await pool.read(bufs.out, outBytes, encoder);
+  } finally {
+    pool.release(bufs.q, bufs.k, bufs.v, bufs.out, bufs.params);
+  }
+}

@@ -1,0 +1,93 @@
+// Per-device autotuning of the matmul tiling: every candidate runs a short problem, the fastest
+// wins, and the choice is cached (IndexedDB, keyed by adapter info and limits) so later visits
+// start at full speed without measuring again.
+import { poolFor } from './buffer-pool';
+import { describeConfig, encodeMatmul, MATMUL_CANDIDATES, matmulDimsWords, type MatmulBuffers, type MatmulConfig, type MatmulDims } from './matmul';
+
+export interface TuningResult {
+  config: MatmulConfig;
+  gflops: number;
+  problem: string;
+  /** True when the choice came from the cache rather than a measurement in this session. */
+  cached: boolean;
+  summary: string;
+}
+
+/** Where tuning choices persist; the worker passes the IndexedDB store, tests may pass a Map. */
+export interface TuningCache {
+  get(key: string): Promise<Omit<TuningResult, 'cached' | 'summary'> | undefined>;
+  put(key: string, value: Omit<TuningResult, 'cached' | 'summary'>): Promise<void>;
+}
+
+/** Identifies a device for the cache: the same GPU and driver limits tune the same. */
+export function tuningKey(adapter: string, limits: Record<string, number> | undefined): string {
+  const l = Object.entries(limits ?? {})
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([name, value]) => `${name}=${value}`)
+    .join(',');
+  return `matmul/v1/${adapter}/${l}`;
+}
+
+/** Median seconds of `runs` timed repetitions of `encode` after one warm-up. */
+export async function timeGpu(device: GPUDevice, encode: (encoder: GPUCommandEncoder) => void, runs: number): Promise<number> {
+  const once = async () => {
+    const encoder = device.createCommandEncoder();
+    encode(encoder);
+    const t0 = performance.now();
+    device.queue.submit([encoder.finish()]);
+    await device.queue.onSubmittedWorkDone();
+    return (performance.now() - t0) / 1000;
+  };
+  await once();
+  const times: number[] = [];
+  for (let i = 0; i < runs; i++) times.push(await once());
+  times.sort((x, y) => x - y);
+  return times[Math.floor(times.length / 2)];
+}
+
+function randomData(count: number): Float32Array {
+  const out = new Float32Array(count);
+  for (let i = 0; i < count; i++) out[i] = Math.random() * 2 - 1;
+  return out;
+}
+
+/** Measures every candidate on a side×side×side product; returns them fastest first. */
+export async function measureCandidates(device: GPUDevice, side: number, runs = 3, candidates = MATMUL_CANDIDATES) {
+  const dims: MatmulDims = { m: side, k: side, n: side };
+  const pool = poolFor(device);
+  const bufs: MatmulBuffers = {
+    a: pool.upload(randomData(side * side)),
+    b: pool.upload(randomData(side * side)),
+    c: pool.output(side * side * 4),
+    dims: pool.uniform(matmulDimsWords(dims)),
+  };
+  try {
+    const results: { config: MatmulConfig; gflops: number }[] = [];
+    for (const config of candidates) {
+      const seconds = await timeGpu(device, (enc) => encodeMatmul(device, enc, bufs, dims, config), runs);
+      results.push({ config, gflops: (2 * side ** 3) / seconds / 1e9 });
+    }
+    return results.sort((x, y) => y.gflops - x.gflops);
+  } finally {
+    pool.release(bufs.a, bufs.b, bufs.c, bufs.dims);
+  }
+}
+
+/**
+ * The tiling for this device: from the cache when it has one, else measured. The problem grows
+ * until a run takes long enough to time (software adapters stop at 256, GPUs go to 1024).
+ */
+export async function tuneMatmul(device: GPUDevice, key: string, cache: TuningCache): Promise<TuningResult> {
+  const summary = (r: Omit<TuningResult, 'summary'>) => `${describeConfig(r.config)} · ${r.gflops.toFixed(2)} GFLOP/s on ${r.problem}${r.cached ? ' (cached)' : ''}`;
+  const hit = await cache.get(key).catch(() => undefined);
+  if (hit) return { ...hit, cached: true, summary: summary({ ...hit, cached: true }) };
+  let side = 256;
+  let best = (await measureCandidates(device, side))[0];
+  while (side < 1024 && (2 * side ** 3) / (best.gflops * 1e9) < 0.005) {
+    side *= 2;
+    best = (await measureCandidates(device, side))[0];
+  }
+  const result = { config: best.config, gflops: best.gflops, problem: `${side}×${side}×${side}` };
+  await cache.put(key, result).catch(() => undefined); // a browser without storage still computes
+  return { ...result, cached: false, summary: summary({ ...result, cached: false }) };
+}
