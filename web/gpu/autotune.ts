@@ -2,6 +2,7 @@
 // wins, and the choice is cached (IndexedDB, keyed by adapter info and limits) so later visits
 // start at full speed without measuring again.
 import { poolFor } from './buffer-pool';
+import { timeGpu } from './timing';
 import { describeConfig, encodeMatmul, MATMUL_CANDIDATES, matmulDimsWords, type MatmulBuffers, type MatmulConfig, type MatmulDims } from './matmul';
 
 export interface TuningResult {
@@ -26,23 +27,6 @@ export function tuningKey(adapter: string, limits: Record<string, number> | unde
     .map(([name, value]) => `${name}=${value}`)
     .join(',');
   return `matmul/v1/${adapter}/${l}`;
-}
-
-/** Median seconds of `runs` timed repetitions of `encode` after one warm-up. */
-export async function timeGpu(device: GPUDevice, encode: (encoder: GPUCommandEncoder) => void, runs: number): Promise<number> {
-  const once = async () => {
-    const encoder = device.createCommandEncoder();
-    encode(encoder);
-    const t0 = performance.now();
-    device.queue.submit([encoder.finish()]);
-    await device.queue.onSubmittedWorkDone();
-    return (performance.now() - t0) / 1000;
-  };
-  await once();
-  const times: number[] = [];
-  for (let i = 0; i < runs; i++) times.push(await once());
-  times.sort((x, y) => x - y);
-  return times[Math.floor(times.length / 2)];
 }
 
 function randomData(count: number): Float32Array {
@@ -75,15 +59,15 @@ export async function measureCandidates(device: GPUDevice, side: number, runs = 
 
 /**
  * The tiling for this device: from the cache when it has one, else measured. The problem grows
- * until a run takes long enough to time (software adapters stop at 256, GPUs go to 1024).
+ * until a run takes long enough to time (software adapters stop at 128 or 256, GPUs go to 1024).
  */
 export async function tuneMatmul(device: GPUDevice, key: string, cache: TuningCache): Promise<TuningResult> {
   const summary = (r: Omit<TuningResult, 'summary'>) => `${describeConfig(r.config)} · ${r.gflops.toFixed(2)} GFLOP/s on ${r.problem}${r.cached ? ' (cached)' : ''}`;
   const hit = await cache.get(key).catch(() => undefined);
   if (hit) return { ...hit, cached: true, summary: summary({ ...hit, cached: true }) };
-  let side = 256;
+  let side = 128;
   let best = (await measureCandidates(device, side))[0];
-  while (side < 1024 && (2 * side ** 3) / (best.gflops * 1e9) < 0.005) {
+  while (side < 1024 && (2 * side ** 3) / (best.gflops * 1e9) < 0.01) {
     side *= 2;
     best = (await measureCandidates(device, side))[0];
   }
