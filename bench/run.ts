@@ -29,13 +29,13 @@ function shapes(name: string): [number, number, number][] | null {
 
 function options(software: boolean): BenchOptions {
   const full = env.BENCH_SIZES === 'full' || (env.BENCH_SIZES !== 'small' && !software);
-  const squares = list('BENCH_MATMUL') ?? (full ? [512, 1024, 2048] : [256, 512, 1024]);
+  const squares = list('BENCH_MATMUL') ?? (full ? [512, 1024, 2048] : [256, 512]);
   const skinny = shapes('BENCH_SKINNY') ?? (full ? [[4096, 64, 4096]] : [[1024, 64, 1024]]);
-  const seqs = list('BENCH_ATTENTION_SEQ') ?? (full ? [512, 1024, 2048] : [128, 256, 512]);
+  const seqs = list('BENCH_ATTENTION_SEQ') ?? (full ? [512, 1024, 2048] : [128, 256]);
   return {
     matmul: [...squares.map((s) => [s, s, s] as [number, number, number]), ...skinny],
     attention: seqs.map((seq) => ({ heads: Number(env.BENCH_HEADS ?? 8), seq, d: Number(env.BENCH_HEAD_DIM ?? 64) })),
-    runs: Number(env.BENCH_RUNS ?? (full ? 10 : 3)),
+    runs: Number(env.BENCH_RUNS ?? (full ? 10 : 2)),
     warmup: Number(env.BENCH_WARMUP ?? (full ? 3 : 1)),
     skip: (env.BENCH_SKIP ?? '').split(',').filter(Boolean),
   };

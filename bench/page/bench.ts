@@ -7,11 +7,10 @@ import naiveAttentionSource from '../../shaders/bench/naive-attention.wgsl?raw';
 import naiveMatmulSource from '../../shaders/bench/naive-matmul.wgsl?raw';
 import { attentionParamsWords, encodeAttention, type AttentionDims } from '../../web/gpu/attention';
 import { measureCandidates } from '../../web/gpu/autotune';
-import { openGpu } from '../../web/gpu/device';
 import { describeConfig, encodeMatmul, matmulDimsWords, type MatmulConfig, type MatmulDims } from '../../web/gpu/matmul';
 import { getPipeline } from '../../web/gpu/pipelines';
 import { medianSeconds, timeGpu } from '../../web/gpu/timing';
-import { createGpuSession, ORT_BUFFER_USAGE, type GpuSession } from '../../web/onnx/session';
+import { createGpuSession, ORT_BUFFER_USAGE, ortGpuDevice, type GpuSession } from '../../web/onnx/session';
 import { attentionModel, matmulModel } from '../onnx-models';
 
 export interface BenchOptions {
@@ -34,8 +33,8 @@ export interface CaseResult {
   bestPeer: Contender | null;
   /** ours ÷ the best other contender (GFLOP/s). */
   ratioOursOverBestPeer: number | null;
-  /** Normwise relative difference of our output from the naive kernel's (a correctness guard). */
-  oursVsNaive: number | null;
+  /** Normwise relative difference of each contender's output from ours (a correctness guard). */
+  diffFromOurs: Partial<Record<Contender, number>>;
 }
 
 const log = (msg: string) => {
@@ -81,7 +80,7 @@ function relativeDiff(x: Float32Array, y: Float32Array): number {
   return diff / scale;
 }
 
-function summarise(shape: string, flops: number, seconds: Partial<Record<Contender, number>>, errors: CaseResult['errors'], oursVsNaive: number | null): CaseResult {
+function summarise(shape: string, flops: number, seconds: Partial<Record<Contender, number>>, errors: CaseResult['errors'], diffFromOurs: CaseResult['diffFromOurs']): CaseResult {
   const ms: CaseResult['ms'] = {};
   const gflops: CaseResult['gflops'] = {};
   for (const [name, s] of Object.entries(seconds) as [Contender, number][]) {
@@ -91,22 +90,46 @@ function summarise(shape: string, flops: number, seconds: Partial<Record<Contend
   const peers = (Object.entries(gflops) as [Contender, number][]).filter(([name]) => name !== 'ours').sort((a, b) => b[1] - a[1]);
   const bestPeer = peers[0]?.[0] ?? null;
   const ratio = gflops.ours != null && peers.length ? +(gflops.ours / peers[0][1]).toFixed(3) : null;
-  return { shape, flops, ms, gflops, errors, bestPeer, ratioOursOverBestPeer: ratio, oursVsNaive };
+  return { shape, flops, ms, gflops, errors, bestPeer, ratioOursOverBestPeer: ratio, diffFromOurs };
 }
 
-/** Runs each contender, recording its median time or why it failed. */
-async function contest(opts: BenchOptions, entries: [Contender, () => Promise<number>][]) {
+/** A contender's measurement: its median time, and how to read its output for the cross-check. */
+interface Measured {
+  seconds: number;
+  read: () => Promise<Float32Array>;
+}
+
+/**
+ * Runs each contender, recording its median time or why it failed, then compares every output
+ * with ours: a contender that computes something else (or nothing) shows up in diffFromOurs.
+ */
+async function contest(opts: BenchOptions, entries: [Contender, () => Promise<Measured>][]) {
   const seconds: Partial<Record<Contender, number>> = {};
   const errors: CaseResult['errors'] = {};
+  const readers: Partial<Record<Contender, () => Promise<Float32Array>>> = {};
   for (const [name, measure] of entries) {
     if (opts.skip.includes(name)) continue;
     try {
-      seconds[name] = await measure();
+      const m = await measure();
+      seconds[name] = m.seconds;
+      readers[name] = m.read;
     } catch (err) {
       errors[name] = (err as Error).message.slice(0, 300);
     }
   }
-  return { seconds, errors };
+  const diffFromOurs: CaseResult['diffFromOurs'] = {};
+  if (readers.ours) {
+    const ours = await readers.ours();
+    for (const [name, read] of Object.entries(readers) as [Contender, () => Promise<Float32Array>][]) {
+      if (name === 'ours') continue;
+      try {
+        diffFromOurs[name] = +relativeDiff(await read(), ours).toExponential(2);
+      } catch (err) {
+        errors[name] = `reading its output: ${(err as Error).message.slice(0, 200)}`;
+      }
+    }
+  }
+  return { seconds, errors, diffFromOurs };
 }
 
 async function benchMatmul(device: GPUDevice, opts: BenchOptions, [m, k, n]: [number, number, number], config: MatmulConfig, backend: WebGPUBackend | null): Promise<CaseResult> {
@@ -123,12 +146,20 @@ async function benchMatmul(device: GPUDevice, opts: BenchOptions, [m, k, n]: [nu
   const naiveBind = device.createBindGroup({ layout: naive.getBindGroupLayout(0), entries: [a, b, cNaive, dimsBuf].map((buffer, binding) => ({ binding, resource: { buffer } })) });
   let session: GpuSession | null = null;
   try {
-    const { seconds, errors } = await contest(opts, [
-      ['ours', () => timeGpu(device, (enc) => encodeMatmul(device, enc, { a, b, c: cOurs, dims: dimsBuf }, dims, config), opts.runs, opts.warmup)],
+    const outBytes = m * n * 4;
+    const { seconds, errors, diffFromOurs } = await contest(opts, [
+      [
+        'ours',
+        async () => ({
+          seconds: await timeGpu(device, (enc) => encodeMatmul(device, enc, { a, b, c: cOurs, dims: dimsBuf }, dims, config), opts.runs, opts.warmup),
+          read: () => readBack(device, cOurs, outBytes),
+        }),
+      ],
       [
         'naive',
-        () =>
-          timeGpu(
+        async () => ({
+          read: () => readBack(device, cNaive, outBytes),
+          seconds: await timeGpu(
             device,
             (enc) => {
               const pass = enc.beginComputePass();
@@ -140,16 +171,18 @@ async function benchMatmul(device: GPUDevice, opts: BenchOptions, [m, k, n]: [nu
             opts.runs,
             opts.warmup,
           ),
+        }),
       ],
       [
         'ort',
         async () => {
-          session = await createGpuSession(matmulModel(m, k, n), device);
+          session = await createGpuSession(matmulModel(m, k, n));
           const feeds = { A: { buffer: a, dims: [m, k] }, B: { buffer: b, dims: [k, n] } };
-          return medianSeconds(async () => {
+          const seconds = await medianSeconds(async () => {
             await session!.run(feeds);
             await device.queue.onSubmittedWorkDone();
           }, opts.runs, opts.warmup);
+          return { seconds, read: () => session!.runAndRead(feeds) };
         },
       ],
       [
@@ -158,23 +191,26 @@ async function benchMatmul(device: GPUDevice, opts: BenchOptions, [m, k, n]: [nu
           if (!backend) throw new Error('tfjs webgpu backend unavailable');
           const ta = tf.tensor2d(A, [m, k]);
           const tb = tf.tensor2d(B, [k, n]);
-          try {
-            return await medianSeconds(async () => {
+          const seconds = await medianSeconds(async () => {
+            const c = tf.matMul(ta, tb);
+            backend.endComputePassEncoder();
+            backend.submitQueue();
+            await device.queue.onSubmittedWorkDone();
+            c.dispose();
+          }, opts.runs, opts.warmup);
+          return {
+            seconds,
+            read: async () => {
               const c = tf.matMul(ta, tb);
-              backend.submitQueue();
-              await device.queue.onSubmittedWorkDone();
-              c.dispose();
-            }, opts.runs, opts.warmup);
-          } finally {
-            ta.dispose();
-            tb.dispose();
-          }
+              const data = (await c.data()) as Float32Array;
+              tf.dispose([c, ta, tb]);
+              return data;
+            },
+          };
         },
       ],
     ]);
-    let check: number | null = null;
-    if (seconds.ours != null && seconds.naive != null) check = relativeDiff(await readBack(device, cOurs, m * n * 4), await readBack(device, cNaive, m * n * 4));
-    return summarise(`${m}×${k}·${k}×${n}`, 2 * m * n * k, seconds, errors, check);
+    return summarise(`${m}×${k}·${k}×${n}`, 2 * m * n * k, seconds, errors, diffFromOurs);
   } finally {
     await (session as GpuSession | null)?.release();
     for (const buf of [a, b, cOurs, cNaive, dimsBuf]) buf.destroy();
@@ -192,11 +228,17 @@ async function benchAttention(device: GPUDevice, opts: BenchOptions, { heads, se
   let session: GpuSession | null = null;
   let scores: GPUBuffer | null = null;
   try {
-    const { seconds, errors } = await contest(opts, [
-      ['ours', () => timeGpu(device, (enc) => encodeAttention(device, enc, { q, k, v, out: outOurs, params }, dims), opts.runs, opts.warmup)],
+    const { seconds, errors, diffFromOurs } = await contest(opts, [
+      [
+        'ours',
+        async () => ({
+          seconds: await timeGpu(device, (enc) => encodeAttention(device, enc, { q, k, v, out: outOurs, params }, dims), opts.runs, opts.warmup),
+          read: () => readBack(device, outOurs, size * 4),
+        }),
+      ],
       [
         'naive',
-        () => {
+        async () => {
           scores = device.createBuffer({ size: heads * seq * seq * 4, usage: GPUBufferUsage.STORAGE });
           const naiveParams = gpuBuffer(device, 16);
           const words = new Uint32Array([heads, seq, d, 0]);
@@ -214,7 +256,7 @@ async function benchAttention(device: GPUDevice, opts: BenchOptions, { heads, se
               entryPoint === 'scores' ? [Math.ceil(seq / 16), Math.ceil(seq / 16), heads] : entryPoint === 'softmax' ? [Math.ceil((heads * seq) / 64), 1, 1] : [Math.ceil(d / 16), Math.ceil(seq / 16), heads];
             return { pipeline, bind, grid };
           });
-          return timeGpu(
+          const seconds = await timeGpu(
             device,
             (enc) => {
               for (const p of passes) {
@@ -228,23 +270,23 @@ async function benchAttention(device: GPUDevice, opts: BenchOptions, { heads, se
             opts.runs,
             opts.warmup,
           );
+          return { seconds, read: () => readBack(device, outNaive, size * 4) };
         },
       ],
       [
         'ort',
         async () => {
-          session = await createGpuSession(attentionModel(heads, seq, d), device);
+          session = await createGpuSession(attentionModel(heads, seq, d));
           const feeds = Object.fromEntries((['Q', 'K', 'V'] as const).map((name, i) => [name, { buffer: [q, k, v][i], dims: [heads, seq, d] }]));
-          return medianSeconds(async () => {
+          const seconds = await medianSeconds(async () => {
             await session!.run(feeds);
             await device.queue.onSubmittedWorkDone();
           }, opts.runs, opts.warmup);
+          return { seconds, read: () => session!.runAndRead(feeds) };
         },
       ],
     ]);
-    let check: number | null = null;
-    if (seconds.ours != null && seconds.naive != null) check = relativeDiff(await readBack(device, outOurs, size * 4), await readBack(device, outNaive, size * 4));
-    return summarise(`${heads} heads × seq ${seq} × d ${d}`, 4 * heads * seq * seq * d, seconds, errors, check);
+    return summarise(`${heads} heads × seq ${seq} × d ${d}`, 4 * heads * seq * seq * d, seconds, errors, diffFromOurs);
   } finally {
     await (session as GpuSession | null)?.release();
     (scores as GPUBuffer | null)?.destroy();
@@ -267,7 +309,15 @@ async function tfjsBackend(device: GPUDevice): Promise<WebGPUBackend | null> {
 }
 
 async function runBench(opts: BenchOptions) {
-  const { device, info } = await openGpu();
+  // One device for every contender: onnxruntime-web's (it cannot be given ours).
+  const device = await ortGpuDevice(matmulModel(4, 4, 4));
+  const adapterInfo = device.adapterInfo as GPUAdapterInfo & { isFallbackAdapter?: boolean };
+  const info = {
+    adapter: [adapterInfo.vendor, adapterInfo.architecture, adapterInfo.device, adapterInfo.description].filter(Boolean).join(' '),
+    isFallbackAdapter: adapterInfo.isFallbackAdapter ?? false,
+    features: [...device.features],
+  };
+  device.addEventListener('uncapturederror', (ev) => log(`GPU error: ${(ev as GPUUncapturedErrorEvent).error.message}`));
   log(`device: ${info.adapter}${info.isFallbackAdapter ? ' (software)' : ''}`);
   // Tune exactly as the volunteer worker does (fresh, no cache) on the same device.
   const tuned = await measureCandidates(device, info.isFallbackAdapter ? 128 : 1024);
@@ -285,7 +335,7 @@ async function runBench(opts: BenchOptions) {
     log(JSON.stringify(attention.at(-1)));
   }
   return {
-    device: { adapter: info.adapter, isFallbackAdapter: info.isFallbackAdapter ?? false, features: info.features },
+    device: info,
     userAgent: navigator.userAgent,
     tuning: { config, summary: describeConfig(config), candidates: tuned.map((t) => ({ ...t.config, gflops: +t.gflops.toFixed(3) })) },
     matmul,

@@ -3,8 +3,6 @@
 // (the benchmark) can time ORT's kernels without uploads and downloads.
 import * as ort from 'onnxruntime-web';
 
-let sharedDevice: GPUDevice | null = null;
-
 /** A tensor already on the GPU: an ORT-compatible storage buffer and its shape (float32). */
 export interface GpuTensorRef {
   buffer: GPUBuffer;
@@ -24,17 +22,22 @@ export interface GpuSession {
 export const ORT_BUFFER_USAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
 
 /**
- * A session for `model` (ONNX bytes) on the webgpu EP. The first call fixes the GPUDevice ORT
- * uses for the whole page (ORT allows setting it only before its first session).
+ * The GPUDevice onnxruntime-web computes on. ORT (1.30, JSEP build) makes its own device and
+ * ignores one set through env.webgpu.device, so a caller that wants to share buffers with ORT
+ * (the benchmark) takes ORT's device and runs everything else on it.
  */
-export async function createGpuSession(model: Uint8Array, device: GPUDevice): Promise<GpuSession> {
-  if (!sharedDevice) {
-    ort.env.wasm.numThreads = 1;
-    ort.env.webgpu.device = device;
-    sharedDevice = device;
-  } else if (sharedDevice !== device) {
-    throw new Error('onnxruntime-web is already bound to another GPUDevice in this page');
-  }
+export async function ortGpuDevice(warmUpModel: Uint8Array): Promise<GPUDevice> {
+  // The device exists once the webgpu backend has started, i.e. after a first session.
+  const session = await createGpuSession(warmUpModel);
+  await session.release();
+  const device = (await ort.env.webgpu.device) as GPUDevice | undefined;
+  if (!device) throw new Error('onnxruntime-web did not expose its GPUDevice');
+  return device;
+}
+
+/** A session for `model` (ONNX bytes) on the webgpu EP, on the device ortGpuDevice() returns. */
+export async function createGpuSession(model: Uint8Array): Promise<GpuSession> {
+  ort.env.wasm.numThreads = 1;
   const session = await ort.InferenceSession.create(model, { executionProviders: ['webgpu'], preferredOutputLocation: 'gpu-buffer' });
   const feeds = (inputs: Record<string, GpuTensorRef>) =>
     Object.fromEntries(Object.entries(inputs).map(([name, t]) => [name, ort.Tensor.fromGpuBuffer(t.buffer, { dataType: 'float32', dims: t.dims })]));
