@@ -1,10 +1,11 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { parseNpy, toNpy } from '../npy.js';
-import type { AttentionJobSubmit, AttentionParams } from '../protocol.js';
+import { JobSubmit, WorkUnitSpec, type AttentionJobSubmit, type AttentionParams, type VolunteerSummary } from '../protocol.js';
 import { ShardStore } from '../shards.js';
 import type { JobRecord, WorkUnitRecord } from '../store.js';
-import { makeTempDir, randomMatrix, removeDir } from '../test-helpers.js';
+import { honestCompute, SimWorker } from '../sim-worker.js';
+import { makeTempDir, randomMatrix, removeDir, startTestCoordinator } from '../test-helpers.js';
 import { compareWithin } from '../validator.js';
 import { attention, attentionReference, attentionReferenceHeads, attentionTolerance, checkRandomRows } from './attention.js';
 import { JobInputError } from './types.js';
@@ -248,5 +249,68 @@ describe('plan, check and assimilate', () => {
     const err = await attention.plan(submit, shards).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(JobInputError);
     expect((err as Error).message).toMatch(message);
+  });
+});
+
+describe('wire format', () => {
+  const common = { id: 'j.0', jobId: 'j', inputs: { a: 'a'.repeat(64), b: 'b'.repeat(64) }, outputBytes: 16, flops: 8 };
+
+  test('a matmul unit parses exactly as before', () => {
+    const wu = { ...common, kind: 'matmul', params: { m: 2, k: 1, n: 2 } };
+    expect(WorkUnitSpec.parse(wu)).toEqual(wu);
+  });
+
+  test('an attention unit carries attention params, and params of the wrong kind are refused', () => {
+    const params = { seq: 40, rows: 16, q0: 16, d: 64, causal: true };
+    const wu = { ...common, kind: 'attention', params };
+    expect(WorkUnitSpec.parse(wu)).toEqual(wu);
+    expect(WorkUnitSpec.safeParse({ ...common, kind: 'attention', params: { m: 2, k: 1, n: 2 } }).success).toBe(false);
+    expect(WorkUnitSpec.safeParse({ ...common, kind: 'matmul', params }).success).toBe(false);
+    expect(WorkUnitSpec.safeParse({ ...wu, params: { ...params, d: 96 } }).success).toBe(false);
+  });
+
+  test('an attention submission defaults to non-causal and refuses unknown fields', () => {
+    const inputs = { q: 'a'.repeat(64), k: 'b'.repeat(64), v: 'c'.repeat(64) };
+    const parsed = JobSubmit.parse({ kind: 'attention', inputs });
+    expect(parsed).toMatchObject({ kind: 'attention', causal: false, replication: 2 });
+    expect(JobSubmit.safeParse({ kind: 'attention', inputs, mask: 'causal' }).success).toBe(false);
+    expect(JobSubmit.safeParse({ kind: 'attention', inputs: { q: inputs.q, k: inputs.k } }).success).toBe(false);
+  });
+});
+
+describe('an attention job through the coordinator', () => {
+  test('honest workers complete it, the result matches the reference, a cheater earns nothing', async () => {
+    const grid = await startTestCoordinator();
+    // Wrong in one row only: the random-row check or the replica comparison must catch it.
+    const cheater = new SimWorker({
+      url: grid.base,
+      compute: (wu, inputs) => {
+        const out = honestCompute(wu, inputs) as Float32Array;
+        out[out.length - 1] += 0.5;
+        return out;
+      },
+    });
+    const workers = [new SimWorker({ url: grid.base }), new SimWorker({ url: grid.base }), cheater];
+    try {
+      await Promise.all(workers.map((w) => w.connect()));
+      const [heads, seq, d] = [2, 30, 64];
+      const [Q, K, V] = [51, 52, 53].map((seed) => randomMatrix(heads * seq, d, seed));
+      const [q, k, v] = await Promise.all([Q, K, V].map((t) => grid.uploadShard(toNpy([heads, seq, d], t))));
+      const id = await grid.submitJob({ kind: 'attention', inputs: { q, k, v }, causal: true, blockRows: 8 });
+      const status = await grid.waitForJob(id);
+      expect(status.state).toBe('done');
+      expect(status.progress.total).toBe(heads * 4);
+      const out = parseNpy(new Uint8Array(await (await grid.api(`/api/jobs/${id}/result`)).arrayBuffer()));
+      expect(out.shape).toEqual([heads, seq, d]);
+      expect(Array.from(out.data)).toEqual(Array.from(attentionReferenceHeads(Q, K, V, heads, seq, d, true)));
+      const { volunteers } = (await (await grid.api('/api/volunteers')).json()) as { volunteers: VolunteerSummary[] };
+      const cheat = volunteers.find((x) => x.id === cheater.volunteerId)!;
+      expect(cheat.credit).toBe(0);
+      expect(cheat.results.valid).toBe(0);
+      expect(volunteers.reduce((s, x) => s + x.credit, 0)).toBe(2 * heads * 4 * d * ((seq * (seq + 1)) / 2));
+    } finally {
+      for (const w of workers) w.close();
+      await grid.stop();
+    }
   });
 });
