@@ -1,12 +1,18 @@
 // Launches the tiled matmul kernels: shaders/matmul-vec4.wgsl when k and n are multiples of 4,
 // shaders/matmul.wgsl otherwise. The tile configuration comes from the autotuner (autotune.ts).
 import scalarSource from '../../shaders/matmul.wgsl?raw';
+import vec4RegsSource from '../../shaders/matmul-vec4-regs.wgsl?raw';
 import vec4Source from '../../shaders/matmul-vec4.wgsl?raw';
 import { poolFor } from './buffer-pool';
 import { getPipeline, type KernelSource } from './pipelines';
 
-/** One tiling: WG_X×WG_Y invocations, each computing TM×TN outputs, k walked BK at a time. */
+/**
+ * One tiling: WG_X×WG_Y invocations, each computing TM×TN outputs, k walked BK at a time through
+ * workgroup memory — or, with `regs`, no workgroup memory at all (shaders/matmul-vec4-regs.wgsl,
+ * TM×TN fixed at 4×8); shapes that cannot use vec4 then run the tiled scalar kernel with TM, TN, BK.
+ */
 export interface MatmulConfig {
+  regs?: boolean;
   wgX: number;
   wgY: number;
   tm: number;
@@ -26,14 +32,18 @@ export const MATMUL_CANDIDATES: readonly MatmulConfig[] = [
   { wgX: 8, wgY: 16, tm: 8, tn: 8, bk: 8 }, // 128×64, 8×8 per invocation
   { wgX: 16, wgY: 8, tm: 8, tn: 8, bk: 8 }, // 64×128
   { wgX: 16, wgY: 16, tm: 8, tn: 8, bk: 8 }, // 128×128
+  { regs: true, wgX: 8, wgY: 8, tm: 4, tn: 8, bk: 16 }, // 32×64 per workgroup, no barriers
+  { regs: true, wgX: 16, wgY: 4, tm: 4, tn: 8, bk: 16 }, // 16×128
 ];
 
 export function describeConfig(c: MatmulConfig): string {
-  return `${c.wgY * c.tm}×${c.wgX * c.tn} tile, ${c.tm}×${c.tn} per thread, k-slice ${c.bk}`;
+  const tile = `${c.wgY * c.tm}×${c.wgX * c.tn}`;
+  return c.regs ? `${tile} per workgroup, ${c.tm}×${c.tn} per thread in registers` : `${tile} tile, ${c.tm}×${c.tn} per thread, k-slice ${c.bk}`;
 }
 
 const SCALAR: KernelSource = { label: 'matmul', code: scalarSource };
 const VEC4: KernelSource = { label: 'matmul-vec4', code: vec4Source };
+const VEC4_REGS: KernelSource = { label: 'matmul-vec4-regs', code: vec4RegsSource };
 
 export interface MatmulDims {
   m: number;
@@ -46,8 +56,9 @@ export function usesVec4({ k, n }: MatmulDims): boolean {
 }
 
 export function matmulPipeline(device: GPUDevice, dims: MatmulDims, c: MatmulConfig): GPUComputePipeline {
-  const kernel = usesVec4(dims) ? VEC4 : SCALAR;
-  return getPipeline(device, kernel, { WG_X: c.wgX, WG_Y: c.wgY, TM: c.tm, TN: c.tn, BK: c.bk });
+  if (!usesVec4(dims)) return getPipeline(device, SCALAR, { WG_X: c.wgX, WG_Y: c.wgY, TM: c.tm, TN: c.tn, BK: c.bk });
+  if (c.regs) return getPipeline(device, VEC4_REGS, { WG_X: c.wgX, WG_Y: c.wgY });
+  return getPipeline(device, VEC4, { WG_X: c.wgX, WG_Y: c.wgY, TM: c.tm, TN: c.tn, BK: c.bk });
 }
 
 /** GPU-resident buffers of one product (the bench and the autotuner time this without transfers). */
