@@ -5,8 +5,8 @@ import { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import * as tf from '@tensorflow/tfjs-core';
 import naiveAttentionSource from '../../shaders/bench/naive-attention.wgsl?raw';
 import naiveMatmulSource from '../../shaders/bench/naive-matmul.wgsl?raw';
-import { attentionParamsWords, encodeAttention, type AttentionDims } from '../../web/gpu/attention';
-import { measureCandidates } from '../../web/gpu/autotune';
+import { attentionParamsWords, encodeAttention, type AttentionDims, type AttentionVariant } from '../../web/gpu/attention';
+import { measureAttentionVariants, measureCandidates } from '../../web/gpu/autotune';
 import { describeConfig, encodeMatmul, matmulDimsWords, type MatmulConfig, type MatmulDims } from '../../web/gpu/matmul';
 import { getPipeline } from '../../web/gpu/pipelines';
 import { medianSeconds, timeGpu } from '../../web/gpu/timing';
@@ -217,7 +217,7 @@ async function benchMatmul(device: GPUDevice, opts: BenchOptions, [m, k, n]: [nu
   }
 }
 
-async function benchAttention(device: GPUDevice, opts: BenchOptions, { heads, seq, d }: { heads: number; seq: number; d: number }): Promise<CaseResult> {
+async function benchAttention(device: GPUDevice, opts: BenchOptions, { heads, seq, d }: { heads: number; seq: number; d: number }, variant: AttentionVariant): Promise<CaseResult> {
   const size = heads * seq * d;
   const [q, k, v] = [11, 12, 13].map((seed) => gpuBuffer(device, randomData(size, seed)));
   const outOurs = gpuBuffer(device, size * 4);
@@ -232,7 +232,7 @@ async function benchAttention(device: GPUDevice, opts: BenchOptions, { heads, se
       [
         'ours',
         async () => ({
-          seconds: await timeGpu(device, (enc) => encodeAttention(device, enc, { q, k, v, out: outOurs, params }, dims), opts.runs, opts.warmup),
+          seconds: await timeGpu(device, (enc) => encodeAttention(device, enc, { q, k, v, out: outOurs, params }, dims, variant), opts.runs, opts.warmup),
           read: () => readBack(device, outOurs, size * 4),
         }),
       ],
@@ -322,7 +322,9 @@ async function runBench(opts: BenchOptions) {
   // Tune exactly as the volunteer worker does (fresh, no cache) on the same device.
   const tuned = await measureCandidates(device, info.isFallbackAdapter ? 128 : 1024);
   const config = tuned[0].config;
-  log(`tuned: ${describeConfig(config)}`);
+  const variants = await measureAttentionVariants(device, info.isFallbackAdapter ? 128 : 1024);
+  const variant = variants[0].variant;
+  log(`tuned: ${describeConfig(config)}; ${variant} attention`);
   const backend = opts.skip.includes('tfjs') ? null : await tfjsBackend(device);
   const matmul: CaseResult[] = [];
   for (const shape of opts.matmul) {
@@ -331,13 +333,18 @@ async function runBench(opts: BenchOptions) {
   }
   const attention: CaseResult[] = [];
   for (const shape of opts.attention) {
-    attention.push(await benchAttention(device, opts, shape));
+    attention.push(await benchAttention(device, opts, shape, variant));
     log(JSON.stringify(attention.at(-1)));
   }
   return {
     device: info,
     userAgent: navigator.userAgent,
-    tuning: { config, summary: describeConfig(config), candidates: tuned.map((t) => ({ ...t.config, gflops: +t.gflops.toFixed(3) })) },
+    tuning: {
+      config,
+      summary: describeConfig(config),
+      candidates: tuned.map((t) => ({ ...t.config, gflops: +t.gflops.toFixed(3) })),
+      attention: variants.map((x) => ({ variant: x.variant, ms: +(x.seconds * 1000).toFixed(3) })),
+    },
     matmul,
     attention,
   };

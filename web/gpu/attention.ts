@@ -1,10 +1,18 @@
 // Launches shaders/attention.wgsl (fused flash attention) for [heads, rows, d] queries against
 // [heads, seq, d] keys and values.
+import directSource from '../../shaders/attention-direct.wgsl?raw';
 import source from '../../shaders/attention.wgsl?raw';
 import { poolFor } from './buffer-pool';
 import { getPipeline, type KernelSource } from './pipelines';
 
-const KERNEL: KernelSource = { label: 'attention', code: source };
+/** `tiled` stages K/V tiles in workgroup memory (GPUs); `direct` streams them (CPU adapters). */
+export type AttentionVariant = 'tiled' | 'direct';
+export const ATTENTION_VARIANTS: readonly AttentionVariant[] = ['tiled', 'direct'];
+
+const KERNELS: Record<AttentionVariant, KernelSource> = {
+  tiled: { label: 'attention', code: source },
+  direct: { label: 'attention-direct', code: directSource },
+};
 
 export interface AttentionDims {
   heads: number;
@@ -37,10 +45,10 @@ export function attentionParamsWords(p: AttentionDims): Uint32Array<ArrayBuffer>
   return words;
 }
 
-export function encodeAttention(device: GPUDevice, encoder: GPUCommandEncoder, bufs: AttentionBuffers, p: AttentionDims) {
+export function encodeAttention(device: GPUDevice, encoder: GPUCommandEncoder, bufs: AttentionBuffers, p: AttentionDims, variant: AttentionVariant = 'tiled') {
   if (p.d % 4 !== 0) throw new Error(`attention head dimension ${p.d} must be a multiple of 4`);
   const config = attentionConfig(p.d);
-  const pipeline = getPipeline(device, KERNEL, { D: p.d, ...config });
+  const pipeline = getPipeline(device, KERNELS[variant], { D: p.d, ...config });
   const qBytes = p.heads * p.rows * p.d * 4;
   const kvBytes = p.heads * p.seq * p.d * 4;
   const sizes = [qBytes, kvBytes, kvBytes, qBytes, 32];
@@ -56,7 +64,7 @@ export function encodeAttention(device: GPUDevice, encoder: GPUCommandEncoder, b
 }
 
 /** softmax(Q·Kᵀ/√d)·V: upload, compute, read back. */
-export async function gpuAttention(device: GPUDevice, q: Float32Array, k: Float32Array, v: Float32Array, p: AttentionDims): Promise<Float32Array> {
+export async function gpuAttention(device: GPUDevice, q: Float32Array, k: Float32Array, v: Float32Array, p: AttentionDims, variant: AttentionVariant = 'tiled'): Promise<Float32Array> {
   if (q.length !== p.heads * p.rows * p.d || k.length !== p.heads * p.seq * p.d || v.length !== k.length) {
     throw new Error(`attention inputs do not match ${p.heads} heads × ${p.rows} queries × ${p.seq} keys × d ${p.d}`);
   }
@@ -65,7 +73,7 @@ export async function gpuAttention(device: GPUDevice, q: Float32Array, k: Float3
   const bufs: AttentionBuffers = { q: pool.upload(q), k: pool.upload(k), v: pool.upload(v), out: pool.output(outBytes), params: pool.uniform(attentionParamsWords(p)) };
   try {
     const encoder = device.createCommandEncoder();
-    encodeAttention(device, encoder, bufs, p);
+    encodeAttention(device, encoder, bufs, p, variant);
     return await pool.read(bufs.out, outBytes, encoder);
   } finally {
     pool.release(bufs.q, bufs.k, bufs.v, bufs.out, bufs.params);

@@ -1,14 +1,17 @@
-// Per-device autotuning of the matmul tiling: every candidate runs a short problem, the fastest
-// wins, and the choice is cached (IndexedDB, keyed by adapter info and limits) so later visits
+// Per-device autotuning of the matmul tiling and the attention variant: every candidate runs a
+// short problem, the fastest wins, and the choice is cached (IndexedDB, keyed by adapter info and limits) so later visits
 // start at full speed without measuring again.
+import { ATTENTION_VARIANTS, attentionParamsWords, encodeAttention, type AttentionDims, type AttentionVariant } from './attention';
 import { poolFor } from './buffer-pool';
 import { timeGpu } from './timing';
 import { describeConfig, encodeMatmul, MATMUL_CANDIDATES, matmulDimsWords, type MatmulBuffers, type MatmulConfig, type MatmulDims } from './matmul';
 
 export interface TuningResult {
   config: MatmulConfig;
+  /** Matmul throughput of `config` on the tuning problem. */
   gflops: number;
   problem: string;
+  attention: AttentionVariant;
   /** True when the choice came from the cache rather than a measurement in this session. */
   cached: boolean;
   summary: string;
@@ -26,7 +29,7 @@ export function tuningKey(adapter: string, limits: Record<string, number> | unde
     .sort(([a], [b]) => a.localeCompare(b))
     .map(([name, value]) => `${name}=${value}`)
     .join(',');
-  return `matmul/v1/${adapter}/${l}`;
+  return `kernels/v2/${adapter}/${l}`;
 }
 
 function randomData(count: number): Float32Array {
@@ -36,7 +39,7 @@ function randomData(count: number): Float32Array {
 }
 
 /** Measures every candidate on a side×side×side product; returns them fastest first. */
-export async function measureCandidates(device: GPUDevice, side: number, runs = 3, candidates = MATMUL_CANDIDATES) {
+export async function measureCandidates(device: GPUDevice, side: number, runs = 2, candidates = MATMUL_CANDIDATES) {
   const dims: MatmulDims = { m: side, k: side, n: side };
   const pool = poolFor(device);
   const bufs: MatmulBuffers = {
@@ -57,12 +60,30 @@ export async function measureCandidates(device: GPUDevice, side: number, runs = 
   }
 }
 
+/** Times each attention variant on one head of seq×64; returns them fastest first. */
+export async function measureAttentionVariants(device: GPUDevice, seq: number, runs = 2) {
+  const dims: AttentionDims = { heads: 1, rows: seq, q0: 0, seq, d: 64, causal: false };
+  const pool = poolFor(device);
+  const [q, k, v] = [0, 1, 2].map(() => pool.upload(randomData(seq * 64)));
+  const bufs = { q, k, v, out: pool.output(seq * 64 * 4), params: pool.uniform(attentionParamsWords(dims)) };
+  try {
+    const results: { variant: AttentionVariant; seconds: number }[] = [];
+    for (const variant of ATTENTION_VARIANTS) {
+      results.push({ variant, seconds: await timeGpu(device, (enc) => encodeAttention(device, enc, bufs, dims, variant), runs) });
+    }
+    return results.sort((x, y) => x.seconds - y.seconds);
+  } finally {
+    pool.release(q, k, v, bufs.out, bufs.params);
+  }
+}
+
 /**
  * The tiling for this device: from the cache when it has one, else measured. The problem grows
  * until a run takes long enough to time (software adapters stop at 128 or 256, GPUs go to 1024).
  */
-export async function tuneMatmul(device: GPUDevice, key: string, cache: TuningCache): Promise<TuningResult> {
-  const summary = (r: Omit<TuningResult, 'summary'>) => `${describeConfig(r.config)} · ${r.gflops.toFixed(2)} GFLOP/s on ${r.problem}${r.cached ? ' (cached)' : ''}`;
+export async function tuneKernels(device: GPUDevice, key: string, cache: TuningCache): Promise<TuningResult> {
+  const summary = (r: Omit<TuningResult, 'summary'>) =>
+    `${describeConfig(r.config)} · ${r.gflops.toFixed(2)} GFLOP/s on ${r.problem}; ${r.attention} attention${r.cached ? ' (cached)' : ''}`;
   const hit = await cache.get(key).catch(() => undefined);
   if (hit) return { ...hit, cached: true, summary: summary({ ...hit, cached: true }) };
   let side = 128;
@@ -71,7 +92,8 @@ export async function tuneMatmul(device: GPUDevice, key: string, cache: TuningCa
     side *= 2;
     best = (await measureCandidates(device, side))[0];
   }
-  const result = { config: best.config, gflops: best.gflops, problem: `${side}×${side}×${side}` };
+  const attention = (await measureAttentionVariants(device, side))[0].variant;
+  const result = { config: best.config, gflops: best.gflops, problem: `${side}×${side}×${side}`, attention };
   await cache.put(key, result).catch(() => undefined); // a browser without storage still computes
   return { ...result, cached: false, summary: summary({ ...result, cached: false }) };
 }

@@ -2,7 +2,7 @@
 // kernel tests (and a developer in the console) can run kernels against CPU references; plus a
 // main-thread "lab" that runs the matmul with any candidate tiling, not just the tuned one.
 import * as Comlink from 'comlink';
-import { gpuAttention, type AttentionDims } from '../gpu/attention';
+import { ATTENTION_VARIANTS, gpuAttention, type AttentionDims, type AttentionVariant } from '../gpu/attention';
 import { poolFor } from '../gpu/buffer-pool';
 import { openGpu } from '../gpu/device';
 import { gpuMatmul, MATMUL_CANDIDATES, type MatmulConfig, type MatmulDims } from '../gpu/matmul';
@@ -15,8 +15,9 @@ const lab = (async () => {
     candidates: MATMUL_CANDIDATES,
     matmul: (a: number[], b: number[], dims: MatmulDims, config: MatmulConfig) =>
       gpuMatmul(device, Float32Array.from(a), Float32Array.from(b), dims, config).then((c) => Array.from(c)),
-    attention: (q: number[], k: number[], v: number[], dims: AttentionDims) =>
-      gpuAttention(device, Float32Array.from(q), Float32Array.from(k), Float32Array.from(v), dims).then((o) => Array.from(o)),
+    attentionVariants: ATTENTION_VARIANTS,
+    attention: (q: number[], k: number[], v: number[], dims: AttentionDims, variant: AttentionVariant) =>
+      gpuAttention(device, Float32Array.from(q), Float32Array.from(k), Float32Array.from(v), dims, variant).then((o) => Array.from(o)),
     /** Buffers created and pipelines compiled so far on the lab's device. */
     stats: () => ({ buffers: poolFor(device).created, pipelines: cachedPipelineCount(device) }),
   };

@@ -1,5 +1,6 @@
 // The browser's IndexedDB, typed: a wrong store name or value shape fails to compile.
 import { openDB, type DBSchema, type IDBPDatabase } from 'idb';
+import type { AttentionVariant } from '../gpu/attention';
 import type { MatmulConfig } from '../gpu/matmul';
 
 export interface StoredIdentity {
@@ -9,13 +10,15 @@ export interface StoredIdentity {
   createdAt: number;
 }
 
-/** The autotuner's choice for one device, keyed by adapter info and limits (see gpu/autotune.ts). */
+/** The autotuner's choices for one device, keyed by adapter info and limits (see gpu/autotune.ts). */
 export interface StoredTuning {
   config: MatmulConfig;
   /** Throughput of the chosen config on the tuning problem, GFLOP/s. */
   gflops: number;
   /** The tuning problem, e.g. `256×256×256`. */
   problem: string;
+  /** The faster flash-attention kernel on this device. */
+  attention: AttentionVariant;
   tunedAt: number;
 }
 

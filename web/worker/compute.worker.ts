@@ -1,7 +1,7 @@
 // The compute Web Worker: owns the GPUDevice and runs kernels, exposed to the page with comlink.
 import * as Comlink from 'comlink';
 import { gpuAttention } from '../gpu/attention';
-import { tuneMatmul, tuningKey, type TuningCache, type TuningResult } from '../gpu/autotune';
+import { tuneKernels, tuningKey, type TuningCache, type TuningResult } from '../gpu/autotune';
 import { openGpu, type Gpu } from '../gpu/device';
 import { gpuMatmul, MATMUL_CANDIDATES } from '../gpu/matmul';
 import { openStore } from '../store/db';
@@ -32,7 +32,7 @@ const runners: { [K in KernelJob['kind']]: Runner<Extract<KernelJob, { kind: K }
   },
   attention: {
     inputs: ['q', 'k', 'v'],
-    run: (device, { params: p }, { q, k, v }) => gpuAttention(device, q, k, v, { heads: 1, rows: p.rows, q0: p.q0, seq: p.seq, d: p.d, causal: p.causal }),
+    run: (device, { params: p }, { q, k, v }) => gpuAttention(device, q, k, v, { heads: 1, rows: p.rows, q0: p.q0, seq: p.seq, d: p.d, causal: p.causal }, tuning?.attention),
   },
 };
 
@@ -44,7 +44,7 @@ const api: ComputeApi = {
       gpu = await openGpu((reason) => {
         lostReason = reason;
       });
-      tuning = await tuneMatmul(gpu.device, tuningKey(gpu.info.adapter, gpu.info.limits), idbTuning);
+      tuning = await tuneKernels(gpu.device, tuningKey(gpu.info.adapter, gpu.info.limits), idbTuning);
       return { ok: true, device: gpu.info, tuning };
     } catch (err) {
       return { ok: false, reason: (err as Error).message };
