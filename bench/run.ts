@@ -29,9 +29,9 @@ function shapes(name: string): [number, number, number][] | null {
 
 function options(software: boolean): BenchOptions {
   const full = env.BENCH_SIZES === 'full' || (env.BENCH_SIZES !== 'small' && !software);
-  const squares = list('BENCH_MATMUL') ?? (full ? [512, 1024, 2048] : [256, 512]);
+  const squares = list('BENCH_MATMUL') ?? (full ? [512, 1024, 2048] : [256, 512, 1024]);
   const skinny = shapes('BENCH_SKINNY') ?? (full ? [[4096, 64, 4096]] : [[1024, 64, 1024]]);
-  const seqs = list('BENCH_ATTENTION_SEQ') ?? (full ? [512, 1024, 2048] : [128, 256]);
+  const seqs = list('BENCH_ATTENTION_SEQ') ?? (full ? [512, 1024, 2048] : [256, 512, 1024]);
   return {
     matmul: [...squares.map((s) => [s, s, s] as [number, number, number]), ...skinny],
     attention: seqs.map((seq) => ({ heads: Number(env.BENCH_HEADS ?? 8), seq, d: Number(env.BENCH_HEAD_DIM ?? 64) })),

@@ -2,11 +2,12 @@
 // Split by head and query block: each work unit gets its block of Q rows plus its head's whole K
 // and V as content-addressed shards (units of one head share K and V), and returns rows × d
 // outputs. The cheap check recomputes a few randomly chosen output rows on the CPU.
-import { ATTENTION_HEAD_DIMS, LIMITS, type AttentionJobSubmit, type AttentionParams, type Tolerance } from '../protocol.js';
-import { NpyError, parseNpy, toNpy, type Tensor } from '../npy.js';
+import { ATTENTION_HEAD_DIMS, type AttentionJobSubmit, type AttentionParams, type Tolerance } from '../protocol.js';
+import { parseNpy, toNpy, type Tensor } from '../npy.js';
 import type { ShardStore } from '../shards.js';
 import type { JobRecord, WorkUnitRecord } from '../store.js';
 import { compareWithin, DEFAULT_TOLERANCE } from '../validator.js';
+import { loadInputTensor, maxAbs } from './inputs.js';
 import { JobInputError, type JobKind, type JobPlan, type PlannedWorkUnit } from './types.js';
 
 /** float32 unit roundoff. */
@@ -90,12 +91,6 @@ export function attentionReferenceHeads(q: Float32Array, k: Float32Array, v: Flo
   return out;
 }
 
-function maxAbs(t: Float32Array): number {
-  let m = 0;
-  for (const x of t) m = Math.max(m, Math.abs(x));
-  return m;
-}
-
 /**
  * How far an honest float32 result may sit from the exact one. A score s = q·k/√d is off by at
  * most e = d·u·Σ|q_c·k_c|/√d ≤ d·u·S with S = √d·|q|∞·|k|∞ bounding |s|; a softmax weight then by
@@ -137,20 +132,8 @@ export function checkRandomRows(q: Float32Array, k: Float32Array, v: Float32Arra
   return true;
 }
 
-async function loadTensor(shards: ShardStore, sha: string, label: string): Promise<Tensor> {
-  const bytes = await shards.get(sha);
-  if (!bytes) throw new JobInputError(`inputs.${label}: no shard ${sha} (upload it with POST /api/shards first)`);
-  let t: Tensor;
-  try {
-    t = parseNpy(bytes);
-  } catch (err) {
-    throw new JobInputError(`inputs.${label}: ${err instanceof NpyError ? err.message : 'unreadable .npy'}`);
-  }
-  if (t.shape.length !== 3) throw new JobInputError(`inputs.${label}: must have shape [heads, seq, d], got (${t.shape.join(', ')})`);
-  if (t.shape.some((x) => x < 1 || x > LIMITS.maxDim)) {
-    throw new JobInputError(`inputs.${label}: every dimension must be between 1 and ${LIMITS.maxDim}, got ${t.shape.join('×')}`);
-  }
-  return t;
+function loadTensor(shards: ShardStore, sha: string, label: string): Promise<Tensor> {
+  return loadInputTensor(shards, sha, label, 3, 'must have shape [heads, seq, d]');
 }
 
 /** Query rows per unit: about TARGET_WU_FLOPS of work, a multiple of 16, at most the sequence. */

@@ -1,11 +1,12 @@
 // Job kind `matmul`: C = A·B split into output tiles. Each work unit gets a row block of A
 // (rows × k) and a column block of B (k × cols) as their own content-addressed shards, so units
 // in the same row or column share inputs, and computes one rows × cols tile of C.
-import { LIMITS, type MatmulJobSubmit, type MatmulParams } from '../protocol.js';
-import { NpyError, parseNpy, toNpy, type Tensor } from '../npy.js';
+import type { MatmulJobSubmit, MatmulParams } from '../protocol.js';
+import { parseNpy, toNpy, type Tensor } from '../npy.js';
 import type { ShardStore } from '../shards.js';
 import type { JobRecord, WorkUnitRecord } from '../store.js';
 import { DEFAULT_TOLERANCE } from '../validator.js';
+import { loadInputTensor, maxAbs } from './inputs.js';
 import { JobInputError, type JobKind, type JobPlan, type PlannedWorkUnit } from './types.js';
 
 /** float32 unit roundoff. */
@@ -46,29 +47,8 @@ function sliceCols(t: Float32Array, rows: number, cols: number, c0: number, c1: 
   return out;
 }
 
-function maxAbs(t: Float32Array): number {
-  let m = 0;
-  for (const v of t) {
-    const a = Math.abs(v);
-    if (a > m) m = a;
-  }
-  return m;
-}
-
-async function loadMatrix(shards: ShardStore, sha: string, label: string): Promise<Tensor> {
-  const bytes = await shards.get(sha);
-  if (!bytes) throw new JobInputError(`inputs.${label}: no shard ${sha} (upload it with POST /api/shards first)`);
-  let t: Tensor;
-  try {
-    t = parseNpy(bytes);
-  } catch (err) {
-    throw new JobInputError(`inputs.${label}: ${err instanceof NpyError ? err.message : 'unreadable .npy'}`);
-  }
-  if (t.shape.length !== 2) throw new JobInputError(`inputs.${label}: must be a 2-D matrix, got shape (${t.shape.join(', ')})`);
-  if (t.shape.some((d) => d < 1 || d > LIMITS.maxDim)) {
-    throw new JobInputError(`inputs.${label}: every dimension must be between 1 and ${LIMITS.maxDim}, got ${t.shape.join('×')}`);
-  }
-  return t;
+function loadMatrix(shards: ShardStore, sha: string, label: string): Promise<Tensor> {
+  return loadInputTensor(shards, sha, label, 2, 'must be a 2-D matrix');
 }
 
 /** Draws a vector of random ±1 (crypto randomness, so a cheater cannot predict it). */
