@@ -3,6 +3,11 @@ import { defineConfig } from '@playwright/test';
 /** Debian's Chromium with WebGPU on SwiftShader (see DESIGN.md): no GPU and no browser download needed. */
 export const CHROMIUM = '/usr/bin/chromium';
 export const CHROMIUM_ARGS = ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+/**
+ * Test-only WebRTC settings: headless Chromium finds no ICE candidate on loopback unless both
+ * lift its filters (DESIGN.md). Real volunteers' browsers need neither.
+ */
+export const WEBRTC_LOOPBACK_ARGS = ['--allow-loopback-in-peer-connection', '--use-fake-ui-for-media-stream'];
 
 export default defineConfig({
   testDir: 'e2e',
@@ -13,7 +18,7 @@ export default defineConfig({
   reporter: [['list']],
   globalSetup: './e2e/global-setup.ts',
   use: {
-    launchOptions: { executablePath: CHROMIUM, args: [...CHROMIUM_ARGS, '--enable-unsafe-webgpu'] },
+    launchOptions: { executablePath: CHROMIUM, args: [...CHROMIUM_ARGS, ...WEBRTC_LOOPBACK_ARGS, '--enable-unsafe-webgpu'] },
     trace: 'off',
   },
 });

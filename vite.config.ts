@@ -1,5 +1,9 @@
 import { svelte } from '@sveltejs/vite-plugin-svelte';
+import { resolve } from 'node:path';
 import { defineConfig } from 'vite';
+
+/** One HTML page per view; the coordinator maps its routes to them (server.ts PAGES). */
+const PAGES = ['index', 'room', 'board', 'teacher', 'dashboard', 'api-docs', 'embed', 'selftest'];
 
 export default defineConfig({
   root: 'web',
@@ -9,10 +13,9 @@ export default defineConfig({
     outDir: '../dist',
     emptyOutDir: true,
     target: 'es2022',
-    // selftest.html: the kernel harness the e2e kernel tests drive.
-    rollupOptions: { input: { main: 'web/index.html', selftest: 'web/selftest.html' } },
+    rollupOptions: { input: Object.fromEntries(PAGES.map((p) => [p, resolve(import.meta.dirname, 'web', `${p}.html`)])) },
   },
   worker: { format: 'es' },
-  optimizeDeps: { include: ['comlink', 'idb', 'zod'] },
+  optimizeDeps: { include: ['comlink', 'idb', 'zod', 'uplot', 'qrcode'] },
   server: { fs: { allow: ['..'] } },
 });

@@ -4,6 +4,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { auditLedger } from './audit.js';
 import { startCoordinator } from './coordinator.js';
+import { parseIceServers } from './peer-server.js';
 import { loadCoordinatorPublicKey } from './keys.js';
 import { SqliteStore } from './sqlite-store.js';
 import { ensureWebBuilt } from './web-build.js';
@@ -28,6 +29,7 @@ async function start(args: string[]) {
     host: values.host ?? process.env.HOST,
     apiToken: process.env.TABGRID_API_TOKEN,
     leaseMs: process.env.TABGRID_LEASE_MS ? Number(process.env.TABGRID_LEASE_MS) : undefined,
+    iceServers: parseIceServers(process.env.TABGRID_ICE_SERVERS),
     log,
   });
   console.log(`tabgrid coordinator listening on ${c.url}`);

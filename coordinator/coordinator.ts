@@ -3,10 +3,15 @@ import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { loadOrCreateApiToken, loadOrCreateCoordinatorKeys } from './keys.js';
 import { ResultIntake } from './results.js';
+import { SqliteRoomStore } from './room-store.js';
+import { Rooms } from './rooms.js';
 import { Scheduler } from './scheduler.js';
 import { buildServer } from './server.js';
 import { ShardStore } from './shards.js';
 import { SqliteStore } from './sqlite-store.js';
+import { SqliteStatsStore } from './stats-store.js';
+import { Tracker } from './tracker.js';
+import type { IceServer } from './protocol.js';
 
 export interface CoordinatorOptions {
   dataDir: string;
@@ -19,6 +24,8 @@ export interface CoordinatorOptions {
   heartbeatMs?: number;
   staticDir?: string;
   log?: (msg: string) => void;
+  /** STUN/TURN servers for the pages' WebRTC connections; none by default (loopback, LAN). */
+  iceServers?: IceServer[];
 }
 
 export interface Coordinator {
@@ -38,7 +45,8 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   const apiToken = loadOrCreateApiToken(dataDir, opts.apiToken);
   const store = new SqliteStore(join(dataDir, 'tabgrid.sqlite'));
   const shards = new ShardStore(join(dataDir, 'shards'));
-  const scheduler = new Scheduler(store, { leaseMs: opts.leaseMs ?? 10 * 60_000, now });
+  const tracker = new Tracker();
+  const scheduler = new Scheduler(store, { leaseMs: opts.leaseMs ?? 10 * 60_000, now, tracker });
   const intake = new ResultIntake({ store, shards, scheduler, signingKey: keys.privateKey, now, log });
   const app = await buildServer({
     store,
@@ -51,6 +59,10 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
     heartbeatMs: opts.heartbeatMs ?? 20_000,
     now,
     log,
+    rooms: new Rooms(new SqliteRoomStore(store.db), now),
+    stats: new SqliteStatsStore(store.db),
+    tracker,
+    iceServers: opts.iceServers ?? [],
   });
   // Leases left active by a previous run belong to connections that no longer exist.
   await store.expireLeases(Number.MAX_SAFE_INTEGER);

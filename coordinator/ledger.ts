@@ -1,7 +1,7 @@
 // The credit ledger: append-only entries, each hash-chained to the one before and signed with the
 // coordinator's Ed25519 key, so anyone holding the public key can check nothing was altered.
 import { createHash, sign, verify, type KeyObject } from 'node:crypto';
-import type { LedgerEntry } from './protocol.js';
+import { ledgerEntryCanonical, type LedgerEntry } from './protocol.js';
 
 export const GENESIS_HASH = '0'.repeat(64);
 
@@ -9,8 +9,7 @@ type Unsigned = Omit<LedgerEntry, 'hash' | 'signature'>;
 
 /** The hash covers every field but itself and the signature, in a fixed order. */
 export function entryHash(e: Unsigned): string {
-  const canonical = JSON.stringify([e.seq, e.ts, e.volunteerId, e.jobId, e.wuId, e.amount, e.prevHash]);
-  return createHash('sha256').update(canonical).digest('hex');
+  return createHash('sha256').update(ledgerEntryCanonical(e)).digest('hex');
 }
 
 export function makeEntry(fields: Unsigned, privateKey: KeyObject): LedgerEntry {

@@ -119,6 +119,7 @@ export const JobStatus = z.object({
   finishedAt: z.number().nullable(),
   error: z.string().nullable(),
   result: z.object({ sha256: Sha256Hex, shape: z.array(z.number().int()) }).nullable(),
+  shardTraffic: z.object({ fromPeers: z.number(), fromCoordinator: z.number() }).optional(),
 });
 export type JobStatus = z.infer<typeof JobStatus>;
 
@@ -143,6 +144,104 @@ export const LedgerEntry = z.object({
   signature: z.string(),
 });
 export type LedgerEntry = z.infer<typeof LedgerEntry>;
+
+// ---------------------------------------------------------------------------------------------
+// Rooms, receipts and the dashboard (issue 6). Classroom rooms: a teacher creates a room, students'
+// pages join it over the WebSocket, a board watches it; the dashboard reads stats; volunteers read
+// their own signed ledger entries as receipts.
+
+/** Short join codes: 6 characters from an alphabet without look-alikes (no 0/O, 1/I/L). */
+export const ROOM_CODE_ALPHABET = 'ABCDEFGHJKMNPQRSTUVWXYZ23456789';
+export const RoomCode = z
+  .string()
+  .trim()
+  .transform((s) => s.toUpperCase())
+  .pipe(z.string().regex(/^[ABCDEFGHJKMNPQRSTUVWXYZ23456789]{6}$/, 'must be a 6-character room code'));
+
+export const RoomCreate = z.object({ name: Name }).strict();
+export type RoomCreate = z.infer<typeof RoomCreate>;
+
+export const RoomCreated = z.object({
+  code: z.string(),
+  name: z.string(),
+  /** Secret that lets its holder pause, resume and start demo jobs; shown once, to the teacher. */
+  teacherKey: z.string(),
+  joinPath: z.string(),
+  boardPath: z.string(),
+});
+export type RoomCreated = z.infer<typeof RoomCreated>;
+
+export const RoomInfo = z.object({
+  code: z.string(),
+  name: z.string(),
+  paused: z.boolean(),
+  createdAt: z.number(),
+  /** FLOPs credited to the room's members since they joined. */
+  credit: z.number(),
+  members: z.number().int(),
+});
+export type RoomInfo = z.infer<typeof RoomInfo>;
+
+export const RoomMember = z.object({
+  volunteerId: z.string(),
+  name: z.string().nullable(),
+  device: z.string().nullable(),
+  online: z.boolean(),
+  paused: z.boolean(),
+  /** Speed of the member's last unit as its page reported it. */
+  gflops: z.number().nullable(),
+  units: z.number().int(),
+  credit: z.number(),
+});
+export type RoomMember = z.infer<typeof RoomMember>;
+
+/** What the board receives (Server-Sent Events, one snapshot per message). */
+export const RoomSnapshot = RoomInfo.extend({
+  ts: z.number(),
+  /** Sum of the online, unpaused members' GFLOP/s. */
+  gflops: z.number(),
+  memberList: z.array(RoomMember),
+});
+export type RoomSnapshot = z.infer<typeof RoomSnapshot>;
+
+export const RoomControl = z.object({ paused: z.boolean() }).strict();
+export const RoomDemo = z.object({ size: z.enum(['small', 'medium', 'large']).default('medium') }).strict();
+
+export const Receipts = z.object({
+  volunteerId: z.string(),
+  coordinatorPublicKey: z.string(),
+  credit: z.number(),
+  entries: z.array(LedgerEntry),
+});
+export type Receipts = z.infer<typeof Receipts>;
+
+/** The exact text a ledger entry's hash covers: every field but the hash and signature, in order. */
+export function ledgerEntryCanonical(e: Omit<LedgerEntry, 'hash' | 'signature'>): string {
+  return JSON.stringify([e.seq, e.ts, e.volunteerId, e.jobId, e.wuId, e.amount, e.prevHash]);
+}
+
+export const GridStats = z.object({
+  volunteers: z.object({ online: z.number().int(), total: z.number().int() }),
+  jobs: z.object({ queued: z.number().int(), running: z.number().int(), done: z.number().int(), failed: z.number().int() }),
+  /** Results by outcome: agreed with a quorum, disagreed with it, failed the independent check, not yet settled. */
+  results: z.object({ agreed: z.number().int(), disagreed: z.number().int(), invalid: z.number().int(), pending: z.number().int() }),
+  /** Credited FLOPs per time bucket, oldest first. */
+  throughput: z.object({ bucketMs: z.number(), points: z.array(z.object({ t: z.number(), flops: z.number() })) }),
+});
+export type GridStats = z.infer<typeof GridStats>;
+
+export const JoinRoomMessage = z.object({ type: z.literal('join-room'), code: RoomCode }).strict();
+/** A page's own report of its speed and whether it is paused, for its room's board. */
+export const StatusMessage = z
+  .object({ type: z.literal('status'), gflops: z.number().min(0).max(1e9).nullable(), paused: z.boolean() })
+  .strict();
+export const RoomMessage = z.object({
+  type: z.literal('room'),
+  code: z.string(),
+  name: z.string(),
+  paused: z.boolean(),
+});
+// ---------------------------------------------------------------------------------------------
 
 // ---------------------------------------------------------------------------------------------
 // WebSocket: worker <-> coordinator. JSON text frames, except results (binary frames, below).
@@ -185,6 +284,74 @@ export const WorkUnitSpec = z.discriminatedUnion('kind', [
 ]);
 export type WorkUnitSpec = z.infer<typeof WorkUnitSpec>;
 
+// ---------------------------------------------------------------------------------------------
+// Peer-to-peer shard exchange (issue 5): the coordinator is the tracker; pages swap shards over
+// WebRTC data channels (PeerJS, mounted at /peerjs on the coordinator's port).
+
+export const P2P_LIMITS = {
+  /** Most shard ids in one holdings message. */
+  maxHoldingsPerMessage: 1024,
+  /** Most peers the tracker recommends per shard in one assignment. */
+  maxPeersPerShard: 4,
+  /** Largest JSON control message on a peer data channel. */
+  maxPeerControlBytes: 1024,
+} as const;
+
+/** A PeerJS peer id (the coordinator hands each session one in `welcome`). */
+export const PeerId = z.string().min(1).max(64).regex(/^[A-Za-z0-9_-]+$/, 'must be a peer id of letters, digits, _ -');
+
+export const IceServer = z
+  .object({
+    urls: z.union([z.string().max(300), z.array(z.string().max(300)).max(8)]),
+    username: z.string().max(200).optional(),
+    credential: z.string().max(200).optional(),
+  })
+  .strict();
+export type IceServer = z.infer<typeof IceServer>;
+
+/** Sent in `welcome`: how this page joins the swarm. */
+export const P2pConfig = z.object({
+  peerId: PeerId,
+  /** PeerServer mount path on the coordinator's origin. */
+  path: z.string().max(100),
+  iceServers: z.array(IceServer).max(16),
+});
+export type P2pConfig = z.infer<typeof P2pConfig>;
+
+/** Sent in `assign`: for each input shard, peers believed to hold it (best first). */
+export const ShardPeers = z.record(Sha256Hex, z.array(PeerId).max(P2P_LIMITS.maxPeersPerShard));
+export type ShardPeers = z.infer<typeof ShardPeers>;
+
+const ShaList = z.array(Sha256Hex).max(P2P_LIMITS.maxHoldingsPerMessage);
+const ByteCount = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+
+/** Client -> server messages of the swarm. */
+export const P2pClientMessages = [
+  /** My PeerJS peer (the id from `welcome`) is open and can serve shards. */
+  z.object({ type: z.literal('peer-ready') }).strict(),
+  /** Shards added to / evicted from my cache. */
+  z.object({ type: z.literal('holdings'), add: ShaList.default([]), remove: ShaList.default([]) }).strict(),
+  /** A peer served bytes that failed the sha-256 check. */
+  z.object({ type: z.literal('bad-peer'), peerId: PeerId, sha256: Sha256Hex, reason: z.string().max(200) }).strict(),
+  /** Where the inputs of a lease came from (bytes that were not already cached). */
+  z.object({ type: z.literal('shard-traffic'), leaseId: Id, fromPeers: ByteCount, fromCoordinator: ByteCount }).strict(),
+] as const;
+
+/** Per-job shard bytes the workers received, by source (GET /api/jobs/<id>). */
+export const ShardTraffic = z.object({ fromPeers: z.number(), fromCoordinator: z.number() });
+export type ShardTraffic = z.infer<typeof ShardTraffic>;
+
+/** Peer <-> peer control messages on a data channel (text frames; shard bytes go as binary frames). */
+export const PeerWireMessage = z.discriminatedUnion('t', [
+  /** Ask for a shard. */
+  z.object({ t: z.literal('get'), sha256: Sha256Hex }).strict(),
+  /** The bytes follow as binary frames, `bytes` in all. */
+  z.object({ t: z.literal('ok'), sha256: Sha256Hex, bytes: z.number().int().min(0).max(LIMITS.maxShardBytes) }).strict(),
+  /** Refused: not held, or over the upload budget. */
+  z.object({ t: z.literal('no'), sha256: Sha256Hex, reason: z.enum(['not-held', 'busy']) }).strict(),
+]);
+export type PeerWireMessage = z.infer<typeof PeerWireMessage>;
+
 // Server -> client
 export const ServerMessage = z.discriminatedUnion('type', [
   z.object({ type: z.literal('challenge'), protocol: z.number().int(), nonce: Base64Url }),
@@ -193,11 +360,13 @@ export const ServerMessage = z.discriminatedUnion('type', [
     volunteerId: z.string(),
     name: z.string().nullable(),
     credit: z.number(),
+    p2p: P2pConfig.optional(),
   }),
   z.object({
     type: z.literal('assign'),
     lease: z.object({ id: Id, deadline: z.number() }),
     wu: WorkUnitSpec,
+    peers: ShardPeers.optional(),
   }),
   z.object({ type: z.literal('lease-cancelled'), leaseId: Id, reason: z.string() }),
   z.object({
@@ -215,6 +384,7 @@ export const ServerMessage = z.discriminatedUnion('type', [
     ledgerSeq: z.number().int(),
   }),
   z.object({ type: z.literal('error'), code: z.string(), message: z.string() }),
+  RoomMessage,
 ]);
 export type ServerMessage = z.infer<typeof ServerMessage>;
 
@@ -234,6 +404,9 @@ export const ClientMessage = z.discriminatedUnion('type', [
     .strict(),
   z.object({ type: z.literal('ready'), slots: z.number().int().min(0).max(8) }).strict(),
   z.object({ type: z.literal('failure'), leaseId: Id, reason: z.string().max(500) }).strict(),
+  JoinRoomMessage,
+  StatusMessage,
+  ...P2pClientMessages,
 ]);
 export type ClientMessage = z.infer<typeof ClientMessage>;
 

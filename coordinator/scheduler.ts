@@ -2,6 +2,10 @@
 // has a deadline, and a missed deadline or a disconnect puts the replica back in the queue.
 import type { ServerMessage, WorkUnitSpec } from './protocol.js';
 import type { LeaseRecord, Store, WorkUnitRecord } from './store.js';
+import type { Tracker } from './tracker.js';
+
+/** A unit at the head of a worker's queue is passed over for locality at most this many times. */
+export const MAX_LOCALITY_SKIPS = 8;
 
 /** One connected worker (a WebSocket today; anything that can send a ServerMessage). */
 export interface WorkerSession {
@@ -10,6 +14,8 @@ export interface WorkerSession {
   slots: number;
   /** Its active leases by id. */
   readonly leases: Map<string, LeaseInfo>;
+  /** Its id in the peer-to-peer swarm, when it has one. */
+  readonly peerId?: string;
   send(msg: ServerMessage): void;
 }
 
@@ -22,6 +28,8 @@ export interface LeaseInfo {
 export interface SchedulerOptions {
   leaseMs: number;
   now?: () => number;
+  /** The swarm's tracker: shard locality when choosing units, peers to fetch them from. */
+  tracker?: Tracker;
 }
 
 export function toWorkUnitSpec(wu: WorkUnitRecord): WorkUnitSpec {
@@ -42,6 +50,8 @@ export class Scheduler {
   private dispatching: Promise<void> | null = null;
   private again = false;
   private readonly now: () => number;
+  /** Times each unit was passed over at the head of a worker's queue in favour of locality. */
+  private readonly skips = new Map<string, number>();
 
   constructor(
     private readonly store: Store,
@@ -99,7 +109,7 @@ export class Scheduler {
       for (const s of [...this.sessions]) {
         if (!this.sessions.has(s) || s.leases.size >= s.slots) continue;
         const now = this.now();
-        const got = await this.store.leaseNext(s.volunteerId, now, now + this.opts.leaseMs);
+        const got = await this.store.leaseNext(s.volunteerId, now, now + this.opts.leaseMs, this.chooser(s));
         if (!got) continue;
         if (!this.sessions.has(s)) {
           await this.store.endLeases([got.lease.id], 'abandoned'); // left while we leased
@@ -111,9 +121,37 @@ export class Scheduler {
     }
   }
 
+  /**
+   * Locality: prefer a unit whose input shards the worker already holds (or is fetching), among
+   * the first candidates in queue order. The head of the queue is passed over at most
+   * MAX_LOCALITY_SKIPS times, so locality never starves a unit.
+   */
+  private chooser(s: WorkerSession) {
+    const tracker = this.opts.tracker;
+    const peerId = s.peerId;
+    if (!tracker || !peerId) return undefined;
+    return (candidates: WorkUnitRecord[]) => {
+      const head = candidates[0];
+      if ((this.skips.get(head.id) ?? 0) >= MAX_LOCALITY_SKIPS) return head;
+      let best = head;
+      let bestScore = tracker.locality(peerId, Object.values(head.inputs));
+      for (const wu of candidates.slice(1)) {
+        const score = tracker.locality(peerId, Object.values(wu.inputs));
+        if (score > bestScore) [best, bestScore] = [wu, score];
+      }
+      if (best !== head) this.skips.set(head.id, (this.skips.get(head.id) ?? 0) + 1);
+      return best;
+    };
+  }
+
   private issue(s: WorkerSession, lease: LeaseRecord, wu: WorkUnitRecord) {
+    this.skips.delete(wu.id); // the bound counts per replica
     s.leases.set(lease.id, { wuId: wu.id, jobId: wu.jobId, deadline: lease.deadline });
-    s.send({ type: 'assign', lease: { id: lease.id, deadline: lease.deadline }, wu: toWorkUnitSpec(wu) });
+    const shas = Object.values(wu.inputs);
+    const tracker = this.opts.tracker;
+    const peers = tracker && s.peerId ? tracker.recommend(shas, s.peerId) : undefined;
+    if (tracker && s.peerId) tracker.expect(s.peerId, shas);
+    s.send({ type: 'assign', lease: { id: lease.id, deadline: lease.deadline }, wu: toWorkUnitSpec(wu), peers });
   }
 
   /** Expires overdue leases (their replicas are re-queued) and tells their workers. */

@@ -1,13 +1,16 @@
 // The coordinator's one port: the built web app, the HTTP API, shard downloads and the worker
 // WebSocket. Every API error is `{ error: { code, message } }` with a documented code.
+import fastifyCors from '@fastify/cors';
 import fastifyStatic from '@fastify/static';
 import fastifyWebsocket from '@fastify/websocket';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { existsSync } from 'node:fs';
+import { registerDashboardRoutes } from './dashboard-routes.js';
 import { jobKind } from './jobs/index.js';
 import { JobInputError } from './jobs/types.js';
 import { tokenMatches, type CoordinatorKeys } from './keys.js';
 import { NpyError, parseNpy } from './npy.js';
+import { openApiDocument } from './openapi.js';
 import {
   formatIssues,
   JobSubmit,
@@ -19,10 +22,16 @@ import {
   type VolunteerSummary,
 } from './protocol.js';
 import type { ResultIntake } from './results.js';
+import { registerRoomRoutes } from './room-routes.js';
+import type { Rooms } from './rooms.js';
 import type { Scheduler } from './scheduler.js';
 import type { ShardStore } from './shards.js';
+import type { StatsStore } from './stats-store.js';
 import type { JobRecord, Store } from './store.js';
 import { handleWorkerSocket } from './worker-socket.js';
+import { mountPeerServer } from './peer-server.js';
+import type { Tracker } from './tracker.js';
+import type { IceServer, ShardTraffic } from './protocol.js';
 
 export interface ServerContext {
   store: Store;
@@ -35,7 +44,23 @@ export interface ServerContext {
   heartbeatMs: number;
   now: () => number;
   log: (msg: string) => void;
+  rooms: Rooms;
+  stats: StatsStore;
+  tracker: Tracker;
+  /** STUN/TURN servers handed to pages for WebRTC (TABGRID_ICE_SERVERS); none on loopback. */
+  iceServers: IceServer[];
 }
+
+/** The pages of the web app and the file each is built to (see vite.config.ts). */
+export const PAGES: Record<string, string> = {
+  '/room': 'room.html',
+  '/room/:code': 'room.html',
+  '/board/:code': 'board.html',
+  '/teacher': 'teacher.html',
+  '/dashboard': 'dashboard.html',
+  '/api/docs': 'api-docs.html',
+  '/embed': 'embed.html',
+};
 
 export class ApiFailure extends Error {
   constructor(
@@ -51,7 +76,7 @@ function sendError(reply: FastifyReply, status: number, code: ErrorCode, message
   return reply.code(status).type('application/json').send({ error: { code, message } });
 }
 
-export function jobStatus(job: JobRecord): JobStatus {
+export function jobStatus(job: JobRecord, shardTraffic?: ShardTraffic): JobStatus {
   return {
     id: job.id,
     kind: job.kind,
@@ -63,12 +88,50 @@ export function jobStatus(job: JobRecord): JobStatus {
     finishedAt: job.finishedAt,
     error: job.error,
     result: job.resultSha && job.resultShape ? { sha256: job.resultSha, shape: job.resultShape } : null,
+    ...(shardTraffic ? { shardTraffic } : {}),
   };
+}
+
+/** Plans a validated job into work units, stores it and wakes the scheduler. */
+export async function submitJob(ctx: ServerContext, submit: JobSubmit): Promise<{ id: string; workUnits: number }> {
+  const { store, shards, scheduler } = ctx;
+  const kind = jobKind(submit.kind);
+  if (!kind) throw new ApiFailure(400, 'bad_request', `unknown job kind ${submit.kind}`);
+  let plan;
+  try {
+    plan = await kind.plan(submit, shards);
+  } catch (err) {
+    if (err instanceof JobInputError) throw new ApiFailure(400, 'bad_request', err.message);
+    throw err;
+  }
+  const id = `j_${crypto.randomUUID().replace(/-/g, '').slice(0, 20)}`;
+  await store.createJob(
+    {
+      id,
+      kind: submit.kind,
+      name: submit.name ?? null,
+      state: 'queued',
+      replication: submit.replication,
+      meta: plan.meta,
+      createdAt: ctx.now(),
+      finishedAt: null,
+      error: null,
+      resultSha: null,
+      resultShape: plan.resultShape,
+    },
+    plan.workUnits.map((u, idx) => ({ ...u, id: `${id}.${idx}`, jobId: id, idx, kind: submit.kind })),
+  );
+  ctx.log(`job ${id}: ${submit.kind}, ${plan.workUnits.length} work units × ${submit.replication} replicas`);
+  void scheduler.dispatch();
+  return { id, workUnits: plan.workUnits.length };
 }
 
 export async function buildServer(ctx: ServerContext): Promise<FastifyInstance> {
   const app = Fastify({ logger: false, bodyLimit: LIMITS.maxJsonBodyBytes });
   const { store, shards, scheduler } = ctx;
+  // Any origin may call the API and load the widget: auth is a bearer token, never a cookie, so a
+  // foreign page gains nothing it could not get with curl.
+  await app.register(fastifyCors, { origin: '*', methods: ['GET', 'POST'], allowedHeaders: ['authorization', 'content-type'] });
 
   app.setErrorHandler((err: { statusCode?: number; code?: string; message: string }, _req, reply) => {
     if (err instanceof ApiFailure) return sendError(reply, err.status, err.code, err.message);
@@ -121,6 +184,7 @@ export async function buildServer(ctx: ServerContext): Promise<FastifyInstance> 
     if (!Sha256Hex.safeParse(req.params.sha).success) throw new ApiFailure(400, 'bad_request', 'shard id must be a sha-256 (64 lowercase hex)');
     const bytes = await shards.get(req.params.sha);
     if (!bytes) throw new ApiFailure(404, 'not_found', `no shard ${req.params.sha}`);
+    ctx.tracker.coordinatorBytes += bytes.length;
     return reply
       .type('application/octet-stream')
       .header('cache-control', 'public, max-age=31536000, immutable')
@@ -130,41 +194,22 @@ export async function buildServer(ctx: ServerContext): Promise<FastifyInstance> 
   app.post('/api/jobs', { onRequest: requireToken }, async (req, reply) => {
     const parsed = JobSubmit.safeParse(req.body);
     if (!parsed.success) throw new ApiFailure(400, 'bad_request', formatIssues(parsed.error));
-    const submit = parsed.data;
-    const kind = jobKind(submit.kind);
-    if (!kind) throw new ApiFailure(400, 'bad_request', `unknown job kind ${submit.kind}`);
-    let plan;
-    try {
-      plan = await kind.plan(submit, shards);
-    } catch (err) {
-      if (err instanceof JobInputError) throw new ApiFailure(400, 'bad_request', err.message);
-      throw err;
-    }
-    const id = `j_${crypto.randomUUID().replace(/-/g, '').slice(0, 20)}`;
-    await store.createJob(
-      {
-        id,
-        kind: submit.kind,
-        name: submit.name ?? null,
-        state: 'queued',
-        replication: submit.replication,
-        meta: plan.meta,
-        createdAt: ctx.now(),
-        finishedAt: null,
-        error: null,
-        resultSha: null,
-        resultShape: plan.resultShape,
-      },
-      plan.workUnits.map((u, idx) => ({ ...u, id: `${id}.${idx}`, jobId: id, idx, kind: submit.kind })),
-    );
-    ctx.log(`job ${id}: ${submit.kind}, ${plan.workUnits.length} work units × ${submit.replication} replicas`);
-    void scheduler.dispatch();
-    return reply.code(201).send({ id, workUnits: plan.workUnits.length });
+    return reply.code(201).send(await submitJob(ctx, parsed.data));
   });
 
-  app.get('/api/jobs', { onRequest: requireToken }, async () => ({ jobs: (await store.listJobs()).map(jobStatus) }));
+  app.get('/api/jobs', { onRequest: requireToken }, async () => ({
+    jobs: (await store.listJobs()).map((job) => jobStatus(job, ctx.tracker.jobTraffic(job.id))),
+  }));
 
-  app.get<{ Params: { id: string } }>('/api/jobs/:id', { onRequest: requireToken }, async (req) => jobStatus(await jobOr404(req.params.id)));
+  app.get<{ Params: { id: string } }>('/api/jobs/:id', { onRequest: requireToken }, async (req) =>
+    jobStatus(await jobOr404(req.params.id), ctx.tracker.jobTraffic(req.params.id)),
+  );
+
+  app.get('/api/p2p', { onRequest: requireToken }, async () => ({
+    coordinatorShardBytes: ctx.tracker.coordinatorBytes,
+    peers: ctx.tracker.snapshot(),
+    badVolunteers: ctx.tracker.badVolunteers(),
+  }));
 
   app.get<{ Params: { id: string } }>('/api/jobs/:id/result', { onRequest: requireToken }, async (req, reply) => {
     const job = await jobOr404(req.params.id);
@@ -197,11 +242,17 @@ export async function buildServer(ctx: ServerContext): Promise<FastifyInstance> 
     return { coordinatorPublicKey: ctx.keys.publicKeyRaw, entries: await store.ledgerEntries(after, limit) };
   });
 
+  app.get('/api/openapi.json', async () => openApiDocument());
+  registerRoomRoutes(app, ctx);
+  registerDashboardRoutes(app, ctx, requireToken);
+
   await app.register(fastifyWebsocket, { options: { maxPayload: LIMITS.maxWsMessageBytes } });
+  await mountPeerServer(app, { isIssuedPeerId: (id) => ctx.tracker.isIssued(id) });
   app.get('/ws', { websocket: true }, (socket) => handleWorkerSocket(socket, { ...ctx, heartbeatMs: ctx.heartbeatMs }));
 
   if (existsSync(ctx.staticDir)) {
     await app.register(fastifyStatic, { root: ctx.staticDir, prefix: '/', index: 'index.html' });
+    for (const [route, file] of Object.entries(PAGES)) app.get(route, (_req, reply) => reply.sendFile(file));
   } else {
     app.get('/', async (_req, reply) => reply.type('text/plain').send('tabgrid: the web app is not built (run `npm run build`).'));
   }

@@ -18,6 +18,12 @@ import { sha256Hex } from './shards.js';
 
 export type Compute = (wu: WorkUnitSpec, inputs: Record<string, Float32Array>) => Float32Array | Promise<Float32Array>;
 
+/** A matmul unit's [m, k, n] (tests that compute matmuls themselves); throws for other kinds. */
+export function matmulDims(wu: WorkUnitSpec): [number, number, number] {
+  if (wu.kind !== 'matmul') throw new Error(`expected a matmul unit, got ${wu.kind}`);
+  return [wu.params.m, wu.params.k, wu.params.n];
+}
+
 /** The CPU reference of the unit's kind: what an honest worker returns. */
 export const honestCompute: Compute = (wu, inputs) =>
   wu.kind === 'matmul'

@@ -2,7 +2,9 @@
 import Database from 'better-sqlite3';
 import { GENESIS_HASH } from './ledger.js';
 import type { LedgerEntry } from './protocol.js';
+import { LEASE_CANDIDATES } from './store.js';
 import type {
+  ChooseWorkUnit,
   JobRecord,
   LeaseRecord,
   NewWorkUnit,
@@ -186,7 +188,7 @@ export class SqliteStore implements Store {
         WHERE wu.state = 'open' AND wu.live < wu.target
           AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.wu_id = wu.id AND l.volunteer_id = @v AND l.state = 'active')
           AND NOT EXISTS (SELECT 1 FROM results r WHERE r.wu_id = wu.id AND r.volunteer_id = @v)
-        ORDER BY wu.job_seq, wu.idx LIMIT 1`),
+        ORDER BY wu.job_seq, wu.idx LIMIT @limit`),
       insertLease: p(`INSERT INTO leases(id, wu_id, volunteer_id, issued_at, deadline, state) VALUES (?, ?, ?, ?, ?, 'active')`),
       liveDelta: p('UPDATE work_units SET live = live + ? WHERE id = ?'),
       jobRunning: p(`UPDATE jobs SET state = 'running' WHERE id = ? AND state = 'queued'`),
@@ -295,11 +297,11 @@ export class SqliteStore implements Store {
     return row ? toWu(row) : null;
   }
 
-  async leaseNext(volunteerId: string, now: number, deadline: number) {
+  async leaseNext(volunteerId: string, now: number, deadline: number, choose?: ChooseWorkUnit) {
     return this.db.transaction(() => {
-      const row = this.s.nextWu.get({ v: volunteerId }) as Row | undefined;
-      if (!row) return null;
-      const wu = toWu(row);
+      const rows = this.s.nextWu.all({ v: volunteerId, limit: choose ? LEASE_CANDIDATES : 1 }) as Row[];
+      if (!rows.length) return null;
+      const wu = choose ? choose(rows.map(toWu)) : toWu(rows[0]);
       const lease: LeaseRecord = { id: `l_${crypto.randomUUID()}`, wuId: wu.id, volunteerId, issuedAt: now, deadline, state: 'active' };
       this.s.insertLease.run(lease.id, wu.id, volunteerId, now, deadline);
       this.s.liveDelta.run(1, wu.id);

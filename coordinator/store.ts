@@ -101,6 +101,12 @@ export interface SettlementOutcome {
   jobId: string;
 }
 
+/** How many eligible units, in queue order, leaseNext offers to a `choose` callback. */
+export const LEASE_CANDIDATES = 32;
+
+/** Picks one of the eligible units (given in queue order, at most LEASE_CANDIDATES); called inside the lease transaction. */
+export type ChooseWorkUnit = (candidates: WorkUnitRecord[]) => WorkUnitRecord;
+
 export interface Store {
   close(): Promise<void>;
 
@@ -120,9 +126,15 @@ export interface Store {
   getWorkUnit(id: string): Promise<WorkUnitRecord | null>;
   /**
    * Leases the next open work unit that still needs a replica and that this volunteer has neither
-   * an active lease on nor a result for. Oldest job first. Null when there is nothing for them.
+   * an active lease on nor a result for. Oldest job first, unless `choose` picks another of the first
+   * candidates. Null when there is nothing for them.
    */
-  leaseNext(volunteerId: string, now: number, deadline: number): Promise<{ lease: LeaseRecord; wu: WorkUnitRecord } | null>;
+  leaseNext(
+    volunteerId: string,
+    now: number,
+    deadline: number,
+    choose?: ChooseWorkUnit,
+  ): Promise<{ lease: LeaseRecord; wu: WorkUnitRecord } | null>;
   getLease(id: string): Promise<LeaseRecord | null>;
   /** Ends active leases (returned by failure or disconnect); returns how many changed. */
   endLeases(leaseIds: string[], state: 'abandoned' | 'returned'): Promise<number>;

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startCoordinator, type Coordinator } from './coordinator.js';
-import type { JobStatus } from './protocol.js';
+import type { IceServer, JobStatus } from './protocol.js';
 
 /** A fresh directory under the OS temp dir; remove it with `removeDir`. */
 export function makeTempDir(prefix = 'tabgrid-test-'): string {
@@ -51,7 +51,7 @@ export interface TestCoordinator {
 }
 
 export async function startTestCoordinator(
-  opts: { dir?: string; leaseMs?: number; staticDir?: string } = {},
+  opts: { dir?: string; leaseMs?: number; staticDir?: string; iceServers?: IceServer[] } = {},
 ): Promise<TestCoordinator> {
   const dir = opts.dir ?? makeTempDir();
   const logs: string[] = [];
@@ -61,6 +61,7 @@ export async function startTestCoordinator(
     host: '127.0.0.1',
     apiToken: TOKEN,
     leaseMs: opts.leaseMs,
+    iceServers: opts.iceServers,
     staticDir: opts.staticDir ?? join(dir, 'no-static'),
     log: (msg) => logs.push(msg),
   });

@@ -16,6 +16,9 @@ export function compareWithin(x: Float32Array, y: Float32Array, tol: Tolerance):
     const a = x[i];
     const b = y[i];
     if (a === b) continue; // also equal infinities
+    // An infinity agrees only with the same infinity (caught above): with rtol > 0 the bound below
+    // would itself be infinite and let Inf match any value.
+    if (a === Infinity || a === -Infinity || b === Infinity || b === -Infinity) return { ok: false, index: i, x: a, y: b };
     const diff = Math.abs(a - b);
     // NaN fails this comparison, so a NaN never agrees with a number.
     if (!(diff <= tol.atol + tol.rtol * Math.max(Math.abs(a), Math.abs(b)))) {

@@ -13,8 +13,13 @@ import {
   type ServerMessage,
 } from './protocol.js';
 import type { ResultIntake } from './results.js';
+import type { Rooms } from './rooms.js';
 import type { LeaseInfo, Scheduler, WorkerSession } from './scheduler.js';
+import type { ShardStore } from './shards.js';
 import type { Store } from './store.js';
+import type { Tracker } from './tracker.js';
+import { PEERJS_PATH } from './peer-server.js';
+import type { IceServer } from './protocol.js';
 
 export interface SocketContext {
   store: Store;
@@ -24,6 +29,11 @@ export interface SocketContext {
   log: (msg: string) => void;
   /** Interval of WebSocket pings; a worker that misses one is disconnected. */
   heartbeatMs: number;
+  /** Classroom rooms: joins, speed reports, room-wide pause. */
+  rooms?: Rooms;
+  shards: ShardStore;
+  tracker: Tracker;
+  iceServers: IceServer[];
 }
 
 const HELLO_TIMEOUT_MS = 30_000;
@@ -32,8 +42,11 @@ const MAX_BAD_MESSAGES = 20;
 class SocketSession implements WorkerSession {
   slots = 0;
   readonly leases = new Map<string, LeaseInfo>();
+  /** Leases whose shard traffic was already counted. */
+  readonly trafficReported = new Set<string>();
   constructor(
     readonly volunteerId: string,
+    readonly peerId: string,
     readonly send: (msg: ServerMessage) => void,
   ) {}
 }
@@ -89,15 +102,22 @@ export function handleWorkerSocket(socket: WebSocket, ctx: SocketContext) {
       const id = volunteerId(msg.publicKey);
       const record = await ctx.store.upsertVolunteer({ id, publicKey: msg.publicKey, name: msg.name ?? null, now: ctx.now() });
       clearTimeout(helloTimer);
-      session = new SocketSession(id, send);
+      session = new SocketSession(id, ctx.tracker.join(id), send);
       ctx.scheduler.add(session);
-      send({ type: 'welcome', volunteerId: id, name: record.name, credit: record.credit });
+      ctx.rooms?.connected(session, msg.device);
+      send({
+        type: 'welcome',
+        volunteerId: id,
+        name: record.name,
+        credit: record.credit,
+        p2p: { peerId: session.peerId, path: PEERJS_PATH, iceServers: ctx.iceServers },
+      });
       ctx.log(`worker ${id} (${msg.device.backend}: ${msg.device.adapter}) connected`);
       return;
     }
     if (!session) return fail('bad_state', 'send hello first');
     if (msg.type === 'ready') {
-      session.slots = msg.slots;
+      session.slots = ctx.rooms ? ctx.rooms.allowedSlots(session, msg.slots) : msg.slots;
       await ctx.scheduler.dispatch();
     } else if (msg.type === 'failure') {
       if (!session.leases.has(msg.leaseId)) return fail('bad_lease', 'no such active lease');
@@ -105,7 +125,33 @@ export function handleWorkerSocket(socket: WebSocket, ctx: SocketContext) {
       await ctx.store.endLeases([msg.leaseId], 'abandoned');
       ctx.log(`worker ${session.volunteerId} gave up lease ${msg.leaseId}: ${msg.reason}`);
       await ctx.scheduler.dispatch();
+    } else if (msg.type === 'peer-ready') {
+      ctx.tracker.setReady(session.peerId);
+    } else if (msg.type === 'holdings') {
+      ctx.tracker.updateHoldings(session.peerId, msg.add, msg.remove);
+    } else if (msg.type === 'bad-peer') {
+      const bad = ctx.tracker.report(session.peerId, msg.peerId, msg.sha256, msg.reason);
+      if (bad) ctx.log(`peer ${msg.peerId} (volunteer ${bad}) served bad bytes for ${msg.sha256.slice(0, 12)}…: no longer recommended`);
+    } else if (msg.type === 'shard-traffic') {
+      await countTraffic(session, msg.leaseId, msg.fromPeers, msg.fromCoordinator);
+    } else if (msg.type === 'join-room') {
+      if (!ctx.rooms || !(await ctx.rooms.join(session, msg.code))) return fail('no_room', `no room ${msg.code}`);
+    } else if (msg.type === 'status') {
+      ctx.rooms?.report(session, msg.gflops, msg.paused);
     }
+  }
+
+  /** Adds a lease's shard bytes to its job's figures, at most once and at most its inputs' size. */
+  async function countTraffic(s: SocketSession, leaseId: string, fromPeers: number, fromCoordinator: number) {
+    const info = s.leases.get(leaseId);
+    if (!info) return fail('bad_lease', 'no such active lease');
+    if (s.trafficReported.has(leaseId)) return;
+    s.trafficReported.add(leaseId);
+    const wu = await ctx.store.getWorkUnit(info.wuId);
+    if (!wu) return;
+    const inputBytes = Object.values(wu.inputs).reduce((sum, sha) => sum + (ctx.shards.size(sha) ?? 0), 0);
+    const peers = Math.min(fromPeers, inputBytes);
+    ctx.tracker.addTraffic(info.jobId, peers, Math.min(fromCoordinator, inputBytes - peers));
   }
 
   async function onBinary(frame: Uint8Array) {
@@ -136,6 +182,8 @@ export function handleWorkerSocket(socket: WebSocket, ctx: SocketContext) {
     clearInterval(heartbeat);
     const s = session;
     if (s) {
+      ctx.rooms?.disconnected(s);
+      ctx.tracker.leave(s.peerId);
       queue = queue.then(() => ctx.scheduler.remove(s)).catch(() => undefined);
       ctx.log(`worker ${s.volunteerId} disconnected`);
     }

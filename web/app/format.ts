@@ -11,3 +11,8 @@ export function formatFlops(flops: number): string {
   }
   return `${i === 0 ? v.toFixed(0) : v.toFixed(v < 10 ? 2 : 1)} ${UNITS[i]}FLOP`;
 }
+
+/** 0.0031 -> "3.10 MFLOP/s", 1.5 -> "1.50 GFLOP/s": small speeds stay readable. */
+export function formatRate(gflops: number): string {
+  return `${formatFlops(gflops * 1e9)}/s`;
+}

@@ -1,20 +1,41 @@
-// The page's session with the coordinator: proves the identity, asks for work, fetches and checks
-// input shards, has the compute worker run each unit, and uploads signed results. Reconnects on
-// its own with backoff.
+// The page's session with the coordinator: proves the identity, asks for work, gets input shards
+// (cache, then peers, then the coordinator; see web/p2p/), has the compute worker run each unit,
+// and uploads signed results. Reconnects on its own with backoff.
 import { parseNpy } from '../../coordinator/npy';
 import {
   encodeResultFrame,
   helloSigningMessage,
+  P2P_LIMITS,
   PROTOCOL_VERSION,
   resultSigningMessage,
   ServerMessage,
   type ClientMessage,
   type DeviceInfo,
+  type P2pConfig,
+  type ShardPeers,
   type WorkUnitSpec,
 } from '../../coordinator/protocol';
+import { ShardSource, type TrafficStats } from '../p2p/shard-source';
+import { Swarm } from '../p2p/swarm';
+import type { UploadBudget } from '../p2p/upload-budget';
 import type { Identity } from '../store/identity';
+import { sha256Hex } from '../store/sha256';
+import type { HoldingsChange, ShardCache } from '../store/shard-cache';
 
-export type Phase = 'connecting' | 'waiting' | 'fetching' | 'computing' | 'uploading' | 'disconnected' | 'stopped';
+export type Phase = 'connecting' | 'waiting' | 'paused' | 'fetching' | 'computing' | 'uploading' | 'disconnected' | 'stopped';
+
+/**
+ * Why the client is not taking new work: the volunteer pressed Pause, the tab is hidden, the device
+ * runs on battery, the teacher paused the room, or the throttle's rest between units. A unit already
+ * being computed finishes; no new one is asked for while any reason holds.
+ */
+export type PauseReason = 'user' | 'hidden' | 'battery' | 'room' | 'throttle';
+
+export interface RoomState {
+  code: string;
+  name: string;
+  paused: boolean;
+}
 
 export interface CurrentUnit {
   wuId: string;
@@ -23,6 +44,8 @@ export interface CurrentUnit {
   shape: string;
   flops: number;
   phase: 'fetching' | 'computing' | 'uploading';
+  /** When the unit arrived (performance.now()), for its progress display. */
+  startedAt: number;
 }
 
 export interface ClientState {
@@ -36,6 +59,13 @@ export interface ClientState {
   /** Speed of the last unit's compute, GFLOP/s. */
   lastGflops: number | null;
   lastError: string | null;
+  /** Active pause reasons (empty while running). */
+  paused: PauseReason[];
+  room: RoomState | null;
+  /** Shard bytes from peers vs the coordinator, and served to peers. */
+  traffic: TrafficStats;
+  /** Whether this page has joined the peer-to-peer swarm. */
+  p2p: 'off' | 'joining' | 'on';
 }
 
 export type Compute = (wu: WorkUnitSpec, inputs: Record<string, Float32Array>) => Promise<Float32Array>;
@@ -46,15 +76,19 @@ export interface ClientOptions {
   identity: Identity;
   device: DeviceInfo;
   name?: string;
+  /** Room code to join once connected (classroom rooms). */
+  room?: string;
+  /** Share of time spent computing, 0.05–1: after a unit that took t, rest t·(1−share)/share. */
+  throttle?: number;
   compute: Compute;
   onChange: (state: ClientState) => void;
+  /** The IndexedDB shard cache; its onChange must call client.holdingsChanged. */
+  cache: ShardCache;
+  uploadBudget: UploadBudget;
 }
 
-const SHARD_CACHE_BYTES = 256 * 1024 * 1024;
-
-async function sha256Hex(bytes: Uint8Array): Promise<string> {
-  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes as BufferSource));
-  return Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join('');
+function clampThrottle(share: number): number {
+  return Number.isFinite(share) ? Math.min(1, Math.max(0.05, share)) : 1;
 }
 
 /** A unit's problem size in words, e.g. `300×200 · 200×170` or `128 queries × 1024 keys, d 64`. */
@@ -77,17 +111,71 @@ export class CoordinatorClient {
     current: null,
     lastGflops: null,
     lastError: null,
+    paused: [],
+    room: null,
+    traffic: { fromPeers: 0, fromCoordinator: 0, servedToPeers: 0, peerFailures: 0, peerTransferMs: 0 },
+    p2p: 'off',
   };
+  private readonly pauses = new Set<PauseReason>();
+  private throttle: number;
+  private restTimer: ReturnType<typeof setTimeout> | null = null;
+  private welcomed = false;
+  private name: string | undefined;
   private ws: WebSocket | null = null;
   private stopped = false;
   private retryMs = 1000;
-  private readonly queue: { leaseId: string; wu: WorkUnitSpec }[] = [];
+  private readonly queue: { leaseId: string; wu: WorkUnitSpec; peers: ShardPeers }[] = [];
   private readonly cancelled = new Set<string>();
   private working = false;
-  private readonly shards = new Map<string, Float32Array>();
-  private shardBytes = 0;
+  private readonly shards: ShardSource;
 
-  constructor(private readonly opts: ClientOptions) {}
+  constructor(private readonly opts: ClientOptions) {
+    this.shards = new ShardSource({
+      cache: opts.cache,
+      url: opts.url,
+      reportBadPeer: (peerId, sha256, reason) => this.send({ type: 'bad-peer', peerId, sha256, reason }),
+      onStats: (traffic) => this.update({ traffic }),
+    });
+    this.throttle = clampThrottle(opts.throttle ?? 1);
+    this.name = opts.name;
+  }
+
+  /** The shard cache gained or lost shards: the coordinator's tracker is told. */
+  holdingsChanged(change: HoldingsChange) {
+    if (this.state.p2p === 'on') this.send({ type: 'holdings', ...change });
+  }
+
+  /** Turns one pause reason on or off; tells the coordinator how many units it wants now. */
+  setPause(reason: PauseReason, on: boolean) {
+    if (on === this.pauses.has(reason)) return;
+    if (on) this.pauses.add(reason);
+    else this.pauses.delete(reason);
+    if (reason === 'throttle' && !on && this.restTimer) {
+      clearTimeout(this.restTimer);
+      this.restTimer = null;
+    }
+    const idle = !this.working && (this.state.phase === 'waiting' || this.state.phase === 'paused');
+    this.update({ paused: [...this.pauses], ...(idle && { phase: this.pauses.size ? 'paused' : 'waiting' }) });
+    this.announce();
+  }
+
+  /** A new display name: reconnects so the coordinator hears it in the next hello. */
+  rename(name: string | null) {
+    this.name = name ?? undefined;
+    if (!this.stopped) this.ws?.close(1000, 'renamed');
+  }
+
+  setThrottle(share: number) {
+    this.throttle = clampThrottle(share);
+    if (this.throttle >= 1) this.setPause('throttle', false);
+  }
+
+  /** Tells the coordinator (and the room's board) whether to send work, and how fast we are. */
+  private announce() {
+    if (!this.welcomed) return;
+    this.send({ type: 'ready', slots: this.pauses.size ? 0 : 1 });
+    this.send({ type: 'status', gflops: this.state.lastGflops, paused: this.pauses.size > 0 });
+  }
 
   private update(patch: Partial<ClientState>) {
     this.state = { ...this.state, ...patch };
@@ -101,7 +189,9 @@ export class CoordinatorClient {
 
   stop() {
     this.stopped = true;
+    this.setPause('throttle', false);
     this.queue.length = 0;
+    this.leaveSwarm();
     this.ws?.close(1000, 'volunteer stopped');
     this.update({ phase: 'stopped', current: null });
   }
@@ -128,7 +218,9 @@ export class CoordinatorClient {
     };
     ws.onclose = () => {
       if (this.ws !== ws) return;
+      this.welcomed = false;
       this.queue.length = 0;
+      this.leaveSwarm();
       if (this.stopped) return;
       this.update({ phase: 'disconnected' });
       setTimeout(() => {
@@ -147,18 +239,25 @@ export class CoordinatorClient {
           protocol: PROTOCOL_VERSION,
           publicKey: this.opts.identity.publicKeyRaw,
           signature,
-          name: this.opts.name,
+          name: this.name,
           device: this.opts.device,
         });
         break;
       }
       case 'welcome':
         this.retryMs = 1000;
-        this.update({ phase: 'waiting', volunteerId: msg.volunteerId, credit: msg.credit });
-        this.send({ type: 'ready', slots: 1 });
+        this.welcomed = true;
+        this.update({ phase: this.pauses.size ? 'paused' : 'waiting', volunteerId: msg.volunteerId, credit: msg.credit });
+        if (this.opts.room) this.send({ type: 'join-room', code: this.opts.room });
+        this.announce();
+        if (msg.p2p) void this.joinSwarm(msg.p2p);
+        break;
+      case 'room':
+        this.update({ room: { code: msg.code, name: msg.name, paused: msg.paused } });
+        this.setPause('room', msg.paused);
         break;
       case 'assign':
-        this.queue.push({ leaseId: msg.lease.id, wu: msg.wu });
+        this.queue.push({ leaseId: msg.lease.id, wu: msg.wu, peers: msg.peers ?? {} });
         void this.drain();
         break;
       case 'lease-cancelled':
@@ -182,8 +281,13 @@ export class CoordinatorClient {
     this.working = true;
     try {
       for (let next = this.queue.shift(); next; next = this.queue.shift()) {
+        if (this.pauses.size && !this.pauses.has('throttle')) {
+          // Paused after this unit was sent: hand it straight to someone else.
+          this.send({ type: 'failure', leaseId: next.leaseId, reason: 'volunteer paused' });
+          continue;
+        }
         try {
-          await this.run(next.leaseId, next.wu);
+          await this.run(next.leaseId, next.wu, next.peers);
         } catch (err) {
           const reason = (err as Error).message.slice(0, 500);
           this.update({ lastError: reason });
@@ -192,51 +296,90 @@ export class CoordinatorClient {
       }
     } finally {
       this.working = false;
-      this.update({ current: null, phase: this.stopped ? 'stopped' : this.ws?.readyState === WebSocket.OPEN ? 'waiting' : this.state.phase });
+      const open = this.ws?.readyState === WebSocket.OPEN;
+      this.update({ current: null, phase: this.stopped ? 'stopped' : open ? (this.pauses.size ? 'paused' : 'waiting') : this.state.phase });
     }
   }
 
   private setUnit(wu: WorkUnitSpec, phase: CurrentUnit['phase']) {
+    const startedAt = this.state.current?.wuId === wu.id ? this.state.current.startedAt : performance.now();
     this.update({
       phase,
-      current: { wuId: wu.id, jobId: wu.jobId, kind: wu.kind, shape: describeShape(wu), flops: wu.flops, phase },
+      current: { wuId: wu.id, jobId: wu.jobId, kind: wu.kind, shape: describeShape(wu), flops: wu.flops, phase, startedAt },
     });
   }
 
-  private async run(leaseId: string, wu: WorkUnitSpec) {
+  /** Throttle: rest in proportion to the unit just computed, taking no work meanwhile. */
+  private rest(seconds: number) {
+    if (this.throttle >= 1 || this.stopped) return;
+    const ms = (seconds * 1000 * (1 - this.throttle)) / this.throttle;
+    this.setPause('throttle', true);
+    this.restTimer = setTimeout(() => this.setPause('throttle', false), ms);
+  }
+
+  /** Joins the swarm under the peer id this session was given; WebRTC trouble only means no peers. */
+  private async joinSwarm(config: P2pConfig) {
+    this.leaveSwarm();
+    const ws = this.ws;
+    this.update({ p2p: 'joining' });
+    const url = new URL(this.opts.url);
+    try {
+      const swarm = await Swarm.open({
+        peerId: config.peerId,
+        host: url.hostname,
+        port: Number(url.port || (url.protocol === 'https:' ? 443 : 80)),
+        secure: url.protocol === 'https:',
+        path: config.path,
+        iceServers: config.iceServers,
+        serve: (sha) => this.shards.forPeer(sha),
+        budget: this.opts.uploadBudget,
+        onServed: (bytes) => this.shards.countServed(bytes),
+        onReceived: (_bytes, ms) => this.shards.countTransferTime(ms),
+      });
+      if (this.ws !== ws || this.stopped) return swarm.close();
+      this.shards.swarm = swarm;
+      this.update({ p2p: 'on' });
+      this.send({ type: 'peer-ready' });
+      const held = await this.opts.cache.keys();
+      for (let i = 0; i < held.length; i += P2P_LIMITS.maxHoldingsPerMessage) {
+        this.send({ type: 'holdings', add: held.slice(i, i + P2P_LIMITS.maxHoldingsPerMessage), remove: [] });
+      }
+    } catch (err) {
+      this.update({ p2p: 'off', lastError: `peer-to-peer unavailable: ${(err as Error).message}` });
+    }
+  }
+
+  private leaveSwarm() {
+    this.shards.swarm?.close();
+    this.shards.swarm = null;
+    if (this.state.p2p !== 'off') this.update({ p2p: 'off' });
+  }
+
+  private async run(leaseId: string, wu: WorkUnitSpec, peers: ShardPeers) {
     this.setUnit(wu, 'fetching');
     const inputs: Record<string, Float32Array> = {};
-    for (const [name, sha] of Object.entries(wu.inputs)) inputs[name] = (await this.shard(sha)).slice(); // the copy is transferred
+    let fromPeers = 0;
+    let fromCoordinator = 0;
+    for (const [name, sha] of Object.entries(wu.inputs)) {
+      const { bytes, origin } = await this.shards.get(sha, peers[sha] ?? []);
+      if (origin === 'peer') fromPeers += bytes.length;
+      if (origin === 'coordinator') fromCoordinator += bytes.length;
+      inputs[name] = parseNpy(bytes).data.slice(); // a copy: it is transferred to the worker, the bytes may be serving peers
+    }
+    this.send({ type: 'shard-traffic', leaseId, fromPeers, fromCoordinator });
     if (this.cancelled.delete(leaseId)) return;
     this.setUnit(wu, 'computing');
     const t0 = performance.now();
     const out = await this.opts.compute(wu, inputs);
     const seconds = (performance.now() - t0) / 1000;
     this.update({ lastGflops: wu.flops / 1e9 / Math.max(seconds, 1e-6) });
+    if (this.welcomed) this.send({ type: 'status', gflops: this.state.lastGflops, paused: this.pauses.size > 0 });
+    this.rest(seconds); // before the upload, so the coordinator sends no next unit meanwhile
     if (this.cancelled.delete(leaseId)) return;
     this.setUnit(wu, 'uploading');
     const payload = new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
     const sha = await sha256Hex(payload);
     const signature = await this.opts.identity.sign(resultSigningMessage(wu.id, sha));
     this.send(encodeResultFrame({ type: 'result', leaseId, wuId: wu.id, sha256: sha, signature }, payload));
-  }
-
-  /** Fetches a shard once, checks its sha-256, and keeps it for the next units that need it. */
-  private async shard(sha: string): Promise<Float32Array> {
-    const hit = this.shards.get(sha);
-    if (hit) return hit;
-    const res = await fetch(`${this.opts.url}/shards/${sha}`);
-    if (!res.ok) throw new Error(`could not fetch input ${sha.slice(0, 12)}…: HTTP ${res.status}`);
-    const bytes = new Uint8Array(await res.arrayBuffer());
-    if ((await sha256Hex(bytes)) !== sha) throw new Error(`input ${sha.slice(0, 12)}… failed its sha-256 check`);
-    const data = parseNpy(bytes).data;
-    this.shards.set(sha, data);
-    this.shardBytes += data.byteLength;
-    for (const [key, value] of this.shards) {
-      if (this.shardBytes <= SHARD_CACHE_BYTES) break;
-      this.shards.delete(key);
-      this.shardBytes -= value.byteLength;
-    }
-    return data;
   }
 }

@@ -4,10 +4,38 @@ import type { AttentionVariant } from '../gpu/attention';
 import type { MatmulConfig } from '../gpu/matmul';
 
 export interface StoredIdentity {
-  /** Non-extractable Ed25519 private key: it can sign, and never leaves this browser. */
+  /** Non-extractable Ed25519 private key: it can sign, and the page cannot read it out. */
   privateKey: CryptoKey;
   publicKeyRaw: string;
   createdAt: number;
+  /**
+   * The same private key as PKCS#8, encrypted (AES-GCM) with this browser's non-extractable
+   * device key, so the volunteer can export it on request. Absent for identities made before
+   * export existed: those cannot be exported.
+   */
+  sealed?: { iv: Uint8Array<ArrayBuffer>; data: ArrayBuffer };
+}
+
+/** What the shard cache knows about one shard; its bytes live in `shard-bytes` under the same key. */
+export interface ShardMeta {
+  sha256: string;
+  size: number;
+  /** Larger is more recent (a monotonic clock, so two uses never tie). */
+  lastUsed: number;
+}
+
+/** The volunteer's choices, kept across visits; each is stored under its own name. */
+export interface Settings {
+  /** Most bytes the shard cache may hold. */
+  shardCacheBytes: number;
+  /** Upload speed limit for serving peers, bytes per second; 0 = do not serve peers. */
+  uploadBytesPerSecond: number;
+  /** Share of time spent computing, 0.05–1. */
+  throttle: number;
+  pauseWhenHidden: boolean;
+  pauseOnBattery: boolean;
+  /** Display name shown on rooms' boards and the volunteers list. */
+  name: string | null;
 }
 
 /** The autotuner's choices for one device, keyed by adapter info and limits (see gpu/autotune.ts). */
@@ -24,16 +52,27 @@ export interface StoredTuning {
 
 export interface TabgridDB extends DBSchema {
   identity: { key: string; value: StoredIdentity };
+  'shard-meta': { key: string; value: ShardMeta; indexes: { 'by-last-used': number } };
+  'shard-bytes': { key: string; value: ArrayBuffer };
+  settings: { key: keyof Settings; value: Settings[keyof Settings] };
+  /** This browser's AES-GCM key that seals the identity for export; non-extractable. */
+  deviceKeys: { key: string; value: CryptoKey };
   tuning: { key: string; value: StoredTuning };
 }
 
 let db: Promise<IDBPDatabase<TabgridDB>> | null = null;
 
 export function openStore(): Promise<IDBPDatabase<TabgridDB>> {
-  db ??= openDB<TabgridDB>('tabgrid', 2, {
+  db ??= openDB<TabgridDB>('tabgrid', 4, {
     upgrade(database, oldVersion) {
       if (oldVersion < 1) database.createObjectStore('identity');
-      if (oldVersion < 2) database.createObjectStore('tuning');
+      if (oldVersion < 2) {
+        database.createObjectStore('shard-meta', { keyPath: 'sha256' }).createIndex('by-last-used', 'lastUsed');
+        database.createObjectStore('shard-bytes');
+        database.createObjectStore('settings');
+      }
+      if (oldVersion < 3) database.createObjectStore('deviceKeys');
+      if (oldVersion < 4) database.createObjectStore('tuning');
     },
   });
   return db;

@@ -1,0 +1,65 @@
+// The embeddable widget on a page from another origin (another port): the visitor presses the
+// widget's own Start button and the browser computes work units for the coordinator. The iframe
+// embed renders from the coordinator too.
+import { expect, test } from '@playwright/test';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { randomMatrix } from '../coordinator/test-helpers';
+import { startGrid, uploadMatrix } from './grid';
+
+const SHOTS = 'test-results/screenshots';
+
+function hostPage(coordinator: string): string {
+  // Exactly the snippets the README gives.
+  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>A research project's page</title></head>
+<body style="font-family: sans-serif; background: #f8fafc; padding: 2rem">
+  <h1>Our protein project</h1>
+  <p>Help us by lending your GPU:</p>
+  <script src="${coordinator}/widget.js"></script>
+  <tabgrid-widget coordinator="${coordinator}" project="Protein folding"></tabgrid-widget>
+  <h2>Or, without scripts</h2>
+  <iframe src="${coordinator}/embed?project=Protein%20folding" title="tabgrid volunteer computing" width="380" height="220" style="border:0"></iframe>
+</body></html>`;
+}
+
+test('a page on another origin embeds <tabgrid-widget>; a visitor starts it and it computes work units', async ({ browser }) => {
+  const grid = await startGrid();
+  let host: Server | null = null;
+  try {
+    host = createServer((_req, res) => res.writeHead(200, { 'content-type': 'text/html' }).end(hostPage(grid.base)));
+    await new Promise<void>((r) => host!.listen(0, '127.0.0.1', r));
+    const hostUrl = `http://127.0.0.1:${(host.address() as AddressInfo).port}/`;
+    expect(new URL(hostUrl).origin).not.toBe(new URL(grid.base).origin);
+
+    const page = await (await browser.newContext()).newPage();
+    page.on('pageerror', (err) => console.error('page error:', err.message));
+    await page.goto(hostUrl);
+    const widget = page.locator('tabgrid-widget');
+    await expect(widget.getByText('Help Protein folding with your GPU')).toBeVisible();
+    // The iframe embed shows its own consent button.
+    await expect(page.frameLocator('iframe').getByRole('button', { name: 'Start computing' })).toBeVisible();
+    // Nothing runs before consent: no worker has connected.
+    expect(((await (await grid.api('/api/volunteers')).json()) as { volunteers: unknown[] }).volunteers).toHaveLength(0);
+
+    await widget.getByRole('button', { name: 'Start computing' }).click();
+    await expect(widget.getByTestId('widget-phase')).toHaveText(/waiting for work/, { timeout: 60_000 });
+
+    const [m, k, n] = [40, 24, 40];
+    const a = await uploadMatrix(grid, m, k, randomMatrix(m, k, 7));
+    const b = await uploadMatrix(grid, k, n, randomMatrix(k, n, 8));
+    const jobId = await grid.submitJob({ kind: 'matmul', inputs: { a, b }, replication: 1, tile: { rows: 20, cols: 40 } });
+    expect((await grid.waitForJob(jobId, 60_000)).state).toBe('done');
+    await expect(widget.getByTestId('widget-units')).toHaveText('2');
+    await expect(widget.getByTestId('widget-credit')).toContainText('kFLOP');
+    await page.screenshot({ path: `${SHOTS}/widget-cross-origin.png`, fullPage: true });
+
+    // The iframe form starts too: a second volunteer, with the coordinator's own storage.
+    const frame = page.frameLocator('iframe');
+    await frame.getByRole('button', { name: 'Start computing' }).click();
+    await expect(frame.getByTestId('widget-phase')).toHaveText(/waiting for work/, { timeout: 60_000 });
+    await expect.poll(async () => ((await (await grid.api('/api/volunteers')).json()) as { volunteers: unknown[] }).volunteers.length).toBe(2);
+  } finally {
+    host?.close();
+    await grid.stop();
+  }
+});

@@ -1,0 +1,98 @@
+// The page's client against a real coordinator (Node's WebSocket from `ws`, WebCrypto keys): a
+// paused client is given no work, and the throttle rests in proportion to each unit's compute time.
+import { afterEach, beforeAll, describe, expect, test } from 'vitest';
+import { WebSocket as NodeWebSocket } from 'ws';
+import { matmulReference } from '../../coordinator/jobs/matmul';
+import { matmulDims } from '../../coordinator/sim-worker';
+import { toNpy } from '../../coordinator/npy';
+import { toBase64Url, type WorkUnitSpec } from '../../coordinator/protocol';
+import { randomMatrix, sleep, startTestCoordinator, waitFor, type TestCoordinator } from '../../coordinator/test-helpers';
+import { UploadBudget } from '../p2p/upload-budget';
+import type { Identity } from '../store/identity';
+import type { ShardCache } from '../store/shard-cache';
+import { CoordinatorClient, type ClientState } from './coordinator-client';
+
+beforeAll(() => {
+  (globalThis as { WebSocket?: unknown }).WebSocket ??= NodeWebSocket;
+});
+
+async function identity(): Promise<Identity> {
+  const pair = (await crypto.subtle.generateKey({ name: 'Ed25519' }, false, ['sign', 'verify'])) as CryptoKeyPair;
+  const raw = new Uint8Array(await crypto.subtle.exportKey('raw', pair.publicKey));
+  return {
+    publicKeyRaw: toBase64Url(raw),
+    exportable: false,
+    sign: async (m) => toBase64Url(new Uint8Array(await crypto.subtle.sign({ name: 'Ed25519' }, pair.privateKey, m as BufferSource))),
+  };
+}
+
+let grid: TestCoordinator;
+let client: CoordinatorClient | null = null;
+afterEach(async () => {
+  client?.stop();
+  await grid?.stop();
+});
+
+/** IndexedDB does not exist in Node: a cache that never holds anything (every input comes from the coordinator). */
+const noCache = { get: async () => null, put: async () => false, keys: async () => [] } as unknown as ShardCache;
+
+/** A client whose compute takes at least `ms` and records when each unit ran. */
+async function startClient(opts: { throttle?: number; ms: number }) {
+  const runs: { start: number; end: number }[] = [];
+  let state: ClientState | null = null;
+  client = new CoordinatorClient({
+    url: grid.base,
+    identity: await identity(),
+    device: { backend: 'cpu', adapter: 'vitest', features: [] },
+    throttle: opts.throttle,
+    cache: noCache,
+    uploadBudget: new UploadBudget({ bytesPerSecond: 0 }),
+    compute: async (wu: WorkUnitSpec, inputs) => {
+      const start = performance.now();
+      await sleep(opts.ms);
+      const out = matmulReference(inputs.a, inputs.b, ...matmulDims(wu));
+      runs.push({ start, end: performance.now() });
+      return out;
+    },
+    onChange: (s) => (state = s),
+  });
+  client.start();
+  await waitFor(() => state?.phase === 'waiting', 10_000, 'welcome');
+  return { runs, state: () => state! };
+}
+
+async function submit(units: number) {
+  const [m, k, n] = [8 * units, 8, 8];
+  const a = await grid.uploadShard(toNpy([m, k], randomMatrix(m, k, 1)));
+  const b = await grid.uploadShard(toNpy([k, n], randomMatrix(k, n, 2)));
+  return grid.submitJob({ kind: 'matmul', inputs: { a, b }, replication: 1, tile: { rows: 8, cols: 8 } });
+}
+
+describe('coordinator client controls', () => {
+  test('paused, it is given no work; resumed, it computes the job', async () => {
+    grid = await startTestCoordinator();
+    const { runs, state } = await startClient({ ms: 1 });
+    client!.setPause('user', true);
+    expect(state().phase).toBe('paused');
+    const job = await submit(3);
+    await sleep(500);
+    expect(runs).toHaveLength(0);
+    expect((await (await grid.api(`/api/jobs/${job}`)).json()).progress.done).toBe(0);
+    client!.setPause('user', false);
+    expect((await grid.waitForJob(job, 10_000)).state).toBe('done');
+    expect(runs).toHaveLength(3);
+  });
+
+  test.each([0.25, 0.5])('throttle %f rests t·(1−share)/share after each unit', async (share) => {
+    grid = await startTestCoordinator();
+    const { runs } = await startClient({ throttle: share, ms: 120 });
+    const job = await submit(3);
+    expect((await grid.waitForJob(job, 20_000)).state).toBe('done');
+    expect(runs).toHaveLength(3);
+    for (let i = 1; i < runs.length; i++) {
+      const computed = runs[i - 1].end - runs[i - 1].start;
+      // A lower bound only: a slow machine lengthens gaps, never shortens them.
+      expect(runs[i].start - runs[i - 1].end).toBeGreaterThanOrEqual((computed * (1 - share)) / share - 5);
+    }
+  });
+});
