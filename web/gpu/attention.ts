@@ -3,7 +3,7 @@
 import directSource from '../../shaders/attention-direct.wgsl?raw';
 import source from '../../shaders/attention.wgsl?raw';
 import { poolFor } from './buffer-pool';
-import { getPipeline, type KernelSource } from './pipelines';
+import { getPipeline, type KernelConstants, type KernelSource } from './pipelines';
 
 /** `tiled` stages K/V tiles in workgroup memory (GPUs); `direct` streams them (CPU adapters). */
 export type AttentionVariant = 'tiled' | 'direct';
@@ -45,10 +45,16 @@ export function attentionParamsWords(p: AttentionDims): Uint32Array<ArrayBuffer>
   return words;
 }
 
+/** Which kernel file and constants a variant compiles to for head dimension d. */
+export function attentionKernel(d: number, variant: AttentionVariant): { kernel: KernelSource; constants: KernelConstants } {
+  return { kernel: KERNELS[variant], constants: { D: d, ...attentionConfig(d) } };
+}
+
 export function encodeAttention(device: GPUDevice, encoder: GPUCommandEncoder, bufs: AttentionBuffers, p: AttentionDims, variant: AttentionVariant = 'tiled') {
   if (p.d % 4 !== 0) throw new Error(`attention head dimension ${p.d} must be a multiple of 4`);
   const config = attentionConfig(p.d);
-  const pipeline = getPipeline(device, KERNELS[variant], { D: p.d, ...config });
+  const { kernel, constants } = attentionKernel(p.d, variant);
+  const pipeline = getPipeline(device, kernel, constants);
   const qBytes = p.heads * p.rows * p.d * 4;
   const kvBytes = p.heads * p.seq * p.d * 4;
   const sizes = [qBytes, kvBytes, kvBytes, qBytes, 32];

@@ -1,10 +1,11 @@
 // Per-device autotuning of the matmul tiling and the attention variant: every candidate runs a
 // short problem, the fastest wins, and the choice is cached (IndexedDB, keyed by adapter info and limits) so later visits
 // start at full speed without measuring again.
-import { ATTENTION_VARIANTS, attentionParamsWords, encodeAttention, type AttentionDims, type AttentionVariant } from './attention';
+import { ATTENTION_VARIANTS, attentionKernel, attentionParamsWords, encodeAttention, type AttentionDims, type AttentionVariant } from './attention';
 import { poolFor } from './buffer-pool';
 import { timeGpu } from './timing';
-import { describeConfig, encodeMatmul, MATMUL_CANDIDATES, matmulDimsWords, type MatmulBuffers, type MatmulConfig, type MatmulDims } from './matmul';
+import { preparePipelines } from './pipelines';
+import { describeConfig, encodeMatmul, MATMUL_CANDIDATES, matmulKernel, matmulDimsWords, type MatmulBuffers, type MatmulConfig, type MatmulDims } from './matmul';
 
 export interface TuningResult {
   config: MatmulConfig;
@@ -49,6 +50,7 @@ export async function measureCandidates(device: GPUDevice, side: number, runs = 
     dims: pool.uniform(matmulDimsWords(dims)),
   };
   try {
+    await preparePipelines(device, candidates.map((c) => matmulKernel(dims, c)));
     const results: { config: MatmulConfig; gflops: number }[] = [];
     for (const config of candidates) {
       const seconds = await timeGpu(device, (enc) => encodeMatmul(device, enc, bufs, dims, config), runs);
@@ -67,6 +69,7 @@ export async function measureAttentionVariants(device: GPUDevice, seq: number, r
   const [q, k, v] = [0, 1, 2].map(() => pool.upload(randomData(seq * 64)));
   const bufs = { q, k, v, out: pool.output(seq * 64 * 4), params: pool.uniform(attentionParamsWords(dims)) };
   try {
+    await preparePipelines(device, ATTENTION_VARIANTS.map((variant) => attentionKernel(64, variant)));
     const results: { variant: AttentionVariant; seconds: number }[] = [];
     for (const variant of ATTENTION_VARIANTS) {
       results.push({ variant, seconds: await timeGpu(device, (enc) => encodeAttention(device, enc, bufs, dims, variant), runs) });
@@ -79,7 +82,7 @@ export async function measureAttentionVariants(device: GPUDevice, seq: number, r
 
 /**
  * The tiling for this device: from the cache when it has one, else measured. The problem grows
- * until a run takes long enough to time (software adapters stop at 128 or 256, GPUs go to 1024).
+ * until a run takes long enough to time (a run of 2 ms or more: software adapters stop at 128, GPUs go up to 1024).
  */
 export async function tuneKernels(device: GPUDevice, key: string, cache: TuningCache): Promise<TuningResult> {
   const summary = (r: Omit<TuningResult, 'summary'>) =>
@@ -88,7 +91,7 @@ export async function tuneKernels(device: GPUDevice, key: string, cache: TuningC
   if (hit) return { ...hit, cached: true, summary: summary({ ...hit, cached: true }) };
   let side = 128;
   let best = (await measureCandidates(device, side))[0];
-  while (side < 1024 && (2 * side ** 3) / (best.gflops * 1e9) < 0.01) {
+  while (side < 1024 && (2 * side ** 3) / (best.gflops * 1e9) < 0.002) {
     side *= 2;
     best = (await measureCandidates(device, side))[0];
   }

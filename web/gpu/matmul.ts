@@ -4,7 +4,7 @@ import scalarSource from '../../shaders/matmul.wgsl?raw';
 import vec4RegsSource from '../../shaders/matmul-vec4-regs.wgsl?raw';
 import vec4Source from '../../shaders/matmul-vec4.wgsl?raw';
 import { poolFor } from './buffer-pool';
-import { getPipeline, type KernelSource } from './pipelines';
+import { getPipeline, type KernelConstants, type KernelSource } from './pipelines';
 
 /**
  * One tiling: WG_X×WG_Y invocations, each computing TM×TN outputs, k walked BK at a time through
@@ -28,8 +28,6 @@ export interface MatmulConfig {
 export const MATMUL_CANDIDATES: readonly MatmulConfig[] = [
   { wgX: 16, wgY: 16, tm: 4, tn: 4, bk: 16 }, // 64×64 tile
   { wgX: 8, wgY: 8, tm: 4, tn: 4, bk: 16 }, // 32×32: small problems, CPU adapters
-  { wgX: 16, wgY: 16, tm: 8, tn: 4, bk: 8 }, // 128×64
-  { wgX: 8, wgY: 16, tm: 8, tn: 8, bk: 8 }, // 128×64, 8×8 per invocation
   { wgX: 16, wgY: 8, tm: 8, tn: 8, bk: 8 }, // 64×128
   { wgX: 16, wgY: 16, tm: 8, tn: 8, bk: 8 }, // 128×128
   { regs: true, wgX: 8, wgY: 8, tm: 4, tn: 8, bk: 16 }, // 32×64 per workgroup, no barriers
@@ -55,10 +53,17 @@ export function usesVec4({ k, n }: MatmulDims): boolean {
   return k % 4 === 0 && n % 4 === 0;
 }
 
+/** Which kernel file and constants a configuration compiles to for these dims. */
+export function matmulKernel(dims: MatmulDims, c: MatmulConfig): { kernel: KernelSource; constants: KernelConstants } {
+  const tiling = { WG_X: c.wgX, WG_Y: c.wgY, TM: c.tm, TN: c.tn, BK: c.bk };
+  if (!usesVec4(dims)) return { kernel: SCALAR, constants: tiling };
+  if (c.regs) return { kernel: VEC4_REGS, constants: { WG_X: c.wgX, WG_Y: c.wgY } };
+  return { kernel: VEC4, constants: tiling };
+}
+
 export function matmulPipeline(device: GPUDevice, dims: MatmulDims, c: MatmulConfig): GPUComputePipeline {
-  if (!usesVec4(dims)) return getPipeline(device, SCALAR, { WG_X: c.wgX, WG_Y: c.wgY, TM: c.tm, TN: c.tn, BK: c.bk });
-  if (c.regs) return getPipeline(device, VEC4_REGS, { WG_X: c.wgX, WG_Y: c.wgY });
-  return getPipeline(device, VEC4, { WG_X: c.wgX, WG_Y: c.wgY, TM: c.tm, TN: c.tn, BK: c.bk });
+  const { kernel, constants } = matmulKernel(dims, c);
+  return getPipeline(device, kernel, constants);
 }
 
 /** GPU-resident buffers of one product (the bench and the autotuner time this without transfers). */

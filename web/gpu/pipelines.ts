@@ -27,12 +27,17 @@ export function pipelineKey(kernel: KernelSource, constants: KernelConstants): s
 }
 
 /** The cached pipeline, built on first use. */
-export function getPipeline(device: GPUDevice, kernel: KernelSource, constants: KernelConstants = {}): GPUComputePipeline {
+function cacheFor(device: GPUDevice): Map<string, GPUComputePipeline> {
   let cache = caches.get(device);
   if (!cache) {
     cache = new Map();
     caches.set(device, cache);
   }
+  return cache;
+}
+
+export function getPipeline(device: GPUDevice, kernel: KernelSource, constants: KernelConstants = {}): GPUComputePipeline {
+  const cache = cacheFor(device);
   const key = pipelineKey(kernel, constants);
   let pipeline = cache.get(key);
   if (!pipeline) {
@@ -41,6 +46,23 @@ export function getPipeline(device: GPUDevice, kernel: KernelSource, constants: 
     cache.set(key, pipeline);
   }
   return pipeline;
+}
+
+/**
+ * Compiles pipelines concurrently (createComputePipelineAsync) into the cache, so a caller about
+ * to use many configurations (the autotuner) does not wait for each compile in turn.
+ */
+export async function preparePipelines(device: GPUDevice, specs: { kernel: KernelSource; constants: KernelConstants }[]): Promise<void> {
+  const target = cacheFor(device);
+  await Promise.all(
+    specs.map(async ({ kernel, constants }) => {
+      const key = pipelineKey(kernel, constants);
+      if (target.has(key)) return;
+      const module = device.createShaderModule({ label: kernel.label, code: specialise(kernel.code, constants) });
+      const pipeline = await device.createComputePipelineAsync({ label: key, layout: 'auto', compute: { module, entryPoint: kernel.entryPoint ?? 'main' } });
+      target.set(key, pipeline);
+    }),
+  );
 }
 
 /** How many pipelines the device's cache holds (tests check that a second unit adds none). */
