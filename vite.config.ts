@@ -13,9 +13,13 @@ export default defineConfig({
     outDir: '../dist',
     emptyOutDir: true,
     target: 'es2022',
-    rollupOptions: { input: Object.fromEntries(PAGES.map((p) => [p, resolve(import.meta.dirname, 'web', `${p}.html`)])) },
+    // One entry per page (PAGES), plus bench.html: the page `npm run bench:cpu` drives (web/bench/).
+    rollupOptions: { input: Object.fromEntries([...PAGES, 'bench'].map((p) => [p, resolve(import.meta.dirname, 'web', `${p}.html`)])) },
   },
-  worker: { format: 'es' },
-  optimizeDeps: { include: ['comlink', 'idb', 'zod', 'uplot', 'qrcode'] },
-  server: { fs: { allow: ['..'] } },
+  // The compute worker keeps a fixed name, assets/compute.worker.js: the widget on other sites
+  // imports it from the coordinator (web/widget/tabgrid-widget.ts).
+  worker: { format: 'es', rollupOptions: { output: { entryFileNames: 'assets/[name].js' } } },
+  optimizeDeps: { include: ['comlink', 'idb', 'zod', 'uplot', 'qrcode', 'onnxruntime-web', 'onnx-buf', '@bufbuild/protobuf'] },
+  // Same isolation headers as the coordinator, so the dev server's wasm can use threads too.
+  server: { fs: { allow: ['..'] }, headers: { 'Cross-Origin-Opener-Policy': 'same-origin', 'Cross-Origin-Embedder-Policy': 'require-corp' } },
 });

@@ -11,6 +11,5 @@ export default defineConfig({
     target: 'es2022',
     lib: { entry: 'widget/main.ts', formats: ['iife'], name: 'TabgridWidget', fileName: () => 'widget.js' },
   },
-  worker: { format: 'es' },
   server: { fs: { allow: ['..'] } },
 });

@@ -3,10 +3,9 @@ import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { auditLedger } from './audit.js';
-import { startCoordinator } from './coordinator.js';
+import { openStorage, startCoordinator } from './coordinator.js';
 import { parseIceServers } from './peer-server.js';
 import { loadCoordinatorPublicKey } from './keys.js';
-import { SqliteStore } from './sqlite-store.js';
 import { ensureWebBuilt } from './web-build.js';
 
 const USAGE = `usage:
@@ -28,14 +27,16 @@ async function start(args: string[]) {
     port,
     host: values.host ?? process.env.HOST,
     apiToken: process.env.TABGRID_API_TOKEN,
+    database: process.env.TABGRID_DB || undefined,
     leaseMs: process.env.TABGRID_LEASE_MS ? Number(process.env.TABGRID_LEASE_MS) : undefined,
+    heartbeatMs: process.env.TABGRID_HEARTBEAT_MS ? Number(process.env.TABGRID_HEARTBEAT_MS) : undefined,
     iceServers: parseIceServers(process.env.TABGRID_ICE_SERVERS),
     log,
   });
   console.log(`tabgrid coordinator listening on ${c.url}`);
   console.log(`  volunteers: open ${c.url}/`);
   console.log(`  API token:  ${c.apiToken}`);
-  console.log(`  data:       ${c.dataDir}`);
+  console.log(`  data:       ${c.dataDir}${process.env.TABGRID_DB ? ' (state and shards in PostgreSQL: TABGRID_DB)' : ''}`);
   const stop = () => {
     void c.close().finally(() => process.exit(0));
   };
@@ -48,9 +49,10 @@ async function ledger(args: string[]) {
   const { values } = parseArgs({ args: rest, options: { data: { type: 'string' } } });
   if (sub !== 'verify') throw new Error(USAGE);
   const dataDir = dataDirFrom(values.data);
+  const database = process.env.TABGRID_DB || undefined;
   const dbFile = join(dataDir, 'tabgrid.sqlite');
-  if (!existsSync(dbFile)) throw new Error(`no tabgrid database at ${dbFile}`);
-  const store = new SqliteStore(dbFile);
+  if (!database && !existsSync(dbFile)) throw new Error(`no tabgrid database at ${dbFile}`);
+  const { store } = await openStorage(dataDir, database);
   try {
     const report = await auditLedger(store, loadCoordinatorPublicKey(dataDir));
     if (report.ok) {

@@ -3,13 +3,16 @@ import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { loadOrCreateApiToken, loadOrCreateCoordinatorKeys } from './keys.js';
 import { ResultIntake } from './results.js';
-import { SqliteRoomStore } from './room-store.js';
+import { SqliteRoomStore, type RoomStore } from './room-store.js';
 import { Rooms } from './rooms.js';
 import { Scheduler } from './scheduler.js';
 import { buildServer } from './server.js';
-import { ShardStore } from './shards.js';
+import { PgShardStore, PgStore } from './pg-store.js';
+import { pgViews } from './pg-views.js';
+import { FileShardStore, type ShardStore } from './shards.js';
 import { SqliteStore } from './sqlite-store.js';
-import { SqliteStatsStore } from './stats-store.js';
+import type { Store } from './store.js';
+import { SqliteStatsStore, type StatsStore } from './stats-store.js';
 import { Tracker } from './tracker.js';
 import type { IceServer } from './protocol.js';
 
@@ -23,9 +26,34 @@ export interface CoordinatorOptions {
   leaseMs?: number;
   heartbeatMs?: number;
   staticDir?: string;
+  /**
+   * A postgres:// URL (TABGRID_DB): state and shards live in PostgreSQL, shared with any other
+   * coordinator given the same URL. Absent: SQLite and shard files in the data directory.
+   */
+  database?: string;
   log?: (msg: string) => void;
   /** STUN/TURN servers for the pages' WebRTC connections; none by default (loopback, LAN). */
   iceServers?: IceServer[];
+}
+
+export interface Storage {
+  store: Store;
+  shards: ShardStore;
+  /** Classroom rooms and the dashboard's read-only views, on the same database. */
+  views: { rooms: RoomStore; stats: StatsStore };
+}
+
+/** What a coordinator runs on: SQLite + shard files in the data directory, or PostgreSQL for all. */
+export async function openStorage(dataDir: string, database?: string): Promise<Storage> {
+  if (database) {
+    if (!/^postgres(ql)?:\/\//.test(database)) throw new Error('TABGRID_DB must be a postgres:// URL');
+    const store = await PgStore.connect(database);
+    return { store, shards: new PgShardStore(store.pool), views: await pgViews(store.pool) };
+  }
+  const store = new SqliteStore(join(dataDir, 'tabgrid.sqlite'));
+  // Rooms write outside the store's group commit: on a connection that syncs every commit itself.
+  const views = { rooms: new SqliteRoomStore(store.connection()), stats: new SqliteStatsStore(store.db) };
+  return { store, shards: new FileShardStore(join(dataDir, 'shards')), views };
 }
 
 export interface Coordinator {
@@ -43,10 +71,11 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   const now = Date.now;
   const keys = loadOrCreateCoordinatorKeys(dataDir);
   const apiToken = loadOrCreateApiToken(dataDir, opts.apiToken);
-  const store = new SqliteStore(join(dataDir, 'tabgrid.sqlite'));
-  const shards = new ShardStore(join(dataDir, 'shards'));
+  const { store, shards, views } = await openStorage(dataDir, opts.database);
+  const heartbeatMs = opts.heartbeatMs ?? 20_000;
   const tracker = new Tracker();
-  const scheduler = new Scheduler(store, { leaseMs: opts.leaseMs ?? 10 * 60_000, now, tracker });
+  // A lease outlives three missed heartbeats of its coordinator, never more.
+  const scheduler = new Scheduler(store, { leaseMs: opts.leaseMs ?? 10 * 60_000, livenessMs: 3 * heartbeatMs, now, tracker });
   const intake = new ResultIntake({ store, shards, scheduler, signingKey: keys.privateKey, now, log });
   const app = await buildServer({
     store,
@@ -56,17 +85,23 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
     keys,
     apiToken,
     staticDir: opts.staticDir ?? resolve(import.meta.dirname, '..', 'dist'),
-    heartbeatMs: opts.heartbeatMs ?? 20_000,
+    heartbeatMs,
     now,
     log,
-    rooms: new Rooms(new SqliteRoomStore(store.db), now),
-    stats: new SqliteStatsStore(store.db),
+    rooms: new Rooms(views.rooms, now),
+    stats: views.stats,
     tracker,
     iceServers: opts.iceServers ?? [],
   });
-  // Leases left active by a previous run belong to connections that no longer exist.
-  await store.expireLeases(Number.MAX_SAFE_INTEGER);
-  const ticker = setInterval(() => void scheduler.tick().catch((err) => log(`tick failed: ${err}`)), 2_000);
+  // Leases left active by a previous run belong to connections that no longer exist (with a shared
+  // store they may be another coordinator's: those lapse when their heartbeat stops).
+  if (!store.shared) await store.expireLeases(Number.MAX_SAFE_INTEGER);
+  const recovered = await intake.recover();
+  if (recovered.validated || recovered.assembled) {
+    log(`recovered after a crash: ${recovered.validated} units re-validated, ${recovered.assembled} results assembled`);
+  }
+  const tickMs = Math.min(2_000, heartbeatMs);
+  const ticker = setInterval(() => void scheduler.tick().catch((err) => log(`tick failed: ${err}`)), tickMs);
   await app.listen({ port: opts.port, host: opts.host ?? '0.0.0.0' });
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : opts.port;

@@ -101,7 +101,45 @@ export const AttentionParams = z
 export type AttentionParams = z.infer<typeof AttentionParams>;
 // --- end attention ----------------------------------------------------------------------------
 
-export const JobSubmit = z.discriminatedUnion('kind', [MatmulJobSubmit, AttentionJobSubmit]);
+// ---------------------------------------------------------------------------------------------
+// ONNX job kind (issue 4): a model run over a batch; work units are slices of the batch axis.
+
+export const ONNX_LIMITS = {
+  /** Largest model a job may use: it travels to every worker as one shard. */
+  maxModelBytes: 64 * 1024 * 1024,
+  /** Largest output of one work unit (all outputs together). */
+  maxUnitOutputBytes: 32 * 1024 * 1024,
+  maxTensors: 16,
+  maxTensorNameLength: 128,
+} as const;
+
+const TensorName = z.string().min(1).max(ONNX_LIMITS.maxTensorNameLength);
+
+export const OnnxJobSubmit = z
+  .object({
+    kind: z.literal('onnx'),
+    name: Name.optional(),
+    /** sha-256 of the model uploaded with POST /api/models. */
+    model: Sha256Hex,
+    /** One .npy shard per model input, by input name; axis 0 of each is the batch. */
+    inputs: z.record(TensorName, Sha256Hex),
+    replication: z.number().int().min(1).max(LIMITS.maxReplication).default(2),
+    /** Batch items per work unit; chosen from the model's size when absent. */
+    itemsPerUnit: z.number().int().min(1).max(1 << 20).optional(),
+    /** Agreement tolerance: one for every output, or one per output name. */
+    tolerance: z.union([Tolerance, z.record(TensorName, Tolerance)]).optional(),
+    /** Outputs (classification scores) whose replicas must agree on the argmax of the last axis instead. */
+    argmax: z.array(TensorName).max(ONNX_LIMITS.maxTensors).optional(),
+    /** FLOPs one batch item costs, for credit; estimated as 2 × the weight count when absent. */
+    flopsPerItem: z.number().positive().max(1e15).optional(),
+  })
+  .strict();
+export type OnnxJobSubmit = z.infer<typeof OnnxJobSubmit>;
+
+// (End of the ONNX job kind section; its work-unit spec is below, beside matmul's.)
+// ---------------------------------------------------------------------------------------------
+
+export const JobSubmit = z.discriminatedUnion('kind', [MatmulJobSubmit, AttentionJobSubmit, OnnxJobSubmit]);
 export type JobSubmit = z.infer<typeof JobSubmit>;
 export type JobKindName = JobSubmit['kind'];
 
@@ -254,6 +292,12 @@ export const DeviceInfo = z
     features: z.array(z.string().max(64)).max(64).default([]),
     limits: z.record(z.string().max(64), z.number()).optional(),
     userAgent: z.string().max(400).optional(),
+    /** Job kinds this worker can run; absent: every kind except opt-in ones such as onnx (older workers, sim workers). */
+    kinds: z.array(z.string().max(32)).max(16).optional(),
+    /** Both backends' speed on the start-up matmul, GFLOP/s (null: not available or not measured). */
+    measured: z.object({ webgpu: z.number().min(0).nullable(), cpu: z.number().min(0).nullable() }).strict().optional(),
+    /** WebAssembly threads the CPU backend uses (1 without cross-origin isolation). */
+    threads: z.number().int().min(1).max(256).optional(),
   })
   .strict();
 export type DeviceInfo = z.infer<typeof DeviceInfo>;
@@ -267,22 +311,72 @@ export const MatmulParams = z
   .strict();
 export type MatmulParams = z.infer<typeof MatmulParams>;
 
-const WorkUnitCommon = {
+/** What a worker receives for one lease: enough to fetch inputs, compute and size the output. */
+export const MatmulWorkUnitSpec = z.object({
   id: Id,
   jobId: Id,
+  kind: z.literal('matmul'),
+  params: MatmulParams,
   /** Input shards by name (for matmul: a = m×k rows of A, b = k×n columns of B, both .npy). */
   inputs: z.record(z.string().max(32), Sha256Hex),
   outputBytes: z.number().int().min(0),
   flops: z.number().min(0),
-};
+});
 
-/** What a worker receives for one lease: enough to fetch inputs, compute and size the output. */
-export const WorkUnitSpec = z.discriminatedUnion('kind', [
-  z.object({ ...WorkUnitCommon, kind: z.literal('matmul'), params: MatmulParams }),
-  /** Attention inputs: q = rows×d block of one head's Q, k and v = that head's seq×d K and V. */
-  z.object({ ...WorkUnitCommon, kind: z.literal('attention'), params: AttentionParams }),
+// Attention work units (issue 3): q = rows×d block of one head's Q, k and v = that head's seq×d K and V.
+export const AttentionWorkUnitSpec = MatmulWorkUnitSpec.extend({ kind: z.literal('attention'), params: AttentionParams });
+
+// ONNX work units (issue 4) ---------------------------------------------------------------------
+const Shape = z.array(z.number().int().min(0)).max(8);
+
+/** How the replicas of one output are compared: element-wise within a tolerance, or by argmax. */
+export const OutputAgreement = z.discriminatedUnion('mode', [
+  z.object({ mode: z.literal('tolerance'), atol: Tolerance.shape.atol, rtol: Tolerance.shape.rtol }).strict(),
+  z.object({ mode: z.literal('argmax') }).strict(),
 ]);
+export type OutputAgreement = z.infer<typeof OutputAgreement>;
+
+export const OnnxParams = z
+  .object({
+    /** sha-256 of the model shard (raw .onnx bytes); the session cache key. */
+    model: Sha256Hex,
+    modelBytes: z.number().int().min(1),
+    /** Batch items in this unit (axis 0 of every input and output). */
+    items: z.number().int().min(1),
+    inputs: z.array(z.object({ name: TensorName, shape: Shape }).strict()).max(ONNX_LIMITS.maxTensors),
+    /** The unit's output is these outputs' float32 values, flattened and concatenated in this order. */
+    outputs: z.array(z.object({ name: TensorName, shape: Shape, agreement: OutputAgreement }).strict()).max(ONNX_LIMITS.maxTensors),
+  })
+  .strict();
+export type OnnxParams = z.infer<typeof OnnxParams>;
+
+/** The input key of an ONNX unit's model shard (not a valid name for a model's own input). */
+export const ONNX_MODEL_INPUT = '@model';
+
+export const OnnxWorkUnitSpec = MatmulWorkUnitSpec.extend({
+  kind: z.literal('onnx'),
+  params: OnnxParams,
+  /**
+   * One .npy batch slice per model input, by input name, and the model under ONNX_MODEL_INPUT: a
+   * shard like any other, so peers share it and the scheduler counts it for locality.
+   */
+  inputs: z.record(TensorName, Sha256Hex),
+});
+// (end of ONNX work units) ----------------------------------------------------------------------
+
+export const WorkUnitSpec = z.discriminatedUnion('kind', [MatmulWorkUnitSpec, AttentionWorkUnitSpec, OnnxWorkUnitSpec]);
 export type WorkUnitSpec = z.infer<typeof WorkUnitSpec>;
+export type MatmulWorkUnitSpec = z.infer<typeof MatmulWorkUnitSpec>;
+export type AttentionWorkUnitSpec = z.infer<typeof AttentionWorkUnitSpec>;
+export type OnnxWorkUnitSpec = z.infer<typeof OnnxWorkUnitSpec>;
+
+/** Inputs a worker fetches only when it needs them, as raw bytes (not .npy): an ONNX unit's model. */
+export function onDemandInputs(wu: WorkUnitSpec): string[] {
+  return wu.kind === 'onnx' ? [ONNX_MODEL_INPUT] : [];
+}
+
+/** Every job kind a work unit can be: a worker that implements the whole protocol declares these. */
+export const WORK_UNIT_KINDS: readonly WorkUnitSpec['kind'][] = WorkUnitSpec.options.map((o) => o.shape.kind.value);
 
 // ---------------------------------------------------------------------------------------------
 // Peer-to-peer shard exchange (issue 5): the coordinator is the tracker; pages swap shards over

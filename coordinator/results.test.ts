@@ -7,7 +7,7 @@ import { matmulReference } from './jobs/matmul.js';
 import { parseNpy, toNpy } from './npy.js';
 import { encodeResultFrame, resultSigningMessage, type ServerMessage, type VolunteerSummary, type WorkUnitSpec } from './protocol.js';
 import { sha256Hex } from './shards.js';
-import { matmulDims, SimWorker, type Compute } from './sim-worker.js';
+import { matmulParams, SimWorker, type Compute } from './sim-worker.js';
 import { SqliteStore } from './sqlite-store.js';
 import { randomMatrix, startTestCoordinator, waitFor, type TestCoordinator } from './test-helpers.js';
 
@@ -83,7 +83,7 @@ describe('cheating volunteers', () => {
     const K = 30;
     const N = 21;
     const { t: tc, A, B, a, b } = await setup(M, K, N, 1);
-    const cheat: Compute = (wu, inputs) => matmulReference(inputs.a, inputs.b, ...matmulDims(wu)).map((v) => v + 0.5);
+    const cheat: Compute = (wu, inputs) => matmulReference(inputs.a, inputs.b, matmulParams(wu).m, matmulParams(wu).k, matmulParams(wu).n).map((v) => v + 0.5);
     const cheater = new SimWorker({ url: tc.base, name: 'cheater', compute: cheat });
     const h1 = new SimWorker({ url: tc.base, name: 'honest-1' });
     const h2 = new SimWorker({ url: tc.base, name: 'honest-2' });
@@ -138,7 +138,7 @@ describe('cheating volunteers', () => {
     // Changes one element of each tile by 90% of Freivalds' honest-rounding bound for its row:
     // the cheap check must accept it, but it is far outside the replica tolerance.
     const subtle: Compute = (wu, inputs) => {
-      const [m, k, n] = matmulDims(wu);
+      const { m, k, n } = matmulParams(wu);
       const c = matmulReference(inputs.a, inputs.b, m, k, n);
       let best = { idx: -1, margin: -Infinity, delta: 0 };
       for (let i = 0; i < m; i++) {

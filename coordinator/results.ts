@@ -3,7 +3,7 @@
 // that agrees makes the result canonical and earns its volunteers credit in the signed ledger.
 import type { KeyObject } from 'node:crypto';
 import { jobKind } from './jobs/index.js';
-import { volunteerPublicKey, verifySignature } from './keys.js';
+import { verifyOffThread } from './signature-thread.js';
 import { makeEntry } from './ledger.js';
 import { resultSigningMessage, type ResultHeader } from './protocol.js';
 import type { Scheduler, WorkerSession } from './scheduler.js';
@@ -33,19 +33,27 @@ function asFloat32(bytes: Uint8Array): Float32Array {
 }
 
 export class ResultIntake {
-  /** Validation of one unit at a time, so two replicas arriving together cannot both settle it. */
-  private chain: Promise<unknown> = Promise.resolve();
+  /**
+   * Results of one unit are handled one at a time, so two replicas arriving together cannot both
+   * settle it; different units proceed concurrently (and their writes share commits).
+   */
+  private readonly chains = new Map<string, Promise<unknown>>();
 
   constructor(private readonly ctx: ResultContext) {}
 
-  private serial<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.chain.then(fn, fn);
-    this.chain = run.catch(() => undefined);
+  private serial<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.chains.get(key) ?? Promise.resolve();
+    const run = prev.then(fn, fn);
+    const tail = run.catch(() => undefined);
+    this.chains.set(key, tail);
+    void tail.then(() => {
+      if (this.chains.get(key) === tail) this.chains.delete(key);
+    });
     return run;
   }
 
   submit(session: WorkerSession, header: ResultHeader, payload: Uint8Array): Promise<Verdict> {
-    return this.serial(() => this.accept(session, header, payload));
+    return this.serial(header.wuId, () => this.accept(session, header, payload));
   }
 
   private async accept(session: WorkerSession, header: ResultHeader, payload: Uint8Array): Promise<Verdict> {
@@ -55,10 +63,12 @@ export class ResultIntake {
     if (!lease || lease.volunteerId !== session.volunteerId || lease.wuId !== header.wuId) {
       return reject('no such lease for this volunteer and work unit');
     }
+    // 'expired': the worker vanished or ran late; its result is still checked and may still count.
     if (lease.state !== 'active' && lease.state !== 'expired') {
       return reject(`lease is ${lease.state}; its result is no longer wanted`);
     }
     scheduler.release(session, lease.id);
+    void scheduler.dispatch(); // the freed slot is refilled in the same commit as this result
     const wu = await store.getWorkUnit(lease.wuId);
     if (!wu || wu.state !== 'open') {
       await store.endLeases([lease.id], 'returned');
@@ -75,9 +85,8 @@ export class ResultIntake {
       await scheduler.dispatch();
       return reject('sha256 does not match the result bytes');
     }
-    const volunteer = await store.getVolunteer(session.volunteerId);
-    const key = volunteer && volunteerPublicKey(volunteer.publicKey);
-    if (!key || !verifySignature(key, resultSigningMessage(wu.id, sha), header.signature)) {
+    const key = await this.publicKeyOf(session.volunteerId);
+    if (!key || !(await verifyOffThread(key, resultSigningMessage(wu.id, sha), header.signature))) {
       await store.endLeases([lease.id], 'abandoned');
       await scheduler.dispatch();
       return reject("signature does not verify with this volunteer's key");
@@ -85,7 +94,7 @@ export class ResultIntake {
     const values = asFloat32(payload);
     const kind = jobKind(wu.kind);
     const passed = kind ? await kind.check(wu, values, shards) : false;
-    await store.addResult({
+    const stored = await store.addResult({
       id: `r_${crypto.randomUUID()}`,
       wuId: wu.id,
       leaseId: lease.id,
@@ -96,6 +105,7 @@ export class ResultIntake {
       reason: passed ? null : 'failed the independent check',
       data: payload,
     });
+    if (!stored) return reject('this volunteer already returned a result for this work unit');
     if (!passed) {
       this.ctx.log(`result for ${wu.id} from ${session.volunteerId} failed the independent check`);
       await scheduler.dispatch();
@@ -105,6 +115,33 @@ export class ResultIntake {
     return { accepted: true };
   }
 
+  /** Volunteer keys never change (the id is derived from the key): look each one up once. */
+  private readonly keys = new Map<string, string>();
+
+  private async publicKeyOf(volunteerId: string): Promise<string | null> {
+    const hit = this.keys.get(volunteerId);
+    if (hit) return hit;
+    const volunteer = await this.ctx.store.getVolunteer(volunteerId);
+    if (!volunteer) return null;
+    if (this.keys.size >= 100_000) this.keys.clear();
+    this.keys.set(volunteerId, volunteer.publicKey);
+    return volunteer.publicKey;
+  }
+
+  /**
+   * Finishes what a crash interrupted: units whose stored results were never compared, and jobs
+   * whose last unit settled but whose result was never assembled.
+   */
+  async recover() {
+    const { unitsToValidate, jobsToAssemble } = await this.ctx.store.unfinishedWork();
+    for (const wuId of unitsToValidate) {
+      const wu = await this.ctx.store.getWorkUnit(wuId);
+      if (wu) await this.serial(wuId, () => this.validate(wu));
+    }
+    for (const jobId of jobsToAssemble) await this.assimilate(jobId);
+    return { validated: unitsToValidate.length, assembled: jobsToAssemble.length };
+  }
+
   /** Looks for a quorum among the unit's live results; settles, asks for one more, or fails it. */
   private async validate(wuAtIntake: WorkUnitRecord) {
     const { store, scheduler, now } = this.ctx;
@@ -112,10 +149,11 @@ export class ResultIntake {
     const job = wu && (await store.getJob(wu.jobId));
     if (!wu || !job || wu.state !== 'open') return;
     const live = await store.liveResults(wu.id);
+    const kind = jobKind(wu.kind);
     const group = findQuorum(
       live.map((r) => ({ id: r.id, values: asFloat32(r.data) })),
       job.replication,
-      wu.tolerance,
+      kind?.agree ? (x, y) => kind.agree!(wu, x, y) : wu.tolerance,
     );
     if (group) {
       const agreeing = new Set(group);
@@ -133,7 +171,7 @@ export class ResultIntake {
         const v = await store.getVolunteer(e.volunteerId);
         scheduler.sendTo(e.volunteerId, { type: 'credit', wuId: e.wuId, amount: e.amount, total: v?.credit ?? 0, ledgerSeq: e.seq });
       }
-      await scheduler.cancelLeases((l) => l.wuId === wu.id, 'work unit settled');
+      await scheduler.cancelUnitLeases(wu.id, 'work unit settled');
       if (outcome.jobComplete) await this.assimilate(outcome.jobId);
     } else if (live.length >= wu.target) {
       // Everyone asked has answered and no quorum agrees: ask one more, up to the cap.

@@ -42,7 +42,7 @@ CREATE INDEX IF NOT EXISTS ledger_volunteer_ts ON ledger(volunteer_id, ts);
 
 type Row = Record<string, unknown>;
 
-const toRoom = (r: Row): RoomRecord => ({
+export const toRoom = (r: Row): RoomRecord => ({
   code: String(r.code),
   name: String(r.name),
   teacherKeyHash: String(r.teacher_key_hash),

@@ -1,5 +1,7 @@
 // Hands work units to connected workers. Each unit goes to `target` distinct identities; a lease
-// has a deadline, and a missed deadline or a disconnect puts the replica back in the queue.
+// has a hard deadline and a heartbeat: a missed deadline, a disconnect or a worker that stops
+// answering pings (see worker-socket.ts) puts the replica back in the queue within a bounded time.
+import { undeclaredWorkerKinds } from './jobs/index.js';
 import type { ServerMessage, WorkUnitSpec } from './protocol.js';
 import type { LeaseRecord, Store, WorkUnitRecord } from './store.js';
 import type { Tracker } from './tracker.js';
@@ -14,6 +16,8 @@ export interface WorkerSession {
   slots: number;
   /** Its active leases by id. */
   readonly leases: Map<string, LeaseInfo>;
+  /** Job kinds it can run (from its DeviceInfo); undefined: every kind that is not opt-in. */
+  readonly kinds?: readonly string[];
   /** Its id in the peer-to-peer swarm, when it has one. */
   readonly peerId?: string;
   send(msg: ServerMessage): void;
@@ -27,13 +31,17 @@ export interface LeaseInfo {
 
 export interface SchedulerOptions {
   leaseMs: number;
+  /**
+   * How long a lease stays alive in the store without a heartbeat from this coordinator. Matters
+   * when several coordinators share a store: one that crashes stops renewing, and its leases lapse.
+   */
+  livenessMs?: number;
   now?: () => number;
   /** The swarm's tracker: shard locality when choosing units, peers to fetch them from. */
   tracker?: Tracker;
 }
 
 export function toWorkUnitSpec(wu: WorkUnitRecord): WorkUnitSpec {
-  // The job kind wrote params in its own WorkUnitSpec shape when it planned the unit.
   return {
     id: wu.id,
     jobId: wu.jobId,
@@ -42,14 +50,27 @@ export function toWorkUnitSpec(wu: WorkUnitRecord): WorkUnitSpec {
     inputs: wu.inputs,
     outputBytes: wu.outputBytes,
     flops: wu.flops,
-  } as WorkUnitSpec;
+  } as WorkUnitSpec; // the job kind that planned the unit made params match its kind
 }
 
 export class Scheduler {
   readonly sessions = new Set<WorkerSession>();
+  /** Sessions by volunteer id (one volunteer may have several tabs). */
+  private readonly byVolunteer = new Map<string, Set<WorkerSession>>();
+  /** Which session holds each outstanding lease of a unit, so settling one cancels the rest in O(1). */
+  private readonly byUnit = new Map<string, Map<string, WorkerSession>>();
+  /** Sessions with a free slot: only these are offered work, so a pass costs O(hungry), not O(all). */
+  private readonly hungry = new Set<WorkerSession>();
+  /**
+   * Hungry workers that found nothing, with the store's workVersion at that moment: they are asked
+   * again only once it changes (or on the next tick), so a thousand idle workers cost nothing per
+   * result that comes in.
+   */
+  private readonly starved = new Map<WorkerSession, number>();
   private dispatching: Promise<void> | null = null;
   private again = false;
   private readonly now: () => number;
+  private readonly livenessMs: number;
   /** Times each unit was passed over at the head of a worker's queue in favour of locality. */
   private readonly skips = new Map<string, number>();
 
@@ -58,28 +79,49 @@ export class Scheduler {
     private readonly opts: SchedulerOptions,
   ) {
     this.now = opts.now ?? Date.now;
+    this.livenessMs = opts.livenessMs ?? opts.leaseMs;
   }
 
   add(session: WorkerSession) {
     this.sessions.add(session);
+    let set = this.byVolunteer.get(session.volunteerId);
+    if (!set) this.byVolunteer.set(session.volunteerId, (set = new Set()));
+    set.add(session);
+    this.refresh(session);
   }
 
-  /** A worker left: its leases go back to the queue at once. */
+  /** The worker changed its slots: offer it work if it has room. */
+  refresh(session: WorkerSession) {
+    if (this.sessions.has(session) && session.leases.size < session.slots) this.hungry.add(session);
+    else this.hungry.delete(session);
+  }
+
+  /** Re-offers work to every worker that found none: the next dispatch asks for all of them. */
+  wake() {
+    this.starved.clear();
+  }
+
+  /** A worker left: its leases go back to the queue at once; a late result is still accepted. */
   async remove(session: WorkerSession) {
     this.sessions.delete(session);
+    this.hungry.delete(session);
+    this.starved.delete(session);
+    const set = this.byVolunteer.get(session.volunteerId);
+    set?.delete(session);
+    if (set?.size === 0) this.byVolunteer.delete(session.volunteerId);
     const ids = [...session.leases.keys()];
+    for (const [id, info] of session.leases) this.unindex(id, info.wuId);
     session.leases.clear();
-    if (ids.length) await this.store.endLeases(ids, 'abandoned');
+    if (ids.length) await this.store.endLeases(ids, 'expired');
     await this.dispatch();
   }
 
   isOnline(volunteerId: string): boolean {
-    for (const s of this.sessions) if (s.volunteerId === volunteerId) return true;
-    return false;
+    return this.byVolunteer.has(volunteerId);
   }
 
   sendTo(volunteerId: string, msg: ServerMessage) {
-    for (const s of this.sessions) if (s.volunteerId === volunteerId) s.send(msg);
+    for (const s of this.byVolunteer.get(volunteerId) ?? []) s.send(msg);
   }
 
   /** Fills every worker's free slots. Calls made while one runs are folded into one more pass. */
@@ -101,23 +143,39 @@ export class Scheduler {
     return this.dispatching;
   }
 
-  /** Round-robin, one lease per worker per pass, so work spreads across workers. */
+  /**
+   * Round-robin: each pass asks for one lease for every hungry worker at once (the store commits
+   * them together), so work spreads across workers and a pass costs one commit, not one per worker.
+   */
   private async fillOnce() {
-    let progress = true;
-    while (progress) {
-      progress = false;
-      for (const s of [...this.sessions]) {
-        if (!this.sessions.has(s) || s.leases.size >= s.slots) continue;
-        const now = this.now();
-        const got = await this.store.leaseNext(s.volunteerId, now, now + this.opts.leaseMs, this.chooser(s));
-        if (!got) continue;
-        if (!this.sessions.has(s)) {
-          await this.store.endLeases([got.lease.id], 'abandoned'); // left while we leased
-          continue;
+    const stale = (s: WorkerSession) => this.starved.get(s) !== this.store.workVersion;
+    // Slots can shrink behind our back (a paused classroom room sets them to 0): re-check them.
+    for (const s of this.hungry) this.refresh(s);
+    let candidates = [...this.hungry].filter(stale);
+    while (candidates.length) {
+      const now = this.now();
+      const version = this.store.workVersion;
+      const got = await Promise.all(
+        candidates.map((s) => this.store.leaseNext(s.volunteerId, now, now + this.opts.leaseMs, this.chooser(s), now + this.livenessMs, s.kinds ?? undeclaredWorkerKinds)),
+      );
+      const next: WorkerSession[] = [];
+      const orphans: string[] = [];
+      got.forEach((g, i) => {
+        const s = candidates[i];
+        if (!g) {
+          this.starved.set(s, version); // nothing for this worker until the work changes
+          return;
         }
-        this.issue(s, got.lease, got.wu);
-        progress = true;
-      }
+        this.starved.delete(s);
+        if (!this.sessions.has(s)) {
+          orphans.push(g.lease.id); // left while we leased
+          return;
+        }
+        this.issue(s, g.lease, g.wu);
+        if (this.hungry.has(s)) next.push(s);
+      });
+      if (orphans.length) await this.store.endLeases(orphans, 'abandoned');
+      candidates = next;
     }
   }
 
@@ -147,6 +205,10 @@ export class Scheduler {
   private issue(s: WorkerSession, lease: LeaseRecord, wu: WorkUnitRecord) {
     this.skips.delete(wu.id); // the bound counts per replica
     s.leases.set(lease.id, { wuId: wu.id, jobId: wu.jobId, deadline: lease.deadline });
+    let holders = this.byUnit.get(wu.id);
+    if (!holders) this.byUnit.set(wu.id, (holders = new Map()));
+    holders.set(lease.id, s);
+    this.refresh(s);
     const shas = Object.values(wu.inputs);
     const tracker = this.opts.tracker;
     const peers = tracker && s.peerId ? tracker.recommend(shas, s.peerId) : undefined;
@@ -154,28 +216,63 @@ export class Scheduler {
     s.send({ type: 'assign', lease: { id: lease.id, deadline: lease.deadline }, wu: toWorkUnitSpec(wu), peers });
   }
 
-  /** Expires overdue leases (their replicas are re-queued) and tells their workers. */
+  private unindex(leaseId: string, wuId: string) {
+    const holders = this.byUnit.get(wuId);
+    holders?.delete(leaseId);
+    if (holders?.size === 0) this.byUnit.delete(wuId);
+  }
+
+  private drop(s: WorkerSession, leaseId: string) {
+    const info = s.leases.get(leaseId);
+    if (!info) return;
+    s.leases.delete(leaseId);
+    this.unindex(leaseId, info.wuId);
+    this.refresh(s);
+  }
+
+  /**
+   * Runs every few seconds: renews the heartbeat of this coordinator's leases, expires overdue
+   * ones (their replicas are re-queued) and tells their workers.
+   */
   async tick() {
     const now = this.now();
+    this.wake(); // whatever was missed (or done by another coordinator) is found at least this often
+    await this.store.renewLeases(now + this.livenessMs);
     const expired = await this.store.expireLeases(now);
     for (const s of this.sessions) {
       for (const [id, { deadline }] of s.leases) {
         if (deadline < now) {
-          s.leases.delete(id);
+          this.drop(s, id);
           s.send({ type: 'lease-cancelled', leaseId: id, reason: 'deadline passed' });
         }
       }
     }
-    if (expired > 0) await this.dispatch();
+    // With a shared store, other coordinators create work this one hears nothing about: look.
+    if (expired > 0 || this.hungry.size > 0) await this.dispatch();
   }
 
-  /** Called when a unit settles or its job fails: replicas still out are no longer needed. */
+  /** Called when a unit settles: replicas still out are no longer needed. */
+  async cancelUnitLeases(wuId: string, reason: string) {
+    const holders = this.byUnit.get(wuId);
+    if (!holders) return;
+    const ended = [...holders];
+    for (const [id, s] of ended) {
+      this.drop(s, id);
+      s.send({ type: 'lease-cancelled', leaseId: id, reason });
+    }
+    await this.store.endLeases(
+      ended.map(([id]) => id),
+      'abandoned',
+    );
+  }
+
+  /** Called when a job fails: every replica of it still out is no longer needed. */
   async cancelLeases(which: (lease: LeaseInfo) => boolean, reason: string) {
     const ended: string[] = [];
     for (const s of this.sessions) {
       for (const [id, info] of [...s.leases]) {
         if (which(info)) {
-          s.leases.delete(id);
+          this.drop(s, id);
           ended.push(id);
           s.send({ type: 'lease-cancelled', leaseId: id, reason });
         }
@@ -186,6 +283,6 @@ export class Scheduler {
 
   /** The worker returned or gave up a lease. */
   release(session: WorkerSession, leaseId: string) {
-    session.leases.delete(leaseId);
+    this.drop(session, leaseId);
   }
 }

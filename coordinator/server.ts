@@ -7,6 +7,7 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import { existsSync } from 'node:fs';
 import { registerDashboardRoutes } from './dashboard-routes.js';
 import { jobKind } from './jobs/index.js';
+import { readModel } from './jobs/onnx.js';
 import { JobInputError } from './jobs/types.js';
 import { tokenMatches, type CoordinatorKeys } from './keys.js';
 import { NpyError, parseNpy } from './npy.js';
@@ -141,6 +142,15 @@ export async function buildServer(ctx: ServerContext): Promise<FastifyInstance> 
     ctx.log(`internal error: ${(err as Error).stack ?? err.message}`);
     return sendError(reply, 500, 'internal', 'internal error');
   });
+  // Cross-origin isolation on every response (the worker scripts included), so the CPU backend's
+  // WebAssembly can use threads (SharedArrayBuffer). See README "Embedding and isolation".
+  // CORP cross-origin: other sites may load widget.js and frame /embed even when they are
+  // isolated themselves (their COEP then requires it of every cross-origin resource).
+  app.addHook('onSend', async (_req, reply) => {
+    reply.header('cross-origin-opener-policy', 'same-origin');
+    reply.header('cross-origin-embedder-policy', 'require-corp');
+    reply.header('cross-origin-resource-policy', 'cross-origin');
+  });
   app.setNotFoundHandler((req, reply) => sendError(reply, 404, 'not_found', `no route ${req.method} ${req.url.split('?')[0]}`));
 
   // Shard uploads are raw bytes, whatever content type the client names.
@@ -178,6 +188,32 @@ export async function buildServer(ctx: ServerContext): Promise<FastifyInstance> 
     }
     const sha256 = await shards.put(bytes);
     return reply.code(201).send({ sha256, shape, bytes: bytes.length });
+  });
+
+  // ONNX models: checked (size, protobuf, float32 inputs/outputs) and stored as a shard.
+  app.post('/api/models', { onRequest: requireToken, bodyLimit: LIMITS.maxShardBytes }, async (req, reply) => {
+    if (!Buffer.isBuffer(req.body)) {
+      throw new ApiFailure(415, 'unsupported_media_type', 'send the .onnx bytes with Content-Type: application/octet-stream');
+    }
+    const bytes = new Uint8Array(req.body);
+    let info;
+    try {
+      info = readModel(bytes);
+    } catch (err) {
+      if (err instanceof JobInputError) throw new ApiFailure(400, 'bad_request', err.message);
+      throw err;
+    }
+    const sha256 = await shards.put(bytes);
+    const shape = (dims: (number | null)[]) => dims.map((d) => d ?? '?');
+    return reply.code(201).send({
+      sha256,
+      bytes: bytes.length,
+      inputs: info.inputs.map((t) => ({ name: t.name, shape: shape(t.dims) })),
+      outputs: info.outputs.map((t) => ({ name: t.name, shape: shape(t.dims) })),
+      parameters: info.parameters,
+      opset: info.opset,
+      ops: info.ops,
+    });
   });
 
   app.get<{ Params: { sha: string } }>('/shards/:sha', async (req, reply) => {
@@ -223,6 +259,21 @@ export async function buildServer(ctx: ServerContext): Promise<FastifyInstance> 
       .type('application/octet-stream')
       .header('content-disposition', `attachment; filename="${job.id}.npy"`)
       .send(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+  });
+
+  // One named output of a multi-output job (ONNX), assembled from the canonical unit outputs.
+  app.get<{ Params: { id: string; name: string } }>('/api/jobs/:id/outputs/:name', { onRequest: requireToken }, async (req, reply) => {
+    const job = await jobOr404(req.params.id);
+    const kind = jobKind(job.kind);
+    if (job.state !== 'done') throw new ApiFailure(409, 'not_ready', `job is ${job.state} (${job.done}/${job.total} work units done)`);
+    if (!kind?.output) throw new ApiFailure(404, 'not_found', `${job.kind} jobs have one result: use /api/jobs/${job.id}/result`);
+    const outputs = (await store.canonicalOutputs(job.id)).map(({ wu, data }) => ({ wu, output: new Float32Array(data.slice().buffer) }));
+    const npy = kind.output(job, outputs, req.params.name);
+    if (!npy) throw new ApiFailure(404, 'not_found', `job ${job.id} has no output '${req.params.name}'`);
+    return reply
+      .type('application/octet-stream')
+      .header('content-disposition', `attachment; filename="${job.id}-${req.params.name.replace(/[^A-Za-z0-9_.-]/g, '_')}.npy"`)
+      .send(Buffer.from(npy.buffer, npy.byteOffset, npy.byteLength));
   });
 
   app.get('/api/volunteers', async () => {

@@ -1,6 +1,8 @@
-// Content-addressed shard storage: immutable byte blobs named by their sha-256, one file each under
-// <data>/shards/ab/<sha256>. Written to a temp file, fsynced and renamed, so a crash never leaves a
-// half-written shard under a real name.
+// Content-addressed shard storage: immutable byte blobs named by their sha-256. The default keeps
+// one file each under <data>/shards/ab/<sha256>, written to a temp file, fsynced and renamed (and
+// the directory fsynced), so a crash never leaves a half-written shard under a real name and an
+// acknowledged upload survives a power cut. pg-store.ts keeps them in PostgreSQL instead, so that
+// every coordinator sharing the database can serve every shard.
 import { createHash, randomUUID } from 'node:crypto';
 import { mkdirSync, existsSync, statSync } from 'node:fs';
 import { open, readFile, rename, rm } from 'node:fs/promises';
@@ -10,15 +12,50 @@ export function sha256Hex(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex');
 }
 
-export class ShardStore {
+export interface ShardStore {
+  /** Stores the bytes durably (before resolving) and returns their sha-256. */
+  put(bytes: Uint8Array): Promise<string>;
+  get(sha: string): Promise<Uint8Array | null>;
+  /** The shard's size in bytes, null when there is no such shard. */
+  size(sha: string): Promise<number | null>;
+}
+
+/** Recently read shards stay in memory up to a byte budget (cheap checks re-read inputs). */
+export class ShardCache {
   private readonly cache = new Map<string, Uint8Array>();
   private cacheBytes = 0;
 
+  constructor(private readonly cacheLimit = 256 * 1024 * 1024) {}
+
+  get(sha: string): Uint8Array | undefined {
+    const hit = this.cache.get(sha);
+    if (hit) {
+      this.cache.delete(sha);
+      this.cache.set(sha, hit); // most recently used last
+    }
+    return hit;
+  }
+
+  remember(sha: string, bytes: Uint8Array) {
+    if (bytes.length > this.cacheLimit / 4 || this.cache.has(sha)) return;
+    this.cache.set(sha, bytes);
+    this.cacheBytes += bytes.length;
+    for (const [key, value] of this.cache) {
+      if (this.cacheBytes <= this.cacheLimit) break;
+      this.cache.delete(key);
+      this.cacheBytes -= value.length;
+    }
+  }
+}
+
+export class FileShardStore implements ShardStore {
+  private readonly cache: ShardCache;
+
   constructor(
     readonly dir: string,
-    /** Recently read shards stay in memory up to this many bytes (cheap checks re-read inputs). */
-    private readonly cacheLimit = 256 * 1024 * 1024,
+    cacheLimit?: number,
   ) {
+    this.cache = new ShardCache(cacheLimit);
     mkdirSync(join(dir, 'tmp'), { recursive: true });
   }
 
@@ -30,7 +67,7 @@ export class ShardStore {
     return existsSync(this.pathOf(sha));
   }
 
-  size(sha: string): number | null {
+  async size(sha: string): Promise<number | null> {
     try {
       return statSync(this.pathOf(sha)).size;
     } catch {
@@ -56,34 +93,26 @@ export class ShardStore {
       await rm(tmp, { force: true });
       throw err;
     }
+    // The rename is durable only once its directory is.
+    const dirHandle = await open(join(this.dir, sha.slice(0, 2)), 'r');
+    try {
+      await dirHandle.sync();
+    } finally {
+      await dirHandle.close();
+    }
     return sha;
   }
 
   async get(sha: string): Promise<Uint8Array | null> {
     const hit = this.cache.get(sha);
-    if (hit) {
-      this.cache.delete(sha);
-      this.cache.set(sha, hit); // most recently used last
-      return hit;
-    }
+    if (hit) return hit;
     let bytes: Uint8Array;
     try {
       bytes = new Uint8Array(await readFile(this.pathOf(sha)));
     } catch {
       return null;
     }
-    this.remember(sha, bytes);
+    this.cache.remember(sha, bytes);
     return bytes;
-  }
-
-  private remember(sha: string, bytes: Uint8Array) {
-    if (bytes.length > this.cacheLimit / 4) return;
-    this.cache.set(sha, bytes);
-    this.cacheBytes += bytes.length;
-    for (const [key, value] of this.cache) {
-      if (this.cacheBytes <= this.cacheLimit) break;
-      this.cache.delete(key);
-      this.cacheBytes -= value.length;
-    }
   }
 }

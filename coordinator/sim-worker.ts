@@ -9,26 +9,29 @@ import { parseNpy } from './npy.js';
 import {
   encodeResultFrame,
   helloSigningMessage,
+  onDemandInputs,
   PROTOCOL_VERSION,
   resultSigningMessage,
   ServerMessage,
+  type MatmulParams,
   type WorkUnitSpec,
 } from './protocol.js';
 import { sha256Hex } from './shards.js';
 
 export type Compute = (wu: WorkUnitSpec, inputs: Record<string, Float32Array>) => Float32Array | Promise<Float32Array>;
 
-/** A matmul unit's [m, k, n] (tests that compute matmuls themselves); throws for other kinds. */
-export function matmulDims(wu: WorkUnitSpec): [number, number, number] {
+/** A matmul unit's parameters (tests that compute matmuls themselves); throws for other kinds. */
+export function matmulParams(wu: WorkUnitSpec): MatmulParams {
   if (wu.kind !== 'matmul') throw new Error(`expected a matmul unit, got ${wu.kind}`);
-  return [wu.params.m, wu.params.k, wu.params.n];
+  return wu.params;
 }
 
-/** The CPU reference of the unit's kind: what an honest worker returns. */
-export const honestCompute: Compute = (wu, inputs) =>
-  wu.kind === 'matmul'
-    ? matmulReference(inputs.a, inputs.b, wu.params.m, wu.params.k, wu.params.n)
-    : attentionReference(inputs.q, inputs.k, inputs.v, wu.params);
+/** The CPU reference of the unit's kind: what an honest worker returns (sim workers run no ONNX). */
+export const honestCompute: Compute = (wu, inputs) => {
+  if (wu.kind === 'matmul') return matmulReference(inputs.a, inputs.b, wu.params.m, wu.params.k, wu.params.n);
+  if (wu.kind === 'attention') return attentionReference(inputs.q, inputs.k, inputs.v, wu.params);
+  throw new Error(`sim-worker does not compute ${wu.kind} units`);
+};
 
 export interface SimWorkerOptions {
   /** Coordinator base URL, e.g. http://127.0.0.1:8080 */
@@ -37,6 +40,17 @@ export interface SimWorkerOptions {
   compute?: Compute;
   slots?: number;
   identity?: KeyObject;
+  /** False: never answer the coordinator's pings (a frozen or vanished machine). */
+  autoPong?: boolean;
+  /** Parsed input shards, shareable between many workers in one process (the load bench). */
+  shardCache?: Map<string, Float32Array | Promise<Float32Array>>;
+  /** False: do not keep every message in `messages` (long runs). */
+  keepMessages?: boolean;
+  onMessage?: (msg: ServerMessage) => void;
+  /** False: trust the coordinator's messages without schema checks (saves the load bench CPU). */
+  validateMessages?: boolean;
+  /** Job kinds it reports it can run (DeviceInfo.kinds); absent: every kind that is not opt-in. */
+  kinds?: string[];
 }
 
 export class SimWorker {
@@ -46,9 +60,10 @@ export class SimWorker {
   credit = 0;
   readonly messages: ServerMessage[] = [];
   private ws: WebSocket | null = null;
-  private readonly shardCache = new Map<string, Float32Array>();
+  private readonly shardCache: Map<string, Float32Array | Promise<Float32Array>>;
 
   constructor(private readonly opts: SimWorkerOptions) {
+    this.shardCache = opts.shardCache ?? new Map();
     this.privateKey = opts.identity ?? generateKeyPairSync('ed25519').privateKey;
     const jwk = this.privateKey.export({ format: 'jwk' });
     this.publicKeyRaw = String(jwk.x);
@@ -56,13 +71,15 @@ export class SimWorker {
 
   /** Connects, proves its identity and declares itself ready; resolves on welcome. */
   connect(): Promise<void> {
-    const ws = new WebSocket(this.opts.url.replace(/^http/, 'ws') + '/ws');
+    const ws = new WebSocket(this.opts.url.replace(/^http/, 'ws') + '/ws', { autoPong: this.opts.autoPong ?? true });
     this.ws = ws;
     return new Promise((resolve, reject) => {
       ws.on('error', reject);
       ws.on('message', (data) => {
-        const msg = ServerMessage.parse(JSON.parse(String(data)));
-        this.messages.push(msg);
+        const raw: unknown = JSON.parse(String(data));
+        const msg = this.opts.validateMessages === false ? (raw as ServerMessage) : ServerMessage.parse(raw);
+        if (this.opts.keepMessages !== false) this.messages.push(msg);
+        this.opts.onMessage?.(msg);
         if (msg.type === 'challenge') {
           ws.send(
             JSON.stringify({
@@ -71,7 +88,7 @@ export class SimWorker {
               publicKey: this.publicKeyRaw,
               signature: sign(null, helloSigningMessage(msg.nonce), this.privateKey).toString('base64url'),
               name: this.opts.name,
-              device: { backend: 'cpu', adapter: 'node sim-worker', features: [] },
+              device: { backend: 'cpu', adapter: 'node sim-worker', features: [], kinds: this.opts.kinds },
             }),
           );
         } else if (msg.type === 'welcome') {
@@ -88,19 +105,25 @@ export class SimWorker {
     });
   }
 
-  private async fetchInput(sha: string): Promise<Float32Array> {
+  private fetchInput(sha: string): Promise<Float32Array> {
     const hit = this.shardCache.get(sha);
-    if (hit) return hit;
-    const res = await fetch(`${this.opts.url}/shards/${sha}`);
-    if (!res.ok) throw new Error(`shard ${sha}: HTTP ${res.status}`);
-    const data = parseNpy(new Uint8Array(await res.arrayBuffer())).data;
-    this.shardCache.set(sha, data);
-    return data;
+    if (hit) return Promise.resolve(hit);
+    // The promise is cached, so workers sharing a cache fetch each shard once.
+    const pending = (async () => {
+      const res = await fetch(`${this.opts.url}/shards/${sha}`);
+      if (!res.ok) throw new Error(`shard ${sha}: HTTP ${res.status}`);
+      const data = parseNpy(new Uint8Array(await res.arrayBuffer())).data;
+      this.shardCache.set(sha, data);
+      return data;
+    })();
+    this.shardCache.set(sha, pending);
+    pending.catch(() => this.shardCache.delete(sha));
+    return pending;
   }
 
   private async work(leaseId: string, wu: WorkUnitSpec) {
     const inputs: Record<string, Float32Array> = {};
-    for (const [name, sha] of Object.entries(wu.inputs)) inputs[name] = await this.fetchInput(sha);
+    for (const [name, sha] of Object.entries(wu.inputs)) if (!onDemandInputs(wu).includes(name)) inputs[name] = await this.fetchInput(sha);
     const out = await (this.opts.compute ?? honestCompute)(wu, inputs);
     this.sendResult(leaseId, wu.id, new Uint8Array(out.buffer, out.byteOffset, out.byteLength));
   }
@@ -118,5 +141,10 @@ export class SimWorker {
 
   close() {
     this.ws?.close();
+  }
+
+  /** Drops the connection without a closing handshake, like a crashed machine. */
+  kill() {
+    this.ws?.terminate();
   }
 }

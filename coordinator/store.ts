@@ -1,6 +1,7 @@
 // The narrow storage interface the coordinator runs on. SQLite (sqlite-store.ts) is the embedded
 // default; the methods are coarse, each one atomic, and async so a networked database (PostgreSQL)
 // can take its place without touching the scheduler or the server.
+import { GENESIS_HASH } from './ledger.js';
 import type { JobState, LedgerEntry, Tolerance } from './protocol.js';
 
 export interface JobRecord {
@@ -48,8 +49,17 @@ export interface LeaseRecord {
   wuId: string;
   volunteerId: string;
   issuedAt: number;
+  /** Hard limit: past it the replica is reissued whatever the worker says. */
   deadline: number;
   state: LeaseState;
+}
+
+/** What a fresh coordinator finds half-done after a crash (see Store.unfinishedWork). */
+export interface UnfinishedWork {
+  /** Open units holding live results that were stored but never compared (crash before settling). */
+  unitsToValidate: string[];
+  /** Running jobs whose every unit is done but whose result was never assembled. */
+  jobsToAssemble: string[];
 }
 
 export type ResultState = 'pending' | 'valid' | 'invalid';
@@ -109,6 +119,17 @@ export type ChooseWorkUnit = (candidates: WorkUnitRecord[]) => WorkUnitRecord;
 
 export interface Store {
   close(): Promise<void>;
+  /**
+   * True when several coordinator processes share this store (PostgreSQL): a coordinator that
+   * starts must then not expire other coordinators' leases, which lapse through `aliveUntil`.
+   */
+  readonly shared: boolean;
+  /**
+   * Grows whenever this process commits a write that may make a unit leasable (a new job, a lease
+   * ended without a result, an invalid result, a raised target). The scheduler re-offers work to
+   * workers that found none only after it changes, so idle workers cost nothing per result.
+   */
+  readonly workVersion: number;
 
   getMeta(key: string): Promise<string | null>;
   setMeta(key: string, value: string): Promise<void>;
@@ -126,32 +147,75 @@ export interface Store {
   getWorkUnit(id: string): Promise<WorkUnitRecord | null>;
   /**
    * Leases the next open work unit that still needs a replica and that this volunteer has neither
-   * an active lease on nor a result for. Oldest job first, unless `choose` picks another of the first
-   * candidates. Null when there is nothing for them.
+   * an active lease on nor a result for, among the job kinds it can run (all when absent). Oldest
+   * job first, unless `choose` picks another of the first candidates. Null when there is nothing
+   * for them. The lease lapses at `aliveUntil` (default: the deadline) unless renewLeases extends it.
    */
   leaseNext(
     volunteerId: string,
     now: number,
     deadline: number,
     choose?: ChooseWorkUnit,
+    aliveUntil?: number,
+    kinds?: readonly string[],
   ): Promise<{ lease: LeaseRecord; wu: WorkUnitRecord } | null>;
   getLease(id: string): Promise<LeaseRecord | null>;
-  /** Ends active leases (returned by failure or disconnect); returns how many changed. */
-  endLeases(leaseIds: string[], state: 'abandoned' | 'returned'): Promise<number>;
-  /** Marks active leases past their deadline expired; returns how many. */
+  /**
+   * Ends active leases; returns how many changed. 'expired' = the worker vanished (its late result
+   * is still welcome), 'abandoned' = given up or no longer wanted, 'returned' = result in.
+   */
+  endLeases(leaseIds: string[], state: 'abandoned' | 'returned' | 'expired'): Promise<number>;
+  /**
+   * Heartbeat: every active lease this coordinator issued stays alive until `aliveUntil`. A lease
+   * whose coordinator stops renewing it (crashed) lapses then, even if its deadline is far off.
+   */
+  renewLeases(aliveUntil: number): Promise<number>;
+  /** Marks active leases past their deadline or their heartbeat expired; returns how many. */
   expireLeases(now: number): Promise<number>;
   countActiveLeases(wuId: string): Promise<number>;
 
-  /** Stores a result and returns its lease; fails if this volunteer already has a result for the unit. */
-  addResult(result: ResultRecord): Promise<void>;
+  /**
+   * Stores a result and ends its lease. False (and nothing changes) when this volunteer already
+   * has a result for the unit: one volunteer is counted, and credited, once per unit.
+   */
+  addResult(result: ResultRecord): Promise<boolean>;
   /** Results for a unit that are not invalid, oldest first. */
   liveResults(wuId: string): Promise<ResultRecord[]>;
   raiseTarget(wuId: string, target: number): Promise<void>;
   settle(s: Settlement): Promise<SettlementOutcome>;
   /** Marks the unit errored, its pending results invalid, and fails the job. */
   failWorkUnit(wuId: string, reason: string, now: number): Promise<void>;
+  /** Half-done work a crash may have left behind, to finish at start-up. */
+  unfinishedWork(): Promise<UnfinishedWork>;
   canonicalOutputs(jobId: string): Promise<{ wu: WorkUnitRecord; data: Uint8Array }[]>;
 
   ledgerEntries(afterSeq: number, limit: number): Promise<LedgerEntry[]>;
   ledgerHead(): Promise<LedgerEntry | null>;
 }
+
+/** The signed ledger entries a settlement appends after `head` (the chain's last entry, if any). */
+export function settlementEntries(s: Settlement, jobId: string, head: LedgerEntry | null): LedgerEntry[] {
+  const entries: LedgerEntry[] = [];
+  let prev = head;
+  for (const c of s.credits) {
+    const entry = s.makeEntry({
+      seq: (prev?.seq ?? 0) + 1,
+      ts: s.now,
+      volunteerId: c.volunteerId,
+      jobId,
+      wuId: s.wuId,
+      amount: c.amount,
+      prevHash: prev?.hash ?? GENESIS_HASH,
+    });
+    entries.push(entry);
+    prev = entry;
+  }
+  return entries;
+}
+
+/** Volunteers with their result counts, best credited first (the same SQL on every store). */
+export const LIST_VOLUNTEERS_SQL = `SELECT v.*,
+  (SELECT count(*) FROM results r WHERE r.volunteer_id = v.id AND r.state = 'valid') AS valid,
+  (SELECT count(*) FROM results r WHERE r.volunteer_id = v.id AND r.state = 'invalid') AS invalid,
+  (SELECT count(*) FROM results r WHERE r.volunteer_id = v.id AND r.state = 'pending') AS pending
+  FROM volunteers v ORDER BY v.credit DESC, v.created_at`;

@@ -51,7 +51,7 @@ export interface TestCoordinator {
 }
 
 export async function startTestCoordinator(
-  opts: { dir?: string; leaseMs?: number; staticDir?: string; iceServers?: IceServer[] } = {},
+  opts: { dir?: string; leaseMs?: number; heartbeatMs?: number; staticDir?: string; database?: string; iceServers?: IceServer[] } = {},
 ): Promise<TestCoordinator> {
   const dir = opts.dir ?? makeTempDir();
   const logs: string[] = [];
@@ -61,6 +61,8 @@ export async function startTestCoordinator(
     host: '127.0.0.1',
     apiToken: TOKEN,
     leaseMs: opts.leaseMs,
+    heartbeatMs: opts.heartbeatMs,
+    database: opts.database,
     iceServers: opts.iceServers,
     staticDir: opts.staticDir ?? join(dir, 'no-static'),
     log: (msg) => logs.push(msg),

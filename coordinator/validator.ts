@@ -36,11 +36,17 @@ export interface Replica {
 
 /**
  * The first group (in arrival order of its anchor) of at least `quorum` replicas that all agree
- * with the anchor, or null. Returns the ids of the group.
+ * with the anchor, or null. Returns the ids of the group. `tol` is a tolerance, or a job kind's own
+ * agreement test (ONNX compares each output its own way).
  */
-export function findQuorum(replicas: Replica[], quorum: number, tol: Tolerance): string[] | null {
+export function findQuorum(
+  replicas: Replica[],
+  quorum: number,
+  tol: Tolerance | ((x: Float32Array, y: Float32Array) => boolean),
+): string[] | null {
+  const agree = typeof tol === 'function' ? tol : (x: Float32Array, y: Float32Array) => compareWithin(x, y, tol).ok;
   for (const anchor of replicas) {
-    const group = replicas.filter((r) => r === anchor || compareWithin(anchor.values, r.values, tol).ok);
+    const group = replicas.filter((r) => r === anchor || agree(anchor.values, r.values));
     if (group.length >= quorum) return group.map((r) => r.id);
   }
   return null;

@@ -27,7 +27,10 @@ export interface SocketContext {
   intake: ResultIntake;
   now: () => number;
   log: (msg: string) => void;
-  /** Interval of WebSocket pings; a worker that misses one is disconnected. */
+  /**
+   * Interval of WebSocket pings; a worker that misses one is disconnected and its leases go back to
+   * the queue, so a vanished worker (laptop lid closed, network gone) holds work at most ~2× this.
+   */
   heartbeatMs: number;
   /** Classroom rooms: joins, speed reports, room-wide pause. */
   rooms?: Rooms;
@@ -48,6 +51,7 @@ class SocketSession implements WorkerSession {
     readonly volunteerId: string,
     readonly peerId: string,
     readonly send: (msg: ServerMessage) => void,
+    readonly kinds?: readonly string[],
   ) {}
 }
 
@@ -102,7 +106,7 @@ export function handleWorkerSocket(socket: WebSocket, ctx: SocketContext) {
       const id = volunteerId(msg.publicKey);
       const record = await ctx.store.upsertVolunteer({ id, publicKey: msg.publicKey, name: msg.name ?? null, now: ctx.now() });
       clearTimeout(helloTimer);
-      session = new SocketSession(id, ctx.tracker.join(id), send);
+      session = new SocketSession(id, ctx.tracker.join(id), send, msg.device.kinds);
       ctx.scheduler.add(session);
       ctx.rooms?.connected(session, msg.device);
       send({
@@ -118,6 +122,7 @@ export function handleWorkerSocket(socket: WebSocket, ctx: SocketContext) {
     if (!session) return fail('bad_state', 'send hello first');
     if (msg.type === 'ready') {
       session.slots = ctx.rooms ? ctx.rooms.allowedSlots(session, msg.slots) : msg.slots;
+      ctx.scheduler.refresh(session);
       await ctx.scheduler.dispatch();
     } else if (msg.type === 'failure') {
       if (!session.leases.has(msg.leaseId)) return fail('bad_lease', 'no such active lease');
@@ -149,7 +154,8 @@ export function handleWorkerSocket(socket: WebSocket, ctx: SocketContext) {
     s.trafficReported.add(leaseId);
     const wu = await ctx.store.getWorkUnit(info.wuId);
     if (!wu) return;
-    const inputBytes = Object.values(wu.inputs).reduce((sum, sha) => sum + (ctx.shards.size(sha) ?? 0), 0);
+    const sizes = await Promise.all(Object.values(wu.inputs).map((sha) => ctx.shards.size(sha)));
+    const inputBytes = sizes.reduce<number>((sum, n) => sum + (n ?? 0), 0);
     const peers = Math.min(fromPeers, inputBytes);
     ctx.tracker.addTraffic(info.jobId, peers, Math.min(fromCoordinator, inputBytes - peers));
   }

@@ -2,8 +2,10 @@
 import { expect, type Browser, type Page } from '@playwright/test';
 import { spawnSync } from 'node:child_process';
 import { resolve } from 'node:path';
-import { startTestCoordinator, type TestCoordinator } from '../coordinator/test-helpers';
-import { toNpy } from '../coordinator/npy';
+import { matmulReference } from '../coordinator/jobs/matmul';
+import { parseNpy, toNpy } from '../coordinator/npy';
+import type { JobStatus, LedgerEntry } from '../coordinator/protocol';
+import { randomMatrix, startTestCoordinator, type TestCoordinator } from '../coordinator/test-helpers';
 
 export const ROOT = resolve(import.meta.dirname, '..');
 
@@ -12,11 +14,11 @@ export function startGrid(): Promise<TestCoordinator> {
 }
 
 /** Opens a volunteer page in its own browser context (its own IndexedDB, so its own identity). */
-export async function openVolunteer(browser: Browser, grid: TestCoordinator): Promise<Page> {
+export async function openVolunteer(browser: Browser, grid: TestCoordinator, opts: { query?: string } = {}): Promise<Page> {
   const context = await browser.newContext();
   const page = await context.newPage();
   page.on('pageerror', (err) => console.error('page error:', err.message));
-  await page.goto(grid.base + '/');
+  await page.goto(grid.base + '/' + (opts.query ?? ''));
   await page.getByRole('button', { name: 'Start computing' }).click();
   await expect(page.getByTestId('volunteer-id')).toHaveText(/^v_[0-9a-f]{24}$/, { timeout: 60_000 });
   return page;
@@ -27,9 +29,10 @@ export async function uploadMatrix(grid: TestCoordinator, rows: number, cols: nu
 }
 
 /** Runs `npm run ledger -- verify` against the grid's data directory. */
-export function ledgerVerify(dataDir: string): { status: number | null; output: string } {
+export function ledgerVerify(dataDir: string, env?: NodeJS.ProcessEnv): { status: number | null; output: string } {
   const r = spawnSync(process.execPath, [resolve(ROOT, 'node_modules/tsx/dist/cli.mjs'), resolve(ROOT, 'coordinator/cli.ts'), 'ledger', 'verify', '--data', dataDir], {
     encoding: 'utf8',
+    env: env ?? process.env,
   });
   return { status: r.status, output: r.stdout + r.stderr };
 }
@@ -43,4 +46,46 @@ export function maxRelativeError(c: Float32Array, r: Float32Array): number {
     scale = Math.max(scale, Math.abs(r[i]));
   }
   return diff / scale;
+}
+
+/**
+ * The ledger after churn or a crash: it verifies (chain, signatures, balances), every unit is
+ * credited to at least `replication` volunteers, and no volunteer twice for one unit.
+ */
+export async function expectHonestLedger(api: { api(path: string): Promise<Response> }, dataDir: string, opts: { units: number; replication: number; env?: NodeJS.ProcessEnv }) {
+  const { entries } = (await (await api.api('/api/ledger?limit=1000')).json()) as { entries: LedgerEntry[] };
+  const perUnit = new Map<string, string[]>();
+  for (const e of entries) perUnit.set(e.wuId, [...(perUnit.get(e.wuId) ?? []), e.volunteerId]);
+  expect(perUnit.size).toBe(opts.units);
+  for (const [wuId, vs] of perUnit) {
+    expect(vs.length, `unit ${wuId}`).toBeGreaterThanOrEqual(opts.replication);
+    expect(new Set(vs).size, `unit ${wuId} credited someone twice`).toBe(vs.length);
+  }
+  const verify = ledgerVerify(dataDir, opts.env);
+  expect(verify.output).toContain(`ledger OK: ${entries.length} entries`);
+  expect(verify.status).toBe(0);
+  return entries;
+}
+
+/**
+ * Submits C = A·B with seeded random inputs, waits for it, and returns its status with the
+ * normwise relative error of the downloaded result against the CPU reference (NaN if not done).
+ */
+export async function runMatmulJob(
+  grid: TestCoordinator,
+  job: { m: number; k: number; n: number; seed: number; replication: number; tile: { rows: number; cols: number }; timeoutMs: number },
+): Promise<{ status: JobStatus; relativeError: number }> {
+  const { m, k, n, seed } = job;
+  const A = randomMatrix(m, k, seed);
+  const B = randomMatrix(k, n, seed + 1);
+  const jobId = await grid.submitJob({
+    kind: 'matmul',
+    inputs: { a: await uploadMatrix(grid, m, k, A), b: await uploadMatrix(grid, k, n, B) },
+    replication: job.replication,
+    tile: job.tile,
+  });
+  const status = await grid.waitForJob(jobId, job.timeoutMs);
+  if (status.state !== 'done') return { status, relativeError: Number.NaN };
+  const C = parseNpy(new Uint8Array(await (await grid.api(`/api/jobs/${jobId}/result`)).arrayBuffer()));
+  return { status, relativeError: maxRelativeError(C.data, matmulReference(A, B, m, k, n)) };
 }

@@ -1,9 +1,9 @@
-// A browser without WebGPU is told so plainly instead of failing silently.
+// A browser without WebGPU still computes: on the CPU (WebAssembly), and the page says why.
 import { chromium, expect, test } from '@playwright/test';
 import { CHROMIUM, CHROMIUM_ARGS } from '../playwright.config';
-import { startGrid } from './grid';
+import { runMatmulJob, startGrid } from './grid';
 
-test('without WebGPU the page says it cannot compute', async () => {
+test('without WebGPU the page computes on the CPU and its units are done', async () => {
   const grid = await startGrid();
   // No --enable-unsafe-webgpu, and WebGPU disabled outright.
   const browser = await chromium.launch({ executablePath: CHROMIUM, args: [...CHROMIUM_ARGS, '--disable-features=WebGPU,Vulkan'] });
@@ -11,7 +11,15 @@ test('without WebGPU the page says it cannot compute', async () => {
     const page = await browser.newPage();
     await page.goto(grid.base + '/');
     await page.getByRole('button', { name: 'Start computing' }).click();
-    await expect(page.getByTestId('no-webgpu')).toContainText('WebGPU is not available');
+    await expect(page.getByTestId('no-webgpu')).toContainText('WebGPU is missing', { timeout: 60_000 });
+    await expect(page.getByTestId('no-webgpu')).toContainText('computes on the CPU');
+    await expect(page.getByTestId('backend')).toHaveAttribute('data-backend', 'cpu');
+    await expect(page.getByTestId('backend-speeds')).toHaveAttribute('data-webgpu', '');
+
+    const { status, relativeError } = await runMatmulJob(grid, { m: 40, k: 30, n: 20, seed: 5, replication: 1, tile: { rows: 20, cols: 20 }, timeoutMs: 60_000 });
+    expect(status.state).toBe('done');
+    expect(relativeError).toBeLessThanOrEqual(1e-4);
+    await expect(page.getByTestId('units-done')).toHaveText('2');
   } finally {
     await browser.close();
     await grid.stop();

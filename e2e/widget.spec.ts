@@ -4,6 +4,9 @@
 import { expect, test } from '@playwright/test';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import * as ort from 'onnxruntime-node';
+import { parseNpy, toNpy } from '../coordinator/npy';
+import { mlpModel } from '../coordinator/onnx/test-models';
 import { randomMatrix } from '../coordinator/test-helpers';
 import { startGrid, uploadMatrix } from './grid';
 
@@ -52,6 +55,20 @@ test('a page on another origin embeds <tabgrid-widget>; a visitor starts it and 
     await expect(widget.getByTestId('widget-units')).toHaveText('2');
     await expect(widget.getByTestId('widget-credit')).toContainText('kFLOP');
     await page.screenshot({ path: `${SHOTS}/widget-cross-origin.png`, fullPage: true });
+
+    // An ONNX job too: the widget's worker loads onnxruntime-web and its .wasm from the coordinator.
+    const model = mlpModel();
+    const up = await grid.api('/api/models', { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: model as Uint8Array<ArrayBuffer> });
+    expect(up.status).toBe(201);
+    const xs = randomMatrix(8, 16, 5);
+    const x = await grid.uploadShard(toNpy([8, 16], xs));
+    const onnxJob = await grid.submitJob({ kind: 'onnx', model: ((await up.json()) as { sha256: string }).sha256, inputs: { x }, replication: 1 });
+    expect((await grid.waitForJob(onnxJob, 90_000)).state).toBe('done');
+    const logits = parseNpy(new Uint8Array(await (await grid.api(`/api/jobs/${onnxJob}/result`)).arrayBuffer())).data;
+    const session = await ort.InferenceSession.create(model);
+    const expected = (await session.run({ x: new ort.Tensor('float32', xs, [8, 16]) })).logits.data as Float32Array;
+    expect(logits.length).toBe(expected.length);
+    expected.forEach((v, i) => expect(Math.abs(logits[i] - v)).toBeLessThanOrEqual(1e-4 + 1e-3 * Math.abs(v)));
 
     // The iframe form starts too: a second volunteer, with the coordinator's own storage.
     const frame = page.frameLocator('iframe');

@@ -10,7 +10,7 @@ import { measureAttentionVariants, measureCandidates } from '../../web/gpu/autot
 import { describeConfig, encodeMatmul, matmulDimsWords, type MatmulConfig, type MatmulDims } from '../../web/gpu/matmul';
 import { getPipeline } from '../../web/gpu/pipelines';
 import { medianSeconds, timeGpu } from '../../web/gpu/timing';
-import { createGpuSession, ORT_BUFFER_USAGE, ortGpuDevice, type GpuSession } from '../../web/onnx/session';
+import { createGpuSession, ortBufferUsage, ortGpuDevice, type GpuSession } from '../../web/onnx/runtime';
 import { attentionModel, matmulModel } from '../onnx-models';
 
 export interface BenchOptions {
@@ -54,7 +54,7 @@ function randomData(count: number, seed: number): Float32Array {
 
 function gpuBuffer(device: GPUDevice, data: Float32Array | number): GPUBuffer {
   const bytes = typeof data === 'number' ? data : data.byteLength;
-  const buffer = device.createBuffer({ size: Math.max(16, Math.ceil(bytes / 16) * 16), usage: ORT_BUFFER_USAGE | GPUBufferUsage.UNIFORM });
+  const buffer = device.createBuffer({ size: Math.max(16, Math.ceil(bytes / 16) * 16), usage: ortBufferUsage() | GPUBufferUsage.UNIFORM });
   if (typeof data !== 'number') device.queue.writeBuffer(buffer, 0, data as Float32Array<ArrayBuffer>);
   return buffer;
 }
@@ -177,7 +177,7 @@ async function benchMatmul(device: GPUDevice, opts: BenchOptions, [m, k, n]: [nu
         'ort',
         async () => {
           session = await createGpuSession(matmulModel(m, k, n));
-          const feeds = { A: { buffer: a, dims: [m, k] }, B: { buffer: b, dims: [k, n] } };
+          const feeds = { a: { buffer: a, dims: [m, k] }, b: { buffer: b, dims: [k, n] } };
           const seconds = await medianSeconds(async () => {
             await session!.run(feeds);
             await device.queue.onSubmittedWorkDone();

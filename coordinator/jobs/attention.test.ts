@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { parseNpy, toNpy } from '../npy.js';
 import { JobSubmit, WorkUnitSpec, type AttentionJobSubmit, type AttentionParams, type VolunteerSummary } from '../protocol.js';
-import { ShardStore } from '../shards.js';
+import { FileShardStore, type ShardStore } from '../shards.js';
 import type { JobRecord, WorkUnitRecord } from '../store.js';
 import { honestCompute, SimWorker } from '../sim-worker.js';
 import { makeTempDir, randomMatrix, removeDir, startTestCoordinator } from '../test-helpers.js';
@@ -15,7 +15,7 @@ let shards: ShardStore;
 
 beforeAll(() => {
   dir = makeTempDir();
-  shards = new ShardStore(join(dir, 'shards'));
+  shards = new FileShardStore(join(dir, 'shards'));
 });
 afterAll(() => removeDir(dir));
 

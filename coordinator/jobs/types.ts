@@ -19,6 +19,11 @@ export interface JobPlan {
 
 export interface JobKind<S extends JobSubmit = JobSubmit> {
   readonly kind: S['kind'];
+  /**
+   * Only workers that list this kind in DeviceInfo.kinds get its units (ONNX needs onnxruntime);
+   * other kinds also go to workers that list no kinds at all (older pages, sim workers).
+   */
+  readonly optIn?: boolean;
   /** Validates inputs (400 via JobInputError), stores derived shards, and splits into work units. */
   plan(submit: S, shards: ShardStore): Promise<JobPlan>;
   /**
@@ -28,6 +33,10 @@ export interface JobKind<S extends JobSubmit = JobSubmit> {
   check(wu: WorkUnitRecord, output: Float32Array, shards: ShardStore): Promise<boolean>;
   /** The job's result as .npy bytes from the canonical output of every work unit. */
   assimilate(job: JobRecord, outputs: { wu: WorkUnitRecord; output: Float32Array }[]): Uint8Array;
+  /** Whether two replicas agree, when the kind compares differently from `wu.tolerance` element-wise. */
+  agree?(wu: WorkUnitRecord, x: Float32Array, y: Float32Array): boolean;
+  /** One named output of a multi-output job as .npy, or null when there is no such output. */
+  output?(job: JobRecord, outputs: { wu: WorkUnitRecord; output: Float32Array }[], name: string): Uint8Array | null;
 }
 
 export type { Tolerance };

@@ -3,8 +3,8 @@
 import { afterEach, beforeAll, describe, expect, test } from 'vitest';
 import { WebSocket as NodeWebSocket } from 'ws';
 import { matmulReference } from '../../coordinator/jobs/matmul';
-import { matmulDims } from '../../coordinator/sim-worker';
 import { toNpy } from '../../coordinator/npy';
+import { matmulParams } from '../../coordinator/sim-worker';
 import { toBase64Url, type WorkUnitSpec } from '../../coordinator/protocol';
 import { randomMatrix, sleep, startTestCoordinator, waitFor, type TestCoordinator } from '../../coordinator/test-helpers';
 import { UploadBudget } from '../p2p/upload-budget';
@@ -50,7 +50,8 @@ async function startClient(opts: { throttle?: number; ms: number }) {
     compute: async (wu: WorkUnitSpec, inputs) => {
       const start = performance.now();
       await sleep(opts.ms);
-      const out = matmulReference(inputs.a, inputs.b, ...matmulDims(wu));
+      const { m, k, n } = matmulParams(wu);
+      const out = matmulReference(inputs.a, inputs.b, m, k, n);
       runs.push({ start, end: performance.now() });
       return out;
     },

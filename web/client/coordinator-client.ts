@@ -5,6 +5,7 @@ import { parseNpy } from '../../coordinator/npy';
 import {
   encodeResultFrame,
   helloSigningMessage,
+  onDemandInputs,
   P2P_LIMITS,
   PROTOCOL_VERSION,
   resultSigningMessage,
@@ -68,7 +69,8 @@ export interface ClientState {
   p2p: 'off' | 'joining' | 'on';
 }
 
-export type Compute = (wu: WorkUnitSpec, inputs: Record<string, Float32Array>) => Promise<Float32Array>;
+/** Runs one unit. `shard` fetches an on-demand input (an ONNX model) as sha-256-checked raw bytes. */
+export type Compute = (wu: WorkUnitSpec, inputs: Record<string, Float32Array>, shard: (sha: string) => Promise<Uint8Array>) => Promise<Float32Array>;
 
 export interface ClientOptions {
   /** Coordinator base URL (http or https). */
@@ -87,6 +89,15 @@ export interface ClientOptions {
   uploadBudget: UploadBudget;
 }
 
+/** Reconnect backoff: doubles from the first delay up to the cap, reset once welcomed again. */
+const RETRY_FIRST_MS = 500;
+const RETRY_MAX_MS = 15_000;
+
+/** ±25% jitter, so thousands of volunteers do not reconnect in one burst after a restart. */
+function jittered(ms: number): number {
+  return Math.round(ms * (0.75 + Math.random() * 0.5));
+}
+
 function clampThrottle(share: number): number {
   return Number.isFinite(share) ? Math.min(1, Math.max(0.05, share)) : 1;
 }
@@ -97,6 +108,7 @@ export function describeShape(wu: WorkUnitSpec): string {
     const { m, k, n } = wu.params;
     return `${m}×${k} · ${k}×${n}`;
   }
+  if (wu.kind === 'onnx') return `${wu.params.items} items`;
   const { rows, seq, d, causal } = wu.params;
   return `${rows} queries × ${seq} keys, d ${d}${causal ? ', causal' : ''}`;
 }
@@ -123,7 +135,7 @@ export class CoordinatorClient {
   private name: string | undefined;
   private ws: WebSocket | null = null;
   private stopped = false;
-  private retryMs = 1000;
+  private retryMs = RETRY_FIRST_MS;
   private readonly queue: { leaseId: string; wu: WorkUnitSpec; peers: ShardPeers }[] = [];
   private readonly cancelled = new Set<string>();
   private working = false;
@@ -225,8 +237,8 @@ export class CoordinatorClient {
       this.update({ phase: 'disconnected' });
       setTimeout(() => {
         if (!this.stopped) this.connect();
-      }, this.retryMs);
-      this.retryMs = Math.min(30_000, this.retryMs * 2);
+      }, jittered(this.retryMs));
+      this.retryMs = Math.min(RETRY_MAX_MS, this.retryMs * 2);
     };
   }
 
@@ -245,7 +257,7 @@ export class CoordinatorClient {
         break;
       }
       case 'welcome':
-        this.retryMs = 1000;
+        this.retryMs = RETRY_FIRST_MS;
         this.welcomed = true;
         this.update({ phase: this.pauses.size ? 'paused' : 'waiting', volunteerId: msg.volunteerId, credit: msg.credit });
         if (this.opts.room) this.send({ type: 'join-room', code: this.opts.room });
@@ -360,17 +372,22 @@ export class CoordinatorClient {
     const inputs: Record<string, Float32Array> = {};
     let fromPeers = 0;
     let fromCoordinator = 0;
-    for (const [name, sha] of Object.entries(wu.inputs)) {
+    const fetchShard = async (sha: string) => {
       const { bytes, origin } = await this.shards.get(sha, peers[sha] ?? []);
       if (origin === 'peer') fromPeers += bytes.length;
       if (origin === 'coordinator') fromCoordinator += bytes.length;
-      inputs[name] = parseNpy(bytes).data.slice(); // a copy: it is transferred to the worker, the bytes may be serving peers
+      return bytes;
+    };
+    const onDemand = onDemandInputs(wu);
+    for (const [name, sha] of Object.entries(wu.inputs)) {
+      if (onDemand.includes(name)) continue; // compute fetches it only if it needs it (an ONNX model it already holds)
+      inputs[name] = parseNpy(await fetchShard(sha)).data.slice(); // a copy: it is transferred to the worker, the bytes may be serving peers
     }
-    this.send({ type: 'shard-traffic', leaseId, fromPeers, fromCoordinator });
     if (this.cancelled.delete(leaseId)) return;
     this.setUnit(wu, 'computing');
     const t0 = performance.now();
-    const out = await this.opts.compute(wu, inputs);
+    const out = await this.opts.compute(wu, inputs, fetchShard);
+    this.send({ type: 'shard-traffic', leaseId, fromPeers, fromCoordinator });
     const seconds = (performance.now() - t0) / 1000;
     this.update({ lastGflops: wu.flops / 1e9 / Math.max(seconds, 1e-6) });
     if (this.welcomed) this.send({ type: 'status', gflops: this.state.lastGflops, paused: this.pauses.size > 0 });

@@ -1,14 +1,17 @@
-// Starting to volunteer, shared by the page, the room page and the widget: open the compute worker
-// and its GPU, load the identity, open the shard cache and the upload budget for peers, connect to
-// the coordinator. Callers differ only in how they make the worker (a same-origin URL, or an
-// inlined bundle for the cross-origin widget).
+// Starting to volunteer, shared by the page, the room page and the widget: open the compute worker,
+// pick its backend (WebGPU or the CPU, see compute/start-backend.ts), load the identity, open the
+// shard cache and the upload budget for peers, connect to the coordinator. Callers differ only in
+// how they make the worker (a same-origin URL, or the coordinator's worker script imported from a
+// blob for the cross-origin widget).
 import * as Comlink from 'comlink';
 import type { DeviceInfo } from '../../coordinator/protocol';
+import { makeCompute } from '../compute/dispatch';
+import { startBackend, type BackendStatus } from '../compute/start-backend';
 import { UploadBudget } from '../p2p/upload-budget';
 import type { Settings } from '../store/db';
 import { loadIdentity, type Identity } from '../store/identity';
 import { ShardCache } from '../store/shard-cache';
-import type { ComputeApi, KernelJob, TuningInfo } from '../worker/api';
+import type { ComputeApi } from '../worker/api';
 import { CoordinatorClient, type ClientState } from './coordinator-client';
 
 export interface VolunteerOptions {
@@ -18,29 +21,32 @@ export interface VolunteerOptions {
   settings: Settings;
   room?: string;
   onChange: (state: ClientState) => void;
+  /** Called after each ONNX unit with the execution provider it ran on (and why it fell back). */
+  onOnnxRun?: (ep: string, fallbackReason?: string) => void;
+  /** The page URL's query, for a `?backend=` override. */
+  search?: string;
 }
 
-export type Volunteering =
-  | {
-      ok: true;
-      client: CoordinatorClient;
-      device: DeviceInfo;
-      /** The kernel tuning the worker chose (or loaded from its cache) for this device. */
-      tuning: TuningInfo | null;
-      identity: Identity;
-      worker: Worker;
-      cache: ShardCache;
-      uploadBudget: UploadBudget;
-    }
-  | { ok: false; reason: string };
+/** A started volunteer. Every browser can compute: without WebGPU it is the CPU (WebAssembly). */
+export interface Volunteering {
+  client: CoordinatorClient;
+  device: DeviceInfo;
+  backend: BackendStatus;
+  identity: Identity;
+  worker: Worker;
+  cache: ShardCache;
+  uploadBudget: UploadBudget;
+}
 
 export async function startVolunteering(opts: VolunteerOptions): Promise<Volunteering> {
   const worker = opts.createWorker();
   const compute = Comlink.wrap<ComputeApi>(worker);
-  const init = await compute.init();
-  if (!init.ok) {
+  let backend: BackendStatus;
+  try {
+    backend = await startBackend(compute, opts.search);
+  } catch (err) {
     worker.terminate();
-    return { ok: false, reason: init.reason };
+    throw err;
   }
   const identity = await loadIdentity();
   const { settings } = opts;
@@ -50,16 +56,15 @@ export async function startVolunteering(opts: VolunteerOptions): Promise<Volunte
   client = new CoordinatorClient({
     url: opts.url,
     identity,
-    device: init.device,
+    device: backend.device,
     name: settings.name ?? undefined,
     room: opts.room,
     throttle: settings.throttle,
     cache,
     uploadBudget,
-    compute: (wu, inputs) =>
-      compute.run({ kind: wu.kind, params: wu.params } as KernelJob, Comlink.transfer(inputs, Object.values(inputs).map((t) => t.buffer))),
+    compute: makeCompute(compute, opts.onOnnxRun),
     onChange: opts.onChange,
   });
   client.start();
-  return { ok: true, client, device: init.device, tuning: init.tuning, identity, worker, cache, uploadBudget };
+  return { client, device: backend.device, backend, identity, worker, cache, uploadBudget };
 }

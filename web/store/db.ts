@@ -2,6 +2,7 @@
 import { openDB, type DBSchema, type IDBPDatabase } from 'idb';
 import type { AttentionVariant } from '../gpu/attention';
 import type { MatmulConfig } from '../gpu/matmul';
+import type { BackendRecord } from '../compute/backend-choice';
 
 export interface StoredIdentity {
   /** Non-extractable Ed25519 private key: it can sign, and the page cannot read it out. */
@@ -58,12 +59,14 @@ export interface TabgridDB extends DBSchema {
   /** This browser's AES-GCM key that seals the identity for export; non-extractable. */
   deviceKeys: { key: string; value: CryptoKey };
   tuning: { key: string; value: StoredTuning };
+  /** The measured backend choice for this device (key 'current'). */
+  backend: { key: string; value: BackendRecord };
 }
 
 let db: Promise<IDBPDatabase<TabgridDB>> | null = null;
 
 export function openStore(): Promise<IDBPDatabase<TabgridDB>> {
-  db ??= openDB<TabgridDB>('tabgrid', 4, {
+  db ??= openDB<TabgridDB>('tabgrid', 5, {
     upgrade(database, oldVersion) {
       if (oldVersion < 1) database.createObjectStore('identity');
       if (oldVersion < 2) {
@@ -71,8 +74,14 @@ export function openStore(): Promise<IDBPDatabase<TabgridDB>> {
         database.createObjectStore('shard-bytes');
         database.createObjectStore('settings');
       }
-      if (oldVersion < 3) database.createObjectStore('deviceKeys');
-      if (oldVersion < 4) database.createObjectStore('tuning');
+      // Versions 3 and 4 were made in parallel: v3 with `deviceKeys` (identity export) or with
+      // `backend` (backend choice), v4 with `tuning` (kernel autotuner) or with both v3 stores.
+      // Version 5 has all three, so a database of any of those flavours gets the stores it lacks.
+      if (oldVersion < 5) {
+        for (const name of ['deviceKeys', 'backend', 'tuning'] as const) {
+          if (!database.objectStoreNames.contains(name)) database.createObjectStore(name);
+        }
+      }
     },
   });
   return db;

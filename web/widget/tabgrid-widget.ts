@@ -1,13 +1,24 @@
 // <tabgrid-widget coordinator="https://grid.example.org" project="Protein folding">: a volunteer
 // client any page can embed. Styles live in its shadow root; nothing runs until the visitor presses
-// its own Start button. The compute worker is inlined in the bundle (a worker cannot be loaded from
-// another origin's URL); the coordinator allows cross-origin calls (CORS) and WebSocket connections.
+// its own Start button. The compute worker comes from the coordinator (see coordinatorWorker); the
+// coordinator allows cross-origin calls and loads (CORS, CORP) and WebSocket connections.
 import { formatFlops, formatRate } from '../app/format';
 import type { ClientState, CoordinatorClient } from '../client/coordinator-client';
 import { watchVisibility } from '../client/pause-watchers';
 import { startVolunteering } from '../client/volunteer-session';
 import { loadSettings } from '../store/settings';
-import ComputeWorker from '../worker/compute.worker.ts?worker&inline';
+
+/**
+ * The coordinator's built compute worker (vite.config.ts gives it this fixed name). A worker cannot
+ * be started from another origin's URL, but a module worker made from a blob can import one (with
+ * CORS): the worker script then runs with the coordinator's URL as its base, so its own chunks —
+ * onnxruntime-web and its .wasm for the CPU backend and ONNX units — load from the coordinator too.
+ * (An inlined worker could not load them: relative URLs do not resolve against a blob: URL.)
+ */
+export function coordinatorWorker(coordinator: string): Worker {
+  const script = `import ${JSON.stringify(`${coordinator}/assets/compute.worker.js`)};`;
+  return new Worker(URL.createObjectURL(new Blob([script], { type: 'text/javascript' })), { type: 'module', name: 'tabgrid-compute' });
+}
 
 const STYLE = `
 :host { display: inline-block; font: 14px/1.4 system-ui, -apple-system, 'Segoe UI', sans-serif; color: #e2e8f0; }
@@ -75,7 +86,7 @@ export class TabgridWidget extends HTMLElement {
   private renderIntro(error?: string) {
     this.shell(`
       <p class="title">Help ${escapeHtml(this.project)} with your GPU</p>
-      <p class="muted">Pressing Start lets this page compute matrix products for researchers on your GPU (WebGPU) via
+      <p class="muted">Pressing Start lets this page compute matrix products and ONNX models for researchers on your GPU (WebGPU) or CPU (WebAssembly), whichever is faster, via
         <a href="${escapeHtml(this.coordinator)}/" target="_blank" rel="noopener" style="color:#38bdf8">${escapeHtml(new URL(this.coordinator).host)}</a>,
         while this tab is visible. Nothing else on your device is read. Stop at any time.</p>
       ${error ? `<p class="error" role="alert">${escapeHtml(error)}</p>` : ''}
@@ -89,12 +100,12 @@ export class TabgridWidget extends HTMLElement {
     button.textContent = 'Starting…';
     try {
       const started = await startVolunteering({
-        createWorker: () => new ComputeWorker({ name: 'tabgrid-compute' }),
+        createWorker: () => coordinatorWorker(this.coordinator),
         url: this.coordinator,
         settings: await loadSettings(),
         onChange: (s) => this.renderStatus(s),
+        search: '', // the host page's query is not ours: no `?backend=` override here
       });
-      if (!started.ok) return this.renderIntro(`This browser cannot compute: ${started.reason}`);
       this.client = started.client;
       const c = started.client;
       this.unwatch = watchVisibility((r, on) => c.setPause(r, on));

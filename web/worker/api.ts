@@ -1,5 +1,6 @@
 // The main-thread <-> compute-worker API, as one typed interface that comlink wraps.
 import type { DeviceInfo, WorkUnitSpec } from '../../coordinator/protocol';
+import type { Backend } from '../compute/backend-choice';
 
 /** The matmul tiling this device settled on (see gpu/autotune.ts). */
 export interface TuningInfo {
@@ -13,12 +14,48 @@ export type InitResult = { ok: true; device: DeviceInfo; tuning: TuningInfo | nu
 /** What a kernel needs to know about a unit: its kind and that kind's parameters. */
 export type KernelJob = { [K in WorkUnitSpec['kind']]: Pick<Extract<WorkUnitSpec, { kind: K }>, 'kind' | 'params'> }[WorkUnitSpec['kind']];
 
+/** The CPU (WebAssembly) backend: how many threads it got, and whether the page is isolated. */
+export interface CpuInfo {
+  threads: number;
+  isolated: boolean;
+}
+
+export interface OnnxFeed {
+  name: string;
+  shape: number[];
+  data: Float32Array;
+}
+
+export interface OnnxResult {
+  /** The requested outputs' values, flattened and concatenated in order. */
+  data: Float32Array;
+  ep: 'webgpu' | 'wasm';
+  fallbackReason?: string;
+}
+
 export interface ComputeApi {
-  /** Opens the GPU and tunes the kernels (or loads the cached tuning). Never throws: says why when there is no WebGPU. */
-  init(): Promise<InitResult>;
   /**
-   * Runs one unit's kernel, dispatching on `job.kind`; inputs are named as in WorkUnitSpec.inputs
-   * (matmul: a, b; attention: q, k, v). The inputs are transferred, the result is transferred back.
+   * Opens the GPU and tunes the kernels (or loads the cached tuning); `tune: false` skips tuning
+   * and runs the default tiling (`?tune=off`). Never throws: says why when there is no WebGPU.
+   */
+  init(tune?: boolean): Promise<InitResult>;
+  /**
+   * Runs one unit, dispatching on `job.kind` to the backend chosen with useBackend (WebGPU until
+   * then); inputs are named as in WorkUnitSpec.inputs (matmul: a, b; attention: q, k, v; onnx: the
+   * model's input names, the model added beforehand with onnxAddModel). The inputs are transferred,
+   * the result is transferred back (onnx: the outputs flattened and concatenated in order).
    */
   run(job: KernelJob, inputs: Record<string, Float32Array>): Promise<Float32Array>;
+  /** Sets up the CPU backend with this many threads (1 without cross-origin isolation). */
+  initCpu(threads: number): Promise<CpuInfo>;
+  /** GFLOP/s of a backend on a short size³ matmul (256 unless given); null when it is not available here. */
+  measure(backend: Backend, size?: number, minMs?: number): Promise<number | null>;
+  useBackend(backend: Backend): Promise<void>;
+  /** Whether the worker holds this model (by sha-256) already. */
+  onnxHasModel(sha: string): Promise<boolean>;
+  onnxAddModel(sha: string, bytes: Uint8Array): Promise<void>;
+  /** Runs a held model outside any work unit (the CPU bench page), on the chosen backend's EP. */
+  onnxRun(model: string, feeds: OnnxFeed[], outputs: string[]): Promise<OnnxResult>;
+  /** Which EP the last ONNX run used, and why WebGPU fell back to wasm (null before any run). */
+  onnxLastRun(): Promise<Omit<OnnxResult, 'data'> | null>;
 }

@@ -1,0 +1,78 @@
+// Benchmark of the compute backends in real headless Chromium (WebGPU on whatever adapter it has;
+// SwiftShader on a machine without a GPU), served cross-origin isolated by a real coordinator:
+//   matmul GFLOP/s — our CPU backend (onnxruntime-web wasm EP, MatMul graph built in code) with 1
+//   and 2 threads, our WGSL kernel on WebGPU, a plain JavaScript loop as the baseline;
+//   onnx items/s — the conv net and the MLP on the WebGPU EP vs the wasm EP.
+// Prints one JSON document. `npm run bench:cpu [-- --quick]`.
+import { chromium } from '@playwright/test';
+import { execFileSync } from 'node:child_process';
+import { resolve } from 'node:path';
+import { inspectModel } from '../coordinator/onnx/model.js';
+import { convNetModel, mlpModel } from '../coordinator/onnx/test-models.js';
+import { startTestCoordinator } from '../coordinator/test-helpers.js';
+import { ensureWebBuilt } from '../coordinator/web-build.js';
+import type { Bench } from '../web/bench/main.js';
+import { CHROMIUM, CHROMIUM_ARGS } from '../playwright.config.js';
+
+const quick = process.argv.includes('--quick');
+const ROOT = resolve(import.meta.dirname, '..');
+ensureWebBuilt((m) => console.error(m));
+const grid = await startTestCoordinator({ staticDir: resolve(ROOT, 'dist') });
+const browser = await chromium.launch({ executablePath: CHROMIUM, args: [...CHROMIUM_ARGS, '--enable-unsafe-webgpu'] });
+try {
+  const page = await browser.newPage();
+  await page.goto(`${grid.base}/bench.html`);
+  await page.waitForFunction(() => 'tabgridBench' in globalThis);
+  const call = <K extends keyof Bench>(name: K, ...args: Parameters<Bench[K]>) =>
+    page.evaluate(
+      ([n, a]) => (globalThis as unknown as { tabgridBench: Record<string, (...x: unknown[]) => unknown> }).tabgridBench[n as string](...(a as unknown[])),
+      [name, args] as const,
+    ) as Promise<Awaited<ReturnType<Bench[K]>>>;
+
+  const minMs = quick ? 300 : 1500;
+  const matmul: { backend: string; threads: number; size: number; gflops: number | null }[] = [];
+  for (const size of quick ? [256, 512] : [256, 512, 1024]) {
+    for (const [backend, threads] of [['cpu', 1], ['cpu', 2], ['js', 1], ['webgpu', 1]] as const) {
+      if (backend === 'webgpu' && size > 512) continue; // ~6 s per 1024³ run on SwiftShader
+      if (backend === 'js' && size > 512) continue;
+      const gflops = await call('matmul', backend, threads, size, minMs);
+      matmul.push({ backend: backend === 'cpu' ? 'cpu (ORT wasm, our MatMul graph)' : backend === 'js' ? 'js (plain loop)' : 'webgpu (our WGSL)', threads, size, gflops });
+      console.error(`matmul ${backend} t=${threads} ${size}³: ${gflops?.toFixed(2)} GFLOP/s`);
+    }
+  }
+
+  const models = [
+    { name: 'convnet', bytes: convNetModel(), input: { name: 'image', itemShape: [1, 8, 8] } },
+    { name: 'mlp', bytes: mlpModel(), input: { name: 'x', itemShape: [16] } },
+  ];
+  const onnx: { model: string; ep: string; threads: number; batch: number; itemsPerSecond: number | null }[] = [];
+  for (const m of models) {
+    const outputs = inspectModel(m.bytes).outputs.map((o) => o.name);
+    for (const [backend, threads] of [['webgpu', 1], ['cpu', 1], ['cpu', 2]] as const) {
+      const batch = 256;
+      const r = await call('onnx', Array.from(m.bytes), m.input, outputs, backend, threads, batch, minMs);
+      onnx.push({ model: m.name, ep: r?.ep ?? (backend === 'cpu' ? 'wasm' : 'webgpu'), threads, batch, itemsPerSecond: r ? Math.round(r.itemsPerSecond) : null });
+      console.error(`onnx ${m.name} ${backend} t=${threads}: ${r?.itemsPerSecond.toFixed(0)} items/s`);
+    }
+  }
+  const chromiumVersion = execFileSync(CHROMIUM, ['--version'], { encoding: 'utf8' }).trim();
+  console.log(
+    JSON.stringify(
+      {
+        bench: 'cpu-backend',
+        date: new Date().toISOString(),
+        browser: chromiumVersion,
+        cores: (await import('node:os')).cpus().length,
+        crossOriginIsolated: await call('isolated'),
+        matmul,
+        onnx,
+      },
+      null,
+      2,
+    ),
+  );
+} finally {
+  await browser.close();
+  await grid.stop();
+  process.exit(0);
+}

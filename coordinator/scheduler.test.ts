@@ -1,0 +1,62 @@
+// The scheduler's cost does not grow with idle workers: a worker that found nothing is asked
+// again only when the work changes (or on the next tick).
+import { join } from 'node:path';
+import { afterEach, expect, test } from 'vitest';
+import type { ServerMessage } from './protocol.js';
+import { Scheduler, type LeaseInfo, type WorkerSession } from './scheduler.js';
+import { SqliteStore } from './sqlite-store.js';
+import type { NewWorkUnit } from './store.js';
+import { makeTempDir, removeDir } from './test-helpers.js';
+
+const dirs: string[] = [];
+afterEach(() => dirs.splice(0).forEach(removeDir));
+
+function session(i: number): WorkerSession & { got: ServerMessage[] } {
+  const got: ServerMessage[] = [];
+  return { volunteerId: `v_${i}`, slots: 1, leases: new Map<string, LeaseInfo>(), got, send: (m) => got.push(m) };
+}
+
+function units(jobId: string, n: number): NewWorkUnit[] {
+  return Array.from({ length: n }, (_, idx) => ({
+    id: `${jobId}.${idx}`,
+    jobId,
+    idx,
+    kind: 'matmul',
+    params: { m: 1, k: 1, n: 1 },
+    inputs: {},
+    outputBytes: 4,
+    flops: 2,
+    tolerance: { atol: 0, rtol: 0 },
+    meta: {},
+  }));
+}
+
+test('idle workers are not asked again until new work arrives', async () => {
+  const dir = makeTempDir();
+  dirs.push(dir);
+  const store = new SqliteStore(join(dir, 'db.sqlite'));
+  let asks = 0;
+  const leaseNext = store.leaseNext.bind(store);
+  store.leaseNext = (...args) => (asks++, leaseNext(...args));
+  const scheduler = new Scheduler(store, { leaseMs: 60_000 });
+  const workers = Array.from({ length: 50 }, (_, i) => session(i));
+  for (const w of workers) scheduler.add(w);
+
+  await scheduler.dispatch();
+  expect(asks).toBe(50); // everyone asked once: nothing to do
+  for (let i = 0; i < 10; i++) await scheduler.dispatch();
+  expect(asks).toBe(50); // and not again while nothing changed
+
+  const job = { kind: 'matmul', name: null, state: 'queued' as const, replication: 1, meta: {}, createdAt: 0, finishedAt: null, error: null, resultSha: null, resultShape: [1, 1] };
+  await store.createJob({ ...job, id: 'j1' }, units('j1', 20));
+  await scheduler.dispatch();
+  expect(workers.filter((w) => w.got.some((m) => m.type === 'assign'))).toHaveLength(20);
+  const afterJob = asks;
+  for (let i = 0; i < 10; i++) await scheduler.dispatch();
+  expect(asks).toBe(afterJob); // the 30 without work wait again
+
+  // A worker vanishes: its replica is wanted again, so the idle ones are asked.
+  await scheduler.remove(workers.find((w) => w.leases.size > 0)!);
+  expect(workers.filter((w) => w.got.filter((m) => m.type === 'assign').length > 0)).toHaveLength(21);
+  await store.close();
+});

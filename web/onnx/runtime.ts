@@ -1,0 +1,158 @@
+// The only importer of onnxruntime-web. Loaded lazily (its own chunk), so the compute worker's
+// script stays free of side effects when ORT's WebAssembly threads re-load the ORT chunk. The
+// .wasm and .mjs files are bundled by Vite next to that chunk and served by the coordinator: no CDN.
+// Sessions for work units (CPU/wasm and WebGPU EPs), and GPU-resident sessions for the benchmark.
+import type * as OrtModule from 'onnxruntime-web';
+import ortWasmUrl from 'onnxruntime-web/ort-wasm-simd-threaded.jsep.wasm?url';
+
+export type Ort = typeof OrtModule;
+export type Session = OrtModule.InferenceSession;
+/** Execution providers we use: onnxruntime-web's WebGPU EP, and its WebAssembly (CPU) EP. */
+export type ExecutionProvider = 'webgpu' | 'wasm';
+
+let ort: Promise<Ort> | null = null;
+let threads = 1;
+
+/**
+ * Sets the CPU thread count. Must run before the first session: ORT reads it once. Threads need
+ * cross-origin isolation (SharedArrayBuffer); without it the wasm EP runs one thread.
+ */
+export function configureThreads(wanted: number): number {
+  threads = globalThis.crossOriginIsolated && !loadedCrossOrigin() ? Math.max(1, Math.floor(wanted)) : 1;
+  return threads;
+}
+
+/**
+ * Whether this script came from another origin than the worker's own (the widget on another site
+ * imports the coordinator's worker script from a blob). ORT then cannot use its bundled glue code
+ * unless it is told where the .wasm is, and it runs one thread (no other glue file is served).
+ */
+function loadedCrossOrigin(): boolean {
+  return typeof location !== 'undefined' && new URL(import.meta.url).origin !== location.origin;
+}
+
+export function loadOrt(): Promise<Ort> {
+  ort ??= import('onnxruntime-web').then((m) => {
+    if (loadedCrossOrigin()) {
+      m.env.wasm.wasmPaths = { wasm: new URL(ortWasmUrl, import.meta.url).href };
+    }
+    m.env.wasm.numThreads = threads; // explicit: ORT's default is 1 on small machines
+    m.env.logLevel = 'error';
+    return m;
+  });
+  return ort;
+}
+
+export async function createSession(model: Uint8Array, ep: ExecutionProvider): Promise<Session> {
+  const o = await loadOrt();
+  return o.InferenceSession.create(model, { executionProviders: [ep], graphOptimizationLevel: 'all' });
+}
+
+export interface Feed {
+  name: string;
+  shape: readonly number[];
+  data: Float32Array;
+}
+
+/** Runs a session; returns the named outputs as float32, in order. */
+export async function runSession(session: Session, feeds: Feed[], outputs: string[]): Promise<Float32Array[]> {
+  const o = await loadOrt();
+  const input: Record<string, OrtModule.Tensor> = {};
+  for (const f of feeds) input[f.name] = new o.Tensor('float32', f.data, f.shape as number[]);
+  const result = await session.run(input, outputs);
+  return outputs.map((name) => {
+    const t = result[name];
+    if (!t || t.type !== 'float32') throw new Error(`output '${name}' is missing or not float32`);
+    const data = t.data as Float32Array;
+    const copy = data.slice(); // copy out of the wasm heap / GPU readback before disposal
+    t.dispose();
+    return copy;
+  });
+}
+
+/**
+ * Runs a WebGPU-EP session and fails when the GPU reported an error during the run. ORT's WebGPU
+ * kernels can fail shader compilation or validation on some ops and adapters (seen: CumSum, Pad
+ * 'wrap' on SwiftShader) and then return zeros instead of throwing: an error scope catches that.
+ */
+export async function runSessionOnWebgpu(session: Session, feeds: Feed[], outputs: string[]): Promise<Float32Array[]> {
+  const o = await loadOrt();
+  const device = (await o.env.webgpu.device) as GPUDevice;
+  device.pushErrorScope('out-of-memory');
+  device.pushErrorScope('validation');
+  let result: Float32Array[] | null = null;
+  let thrown: unknown = null;
+  try {
+    result = await runSession(session, feeds, outputs);
+  } catch (err) {
+    thrown = err;
+  }
+  const validation = await device.popErrorScope();
+  const oom = await device.popErrorScope();
+  if (thrown) throw thrown;
+  const gpuError = validation ?? oom;
+  if (gpuError) throw new Error(`WebGPU error during the run: ${gpuError.message.split('\n')[0].slice(0, 200)}`);
+  return result!;
+}
+
+// --- GPU-resident sessions (the benchmark) -------------------------------------------------------
+// Sessions on the webgpu EP that share ORT's GPUDevice and keep inputs and outputs on the GPU, so
+// the benchmark can time ORT's kernels without uploads and downloads.
+
+/** A tensor already on the GPU: an ORT-compatible storage buffer and its shape (float32). */
+export interface GpuTensorRef {
+  buffer: GPUBuffer;
+  dims: number[];
+}
+
+export interface GpuSession {
+  readonly inputNames: readonly string[];
+  /** Runs the model on GPU-resident inputs; resolves once the work is submitted, outputs freed. */
+  run(inputs: Record<string, GpuTensorRef>): Promise<void>;
+  /** Runs the model and reads back the first output (for correctness checks). */
+  runAndRead(inputs: Record<string, GpuTensorRef>): Promise<Float32Array>;
+  release(): Promise<void>;
+}
+
+/** Usage flags ORT needs on buffers it reads through Tensor.fromGpuBuffer (a function: GPUBufferUsage exists only with WebGPU). */
+export function ortBufferUsage(): number {
+  return GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+}
+
+/**
+ * The GPUDevice onnxruntime-web computes on. ORT (1.30, JSEP build) makes its own device and
+ * ignores one set through env.webgpu.device, so a caller that wants to share buffers with ORT
+ * (the benchmark) takes ORT's device and runs everything else on it.
+ */
+export async function ortGpuDevice(warmUpModel: Uint8Array): Promise<GPUDevice> {
+  // The device exists once the webgpu backend has started, i.e. after a first session.
+  const session = await createGpuSession(warmUpModel);
+  await session.release();
+  const device = (await (await loadOrt()).env.webgpu.device) as GPUDevice | undefined;
+  if (!device) throw new Error('onnxruntime-web did not expose its GPUDevice');
+  return device;
+}
+
+/** A session for `model` (ONNX bytes) on the webgpu EP, on the device ortGpuDevice() returns. */
+export async function createGpuSession(model: Uint8Array): Promise<GpuSession> {
+  const o = await loadOrt();
+  const session = await o.InferenceSession.create(model, { executionProviders: ['webgpu'], preferredOutputLocation: 'gpu-buffer' });
+  const feeds = (inputs: Record<string, GpuTensorRef>) =>
+    Object.fromEntries(Object.entries(inputs).map(([name, t]) => [name, o.Tensor.fromGpuBuffer(t.buffer, { dataType: 'float32', dims: t.dims })]));
+  return {
+    inputNames: session.inputNames,
+    async run(inputs) {
+      const outputs = await session.run(feeds(inputs));
+      for (const t of Object.values(outputs)) t.dispose();
+    },
+    async runAndRead(inputs) {
+      const outputs = await session.run(feeds(inputs));
+      try {
+        return (await outputs[session.outputNames[0]].getData()) as Float32Array;
+      } finally {
+        for (const t of Object.values(outputs)) t.dispose();
+      }
+    },
+    release: () => session.release(),
+  };
+}
