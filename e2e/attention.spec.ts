@@ -1,5 +1,6 @@
-// An attention job end to end: browser volunteers compute flash attention on WebGPU, the
-// coordinator validates replicas and spot-checks rows, and the result matches the CPU reference.
+// An attention job end to end: one browser volunteer computes flash attention on WebGPU (with real
+// autotuning), the other on the CPU backend (onnxruntime-web wasm); the coordinator validates the
+// replicas against each other and spot-checks rows, and the result matches the CPU reference.
 import { expect, test } from '@playwright/test';
 import { attentionReferenceHeads } from '../coordinator/jobs/attention';
 import { parseNpy, toNpy } from '../coordinator/npy';
@@ -7,12 +8,14 @@ import type { VolunteerSummary } from '../coordinator/protocol';
 import { randomMatrix } from '../coordinator/test-helpers';
 import { maxRelativeError, openVolunteer, startGrid } from './grid';
 
-test('two browser volunteers compute a causal 2-head attention job that matches the CPU reference', async ({ browser }) => {
+test('a WebGPU and a CPU volunteer compute a causal 2-head attention job that matches the CPU reference', async ({ browser }) => {
   const [heads, seq, d] = [2, 40, 64];
   const grid = await startGrid();
   try {
-    const pages = [await openVolunteer(browser, grid), await openVolunteer(browser, grid)];
+    const pages = [await openVolunteer(browser, grid, { query: '?backend=webgpu', tune: true }), await openVolunteer(browser, grid, { query: '?backend=cpu' })];
     await expect(pages[0].getByTestId('tuning')).toContainText('GFLOP/s');
+    await expect(pages[0].getByTestId('backend')).toHaveAttribute('data-backend', 'webgpu');
+    await expect(pages[1].getByTestId('backend')).toHaveAttribute('data-backend', 'cpu');
     const [Q, K, V] = [41, 42, 43].map((seed) => randomMatrix(heads * seq, d, seed));
     const [q, k, v] = await Promise.all([Q, K, V].map((t) => grid.uploadShard(toNpy([heads, seq, d], t))));
     const jobId = await grid.submitJob({ kind: 'attention', inputs: { q, k, v }, causal: true, blockRows: 16, replication: 2 });
