@@ -1,5 +1,5 @@
 // What the e2e tests share: a coordinator serving the built page, volunteer pages, job helpers.
-import { expect, type Browser, type Page } from '@playwright/test';
+import { expect, type Browser, type BrowserContext, type Page } from '@playwright/test';
 import { spawnSync } from 'node:child_process';
 import { resolve } from 'node:path';
 import { matmulReference } from '../coordinator/jobs/matmul';
@@ -9,8 +9,24 @@ import { randomMatrix, startTestCoordinator, type TestCoordinator } from '../coo
 
 export const ROOT = resolve(import.meta.dirname, '..');
 
-export function startGrid(): Promise<TestCoordinator> {
-  return startTestCoordinator({ staticDir: resolve(ROOT, 'dist') });
+/** The volunteer pages' browser contexts of each grid, closed when it stops. */
+const volunteerContexts = new WeakMap<TestCoordinator, BrowserContext[]>();
+
+/**
+ * A coordinator serving the built page. Its stop() also closes the volunteer pages opened on it:
+ * the browser lives as long as the Playwright worker, and pages left open would go on reconnecting
+ * (and holding GPU devices) through every later test.
+ */
+export async function startGrid(): Promise<TestCoordinator> {
+  // A unit whose worker goes quiet is reissued within a test's time (the default is 10 minutes).
+  const grid = await startTestCoordinator({ staticDir: resolve(ROOT, 'dist'), leaseMs: 60_000 });
+  const stop = grid.stop.bind(grid);
+  grid.stop = async (opts) => {
+    for (const context of volunteerContexts.get(grid) ?? []) await context.close().catch(() => undefined);
+    volunteerContexts.delete(grid);
+    await stop(opts);
+  };
+  return grid;
 }
 
 /**
@@ -21,6 +37,7 @@ export function startGrid(): Promise<TestCoordinator> {
  */
 export async function openVolunteer(browser: Browser, grid: TestCoordinator, opts: { query?: string; tune?: boolean } = {}): Promise<Page> {
   const context = await browser.newContext();
+  volunteerContexts.set(grid, [...(volunteerContexts.get(grid) ?? []), context]);
   const page = await context.newPage();
   page.on('pageerror', (err) => console.error('page error:', err.message));
   const query = new URLSearchParams(opts.query ?? '');

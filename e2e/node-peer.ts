@@ -2,6 +2,7 @@
 // Swarm running on node-datachannel's WebRTC polyfill, serving whatever bytes `serve` returns —
 // e.g. corrupted ones.
 import WebSocket from 'ws';
+import type { Swarm } from '../web/p2p/swarm';
 import { SimWorker } from '../coordinator/sim-worker';
 import type { TestCoordinator } from '../coordinator/test-helpers';
 import { waitFor } from '../coordinator/test-helpers';
@@ -9,6 +10,7 @@ import { waitFor } from '../coordinator/test-helpers';
 export interface NodePeer {
   worker: SimWorker;
   peerId: string;
+  swarm: Swarm;
   /** Shards peers asked this peer for, in order. */
   requests: string[];
   close(): Promise<void>;
@@ -63,6 +65,7 @@ export async function startNodePeer(opts: {
   return {
     worker,
     peerId: welcome.p2p.peerId,
+    swarm,
     requests,
     async close() {
       swarm.close();

@@ -195,3 +195,28 @@ test('a peer that closes its page mid-transfer: the receiver falls back and the 
     await grid.stop();
   }
 });
+
+test('a peer that accepts the connection but never sends: the receiver falls back to the coordinator', async ({ browser }) => {
+  const [m, k, n] = [8, 256, 256]; // one unit; B is 256 KiB
+  const grid = await startGrid();
+  let silent: Awaited<ReturnType<typeof startNodePeer>> | null = null;
+  try {
+    const A = randomMatrix(m, k, 41);
+    const B = randomMatrix(k, n, 42);
+    const a = await uploadMatrix(grid, m, k, A);
+    const b = await uploadMatrix(grid, k, n, B);
+    // Claims B, takes the connection and the request, and never answers.
+    silent = await startNodePeer({ grid, holds: [b], serve: () => new Promise<never>(() => {}) });
+    const page = await openVolunteer(browser, grid);
+    await waitForSwarm([page]);
+    const job = await grid.submitJob({ kind: 'matmul', inputs: { a, b }, replication: 1, tile: { rows: 8, cols: n } });
+    expect((await grid.waitForJob(job, 90_000)).state).toBe('done');
+    await expectProduct(grid, job, A, B, m, k, n);
+    expect(silent.requests).toEqual([b]);
+    expect(Number(await page.getByTestId('from-peers').getAttribute('data-peer-failures'))).toBe(1);
+    expect(Number(await page.getByTestId('from-coordinator').getAttribute('data-bytes'))).toBeGreaterThanOrEqual(k * n * 4);
+  } finally {
+    await silent?.close();
+    await grid.stop();
+  }
+});

@@ -37,7 +37,7 @@ afterEach(async () => {
 const noCache = { get: async () => null, put: async () => false, keys: async () => [] } as unknown as ShardCache;
 
 /** A client whose compute takes at least `ms` and records when each unit ran. */
-async function startClient(opts: { throttle?: number; ms: number }) {
+async function startClient(opts: { throttle?: number; ms: number; cache?: ShardCache }) {
   const runs: { start: number; end: number }[] = [];
   let state: ClientState | null = null;
   client = new CoordinatorClient({
@@ -45,7 +45,7 @@ async function startClient(opts: { throttle?: number; ms: number }) {
     identity: await identity(),
     device: { backend: 'cpu', adapter: 'vitest', features: [] },
     throttle: opts.throttle,
-    cache: noCache,
+    cache: opts.cache ?? noCache,
     uploadBudget: new UploadBudget({ bytesPerSecond: 0 }),
     compute: async (wu: WorkUnitSpec, inputs) => {
       const start = performance.now();
@@ -95,5 +95,23 @@ describe('coordinator client controls', () => {
       // A lower bound only: a slow machine lengthens gaps, never shortens them.
       expect(runs[i].start - runs[i - 1].end).toBeGreaterThanOrEqual((computed * (1 - share)) / share - 5);
     }
+  });
+});
+
+describe('a unit whose inputs never arrive', () => {
+  test('its lease deadline passes, the coordinator reissues it, and the client gives up the stuck fetch and computes it', async () => {
+    grid = await startTestCoordinator({ leaseMs: 1500 });
+    // The first read of any shard never returns (a fetch stuck for good); later reads miss as usual.
+    let stuck = 0;
+    const stuckOnce = {
+      get: () => (stuck++ === 0 ? new Promise<never>(() => {}) : Promise.resolve(null)),
+      put: async () => false,
+      keys: async () => [],
+    } as unknown as ShardCache;
+    const { runs } = await startClient({ ms: 1, cache: stuckOnce });
+    const job = await submit(1);
+    expect((await grid.waitForJob(job, 20_000)).state).toBe('done');
+    expect(stuck).toBeGreaterThan(1);
+    expect(runs).toHaveLength(1);
   });
 });

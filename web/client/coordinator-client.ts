@@ -98,6 +98,14 @@ function jittered(ms: number): number {
   return Math.round(ms * (0.75 + Math.random() * 0.5));
 }
 
+/** The unit's lease was cancelled (or the client stopped) while its inputs were being fetched. */
+class FetchAborted extends Error {
+  override name = 'FetchAborted';
+  constructor(wuId: string) {
+    super(`stopped fetching the inputs of ${wuId}`);
+  }
+}
+
 function clampThrottle(share: number): number {
   return Number.isFinite(share) ? Math.min(1, Math.max(0.05, share)) : 1;
 }
@@ -138,6 +146,8 @@ export class CoordinatorClient {
   private retryMs = RETRY_FIRST_MS;
   private readonly queue: { leaseId: string; wu: WorkUnitSpec; peers: ShardPeers }[] = [];
   private readonly cancelled = new Set<string>();
+  /** Stops waiting for the inputs of the unit being fetched (its lease was cancelled, or we stopped). */
+  private abortFetch: ((leaseId: string | null) => void) | null = null;
   private working = false;
   private readonly shards: ShardSource;
 
@@ -203,6 +213,7 @@ export class CoordinatorClient {
     this.stopped = true;
     this.setPause('throttle', false);
     this.queue.length = 0;
+    this.abortFetch?.(null);
     this.leaveSwarm();
     this.ws?.close(1000, 'volunteer stopped');
     this.update({ phase: 'stopped', current: null });
@@ -232,6 +243,7 @@ export class CoordinatorClient {
       if (this.ws !== ws) return;
       this.welcomed = false;
       this.queue.length = 0;
+      this.abortFetch?.(null); // the coordinator has put this session's leases back in the queue
       this.leaveSwarm();
       if (this.stopped) return;
       this.update({ phase: 'disconnected' });
@@ -274,6 +286,7 @@ export class CoordinatorClient {
         break;
       case 'lease-cancelled':
         this.cancelled.add(msg.leaseId);
+        this.abortFetch?.(msg.leaseId);
         break;
       case 'result-ack':
         if (msg.accepted) this.update({ unitsDone: this.state.unitsDone + 1 });
@@ -301,6 +314,10 @@ export class CoordinatorClient {
         try {
           await this.run(next.leaseId, next.wu, next.peers);
         } catch (err) {
+          if (err instanceof FetchAborted) {
+            this.cancelled.delete(next.leaseId); // the coordinator already took the lease back
+            continue;
+          }
           const reason = (err as Error).message.slice(0, 500);
           this.update({ lastError: reason });
           this.send({ type: 'failure', leaseId: next.leaseId, reason });
@@ -372,16 +389,31 @@ export class CoordinatorClient {
     const inputs: Record<string, Float32Array> = {};
     let fromPeers = 0;
     let fromCoordinator = 0;
+    // Every peer attempt and the coordinator fallback are bounded, but should a fetch still hang,
+    // the lease's deadline ends it: the coordinator reissues the unit and tells us, and we move on.
+    const aborted = new Promise<never>((_, reject) => {
+      this.abortFetch = (id) => (id === null || id === leaseId) && reject(new FetchAborted(wu.id));
+    });
+    aborted.catch(() => undefined);
+    let fetching: string | null = null;
     const fetchShard = async (sha: string) => {
-      const { bytes, origin } = await this.shards.get(sha, peers[sha] ?? []);
+      fetching = sha;
+      const { bytes, origin } = await Promise.race([this.shards.get(sha, peers[sha] ?? []), aborted]);
       if (origin === 'peer') fromPeers += bytes.length;
       if (origin === 'coordinator') fromCoordinator += bytes.length;
       return bytes;
     };
     const onDemand = onDemandInputs(wu);
-    for (const [name, sha] of Object.entries(wu.inputs)) {
-      if (onDemand.includes(name)) continue; // compute fetches it only if it needs it (an ONNX model it already holds)
-      inputs[name] = parseNpy(await fetchShard(sha)).data.slice(); // a copy: it is transferred to the worker, the bytes may be serving peers
+    try {
+      for (const [name, sha] of Object.entries(wu.inputs)) {
+        if (onDemand.includes(name)) continue; // compute fetches it only if it needs it (an ONNX model it already holds)
+        inputs[name] = parseNpy(await fetchShard(sha)).data.slice(); // a copy: it is transferred to the worker, the bytes may be serving peers
+      }
+    } catch (err) {
+      if (err instanceof FetchAborted && fetching) this.shards.abandon(fetching);
+      throw err;
+    } finally {
+      this.abortFetch = null;
     }
     if (this.cancelled.delete(leaseId)) return;
     this.setUnit(wu, 'computing');

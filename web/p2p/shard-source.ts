@@ -30,6 +30,8 @@ export interface ShardSourceOptions {
   fetchOptions?: FetchOptions;
   /** How long a peer's request for a shard we neither hold nor fetch waits for our fetch to start. */
   serveGraceMs?: number;
+  /** Longest wait for the coordinator's response or its next chunk of bytes before giving up. */
+  coordinatorStallMs?: number;
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -59,9 +61,16 @@ export class ShardSource {
   get(sha256: string, peers: readonly string[] = []): Promise<{ bytes: Uint8Array; origin: ShardOrigin }> {
     const running = this.inflight.get(sha256);
     if (running) return running;
-    const task = this.load(sha256, peers).finally(() => this.inflight.delete(sha256));
+    const task: Promise<{ bytes: Uint8Array; origin: ShardOrigin }> = this.load(sha256, peers).finally(() => {
+      if (this.inflight.get(sha256) === task) this.inflight.delete(sha256);
+    });
     this.inflight.set(sha256, task);
     return task;
+  }
+
+  /** The unit that wanted this shard gave up on it: the next get() starts afresh instead of joining a stuck fetch. */
+  abandon(sha256: string) {
+    this.inflight.delete(sha256);
   }
 
   /** What a peer asking us for a shard gets: our cached copy, or our own fetch once it lands. */
@@ -88,14 +97,52 @@ export class ShardSource {
       this.changed();
       return { bytes: fromPeer, origin: 'peer' };
     }
-    const res = await fetch(`${this.opts.url}/shards/${sha256}`);
-    if (!res.ok) throw new Error(`could not fetch input ${sha256.slice(0, 12)}…: HTTP ${res.status}`);
-    const bytes = new Uint8Array(await res.arrayBuffer());
+    const bytes = await this.fromCoordinator(sha256);
     if ((await sha256Hex(bytes)) !== sha256) throw new Error(`input ${sha256.slice(0, 12)}… from the coordinator failed its sha-256 check`);
     this.stats.fromCoordinator += bytes.length;
     await this.keep(sha256, bytes);
     this.changed();
     return { bytes, origin: 'coordinator' };
+  }
+
+  /**
+   * GET /shards/<sha256>, given up (so the unit fails and the coordinator reissues it) when the
+   * response or its next chunk takes longer than coordinatorStallMs.
+   */
+  private async fromCoordinator(sha256: string): Promise<Uint8Array> {
+    const stallMs = this.opts.coordinatorStallMs ?? 30_000;
+    const abort = new AbortController();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const rearm = () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => abort.abort(new Error(`the coordinator sent nothing for ${stallMs / 1000} s`)), stallMs);
+    };
+    rearm();
+    try {
+      const res = await fetch(`${this.opts.url}/shards/${sha256}`, { signal: abort.signal });
+      if (!res.ok || !res.body) throw new Error(`could not fetch input ${sha256.slice(0, 12)}…: HTTP ${res.status}`);
+      const chunks: Uint8Array[] = [];
+      let length = 0;
+      const reader = res.body.getReader();
+      for (;;) {
+        rearm();
+        const { done, value } = await reader.read();
+        if (done) break;
+        chunks.push(value);
+        length += value.length;
+      }
+      const bytes = new Uint8Array(length);
+      let at = 0;
+      for (const c of chunks) {
+        bytes.set(c, at);
+        at += c.length;
+      }
+      return bytes;
+    } catch (err) {
+      throw abort.signal.aborted ? (abort.signal.reason as Error) : err;
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** Caches verified bytes; a full or failing IndexedDB costs only the cache, not the unit. */

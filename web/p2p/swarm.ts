@@ -120,19 +120,25 @@ export class Swarm {
       config: { iceServers: opts.iceServers, ...opts.rtcConfig },
     });
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        peer.destroy();
-        reject(new Error('could not reach the PeerServer'));
-      }, timeoutMs);
-      peer.once('open', () => {
+      // Both listeners go once the join settles: left in place, the error one would destroy the
+      // peer on any later error (a departed peer, a failed negotiation) and end all sharing.
+      const settle = () => {
         clearTimeout(timer);
+        peer.off('open', onOpen);
+        peer.off('error', onError);
+      };
+      const onOpen = () => {
+        settle();
         resolve(new Swarm(peer, opts));
-      });
-      peer.once('error', (err) => {
-        clearTimeout(timer);
+      };
+      const onError = (err: Error) => {
+        settle();
         peer.destroy();
         reject(err);
-      });
+      };
+      const timer = setTimeout(() => onError(new Error('could not reach the PeerServer')), timeoutMs);
+      peer.on('open', onOpen);
+      peer.on('error', onError);
     });
   }
 

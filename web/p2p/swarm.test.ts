@@ -1,0 +1,60 @@
+// The swarm's bounds, with real WebRTC between Node peers (node-datachannel) signalling through a
+// real coordinator's PeerServer on loopback: every attempt to fetch from a peer ends, and a failed
+// attempt does not take this peer out of the swarm.
+import { afterEach, describe, expect, test } from 'vitest';
+import { startTestCoordinator, type TestCoordinator } from '../../coordinator/test-helpers';
+import { startNodePeer, type NodePeer } from '../../e2e/node-peer';
+
+const SHA = 'ab'.repeat(32);
+const BYTES = new Uint8Array(300 * 1024).map((_, i) => i % 251);
+
+let grid: TestCoordinator | null = null;
+const peers: NodePeer[] = [];
+
+afterEach(async () => {
+  for (const p of peers.splice(0)) await p.close();
+  await grid?.stop();
+  grid = null;
+});
+
+async function peer(g: TestCoordinator, serve: (sha: string) => Promise<Uint8Array | null>): Promise<NodePeer> {
+  const p = await startNodePeer({ grid: g, holds: [], serve });
+  peers.push(p);
+  return p;
+}
+
+/** The error a promise rejects with (fails the test if it resolves). */
+async function rejection(p: Promise<unknown>): Promise<unknown> {
+  return p.then(
+    () => {
+      throw new Error('expected a rejection');
+    },
+    (err: unknown) => err,
+  );
+}
+
+describe('Swarm.fetch', () => {
+  test('a peer that accepts the connection but never answers: the fetch times out', async () => {
+    grid = await startTestCoordinator();
+    const silent = await peer(grid, () => new Promise<never>(() => {}));
+    const asker = await peer(grid, async () => null);
+    const err = await rejection(asker.swarm.fetch(silent.peerId, SHA, { firstByteMs: 1500, stallMs: 1000 }));
+    // (peerjs is imported only once node-peer has installed WebRTC, so no `instanceof` here)
+    expect(err).toMatchObject({ name: 'PeerFetchError', kind: 'timeout' });
+    expect(silent.requests).toEqual([SHA]); // it was connected and asked, and said nothing
+  });
+
+  test('asking a peer that has left fails within the first-byte bound, and the asker still serves afterwards', async () => {
+    grid = await startTestCoordinator();
+    const asker = await peer(grid, async (sha) => (sha === SHA ? BYTES : null));
+    const gone = await peer(grid, async () => null);
+    const goneId = gone.peerId;
+    await gone.close();
+    peers.splice(peers.indexOf(gone), 1);
+    const err = await rejection(asker.swarm.fetch(goneId, SHA, { firstByteMs: 3000 }));
+    expect(err).toMatchObject({ name: 'PeerFetchError' });
+    // The peer-unavailable error must not have destroyed the asker: a third peer gets its bytes.
+    const third = await peer(grid, async () => null);
+    expect(await third.swarm.fetch(asker.peerId, SHA, { firstByteMs: 10_000 })).toEqual(BYTES);
+  });
+});
