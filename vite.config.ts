@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import { defineConfig } from 'vite';
 
 /** One HTML page per view; the coordinator maps its routes to them (server.ts PAGES). */
-const PAGES = ['index', 'room', 'board', 'teacher', 'dashboard', 'api-docs', 'embed'];
+const PAGES = ['index', 'room', 'board', 'teacher', 'dashboard', 'api-docs', 'embed', 'selftest'];
 
 export default defineConfig({
   root: 'web',

@@ -4,7 +4,7 @@
 import { generateKeyPairSync, sign } from 'node:crypto';
 import { encodeResultFrame, resultSigningMessage, type WorkUnitSpec } from './protocol.js';
 import { sha256Hex } from './shards.js';
-import { honestMatmul, type SimWorkerOptions, type Submit } from './sim-worker.js';
+import { honestCompute, type SimWorkerOptions, type Submit } from './sim-worker.js';
 import { rng } from './test-helpers.js';
 
 export const STRATEGIES = ['random', 'constant', 'subtle', 'collude', 'replay', 'not-leased', 'forge', 'flood'] as const;
@@ -41,10 +41,10 @@ export function adversaryOptions(strategy: Strategy): Pick<SimWorkerOptions, 'co
     case 'constant':
       return { compute: (wu) => new Float32Array(outputLength(wu)).fill(1) };
     case 'subtle':
-      return { compute: (wu, inputs) => subtlyWrong(honestMatmul(wu, inputs) as Float32Array, Math.floor(Math.random() * 2 ** 32)) };
+      return { compute: (wu, inputs) => subtlyWrong(honestCompute(wu, inputs) as Float32Array, Math.floor(Math.random() * 2 ** 32)) };
     case 'collude':
       // Both members of a pair derive the same wrong answer from the unit id: they agree with each other.
-      return { compute: (wu, inputs) => subtlyWrong(honestMatmul(wu, inputs) as Float32Array, seedOf(wu.id)) };
+      return { compute: (wu, inputs) => subtlyWrong(honestCompute(wu, inputs) as Float32Array, seedOf(wu.id)) };
     case 'replay':
       return { submit: replaySubmit() };
     case 'not-leased':

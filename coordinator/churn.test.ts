@@ -4,7 +4,7 @@ import { afterEach, describe, expect, test } from 'vitest';
 import { matmulReference } from './jobs/matmul.js';
 import { parseNpy, toNpy } from './npy.js';
 import type { LedgerEntry, ServerMessage, VolunteerSummary } from './protocol.js';
-import { honestMatmul, SimWorker, type Compute } from './sim-worker.js';
+import { honestCompute, SimWorker, type Compute } from './sim-worker.js';
 import { randomMatrix, startTestCoordinator, waitFor, type TestCoordinator } from './test-helpers.js';
 
 const [M, K, N] = [8, 6, 5];
@@ -38,7 +38,7 @@ function gated() {
   const gate = new Promise<void>((r) => (open = r));
   const compute: Compute = async (wu, inputs) => {
     await gate;
-    return honestMatmul(wu, inputs);
+    return honestCompute(wu, inputs);
   };
   return { compute, open };
 }

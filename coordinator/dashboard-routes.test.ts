@@ -4,7 +4,7 @@ import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import { entryHash } from './ledger.js';
 import { toNpy } from './npy.js';
 import type { GridStats, Receipts } from './protocol.js';
-import { matmulParams, SimWorker } from './sim-worker.js';
+import { SimWorker } from './sim-worker.js';
 import { randomMatrix, startTestCoordinator, type TestCoordinator } from './test-helpers.js';
 
 let grid: TestCoordinator;
@@ -19,7 +19,7 @@ afterEach(async () => {
 
 async function runJob(cheat = false) {
   const honest = [new SimWorker({ url: grid.base, name: 'a' }), new SimWorker({ url: grid.base, name: 'b' })];
-  const cheater = new SimWorker({ url: grid.base, name: 'c', compute: (wu) => new Float32Array(matmulParams(wu).m * matmulParams(wu).n).fill(1) });
+  const cheater = new SimWorker({ url: grid.base, name: 'c', compute: (wu) => new Float32Array(wu.outputBytes / 4).fill(1) });
   const all = cheat ? [cheater, ...honest] : honest;
   workers.push(...all);
   for (const w of all) await w.connect();

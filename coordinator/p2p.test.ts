@@ -6,7 +6,7 @@ import { parseIceServers } from './peer-server.js';
 import type { ServerMessage } from './protocol.js';
 import { MAX_LOCALITY_SKIPS } from './scheduler.js';
 import { sha256Hex } from './shards.js';
-import { honestMatmul, SimWorker, type Compute } from './sim-worker.js';
+import { honestCompute, SimWorker, type Compute } from './sim-worker.js';
 import { randomMatrix, startTestCoordinator, waitFor, type TestCoordinator } from './test-helpers.js';
 
 let grid: TestCoordinator | null = null;
@@ -69,7 +69,7 @@ describe('tracker over the protocol', () => {
     const holderHasWork = new Promise<void>((resolve) => (holderAssigned = resolve));
     const newcomer = await worker(grid, 1, 'newcomer', async (wu, inputs) => {
       await holderHasWork;
-      return honestMatmul(wu, inputs);
+      return honestCompute(wu, inputs);
     });
     await waitFor(() => grid!.logs.some((l) => l.includes('connected')) && true, 2000);
     const jobId = await grid.submitJob({ kind: 'matmul', inputs: { a, b }, replication: 1, tile: { rows: 8, cols: 8 } });
@@ -131,7 +131,7 @@ describe('tracker over the protocol', () => {
     const gate = new Promise<void>((r) => (release = r));
     const w = await worker(grid, 0, 'w', async (wu, inputs) => {
       await gate;
-      return honestMatmul(wu, inputs);
+      return honestCompute(wu, inputs);
     });
     const jobId = await grid.submitJob({ kind: 'matmul', inputs: { a, b }, replication: 1 });
     w.send(JSON.stringify({ type: 'ready', slots: 1 }));

@@ -11,7 +11,7 @@ import { parseNpy, toNpy } from './npy.js';
 import { startPgCluster, type PgCluster } from './pg-cluster.js';
 import { PgStore } from './pg-store.js';
 import type { LedgerEntry } from './protocol.js';
-import { honestMatmul, SimWorker, type Compute } from './sim-worker.js';
+import { honestCompute, SimWorker, type Compute } from './sim-worker.js';
 import { makeTempDir, randomMatrix, startTestCoordinator, waitFor } from './test-helpers.js';
 
 let cluster: PgCluster;
@@ -40,7 +40,7 @@ test('two coordinators on one PostgreSQL complete one job together with one ledg
     const gate = new Promise<void>((r) => (open = r));
     const held: Compute = async (wu, inputs) => {
       await gate;
-      return honestMatmul(wu, inputs);
+      return honestCompute(wu, inputs);
     };
     for (let i = 0; i < 3; i++) workers.push(new SimWorker({ url: one.base, name: `one-${i}`, compute: held }));
     await Promise.all(workers.map((w) => w.connect()));

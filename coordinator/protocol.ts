@@ -71,6 +71,40 @@ export const MatmulJobSubmit = z
   .strict();
 export type MatmulJobSubmit = z.infer<typeof MatmulJobSubmit>;
 
+// --- attention job kind (issue 3) -----------------------------------------------------------
+/** Head dimensions the attention kernel is built for. */
+export const ATTENTION_HEAD_DIMS = [64, 128] as const;
+
+export const AttentionJobSubmit = z
+  .object({
+    kind: z.literal('attention'),
+    name: Name.optional(),
+    /** Q, K, V as float32 .npy of shape [heads, seq, d]; out = softmax(Q·Kᵀ/√d)·V per head. */
+    inputs: z.object({ q: Sha256Hex, k: Sha256Hex, v: Sha256Hex }).strict(),
+    /** Query i attends only to keys j <= i (decoder-style masking). */
+    causal: z.boolean().default(false),
+    replication: z.number().int().min(1).max(LIMITS.maxReplication).default(2),
+    /** Query rows per work unit; chosen from the problem size when absent. */
+    blockRows: z.number().int().min(1).max(LIMITS.maxDim).optional(),
+    tolerance: Tolerance.optional(),
+  })
+  .strict();
+export type AttentionJobSubmit = z.infer<typeof AttentionJobSubmit>;
+
+export const AttentionParams = z
+  .object({
+    /** Key/value rows (the head's whole sequence). */
+    seq: z.number().int().min(1).max(LIMITS.maxDim),
+    /** Query rows in this unit, and the index of its first query in the sequence. */
+    rows: z.number().int().min(1).max(LIMITS.maxDim),
+    q0: z.number().int().min(0).max(LIMITS.maxDim),
+    d: z.union([z.literal(64), z.literal(128)]),
+    causal: z.boolean(),
+  })
+  .strict();
+export type AttentionParams = z.infer<typeof AttentionParams>;
+// --- end attention ----------------------------------------------------------------------------
+
 // ---------------------------------------------------------------------------------------------
 // ONNX job kind (issue 4): a model run over a batch; work units are slices of the batch axis.
 
@@ -109,7 +143,7 @@ export type OnnxJobSubmit = z.infer<typeof OnnxJobSubmit>;
 // (End of the ONNX job kind section; its work-unit spec is below, beside matmul's.)
 // ---------------------------------------------------------------------------------------------
 
-export const JobSubmit = z.discriminatedUnion('kind', [MatmulJobSubmit, OnnxJobSubmit]);
+export const JobSubmit = z.discriminatedUnion('kind', [MatmulJobSubmit, AttentionJobSubmit, OnnxJobSubmit]);
 export type JobSubmit = z.infer<typeof JobSubmit>;
 export type JobKindName = JobSubmit['kind'];
 
@@ -293,6 +327,9 @@ export const MatmulWorkUnitSpec = z.object({
   flops: z.number().min(0),
 });
 
+// Attention work units (issue 3): q = rows×d block of one head's Q, k and v = that head's seq×d K and V.
+export const AttentionWorkUnitSpec = MatmulWorkUnitSpec.extend({ kind: z.literal('attention'), params: AttentionParams });
+
 // ONNX work units (issue 4) ---------------------------------------------------------------------
 const Shape = z.array(z.number().int().min(0)).max(8);
 
@@ -331,9 +368,10 @@ export const OnnxWorkUnitSpec = MatmulWorkUnitSpec.extend({
 });
 // (end of ONNX work units) ----------------------------------------------------------------------
 
-export const WorkUnitSpec = z.discriminatedUnion('kind', [MatmulWorkUnitSpec, OnnxWorkUnitSpec]);
+export const WorkUnitSpec = z.discriminatedUnion('kind', [MatmulWorkUnitSpec, AttentionWorkUnitSpec, OnnxWorkUnitSpec]);
 export type WorkUnitSpec = z.infer<typeof WorkUnitSpec>;
 export type MatmulWorkUnitSpec = z.infer<typeof MatmulWorkUnitSpec>;
+export type AttentionWorkUnitSpec = z.infer<typeof AttentionWorkUnitSpec>;
 export type OnnxWorkUnitSpec = z.infer<typeof OnnxWorkUnitSpec>;
 
 /** Inputs a worker fetches only when it needs them, as raw bytes (not .npy): an ONNX unit's model. */

@@ -3,6 +3,7 @@
 // for many fast workers.
 import { generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
 import WebSocket from 'ws';
+import { attentionReference } from './jobs/attention.js';
 import { matmulReference } from './jobs/matmul.js';
 import { parseNpy } from './npy.js';
 import {
@@ -19,15 +20,17 @@ import { sha256Hex } from './shards.js';
 
 export type Compute = (wu: WorkUnitSpec, inputs: Record<string, Float32Array>) => Float32Array | Promise<Float32Array>;
 
-/** A matmul unit's parameters (sim workers compute matmul only). */
+/** A matmul unit's parameters (tests that compute matmuls themselves); throws for other kinds. */
 export function matmulParams(wu: WorkUnitSpec): MatmulParams {
-  if (wu.kind !== 'matmul') throw new Error(`sim-worker computes matmul only, got ${wu.kind}`);
+  if (wu.kind !== 'matmul') throw new Error(`expected a matmul unit, got ${wu.kind}`);
   return wu.params;
 }
 
-export const honestMatmul: Compute = (wu, inputs) => {
-  const { m, k, n } = matmulParams(wu);
-  return matmulReference(inputs.a, inputs.b, m, k, n);
+/** The CPU reference of the unit's kind: what an honest worker returns (sim workers run no ONNX). */
+export const honestCompute: Compute = (wu, inputs) => {
+  if (wu.kind === 'matmul') return matmulReference(inputs.a, inputs.b, wu.params.m, wu.params.k, wu.params.n);
+  if (wu.kind === 'attention') return attentionReference(inputs.q, inputs.k, inputs.v, wu.params);
+  throw new Error(`sim-worker does not compute ${wu.kind} units`);
 };
 
 /**
@@ -137,7 +140,7 @@ export class SimWorker {
   private async work(leaseId: string, wu: WorkUnitSpec) {
     const inputs: Record<string, Float32Array> = {};
     for (const [name, sha] of Object.entries(wu.inputs)) if (!onDemandInputs(wu).includes(name)) inputs[name] = await this.fetchInput(sha);
-    const out = await (this.opts.compute ?? honestMatmul)(wu, inputs);
+    const out = await (this.opts.compute ?? honestCompute)(wu, inputs);
     const bytes = new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
     if (this.opts.submit) this.opts.submit(this, { leaseId, wu }, bytes);
     else this.sendResult(leaseId, wu.id, bytes);

@@ -29,7 +29,8 @@ export interface WorkUnitRecord {
   jobId: string;
   idx: number;
   kind: string;
-  params: Record<string, number>;
+  /** The kind's parameters (WorkUnitSpec['params'] on the wire). */
+  params: Record<string, number | boolean>;
   inputs: Record<string, string>;
   outputBytes: number;
   flops: number;

@@ -6,7 +6,7 @@ import { matmulReference } from './jobs/matmul.js';
 import { loadCoordinatorPublicKey } from './keys.js';
 import { parseNpy, toNpy } from './npy.js';
 import type { LedgerExport, VolunteerSummary } from './protocol.js';
-import { honestMatmul, SimWorker } from './sim-worker.js';
+import { honestCompute, SimWorker } from './sim-worker.js';
 import { SqliteStore } from './sqlite-store.js';
 import { randomMatrix, startTestCoordinator, waitFor, type TestCoordinator } from './test-helpers.js';
 import { afterStrike, DEFAULT_TRUST_POLICY, freshTrust, replicateProbability, shouldReplicate } from './trust.js';
@@ -96,7 +96,7 @@ describe('adaptive replication against a real coordinator', () => {
         name: 'sleeper',
         compute: async (wu, inputs) => {
           cheating ||= await turn(sleeper.volunteerId);
-          return cheating ? subtlyWrong(honestMatmul(wu, inputs) as Float32Array, 5) : honestMatmul(wu, inputs);
+          return cheating ? subtlyWrong(honestCompute(wu, inputs) as Float32Array, 5) : honestCompute(wu, inputs);
         },
       });
       const honest = [new SimWorker({ url: grid.base }), new SimWorker({ url: grid.base })];

@@ -1,33 +1,40 @@
-// IndexedDB version 3 was made twice, in parallel: with `deviceKeys` (identity export, issue 6) and
-// with `backend` (backend choice, issue 4). A browser holding either one must upgrade to version 4
-// with both stores and go on computing, its identity kept.
+// IndexedDB versions 3 and 4 were made in parallel: v3 with `deviceKeys` (identity export, issue 6)
+// or with `backend` (backend choice, issue 4); v4 with `deviceKeys` + `tuning` (autotuner, issue 3)
+// or with `deviceKeys` + `backend`. A browser holding any of them must upgrade to version 5 with
+// every store and go on computing, its settings kept.
 import { expect, test } from '@playwright/test';
 import { startGrid } from './grid';
 
-for (const v3Store of ['deviceKeys', 'backend']) test(`a version-3 database with ${v3Store} upgrades and the page computes`, async ({ browser }) => {
+const flavours = [
+  { version: 3, stores: ['backend'] },
+  { version: 4, stores: ['deviceKeys', 'tuning'] },
+  { version: 4, stores: ['deviceKeys', 'backend'] },
+];
+
+for (const old of flavours) test(`a version-${old.version} database with ${old.stores.join(' + ')} upgrades and the page computes`, async ({ browser }) => {
   const grid = await startGrid();
   try {
     const page = await (await browser.newContext()).newPage();
     page.on('pageerror', (err) => console.error('page error:', err.message));
     await page.goto(grid.base + '/api/health'); // same origin, without the app opening the database first
     await page.evaluate(
-      (store) =>
+      ({ version, stores }) =>
         new Promise<void>((resolve, reject) => {
-          const req = indexedDB.open('tabgrid', 3);
+          const req = indexedDB.open('tabgrid', version);
           req.onupgradeneeded = () => {
             const db = req.result;
             db.createObjectStore('identity');
             db.createObjectStore('shard-meta', { keyPath: 'sha256' }).createIndex('by-last-used', 'lastUsed');
             db.createObjectStore('shard-bytes');
             db.createObjectStore('settings').put(0.5, 'throttle');
-            db.createObjectStore(store);
+            for (const store of stores) db.createObjectStore(store);
           };
           req.onsuccess = () => (req.result.close(), resolve());
           req.onerror = () => reject(req.error);
         }),
-      v3Store,
+      old,
     );
-    await page.goto(grid.base + '/');
+    await page.goto(grid.base + '/?tune=off');
     await page.getByRole('button', { name: 'Start computing' }).click();
     await expect(page.getByTestId('volunteer-id')).toHaveText(/^v_[0-9a-f]{24}$/, { timeout: 60_000 });
     await expect(page.getByTestId('backend')).toHaveAttribute('data-backend', /^(cpu|webgpu)$/);
@@ -39,7 +46,7 @@ for (const v3Store of ['deviceKeys', 'backend']) test(`a version-3 database with
           req.onerror = () => reject(req.error);
         }),
     );
-    expect(db).toEqual({ version: 4, stores: ['backend', 'deviceKeys', 'identity', 'settings', 'shard-bytes', 'shard-meta'] });
+    expect(db).toEqual({ version: 5, stores: ['backend', 'deviceKeys', 'identity', 'settings', 'shard-bytes', 'shard-meta', 'tuning'] });
     // The stored setting survived the upgrade.
     await expect(page.getByTestId('throttle')).toHaveValue('50');
   } finally {

@@ -30,13 +30,20 @@ export async function startGrid(opts: { allowedOrigins?: string[] } = {}): Promi
   return grid;
 }
 
-/** Opens a volunteer page in its own browser context (its own IndexedDB, so its own identity). */
-export async function openVolunteer(browser: Browser, grid: TestCoordinator, opts: { query?: string } = {}): Promise<Page> {
+/**
+ * Opens a volunteer page in its own browser context (its own IndexedDB, so its own identity).
+ * `query` is the page URL's query (e.g. `?backend=cpu`). Pages skip the WebGPU autotuner
+ * (`tune=off`: seconds per fresh page on SwiftShader) unless `tune` is set; e2e/attention.spec.ts
+ * and the kernel tests run the real tuning.
+ */
+export async function openVolunteer(browser: Browser, grid: TestCoordinator, opts: { query?: string; tune?: boolean } = {}): Promise<Page> {
   const context = await browser.newContext();
   volunteerContexts.set(grid, [...(volunteerContexts.get(grid) ?? []), context]);
   const page = await context.newPage();
   page.on('pageerror', (err) => console.error('page error:', err.message));
-  await page.goto(grid.base + '/' + (opts.query ?? ''));
+  const query = new URLSearchParams(opts.query ?? '');
+  if (!opts.tune) query.set('tune', 'off');
+  await page.goto(`${grid.base}/?${query}`);
   await page.getByRole('button', { name: 'Start computing' }).click();
   await expect(page.getByTestId('volunteer-id')).toHaveText(/^v_[0-9a-f]{24}$/, { timeout: 60_000 });
   return page;

@@ -1,11 +1,13 @@
 // The registry of job kinds: one module per kind, looked up by the submission's `kind`.
 import type { JobKindName } from '../protocol.js';
+import { attention } from './attention.js';
 import { matmul } from './matmul.js';
 import { onnx } from './onnx.js';
 import type { JobKind } from './types.js';
 
 export const jobKinds: Record<JobKindName, JobKind> = {
   matmul: matmul as JobKind,
+  attention: attention as JobKind,
   onnx: onnx as JobKind,
 };
 

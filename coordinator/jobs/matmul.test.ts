@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { parseNpy, toNpy } from '../npy.js';
-import type { MatmulJobSubmit } from '../protocol.js';
+import type { MatmulJobSubmit, MatmulParams } from '../protocol.js';
 import { FileShardStore, type ShardStore } from '../shards.js';
 import type { JobRecord, WorkUnitRecord } from '../store.js';
 import { makeTempDir, randomMatrix, removeDir } from '../test-helpers.js';
@@ -104,7 +104,7 @@ describe('matmul.plan + assimilate', () => {
     let flops = 0;
     const outputs: { wu: WorkUnitRecord; output: Float32Array }[] = [];
     for (const wu of plan.workUnits) {
-      const { m: rows, k: wk, n: cols } = wu.params;
+      const { m: rows, k: wk, n: cols } = wu.params as MatmulParams;
       expect(wk).toBe(k);
       expect(wu.flops).toBe(2 * rows * cols * k);
       expect(wu.outputBytes).toBe(rows * cols * 4);

@@ -1,11 +1,12 @@
 // Job kind `matmul`: C = A·B split into output tiles. Each work unit gets a row block of A
 // (rows × k) and a column block of B (k × cols) as their own content-addressed shards, so units
 // in the same row or column share inputs, and computes one rows × cols tile of C.
-import { LIMITS, type MatmulJobSubmit } from '../protocol.js';
-import { NpyError, parseNpy, toNpy, type Tensor } from '../npy.js';
+import type { MatmulJobSubmit, MatmulParams } from '../protocol.js';
+import { parseNpy, toNpy, type Tensor } from '../npy.js';
 import type { ShardStore } from '../shards.js';
 import type { JobRecord, WorkUnitRecord } from '../store.js';
 import { DEFAULT_TOLERANCE } from '../validator.js';
+import { loadInputTensor, maxAbs } from './inputs.js';
 import { checkMatmul, U } from './matmul-check.js';
 import { JobInputError, type JobKind, type JobPlan, type PlannedWorkUnit } from './types.js';
 
@@ -47,33 +48,10 @@ function sliceCols(t: Float32Array, rows: number, cols: number, c0: number, c1: 
   return out;
 }
 
-/** Largest |value|; NaN when any value is NaN. */
-function maxAbs(t: Float32Array): number {
-  let m = 0;
-  for (const v of t) {
-    const a = Math.abs(v);
-    if (a > m || Number.isNaN(a)) m = a;
-    if (Number.isNaN(m)) return m;
-  }
-  return m;
-}
-
 const FLOAT32_MAX = 3.4028234663852886e38;
 
-async function loadMatrix(shards: ShardStore, sha: string, label: string): Promise<Tensor> {
-  const bytes = await shards.get(sha);
-  if (!bytes) throw new JobInputError(`inputs.${label}: no shard ${sha} (upload it with POST /api/shards first)`);
-  let t: Tensor;
-  try {
-    t = parseNpy(bytes);
-  } catch (err) {
-    throw new JobInputError(`inputs.${label}: ${err instanceof NpyError ? err.message : 'unreadable .npy'}`);
-  }
-  if (t.shape.length !== 2) throw new JobInputError(`inputs.${label}: must be a 2-D matrix, got shape (${t.shape.join(', ')})`);
-  if (t.shape.some((d) => d < 1 || d > LIMITS.maxDim)) {
-    throw new JobInputError(`inputs.${label}: every dimension must be between 1 and ${LIMITS.maxDim}, got ${t.shape.join('×')}`);
-  }
-  return t;
+function loadMatrix(shards: ShardStore, sha: string, label: string): Promise<Tensor> {
+  return loadInputTensor(shards, sha, label, 2, 'must be a 2-D matrix');
 }
 
 export const matmul: JobKind<MatmulJobSubmit> = {
@@ -140,7 +118,7 @@ export const matmul: JobKind<MatmulJobSubmit> = {
   async check(wu, output, shards) {
     const [aBytes, bBytes] = await Promise.all([shards.get(wu.inputs.a), shards.get(wu.inputs.b)]);
     if (!aBytes || !bBytes) return false;
-    const { m, k, n } = wu.params;
+    const { m, k, n } = wu.params as MatmulParams;
     return checkMatmul(parseNpy(aBytes).data, parseNpy(bBytes).data, output, m, k, n);
   },
 
@@ -149,7 +127,7 @@ export const matmul: JobKind<MatmulJobSubmit> = {
     const c = new Float32Array(m * n);
     for (const { wu, output } of outputs) {
       const { r0, c0 } = wu.meta;
-      const { m: rows, n: cols } = wu.params;
+      const { m: rows, n: cols } = wu.params as MatmulParams;
       for (let r = 0; r < rows; r++) c.set(output.subarray(r * cols, (r + 1) * cols), (r0 + r) * n + c0);
     }
     return toNpy([m, n], c);

@@ -107,15 +107,18 @@ export function buildModel(spec: ModelSpec): Uint8Array {
   return toBinary(ModelProtoSchema, model);
 }
 
-/** C[m,n] = A[m,k] · B[k,n] with symbolic m, k, n: one graph serves every matmul shape. */
-export function matmulModel(): Uint8Array {
+/**
+ * C[m,n] = A[m,k] · B[k,n]. Symbolic m, k, n by default: one graph serves every matmul shape; the
+ * benchmark fixes them so ORT can plan for the one shape it times.
+ */
+export function matmulModel(m: Dim = 'm', k: Dim = 'k', n: Dim = 'n'): Uint8Array {
   return buildModel({
     name: 'matmul',
     inputs: [
-      { name: 'a', dims: ['m', 'k'] },
-      { name: 'b', dims: ['k', 'n'] },
+      { name: 'a', dims: [m, k] },
+      { name: 'b', dims: [k, n] },
     ],
-    outputs: [{ name: 'c', dims: ['m', 'n'] }],
+    outputs: [{ name: 'c', dims: [m, n] }],
     nodes: [{ op: 'MatMul', inputs: ['a', 'b'], outputs: ['c'] }],
   });
 }

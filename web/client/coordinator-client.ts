@@ -110,6 +110,17 @@ function clampThrottle(share: number): number {
   return Number.isFinite(share) ? Math.min(1, Math.max(0.05, share)) : 1;
 }
 
+/** A unit's problem size in words, e.g. `300×200 · 200×170` or `128 queries × 1024 keys, d 64`. */
+export function describeShape(wu: WorkUnitSpec): string {
+  if (wu.kind === 'matmul') {
+    const { m, k, n } = wu.params;
+    return `${m}×${k} · ${k}×${n}`;
+  }
+  if (wu.kind === 'onnx') return `${wu.params.items} items`;
+  const { rows, seq, d, causal } = wu.params;
+  return `${rows} queries × ${seq} keys, d ${d}${causal ? ', causal' : ''}`;
+}
+
 export class CoordinatorClient {
   state: ClientState = {
     phase: 'connecting',
@@ -320,11 +331,10 @@ export class CoordinatorClient {
   }
 
   private setUnit(wu: WorkUnitSpec, phase: CurrentUnit['phase']) {
-    const shape = wu.kind === 'matmul' ? `${wu.params.m}×${wu.params.k} · ${wu.params.k}×${wu.params.n}` : `${wu.params.items} items`;
     const startedAt = this.state.current?.wuId === wu.id ? this.state.current.startedAt : performance.now();
     this.update({
       phase,
-      current: { wuId: wu.id, jobId: wu.jobId, kind: wu.kind, shape, flops: wu.flops, phase, startedAt },
+      current: { wuId: wu.id, jobId: wu.jobId, kind: wu.kind, shape: describeShape(wu), flops: wu.flops, phase, startedAt },
     });
   }
 

@@ -1,10 +1,11 @@
 // Start-up of the compute worker on the main thread: opens WebGPU if there is one, sets up the CPU
 // backend, takes the remembered backend choice for this device or measures both, applies a
-// `?backend=` override, and describes the result as the hello's DeviceInfo.
+// `?backend=` override, and describes the result as the hello's DeviceInfo. Opening WebGPU also
+// autotunes its kernels (cached per GPU) unless the URL says `?tune=off`.
 import type * as Comlink from 'comlink';
 import { WORK_UNIT_KINDS, type DeviceInfo } from '../../coordinator/protocol';
 import { openStore } from '../store/db';
-import type { ComputeApi, CpuInfo } from '../worker/api';
+import type { ComputeApi, CpuInfo, TuningInfo } from '../worker/api';
 import {
   backendOverride,
   chooseBackend,
@@ -28,10 +29,17 @@ export interface BackendStatus {
   forced: Backend | null;
   cpu: CpuInfo;
   device: DeviceInfo;
+  /** The WebGPU kernel tuning (null: no WebGPU, or `?tune=off`). */
+  tuning: TuningInfo | null;
+}
+
+/** `?tune=off` skips the WebGPU autotuner and runs the default tiling (quick start: tests, troubleshooting). */
+export function tuningWanted(search: string): boolean {
+  return new URLSearchParams(search).get('tune') !== 'off';
 }
 
 export async function startBackend(api: Comlink.Remote<ComputeApi>, search = location.search): Promise<BackendStatus> {
-  const gpu = await api.init();
+  const gpu = await api.init(tuningWanted(search));
   const cores = navigator.hardwareConcurrency || 1;
   const cpu = await api.initCpu(Math.min(4, cores));
   const fingerprint = deviceFingerprint({ userAgent: navigator.userAgent, cores, adapter: gpu.ok ? gpu.device.adapter : null, threads: cpu.threads });
@@ -62,5 +70,5 @@ export async function startBackend(api: Comlink.Remote<ComputeApi>, search = loc
   const device: DeviceInfo = gpu.ok
     ? { ...gpu.device, ...common, backend, adapter: backend === 'cpu' ? `${cpuName}; GPU: ${gpu.device.adapter}`.slice(0, 200) : gpu.device.adapter }
     : { backend: 'cpu', adapter: cpuName, features: [], ...common };
-  return { backend, webgpuProblem: gpu.ok ? null : gpu.reason, record, measuredNow, forced, cpu, device };
+  return { backend, webgpuProblem: gpu.ok ? null : gpu.reason, record, measuredNow, forced, cpu, device, tuning: gpu.ok ? gpu.tuning : null };
 }

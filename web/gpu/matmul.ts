@@ -1,53 +1,109 @@
-// Launches shaders/matmul.wgsl. The pipeline is built once per device and reused.
-import shaderSource from '../../shaders/matmul.wgsl?raw';
+// Launches the tiled matmul kernels: shaders/matmul-vec4.wgsl when k and n are multiples of 4,
+// shaders/matmul.wgsl otherwise. The tile configuration comes from the autotuner (autotune.ts).
+import scalarSource from '../../shaders/matmul.wgsl?raw';
+import vec4RegsSource from '../../shaders/matmul-vec4-regs.wgsl?raw';
+import vec4Source from '../../shaders/matmul-vec4.wgsl?raw';
+import { poolFor } from './buffer-pool';
+import { getPipeline, type KernelConstants, type KernelSource } from './pipelines';
 
-const TILE = 16;
-const pipelines = new WeakMap<GPUDevice, GPUComputePipeline>();
-
-function pipelineFor(device: GPUDevice): GPUComputePipeline {
-  let p = pipelines.get(device);
-  if (!p) {
-    const module = device.createShaderModule({ label: 'matmul', code: shaderSource });
-    p = device.createComputePipeline({ label: 'matmul', layout: 'auto', compute: { module, entryPoint: 'main' } });
-    pipelines.set(device, p);
-  }
-  return p;
+/**
+ * One tiling: WG_X×WG_Y invocations, each computing TM×TN outputs, k walked BK at a time through
+ * workgroup memory — or, with `regs`, no workgroup memory at all (shaders/matmul-vec4-regs.wgsl,
+ * TM×TN fixed at 4×8); shapes that cannot use vec4 then run the tiled scalar kernel with TM, TN, BK.
+ */
+export interface MatmulConfig {
+  regs?: boolean;
+  wgX: number;
+  wgY: number;
+  tm: number;
+  tn: number;
+  bk: number;
 }
 
-function upload(device: GPUDevice, data: Float32Array, usage: number): GPUBuffer {
-  const buffer = device.createBuffer({ size: Math.max(4, data.byteLength), usage, mappedAtCreation: true });
-  new Float32Array(buffer.getMappedRange()).set(data);
-  buffer.unmap();
-  return buffer;
+/**
+ * What the autotuner tries. All fit 16 KiB of workgroup memory and 256 invocations (WebGPU's
+ * guaranteed minimums); TN and BK are multiples of 4 for the vec4 kernel. The first is the default
+ * before tuning.
+ */
+export const MATMUL_CANDIDATES: readonly MatmulConfig[] = [
+  { wgX: 16, wgY: 16, tm: 4, tn: 4, bk: 16 }, // 64×64 tile
+  { wgX: 8, wgY: 8, tm: 4, tn: 4, bk: 16 }, // 32×32: small problems, CPU adapters
+  { wgX: 16, wgY: 8, tm: 8, tn: 8, bk: 8 }, // 64×128
+  { wgX: 16, wgY: 16, tm: 8, tn: 8, bk: 8 }, // 128×128
+  { regs: true, wgX: 8, wgY: 8, tm: 4, tn: 8, bk: 16 }, // 32×64 per workgroup, no barriers
+  { regs: true, wgX: 16, wgY: 4, tm: 4, tn: 8, bk: 16 }, // 16×128
+];
+
+export function describeConfig(c: MatmulConfig): string {
+  const tile = `${c.wgY * c.tm}×${c.wgX * c.tn}`;
+  return c.regs ? `${tile} per workgroup, ${c.tm}×${c.tn} per thread in registers` : `${tile} tile, ${c.tm}×${c.tn} per thread, k-slice ${c.bk}`;
 }
 
-/** C (m×n) = A (m×k) · B (k×n), all row-major float32. */
-export async function gpuMatmul(device: GPUDevice, a: Float32Array, b: Float32Array, m: number, k: number, n: number): Promise<Float32Array> {
+const SCALAR: KernelSource = { label: 'matmul', code: scalarSource };
+const VEC4: KernelSource = { label: 'matmul-vec4', code: vec4Source };
+const VEC4_REGS: KernelSource = { label: 'matmul-vec4-regs', code: vec4RegsSource };
+
+export interface MatmulDims {
+  m: number;
+  k: number;
+  n: number;
+}
+
+export function usesVec4({ k, n }: MatmulDims): boolean {
+  return k % 4 === 0 && n % 4 === 0;
+}
+
+/** Which kernel file and constants a configuration compiles to for these dims. */
+export function matmulKernel(dims: MatmulDims, c: MatmulConfig): { kernel: KernelSource; constants: KernelConstants } {
+  const tiling = { WG_X: c.wgX, WG_Y: c.wgY, TM: c.tm, TN: c.tn, BK: c.bk };
+  if (!usesVec4(dims)) return { kernel: SCALAR, constants: tiling };
+  if (c.regs) return { kernel: VEC4_REGS, constants: { WG_X: c.wgX, WG_Y: c.wgY } };
+  return { kernel: VEC4, constants: tiling };
+}
+
+export function matmulPipeline(device: GPUDevice, dims: MatmulDims, c: MatmulConfig): GPUComputePipeline {
+  const { kernel, constants } = matmulKernel(dims, c);
+  return getPipeline(device, kernel, constants);
+}
+
+/** GPU-resident buffers of one product (the bench and the autotuner time this without transfers). */
+export interface MatmulBuffers {
+  a: GPUBuffer;
+  b: GPUBuffer;
+  c: GPUBuffer;
+  dims: GPUBuffer;
+}
+
+/** Records C = A·B into `encoder`. */
+export function encodeMatmul(device: GPUDevice, encoder: GPUCommandEncoder, bufs: MatmulBuffers, d: MatmulDims, config: MatmulConfig) {
+  const pipeline = matmulPipeline(device, d, config);
+  const sizes = [d.m * d.k * 4, d.k * d.n * 4, d.m * d.n * 4, 16];
+  const bind = device.createBindGroup({
+    layout: pipeline.getBindGroupLayout(0),
+    entries: [bufs.a, bufs.b, bufs.c, bufs.dims].map((buffer, binding) => ({ binding, resource: { buffer, size: sizes[binding] } })),
+  });
+  const pass = encoder.beginComputePass();
+  pass.setPipeline(pipeline);
+  pass.setBindGroup(0, bind);
+  pass.dispatchWorkgroups(Math.ceil(d.n / (config.wgX * config.tn)), Math.ceil(d.m / (config.wgY * config.tm)));
+  pass.end();
+}
+
+export function matmulDimsWords({ m, k, n }: MatmulDims): Uint32Array<ArrayBuffer> {
+  return new Uint32Array([m, k, n, 0]);
+}
+
+/** C (m×n) = A (m×k) · B (k×n), all row-major float32: upload, compute, read back. */
+export async function gpuMatmul(device: GPUDevice, a: Float32Array, b: Float32Array, d: MatmulDims, config: MatmulConfig): Promise<Float32Array> {
+  const { m, k, n } = d;
   if (a.length !== m * k || b.length !== k * n) throw new Error(`matmul inputs do not match ${m}×${k}·${k}×${n}`);
-  const pipeline = pipelineFor(device);
-  const outBytes = m * n * 4;
-  const bufA = upload(device, a, GPUBufferUsage.STORAGE);
-  const bufB = upload(device, b, GPUBufferUsage.STORAGE);
-  const bufC = device.createBuffer({ size: outBytes, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC });
-  const dims = device.createBuffer({ size: 16, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
-  device.queue.writeBuffer(dims, 0, new Uint32Array([m, k, n, 0]));
-  const readback = device.createBuffer({ size: outBytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+  const pool = poolFor(device);
+  const bufs: MatmulBuffers = { a: pool.upload(a), b: pool.upload(b), c: pool.output(m * n * 4), dims: pool.uniform(matmulDimsWords(d)) };
   try {
-    const bind = device.createBindGroup({
-      layout: pipeline.getBindGroupLayout(0),
-      entries: [bufA, bufB, bufC, dims].map((buffer, binding) => ({ binding, resource: { buffer } })),
-    });
-    const enc = device.createCommandEncoder();
-    const pass = enc.beginComputePass();
-    pass.setPipeline(pipeline);
-    pass.setBindGroup(0, bind);
-    pass.dispatchWorkgroups(Math.ceil(n / TILE), Math.ceil(m / TILE));
-    pass.end();
-    enc.copyBufferToBuffer(bufC, 0, readback, 0, outBytes);
-    device.queue.submit([enc.finish()]);
-    await readback.mapAsync(GPUMapMode.READ);
-    return new Float32Array(readback.getMappedRange().slice(0));
+    const encoder = device.createCommandEncoder();
+    encodeMatmul(device, encoder, bufs, d, config);
+    return await pool.read(bufs.c, m * n * 4, encoder);
   } finally {
-    for (const buf of [bufA, bufB, bufC, dims, readback]) buf.destroy();
+    pool.release(bufs.a, bufs.b, bufs.c, bufs.dims);
   }
 }

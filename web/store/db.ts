@@ -1,5 +1,7 @@
 // The browser's IndexedDB, typed: a wrong store name or value shape fails to compile.
 import { openDB, type DBSchema, type IDBPDatabase } from 'idb';
+import type { AttentionVariant } from '../gpu/attention';
+import type { MatmulConfig } from '../gpu/matmul';
 import type { BackendRecord } from '../compute/backend-choice';
 
 export interface StoredIdentity {
@@ -37,6 +39,18 @@ export interface Settings {
   name: string | null;
 }
 
+/** The autotuner's choices for one device, keyed by adapter info and limits (see gpu/autotune.ts). */
+export interface StoredTuning {
+  config: MatmulConfig;
+  /** Throughput of the chosen config on the tuning problem, GFLOP/s. */
+  gflops: number;
+  /** The tuning problem, e.g. `256×256×256`. */
+  problem: string;
+  /** The faster flash-attention kernel on this device. */
+  attention: AttentionVariant;
+  tunedAt: number;
+}
+
 export interface TabgridDB extends DBSchema {
   identity: { key: string; value: StoredIdentity };
   'shard-meta': { key: string; value: ShardMeta; indexes: { 'by-last-used': number } };
@@ -44,6 +58,7 @@ export interface TabgridDB extends DBSchema {
   settings: { key: keyof Settings; value: Settings[keyof Settings] };
   /** This browser's AES-GCM key that seals the identity for export; non-extractable. */
   deviceKeys: { key: string; value: CryptoKey };
+  tuning: { key: string; value: StoredTuning };
   /** The measured backend choice for this device (key 'current'). */
   backend: { key: string; value: BackendRecord };
 }
@@ -51,7 +66,7 @@ export interface TabgridDB extends DBSchema {
 let db: Promise<IDBPDatabase<TabgridDB>> | null = null;
 
 export function openStore(): Promise<IDBPDatabase<TabgridDB>> {
-  db ??= openDB<TabgridDB>('tabgrid', 4, {
+  db ??= openDB<TabgridDB>('tabgrid', 5, {
     upgrade(database, oldVersion) {
       if (oldVersion < 1) database.createObjectStore('identity');
       if (oldVersion < 2) {
@@ -59,12 +74,13 @@ export function openStore(): Promise<IDBPDatabase<TabgridDB>> {
         database.createObjectStore('shard-bytes');
         database.createObjectStore('settings');
       }
-      // Version 3 was made twice, in parallel: with `deviceKeys` (identity export) and with
-      // `backend` (backend choice). Version 4 has both, so a version-3 database of either kind
-      // gets the store it lacks.
-      if (oldVersion < 4) {
-        if (!database.objectStoreNames.contains('deviceKeys')) database.createObjectStore('deviceKeys');
-        if (!database.objectStoreNames.contains('backend')) database.createObjectStore('backend');
+      // Versions 3 and 4 were made in parallel: v3 with `deviceKeys` (identity export) or with
+      // `backend` (backend choice), v4 with `tuning` (kernel autotuner) or with both v3 stores.
+      // Version 5 has all three, so a database of any of those flavours gets the stores it lacks.
+      if (oldVersion < 5) {
+        for (const name of ['deviceKeys', 'backend', 'tuning'] as const) {
+          if (!database.objectStoreNames.contains(name)) database.createObjectStore(name);
+        }
       }
     },
   });

@@ -1,8 +1,18 @@
 // The main-thread <-> compute-worker API, as one typed interface that comlink wraps.
-import type { DeviceInfo } from '../../coordinator/protocol';
+import type { DeviceInfo, WorkUnitSpec } from '../../coordinator/protocol';
 import type { Backend } from '../compute/backend-choice';
 
-export type InitResult = { ok: true; device: DeviceInfo } | { ok: false; reason: string };
+/** The matmul tiling this device settled on (see gpu/autotune.ts). */
+export interface TuningInfo {
+  summary: string;
+  gflops: number;
+  cached: boolean;
+}
+
+export type InitResult = { ok: true; device: DeviceInfo; tuning: TuningInfo | null } | { ok: false; reason: string };
+
+/** What a kernel needs to know about a unit: its kind and that kind's parameters. */
+export type KernelJob = { [K in WorkUnitSpec['kind']]: Pick<Extract<WorkUnitSpec, { kind: K }>, 'kind' | 'params'> }[WorkUnitSpec['kind']];
 
 /** The CPU (WebAssembly) backend: how many threads it got, and whether the page is isolated. */
 export interface CpuInfo {
@@ -24,10 +34,18 @@ export interface OnnxResult {
 }
 
 export interface ComputeApi {
-  /** Opens the GPU. Never throws: says why when there is no WebGPU. */
-  init(): Promise<InitResult>;
-  /** C = A·B on the backend chosen with useBackend (WebGPU until then); inputs and result are transferred. */
-  matmul(a: Float32Array, b: Float32Array, m: number, k: number, n: number): Promise<Float32Array>;
+  /**
+   * Opens the GPU and tunes the kernels (or loads the cached tuning); `tune: false` skips tuning
+   * and runs the default tiling (`?tune=off`). Never throws: says why when there is no WebGPU.
+   */
+  init(tune?: boolean): Promise<InitResult>;
+  /**
+   * Runs one unit, dispatching on `job.kind` to the backend chosen with useBackend (WebGPU until
+   * then); inputs are named as in WorkUnitSpec.inputs (matmul: a, b; attention: q, k, v; onnx: the
+   * model's input names, the model added beforehand with onnxAddModel). The inputs are transferred,
+   * the result is transferred back (onnx: the outputs flattened and concatenated in order).
+   */
+  run(job: KernelJob, inputs: Record<string, Float32Array>): Promise<Float32Array>;
   /** Sets up the CPU backend with this many threads (1 without cross-origin isolation). */
   initCpu(threads: number): Promise<CpuInfo>;
   /** GFLOP/s of a backend on a short size³ matmul (256 unless given); null when it is not available here. */
@@ -36,6 +54,8 @@ export interface ComputeApi {
   /** Whether the worker holds this model (by sha-256) already. */
   onnxHasModel(sha: string): Promise<boolean>;
   onnxAddModel(sha: string, bytes: Uint8Array): Promise<void>;
-  /** Runs a held model on the chosen backend's EP (WebGPU falls back to wasm). */
+  /** Runs a held model outside any work unit (the CPU bench page), on the chosen backend's EP. */
   onnxRun(model: string, feeds: OnnxFeed[], outputs: string[]): Promise<OnnxResult>;
+  /** Which EP the last ONNX run used, and why WebGPU fell back to wasm (null before any run). */
+  onnxLastRun(): Promise<Omit<OnnxResult, 'data'> | null>;
 }

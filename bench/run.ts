@@ -1,0 +1,105 @@
+// `npm run bench`: builds bench/page, serves it on loopback, opens it in headless Chromium with
+// WebGPU, runs every contender on the same device, prints one JSON document and writes it to
+// bench/results/. Sizes default to the full set on a hardware GPU and to a small set on a software
+// adapter (SwiftShader); see README "Benchmarks" for the variables that change them.
+import { chromium } from '@playwright/test';
+import { createReadStream, existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import { extname, join, resolve } from 'node:path';
+import { build } from 'vite';
+import type { BenchOptions } from './page/bench';
+
+const ROOT = resolve(import.meta.dirname, '..');
+const OUT = join(ROOT, 'bench', '.dist');
+const env = process.env;
+
+/** Chromium flags: SwiftShader by default; BENCH_CHROMIUM_ARGS replaces the GPU-related ones. */
+const BASE_ARGS = ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--enable-unsafe-webgpu'];
+const gpuArgs = env.BENCH_CHROMIUM_ARGS?.split(/\s+/).filter(Boolean) ?? [];
+
+function list(name: string): number[] | null {
+  const v = env[name];
+  return v ? v.split(',').map((x) => Number.parseInt(x, 10)) : null;
+}
+
+function shapes(name: string): [number, number, number][] | null {
+  const v = env[name];
+  return v ? v.split(',').map((s) => s.split('x').map((x) => Number.parseInt(x, 10)) as [number, number, number]) : null;
+}
+
+function options(software: boolean): BenchOptions {
+  const full = env.BENCH_SIZES === 'full' || (env.BENCH_SIZES !== 'small' && !software);
+  const squares = list('BENCH_MATMUL') ?? (full ? [512, 1024, 2048] : [256, 512, 1024]);
+  const skinny = shapes('BENCH_SKINNY') ?? (full ? [[4096, 64, 4096]] : [[1024, 64, 1024]]);
+  const seqs = list('BENCH_ATTENTION_SEQ') ?? (full ? [512, 1024, 2048] : [256, 512, 1024]);
+  return {
+    matmul: [...squares.map((s) => [s, s, s] as [number, number, number]), ...skinny],
+    attention: seqs.map((seq) => ({ heads: Number(env.BENCH_HEADS ?? 8), seq, d: Number(env.BENCH_HEAD_DIM ?? 64) })),
+    runs: Number(env.BENCH_RUNS ?? (full ? 10 : 2)),
+    warmup: Number(env.BENCH_WARMUP ?? (full ? 3 : 1)),
+    skip: (env.BENCH_SKIP ?? '').split(',').filter(Boolean),
+  };
+}
+
+const MIME: Record<string, string> = { '.html': 'text/html', '.js': 'text/javascript', '.mjs': 'text/javascript', '.wasm': 'application/wasm', '.css': 'text/css' };
+
+function serve(dir: string): Promise<{ url: string; close: () => void }> {
+  const server = createServer((req, res) => {
+    const path = join(dir, decodeURIComponent((req.url ?? '/').split('?')[0]).replace(/\.\.+/g, ''));
+    const file = existsSync(path) && statSync(path).isDirectory() ? join(path, 'index.html') : path;
+    if (!file.startsWith(dir) || !existsSync(file)) {
+      res.writeHead(404).end();
+      return;
+    }
+    res.writeHead(200, { 'content-type': MIME[extname(file)] ?? 'application/octet-stream' });
+    createReadStream(file).pipe(res);
+  });
+  return new Promise((ok) =>
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      ok({ url: `http://127.0.0.1:${port}/`, close: () => server.close() });
+    }),
+  );
+}
+
+async function main() {
+  await build({
+    configFile: false,
+    root: join(ROOT, 'bench', 'page'),
+    logLevel: 'warn',
+    build: { outDir: OUT, emptyOutDir: true, target: 'es2022', chunkSizeWarningLimit: 8192 },
+  });
+  const { url, close } = await serve(OUT);
+  const args = [...BASE_ARGS, ...gpuArgs];
+  const browser = await chromium.launch({ executablePath: env.BENCH_CHROMIUM ?? '/usr/bin/chromium', args });
+  try {
+    const page = await browser.newPage();
+    page.on('console', (msg) => process.stderr.write(`[page] ${msg.text()}\n`));
+    page.on('pageerror', (err) => process.stderr.write(`[page error] ${err.message}\n`));
+    await page.goto(url);
+    await page.waitForFunction(() => typeof window.runBench === 'function');
+    const software = await page.evaluate(async () => {
+      const adapter = await navigator.gpu?.requestAdapter();
+      return !adapter || (adapter.info as GPUAdapterInfo & { isFallbackAdapter?: boolean }).isFallbackAdapter === true;
+    });
+    const opts = options(software);
+    process.stderr.write(`bench: ${JSON.stringify(opts)}\n`);
+    const t0 = Date.now();
+    const result = await page.evaluate((o) => window.runBench(o), opts);
+    const doc = { date: new Date().toISOString(), chromiumArgs: args, options: opts, seconds: (Date.now() - t0) / 1000, ...result };
+    const text = JSON.stringify(doc, null, 2);
+    console.log(text);
+    mkdirSync(join(ROOT, 'bench', 'results'), { recursive: true });
+    const file = join(ROOT, 'bench', 'results', `${doc.date.replace(/[:.]/g, '-')}.json`);
+    writeFileSync(file, text + '\n');
+    process.stderr.write(`bench: wrote ${file}\n`);
+  } finally {
+    await browser.close();
+    close();
+  }
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
