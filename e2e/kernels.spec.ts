@@ -59,10 +59,14 @@ test('the worker’s tuned matmul matches the CPU reference over awkward shapes'
 test('every autotuning candidate computes correct products, scalar and vec4 paths', async () => {
   const candidates = await page.evaluate(async () => (await window.tabgridLab).candidates as MatmulConfig[]);
   expect(candidates.length).toBeGreaterThan(1);
+  // SwiftShader has subgroups: the shuffle kernel must be among the candidates checked here.
+  const features = await page.evaluate(() => window.tabgridReady.then((r) => (r.ok ? r.device.features : [])));
+  if (features.includes('subgroups')) expect(candidates.some((c) => c.subgroups)).toBe(true);
   const shapes: [number, number, number][] = [
     [1, 1, 1],
     [17, 33, 65],
     [129, 12, 68], // vec4; m and n just past 128/64 tiles
+    [5, 76, 516], // vec4; k-steps not a multiple of any subgroup size, n just past a 512-column row
   ];
   for (const config of candidates) {
     for (const [m, k, n] of shapes) {

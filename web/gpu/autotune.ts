@@ -5,7 +5,7 @@ import { ATTENTION_VARIANTS, attentionKernel, attentionParamsWords, encodeAttent
 import { poolFor } from './buffer-pool';
 import { timeGpu } from './timing';
 import { preparePipelines } from './pipelines';
-import { describeConfig, encodeMatmul, MATMUL_CANDIDATES, matmulKernel, matmulDimsWords, type MatmulBuffers, type MatmulConfig, type MatmulDims } from './matmul';
+import { describeConfig, encodeMatmul, matmulCandidates, matmulKernel, matmulDimsWords, type MatmulBuffers, type MatmulConfig, type MatmulDims } from './matmul';
 
 export interface TuningResult {
   config: MatmulConfig;
@@ -40,7 +40,7 @@ function randomData(count: number): Float32Array {
 }
 
 /** Measures every candidate on a side×side×side product; returns them fastest first. */
-export async function measureCandidates(device: GPUDevice, side: number, runs = 2, candidates = MATMUL_CANDIDATES) {
+export async function measureCandidates(device: GPUDevice, side: number, runs = 2, candidates = matmulCandidates(device)) {
   const dims: MatmulDims = { m: side, k: side, n: side };
   const pool = poolFor(device);
   const bufs: MatmulBuffers = {
@@ -88,7 +88,8 @@ export async function tuneKernels(device: GPUDevice, key: string, cache: TuningC
   const summary = (r: Omit<TuningResult, 'summary'>) =>
     `${describeConfig(r.config)} · ${r.gflops.toFixed(2)} GFLOP/s on ${r.problem}; ${r.attention} attention${r.cached ? ' (cached)' : ''}`;
   const hit = await cache.get(key).catch(() => undefined);
-  if (hit) return { ...hit, cached: true, summary: summary({ ...hit, cached: true }) };
+  // A cached subgroup choice is dropped if this device was opened without the feature.
+  if (hit && (!hit.config.subgroups || device.features.has('subgroups'))) return { ...hit, cached: true, summary: summary({ ...hit, cached: true }) };
   let side = 128;
   let best = (await measureCandidates(device, side))[0];
   while (side < 1024 && (2 * side ** 3) / (best.gflops * 1e9) < 0.002) {

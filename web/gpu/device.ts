@@ -26,7 +26,9 @@ export async function openGpu(onLost?: (reason: string) => void): Promise<Gpu> {
   if (!adapter) throw new WebGpuUnavailable('WebGPU is present but no GPU adapter is available (blocked or unsupported hardware)');
   const requiredLimits: Record<string, number> = {};
   for (const name of ['maxBufferSize', 'maxStorageBufferBindingSize'] as const) requiredLimits[name] = adapter.limits[name];
-  const device = await adapter.requestDevice({ requiredLimits });
+  // Subgroups add a matmul candidate (shaders/matmul-vec4-subgroups.wgsl) where the adapter has them.
+  const requiredFeatures: GPUFeatureName[] = adapter.features.has('subgroups') ? ['subgroups' as GPUFeatureName] : [];
+  const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
   device.lost.then((info) => onLost?.(info.message || info.reason || 'device lost'));
   const ai = adapter.info;
   const name = [ai.vendor, ai.architecture, ai.device, ai.description].filter((s) => s && s.length > 0).join(' ') || 'unknown GPU';

@@ -1,6 +1,7 @@
 // Launches the tiled matmul kernels: shaders/matmul-vec4.wgsl when k and n are multiples of 4,
 // shaders/matmul.wgsl otherwise. The tile configuration comes from the autotuner (autotune.ts).
 import scalarSource from '../../shaders/matmul.wgsl?raw';
+import vec4SubgroupsSource from '../../shaders/matmul-vec4-subgroups.wgsl?raw';
 import vec4RegsSource from '../../shaders/matmul-vec4-regs.wgsl?raw';
 import vec4Source from '../../shaders/matmul-vec4.wgsl?raw';
 import { poolFor } from './buffer-pool';
@@ -13,6 +14,8 @@ import { getPipeline, type KernelConstants, type KernelSource } from './pipeline
  */
 export interface MatmulConfig {
   regs?: boolean;
+  /** shaders/matmul-vec4-subgroups.wgsl: A shared by subgroup shuffles (WG_Y 1, TM×TN 4×8); needs the `subgroups` feature. */
+  subgroups?: boolean;
   wgX: number;
   wgY: number;
   tm: number;
@@ -34,14 +37,24 @@ export const MATMUL_CANDIDATES: readonly MatmulConfig[] = [
   { regs: true, wgX: 16, wgY: 4, tm: 4, tn: 8, bk: 16 }, // 16×128
 ];
 
+/** Only for devices with the `subgroups` feature (see matmulCandidates); bk is the scalar fallback's. */
+export const SUBGROUP_CANDIDATE: MatmulConfig = { subgroups: true, wgX: 64, wgY: 1, tm: 4, tn: 8, bk: 4 }; // 4×512
+
+/** The candidates this device can run: the subgroup kernel joins where the device has the feature. */
+export function matmulCandidates(device: GPUDevice): readonly MatmulConfig[] {
+  return device.features.has('subgroups') ? [...MATMUL_CANDIDATES, SUBGROUP_CANDIDATE] : MATMUL_CANDIDATES;
+}
+
 export function describeConfig(c: MatmulConfig): string {
   const tile = `${c.wgY * c.tm}×${c.wgX * c.tn}`;
+  if (c.subgroups) return `${tile} per workgroup, ${c.tm}×${c.tn} per thread, A shared by subgroup shuffles`;
   return c.regs ? `${tile} per workgroup, ${c.tm}×${c.tn} per thread in registers` : `${tile} tile, ${c.tm}×${c.tn} per thread, k-slice ${c.bk}`;
 }
 
 const SCALAR: KernelSource = { label: 'matmul', code: scalarSource };
 const VEC4: KernelSource = { label: 'matmul-vec4', code: vec4Source };
 const VEC4_REGS: KernelSource = { label: 'matmul-vec4-regs', code: vec4RegsSource };
+const VEC4_SUBGROUPS: KernelSource = { label: 'matmul-vec4-subgroups', code: vec4SubgroupsSource };
 
 export interface MatmulDims {
   m: number;
@@ -57,11 +70,13 @@ export function usesVec4({ k, n }: MatmulDims): boolean {
 export function matmulKernel(dims: MatmulDims, c: MatmulConfig): { kernel: KernelSource; constants: KernelConstants } {
   const tiling = { WG_X: c.wgX, WG_Y: c.wgY, TM: c.tm, TN: c.tn, BK: c.bk };
   if (!usesVec4(dims)) return { kernel: SCALAR, constants: tiling };
+  if (c.subgroups) return { kernel: VEC4_SUBGROUPS, constants: { WG_X: c.wgX } };
   if (c.regs) return { kernel: VEC4_REGS, constants: { WG_X: c.wgX, WG_Y: c.wgY } };
   return { kernel: VEC4, constants: tiling };
 }
 
 export function matmulPipeline(device: GPUDevice, dims: MatmulDims, c: MatmulConfig): GPUComputePipeline {
+  if (c.subgroups && !device.features.has('subgroups')) throw new Error('this matmul configuration needs the WebGPU subgroups feature');
   const { kernel, constants } = matmulKernel(dims, c);
   return getPipeline(device, kernel, constants);
 }

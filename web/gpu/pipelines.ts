@@ -13,13 +13,19 @@ export type KernelConstants = Record<string, number>;
 
 const caches = new WeakMap<GPUDevice, Map<string, GPUComputePipeline>>();
 
-/** The WGSL that the configuration compiles to: `const NAME: u32 = VALUEu;` lines, then the kernel. */
+/**
+ * The WGSL that the configuration compiles to: the kernel's directives (`enable`, `requires`,
+ * global `diagnostic`, which WGSL wants before any declaration), `const NAME: u32 = VALUEu;`
+ * lines, then the rest of the kernel.
+ */
 export function specialise(code: string, constants: KernelConstants): string {
+  const directive = /^(enable|requires|diagnostic)\b.*$/gm;
+  const directives = code.match(directive) ?? [];
   const lines = Object.entries(constants).map(([name, value]) => {
     if (!/^[A-Z][A-Z0-9_]*$/.test(name) || !Number.isInteger(value) || value < 0) throw new Error(`bad kernel constant ${name}=${value}`);
     return `const ${name}: u32 = ${value}u;`;
   });
-  return `${lines.join('\n')}\n${code}`;
+  return [...directives, ...lines, code.replace(directive, '')].join('\n');
 }
 
 export function pipelineKey(kernel: KernelSource, constants: KernelConstants): string {

@@ -5,14 +5,14 @@ import * as Comlink from 'comlink';
 import { ATTENTION_VARIANTS, gpuAttention, type AttentionDims, type AttentionVariant } from '../gpu/attention';
 import { poolFor } from '../gpu/buffer-pool';
 import { openGpu } from '../gpu/device';
-import { gpuMatmul, MATMUL_CANDIDATES, type MatmulConfig, type MatmulDims } from '../gpu/matmul';
+import { gpuMatmul, matmulCandidates, type MatmulConfig, type MatmulDims } from '../gpu/matmul';
 import { cachedPipelineCount } from '../gpu/pipelines';
 import type { ComputeApi } from '../worker/api';
 
 const lab = (async () => {
   const { device } = await openGpu();
   return {
-    candidates: MATMUL_CANDIDATES,
+    candidates: matmulCandidates(device),
     matmul: (a: number[], b: number[], dims: MatmulDims, config: MatmulConfig) =>
       gpuMatmul(device, Float32Array.from(a), Float32Array.from(b), dims, config).then((c) => Array.from(c)),
     attentionVariants: ATTENTION_VARIANTS,
