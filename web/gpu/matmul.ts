@@ -37,12 +37,18 @@ export const MATMUL_CANDIDATES: readonly MatmulConfig[] = [
   { regs: true, wgX: 16, wgY: 4, tm: 4, tn: 8, bk: 16 }, // 16×128
 ];
 
-/** Only for devices with the `subgroups` feature (see matmulCandidates); bk is the scalar fallback's. */
-export const SUBGROUP_CANDIDATE: MatmulConfig = { subgroups: true, wgX: 64, wgY: 1, tm: 4, tn: 8, bk: 4 }; // 4×512
+/**
+ * Only for devices with the `subgroups` feature (see matmulCandidates); bk is the scalar fallback's.
+ * Wider rows share A across more lanes; narrower ones waste fewer lanes on small n.
+ */
+export const SUBGROUP_CANDIDATES: readonly MatmulConfig[] = [
+  { subgroups: true, wgX: 64, wgY: 1, tm: 4, tn: 8, bk: 4 }, // 4×512
+  { subgroups: true, wgX: 32, wgY: 1, tm: 4, tn: 8, bk: 4 }, // 4×256
+];
 
-/** The candidates this device can run: the subgroup kernel joins where the device has the feature. */
+/** The candidates this device can run: the subgroup kernels join where the device has the feature. */
 export function matmulCandidates(device: GPUDevice): readonly MatmulConfig[] {
-  return device.features.has('subgroups') ? [...MATMUL_CANDIDATES, SUBGROUP_CANDIDATE] : MATMUL_CANDIDATES;
+  return device.features.has('subgroups') ? [...MATMUL_CANDIDATES, ...SUBGROUP_CANDIDATES] : MATMUL_CANDIDATES;
 }
 
 export function describeConfig(c: MatmulConfig): string {
