@@ -1,6 +1,7 @@
 // Launches the tiled matmul kernels: shaders/matmul-vec4.wgsl when k and n are multiples of 4,
 // shaders/matmul.wgsl otherwise. The tile configuration comes from the autotuner (autotune.ts).
 import scalarSource from '../../shaders/matmul.wgsl?raw';
+import vec4BlockSource from '../../shaders/matmul-vec4-block.wgsl?raw';
 import vec4SubgroupsSource from '../../shaders/matmul-vec4-subgroups.wgsl?raw';
 import vec4RegsSource from '../../shaders/matmul-vec4-regs.wgsl?raw';
 import vec4Source from '../../shaders/matmul-vec4.wgsl?raw';
@@ -59,8 +60,9 @@ export function describeConfig(c: MatmulConfig): string {
 
 const SCALAR: KernelSource = { label: 'matmul', code: scalarSource };
 const VEC4: KernelSource = { label: 'matmul-vec4', code: vec4Source };
-const VEC4_REGS: KernelSource = { label: 'matmul-vec4-regs', code: vec4RegsSource };
-const VEC4_SUBGROUPS: KernelSource = { label: 'matmul-vec4-subgroups', code: vec4SubgroupsSource };
+// The register-block kernels share their bindings and 4×8 block code (WGSL has no includes).
+const VEC4_REGS: KernelSource = { label: 'matmul-vec4-regs', code: `${vec4BlockSource}\n${vec4RegsSource}` };
+const VEC4_SUBGROUPS: KernelSource = { label: 'matmul-vec4-subgroups', code: `${vec4BlockSource}\n${vec4SubgroupsSource}` };
 
 export interface MatmulDims {
   m: number;
