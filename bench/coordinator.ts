@@ -57,7 +57,10 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 async function main() {
   const dir = mkdtempSync(join(tmpdir(), 'tabgrid-bench-'));
   const cluster = values.postgres ? await startPgCluster() : null;
-  const c = await startCoordinator({ dataDir: dir, port: 0, host: '127.0.0.1', apiToken: 'bench', staticDir: join(dir, 'none'), database: cluster?.url, log: () => {} });
+  const c = await startCoordinator({ dataDir: dir, port: 0, host: '127.0.0.1', apiToken: 'bench', staticDir: join(dir, 'none'), database: cluster?.url, log: () => {},
+    // Every simulated worker connects from 127.0.0.1: lift the per-address limits meant for the open internet.
+    security: { wsMaxPerAddress: WORKERS + 16, rateLimitPerMinute: 1_000_000 },
+  });
   const base = `http://127.0.0.1:${c.port}`;
   const auth = { authorization: 'Bearer bench' };
   let fleet: ChildProcess | null = null;
