@@ -20,6 +20,7 @@ const { values } = parseArgs({
     units: { type: 'string', default: '60000' },
     replication: { type: 'string', default: '1' },
     slots: { type: 'string', default: '1' },
+    'batch-ms': { type: 'string', default: '50' },
     seconds: { type: 'string', default: '30' },
     tile: { type: 'string', default: '4' },
     postgres: { type: 'boolean', default: false },
@@ -29,6 +30,7 @@ const WORKERS = Number(values.workers);
 const UNITS = Number(values.units);
 const REPLICATION = Number(values.replication);
 const SECONDS = Number(values.seconds);
+const SLOTS = Number(values.slots);
 const TILE = Number(values.tile);
 const K = 4;
 
@@ -66,7 +68,7 @@ async function main() {
   let fleet: ChildProcess | null = null;
   try {
     const before = heapMb();
-    fleet = fork(resolve(import.meta.dirname, 'sim-fleet.ts'), [JSON.stringify({ url: base, count: WORKERS, slots: Number(values.slots) })], {
+    fleet = fork(resolve(import.meta.dirname, 'sim-fleet.ts'), [JSON.stringify({ url: base, count: WORKERS, slots: SLOTS, batchLingerMs: Number(values['batch-ms']) })], {
       execArgv: ['--import', 'tsx', ...(process.env.BENCH_FLEET_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_FLEET_PROF}`] : [])],
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
@@ -116,13 +118,14 @@ async function main() {
     }
     const cpu = process.cpuUsage(cpuAtWarm);
     const from = warm && last.done > warm.done ? warm : start;
-    const report = (fleet.send({ type: 'report' }), await waitFor<{ p50: number; p99: number; samples: number; rejected: number }>(fleet, 'report'));
+    const report = (fleet.send({ type: 'report' }), await waitFor<{ p50: number; p99: number; samples: number; rejected: number; resultsPerFrame: number }>(fleet, 'report'));
     const memPeak = heapMb();
     const out = {
       bench: 'coordinator',
       store: cluster ? 'postgresql' : 'sqlite',
       workers: WORKERS,
       replication: REPLICATION,
+      slots: SLOTS,
       workUnits,
       unitFlops: 2 * TILE * TILE * K,
       jobState: last.state,
@@ -133,6 +136,8 @@ async function main() {
       // CPU time the coordinator spent per unit: unlike WU/s, barely moved by other load on the machine.
       coordinatorCpuUsPerWu: Math.round((cpu.user + cpu.system) / Math.max(1, last.done - from.done)),
       latencyMs: { p50: +report.p50.toFixed(1), p99: +report.p99.toFixed(1), samples: report.samples },
+      // Results per binary frame the workers sent: above 1, several travelled under one signature.
+      resultsPerFrame: +report.resultsPerFrame.toFixed(2),
       rejectedResults: report.rejected,
       connectSeconds: +connectSeconds.toFixed(2),
       memory: {

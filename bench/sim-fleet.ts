@@ -7,6 +7,7 @@ interface Options {
   url: string;
   count: number;
   slots: number;
+  batchLingerMs: number;
 }
 
 const opts = JSON.parse(process.argv[2]) as Options;
@@ -40,12 +41,18 @@ function percentile(sorted: number[], p: number): number {
 
 const workers: SimWorker[] = [];
 
+/** Result frames and results the fleet has sent so far. */
+function sent() {
+  return workers.reduce((t, w) => ({ frames: t.frames + w.framesSent, results: t.results + w.resultsSent }), { frames: 0, results: 0 });
+}
+let sentAtReset = { frames: 0, results: 0 };
+
 async function connectAll() {
   // A few at a time, like a crowd arriving, without a SYN flood on loopback.
   for (let i = 0; i < opts.count; i += 50) {
     const batch = [];
     for (let j = i; j < Math.min(opts.count, i + 50); j++) {
-      const w = new SimWorker({ url: opts.url, name: `sim-${j}`, slots: opts.slots, shardCache, keepMessages: false, validateMessages: false, onMessage: onMessage(j) });
+      const w = new SimWorker({ url: opts.url, name: `sim-${j}`, slots: opts.slots, batchLingerMs: opts.batchLingerMs, shardCache, keepMessages: false, validateMessages: false, onMessage: onMessage(j) });
       workers.push(w);
       batch.push(w.connect());
     }
@@ -57,9 +64,12 @@ async function connectAll() {
 process.on('message', (msg: { type: string; since?: number }) => {
   if (msg.type === 'report') {
     const sorted = latencies.slice().sort((a, b) => a - b);
-    send({ type: 'report', credits, rejected, samples: sorted.length, p50: percentile(sorted, 0.5), p99: percentile(sorted, 0.99) });
+    const frames = sent();
+    const resultsPerFrame = (frames.results - sentAtReset.results) / Math.max(1, frames.frames - sentAtReset.frames);
+    send({ type: 'report', credits, rejected, samples: sorted.length, p50: percentile(sorted, 0.5), p99: percentile(sorted, 0.99), resultsPerFrame });
   } else if (msg.type === 'reset') {
     latencies.length = 0;
+    sentAtReset = sent();
   } else if (msg.type === 'stop') {
     for (const w of workers) w.close();
     setTimeout(() => process.exit(0), 200);

@@ -8,7 +8,7 @@ import type { KeyObject } from 'node:crypto';
 import { jobKind } from './jobs/index.js';
 import { verifyOffThread } from './signature-thread.js';
 import { makeEntry } from './ledger.js';
-import { resultSigningMessage, type LedgerEntry, type ResultHeader } from './protocol.js';
+import { resultBatchSigningMessage, resultSigningMessage, type LedgerEntry, type ResultBatchHeader, type ResultHeader } from './protocol.js';
 import type { Scheduler, WorkerSession } from './scheduler.js';
 import { sha256Hex, type ShardStore } from './shards.js';
 import type { Store, WorkUnitRecord } from './store.js';
@@ -60,10 +60,43 @@ export class ResultIntake {
   }
 
   submit(session: WorkerSession, header: ResultHeader, payload: Uint8Array): Promise<Verdict> {
-    return this.serial(header.wuId, () => this.accept(session, header, payload));
+    const signed = (wuId: string, sha: string) => this.verifiedBy(session.volunteerId, resultSigningMessage(wuId, sha), header.signature);
+    return this.serial(header.wuId, () => this.accept(session, header, payload, signed));
   }
 
-  private async accept(session: WorkerSession, header: ResultHeader, payload: Uint8Array): Promise<Verdict> {
+  /**
+   * A batch of results under one signature: the signature is checked once, then every item goes
+   * through the same intake as a single result (lease, state, size, hash, the kind's check, quorum,
+   * credit), concurrently like results arriving together. A bad signature is one strike, the
+   * sender's leases named in the batch are given up, and every item is refused.
+   */
+  async submitBatch(session: WorkerSession, header: ResultBatchHeader, payloads: Uint8Array[]): Promise<Verdict[]> {
+    const { store, scheduler } = this.ctx;
+    if (!(await this.verifiedBy(session.volunteerId, resultBatchSigningMessage(header.items), header.signature))) {
+      const own = header.items.filter((i) => session.leases.get(i.leaseId)?.wuId === i.wuId).map((i) => i.leaseId);
+      for (const id of own) scheduler.release(session, id);
+      if (own.length) await store.endLeases(own, 'abandoned');
+      await this.strike(session.volunteerId, 'sent a result batch with a bad signature');
+      await scheduler.dispatch();
+      return header.items.map(() => ({ accepted: false, reason: "batch signature does not verify with this volunteer's key" }));
+    }
+    // The batch signature covers every item's (wuId, sha256): each item's own check is that its sha256 is its bytes'.
+    const signed = async () => true;
+    return Promise.all(header.items.map((item, i) => this.serial(item.wuId, () => this.accept(session, item, payloads[i], signed))));
+  }
+
+  private async verifiedBy(volunteerId: string, message: Uint8Array, signature: string): Promise<boolean> {
+    const key = await this.publicKeyOf(volunteerId);
+    return key !== null && (await verifyOffThread(key, message, signature));
+  }
+
+  /** One result's intake; `signed` says whether the sender's signature covers (wuId, sha256). */
+  private async accept(
+    session: WorkerSession,
+    header: Pick<ResultHeader, 'leaseId' | 'wuId' | 'sha256'>,
+    payload: Uint8Array,
+    signed: (wuId: string, sha: string) => Promise<boolean>,
+  ): Promise<Verdict> {
     const { store, shards, scheduler } = this.ctx;
     const reject = (reason: string): Verdict => ({ accepted: false, reason });
     const lease = await store.getLease(header.leaseId);
@@ -96,8 +129,7 @@ export class ResultIntake {
       await scheduler.dispatch();
       return reject('sha256 does not match the result bytes');
     }
-    const key = await this.publicKeyOf(session.volunteerId);
-    if (!key || !(await verifyOffThread(key, resultSigningMessage(wu.id, sha), header.signature))) {
+    if (!(await signed(wu.id, sha))) {
       await store.endLeases([lease.id], 'abandoned');
       await this.strike(session.volunteerId, 'sent a result with a bad signature');
       await scheduler.dispatch();

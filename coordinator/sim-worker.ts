@@ -7,10 +7,13 @@ import { attentionReference } from './jobs/attention.js';
 import { matmulReference } from './jobs/matmul.js';
 import { parseNpy } from './npy.js';
 import {
+  encodeResultBatchFrame,
   encodeResultFrame,
   helloSigningMessage,
   onDemandInputs,
   PROTOCOL_VERSION,
+  RESULT_BATCH_LIMITS,
+  resultBatchSigningMessage,
   resultSigningMessage,
   ServerMessage,
   type MatmulParams,
@@ -37,6 +40,13 @@ export const honestCompute: Compute = (wu, inputs) => {
  * What a worker does with a computed output. The default signs and sends it for its own lease;
  * adversaries (adversary-workers.ts) replay, misaddress, forge or flood instead.
  */
+/** One finished unit on its way to the coordinator. */
+export interface OutgoingResult {
+  leaseId: string;
+  wuId: string;
+  payload: Uint8Array;
+}
+
 export type Submit = (worker: SimWorker, lease: { leaseId: string; wu: WorkUnitSpec }, output: Uint8Array) => void;
 
 export interface SimWorkerOptions {
@@ -58,6 +68,11 @@ export interface SimWorkerOptions {
   validateMessages?: boolean;
   /** Job kinds it reports it can run (DeviceInfo.kinds); absent: every kind that is not opt-in. */
   kinds?: string[];
+  /**
+   * How long a finished result may wait for the worker's other slots to finish so they share one
+   * frame and one signature (default 0: only results finished in the same turn share one).
+   */
+  batchLingerMs?: number;
 }
 
 export class SimWorker {
@@ -70,7 +85,12 @@ export class SimWorker {
   readonly receipts: NonNullable<Extract<ServerMessage, { type: 'credit' }>['receipt']>[] = [];
   /** Set once the coordinator closed this worker's connection. */
   closed: { code: number; reason: string } | null = null;
+  /** Result frames sent, and results in them (the load bench's results per frame). */
+  framesSent = 0;
+  resultsSent = 0;
   private ws: WebSocket | null = null;
+  private readonly ready: OutgoingResult[] = [];
+  private cancelFlush: (() => void) | null = null;
   private readonly shardCache: Map<string, Float32Array | Promise<Float32Array>>;
 
   constructor(private readonly opts: SimWorkerOptions) {
@@ -143,14 +163,59 @@ export class SimWorker {
     const out = await (this.opts.compute ?? honestCompute)(wu, inputs);
     const bytes = new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
     if (this.opts.submit) this.opts.submit(this, { leaseId, wu }, bytes);
-    else this.sendResult(leaseId, wu.id, bytes);
+    else this.queueResult({ leaseId, wuId: wu.id, payload: bytes });
+  }
+
+  /**
+   * Finished results wait for each other, like a GPU box with several slots reporting what it has
+   * done: they leave once every slot has one or `batchLingerMs` after the first — one as a `result`
+   * frame, several as one `results` frame under one signature.
+   */
+  private queueResult(result: OutgoingResult) {
+    this.ready.push(result);
+    if (this.ready.length >= (this.opts.slots ?? 1)) this.flush();
+    else if (this.ready.length === 1) {
+      const linger = this.opts.batchLingerMs ?? 0;
+      if (linger > 0) {
+        const timer = setTimeout(() => this.flush(), linger);
+        this.cancelFlush = () => clearTimeout(timer);
+      } else {
+        const immediate = setImmediate(() => this.flush());
+        this.cancelFlush = () => clearImmediate(immediate);
+      }
+    }
+  }
+
+  private flush() {
+    this.cancelFlush?.();
+    this.cancelFlush = null;
+    const ready = this.ready.splice(0);
+    for (let i = 0; i < ready.length; i += RESULT_BATCH_LIMITS.maxItems) {
+      const chunk = ready.slice(i, i + RESULT_BATCH_LIMITS.maxItems);
+      if (chunk.length === 1) this.sendResult(chunk[0].leaseId, chunk[0].wuId, chunk[0].payload);
+      else this.sendResults(chunk);
+    }
   }
 
   /** Signs and sends a result frame (public so tests can send crafted ones). */
   sendResult(leaseId: string, wuId: string, payload: Uint8Array, signWith: KeyObject = this.privateKey) {
     const sha = sha256Hex(payload);
     const signature = sign(null, resultSigningMessage(wuId, sha), signWith).toString('base64url');
-    this.ws?.send(encodeResultFrame({ type: 'result', leaseId, wuId, sha256: sha, signature }, payload));
+    this.sendFrame(encodeResultFrame({ type: 'result', leaseId, wuId, sha256: sha, signature }, payload), 1);
+  }
+
+  /** Signs and sends several results as one batched frame (public so tests can send crafted ones). */
+  sendResults(results: readonly OutgoingResult[], signWith: KeyObject = this.privateKey) {
+    const items = results.map(({ leaseId, wuId, payload }) => ({ leaseId, wuId, sha256: sha256Hex(payload), bytes: payload.length }));
+    const signature = sign(null, resultBatchSigningMessage(items), signWith).toString('base64url');
+    const frame = encodeResultBatchFrame({ type: 'results', items, signature }, results.map((r) => r.payload));
+    this.sendFrame(frame, results.length);
+  }
+
+  private sendFrame(frame: Uint8Array, results: number) {
+    this.framesSent++;
+    this.resultsSent += results;
+    this.ws?.send(frame);
   }
 
   send(raw: string | Uint8Array) {

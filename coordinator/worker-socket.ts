@@ -8,7 +8,7 @@ import type { Connections } from './connections.js';
 import { verifySignature, volunteerId, volunteerPublicKey } from './keys.js';
 import {
   ClientMessage,
-  decodeResultFrame,
+  decodeWorkerFrame,
   FrameError,
   formatIssues,
   helloSigningMessage,
@@ -202,13 +202,20 @@ export function handleWorkerSocket(socket: WebSocket, ctx: SocketContext) {
     if (!session) return fail('bad_state', 'send hello first');
     let decoded;
     try {
-      decoded = decodeResultFrame(frame);
+      decoded = decodeWorkerFrame(frame);
     } catch (err) {
       return fail('bad_frame', err instanceof FrameError ? err.message : 'unreadable frame');
     }
-    const { header, payload } = decoded;
-    const verdict = await ctx.intake.submit(session, header, payload);
-    send({ type: 'result-ack', leaseId: header.leaseId, wuId: header.wuId, ...verdict });
+    if (decoded.type === 'result') {
+      const { header, payload } = decoded;
+      const verdict = await ctx.intake.submit(session, header, payload);
+      send({ type: 'result-ack', leaseId: header.leaseId, wuId: header.wuId, ...verdict });
+      return;
+    }
+    // A batch is answered item by item, exactly as if each had come in its own frame.
+    const { items } = decoded.header;
+    const verdicts = await ctx.intake.submitBatch(session, decoded.header, decoded.payloads);
+    items.forEach((item, i) => send({ type: 'result-ack', leaseId: item.leaseId, wuId: item.wuId, ...verdicts[i] }));
   }
 
   socket.on('message', (data, isBinary) => {
