@@ -1,8 +1,10 @@
-import { generateKeyPairSync, randomBytes, sign } from 'node:crypto';
+import { generateKeyPairSync, randomBytes, sign, verify } from 'node:crypto';
 import { describe, expect, test } from 'vitest';
 import {
   ClientMessage,
   decodeResultFrame,
+  decodeWorkerFrame,
+  encodeResultBatchFrame,
   encodeResultFrame,
   FrameError,
   fromBase64Url,
@@ -10,8 +12,13 @@ import {
   JobSubmit,
   LIMITS,
   PROTOCOL_VERSION,
+  RESULT_BATCH_LIMITS,
+  resultBatchSigningMessage,
   ResultHeader,
+  resultSigningMessage,
   ServerMessage,
+  type ResultBatchHeader,
+  type ResultBatchItem,
   toBase64Url,
 } from './protocol.js';
 
@@ -238,5 +245,83 @@ describe('base64url', () => {
     expect(Array.from(fromBase64Url(toBase64Url(all)))).toEqual(Array.from(all));
     expect(toBase64Url(new Uint8Array([0xfb, 0xff]))).toBe('-_8');
     expect(Array.from(fromBase64Url('-_8'))).toEqual([0xfb, 0xff]);
+  });
+});
+
+describe('batched result frames', () => {
+  const item = (i: number, bytes: number, id = `j_1.${i}`): ResultBatchItem => ({ leaseId: `l_${i}`, wuId: id, sha256: SHA, bytes });
+  const batch = (items: ResultBatchItem[]): ResultBatchHeader => ({ type: 'results', items, signature: 'abc_-' });
+  const payloadsOf = (items: ResultBatchItem[]) => items.map((it) => new Uint8Array(randomBytes(it.bytes)));
+
+  test.each([
+    { what: 'one item', items: [item(0, 16)] },
+    { what: 'empty payloads', items: [item(0, 0), item(1, 0), item(2, 4)] },
+    { what: 'odd sizes', items: [item(0, 1), item(1, 3), item(2, 65_537)] },
+    { what: '64 items with 80-character ids', items: Array.from({ length: 64 }, (_, i) => ({ ...item(i, 4, `j${'x'.repeat(76)}.${String(i).padStart(2, '0')}`), leaseId: `l${'y'.repeat(76)}.${String(i).padStart(2, '0')}` })) },
+  ])('encode/decode round trip: $what', ({ items }) => {
+    const payloads = payloadsOf(items);
+    const out = decodeWorkerFrame(encodeResultBatchFrame(batch(items), payloads));
+    expect(out.type).toBe('results');
+    if (out.type !== 'results') return;
+    expect(out.header).toEqual(batch(items));
+    expect(out.payloads.map((p) => Buffer.from(p).toString('hex'))).toEqual(payloads.map((p) => Buffer.from(p).toString('hex')));
+  });
+
+  test('a single result frame still decodes as one result', () => {
+    const payload = new Uint8Array([1, 2, 3, 4]);
+    const out = decodeWorkerFrame(encodeResultFrame(ResultHeader.parse(goodHeader), payload));
+    expect(out).toEqual({ type: 'result', header: goodHeader, payload });
+  });
+
+  test.each([
+    { what: 'one byte more', extra: 1 },
+    { what: 'one byte fewer', extra: -1 },
+    { what: 'no payload at all', extra: -12 },
+  ])("rejects sizes that don't add up to the payload ($what)", ({ extra }) => {
+    const items = [item(0, 4), item(1, 8)];
+    const payload = new Uint8Array(12 + extra);
+    const frame = encodeResultBatchFrame(batch(items), [payload]);
+    expect(() => decodeWorkerFrame(frame)).toThrow(FrameError);
+    expect(() => decodeWorkerFrame(frame)).toThrow(/add up to 12 bytes/);
+  });
+
+  test.each([
+    { what: 'no items', h: batch([]) },
+    { what: '65 items', h: batch(Array.from({ length: 65 }, (_, i) => item(i, 0))) },
+    { what: 'a lease twice', h: batch([item(0, 0), item(0, 0)]) },
+    { what: 'an extra key', h: { ...batch([item(0, 0)]), credit: 1 } },
+    { what: 'an item with an extra key', h: batch([{ ...item(0, 0), accepted: true } as ResultBatchItem]) },
+    { what: 'a negative size', h: batch([item(0, -4)]) },
+    { what: 'a fractional size', h: batch([item(0, 1.5)]) },
+    { what: 'a missing signature', h: { type: 'results', items: [item(0, 0)] } },
+    { what: 'items that are not an array', h: { type: 'results', items: item(0, 0), signature: 'x' } },
+  ])('rejects a batch header failing the schema ($what)', ({ h }) => {
+    expect(() => decodeWorkerFrame(encodeResultBatchFrame(h as ResultBatchHeader, []))).toThrow(/bad results header/);
+  });
+
+  test('rejects a batch header over its size cap', () => {
+    const head = new TextEncoder().encode(JSON.stringify({ ...batch([item(0, 0)]), pad: 'x'.repeat(RESULT_BATCH_LIMITS.maxHeaderBytes) }));
+    const frame = new Uint8Array(4 + head.length);
+    new DataView(frame.buffer).setUint32(0, head.length, true);
+    frame.set(head, 4);
+    expect(() => decodeWorkerFrame(frame)).toThrow(/truncated or too large/);
+  });
+
+  test('a single result header keeps its own 4096-byte cap', () => {
+    const head = new TextEncoder().encode(JSON.stringify(goodHeader) + ' '.repeat(LIMITS.maxFrameHeaderBytes));
+    const frame = new Uint8Array(4 + head.length);
+    new DataView(frame.buffer).setUint32(0, head.length, true);
+    frame.set(head, 4);
+    expect(() => decodeWorkerFrame(frame)).toThrow(/truncated or too large/);
+  });
+
+  test('the batch signing message: every (wuId, sha256) in order under its own first line', () => {
+    const text = new TextDecoder().decode(resultBatchSigningMessage([{ wuId: 'j_1.0', sha256: SHA }, { wuId: 'j_1.1', sha256: SHA2 }]));
+    expect(text).toBe(`tabgrid-results-v1\nj_1.0 ${SHA}\nj_1.1 ${SHA2}\n`);
+    // Never the single-result message, so neither signature can be replayed as the other.
+    const one = resultBatchSigningMessage([{ wuId: 'j_1.0', sha256: SHA }]);
+    expect(Buffer.from(one).equals(Buffer.from(resultSigningMessage('j_1.0', SHA)))).toBe(false);
+    const signature = sign(null, resultSigningMessage('j_1.0', SHA), privateKey);
+    expect(verify(null, one, privateKey, signature)).toBe(false);
   });
 });
