@@ -1,10 +1,10 @@
 // The reduced adversary suite (npm run adversaries runs the full one): every strategy, 30% of the
 // identities, a few hundred work units.
 import { expect, test } from 'vitest';
-import { FULL_ADVERSARIES, runAdversarySuite } from './adversary-suite.js';
+import { FULL_ADVERSARIES, FULL_HONEST, runAdversarySuite } from './adversary-suite.js';
 
 test('cheaters get nothing: no wrong result accepted, no adversary credit, honest credit intact', async () => {
-  const report = await runAdversarySuite({ workUnits: 200, honest: 21, adversaries: FULL_ADVERSARIES, timeoutMs: 120_000 });
+  const report = await runAdversarySuite({ workUnits: 200, honest: FULL_HONEST, adversaries: FULL_ADVERSARIES, timeoutMs: 120_000 });
   expect(report.adversaryShare).toBeCloseTo(0.3);
   expect(report.jobState).toBe('done');
   expect(report.wrongAccepted).toBe(0);

@@ -53,6 +53,8 @@ export interface SuiteReport {
 }
 
 export const FULL_ADVERSARIES: Strategy[] = [...STRATEGIES.slice(0, 3), 'collude', ...STRATEGIES.slice(3)];
+/** Honest identities beside FULL_ADVERSARIES, so that adversaries are 30% of all. */
+export const FULL_HONEST = Math.round((FULL_ADVERSARIES.length * 0.7) / 0.3);
 
 const TILE = 16;
 

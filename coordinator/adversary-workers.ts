@@ -2,12 +2,12 @@
 // that speak the real protocol and cheat in one way each. They never send a correct result for
 // their own lease, so none of them deserves any credit.
 import { generateKeyPairSync, sign } from 'node:crypto';
-import { encodeResultFrame, resultSigningMessage, type WorkUnitSpec } from './protocol.js';
+import { encodeResultBatchFrame, encodeResultFrame, resultBatchSigningMessage, resultSigningMessage, type WorkUnitSpec } from './protocol.js';
 import { sha256Hex } from './shards.js';
-import { honestCompute, type SimWorkerOptions, type Submit } from './sim-worker.js';
+import { honestCompute, type SimWorker, type SimWorkerOptions, type Submit } from './sim-worker.js';
 import { rng } from './test-helpers.js';
 
-export const STRATEGIES = ['random', 'constant', 'subtle', 'collude', 'replay', 'not-leased', 'forge', 'flood'] as const;
+export const STRATEGIES = ['random', 'constant', 'subtle', 'collude', 'replay', 'not-leased', 'forge', 'flood', 'batch-mixed', 'batch-forge'] as const;
 export type Strategy = (typeof STRATEGIES)[number];
 
 const f32 = (bytes: Uint8Array) => new Float32Array(bytes.slice().buffer);
@@ -53,8 +53,61 @@ export function adversaryOptions(strategy: Strategy): Pick<SimWorkerOptions, 'co
       return { submit: forgeSubmit };
     case 'flood':
       return { submit: floodSubmit };
+    case 'batch-mixed':
+      return { submit: batched(mixedBatches()) };
+    case 'batch-forge':
+      return { submit: batched(forgedBatch) };
   }
 }
+
+type Finished = { leaseId: string; wu: WorkUnitSpec; output: Uint8Array };
+
+/** Collects finished units and hands them to `send` two at a time (or one, if no second comes soon). */
+function batched(send: (w: SimWorker, ready: Finished[]) => void): Submit {
+  let ready: Finished[] = [];
+  let timer: NodeJS.Timeout | null = null;
+  return (w, { leaseId, wu }, output) => {
+    ready.push({ leaseId, wu, output: output.slice() });
+    const flush = () => {
+      if (timer) clearTimeout(timer);
+      timer = null;
+      const now = ready;
+      ready = [];
+      send(w, now);
+    };
+    if (ready.length >= 2) flush();
+    else timer ??= setTimeout(flush, 50);
+  };
+}
+
+/**
+ * First a batch whose sizes don't add up (giving its leases up after), then batches of wrong but
+ * well-formed and properly signed results with one mis-addressed item among them: every item must
+ * still meet the checks.
+ */
+function mixedBatches() {
+  let sent = 0;
+  return (w: SimWorker, ready: Finished[]) => {
+    if (sent++ === 0) {
+      const items = ready.map(({ leaseId, wu, output }, i) => ({ leaseId, wuId: wu.id, sha256: sha256Hex(output), bytes: output.length + (i === 0 ? 4 : 0) }));
+      const signature = sign(null, resultBatchSigningMessage(items), w.privateKey).toString('base64url');
+      w.send(encodeResultBatchFrame({ type: 'results', items, signature }, ready.map((r) => r.output)));
+      for (const { leaseId } of ready) w.send(JSON.stringify({ type: 'failure', leaseId, reason: 'x' }));
+      return;
+    }
+    const wrong = ready.map(({ leaseId, wu, output }) => ({ leaseId, wuId: wu.id, payload: bytesOf(subtlyWrong(f32(output), seedOf(leaseId))) }));
+    const misaddressed = { leaseId: `l_${crypto.randomUUID()}`, wuId: ready[0].wu.id, payload: ready[0].output };
+    w.sendResults([...wrong, misaddressed]);
+  };
+}
+
+/** Correct outputs for its own leases, but the batch is signed with a key that is not its own. */
+const forgedBatch = (w: SimWorker, ready: Finished[]) => {
+  w.sendResults(
+    ready.map(({ leaseId, wu, output }) => ({ leaseId, wuId: wu.id, payload: output })),
+    generateKeyPairSync('ed25519').privateKey,
+  );
+};
 
 /**
  * Keeps the first correct output it computes (giving that lease up), then sends it for every later
