@@ -5,7 +5,17 @@
 // HTTP 4xx `{error:{code,message}}`), and the coordinator's state must not change.
 import { generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
 import WebSocket from 'ws';
-import { ApiError, encodeResultFrame, helloSigningMessage, LIMITS, PROTOCOL_VERSION, ServerMessage } from './protocol.js';
+import {
+  ApiError,
+  encodeResultBatchFrame,
+  encodeResultFrame,
+  helloSigningMessage,
+  LIMITS,
+  PROTOCOL_VERSION,
+  RESULT_BATCH_LIMITS,
+  ServerMessage,
+  type ResultBatchHeader,
+} from './protocol.js';
 import { toNpy } from './npy.js';
 import { rng } from './test-helpers.js';
 import { MAX_TEXT_BYTES } from './worker-socket.js';
@@ -88,9 +98,29 @@ function badBinary(r: Rand, t: FuzzTarget): [string, Uint8Array] {
       const data = new Float32Array(payload.length / 4).map(() => r());
       return encodeResultFrame({ ...good, sha256: '1'.repeat(64) }, new Uint8Array(data.buffer));
     }],
+    ...badBatches(r, good, payload),
   ];
   const [kind, make] = pick(r, kinds);
   return [kind, make()];
+}
+
+/** Malformed batched result frames (`results`), and one well-formed batch for a lease never given. */
+function badBatches(r: Rand, good: { leaseId: string; wuId: string; sha256: string; signature: string }, payload: Uint8Array): [string, () => Uint8Array][] {
+  const item = (i: number, bytes = 4) => ({ leaseId: `${good.leaseId}_${i}`, wuId: good.wuId, sha256: good.sha256, bytes });
+  const items = (n: number) => Array.from({ length: n }, (_, i) => item(i));
+  const batch = (h: unknown, body: Uint8Array = new Uint8Array(0)) => encodeResultBatchFrame(h as ResultBatchHeader, [body]);
+  const header = { type: 'results' as const, items: items(1 + Math.floor(r() * 4)), signature: good.signature };
+  const sized = (h: typeof header) => new Uint8Array(h.items.reduce((n, i) => n + i.bytes, 0));
+  return [
+    ['batch-sizes-mismatch', () => batch(header, new Uint8Array(Math.max(0, sized(header).length + pick(r, [-4, -1, 1, 4, 1000]))))],
+    ['batch-no-items', () => batch({ ...header, items: [] })],
+    ['batch-too-many-items', () => batch({ ...header, items: items(RESULT_BATCH_LIMITS.maxItems + 1 + Math.floor(r() * 10)) })],
+    ['batch-lease-twice', () => batch({ ...header, items: [item(0), item(0)] }, new Uint8Array(8))],
+    ['batch-wrong-types', () => batch({ ...header, items: [{ ...item(0), [pick(r, ['leaseId', 'wuId', 'sha256', 'bytes'])]: pick(r, [-1, 1.5, null, [], {}, 1e308, 'x'.repeat(300)]) }] }, new Uint8Array(4))],
+    ['batch-extra-key', () => batch(r() < 0.5 ? { ...header, credit: 1e9 } : { ...header, items: [{ ...item(0), accepted: true }] }, sized(header))],
+    ['batch-header-too-large', () => batch({ ...header, pad: 'x'.repeat(RESULT_BATCH_LIMITS.maxHeaderBytes) }, sized(header))],
+    ['batch-not-leased', () => batch({ ...header, items: [item(0, payload.length)] }, payload)],
+  ];
 }
 
 interface Answer {
