@@ -3,6 +3,7 @@
 // per second through lease -> result -> validation (Freivalds + quorum) -> signed credit, per-unit
 // latency (assign -> credit, seen by the worker), and the coordinator's memory per connected worker.
 //   npm run bench:coordinator -- [--workers 1000] [--units 60000] [--replication 1] [--seconds 30]
+//     [--slots 4] [--batch-ms 1000]   leases per worker; how long a finished result waits for its siblings
 //     [--postgres]   run on a throwaway PostgreSQL cluster instead of SQLite (TABGRID_DB)
 import { fork, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -19,8 +20,9 @@ const { values } = parseArgs({
     workers: { type: 'string', default: '1000' },
     units: { type: 'string', default: '60000' },
     replication: { type: 'string', default: '1' },
-    slots: { type: 'string', default: '1' },
-    'batch-ms': { type: 'string', default: '50' },
+    // A GPU box runs a few units at once and reports what its slots finished together (batched frames).
+    slots: { type: 'string', default: '4' },
+    'batch-ms': { type: 'string', default: '1000' },
     seconds: { type: 'string', default: '30' },
     tile: { type: 'string', default: '4' },
     postgres: { type: 'boolean', default: false },
@@ -118,7 +120,7 @@ async function main() {
     }
     const cpu = process.cpuUsage(cpuAtWarm);
     const from = warm && last.done > warm.done ? warm : start;
-    const report = (fleet.send({ type: 'report' }), await waitFor<{ p50: number; p99: number; samples: number; rejected: number; resultsPerFrame: number }>(fleet, 'report'));
+    const report = (fleet.send({ type: 'report' }), await waitFor<{ p50: number; p99: number; samples: number; rejected: number; resultsPerFrame: number; cpuUs: number }>(fleet, 'report'));
     const memPeak = heapMb();
     const out = {
       bench: 'coordinator',
@@ -135,6 +137,8 @@ async function main() {
       resultsPerSecond: Math.round(((last.done - from.done) * REPLICATION) / (last.t - from.t)),
       // CPU time the coordinator spent per unit: unlike WU/s, barely moved by other load on the machine.
       coordinatorCpuUsPerWu: Math.round((cpu.user + cpu.system) / Math.max(1, last.done - from.done)),
+      // The same for the simulated workers' process (signing, hashing, frames; from the warm-up to the report).
+      fleetCpuUsPerWu: Math.round(report.cpuUs / Math.max(1, last.done - from.done)),
       latencyMs: { p50: +report.p50.toFixed(1), p99: +report.p99.toFixed(1), samples: report.samples },
       // Results per binary frame the workers sent: above 1, several travelled under one signature.
       resultsPerFrame: +report.resultsPerFrame.toFixed(2),

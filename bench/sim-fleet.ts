@@ -46,6 +46,7 @@ function sent() {
   return workers.reduce((t, w) => ({ frames: t.frames + w.framesSent, results: t.results + w.resultsSent }), { frames: 0, results: 0 });
 }
 let sentAtReset = { frames: 0, results: 0 };
+let cpuAtReset = process.cpuUsage();
 
 async function connectAll() {
   // A few at a time, like a crowd arriving, without a SYN flood on loopback.
@@ -66,10 +67,12 @@ process.on('message', (msg: { type: string; since?: number }) => {
     const sorted = latencies.slice().sort((a, b) => a - b);
     const frames = sent();
     const resultsPerFrame = (frames.results - sentAtReset.results) / Math.max(1, frames.frames - sentAtReset.frames);
-    send({ type: 'report', credits, rejected, samples: sorted.length, p50: percentile(sorted, 0.5), p99: percentile(sorted, 0.99), resultsPerFrame });
+    const cpu = process.cpuUsage(cpuAtReset);
+    send({ type: 'report', credits, rejected, samples: sorted.length, p50: percentile(sorted, 0.5), p99: percentile(sorted, 0.99), resultsPerFrame, cpuUs: cpu.user + cpu.system });
   } else if (msg.type === 'reset') {
     latencies.length = 0;
     sentAtReset = sent();
+    cpuAtReset = process.cpuUsage();
   } else if (msg.type === 'stop') {
     for (const w of workers) w.close();
     setTimeout(() => process.exit(0), 200);

@@ -19,4 +19,8 @@ test('the coordinator load bench runs a small job to completion and prints its f
   expect(report.rejectedResults).toBe(0);
   expect(report.wuPerSecond).toBeGreaterThan(0);
   expect(report.latencyMs.p99).toBeGreaterThanOrEqual(report.latencyMs.p50);
+  // Workers hold 4 leases by default and send what they finish together as batched frames.
+  expect(report.slots).toBe(4);
+  expect(report.resultsPerFrame).toEqual(expect.any(Number));
+  expect(report.fleetCpuUsPerWu).toEqual(expect.any(Number));
 }, 120_000);
