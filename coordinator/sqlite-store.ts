@@ -555,10 +555,11 @@ export class SqliteStore implements Store {
     return this.write(() => {
       const data = Buffer.from(r.data.buffer, r.data.byteOffset, r.data.byteLength);
       if (this.s.insertResult.run({ ...r, data }).changes === 0) return false; // this volunteer already has one
-      const lease = toLease(this.s.getLease.get(r.leaseId) as Row);
-      this.endLeaseTx(lease, 'returned');
-      if (r.state !== 'invalid') this.s.liveDelta.run(1, r.wuId);
-      else this.workVersion++;
+      // The lease stops counting towards `live` and a live result starts: one update for both.
+      const ended = this.s.endLease.run('returned', r.leaseId).changes;
+      const delta = (r.state !== 'invalid' ? 1 : 0) - ended;
+      if (delta !== 0) this.s.liveDelta.run(delta, r.wuId);
+      if (delta < 0) this.workVersion++; // an invalid result: a replica is wanted again
       return true;
     });
   }
@@ -624,7 +625,23 @@ export class SqliteStore implements Store {
     const row = this.s.ledgerHead.get() as Row | undefined;
     return row ? toLedgerEntry(row) : null;
   }
+  /**
+   * Trust records this store wrote, by identity: one coordinator writes a file, so its copy is
+   * current (a store that only reads, like a test's observer, always reads the file).
+   */
+  private readonly trust = new Map<string, TrustRecord>();
+
   async getTrust(volunteerId: string): Promise<TrustRecord> {
+    const hit = this.trust.get(volunteerId);
+    return hit ? { ...hit } : this.readTrust(volunteerId);
+  }
+
+  private cacheTrust(t: TrustRecord) {
+    if (this.trust.size >= 100_000) this.trust.delete(this.trust.keys().next().value!);
+    this.trust.set(t.volunteerId, { ...t });
+  }
+
+  private readTrust(volunteerId: string): TrustRecord {
     const r = this.s.getTrust.get(volunteerId) as Row | undefined;
     if (!r) return freshTrust(volunteerId);
     return {
@@ -637,7 +654,13 @@ export class SqliteStore implements Store {
   }
 
   async putTrust(t: TrustRecord) {
-    await this.write(() => this.s.putTrust.run(t));
+    this.cacheTrust(t); // seen at once, as the row would be
+    try {
+      await this.write(() => this.s.putTrust.run(t));
+    } catch (err) {
+      this.trust.delete(t.volunteerId); // not written: read the stored one again
+      throw err;
+    }
   }
 
   async unreplicatedResults(volunteerId: string, since: number) {
