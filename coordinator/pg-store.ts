@@ -213,6 +213,8 @@ export class PgStore implements Store {
 
   private async failJobTx(c: Client, jobId: string, error: string, now: number) {
     await c.query(`UPDATE jobs SET state = 'failed', error = $1, finished_at = $2 WHERE id = $3 AND state IN ('queued', 'running')`, [error, now, jobId]);
+    // A failed job wants no more work: its open units close, so nobody is given them again.
+    await c.query(`UPDATE work_units SET state = 'error' WHERE job_id = $1 AND state = 'open'`, [jobId]);
     const ended = await c.query(
       `UPDATE leases SET state = 'abandoned' WHERE state = 'active' AND wu_id IN (SELECT id FROM work_units WHERE job_id = $1) RETURNING wu_id`,
       [jobId],

@@ -325,6 +325,7 @@ export class SqliteStore implements Store {
       ledgerFrom: p('SELECT * FROM ledger WHERE seq > ? ORDER BY seq LIMIT ?'),
       wuError: p(`UPDATE work_units SET state = 'error' WHERE id = ? AND state = 'open'`),
       invalidatePending: p(`UPDATE results SET state = 'invalid', reason = ? WHERE wu_id = ? AND state = 'pending'`),
+      closeJobUnits: p(`UPDATE work_units SET state = 'error' WHERE job_id = ? AND state = 'open'`),
       abandonJobLeases: p(`UPDATE leases SET state = 'abandoned' WHERE state = 'active'
         AND wu_id IN (SELECT id FROM work_units WHERE job_id = ?)`),
       getTrust: p('SELECT * FROM trust WHERE volunteer_id = ?'),
@@ -477,9 +478,15 @@ export class SqliteStore implements Store {
 
   async failJob(jobId: string, error: string, now: number) {
     await this.write(() => {
-      this.s.failJob.run(error, now, jobId);
-      this.s.abandonJobLeases.run(jobId);
+      this.failJobTx(jobId, error, now);
     });
+  }
+
+  /** The job fails; its open units close (nobody is given them again) and their leases end. */
+  private failJobTx(jobId: string, error: string, now: number) {
+    if (this.s.failJob.run(error, now, jobId).changes === 0) return;
+    this.s.closeJobUnits.run(jobId);
+    this.s.abandonJobLeases.run(jobId);
   }
 
   async getWorkUnit(id: string) {
@@ -601,8 +608,7 @@ export class SqliteStore implements Store {
       const wu = toWu(this.s.getWu.get(wuId) as Row);
       this.s.wuError.run(wuId);
       this.s.invalidatePending.run(reason, wuId);
-      this.s.failJob.run(`work unit ${wuId} failed: ${reason}`, now, wu.jobId);
-      this.s.abandonJobLeases.run(wu.jobId);
+      this.failJobTx(wu.jobId, `work unit ${wuId} failed: ${reason}`, now);
     });
   }
 
