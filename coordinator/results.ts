@@ -5,6 +5,7 @@
 // that passes the check may settle it alone; anyone else's makes the unit ask for `replication`.
 // Forged, mis-addressed or failing results are strikes: suspension and revocation (trust.ts).
 import type { KeyObject } from 'node:crypto';
+import { v7 as uuidv7 } from 'uuid';
 import { jobKind } from './jobs/index.js';
 import { verifyOffThread } from './signature-thread.js';
 import { makeEntry } from './ledger.js';
@@ -139,7 +140,7 @@ export class ResultIntake {
     const kind = jobKind(wu.kind);
     const passed = kind ? await kind.check(wu, values, shards) : false;
     const stored = await store.addResult({
-      id: `r_${crypto.randomUUID()}`,
+      id: `r_${uuidv7()}`, // time-ordered: appended to the id index
       wuId: wu.id,
       leaseId: lease.id,
       volunteerId: session.volunteerId,
@@ -157,6 +158,19 @@ export class ResultIntake {
     }
     await this.validate(wu);
     return { accepted: true };
+  }
+
+  /** A job's id and replication never change: each job is read once, not once per result. */
+  private readonly jobs = new Map<string, { id: string; replication: number }>();
+
+  private async jobFacts(jobId: string) {
+    const hit = this.jobs.get(jobId);
+    if (hit) return hit;
+    const job = await this.ctx.store.getJob(jobId);
+    if (!job) return null;
+    if (this.jobs.size >= 10_000) this.jobs.clear();
+    this.jobs.set(jobId, { id: job.id, replication: job.replication });
+    return this.jobs.get(jobId)!;
   }
 
   /** Volunteer keys never change (the id is derived from the key): look each one up once. */
@@ -190,7 +204,7 @@ export class ResultIntake {
   private async validate(wuAtIntake: WorkUnitRecord) {
     const { store, scheduler, now } = this.ctx;
     const wu = await store.getWorkUnit(wuAtIntake.id);
-    const job = wu && (await store.getJob(wu.jobId));
+    const job = wu && (await this.jobFacts(wu.jobId));
     if (!wu || !job || wu.state !== 'open') return;
     const live = await store.liveResults(wu.id);
     const kind = jobKind(wu.kind);
