@@ -3,7 +3,7 @@
 // malicious batch is refused without touching state or earning credit.
 import { generateKeyPairSync, sign } from 'node:crypto';
 import { join } from 'node:path';
-import { afterEach, describe, expect, test } from 'vitest';
+import { describe, expect, onTestFinished, test } from 'vitest';
 import { verifyExport } from './ledger-export.js';
 import { matmulReference } from './jobs/matmul.js';
 import { parseNpy, toNpy } from './npy.js';
@@ -14,49 +14,37 @@ import {
   resultSigningMessage,
   type LedgerExport,
   type ResultBatchItem,
-  type ServerMessage,
   type VolunteerSummary,
   type WorkUnitSpec,
 } from './protocol.js';
 import { sha256Hex } from './shards.js';
-import { honestCompute, SimWorker, type Compute } from './sim-worker.js';
-import { SqliteStore } from './sqlite-store.js';
-import { randomMatrix, startTestCoordinator, waitFor, type TestCoordinator } from './test-helpers.js';
+import { honestCompute, SimWorker, type Compute, type SimWorkerOptions } from './sim-worker.js';
+import { flopsOfValidResults, randomMatrix, startTestCoordinator, waitFor, type TestCoordinator } from './test-helpers.js';
 import { DEFAULT_TRUST_POLICY } from './trust.js';
 
-type Assign = Extract<ServerMessage, { type: 'assign' }>;
-type Ack = Extract<ServerMessage, { type: 'result-ack' }>;
-type ErrorMessage = Extract<ServerMessage, { type: 'error' }>;
+const assigns = (w: SimWorker) => w.received('assign');
+const acks = (w: SimWorker) => w.received('result-ack');
+const errors = (w: SimWorker) => w.received('error');
 
-const assigns = (w: SimWorker) => w.messages.filter((m): m is Assign => m.type === 'assign');
-const acks = (w: SimWorker) => w.messages.filter((m): m is Ack => m.type === 'result-ack');
-const errors = (w: SimWorker) => w.messages.filter((m): m is ErrorMessage => m.type === 'error');
-
-let t: TestCoordinator | undefined;
-let workers: SimWorker[] = [];
-
-afterEach(async () => {
-  for (const w of workers) w.close();
-  workers = [];
-  await t?.stop();
-  t = undefined;
-});
-
-async function connect(...ws: SimWorker[]) {
-  workers.push(...ws);
-  for (const w of ws) await w.connect();
+/** A worker on the test's coordinator, closed when the test ends. */
+async function connected(tc: TestCoordinator, opts: Omit<SimWorkerOptions, 'url'>): Promise<SimWorker> {
+  const w = new SimWorker({ url: tc.base, ...opts });
+  onTestFinished(() => w.close());
+  await w.connect();
+  return w;
 }
 
 /** A coordinator holding an M×N = (A: M×K)·(B: K×N) job split into 8×8 tiles. */
 async function matmulJob(M: number, K: number, N: number, seed: number, opts: { strikesSuspend?: boolean } = {}) {
   // Without suspension one identity can be struck and still be watched afterwards.
-  t = await startTestCoordinator({ trustPolicy: opts.strikesSuspend === false ? { ...DEFAULT_TRUST_POLICY, suspendBaseMs: 0 } : undefined });
+  const tc = await startTestCoordinator({ trustPolicy: opts.strikesSuspend === false ? { ...DEFAULT_TRUST_POLICY, suspendBaseMs: 0 } : undefined });
+  onTestFinished(() => tc.stop());
   const A = randomMatrix(M, K, seed);
   const B = randomMatrix(K, N, seed + 1);
-  const a = await t.uploadShard(toNpy([M, K], A));
-  const b = await t.uploadShard(toNpy([K, N], B));
-  const submit = () => t!.submitJob({ kind: 'matmul', inputs: { a, b }, tile: { rows: 8, cols: 8 }, adaptive: false });
-  return { tc: t, A, B, submit };
+  const a = await tc.uploadShard(toNpy([M, K], A));
+  const b = await tc.uploadShard(toNpy([K, N], B));
+  const submit = () => tc.submitJob({ kind: 'matmul', inputs: { a, b }, tile: { rows: 8, cols: 8 }, adaptive: false });
+  return { tc, A, B, submit };
 }
 
 async function volunteers(tc: TestCoordinator): Promise<Map<string, VolunteerSummary>> {
@@ -78,23 +66,11 @@ async function expectSettledExactly(tc: TestCoordinator, jobId: string, A: Float
   expect(verifyExport(ledger).ok).toBe(true);
   const vs = await volunteers(tc);
   await tc.stop({ keepDir: true });
-  const store = new SqliteStore(join(tc.dir, 'tabgrid.sqlite'));
-  try {
-    const rows = store.db
-      .prepare(`SELECT r.volunteer_id AS v, wu.params AS params FROM results r JOIN work_units wu ON wu.id = r.wu_id WHERE r.state = 'valid'`)
-      .all() as { v: string; params: string }[];
-    const flops = new Map<string, number>();
-    for (const { v, params } of rows) {
-      const p = JSON.parse(params) as { m: number; k: number; n: number };
-      flops.set(v, (flops.get(v) ?? 0) + 2 * p.m * p.n * p.k);
-    }
-    for (const [id, v] of vs) expect(v.credit).toBe(flops.get(id) ?? 0);
-    const ledgerSum = new Map<string, number>();
-    for (const e of ledger.entries) ledgerSum.set(e.volunteerId, (ledgerSum.get(e.volunteerId) ?? 0) + e.amount);
-    for (const [id, v] of vs) expect(ledgerSum.get(id) ?? 0).toBe(v.credit);
-  } finally {
-    await store.close();
-  }
+  const flops = await flopsOfValidResults(join(tc.dir, 'tabgrid.sqlite'));
+  for (const [id, v] of vs) expect(v.credit).toBe(flops.get(id) ?? 0);
+  const ledgerSum = new Map<string, number>();
+  for (const e of ledger.entries) ledgerSum.set(e.volunteerId, (ledgerSum.get(e.volunteerId) ?? 0) + e.amount);
+  for (const [id, v] of vs) expect(ledgerSum.get(id) ?? 0).toBe(v.credit);
 }
 
 describe('batched results from honest workers', () => {
@@ -105,8 +81,7 @@ describe('batched results from honest workers', () => {
   ])('slots $slots: the job is exact and credited FLOP for FLOP as with single results', async ({ slots, batched }) => {
     const [M, K, N] = [24, 13, 24]; // 9 tiles
     const { tc, A, B, submit } = await matmulJob(M, K, N, slots);
-    const ws = [0, 1].map((i) => new SimWorker({ url: tc.base, name: `honest-${i}`, slots, batchLingerMs: 100 }));
-    await connect(...ws);
+    const ws = [await connected(tc, { name: 'honest-0', slots, batchLingerMs: 100 }), await connected(tc, { name: 'honest-1', slots, batchLingerMs: 100 })];
     const id = await submit();
     await tc.waitForJob(id, 30_000);
     for (const w of ws) {
@@ -238,9 +213,8 @@ describe('malicious batches', () => {
     const [M, K, N] = [24, 16, 8]; // 3 tiles of 8×8: 256 bytes each
     const { tc, A, B, submit } = await matmulJob(M, K, N, 11, { strikesSuspend: false });
     const stall: Compute = () => new Promise<Float32Array>(() => {});
-    const a = new SimWorker({ url: tc.base, name: 'attacker', slots: 3, compute: stall });
-    const b = new SimWorker({ url: tc.base, name: 'other', slots: 3, compute: stall });
-    await connect(a, b);
+    const a = await connected(tc, { name: 'attacker', slots: 3, compute: stall });
+    const b = await connected(tc, { name: 'other', slots: 3, compute: stall });
     const id = await submit();
     const held = async (w: SimWorker) => {
       const got = await waitFor(() => assigns(w).length === 3 && assigns(w), 10_000, 'three leases');
@@ -280,16 +254,14 @@ describe('malicious batches', () => {
     // Honest workers finish the job; credit is exact for everyone (the attacker earns only for
     // correct results of its own that a replica confirmed).
     a.close();
-    const h = new SimWorker({ url: tc.base, name: 'honest', slots: 3, batchLingerMs: 50 });
-    await connect(h);
+    await connected(tc, { name: 'honest', slots: 3, batchLingerMs: 50 });
     await expectSettledExactly(tc, id, A, B, M, K, N);
   });
 
   test('a single result frame signed with the batch message of its one item is refused', async () => {
     const { tc, submit } = await matmulJob(8, 8, 8, 5, { strikesSuspend: false });
     const stall: Compute = () => new Promise<Float32Array>(() => {});
-    const a = new SimWorker({ url: tc.base, name: 'attacker', compute: stall });
-    await connect(a);
+    const a = await connected(tc, { name: 'attacker', compute: stall });
     await submit();
     const lease = await waitFor(() => assigns(a)[0], 10_000, 'a lease');
     const good = await correctOutput(tc, lease.wu);

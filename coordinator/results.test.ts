@@ -9,7 +9,7 @@ import { encodeResultFrame, resultSigningMessage, type ServerMessage, type Volun
 import { sha256Hex } from './shards.js';
 import { matmulParams, SimWorker, type Compute } from './sim-worker.js';
 import { SqliteStore } from './sqlite-store.js';
-import { randomMatrix, startTestCoordinator, waitFor, type TestCoordinator } from './test-helpers.js';
+import { flopsOfValidResults, randomMatrix, startTestCoordinator, waitFor, type TestCoordinator } from './test-helpers.js';
 import { DEFAULT_TRUST_POLICY, type TrustPolicy } from './trust.js';
 
 type Assign = Extract<ServerMessage, { type: 'assign' }>;
@@ -46,24 +46,6 @@ async function connect(...ws: SimWorker[]) {
 async function volunteers(tc: TestCoordinator): Promise<Map<string, VolunteerSummary>> {
   const body = (await (await tc.api('/api/volunteers')).json()) as { volunteers: VolunteerSummary[] };
   return new Map(body.volunteers.map((v) => [v.id, v]));
-}
-
-/** From the database: for each volunteer, 2·rows·cols·k summed over units it has a valid result for. */
-async function flopsOfValidResults(dbFile: string): Promise<Map<string, number>> {
-  const store = new SqliteStore(dbFile);
-  try {
-    const rows = store.db
-      .prepare(`SELECT r.volunteer_id AS v, wu.params AS params FROM results r JOIN work_units wu ON wu.id = r.wu_id WHERE r.state = 'valid'`)
-      .all() as { v: string; params: string }[];
-    const out = new Map<string, number>();
-    for (const { v, params } of rows) {
-      const { m, k, n } = JSON.parse(params) as { m: number; k: number; n: number };
-      out.set(v, (out.get(v) ?? 0) + 2 * m * n * k);
-    }
-    return out;
-  } finally {
-    await store.close();
-  }
 }
 
 async function expectExactResult(tc: TestCoordinator, jobId: string, A: Float32Array, B: Float32Array, M: number, K: number, N: number) {

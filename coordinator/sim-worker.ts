@@ -100,6 +100,11 @@ export class SimWorker {
     this.publicKeyRaw = String(jwk.x);
   }
 
+  /** The messages of one type received so far (with `keepMessages`, the default). */
+  received<T extends ServerMessage['type']>(type: T): Extract<ServerMessage, { type: T }>[] {
+    return this.messages.filter((m): m is Extract<ServerMessage, { type: T }> => m.type === type);
+  }
+
   /** Connects, proves its identity and declares itself ready; resolves on welcome. */
   connect(): Promise<void> {
     const ws = new WebSocket(this.opts.url.replace(/^http/, 'ws') + '/ws', { autoPong: this.opts.autoPong ?? true });

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { startCoordinator, type Coordinator, type CoordinatorOptions } from './coordinator.js';
 import type { IceServer, JobStatus } from './protocol.js';
+import { SqliteStore } from './sqlite-store.js';
 
 /** A fresh directory under the OS temp dir; remove it with `removeDir`. */
 export function makeTempDir(prefix = 'tabgrid-test-'): string {
@@ -171,4 +172,22 @@ export function float32Matmul(
     }
   }
   return c;
+}
+
+/** From the database: for each volunteer, 2·rows·cols·k summed over units it has a valid result for. */
+export async function flopsOfValidResults(dbFile: string): Promise<Map<string, number>> {
+  const store = new SqliteStore(dbFile);
+  try {
+    const rows = store.db
+      .prepare(`SELECT r.volunteer_id AS v, wu.params AS params FROM results r JOIN work_units wu ON wu.id = r.wu_id WHERE r.state = 'valid'`)
+      .all() as { v: string; params: string }[];
+    const out = new Map<string, number>();
+    for (const { v, params } of rows) {
+      const { m, k, n } = JSON.parse(params) as { m: number; k: number; n: number };
+      out.set(v, (out.get(v) ?? 0) + 2 * m * n * k);
+    }
+    return out;
+  } finally {
+    await store.close();
+  }
 }
