@@ -1,14 +1,12 @@
 // Result intake and validation: a returned result is checked (lease, size, hash, signature, the
 // job kind's cheap independent check), stored, and compared with the unit's other replicas. A quorum
-// that agrees makes the result canonical and earns its volunteers credit in the signed ledger.
+// that agrees makes the result canonical and earns its volunteers credit in the sealed ledger.
 // With adaptive replication (trust.ts) a unit starts wanting one result: a trusted host's result
 // that passes the check may settle it alone; anyone else's makes the unit ask for `replication`.
 // Forged, mis-addressed or failing results are strikes: suspension and revocation (trust.ts).
-import type { KeyObject } from 'node:crypto';
 import { jobKind } from './jobs/index.js';
 import { verifyOffThread } from './signature-thread.js';
-import { makeEntry } from './ledger.js';
-import { resultSigningMessage, type LedgerEntry, type ResultHeader } from './protocol.js';
+import { resultSigningMessage, type LedgerReceipt, type ResultHeader } from './protocol.js';
 import type { Scheduler, WorkerSession } from './scheduler.js';
 import { sha256Hex, type ShardStore } from './shards.js';
 import type { Store, WorkUnitRecord } from './store.js';
@@ -19,7 +17,6 @@ export interface ResultContext {
   store: Store;
   shards: ShardStore;
   scheduler: Scheduler;
-  signingKey: KeyObject;
   now: () => number;
   log: (msg: string) => void;
   trustPolicy?: TrustPolicy;
@@ -190,7 +187,6 @@ export class ResultIntake {
         invalid: losers.map((r) => r.id),
         credits: winners.map((r) => ({ volunteerId: r.volunteerId, amount: wu.flops })),
         now: now(),
-        makeEntry: (fields) => makeEntry(fields, this.ctx.signingKey),
       });
       await this.sendCredits(outcome.entries);
       for (const r of winners) {
@@ -214,11 +210,12 @@ export class ResultIntake {
     await scheduler.dispatch();
   }
 
-  /** Tells each credited (or debited) volunteer, with the signed ledger entry as its receipt. */
-  private async sendCredits(entries: LedgerEntry[]) {
-    for (const e of entries) {
+  /** Tells each credited (or debited) volunteer, with the sealed ledger entry as its receipt. */
+  private async sendCredits(receipts: LedgerReceipt[]) {
+    for (const receipt of receipts) {
+      const e = receipt.entry;
       const v = await this.ctx.store.getVolunteer(e.volunteerId);
-      this.ctx.scheduler.sendTo(e.volunteerId, { type: 'credit', wuId: e.wuId, amount: e.amount, total: v?.credit ?? 0, ledgerSeq: e.seq, receipt: e });
+      this.ctx.scheduler.sendTo(e.volunteerId, { type: 'credit', wuId: e.wuId, amount: e.amount, total: v?.credit ?? 0, ledgerSeq: e.seq, receipt });
     }
   }
 
@@ -253,7 +250,6 @@ export class ResultIntake {
       resultIds: suspect.map((r) => r.id),
       reason,
       now: now(),
-      makeEntry: (fields) => makeEntry(fields, this.ctx.signingKey),
     });
     this.ctx.log(`revoked ${suspect.length} unconfirmed results of ${volunteerId}; their units are recomputed`);
     await this.sendCredits(entries);
