@@ -3,7 +3,7 @@
 // Ed25519-signed RFC 6962 Merkle root of their hashes (Certificate-Transparency style), so anyone
 // holding the public key can check nothing was altered, and each entry's receipt (entry, seal,
 // audit path) verifies on its own. Ledgers written before seals keep a signature on every entry.
-import { createHash, sign, type KeyObject } from 'node:crypto';
+import { hash, sign, type KeyObject } from 'node:crypto';
 import { verifySignature } from './keys.js';
 import { auditPath, leafInput, levelsRoot, merkleLevels, type Sha256 } from './merkle.js';
 import { ledgerEntryCanonical, ledgerSealCanonical, type LedgerEntry, type LedgerReceipt, type LedgerSeal } from './protocol.js';
@@ -13,29 +13,30 @@ export const GENESIS_HASH = '0'.repeat(64);
 
 type Unhashed = Omit<LedgerEntry, 'hash' | 'signature'>;
 
-export const sha256: Sha256 = (data) => createHash('sha256').update(data).digest();
+export const sha256: Sha256 = (data) => hash('sha256', data, 'buffer');
 const hex = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
 
 /** The hash covers every field but itself (and a legacy signature), in a fixed order. */
 export function entryHash(e: Unhashed): string {
-  return createHash('sha256').update(ledgerEntryCanonical(e)).digest('hex');
+  return hash('sha256', ledgerEntryCanonical(e), 'hex');
 }
 
 export function makeEntry(fields: Unhashed): LedgerEntry {
   return { ...fields, hash: entryHash(fields) };
 }
 
-/** The Merkle tree over consecutive entries' hashes. */
-function entryTree(hashes: string[]): Uint8Array[][] {
-  return merkleLevels(
+/** The Merkle tree over consecutive entries' hashes, every node in hex (each converted once). */
+function entryTree(hashes: string[]): string[][] {
+  const levels = merkleLevels(
     hashes.map((h) => sha256(leafInput(Buffer.from(h, 'hex')))),
     sha256,
   );
+  return levels.map((level) => level.map(hex));
 }
 
 /** The root a seal over consecutive entries with these hashes must carry. */
 export function sealRoot(hashes: string[]): string {
-  return hex(levelsRoot(entryTree(hashes)));
+  return levelsRoot(entryTree(hashes));
 }
 
 /** Seals consecutive new entries: one signature for all of them, and each one's receipt. */
@@ -45,9 +46,9 @@ export function makeSealer(privateKey: KeyObject): Sealer {
   return (entries) => {
     const levels = entryTree(entries.map((e) => e.hash));
     const last = entries[entries.length - 1];
-    const unsigned = { firstSeq: entries[0].seq, lastSeq: last.seq, headHash: last.hash, root: hex(levelsRoot(levels)) };
+    const unsigned = { firstSeq: entries[0].seq, lastSeq: last.seq, headHash: last.hash, root: levelsRoot(levels) };
     const seal = { ...unsigned, signature: sign(null, Buffer.from(ledgerSealCanonical(unsigned)), privateKey).toString('base64url') };
-    return { seal, receipts: entries.map((entry, i) => ({ entry, seal, path: auditPath(levels, i).map(hex) })) };
+    return { seal, receipts: entries.map((entry, i) => ({ entry, seal, path: auditPath(levels, i) })) };
   };
 }
 
@@ -59,16 +60,16 @@ export async function receiptsFor(
   entries: LedgerEntry[],
   sealOf: (seq: number) => Promise<{ seal: LedgerSeal; hashes: string[] } | null>,
 ): Promise<LedgerReceipt[]> {
-  const trees = new Map<number, { seal: LedgerSeal; levels: Uint8Array[][] } | null>();
+  const trees = new Map<number, { seal: LedgerSeal; levels: string[][] }>();
   const out: LedgerReceipt[] = [];
   for (const entry of entries) {
-    let hit = [...trees.values()].find((t) => t && entry.seq >= t.seal.firstSeq && entry.seq <= t.seal.lastSeq);
+    let hit = [...trees.values()].find((t) => entry.seq >= t.seal.firstSeq && entry.seq <= t.seal.lastSeq);
     if (!hit) {
       const found = await sealOf(entry.seq);
-      hit = found ? { seal: found.seal, levels: entryTree(found.hashes) } : null;
+      hit = found ? { seal: found.seal, levels: entryTree(found.hashes) } : undefined;
       if (hit) trees.set(hit.seal.lastSeq, hit);
     }
-    out.push(hit ? { entry, seal: hit.seal, path: auditPath(hit.levels, entry.seq - hit.seal.firstSeq).map(hex) } : { entry });
+    out.push(hit ? { entry, seal: hit.seal, path: auditPath(hit.levels, entry.seq - hit.seal.firstSeq) } : { entry });
   }
   return out;
 }

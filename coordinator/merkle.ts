@@ -37,11 +37,11 @@ export function merkleLevels(leafHashes: Uint8Array[], sha256: Sha256): Uint8Arr
 }
 
 /** The root of a tree built by merkleLevels. */
-export const levelsRoot = (levels: Uint8Array[][]) => levels[levels.length - 1][0];
+export const levelsRoot = <T>(levels: T[][]): T => levels[levels.length - 1][0];
 
-/** The audit path of leaf `index`: its siblings from the bottom up (RFC 6962 PATH). */
-export function auditPath(levels: Uint8Array[][], index: number): Uint8Array[] {
-  const path: Uint8Array[] = [];
+/** The audit path of leaf `index`: its siblings from the bottom up (RFC 6962 PATH); levels as bytes or hex. */
+export function auditPath<T>(levels: T[][], index: number): T[] {
+  const path: T[] = [];
   for (let l = 0, i = index; l < levels.length - 1; l++, i = Math.floor(i / 2)) {
     const sibling = i % 2 === 1 ? i - 1 : i + 1;
     if (sibling < levels[l].length) path.push(levels[l][sibling]);
