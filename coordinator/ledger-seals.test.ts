@@ -45,7 +45,7 @@ async function readySettlements(store: Store, units: number): Promise<Settlement
   for (let i = 0; i < units; i++) {
     const v = `v_${jobId}_${i}`;
     await store.upsertVolunteer({ id: v, publicKey: `k_${v}`, name: null, now: 1 });
-    const { lease, wu } = (await store.leaseNext(v, 10, 1e15))!;
+    const { lease, wu } = (await store.leaseUnits({ volunteerId: v, now: 10, deadline: 1e15 }))[0];
     const id = `r_${v}`;
     await store.addResult({ id, wuId: wu.id, leaseId: lease.id, volunteerId: v, sha256: '0'.repeat(64), state: 'pending', receivedAt: 20, reason: null, data: new Uint8Array(4) });
     // Two credits per unit, so one settlement appends several entries.

@@ -92,12 +92,12 @@ test("a dead coordinator's leases lapse and another coordinator reissues them", 
     // Nobody is connected to `live` yet, so the job waits for the ghost's lease.
     const jobId = await live.submitJob({ kind: 'matmul', inputs: { a, b: a }, replication: 1 });
     const now = Date.now();
-    const claimed = await ghost.leaseNext('v_ghostvolunteer', now, now + 600_000, undefined, now + 1000);
-    expect(claimed?.wu.id).toBe(`${jobId}.0`);
+    const claimed = await ghost.leaseUnits({ volunteerId: 'v_ghostvolunteer', now, deadline: now + 600_000, aliveUntil: now + 1000 });
+    expect(claimed[0]?.wu.id).toBe(`${jobId}.0`);
     await rescuer.connect();
     // The deadline is ten minutes away; only the lapsed heartbeat can free the unit.
     expect((await live.waitForJob(jobId, 20_000)).state).toBe('done');
-    const lease = await ghost.getLease(claimed!.lease.id);
+    const lease = await ghost.getLease(claimed[0].lease.id);
     expect(lease?.state).toBe('expired');
   } finally {
     rescuer.kill();

@@ -12,7 +12,6 @@ import type { LedgerEntry, LedgerReceipt } from './protocol.js';
 import { ShardCache, sha256Hex, type ShardStore } from './shards.js';
 import { toJob, toLease, toLedgerEntry, toLedgerSeal, toResult, toVolunteer, toWu, type Row } from './sqlite-store.js';
 import type {
-  ChooseWorkUnit,
   JobRecord,
   LeaseRecord,
   NewWorkUnit,
@@ -24,7 +23,7 @@ import type {
   VolunteerStats,
 } from './store.js';
 import { freshTrust, type TrustRecord } from './trust.js';
-import { LEASE_CANDIDATES, LIST_VOLUNTEERS_SQL, requireSealer, settlementEntries } from './store.js';
+import { leaseQueryLimit, LIST_VOLUNTEERS_SQL, pickUnits, requireSealer, settlementEntries, type LeaseRequest } from './store.js';
 
 // Timestamps and counters are BIGINT (pg returns them as strings; the row mappers convert).
 const SCHEMA = `
@@ -243,14 +242,7 @@ export class PgStore implements Store {
     return row ? toWu(row) : null;
   }
 
-  async leaseNext(
-    volunteerId: string,
-    now: number,
-    deadline: number,
-    choose?: ChooseWorkUnit,
-    aliveUntil = deadline,
-    kinds?: readonly string[],
-  ) {
+  async leaseUnits(req: LeaseRequest) {
     return this.tx(async (c) => {
       // SKIP LOCKED: a unit another coordinator is claiming right now is passed over, not waited on.
       const rows = (
@@ -261,24 +253,20 @@ export class PgStore implements Store {
              AND NOT EXISTS (SELECT 1 FROM results r WHERE r.wu_id = wu.id AND r.volunteer_id = $1)
              AND ($3::text[] IS NULL OR wu.kind = ANY($3::text[]))
            ORDER BY wu.job_seq, wu.idx LIMIT $2 FOR UPDATE OF wu SKIP LOCKED`,
-          [volunteerId, choose ? LEASE_CANDIDATES : 1, kinds ? [...kinds] : null],
+          [req.volunteerId, leaseQueryLimit(req), req.kinds ? [...req.kinds] : null],
         )
       ).rows as Row[];
-      if (!rows.length) return null;
-      const wu = choose ? choose(rows.map(toWu)) : toWu(rows[0]);
-      const lease: LeaseRecord = { id: `l_${randomUUID()}`, wuId: wu.id, volunteerId, issuedAt: now, deadline, state: 'active' };
-      await c.query(`INSERT INTO leases(id, wu_id, volunteer_id, issued_at, deadline, state, alive_until, owner) VALUES ($1, $2, $3, $4, $5, 'active', $6, $7)`, [
-        lease.id,
-        wu.id,
-        volunteerId,
-        now,
-        deadline,
-        aliveUntil,
-        this.owner,
-      ]);
-      await c.query('UPDATE work_units SET live = live + 1 WHERE id = $1', [wu.id]);
-      await c.query(`UPDATE jobs SET state = 'running' WHERE id = $1 AND state = 'queued'`, [wu.jobId]);
-      return { lease, wu };
+      const units = pickUnits(rows.map(toWu), req);
+      if (!units.length) return [];
+      const leases: LeaseRecord[] = units.map((wu) => ({ id: `l_${randomUUID()}`, wuId: wu.id, volunteerId: req.volunteerId, issuedAt: req.now, deadline: req.deadline, state: 'active' }));
+      await c.query(
+        `INSERT INTO leases(id, wu_id, volunteer_id, issued_at, deadline, state, alive_until, owner)
+         SELECT x.id, x.wu_id, $3, $4, $5, 'active', $6, $7 FROM unnest($1::text[], $2::text[]) AS x(id, wu_id)`,
+        [leases.map((l) => l.id), leases.map((l) => l.wuId), req.volunteerId, req.now, req.deadline, req.aliveUntil ?? req.deadline, this.owner],
+      );
+      await this.liveDeltas(c, leases.map((l) => l.wuId), 1);
+      await c.query(`UPDATE jobs SET state = 'running' WHERE id = ANY($1::text[]) AND state = 'queued'`, [[...new Set(units.map((u) => u.jobId))]]);
+      return units.map((wu, i) => ({ lease: leases[i], wu }));
     });
   }
 

@@ -35,7 +35,7 @@ test.each(['after storing the result', 'after settling the last unit'] as const)
   const store = new SqliteStore(join(dir, 'tabgrid.sqlite'), { sealer: makeSealer(loadOrCreateCoordinatorKeys(dir).privateKey) });
   const volunteerId = 'v_000000000000000000000001';
   await store.upsertVolunteer({ id: volunteerId, publicKey: 'unused', name: null, now: 1 });
-  const leased = (await store.leaseNext(volunteerId, 1, 1e15))!;
+  const leased = (await store.leaseUnits({ volunteerId, now: 1, deadline: 1e15 }))[0];
   const data = new Uint8Array(C.buffer.slice(0));
   const resultId = 'r_before_crash';
   await store.addResult({ id: resultId, wuId: leased.wu.id, leaseId: leased.lease.id, volunteerId, sha256: sha256Hex(data), state: 'pending', receivedAt: 2, reason: null, data });

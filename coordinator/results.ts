@@ -124,6 +124,19 @@ export class ResultIntake {
     return { accepted: true };
   }
 
+  /** A job's id and replication never change: each job is read once, not once per result. */
+  private readonly jobs = new Map<string, { id: string; replication: number }>();
+
+  private async jobFacts(jobId: string) {
+    const hit = this.jobs.get(jobId);
+    if (hit) return hit;
+    const job = await this.ctx.store.getJob(jobId);
+    if (!job) return null;
+    if (this.jobs.size >= 10_000) this.jobs.clear();
+    this.jobs.set(jobId, { id: job.id, replication: job.replication });
+    return this.jobs.get(jobId)!;
+  }
+
   /** Volunteer keys never change (the id is derived from the key): look each one up once. */
   private readonly keys = new Map<string, string>();
 
@@ -155,7 +168,7 @@ export class ResultIntake {
   private async validate(wuAtIntake: WorkUnitRecord) {
     const { store, scheduler, now } = this.ctx;
     const wu = await store.getWorkUnit(wuAtIntake.id);
-    const job = wu && (await store.getJob(wu.jobId));
+    const job = wu && (await this.jobFacts(wu.jobId));
     if (!wu || !job || wu.state !== 'open') return;
     const live = await store.liveResults(wu.id);
     const kind = jobKind(wu.kind);

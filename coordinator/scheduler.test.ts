@@ -36,8 +36,8 @@ test('idle workers are not asked again until new work arrives', async () => {
   dirs.push(dir);
   const store = new SqliteStore(join(dir, 'db.sqlite'));
   let asks = 0;
-  const leaseNext = store.leaseNext.bind(store);
-  store.leaseNext = (...args) => (asks++, leaseNext(...args));
+  const leaseUnits = store.leaseUnits.bind(store);
+  store.leaseUnits = (...args) => (asks++, leaseUnits(...args));
   const scheduler = new Scheduler(store, { leaseMs: 60_000 });
   const workers = Array.from({ length: 50 }, (_, i) => session(i));
   for (const w of workers) scheduler.add(w);
@@ -58,5 +58,28 @@ test('idle workers are not asked again until new work arrives', async () => {
   // A worker vanishes: its replica is wanted again, so the idle ones are asked.
   await scheduler.remove(workers.find((w) => w.leases.size > 0)!);
   expect(workers.filter((w) => w.got.filter((m) => m.type === 'assign').length > 0)).toHaveLength(21);
+  await store.close();
+});
+
+test('a worker with free slots gets them filled in one lease query, never one unit twice', async () => {
+  const dir = makeTempDir();
+  dirs.push(dir);
+  const store = new SqliteStore(join(dir, 'db.sqlite'));
+  let asks = 0;
+  const leaseUnits = store.leaseUnits.bind(store);
+  store.leaseUnits = (...args) => (asks++, leaseUnits(...args));
+  const scheduler = new Scheduler(store, { leaseMs: 60_000 });
+  const job = { kind: 'matmul', name: null, state: 'queued' as const, replication: 2, meta: {}, createdAt: 0, finishedAt: null, error: null, resultSha: null, resultShape: [1, 1] };
+  await store.createJob({ ...job, id: 'j1' }, units('j1', 5));
+  const [a, b] = [session(1), session(2)];
+  a.slots = 8;
+  b.slots = 3;
+  scheduler.add(a);
+  scheduler.add(b);
+  await scheduler.dispatch();
+  expect(asks).toBe(2); // one query per worker, whatever its slots
+  const assigned = (w: typeof a) => w.got.filter((m) => m.type === 'assign').map((m) => (m.type === 'assign' ? m.wu.id : ''));
+  expect(assigned(a).sort()).toEqual(['j1.0', 'j1.1', 'j1.2', 'j1.3', 'j1.4']); // all 5 units, each once
+  expect(assigned(b)).toEqual(['j1.0', 'j1.1', 'j1.2']); // the second replicas, in queue order
   await store.close();
 });

@@ -144,8 +144,8 @@ export class Scheduler {
   }
 
   /**
-   * Round-robin: each pass asks for one lease for every hungry worker at once (the store commits
-   * them together), so work spreads across workers and a pass costs one commit, not one per worker.
+   * Each pass asks for every hungry worker's free slots at once (the store commits them together),
+   * so a pass costs one commit and one query per worker, not one per slot.
    */
   private async fillOnce() {
     const stale = (s: WorkerSession) => this.starved.get(s) !== this.store.workVersion;
@@ -155,24 +155,32 @@ export class Scheduler {
     while (candidates.length) {
       const now = this.now();
       const version = this.store.workVersion;
+      const wanted = candidates.map((s) => Math.max(1, s.slots - s.leases.size));
       const got = await Promise.all(
-        candidates.map((s) => this.store.leaseNext(s.volunteerId, now, now + this.opts.leaseMs, this.chooser(s), now + this.livenessMs, s.kinds ?? undeclaredWorkerKinds)),
+        candidates.map((s, i) =>
+          this.store.leaseUnits({
+            volunteerId: s.volunteerId,
+            count: wanted[i],
+            now,
+            deadline: now + this.opts.leaseMs,
+            choose: this.chooser(s),
+            aliveUntil: now + this.livenessMs,
+            kinds: s.kinds ?? undeclaredWorkerKinds,
+          }),
+        ),
       );
       const next: WorkerSession[] = [];
       const orphans: string[] = [];
-      got.forEach((g, i) => {
+      got.forEach((leased, i) => {
         const s = candidates[i];
-        if (!g) {
-          this.starved.set(s, version); // nothing for this worker until the work changes
-          return;
-        }
-        this.starved.delete(s);
+        if (leased.length < wanted[i]) this.starved.set(s, version); // nothing more for this worker until the work changes
+        else this.starved.delete(s);
         if (!this.sessions.has(s)) {
-          orphans.push(g.lease.id); // left while we leased
+          orphans.push(...leased.map((g) => g.lease.id)); // left while we leased
           return;
         }
-        this.issue(s, g.lease, g.wu);
-        if (this.hungry.has(s)) next.push(s);
+        for (const g of leased) this.issue(s, g.lease, g.wu);
+        if (this.hungry.has(s) && leased.length === wanted[i]) next.push(s);
       });
       if (orphans.length) await this.store.endLeases(orphans, 'abandoned');
       candidates = next;
@@ -187,7 +195,8 @@ export class Scheduler {
   private chooser(s: WorkerSession) {
     const tracker = this.opts.tracker;
     const peerId = s.peerId;
-    if (!tracker || !peerId) return undefined;
+    // Nothing held or fetching: every score would be 0, so queue order it is (and a cheaper query).
+    if (!tracker || !peerId || !tracker.hasShards(peerId)) return undefined;
     return (candidates: WorkUnitRecord[]) => {
       const head = candidates[0];
       if ((this.skips.get(head.id) ?? 0) >= MAX_LOCALITY_SKIPS) return head;

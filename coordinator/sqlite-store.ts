@@ -11,7 +11,6 @@ import { GENESIS_HASH, makeEntry, type Sealer } from './ledger.js';
 import type { LedgerEntry, LedgerReceipt, LedgerSeal } from './protocol.js';
 import { freshTrust, type TrustRecord } from './trust.js';
 import type {
-  ChooseWorkUnit,
   JobRecord,
   LeaseRecord,
   NewWorkUnit,
@@ -24,7 +23,7 @@ import type {
   VolunteerStats,
   WorkUnitRecord,
 } from './store.js';
-import { LEASE_CANDIDATES, LIST_VOLUNTEERS_SQL, requireSealer, settlementEntries } from './store.js';
+import { leaseQueryLimit, LIST_VOLUNTEERS_SQL, pickUnits, requireSealer, settlementEntries, type LeaseRequest } from './store.js';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -40,7 +39,7 @@ CREATE TABLE IF NOT EXISTS work_units (
   params TEXT NOT NULL, inputs TEXT NOT NULL, output_bytes INTEGER NOT NULL, flops INTEGER NOT NULL,
   tolerance TEXT NOT NULL, meta TEXT NOT NULL, target INTEGER NOT NULL, state TEXT NOT NULL,
   canonical_result_id TEXT, live INTEGER NOT NULL DEFAULT 0, job_seq INTEGER NOT NULL);
-CREATE INDEX IF NOT EXISTS wu_open ON work_units(state, job_seq, idx);
+DROP INDEX IF EXISTS wu_open;
 -- Only units that still want a replica: leasing skips the ones fully leased without scanning them.
 CREATE INDEX IF NOT EXISTS wu_wanting ON work_units(job_seq, idx) WHERE state = 'open' AND live < target;
 CREATE INDEX IF NOT EXISTS wu_job ON work_units(job_id, idx);
@@ -49,8 +48,10 @@ CREATE TABLE IF NOT EXISTS leases (
   issued_at INTEGER NOT NULL, deadline INTEGER NOT NULL, state TEXT NOT NULL,
   alive_until INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS lease_wu ON leases(wu_id, volunteer_id);
-CREATE INDEX IF NOT EXISTS lease_active ON leases(state, deadline);
-CREATE INDEX IF NOT EXISTS lease_alive ON leases(state, alive_until);
+-- Only active leases, and only by deadline: an entry per lease while it is out, none after.
+DROP INDEX IF EXISTS lease_active;
+DROP INDEX IF EXISTS lease_alive;
+CREATE INDEX IF NOT EXISTS lease_deadline ON leases(deadline) WHERE state = 'active';
 CREATE TABLE IF NOT EXISTS results (
   id TEXT PRIMARY KEY, wu_id TEXT NOT NULL REFERENCES work_units(id), lease_id TEXT NOT NULL,
   volunteer_id TEXT NOT NULL, sha256 TEXT NOT NULL, state TEXT NOT NULL, received_at INTEGER NOT NULL,
@@ -350,13 +351,11 @@ export class SqliteStore implements Store {
           AND (@kinds IS NULL OR wu.kind IN (SELECT value FROM json_each(@kinds)))
         ORDER BY wu.job_seq, wu.idx LIMIT @limit`),
       insertLease: p(`INSERT INTO leases(id, wu_id, volunteer_id, issued_at, deadline, state, alive_until) VALUES (?, ?, ?, ?, ?, 'active', ?)`),
-      renewLeases: p(`UPDATE leases SET alive_until = ? WHERE state = 'active'`),
       liveDelta: p('UPDATE work_units SET live = live + ? WHERE id = ?'),
       jobRunning: p(`UPDATE jobs SET state = 'running' WHERE id = ? AND state = 'queued'`),
       getLease: p('SELECT * FROM leases WHERE id = ?'),
       endLease: p(`UPDATE leases SET state = ? WHERE id = ? AND state = 'active'`),
-      expiredLeases: p(`SELECT * FROM leases WHERE state = 'active' AND deadline < @now
-        UNION SELECT * FROM leases WHERE state = 'active' AND alive_until < @now`),
+      expiredLeases: p(`SELECT * FROM leases WHERE state = 'active' AND deadline < ?`),
       countActive: p(`SELECT count(*) AS n FROM leases WHERE wu_id = ? AND state = 'active'`),
       insertResult: p(`INSERT INTO results(id, wu_id, lease_id, volunteer_id, sha256, state, received_at, reason, data)
         VALUES (@id, @wuId, @leaseId, @volunteerId, @sha256, @state, @receivedAt, @reason, @data)
@@ -556,31 +555,24 @@ export class SqliteStore implements Store {
     return row ? toWu(row) : null;
   }
 
-  async leaseNext(
-    volunteerId: string,
-    now: number,
-    deadline: number,
-    choose?: ChooseWorkUnit,
-    aliveUntil = deadline,
-    kinds?: readonly string[],
-  ) {
+  async leaseUnits(req: LeaseRequest) {
     return this.write(() => {
       const rows = this.s.nextWu.all({
-        v: volunteerId,
-        limit: choose ? LEASE_CANDIDATES : 1,
-        kinds: kinds ? JSON.stringify(kinds) : null,
+        v: req.volunteerId,
+        limit: leaseQueryLimit(req),
+        kinds: req.kinds ? JSON.stringify(req.kinds) : null,
       }) as Row[];
-      if (!rows.length) return null;
-      const wu = choose ? choose(rows.map(toWu)) : toWu(rows[0]);
-      const lease: LeaseRecord = { id: `l_${crypto.randomUUID()}`, wuId: wu.id, volunteerId, issuedAt: now, deadline, state: 'active' };
-      this.s.insertLease.run(lease.id, wu.id, volunteerId, now, deadline, aliveUntil);
-      this.s.liveDelta.run(1, wu.id);
-      // A job never goes back to queued: mark it running once, not on every lease.
-      if (!this.runningJobs.has(wu.jobId)) {
-        this.s.jobRunning.run(wu.jobId);
-        this.runningJobs.add(wu.jobId);
-      }
-      return { lease, wu };
+      return pickUnits(rows.map(toWu), req).map((wu) => {
+        const lease: LeaseRecord = { id: `l_${crypto.randomUUID()}`, wuId: wu.id, volunteerId: req.volunteerId, issuedAt: req.now, deadline: req.deadline, state: 'active' };
+        this.s.insertLease.run(lease.id, wu.id, req.volunteerId, req.now, req.deadline, req.aliveUntil ?? req.deadline);
+        this.s.liveDelta.run(1, wu.id);
+        // A job never goes back to queued: mark it running once, not on every lease.
+        if (!this.runningJobs.has(wu.jobId)) {
+          this.s.jobRunning.run(wu.jobId);
+          this.runningJobs.add(wu.jobId);
+        }
+        return { lease, wu };
+      });
     });
   }
 
@@ -607,15 +599,18 @@ export class SqliteStore implements Store {
     });
   }
 
-  async renewLeases(aliveUntil: number) {
-    // One coordinator per SQLite file: every active lease is ours.
-    return this.write(() => this.s.renewLeases.run(aliveUntil).changes);
+  /**
+   * Nothing to renew: one coordinator per SQLite file, whose leases live exactly as long as it
+   * does (it expires all of them when it starts), so their heartbeat is not stored.
+   */
+  async renewLeases(_aliveUntil: number) {
+    return 0;
   }
 
   async expireLeases(now: number) {
     return this.write(() => {
       let n = 0;
-      for (const row of this.s.expiredLeases.all({ now }) as Row[]) n += this.endLeaseTx(toLease(row), 'expired');
+      for (const row of this.s.expiredLeases.all(now) as Row[]) n += this.endLeaseTx(toLease(row), 'expired');
       return n;
     });
   }
@@ -628,10 +623,11 @@ export class SqliteStore implements Store {
     return this.write(() => {
       const data = Buffer.from(r.data.buffer, r.data.byteOffset, r.data.byteLength);
       if (this.s.insertResult.run({ ...r, data }).changes === 0) return false; // this volunteer already has one
-      const lease = toLease(this.s.getLease.get(r.leaseId) as Row);
-      this.endLeaseTx(lease, 'returned');
-      if (r.state !== 'invalid') this.s.liveDelta.run(1, r.wuId);
-      else this.workVersion++;
+      // The lease stops counting towards `live` and a live result starts: one update for both.
+      const ended = this.s.endLease.run('returned', r.leaseId).changes;
+      const delta = (r.state !== 'invalid' ? 1 : 0) - ended;
+      if (delta !== 0) this.s.liveDelta.run(delta, r.wuId);
+      if (delta < 0) this.workVersion++; // an invalid result: a replica is wanted again
       return true;
     });
   }
@@ -700,7 +696,23 @@ export class SqliteStore implements Store {
     return (this.s.sealsFrom.all(afterSeq, limit) as Row[]).map(toLedgerSeal);
   }
 
+  /**
+   * Trust records this store wrote, by identity: one coordinator writes a file, so its copy is
+   * current (a store that only reads, like a test's observer, always reads the file).
+   */
+  private readonly trust = new Map<string, TrustRecord>();
+
   async getTrust(volunteerId: string): Promise<TrustRecord> {
+    const hit = this.trust.get(volunteerId);
+    return hit ? { ...hit } : this.readTrust(volunteerId);
+  }
+
+  private cacheTrust(t: TrustRecord) {
+    if (this.trust.size >= 100_000) this.trust.delete(this.trust.keys().next().value!);
+    this.trust.set(t.volunteerId, { ...t });
+  }
+
+  private readTrust(volunteerId: string): TrustRecord {
     const r = this.s.getTrust.get(volunteerId) as Row | undefined;
     if (!r) return freshTrust(volunteerId);
     return {
@@ -713,7 +725,13 @@ export class SqliteStore implements Store {
   }
 
   async putTrust(t: TrustRecord) {
-    this.s.putTrust.run(t);
+    this.cacheTrust(t); // seen at once, as the row would be
+    try {
+      await this.write(() => this.s.putTrust.run(t));
+    } catch (err) {
+      this.trust.delete(t.volunteerId); // not written: read the stored one again
+      throw err;
+    }
   }
 
   async unreplicatedResults(volunteerId: string, since: number) {

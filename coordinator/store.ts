@@ -114,8 +114,44 @@ export interface SettlementOutcome {
   jobId: string;
 }
 
-/** How many eligible units, in queue order, leaseNext offers to a `choose` callback. */
+/** How many eligible units, in queue order, leaseUnits offers to a `choose` callback. */
 export const LEASE_CANDIDATES = 32;
+
+export interface LeaseRequest {
+  volunteerId: string;
+  now: number;
+  deadline: number;
+  /** How many units at most (a worker's free slots); default 1. */
+  count?: number;
+  choose?: ChooseWorkUnit;
+  aliveUntil?: number;
+  kinds?: readonly string[];
+}
+
+export interface Leased {
+  lease: LeaseRecord;
+  wu: WorkUnitRecord;
+}
+
+/** How many rows a lease query asks for: the units wanted, plus room for `choose` to pick among. */
+export function leaseQueryLimit(req: LeaseRequest): number {
+  const count = req.count ?? 1;
+  return req.choose ? LEASE_CANDIDATES + count - 1 : count;
+}
+
+/** Takes `count` units out of the candidates, each picked by `choose` (or in queue order). */
+export function pickUnits(candidates: WorkUnitRecord[], req: LeaseRequest): WorkUnitRecord[] {
+  const count = req.count ?? 1;
+  if (!req.choose) return candidates.slice(0, count);
+  const left = [...candidates];
+  const picked: WorkUnitRecord[] = [];
+  while (picked.length < count && left.length) {
+    const wu = req.choose(left);
+    left.splice(left.indexOf(wu), 1);
+    picked.push(wu);
+  }
+  return picked;
+}
 
 /** Picks one of the eligible units (given in queue order, at most LEASE_CANDIDATES); called inside the lease transaction. */
 export type ChooseWorkUnit = (candidates: WorkUnitRecord[]) => WorkUnitRecord;
@@ -149,19 +185,13 @@ export interface Store {
 
   getWorkUnit(id: string): Promise<WorkUnitRecord | null>;
   /**
-   * Leases the next open work unit that still needs a replica and that this volunteer has neither
-   * an active lease on nor a result for, among the job kinds it can run (all when absent). Oldest
-   * job first, unless `choose` picks another of the first candidates. Null when there is nothing
-   * for them. The lease lapses at `aliveUntil` (default: the deadline) unless renewLeases extends it.
+   * Leases up to `count` open work units that still need a replica and that this volunteer has
+   * neither an active lease on nor a result for, among the job kinds it can run (all when absent),
+   * in one transaction. Oldest job first, unless `choose` picks others among the first candidates.
+   * Empty when there is nothing for them. Each lease lapses at `aliveUntil` (default: the deadline)
+   * unless renewLeases extends it.
    */
-  leaseNext(
-    volunteerId: string,
-    now: number,
-    deadline: number,
-    choose?: ChooseWorkUnit,
-    aliveUntil?: number,
-    kinds?: readonly string[],
-  ): Promise<{ lease: LeaseRecord; wu: WorkUnitRecord } | null>;
+  leaseUnits(req: LeaseRequest): Promise<Leased[]>;
   getLease(id: string): Promise<LeaseRecord | null>;
   /**
    * Ends active leases; returns how many changed. 'expired' = the worker vanished (its late result

@@ -105,4 +105,18 @@ describe('Tracker', () => {
     expect(t.jobTraffic('j1')).toEqual({ fromPeers: 11, fromCoordinator: 7 });
     expect(t.jobTraffic('j2')).toEqual({ fromPeers: 0, fromCoordinator: 0 });
   });
+  test('a worker outside the swarm is not tracked as fetching (its sets do not grow per unit)', () => {
+    const t = new Tracker();
+    const node = t.join('v1');
+    const page = t.join('v2');
+    t.setReady(page);
+    t.expect(node, [S1, S2]);
+    expect(t.hasShards(node)).toBe(false);
+    expect(t.recommend([S1], page)).toEqual({});
+    t.expect(page, [S1]);
+    expect(t.hasShards(page)).toBe(true);
+    expect(t.recommend([S1], node)).toEqual({ [S1]: [page] });
+    t.leave(page);
+    expect(t.recommend([S1], node)).toEqual({});
+  });
 });

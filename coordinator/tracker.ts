@@ -33,8 +33,28 @@ function shuffled<T>(items: T[]): T[] {
   return out;
 }
 
+/** sha-256 -> the peers in one role for it (holding, or fetching); empty sets are dropped. */
+class ShardIndex {
+  private readonly map = new Map<string, Set<PeerEntry>>();
+  add(sha: string, p: PeerEntry) {
+    let set = this.map.get(sha);
+    if (!set) this.map.set(sha, (set = new Set()));
+    set.add(p);
+  }
+  delete(sha: string, p: PeerEntry) {
+    const set = this.map.get(sha);
+    if (set?.delete(p) && set.size === 0) this.map.delete(sha);
+  }
+  get(sha: string): Iterable<PeerEntry> {
+    return this.map.get(sha) ?? [];
+  }
+}
+
 export class Tracker {
   private readonly peers = new Map<string, PeerEntry>();
+  /** Who holds and who is fetching each shard: recommending costs O(holders), not O(swarm). */
+  private readonly holders = new ShardIndex();
+  private readonly fetchers = new ShardIndex();
   /** Volunteers reported for bad bytes: never recommended again (by identity, so reconnecting does not help). */
   private readonly bad = new Map<string, { reporter: string; sha256: string; reason: string }>();
   private readonly traffic = new Map<string, ShardTraffic>();
@@ -49,6 +69,10 @@ export class Tracker {
   }
 
   leave(peerId: string) {
+    const p = this.peers.get(peerId);
+    if (!p) return;
+    for (const sha of p.held) this.holders.delete(sha, p);
+    for (const sha of p.expected) this.fetchers.delete(sha, p);
     this.peers.delete(peerId);
   }
 
@@ -66,19 +90,39 @@ export class Tracker {
     if (!p) return;
     for (const sha of add) {
       p.held.add(sha);
-      p.expected.delete(sha);
+      this.holders.add(sha, p);
+      this.stopExpecting(p, sha);
     }
     for (const sha of remove) {
       p.held.delete(sha);
-      p.expected.delete(sha);
+      this.holders.delete(sha, p);
+      this.stopExpecting(p, sha);
     }
   }
 
-  /** The worker was just given these shards to fetch; others may ask it for them. */
+  private stopExpecting(p: PeerEntry, sha: string) {
+    if (p.expected.delete(sha)) this.fetchers.delete(sha, p);
+  }
+
+  /**
+   * The worker was just given these shards to fetch; others may ask it for them. Only a worker in
+   * the swarm can serve them: one without a peer (a Node worker) is not tracked, so its sets do
+   * not grow with every unit it is given.
+   */
   expect(peerId: string, shas: string[]) {
     const p = this.peers.get(peerId);
-    if (!p) return;
-    for (const sha of shas) if (!p.held.has(sha)) p.expected.add(sha);
+    if (!p?.ready) return;
+    for (const sha of shas) {
+      if (p.held.has(sha) || p.expected.has(sha)) continue;
+      p.expected.add(sha);
+      this.fetchers.add(sha, p);
+    }
+  }
+
+  /** Whether the peer holds or is fetching anything at all (else every locality score is 0). */
+  hasShards(peerId: string): boolean {
+    const p = this.peers.get(peerId);
+    return !!p && (p.held.size > 0 || p.expected.size > 0);
   }
 
   /** How many of `shas` this peer holds or is fetching (the scheduler's locality score). */
@@ -93,10 +137,10 @@ export class Tracker {
   /** For each shard: up to maxPeersPerShard ready, trusted peers other than `forPeerId`; holders first. */
   recommend(shas: string[], forPeerId: string | undefined): ShardPeers {
     const out: ShardPeers = {};
-    const candidates = [...this.peers.values()].filter((p) => p.ready && p.peerId !== forPeerId && !this.bad.has(p.volunteerId));
+    const eligible = (peers: Iterable<PeerEntry>) => [...peers].filter((p) => p.ready && p.peerId !== forPeerId && !this.bad.has(p.volunteerId));
     for (const sha of new Set(shas)) {
-      const holders = shuffled(candidates.filter((p) => p.held.has(sha)));
-      const fetching = shuffled(candidates.filter((p) => !p.held.has(sha) && p.expected.has(sha)));
+      const holders = shuffled(eligible(this.holders.get(sha)));
+      const fetching = shuffled(eligible(this.fetchers.get(sha)));
       const ids = [...holders, ...fetching].slice(0, P2P_LIMITS.maxPeersPerShard).map((p) => p.peerId);
       if (ids.length) out[sha] = ids;
     }

@@ -47,7 +47,7 @@ describe.each(stores)('%s store', (_name, open) => {
         { id: jobId, kind: 'matmul', name: null, state: 'queued', replication: 2, meta: {}, createdAt: 1, finishedAt: null, error: null, resultSha: null, resultShape: [1, 1] },
         [{ ...unit, id: `${jobId}.0`, jobId, idx: 0, kind: 'matmul', target: 1 }],
       );
-      const leased = (await store.leaseNext(v, 10, 1e15))!;
+      const leased = (await store.leaseUnits({ volunteerId: v, now: 10, deadline: 1e15 }))[0];
       expect(leased.wu.target).toBe(1);
       const resultId = `r_${v}`;
       await store.addResult({ id: resultId, wuId: leased.wu.id, leaseId: leased.lease.id, volunteerId: v, sha256: '0'.repeat(64), state: 'pending', receivedAt: 20, reason: null, data: new Uint8Array(4) });

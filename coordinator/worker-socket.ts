@@ -72,8 +72,22 @@ export function handleWorkerSocket(socket: WebSocket, ctx: SocketContext) {
   // Messages are handled one at a time, in arrival order.
   let queue: Promise<void> = Promise.resolve();
 
+  // What is sent in one event-loop turn (a result's ack and its credit, a pass's assignments)
+  // leaves in one write: the TCP socket is corked until the turn ends. (ws has no public handle on
+  // its socket; without one, frames are simply written one by one.)
+  const tcp = (socket as unknown as { _socket?: { cork(): void; uncork(): void } })._socket;
+  let corked = false;
   const send = (msg: ServerMessage) => {
-    if (socket.readyState === socket.OPEN) socket.send(JSON.stringify(msg));
+    if (socket.readyState !== socket.OPEN) return;
+    if (tcp && !corked) {
+      corked = true;
+      tcp.cork();
+      setImmediate(() => {
+        corked = false;
+        tcp.uncork();
+      });
+    }
+    socket.send(JSON.stringify(msg));
   };
   const fail = (code: string, message: string) => {
     send({ type: 'error', code, message });
