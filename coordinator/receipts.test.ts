@@ -57,6 +57,16 @@ describe('sealed receipts', () => {
     expect(check.message).toMatch(reason);
   });
 
+  test.each<[string, (r: Receipt) => unknown]>([
+    ['an audit path of 65 hashes', (r) => ({ ...r, path: Array(65).fill('a'.repeat(64)) })],
+    ['a path hash that is not hex', (r) => ({ ...r, path: ['Z'.repeat(64)] })],
+    ['a seal root that is not a sha-256', (r) => ({ ...r, seal: { ...r.seal!, root: 'abc' } })],
+    ['an extra field', (r) => ({ ...r, credit: 1e9 })],
+  ])('a receipt file with %s is not a receipt', async (_what, tamper) => {
+    const check = await verifyReceipt(tamper({ coordinatorPublicKey: coordinatorKey, ...worker.receipts[0] }));
+    expect(check).toMatchObject({ ok: false, message: expect.stringMatching(/^not a receipt/) });
+  });
+
   test('`npm run ledger -- verify-receipt` checks a receipt file offline, optionally pinned to a key', () => {
     const file = join(grid.dir, 'receipt.json');
     writeFileSync(file, JSON.stringify({ coordinatorPublicKey: coordinatorKey, ...worker.receipts[1] }));
