@@ -116,7 +116,9 @@ async function main() {
     }
     const cpu = process.cpuUsage(cpuAtWarm);
     const from = warm && last.done > warm.done ? warm : start;
-    const report = (fleet.send({ type: 'report' }), await waitFor<{ p50: number; p99: number; samples: number; rejected: number }>(fleet, 'report'));
+    const report = (fleet.send({ type: 'report' }), await waitFor<{ p50: number | null; p99: number | null; samples: number; rejected: number }>(fleet, 'report'));
+    // No unit credited in the window (a run too short for its load): no latency to report.
+    const ms = (x: number | null) => (x === null || !Number.isFinite(x) ? null : +x.toFixed(1));
     const memPeak = heapMb();
     const out = {
       bench: 'coordinator',
@@ -132,7 +134,7 @@ async function main() {
       resultsPerSecond: Math.round(((last.done - from.done) * REPLICATION) / (last.t - from.t)),
       // CPU time the coordinator spent per unit: unlike WU/s, barely moved by other load on the machine.
       coordinatorCpuUsPerWu: Math.round((cpu.user + cpu.system) / Math.max(1, last.done - from.done)),
-      latencyMs: { p50: +report.p50.toFixed(1), p99: +report.p99.toFixed(1), samples: report.samples },
+      latencyMs: { p50: ms(report.p50), p99: ms(report.p99), samples: report.samples },
       rejectedResults: report.rejected,
       connectSeconds: +connectSeconds.toFixed(2),
       memory: {

@@ -7,6 +7,7 @@
 // Shards live here too (PgShardStore), so any coordinator can serve any shard.
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
+import { v7 as uuidv7 } from 'uuid';
 import { GENESIS_HASH, makeEntry, type Sealer } from './ledger.js';
 import type { LedgerEntry, LedgerReceipt } from './protocol.js';
 import { ShardCache, sha256Hex, type ShardStore } from './shards.js';
@@ -226,6 +227,8 @@ export class PgStore implements Store {
 
   private async failJobTx(c: Client, jobId: string, error: string, now: number) {
     await c.query(`UPDATE jobs SET state = 'failed', error = $1, finished_at = $2 WHERE id = $3 AND state IN ('queued', 'running')`, [error, now, jobId]);
+    // A failed job wants no more work: its open units close, so nobody is given them again.
+    await c.query(`UPDATE work_units SET state = 'error' WHERE job_id = $1 AND state = 'open'`, [jobId]);
     const ended = await c.query(
       `UPDATE leases SET state = 'abandoned' WHERE state = 'active' AND wu_id IN (SELECT id FROM work_units WHERE job_id = $1) RETURNING wu_id`,
       [jobId],
@@ -258,7 +261,7 @@ export class PgStore implements Store {
       ).rows as Row[];
       const units = pickUnits(rows.map(toWu), req);
       if (!units.length) return [];
-      const leases: LeaseRecord[] = units.map((wu) => ({ id: `l_${randomUUID()}`, wuId: wu.id, volunteerId: req.volunteerId, issuedAt: req.now, deadline: req.deadline, state: 'active' }));
+      const leases: LeaseRecord[] = units.map((wu) => ({ id: `l_${uuidv7()}`, wuId: wu.id, volunteerId: req.volunteerId, issuedAt: req.now, deadline: req.deadline, state: 'active' }));
       await c.query(
         `INSERT INTO leases(id, wu_id, volunteer_id, issued_at, deadline, state, alive_until, owner)
          SELECT x.id, x.wu_id, $3, $4, $5, 'active', $6, $7 FROM unnest($1::text[], $2::text[]) AS x(id, wu_id)`,

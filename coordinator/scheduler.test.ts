@@ -83,3 +83,20 @@ test('a worker with free slots gets them filled in one lease query, never one un
   expect(assigned(b)).toEqual(['j1.0', 'j1.1', 'j1.2']); // the second replicas, in queue order
   await store.close();
 });
+
+test('a failed job hands out no more work', async () => {
+  const dir = makeTempDir();
+  dirs.push(dir);
+  const store = new SqliteStore(join(dir, 'db.sqlite'));
+  const job = { kind: 'matmul', name: null, state: 'queued' as const, replication: 1, meta: {}, createdAt: 0, finishedAt: null, error: null, resultSha: null, resultShape: [1, 1] };
+  await store.createJob({ ...job, id: 'j1' }, units('j1', 4));
+  await store.createJob({ ...job, id: 'j2' }, units('j2', 1));
+  const [first] = await store.leaseUnits({ volunteerId: 'v_1', now: 1, deadline: 1e15 });
+  await store.failWorkUnit(first.wu.id, 'no quorum', 2);
+  expect((await store.getJob('j1'))?.state).toBe('failed');
+  // j1's three other units are closed: the next worker gets j2's unit, then nothing.
+  const next = await store.leaseUnits({ volunteerId: 'v_2', now: 3, deadline: 1e15, count: 8 });
+  expect(next.map((l) => l.wu.id)).toEqual(['j2.0']);
+  expect((await store.getWorkUnit('j1.1'))?.state).toBe('error');
+  await store.close();
+});

@@ -7,6 +7,7 @@
 // synced), without stalling every other connection for the disk.
 import { closeSync, fsync, openSync } from 'node:fs';
 import Database from 'better-sqlite3';
+import { v7 as uuidv7 } from 'uuid';
 import { GENESIS_HASH, makeEntry, type Sealer } from './ledger.js';
 import type { LedgerEntry, LedgerReceipt, LedgerSeal } from './protocol.js';
 import { freshTrust, type TrustRecord } from './trust.js';
@@ -375,6 +376,7 @@ export class SqliteStore implements Store {
       sealsFrom: p('SELECT * FROM ledger_seals WHERE last_seq > ? ORDER BY last_seq LIMIT ?'),
       wuError: p(`UPDATE work_units SET state = 'error' WHERE id = ? AND state = 'open'`),
       invalidatePending: p(`UPDATE results SET state = 'invalid', reason = ? WHERE wu_id = ? AND state = 'pending'`),
+      closeJobUnits: p(`UPDATE work_units SET state = 'error' WHERE job_id = ? AND state = 'open'`),
       abandonJobLeases: p(`UPDATE leases SET state = 'abandoned' WHERE state = 'active'
         AND wu_id IN (SELECT id FROM work_units WHERE job_id = ?)`),
       getTrust: p('SELECT * FROM trust WHERE volunteer_id = ?'),
@@ -545,9 +547,15 @@ export class SqliteStore implements Store {
 
   async failJob(jobId: string, error: string, now: number) {
     await this.write(() => {
-      this.s.failJob.run(error, now, jobId);
-      this.s.abandonJobLeases.run(jobId);
+      this.failJobTx(jobId, error, now);
     });
+  }
+
+  /** The job fails; its open units close (nobody is given them again) and their leases end. */
+  private failJobTx(jobId: string, error: string, now: number) {
+    if (this.s.failJob.run(error, now, jobId).changes === 0) return;
+    this.s.closeJobUnits.run(jobId);
+    this.s.abandonJobLeases.run(jobId);
   }
 
   async getWorkUnit(id: string) {
@@ -563,7 +571,8 @@ export class SqliteStore implements Store {
         kinds: req.kinds ? JSON.stringify(req.kinds) : null,
       }) as Row[];
       return pickUnits(rows.map(toWu), req).map((wu) => {
-        const lease: LeaseRecord = { id: `l_${crypto.randomUUID()}`, wuId: wu.id, volunteerId: req.volunteerId, issuedAt: req.now, deadline: req.deadline, state: 'active' };
+        // Time-ordered ids: new rows land at the end of the id index, not on a random page each.
+        const lease: LeaseRecord = { id: `l_${uuidv7()}`, wuId: wu.id, volunteerId: req.volunteerId, issuedAt: req.now, deadline: req.deadline, state: 'active' };
         this.s.insertLease.run(lease.id, wu.id, req.volunteerId, req.now, req.deadline, req.aliveUntil ?? req.deadline);
         this.s.liveDelta.run(1, wu.id);
         // A job never goes back to queued: mark it running once, not on every lease.
@@ -667,8 +676,7 @@ export class SqliteStore implements Store {
       const wu = toWu(this.s.getWu.get(wuId) as Row);
       this.s.wuError.run(wuId);
       this.s.invalidatePending.run(reason, wuId);
-      this.s.failJob.run(`work unit ${wuId} failed: ${reason}`, now, wu.jobId);
-      this.s.abandonJobLeases.run(wu.jobId);
+      this.failJobTx(wu.jobId, `work unit ${wuId} failed: ${reason}`, now);
     });
   }
 

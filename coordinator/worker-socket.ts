@@ -233,10 +233,12 @@ export function handleWorkerSocket(socket: WebSocket, ctx: SocketContext) {
       return;
     }
     dropped = 0;
-    const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
+    // ws hands over a Buffer of its own (binaryType nodebuffer): no copy needed.
+    const bytes = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
     const handle = async () => {
       if (socket.readyState !== socket.OPEN) return; // closing (e.g. suspended): nothing more is taken in
-      if (isBinary) return onBinary(new Uint8Array(bytes));
+      // A plain Uint8Array view (Buffer.slice would not copy where callers expect it to).
+      if (isBinary) return onBinary(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));
       if (bytes.length > MAX_TEXT_BYTES) return fail('bad_message', `text messages are limited to ${MAX_TEXT_BYTES} bytes`);
       return onText(bytes.toString('utf8'));
     };
