@@ -7,7 +7,7 @@
 // Shards live here too (PgShardStore), so any coordinator can serve any shard.
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
-import { v7 as uuidv7 } from 'uuid';
+import { timeOrderedId } from './ids.js';
 import { GENESIS_HASH, makeEntry, type Sealer } from './ledger.js';
 import type { LedgerEntry, LedgerReceipt } from './protocol.js';
 import { ShardCache, sha256Hex, type ShardStore } from './shards.js';
@@ -261,7 +261,7 @@ export class PgStore implements Store {
       ).rows as Row[];
       const units = pickUnits(rows.map(toWu), req);
       if (!units.length) return [];
-      const leases: LeaseRecord[] = units.map((wu) => ({ id: `l_${uuidv7()}`, wuId: wu.id, volunteerId: req.volunteerId, issuedAt: req.now, deadline: req.deadline, state: 'active' }));
+      const leases: LeaseRecord[] = units.map((wu) => ({ id: timeOrderedId('l_'), wuId: wu.id, volunteerId: req.volunteerId, issuedAt: req.now, deadline: req.deadline, state: 'active' }));
       await c.query(
         `INSERT INTO leases(id, wu_id, volunteer_id, issued_at, deadline, state, alive_until, owner)
          SELECT x.id, x.wu_id, $3, $4, $5, 'active', $6, $7 FROM unnest($1::text[], $2::text[]) AS x(id, wu_id)`,

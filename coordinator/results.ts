@@ -4,7 +4,7 @@
 // With adaptive replication (trust.ts) a unit starts wanting one result: a trusted host's result
 // that passes the check may settle it alone; anyone else's makes the unit ask for `replication`.
 // Forged, mis-addressed or failing results are strikes: suspension and revocation (trust.ts).
-import { v7 as uuidv7 } from 'uuid';
+import { timeOrderedId } from './ids.js';
 import { jobKind } from './jobs/index.js';
 import { verifyOffThread } from './signature-thread.js';
 import { resultSigningMessage, type LedgerReceipt, type ResultHeader } from './protocol.js';
@@ -105,7 +105,7 @@ export class ResultIntake {
     const kind = jobKind(wu.kind);
     const passed = kind ? await kind.check(wu, values, shards) : false;
     const stored = await store.addResult({
-      id: `r_${uuidv7()}`, // time-ordered: appended to the id index
+      id: timeOrderedId('r_'),
       wuId: wu.id,
       leaseId: lease.id,
       volunteerId: session.volunteerId,

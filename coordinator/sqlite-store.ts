@@ -7,7 +7,7 @@
 // synced), without stalling every other connection for the disk.
 import { closeSync, fsync, openSync } from 'node:fs';
 import Database from 'better-sqlite3';
-import { v7 as uuidv7 } from 'uuid';
+import { timeOrderedId } from './ids.js';
 import { GENESIS_HASH, makeEntry, type Sealer } from './ledger.js';
 import type { LedgerEntry, LedgerReceipt, LedgerSeal } from './protocol.js';
 import { freshTrust, type TrustRecord } from './trust.js';
@@ -572,7 +572,7 @@ export class SqliteStore implements Store {
       }) as Row[];
       return pickUnits(rows.map(toWu), req).map((wu) => {
         // Time-ordered ids: new rows land at the end of the id index, not on a random page each.
-        const lease: LeaseRecord = { id: `l_${uuidv7()}`, wuId: wu.id, volunteerId: req.volunteerId, issuedAt: req.now, deadline: req.deadline, state: 'active' };
+        const lease: LeaseRecord = { id: timeOrderedId('l_'), wuId: wu.id, volunteerId: req.volunteerId, issuedAt: req.now, deadline: req.deadline, state: 'active' };
         this.s.insertLease.run(lease.id, wu.id, req.volunteerId, req.now, req.deadline, req.aliveUntil ?? req.deadline);
         this.s.liveDelta.run(1, wu.id);
         // A job never goes back to queued: mark it running once, not on every lease.
