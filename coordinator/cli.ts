@@ -16,7 +16,7 @@ import { ensureWebBuilt } from './web-build.js';
 
 const USAGE = `usage:
   tabgrid start [--port N] [--host H] [--data DIR]    run the coordinator (default port 8080, data ./data)
-  tabgrid ledger verify [--data DIR]                  check the ledger's chain, signatures and balances
+  tabgrid ledger verify [--data DIR]                  check the ledger's chain, seals and balances
   tabgrid ledger verify --file EXPORT [--key K]       check an exported ledger offline
   tabgrid ledger export [--data DIR] [--out FILE]     write the whole ledger as JSON for public audit
   tabgrid ledger verify-receipt FILE [--key K]        check one credit receipt offline (K: coordinator key)
@@ -96,7 +96,7 @@ async function ledger(args: string[]) {
   const dataDir = dataDirFrom(values.data);
   if (sub === 'verify-receipt') {
     if (positionals.length !== 1) throw new Error(USAGE);
-    return report(verifyReceipt(readJson(positionals[0]), values.key));
+    return report(await verifyReceipt(readJson(positionals[0]), values.key));
   }
   if (sub === 'verify' && values.file) return report(verifyExport(readJson(values.file), values.key));
   if (sub === 'export') {
@@ -112,7 +112,7 @@ async function ledger(args: string[]) {
   await withStore(dataDir, async (store) => {
     const audit = await auditLedger(store, loadCoordinatorPublicKey(dataDir));
     if (audit.ok) {
-      console.log(`ledger OK: ${audit.entries} entries; chain, signatures and balances verified`);
+      console.log(`ledger OK: ${audit.entries} entries under ${audit.seals} seals; chain, seals and balances verified`);
     } else {
       console.error(`ledger FAILED verification:\n  ${audit.problems.join('\n  ')}`);
       process.exitCode = 1;

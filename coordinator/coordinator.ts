@@ -3,6 +3,7 @@ import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Connections } from './connections.js';
 import { loadOrCreateApiToken, loadOrCreateCoordinatorKeys } from './keys.js';
+import { makeSealer, type Sealer } from './ledger.js';
 import { ResultIntake } from './results.js';
 import { SqliteRoomStore, type RoomStore } from './room-store.js';
 import { Rooms } from './rooms.js';
@@ -51,14 +52,17 @@ export interface Storage {
   views: { rooms: RoomStore; stats: StatsStore };
 }
 
-/** What a coordinator runs on: SQLite + shard files in the data directory, or PostgreSQL for all. */
-export async function openStorage(dataDir: string, database?: string): Promise<Storage> {
+/**
+ * What a coordinator runs on: SQLite + shard files in the data directory, or PostgreSQL for all.
+ * `sealer` signs the ledger's seals; without it the store can read the ledger but not append.
+ */
+export async function openStorage(dataDir: string, database?: string, sealer?: Sealer): Promise<Storage> {
   if (database) {
     if (!/^postgres(ql)?:\/\//.test(database)) throw new Error('TABGRID_DB must be a postgres:// URL');
-    const store = await PgStore.connect(database);
+    const store = await PgStore.connect(database, undefined, sealer);
     return { store, shards: new PgShardStore(store.pool), views: await pgViews(store.pool) };
   }
-  const store = new SqliteStore(join(dataDir, 'tabgrid.sqlite'));
+  const store = new SqliteStore(join(dataDir, 'tabgrid.sqlite'), { sealer });
   // Rooms write outside the store's group commit: on a connection that syncs every commit itself.
   const views = { rooms: new SqliteRoomStore(store.connection()), stats: new SqliteStatsStore(store.db) };
   return { store, shards: new FileShardStore(join(dataDir, 'shards')), views };
@@ -79,7 +83,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   const now = Date.now;
   const keys = loadOrCreateCoordinatorKeys(dataDir);
   const apiToken = loadOrCreateApiToken(dataDir, opts.apiToken);
-  const { store, shards, views } = await openStorage(dataDir, opts.database);
+  const { store, shards, views } = await openStorage(dataDir, opts.database, makeSealer(keys.privateKey));
   const heartbeatMs = opts.heartbeatMs ?? 20_000;
   const tracker = new Tracker();
   // A lease outlives three missed heartbeats of its coordinator, never more.
@@ -90,7 +94,6 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
     store,
     shards,
     scheduler,
-    signingKey: keys.privateKey,
     now,
     log,
     trustPolicy: opts.trustPolicy,

@@ -2,6 +2,7 @@
 import { verify, createPublicKey } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import { entryHash } from './ledger.js';
+import { verifyReceipt } from './ledger-export.js';
 import { toNpy } from './npy.js';
 import type { GridStats, Receipts } from './protocol.js';
 import { SimWorker } from './sim-worker.js';
@@ -48,20 +49,26 @@ describe('dashboard and receipts', () => {
     expect(stats.throughput.points.reduce((s, p) => s + p.flops, 0)).toBe(4 * flopsPerUnit);
   });
 
-  test("a volunteer's receipts are its own ledger entries, hash-chained and signed by the coordinator", async () => {
+  test("a volunteer's receipts are its own ledger entries, each with its coordinator-signed seal and audit path", async () => {
     const { honest, flopsPerUnit } = await runJob();
     const res = await grid.api(`/api/volunteers/${honest[0].volunteerId}/receipts`, { token: null });
     expect(res.status).toBe(200);
     const r = (await res.json()) as Receipts;
-    expect(r.entries).toHaveLength(2);
+    expect(r.receipts).toHaveLength(2);
     expect(r.credit).toBe(2 * flopsPerUnit);
     const key = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: r.coordinatorPublicKey }, format: 'jwk' });
-    for (const e of r.entries) {
+    for (const { entry: e, seal } of r.receipts) {
       expect(e.volunteerId).toBe(honest[0].volunteerId);
       expect(entryHash(e)).toBe(e.hash);
-      expect(verify(null, Buffer.from(e.hash, 'hex'), key, Buffer.from(e.signature, 'base64url'))).toBe(true);
+      expect(e.signature).toBeUndefined(); // entries are sealed, not signed one by one
+      const signed = `tabgrid-ledger-seal-v1\n${seal!.firstSeq}\n${seal!.lastSeq}\n${seal!.headHash}\n${seal!.root}`;
+      expect(verify(null, Buffer.from(signed), key, Buffer.from(seal!.signature, 'base64url'))).toBe(true);
     }
-    expect(r.entries[0].seq).toBeGreaterThan(r.entries[1].seq); // newest first
+    for (const receipt of r.receipts) expect((await verifyReceipt({ ...receipt, coordinatorPublicKey: r.coordinatorPublicKey })).ok).toBe(true);
+    // Rebuilt from the database, they are the receipts the credit messages carried.
+    const sent = new Map(honest[0].receipts.map((x) => [x.entry.seq, x]));
+    for (const receipt of r.receipts) expect(receipt).toEqual(sent.get(receipt.entry.seq));
+    expect(r.receipts[0].entry.seq).toBeGreaterThan(r.receipts[1].entry.seq); // newest first
     expect((await grid.api('/api/volunteers/v_nobody/receipts', { token: null })).status).toBe(404);
   });
 

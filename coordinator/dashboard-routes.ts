@@ -1,6 +1,7 @@
 // HTTP routes behind the researcher dashboard and the volunteer page: grid statistics (API token)
-// and a volunteer's own signed ledger entries as receipts (public, like the ledger itself).
+// and a volunteer's own ledger entries as receipts, each with its seal and audit path (public, like the ledger itself).
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { storedReceipts } from './ledger-export.js';
 import type { GridStats, Receipts } from './protocol.js';
 import { ApiFailure, type ServerContext } from './server.js';
 import type { StatsStore } from './stats-store.js';
@@ -35,7 +36,7 @@ export function registerDashboardRoutes(
       volunteerId: volunteer.id,
       coordinatorPublicKey: ctx.keys.publicKeyRaw,
       credit: volunteer.credit,
-      entries: await ctx.stats.receipts(volunteer.id, limit),
+      receipts: await storedReceipts(ctx.store, await ctx.stats.receipts(volunteer.id, limit)),
     };
   });
 }

@@ -76,7 +76,7 @@ const ROUTES: Record<string, Partial<Record<'get' | 'post' | 'delete', Op>>> = {
   '/api/stats': { get: { summary: 'Volunteers online, jobs by state, validation outcomes, credited throughput', auth: 'token', ok: { status: 200, schema: 'GridStats' } } },
   '/api/volunteers': { get: { summary: 'Every volunteer: credit, result counts, online', auth: 'none', ok: { status: 200, schema: 'VolunteerList' } } },
   '/api/volunteers/{id}/receipts': {
-    get: { summary: "A volunteer's own signed ledger entries, newest first", auth: 'none', params: ['id'], query: { limit: 'at most this many (1–1000, default 100)' }, ok: { status: 200, schema: 'Receipts' } },
+    get: { summary: "A volunteer's own ledger entries, newest first, each with its signed seal and audit path", auth: 'none', params: ['id'], query: { limit: 'at most this many (1–1000, default 100)' }, ok: { status: 200, schema: 'Receipts' } },
   },
   '/api/ledger': {
     get: { summary: 'Ledger entries in order, and the coordinator public key', auth: 'none', query: { after: 'entries after this seq', limit: '1–1000, default 100' }, ok: { status: 200, schema: 'Ledger' } },

@@ -7,11 +7,11 @@
 // Shards live here too (PgShardStore), so any coordinator can serve any shard.
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
-import { v7 as uuidv7 } from 'uuid';
-import { GENESIS_HASH } from './ledger.js';
-import type { LedgerEntry } from './protocol.js';
+import { timeOrderedId } from './ids.js';
+import { GENESIS_HASH, makeEntry, type Sealer } from './ledger.js';
+import type { LedgerEntry, LedgerReceipt } from './protocol.js';
 import { ShardCache, sha256Hex, type ShardStore } from './shards.js';
-import { toJob, toLease, toLedgerEntry, toResult, toVolunteer, toWu, type Row } from './sqlite-store.js';
+import { toJob, toLease, toLedgerEntry, toLedgerSeal, toResult, toVolunteer, toWu, type Row } from './sqlite-store.js';
 import type {
   JobRecord,
   LeaseRecord,
@@ -24,7 +24,7 @@ import type {
   VolunteerStats,
 } from './store.js';
 import { freshTrust, type TrustRecord } from './trust.js';
-import { leaseQueryLimit, LIST_VOLUNTEERS_SQL, pickUnits, settlementEntries, type LeaseRequest } from './store.js';
+import { leaseQueryLimit, LIST_VOLUNTEERS_SQL, pickUnits, requireSealer, settlementEntries, type LeaseRequest } from './store.js';
 
 // Timestamps and counters are BIGINT (pg returns them as strings; the row mappers convert).
 const SCHEMA = `
@@ -61,11 +61,20 @@ CREATE INDEX IF NOT EXISTS result_pending ON results(wu_id) WHERE state = 'pendi
 CREATE TABLE IF NOT EXISTS ledger (
   seq BIGINT PRIMARY KEY, ts BIGINT NOT NULL, volunteer_id TEXT NOT NULL, job_id TEXT NOT NULL,
   wu_id TEXT NOT NULL, amount BIGINT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL,
+  signature TEXT);
+-- Only ledgers from before seals signed every entry.
+ALTER TABLE ledger ALTER COLUMN signature DROP NOT NULL;
+-- One signed seal per transaction that appended entries: entries first_seq..last_seq (see ledger.ts).
+CREATE TABLE IF NOT EXISTS ledger_seals (
+  last_seq BIGINT PRIMARY KEY, first_seq BIGINT NOT NULL, head_hash TEXT NOT NULL, root TEXT NOT NULL,
   signature TEXT NOT NULL);
 CREATE OR REPLACE FUNCTION ledger_append_only() RETURNS trigger AS $$
   BEGIN RAISE EXCEPTION 'the ledger is append-only'; END $$ LANGUAGE plpgsql;
 DROP TRIGGER IF EXISTS ledger_append_only ON ledger;
 CREATE TRIGGER ledger_append_only BEFORE UPDATE OR DELETE ON ledger
+  FOR EACH ROW EXECUTE FUNCTION ledger_append_only();
+DROP TRIGGER IF EXISTS ledger_seals_append_only ON ledger_seals;
+CREATE TRIGGER ledger_seals_append_only BEFORE UPDATE OR DELETE ON ledger_seals
   FOR EACH ROW EXECUTE FUNCTION ledger_append_only();
 CREATE TABLE IF NOT EXISTS shards (sha TEXT PRIMARY KEY, bytes BYTEA NOT NULL);
 CREATE INDEX IF NOT EXISTS ledger_volunteer_wu ON ledger(volunteer_id, wu_id);
@@ -89,12 +98,16 @@ export class PgStore implements Store {
   /** This coordinator process: its leases are the ones it renews. */
   readonly owner = `c_${randomUUID()}`;
 
-  private constructor(readonly pool: pg.Pool) {}
+  private constructor(
+    readonly pool: pg.Pool,
+    /** Signs the seals; absent for stores that only read the ledger (CLI audit, tests). */
+    private readonly sealer: Sealer | undefined,
+  ) {}
 
-  static async connect(url: string, poolSize = 10): Promise<PgStore> {
+  static async connect(url: string, poolSize = 10, sealer?: Sealer): Promise<PgStore> {
     const pool = new pg.Pool({ connectionString: url, max: poolSize });
     pool.on('error', () => {}); // an idle client's lost connection: the next query reconnects
-    const store = new PgStore(pool);
+    const store = new PgStore(pool, sealer);
     await store.tx(async (c) => {
       await c.query('SELECT pg_advisory_xact_lock($1)', [SCHEMA_LOCK]); // coordinators starting together
       await c.query(SCHEMA);
@@ -248,7 +261,7 @@ export class PgStore implements Store {
       ).rows as Row[];
       const units = pickUnits(rows.map(toWu), req);
       if (!units.length) return [];
-      const leases: LeaseRecord[] = units.map((wu) => ({ id: `l_${uuidv7()}`, wuId: wu.id, volunteerId: req.volunteerId, issuedAt: req.now, deadline: req.deadline, state: 'active' }));
+      const leases: LeaseRecord[] = units.map((wu) => ({ id: timeOrderedId('l_'), wuId: wu.id, volunteerId: req.volunteerId, issuedAt: req.now, deadline: req.deadline, state: 'active' }));
       await c.query(
         `INSERT INTO leases(id, wu_id, volunteer_id, issued_at, deadline, state, alive_until, owner)
          SELECT x.id, x.wu_id, $3, $4, $5, 'active', $6, $7 FROM unnest($1::text[], $2::text[]) AS x(id, wu_id)`,
@@ -360,14 +373,8 @@ export class PgStore implements Store {
       const job = toJob((await c.query('UPDATE jobs SET done = done + 1 WHERE id = $1 RETURNING *', [jobId])).rows[0] as Row);
       const head = (await c.query('SELECT * FROM ledger ORDER BY seq DESC LIMIT 1')).rows[0] as Row | undefined;
       const entries = settlementEntries(s, jobId, head ? toLedgerEntry(head) : null);
-      for (const entry of entries) {
-        await c.query(
-          `INSERT INTO ledger(seq, ts, volunteer_id, job_id, wu_id, amount, prev_hash, hash, signature) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-          [entry.seq, entry.ts, entry.volunteerId, entry.jobId, entry.wuId, entry.amount, entry.prevHash, entry.hash, entry.signature],
-        );
-        await c.query('UPDATE volunteers SET credit = credit + $1 WHERE id = $2', [entry.amount, entry.volunteerId]);
-      }
-      return { entries, jobComplete: job.done === job.total && job.state === 'running', jobId };
+      for (const entry of entries) await this.appendEntry(c, entry);
+      return { entries: await this.seal(c, entries), jobComplete: job.done === job.total && job.state === 'running', jobId };
     }).then((outcome) => {
       if (s.invalid.length) this.workVersion++;
       return outcome;
@@ -404,6 +411,34 @@ export class PgStore implements Store {
   async ledgerHead() {
     const row = await this.one('SELECT * FROM ledger ORDER BY seq DESC LIMIT 1');
     return row ? toLedgerEntry(row) : null;
+  }
+
+  async ledgerSeals(afterSeq: number, limit: number) {
+    return (await this.all('SELECT * FROM ledger_seals WHERE last_seq > $1 ORDER BY last_seq LIMIT $2', [afterSeq, limit])).map(toLedgerSeal);
+  }
+
+  /** Inserts an entry and credits it (inside a transaction holding LEDGER_LOCK). */
+  private async appendEntry(c: Client, entry: LedgerEntry) {
+    requireSealer(this.sealer);
+    await c.query(
+      `INSERT INTO ledger(seq, ts, volunteer_id, job_id, wu_id, amount, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+      [entry.seq, entry.ts, entry.volunteerId, entry.jobId, entry.wuId, entry.amount, entry.prevHash, entry.hash],
+    );
+    await c.query('UPDATE volunteers SET credit = credit + $1 WHERE id = $2', [entry.amount, entry.volunteerId]);
+  }
+
+  /** One seal over the entries this transaction appended, in the same transaction. */
+  private async seal(c: Client, entries: LedgerEntry[]): Promise<LedgerReceipt[]> {
+    if (entries.length === 0) return [];
+    const { seal, receipts } = requireSealer(this.sealer)(entries);
+    await c.query('INSERT INTO ledger_seals(first_seq, last_seq, head_hash, root, signature) VALUES ($1, $2, $3, $4, $5)', [
+      seal.firstSeq,
+      seal.lastSeq,
+      seal.headHash,
+      seal.root,
+      seal.signature,
+    ]);
+    return receipts;
   }
 
   // --- Trust (issue 8) ----------------------------------------------------------------------------
@@ -459,15 +494,11 @@ export class PgStore implements Store {
         if (earned <= 0) continue;
         const head = (await c.query('SELECT * FROM ledger ORDER BY seq DESC LIMIT 1')).rows[0] as Row | undefined;
         const prev = head ? toLedgerEntry(head) : null;
-        const entry = rev.makeEntry({ seq: (prev?.seq ?? 0) + 1, ts: rev.now, volunteerId: result.volunteerId, jobId: wu.jobId, wuId: wu.id, amount: -earned, prevHash: prev?.hash ?? GENESIS_HASH });
-        await c.query(
-          `INSERT INTO ledger(seq, ts, volunteer_id, job_id, wu_id, amount, prev_hash, hash, signature) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-          [entry.seq, entry.ts, entry.volunteerId, entry.jobId, entry.wuId, entry.amount, entry.prevHash, entry.hash, entry.signature],
-        );
-        await c.query('UPDATE volunteers SET credit = credit + $1 WHERE id = $2', [entry.amount, entry.volunteerId]);
+        const entry = makeEntry({ seq: (prev?.seq ?? 0) + 1, ts: rev.now, volunteerId: result.volunteerId, jobId: wu.jobId, wuId: wu.id, amount: -earned, prevHash: prev?.hash ?? GENESIS_HASH });
+        await this.appendEntry(c, entry);
         entries.push(entry);
       }
-      return { entries };
+      return { entries: await this.seal(c, entries) };
     });
     this.workVersion++;
     return out;

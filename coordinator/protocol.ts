@@ -183,9 +183,47 @@ export const LedgerEntry = z.object({
   amount: z.number(),
   prevHash: z.string(),
   hash: z.string(),
-  signature: z.string(),
+  /** Only on entries written before seals (legacy ledgers): the coordinator's signature over the hash. */
+  signature: z.string().optional(),
 });
 export type LedgerEntry = z.infer<typeof LedgerEntry>;
+
+// ---------------------------------------------------------------------------------------------
+// Ledger seals (issue 7). The coordinator signs one seal per commit instead of every entry: the
+// seal names a consecutive range of entries, the hash of its last one and the RFC 6962 Merkle
+// root over their hashes (coordinator/merkle.ts). A receipt is an entry, its seal and the audit
+// path from the entry to the seal's root, so it verifies on its own with the coordinator's key.
+
+/** At most 2^64 entries per seal: an audit path is never longer. */
+export const MAX_AUDIT_PATH = 64;
+
+export const LedgerSeal = z.object({
+  firstSeq: z.number().int().min(1),
+  lastSeq: z.number().int().min(1),
+  /** Hash of entry `lastSeq`: the chain head this seal vouches for. */
+  headHash: Sha256Hex,
+  /** RFC 6962 Merkle tree head over the hashes of entries firstSeq..lastSeq. */
+  root: Sha256Hex,
+  /** Coordinator's Ed25519 signature (base64url) over ledgerSealCanonical(seal). */
+  signature: Base64Url,
+});
+export type LedgerSeal = z.infer<typeof LedgerSeal>;
+
+/** One entry with the proof that the coordinator sealed it: what a volunteer keeps as its receipt. */
+export const LedgerReceipt = z.object({
+  entry: LedgerEntry,
+  /** Absent only for legacy entries that carry their own signature. */
+  seal: LedgerSeal.optional(),
+  /** Sibling hashes from the entry's leaf up to seal.root, lowest first. */
+  path: z.array(Sha256Hex).max(MAX_AUDIT_PATH).optional(),
+});
+export type LedgerReceipt = z.infer<typeof LedgerReceipt>;
+
+/** The exact text a seal's signature covers. */
+export function ledgerSealCanonical(s: Omit<LedgerSeal, 'signature'>): string {
+  return `tabgrid-ledger-seal-v1\n${s.firstSeq}\n${s.lastSeq}\n${s.headHash}\n${s.root}`;
+}
+// ---------------------------------------------------------------------------------------------
 
 // ---------------------------------------------------------------------------------------------
 // Rooms, receipts and the dashboard (issue 6). Classroom rooms: a teacher creates a room, students'
@@ -253,7 +291,7 @@ export const Receipts = z.object({
   volunteerId: z.string(),
   coordinatorPublicKey: z.string(),
   credit: z.number(),
-  entries: z.array(LedgerEntry),
+  receipts: z.array(LedgerReceipt),
 });
 export type Receipts = z.infer<typeof Receipts>;
 
@@ -480,8 +518,8 @@ export const ServerMessage = z.discriminatedUnion('type', [
     amount: z.number(),
     total: z.number(),
     ledgerSeq: z.number().int(),
-    /** The ledger entry itself, signed by the coordinator: the volunteer's receipt (negative when revoked). */
-    receipt: LedgerEntry.optional(),
+    /** The ledger entry with its seal and audit path: the volunteer's receipt (negative when revoked). */
+    receipt: LedgerReceipt.optional(),
   }),
   z.object({ type: z.literal('error'), code: z.string(), message: z.string() }),
   RoomMessage,
@@ -688,18 +726,18 @@ export function fromBase64Url(text: string): Uint8Array {
 // ---------------------------------------------------------------------------------------------
 // Trust and access (issue 8): receipts, ledger export, API tokens.
 
-/** A receipt file (`npm run ledger -- verify-receipt <file>`): one signed ledger entry and the key to check it with. */
-export const Receipt = z
-  .object({ coordinatorPublicKey: Base64Url, entry: LedgerEntry })
-  .strict();
+/** A receipt file (`npm run ledger -- verify-receipt <file>`): one sealed ledger entry and the key to check it with. */
+export const Receipt = LedgerReceipt.extend({ coordinatorPublicKey: Base64Url }).strict();
 export type Receipt = z.infer<typeof Receipt>;
 
 /** The whole ledger for public audit (`npm run ledger -- export`, `GET /api/ledger/export`). */
 export const LedgerExport = z.object({
-  format: z.literal('tabgrid-ledger-1'),
+  /** 2: entries are sealed (`seals`); 1: older exports whose entries each carry a signature. */
+  format: z.enum(['tabgrid-ledger-1', 'tabgrid-ledger-2']),
   coordinatorPublicKey: Base64Url,
   exportedAt: z.number(),
   entries: z.array(LedgerEntry),
+  seals: z.array(LedgerSeal).default([]),
 });
 export type LedgerExport = z.infer<typeof LedgerExport>;
 

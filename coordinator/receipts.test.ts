@@ -27,36 +27,55 @@ afterAll(async () => {
   await grid?.stop();
 });
 
-describe('signed receipts', () => {
-  test('every credit message carries a receipt the coordinator signed', () => {
+describe('sealed receipts', () => {
+  test('every credit message carries a receipt: the entry, the seal over its commit and its audit path', async () => {
     const credits = worker.messages.filter((m) => m.type === 'credit');
     expect(credits).toHaveLength(4);
     expect(worker.receipts).toHaveLength(4);
-    for (const entry of worker.receipts) {
-      expect(entry.volunteerId).toBe(worker.volunteerId);
-      expect(verifyReceipt({ coordinatorPublicKey: coordinatorKey, entry }).ok).toBe(true);
+    for (const r of worker.receipts) {
+      expect(r.entry.volunteerId).toBe(worker.volunteerId);
+      expect(r.seal!.firstSeq).toBeLessThanOrEqual(r.entry.seq);
+      expect(r.seal!.lastSeq).toBeGreaterThanOrEqual(r.entry.seq);
+      expect(await verifyReceipt({ coordinatorPublicKey: coordinatorKey, ...r })).toMatchObject({ ok: true, message: expect.stringMatching(/^receipt OK/) });
     }
   });
 
-  test.each([
-    ['amount', (r: Receipt) => ({ ...r, entry: { ...r.entry, amount: r.entry.amount * 10 } })],
-    ['volunteer', (r: Receipt) => ({ ...r, entry: { ...r.entry, volunteerId: 'v_000000000000000000000000' } })],
-    ['signature', (r: Receipt) => ({ ...r, entry: { ...r.entry, signature: r.entry.signature.replace(/^./, (c) => (c === 'A' ? 'B' : 'A')) } })],
-    ['key', (r: Receipt) => ({ ...r, coordinatorPublicKey: new SimWorker({ url: 'http://x' }).publicKeyRaw })],
-  ])('a receipt with a changed %s fails', (_what, tamper) => {
-    const receipt: Receipt = { coordinatorPublicKey: coordinatorKey, entry: worker.receipts[0] };
-    expect(verifyReceipt(tamper(receipt)).ok).toBe(false);
+  const flip = (s: string) => s.replace(/^./, (c) => (c === 'a' ? 'b' : 'a'));
+  test.each<[string, (r: Receipt) => unknown, RegExp]>([
+    ['amount', (r) => ({ ...r, entry: { ...r.entry, amount: r.entry.amount * 10 } }), /entry altered/],
+    ['volunteer', (r) => ({ ...r, entry: { ...r.entry, volunteerId: 'v_000000000000000000000000' } }), /entry altered/],
+    ['seal signature', (r) => ({ ...r, seal: { ...r.seal!, signature: r.seal!.signature.replace(/^./, (c) => (c === 'A' ? 'B' : 'A')) } }), /seal signature/],
+    ['seal root', (r) => ({ ...r, seal: { ...r.seal!, root: flip(r.seal!.root) } }), /Merkle root/],
+    ['seal range', (r) => ({ ...r, seal: { ...r.seal!, lastSeq: r.seal!.lastSeq + 1 } }), /audit path|seal signature/],
+    ['audit path', (r) => ({ ...r, path: [...r.path!, 'f'.repeat(64)] }), /audit path/],
+    ['seal missing', (r) => ({ ...r, seal: undefined }), /no seal/],
+    ['key', (r) => ({ ...r, coordinatorPublicKey: new SimWorker({ url: 'http://x' }).publicKeyRaw }), /seal signature/],
+  ])('a receipt with a changed %s fails', async (_what, tamper, reason) => {
+    const receipt: Receipt = { coordinatorPublicKey: coordinatorKey, ...worker.receipts[0] };
+    const check = await verifyReceipt(tamper(receipt));
+    expect(check.ok).toBe(false);
+    expect(check.message).toMatch(reason);
+  });
+
+  test.each<[string, (r: Receipt) => unknown]>([
+    ['an audit path of 65 hashes', (r) => ({ ...r, path: Array(65).fill('a'.repeat(64)) })],
+    ['a path hash that is not hex', (r) => ({ ...r, path: ['Z'.repeat(64)] })],
+    ['a seal root that is not a sha-256', (r) => ({ ...r, seal: { ...r.seal!, root: 'abc' } })],
+    ['an extra field', (r) => ({ ...r, credit: 1e9 })],
+  ])('a receipt file with %s is not a receipt', async (_what, tamper) => {
+    const check = await verifyReceipt(tamper({ coordinatorPublicKey: coordinatorKey, ...worker.receipts[0] }));
+    expect(check).toMatchObject({ ok: false, message: expect.stringMatching(/^not a receipt/) });
   });
 
   test('`npm run ledger -- verify-receipt` checks a receipt file offline, optionally pinned to a key', () => {
     const file = join(grid.dir, 'receipt.json');
-    writeFileSync(file, JSON.stringify({ coordinatorPublicKey: coordinatorKey, entry: worker.receipts[1] }));
+    writeFileSync(file, JSON.stringify({ coordinatorPublicKey: coordinatorKey, ...worker.receipts[1] }));
     const ok = runCli(['ledger', 'verify-receipt', file, '--key', coordinatorKey]);
     expect(ok.status).toBe(0);
-    expect(ok.out).toMatch(/^receipt OK: ledger entry #2/);
+    expect(ok.out).toMatch(/^receipt OK: ledger entry #2, .* sealed \(#\d+–#\d+\) and signed by coordinator/);
     const other = runCli(['ledger', 'verify-receipt', file, '--key', 'A'.repeat(43)]);
     expect(other.status).toBe(1);
-    writeFileSync(file, JSON.stringify({ coordinatorPublicKey: coordinatorKey, entry: { ...worker.receipts[1], amount: 1 } }));
+    writeFileSync(file, JSON.stringify({ coordinatorPublicKey: coordinatorKey, ...worker.receipts[1], entry: { ...worker.receipts[1].entry, amount: 1 } }));
     const bad = runCli(['ledger', 'verify-receipt', file]);
     expect(bad.status).toBe(1);
     expect(bad.out).toContain('entry altered');
@@ -73,11 +92,15 @@ describe('public ledger export', () => {
     expect(runCli(['ledger', 'export', '--data', grid.dir, '--out', file]).status).toBe(0);
     const checked = runCli(['ledger', 'verify', '--file', file]);
     expect(checked.status).toBe(0);
-    expect(checked.out).toContain('ledger export OK: 4 entries');
+    expect(checked.out).toContain('ledger export OK: 4 entries under');
 
     const dropped = { ...fromApi, entries: fromApi.entries.filter((e) => e.seq !== 2) };
     expect(verifyExport(dropped).ok).toBe(false);
     const edited = { ...fromApi, entries: fromApi.entries.map((e) => (e.seq === 3 ? { ...e, amount: e.amount + 1 } : e)) };
     expect(verifyExport(edited).message).toContain('entry #3');
+    const unsealed = { ...fromApi, seals: fromApi.seals.slice(0, -1) };
+    expect(verifyExport(unsealed).message).toMatch(/no seal covers this entry/);
+    const forged = { ...fromApi, seals: fromApi.seals.map((x, i) => (i === 0 ? { ...x, root: 'a'.repeat(64) } : x)) };
+    expect(verifyExport(forged).message).toMatch(/^seal #1–#\d+: Merkle root/);
   });
 });

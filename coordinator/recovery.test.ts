@@ -8,7 +8,7 @@ import type { LedgerEntry } from './protocol.js';
 import { SqliteStore } from './sqlite-store.js';
 import { makeTempDir, randomMatrix, removeDir, startTestCoordinator } from './test-helpers.js';
 import { join } from 'node:path';
-import { makeEntry } from './ledger.js';
+import { makeSealer } from './ledger.js';
 import { loadOrCreateCoordinatorKeys } from './keys.js';
 import { sha256Hex } from './shards.js';
 
@@ -32,7 +32,7 @@ test.each(['after storing the result', 'after settling the last unit'] as const)
   await first.stop({ keepDir: true });
 
   // What the dead coordinator had committed when it died.
-  const store = new SqliteStore(join(dir, 'tabgrid.sqlite'));
+  const store = new SqliteStore(join(dir, 'tabgrid.sqlite'), { sealer: makeSealer(loadOrCreateCoordinatorKeys(dir).privateKey) });
   const volunteerId = 'v_000000000000000000000001';
   await store.upsertVolunteer({ id: volunteerId, publicKey: 'unused', name: null, now: 1 });
   const leased = (await store.leaseUnits({ volunteerId, now: 1, deadline: 1e15 }))[0];
@@ -40,7 +40,6 @@ test.each(['after storing the result', 'after settling the last unit'] as const)
   const resultId = 'r_before_crash';
   await store.addResult({ id: resultId, wuId: leased.wu.id, leaseId: leased.lease.id, volunteerId, sha256: sha256Hex(data), state: 'pending', receivedAt: 2, reason: null, data });
   if (crashPoint === 'after settling the last unit') {
-    const key = loadOrCreateCoordinatorKeys(dir).privateKey;
     const outcome = await store.settle({
       wuId: leased.wu.id,
       canonicalResultId: resultId,
@@ -48,7 +47,6 @@ test.each(['after storing the result', 'after settling the last unit'] as const)
       invalid: [],
       credits: [{ volunteerId, amount: leased.wu.flops }],
       now: 3,
-      makeEntry: (fields) => makeEntry(fields, key),
     });
     expect(outcome.jobComplete).toBe(true);
   }

@@ -1,15 +1,13 @@
 // Result intake and validation: a returned result is checked (lease, size, hash, signature, the
 // job kind's cheap independent check), stored, and compared with the unit's other replicas. A quorum
-// that agrees makes the result canonical and earns its volunteers credit in the signed ledger.
+// that agrees makes the result canonical and earns its volunteers credit in the sealed ledger.
 // With adaptive replication (trust.ts) a unit starts wanting one result: a trusted host's result
 // that passes the check may settle it alone; anyone else's makes the unit ask for `replication`.
 // Forged, mis-addressed or failing results are strikes: suspension and revocation (trust.ts).
-import type { KeyObject } from 'node:crypto';
-import { v7 as uuidv7 } from 'uuid';
+import { timeOrderedId } from './ids.js';
 import { jobKind } from './jobs/index.js';
 import { verifyOffThread } from './signature-thread.js';
-import { makeEntry } from './ledger.js';
-import { resultBatchSigningMessage, resultSigningMessage, type LedgerEntry, type ResultBatchHeader, type ResultHeader } from './protocol.js';
+import { resultBatchSigningMessage, resultSigningMessage, type LedgerReceipt, type ResultBatchHeader, type ResultHeader } from './protocol.js';
 import type { Scheduler, WorkerSession } from './scheduler.js';
 import { sha256Hex, type ShardStore } from './shards.js';
 import type { Store, WorkUnitRecord } from './store.js';
@@ -20,7 +18,6 @@ export interface ResultContext {
   store: Store;
   shards: ShardStore;
   scheduler: Scheduler;
-  signingKey: KeyObject;
   now: () => number;
   log: (msg: string) => void;
   trustPolicy?: TrustPolicy;
@@ -140,7 +137,7 @@ export class ResultIntake {
     const kind = jobKind(wu.kind);
     const passed = kind ? await kind.check(wu, values, shards) : false;
     const stored = await store.addResult({
-      id: `r_${uuidv7()}`, // time-ordered: appended to the id index
+      id: timeOrderedId('r_'),
       wuId: wu.id,
       leaseId: lease.id,
       volunteerId: session.volunteerId,
@@ -236,7 +233,6 @@ export class ResultIntake {
         invalid: losers.map((r) => r.id),
         credits: winners.map((r) => ({ volunteerId: r.volunteerId, amount: wu.flops })),
         now: now(),
-        makeEntry: (fields) => makeEntry(fields, this.ctx.signingKey),
       });
       await this.sendCredits(outcome.entries);
       for (const r of winners) {
@@ -260,11 +256,12 @@ export class ResultIntake {
     await scheduler.dispatch();
   }
 
-  /** Tells each credited (or debited) volunteer, with the signed ledger entry as its receipt. */
-  private async sendCredits(entries: LedgerEntry[]) {
-    for (const e of entries) {
+  /** Tells each credited (or debited) volunteer, with the sealed ledger entry as its receipt. */
+  private async sendCredits(receipts: LedgerReceipt[]) {
+    for (const receipt of receipts) {
+      const e = receipt.entry;
       const v = await this.ctx.store.getVolunteer(e.volunteerId);
-      this.ctx.scheduler.sendTo(e.volunteerId, { type: 'credit', wuId: e.wuId, amount: e.amount, total: v?.credit ?? 0, ledgerSeq: e.seq, receipt: e });
+      this.ctx.scheduler.sendTo(e.volunteerId, { type: 'credit', wuId: e.wuId, amount: e.amount, total: v?.credit ?? 0, ledgerSeq: e.seq, receipt });
     }
   }
 
@@ -299,7 +296,6 @@ export class ResultIntake {
       resultIds: suspect.map((r) => r.id),
       reason,
       now: now(),
-      makeEntry: (fields) => makeEntry(fields, this.ctx.signingKey),
     });
     this.ctx.log(`revoked ${suspect.length} unconfirmed results of ${volunteerId}; their units are recomputed`);
     await this.sendCredits(entries);

@@ -81,7 +81,7 @@ export class SimWorker {
   volunteerId = '';
   credit = 0;
   readonly messages: ServerMessage[] = [];
-  /** The signed ledger entries the coordinator sent with each credit message. */
+  /** The receipts (entry, seal, audit path) the coordinator sent with each credit message. */
   readonly receipts: NonNullable<Extract<ServerMessage, { type: 'credit' }>['receipt']>[] = [];
   /** Set once the coordinator closed this worker's connection. */
   closed: { code: number; reason: string } | null = null;

@@ -7,9 +7,9 @@
 // synced), without stalling every other connection for the disk.
 import { closeSync, fsync, openSync } from 'node:fs';
 import Database from 'better-sqlite3';
-import { v7 as uuidv7 } from 'uuid';
-import { GENESIS_HASH } from './ledger.js';
-import type { LedgerEntry } from './protocol.js';
+import { timeOrderedId } from './ids.js';
+import { GENESIS_HASH, makeEntry, type Sealer } from './ledger.js';
+import type { LedgerEntry, LedgerReceipt, LedgerSeal } from './protocol.js';
 import { freshTrust, type TrustRecord } from './trust.js';
 import type {
   JobRecord,
@@ -24,7 +24,7 @@ import type {
   VolunteerStats,
   WorkUnitRecord,
 } from './store.js';
-import { leaseQueryLimit, LIST_VOLUNTEERS_SQL, pickUnits, settlementEntries, type LeaseRequest } from './store.js';
+import { leaseQueryLimit, LIST_VOLUNTEERS_SQL, pickUnits, requireSealer, settlementEntries, type LeaseRequest } from './store.js';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -61,10 +61,18 @@ CREATE INDEX IF NOT EXISTS result_volunteer ON results(volunteer_id, state);
 CREATE TABLE IF NOT EXISTS ledger (
   seq INTEGER PRIMARY KEY, ts INTEGER NOT NULL, volunteer_id TEXT NOT NULL, job_id TEXT NOT NULL,
   wu_id TEXT NOT NULL, amount INTEGER NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL,
-  signature TEXT NOT NULL);
+  signature TEXT);
 CREATE TRIGGER IF NOT EXISTS ledger_append_only_update BEFORE UPDATE ON ledger
   BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS ledger_append_only_delete BEFORE DELETE ON ledger
+  BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;
+-- One signed seal per commit that appended entries: entries first_seq..last_seq (see ledger.ts).
+CREATE TABLE IF NOT EXISTS ledger_seals (
+  last_seq INTEGER PRIMARY KEY, first_seq INTEGER NOT NULL, head_hash TEXT NOT NULL, root TEXT NOT NULL,
+  signature TEXT NOT NULL);
+CREATE TRIGGER IF NOT EXISTS ledger_seals_append_only_update BEFORE UPDATE ON ledger_seals
+  BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS ledger_seals_append_only_delete BEFORE DELETE ON ledger_seals
   BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;
 CREATE INDEX IF NOT EXISTS ledger_volunteer_wu ON ledger(volunteer_id, wu_id);
 CREATE TABLE IF NOT EXISTS trust (
@@ -175,6 +183,16 @@ export function toLedgerEntry(r: Row): LedgerEntry {
     amount: Number(r.amount),
     prevHash: String(r.prev_hash),
     hash: String(r.hash),
+    ...(r.signature == null ? {} : { signature: String(r.signature) }),
+  };
+}
+
+export function toLedgerSeal(r: Row): LedgerSeal {
+  return {
+    firstSeq: Number(r.first_seq),
+    lastSeq: Number(r.last_seq),
+    headHash: String(r.head_hash),
+    root: String(r.root),
     signature: String(r.signature),
   };
 }
@@ -183,6 +201,19 @@ export function toLedgerEntry(r: Row): LedgerEntry {
 function migrate(db: Database.Database) {
   const cols = new Set((db.prepare('PRAGMA table_info(leases)').all() as Row[]).map((r) => String(r.name)));
   if (!cols.has('alive_until')) db.exec('ALTER TABLE leases ADD COLUMN alive_until INTEGER NOT NULL DEFAULT 0');
+  // Ledgers from before seals signed every entry (signature NOT NULL): new entries carry none. The
+  // table is rebuilt with the column nullable, rows unchanged; SCHEMA then re-creates its triggers.
+  const sig = (db.prepare('PRAGMA table_info(ledger)').all() as Row[]).find((r) => r.name === 'signature');
+  if (sig && Number(sig.notnull) === 1) {
+    db.transaction(() => {
+      db.exec(`DROP TRIGGER IF EXISTS ledger_append_only_update; DROP TRIGGER IF EXISTS ledger_append_only_delete;
+        DROP INDEX IF EXISTS ledger_volunteer_wu; ALTER TABLE ledger RENAME TO ledger_signed;
+        CREATE TABLE ledger (seq INTEGER PRIMARY KEY, ts INTEGER NOT NULL, volunteer_id TEXT NOT NULL, job_id TEXT NOT NULL,
+          wu_id TEXT NOT NULL, amount INTEGER NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL, signature TEXT);
+        INSERT INTO ledger SELECT seq, ts, volunteer_id, job_id, wu_id, amount, prev_hash, hash, signature FROM ledger_signed;
+        DROP TABLE ledger_signed;`);
+    })();
+  }
 }
 
 /**
@@ -266,19 +297,35 @@ export class SqliteStore implements Store {
 
   private readonly extra: Database.Database[] = [];
 
-  constructor(private readonly file: string) {
+  /** Signs the seals; absent for stores that only read the ledger (CLI audit, tests). */
+  private readonly sealer: Sealer | undefined;
+  /** Entries appended in this batch by writes whose savepoint held, for the batch's one seal. */
+  private unsealed: LedgerEntry[] = [];
+  /** Each sealed entry's receipt, picked up by the write that appended the entry. */
+  private readonly receipts = new WeakMap<LedgerEntry, LedgerReceipt>();
+
+  constructor(
+    private readonly file: string,
+    opts: { sealer?: Sealer } = {},
+  ) {
+    this.sealer = opts.sealer;
     this.db = openDatabase(file, 'NORMAL');
     this.wal = new WalSync(`${file}-wal`);
     this.savepoint = this.db.transaction((fn: () => unknown) => fn());
-    this.batch = this.db.transaction((writes: PendingWrite[]) =>
-      writes.map((w) => {
+    this.batch = this.db.transaction((writes: PendingWrite[]) => {
+      this.unsealed = [];
+      const outcomes = writes.map((w) => {
+        const mark = this.unsealed.length;
         try {
           return { ok: true, value: this.savepoint(w.run) };
         } catch (err) {
+          this.unsealed.length = mark; // rolled back with its savepoint: not sealed
           return { ok: false, value: err };
         }
-      }),
-    );
+      });
+      this.sealBatch();
+      return outcomes;
+    });
     const p = (sql: string) => this.db.prepare(sql);
     this.s = {
       getMeta: p('SELECT value FROM meta WHERE key = ?'),
@@ -321,9 +368,12 @@ export class SqliteStore implements Store {
       jobDone: p('UPDATE jobs SET done = done + 1 WHERE id = ? RETURNING done, total, state'),
       addCredit: p('UPDATE volunteers SET credit = credit + ? WHERE id = ?'),
       ledgerHead: p('SELECT * FROM ledger ORDER BY seq DESC LIMIT 1'),
-      insertLedger: p(`INSERT INTO ledger(seq, ts, volunteer_id, job_id, wu_id, amount, prev_hash, hash, signature)
-        VALUES (@seq, @ts, @volunteerId, @jobId, @wuId, @amount, @prevHash, @hash, @signature)`),
+      insertLedger: p(`INSERT INTO ledger(seq, ts, volunteer_id, job_id, wu_id, amount, prev_hash, hash)
+        VALUES (@seq, @ts, @volunteerId, @jobId, @wuId, @amount, @prevHash, @hash)`),
       ledgerFrom: p('SELECT * FROM ledger WHERE seq > ? ORDER BY seq LIMIT ?'),
+      insertSeal: p(`INSERT INTO ledger_seals(first_seq, last_seq, head_hash, root, signature)
+        VALUES (@firstSeq, @lastSeq, @headHash, @root, @signature)`),
+      sealsFrom: p('SELECT * FROM ledger_seals WHERE last_seq > ? ORDER BY last_seq LIMIT ?'),
       wuError: p(`UPDATE work_units SET state = 'error' WHERE id = ? AND state = 'open'`),
       invalidatePending: p(`UPDATE results SET state = 'invalid', reason = ? WHERE wu_id = ? AND state = 'pending'`),
       closeJobUnits: p(`UPDATE work_units SET state = 'error' WHERE job_id = ? AND state = 'open'`),
@@ -350,6 +400,24 @@ export class SqliteStore implements Store {
       canonical: p(`SELECT wu.*, r.data AS result_data FROM work_units wu JOIN results r ON r.id = wu.canonical_result_id
         WHERE wu.job_id = ? ORDER BY wu.idx`),
     };
+  }
+
+  /** One seal over every entry this batch appended, in the batch's transaction: one signature per commit. */
+  private sealBatch() {
+    if (this.unsealed.length === 0) return;
+    const { seal, receipts } = requireSealer(this.sealer)(this.unsealed);
+    this.s.insertSeal.run(seal);
+    for (const r of receipts) this.receipts.set(r.entry, r);
+    this.unsealed = [];
+  }
+
+  /** The receipts of entries a committed write appended. */
+  private receiptsOf(entries: LedgerEntry[]): LedgerReceipt[] {
+    return entries.map((e) => {
+      const r = this.receipts.get(e);
+      if (!r) throw new Error(`ledger entry #${e.seq} was committed without a seal`);
+      return r;
+    });
   }
 
   /** Queues a write for this turn's transaction; resolves once it is committed. */
@@ -504,7 +572,7 @@ export class SqliteStore implements Store {
       }) as Row[];
       return pickUnits(rows.map(toWu), req).map((wu) => {
         // Time-ordered ids: new rows land at the end of the id index, not on a random page each.
-        const lease: LeaseRecord = { id: `l_${uuidv7()}`, wuId: wu.id, volunteerId: req.volunteerId, issuedAt: req.now, deadline: req.deadline, state: 'active' };
+        const lease: LeaseRecord = { id: timeOrderedId('l_'), wuId: wu.id, volunteerId: req.volunteerId, issuedAt: req.now, deadline: req.deadline, state: 'active' };
         this.s.insertLease.run(lease.id, wu.id, req.volunteerId, req.now, req.deadline, req.aliveUntil ?? req.deadline);
         this.s.liveDelta.run(1, wu.id);
         // A job never goes back to queued: mark it running once, not on every lease.
@@ -583,7 +651,7 @@ export class SqliteStore implements Store {
   }
 
   async settle(s: Settlement): Promise<SettlementOutcome> {
-    return this.write(() => {
+    const outcome = await this.write(() => {
       const wu = toWu(this.s.getWu.get(s.wuId) as Row);
       if (this.s.wuDone.run(s.canonicalResultId, s.wuId).changes === 0) {
         return { entries: [], jobComplete: false, jobId: wu.jobId }; // settled already
@@ -597,12 +665,10 @@ export class SqliteStore implements Store {
       const job = this.s.jobDone.get(wu.jobId) as Row;
       const head = this.s.ledgerHead.get() as Row | undefined;
       const entries = settlementEntries(s, wu.jobId, head ? toLedgerEntry(head) : null);
-      for (const entry of entries) {
-        this.s.insertLedger.run(entry);
-        this.s.addCredit.run(entry.amount, entry.volunteerId);
-      }
+      for (const entry of entries) this.appendEntry(entry);
       return { entries, jobComplete: job.done === job.total && job.state === 'running', jobId: wu.jobId };
     });
+    return { ...outcome, entries: this.receiptsOf(outcome.entries) };
   }
 
   async failWorkUnit(wuId: string, reason: string, now: number) {
@@ -633,6 +699,11 @@ export class SqliteStore implements Store {
     const row = this.s.ledgerHead.get() as Row | undefined;
     return row ? toLedgerEntry(row) : null;
   }
+
+  async ledgerSeals(afterSeq: number, limit: number) {
+    return (this.s.sealsFrom.all(afterSeq, limit) as Row[]).map(toLedgerSeal);
+  }
+
   /**
    * Trust records this store wrote, by identity: one coordinator writes a file, so its copy is
    * current (a store that only reads, like a test's observer, always reads the file).
@@ -676,7 +747,7 @@ export class SqliteStore implements Store {
   }
 
   async revokeResults(rev: Revocation) {
-    return this.db.transaction(() => {
+    const { entries } = await this.write(() => {
       const entries: LedgerEntry[] = [];
       for (const id of rev.resultIds) {
         const row = this.s.getResult.get(id) as Row | undefined;
@@ -693,22 +764,27 @@ export class SqliteStore implements Store {
           this.s.jobReopen.run(wu.jobId);
         }
         const earned = Number((this.s.creditFor.get(result.volunteerId, wu.id) as Row).n);
-        if (earned > 0) entries.push(this.appendLedger(rev, { volunteerId: result.volunteerId, jobId: wu.jobId, wuId: wu.id, amount: -earned }));
+        if (earned > 0) entries.push(this.appendLedger(rev.now, { volunteerId: result.volunteerId, jobId: wu.jobId, wuId: wu.id, amount: -earned }));
       }
       return { entries };
-    })();
+    });
+    return { entries: this.receiptsOf(entries) };
   }
 
-  /** Appends one signed entry after the current head and applies it to the balance (inside a transaction). */
-  private appendLedger(
-    ctx: { now: number; makeEntry: Settlement['makeEntry'] },
-    c: { volunteerId: string; jobId: string; wuId: string; amount: number },
-  ): LedgerEntry {
+  /** Appends one entry after the current head and applies it to the balance (inside a write). */
+  private appendLedger(now: number, c: { volunteerId: string; jobId: string; wuId: string; amount: number }): LedgerEntry {
     const head = this.s.ledgerHead.get() as Row | undefined;
     const prev = head ? toLedgerEntry(head) : null;
-    const entry = ctx.makeEntry({ seq: (prev?.seq ?? 0) + 1, ts: ctx.now, ...c, prevHash: prev?.hash ?? GENESIS_HASH });
-    this.s.insertLedger.run(entry);
-    this.s.addCredit.run(c.amount, c.volunteerId);
+    const entry = makeEntry({ seq: (prev?.seq ?? 0) + 1, ts: now, ...c, prevHash: prev?.hash ?? GENESIS_HASH });
+    this.appendEntry(entry);
     return entry;
+  }
+
+  /** Inserts an entry, credits it and queues it for the batch's seal (inside a write). */
+  private appendEntry(entry: LedgerEntry) {
+    requireSealer(this.sealer); // without it this write fails here, and the batch's others still commit
+    this.s.insertLedger.run(entry);
+    this.s.addCredit.run(entry.amount, entry.volunteerId);
+    this.unsealed.push(entry);
   }
 }

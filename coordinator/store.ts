@@ -1,8 +1,8 @@
 // The narrow storage interface the coordinator runs on. SQLite (sqlite-store.ts) is the embedded
 // default; the methods are coarse, each one atomic, and async so a networked database (PostgreSQL)
 // can take its place without touching the scheduler or the server.
-import { GENESIS_HASH } from './ledger.js';
-import type { JobState, LedgerEntry, Tolerance } from './protocol.js';
+import { GENESIS_HASH, makeEntry, type Sealer } from './ledger.js';
+import type { JobState, LedgerEntry, LedgerReceipt, LedgerSeal, Tolerance } from './protocol.js';
 import type { TrustRecord } from './trust.js';
 
 export interface JobRecord {
@@ -104,12 +104,11 @@ export interface Settlement {
   invalid: string[];
   credits: { volunteerId: string; amount: number }[];
   now: number;
-  /** Builds the signed ledger entry that follows `prev` (inside the same transaction). */
-  makeEntry: (fields: Omit<LedgerEntry, 'hash' | 'signature'>) => LedgerEntry;
 }
 
 export interface SettlementOutcome {
-  entries: LedgerEntry[];
+  /** The credits appended, each sealed in the settlement's commit: the volunteers' receipts. */
+  entries: LedgerReceipt[];
   /** True when this settlement completed the last open work unit of the job. */
   jobComplete: boolean;
   jobId: string;
@@ -225,6 +224,8 @@ export interface Store {
 
   ledgerEntries(afterSeq: number, limit: number): Promise<LedgerEntry[]>;
   ledgerHead(): Promise<LedgerEntry | null>;
+  /** Seals in order, those whose last entry comes after `afterSeq` (so the first one covers `afterSeq + 1`). */
+  ledgerSeals(afterSeq: number, limit: number): Promise<LedgerSeal[]>;
 
   // --- Trust (issue 8: adaptive replication, revocation) ---------------------------------------
   /** The identity's trust record (a fresh one when it has none). */
@@ -241,22 +242,21 @@ export interface Store {
    * it earned is reversed by a negative ledger entry. Results that are not the canonical result of
    * a settled unit are left alone.
    */
-  revokeResults(r: Revocation): Promise<{ entries: LedgerEntry[] }>;
+  revokeResults(r: Revocation): Promise<{ entries: LedgerReceipt[] }>;
 }
 
 export interface Revocation {
   resultIds: string[];
   reason: string;
   now: number;
-  makeEntry: Settlement['makeEntry'];
 }
 
-/** The signed ledger entries a settlement appends after `head` (the chain's last entry, if any). */
+/** The ledger entries a settlement appends after `head` (the chain's last entry, if any); sealed by the store. */
 export function settlementEntries(s: Settlement, jobId: string, head: LedgerEntry | null): LedgerEntry[] {
   const entries: LedgerEntry[] = [];
   let prev = head;
   for (const c of s.credits) {
-    const entry = s.makeEntry({
+    const entry = makeEntry({
       seq: (prev?.seq ?? 0) + 1,
       ts: s.now,
       volunteerId: c.volunteerId,
@@ -277,3 +277,9 @@ export const LIST_VOLUNTEERS_SQL = `SELECT v.*,
   (SELECT count(*) FROM results r WHERE r.volunteer_id = v.id AND r.state = 'invalid') AS invalid,
   (SELECT count(*) FROM results r WHERE r.volunteer_id = v.id AND r.state = 'pending') AS pending
   FROM volunteers v ORDER BY v.credit DESC, v.created_at`;
+
+/** The store's sealer; a store opened without the coordinator key (a CLI reading the ledger) cannot append. */
+export function requireSealer(sealer: Sealer | undefined): Sealer {
+  if (!sealer) throw new Error('this store was opened without the coordinator key, so it cannot append to the ledger');
+  return sealer;
+}

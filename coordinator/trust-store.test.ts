@@ -1,10 +1,11 @@
 // The trust methods of both stores (SQLite and PostgreSQL): trust records round-trip, an
 // unreplicated valid result is found, and revoking it re-opens its unit, puts its finished job
-// back to running and reverses its credit with a signed negative ledger entry.
+// back to running and reverses its credit with a sealed negative ledger entry.
 import { generateKeyPairSync } from 'node:crypto';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { makeEntry, verifyChain } from './ledger.js';
+import { makeSealer, verifyChain } from './ledger.js';
+import { readLedger } from './ledger-export.js';
 import { startPgCluster, type PgCluster } from './pg-cluster.js';
 import { PgStore } from './pg-store.js';
 import { SqliteStore } from './sqlite-store.js';
@@ -12,7 +13,7 @@ import type { Store } from './store.js';
 import { makeTempDir, removeDir } from './test-helpers.js';
 
 const { privateKey, publicKey } = generateKeyPairSync('ed25519');
-const sign = (fields: Parameters<typeof makeEntry>[0]) => makeEntry(fields, privateKey);
+const sealer = makeSealer(privateKey);
 
 let cluster: PgCluster;
 let dir: string;
@@ -26,8 +27,8 @@ afterAll(() => {
 });
 
 const stores: [string, () => Promise<Store>][] = [
-  ['SQLite', async () => new SqliteStore(join(dir, `t-${Date.now()}.sqlite`))],
-  ['PostgreSQL', async () => PgStore.connect(cluster.url, 2)],
+  ['SQLite', async () => new SqliteStore(join(dir, `t-${Date.now()}.sqlite`), { sealer })],
+  ['PostgreSQL', async () => PgStore.connect(cluster.url, 2, sealer)],
 ];
 
 describe.each(stores)('%s store', (_name, open) => {
@@ -50,21 +51,22 @@ describe.each(stores)('%s store', (_name, open) => {
       expect(leased.wu.target).toBe(1);
       const resultId = `r_${v}`;
       await store.addResult({ id: resultId, wuId: leased.wu.id, leaseId: leased.lease.id, volunteerId: v, sha256: '0'.repeat(64), state: 'pending', receivedAt: 20, reason: null, data: new Uint8Array(4) });
-      const outcome = await store.settle({ wuId: leased.wu.id, canonicalResultId: resultId, valid: [resultId], invalid: [], credits: [{ volunteerId: v, amount: 2 }], now: 21, makeEntry: sign });
+      const outcome = await store.settle({ wuId: leased.wu.id, canonicalResultId: resultId, valid: [resultId], invalid: [], credits: [{ volunteerId: v, amount: 2 }], now: 21 });
       expect(outcome.jobComplete).toBe(true);
       await store.setJobResult(jobId, '1'.repeat(64), 22);
 
       expect(await store.unreplicatedResults(v, 20)).toEqual([]); // received at 20, not after
       expect(await store.unreplicatedResults(v, 19)).toEqual([{ id: resultId, wuId: leased.wu.id }]);
-      const { entries } = await store.revokeResults({ resultIds: [resultId], reason: 'test', now: 30, makeEntry: sign });
-      expect(entries.map((e) => [e.volunteerId, e.amount])).toEqual([[v, -2]]);
+      const { entries } = await store.revokeResults({ resultIds: [resultId], reason: 'test', now: 30 });
+      expect(entries.map(({ entry: e }) => [e.volunteerId, e.amount])).toEqual([[v, -2]]);
+      expect(entries[0].seal).toMatchObject({ firstSeq: entries[0].entry.seq, lastSeq: entries[0].entry.seq });
       expect((await store.getVolunteer(v))!.credit).toBe(0);
       expect(await store.getWorkUnit(leased.wu.id)).toMatchObject({ state: 'open', canonicalResultId: null, target: 2 });
       expect(await store.getJob(jobId)).toMatchObject({ state: 'running', done: 0, resultSha: null });
       expect(await store.liveResults(leased.wu.id)).toEqual([]);
       // Revoking again changes nothing.
-      expect((await store.revokeResults({ resultIds: [resultId], reason: 'test', now: 31, makeEntry: sign })).entries).toEqual([]);
-      const chain = verifyChain(await store.ledgerEntries(0, 10_000), publicKey);
+      expect((await store.revokeResults({ resultIds: [resultId], reason: 'test', now: 31 })).entries).toEqual([]);
+      const chain = verifyChain(await readLedger(store), publicKey);
       expect(chain.ok).toBe(true);
       expect(chain.credit.get(v)).toBe(0);
     } finally {

@@ -122,7 +122,7 @@ describe('adaptive replication against a real coordinator', () => {
       // the revocations reached it.
       const trust = await store.getTrust(sleeper.volunteerId);
       expect(await store.unreplicatedResults(sleeper.volunteerId, trust.verifiedAt)).toEqual([]);
-      expect(sleeper.receipts.some((r) => r.amount < 0)).toBe(true);
+      expect(sleeper.receipts.some((r) => r.entry.amount < 0)).toBe(true);
       // (Cheats already in flight when it was caught may add strikes.)
       expect(trust.strikes).toBeGreaterThanOrEqual(1);
       expect((await auditLedger(store, loadCoordinatorPublicKey(grid.dir))).ok).toBe(true);

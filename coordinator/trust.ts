@@ -9,6 +9,7 @@
 // unreplicated results since it was last confirmed by a replica are revoked and recomputed.
 // A result that passes the check but disagrees with an agreeing quorum resets the streak (and
 // revokes the same way) without a suspension: honest but flaky hardware does that.
+import { randomFraction } from './random.js';
 
 export interface TrustRecord {
   volunteerId: string;
@@ -57,9 +58,7 @@ export function replicateProbability(streak: number, policy: TrustPolicy = DEFAU
 export function shouldReplicate(t: TrustRecord, policy: TrustPolicy = DEFAULT_TRUST_POLICY): boolean {
   const p = replicateProbability(t.validStreak, policy);
   if (p >= 1) return true;
-  const buf = new Uint32Array(1);
-  crypto.getRandomValues(buf);
-  return buf[0] / 2 ** 32 < p;
+  return randomFraction() < p;
 }
 
 export function isSuspended(t: TrustRecord, now: number): boolean {

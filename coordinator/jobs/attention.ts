@@ -2,6 +2,7 @@
 // Split by head and query block: each work unit gets its block of Q rows plus its head's whole K
 // and V as content-addressed shards (units of one head share K and V), and returns rows × d
 // outputs. The cheap check recomputes a few randomly chosen output rows on the CPU.
+import { randomUint32 } from '../random.js';
 import { ATTENTION_HEAD_DIMS, type AttentionJobSubmit, type AttentionParams, type Tolerance } from '../protocol.js';
 import { parseNpy, toNpy, type Tensor } from '../npy.js';
 import type { ShardStore } from '../shards.js';
@@ -109,11 +110,7 @@ export function attentionTolerance(p: { seq: number; d: number }, maxQ: number, 
 function randomRows(size: number, n: number): number[] {
   if (size <= n) return Array.from({ length: size }, (_, i) => i);
   const picked = new Set<number>();
-  const words = new Uint32Array(1);
-  while (picked.size < n) {
-    crypto.getRandomValues(words);
-    picked.add(words[0] % size);
-  }
+  while (picked.size < n) picked.add(randomUint32() % size);
   return [...picked];
 }
 

@@ -20,6 +20,7 @@
 // after the result is in, so a worker cannot aim its errors at unsampled elements.
 // An element whose error is within γ·(|A|·|B|)_ij is, by definition, a result some honest device
 // could have produced; no check can or should reject it.
+import { randomBytes, randomFraction } from '../random.js';
 
 /** float32 unit roundoff. */
 export const U = 2 ** -24;
@@ -41,16 +42,13 @@ const SUBNORMAL_SLACK = 1e-30;
 
 /** Draws a vector of random ±1 (crypto randomness, so a cheater cannot predict it). */
 function randomSigns(n: number): Float64Array {
-  const bits = new Uint8Array(n);
-  crypto.getRandomValues(bits);
+  const bits = randomBytes(n);
   return Float64Array.from(bits, (b) => ((b & 1) === 1 ? 1 : -1));
 }
 
 /** A uniformly random integer in [0, n) from crypto randomness (n ≤ 2^32). */
 function randomIndex(n: number): number {
-  const buf = new Uint32Array(1);
-  crypto.getRandomValues(buf);
-  return Math.floor((buf[0] / 2 ** 32) * n);
+  return Math.floor(randomFraction() * n);
 }
 
 /**
