@@ -198,11 +198,14 @@ export class ResultIntake {
   }
 
   /** Looks for a quorum among the unit's live results; settles, asks for more, or fails it. */
-  private async validate(wuAtIntake: WorkUnitRecord) {
+  /**
+   * `wu` as read just before, inside this unit's serial chain: only this chain settles the unit or
+   * changes its target, so it is current (and settle() re-checks that the unit is still open).
+   */
+  private async validate(wu: WorkUnitRecord) {
     const { store, scheduler, now } = this.ctx;
-    const wu = await store.getWorkUnit(wuAtIntake.id);
-    const job = wu && (await this.jobFacts(wu.jobId));
-    if (!wu || !job || wu.state !== 'open') return;
+    const job = await this.jobFacts(wu.jobId);
+    if (!job || wu.state !== 'open') return;
     const live = await store.liveResults(wu.id);
     const kind = jobKind(wu.kind);
     let group: string[] | null;

@@ -344,13 +344,6 @@ export class SqliteStore implements Store {
       setJobResult: p(`UPDATE jobs SET state = 'done', result_sha = ?, finished_at = ? WHERE id = ?`),
       failJob: p(`UPDATE jobs SET state = 'failed', error = ?, finished_at = ? WHERE id = ? AND state IN ('queued', 'running')`),
       getWu: p('SELECT * FROM work_units WHERE id = ?'),
-      // `live` counts active leases plus pending/valid results, so "needs a replica" is one comparison.
-      nextWu: p(`SELECT wu.* FROM work_units wu INDEXED BY wu_wanting
-        WHERE wu.state = 'open' AND wu.live < wu.target
-          AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.wu_id = wu.id AND l.volunteer_id = @v AND l.state = 'active')
-          AND NOT EXISTS (SELECT 1 FROM results r WHERE r.wu_id = wu.id AND r.volunteer_id = @v)
-          AND (@kinds IS NULL OR wu.kind IN (SELECT value FROM json_each(@kinds)))
-        ORDER BY wu.job_seq, wu.idx LIMIT @limit`),
       insertLease: p(`INSERT INTO leases(id, wu_id, volunteer_id, issued_at, deadline, state, alive_until) VALUES (?, ?, ?, ?, ?, 'active', ?)`),
       liveDelta: p('UPDATE work_units SET live = live + ? WHERE id = ?'),
       jobRunning: p(`UPDATE jobs SET state = 'running' WHERE id = ? AND state = 'queued'`),
@@ -563,13 +556,31 @@ export class SqliteStore implements Store {
     return row ? toWu(row) : null;
   }
 
+  private readonly nextWuByKinds = new Map<number, Database.Statement>();
+
+  /** The lease query for a list of `kinds` job kinds (bound as @k0…), or for every kind. */
+  private nextWu(kinds: number | undefined): Database.Statement {
+    const key = kinds ?? -1;
+    let stmt = this.nextWuByKinds.get(key);
+    if (!stmt) {
+      const kindList = kinds === undefined ? '' : `AND wu.kind IN (${Array.from({ length: kinds }, (_, i) => `@k${i}`).join(', ') || 'NULL'})`;
+      // `live` counts active leases plus pending/valid results, so "needs a replica" is one comparison.
+      stmt = this.db.prepare(`SELECT wu.* FROM work_units wu INDEXED BY wu_wanting
+        WHERE wu.state = 'open' AND wu.live < wu.target
+          AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.wu_id = wu.id AND l.volunteer_id = @v AND l.state = 'active')
+          AND NOT EXISTS (SELECT 1 FROM results r WHERE r.wu_id = wu.id AND r.volunteer_id = @v)
+          ${kindList}
+        ORDER BY wu.job_seq, wu.idx LIMIT @limit`);
+      this.nextWuByKinds.set(key, stmt);
+    }
+    return stmt;
+  }
+
   async leaseUnits(req: LeaseRequest) {
     return this.write(() => {
-      const rows = this.s.nextWu.all({
-        v: req.volunteerId,
-        limit: leaseQueryLimit(req),
-        kinds: req.kinds ? JSON.stringify(req.kinds) : null,
-      }) as Row[];
+      const params: Record<string, unknown> = { v: req.volunteerId, limit: leaseQueryLimit(req) };
+      req.kinds?.forEach((k, i) => (params[`k${i}`] = k));
+      const rows = this.nextWu(req.kinds?.length).all(params) as Row[];
       return pickUnits(rows.map(toWu), req).map((wu) => {
         // Time-ordered ids: new rows land at the end of the id index, not on a random page each.
         const lease: LeaseRecord = { id: timeOrderedId('l_'), wuId: wu.id, volunteerId: req.volunteerId, issuedAt: req.now, deadline: req.deadline, state: 'active' };
@@ -732,14 +743,10 @@ export class SqliteStore implements Store {
     };
   }
 
+  /** Written at once, outside the group commit: other readers of the file see a strike at once. */
   async putTrust(t: TrustRecord) {
-    this.cacheTrust(t); // seen at once, as the row would be
-    try {
-      await this.write(() => this.s.putTrust.run(t));
-    } catch (err) {
-      this.trust.delete(t.volunteerId); // not written: read the stored one again
-      throw err;
-    }
+    this.s.putTrust.run(t);
+    this.cacheTrust(t);
   }
 
   async unreplicatedResults(volunteerId: string, since: number) {
