@@ -31,29 +31,35 @@ function units(jobId: string, n: number): NewWorkUnit[] {
   }));
 }
 
-test('idle workers are not asked again until new work arrives', async () => {
+/** A store in a fresh directory that counts its lease queries. */
+function countingStore() {
   const dir = makeTempDir();
   dirs.push(dir);
   const store = new SqliteStore(join(dir, 'db.sqlite'));
   let asks = 0;
   const leaseUnits = store.leaseUnits.bind(store);
   store.leaseUnits = (...args) => (asks++, leaseUnits(...args));
+  return { store, asked: () => asks };
+}
+
+test('idle workers are not asked again until new work arrives', async () => {
+  const { store, asked } = countingStore();
   const scheduler = new Scheduler(store, { leaseMs: 60_000 });
   const workers = Array.from({ length: 50 }, (_, i) => session(i));
   for (const w of workers) scheduler.add(w);
 
   await scheduler.dispatch();
-  expect(asks).toBe(50); // everyone asked once: nothing to do
+  expect(asked()).toBe(50); // everyone asked once: nothing to do
   for (let i = 0; i < 10; i++) await scheduler.dispatch();
-  expect(asks).toBe(50); // and not again while nothing changed
+  expect(asked()).toBe(50); // and not again while nothing changed
 
   const job = { kind: 'matmul', name: null, state: 'queued' as const, replication: 1, meta: {}, createdAt: 0, finishedAt: null, error: null, resultSha: null, resultShape: [1, 1] };
   await store.createJob({ ...job, id: 'j1' }, units('j1', 20));
   await scheduler.dispatch();
   expect(workers.filter((w) => w.got.some((m) => m.type === 'assign'))).toHaveLength(20);
-  const afterJob = asks;
+  const afterJob = asked();
   for (let i = 0; i < 10; i++) await scheduler.dispatch();
-  expect(asks).toBe(afterJob); // the 30 without work wait again
+  expect(asked()).toBe(afterJob); // the 30 without work wait again
 
   // A worker vanishes: its replica is wanted again, so the idle ones are asked.
   await scheduler.remove(workers.find((w) => w.leases.size > 0)!);
@@ -62,12 +68,7 @@ test('idle workers are not asked again until new work arrives', async () => {
 });
 
 test('a worker with free slots gets them filled in one lease query, never one unit twice', async () => {
-  const dir = makeTempDir();
-  dirs.push(dir);
-  const store = new SqliteStore(join(dir, 'db.sqlite'));
-  let asks = 0;
-  const leaseUnits = store.leaseUnits.bind(store);
-  store.leaseUnits = (...args) => (asks++, leaseUnits(...args));
+  const { store, asked } = countingStore();
   const scheduler = new Scheduler(store, { leaseMs: 60_000 });
   const job = { kind: 'matmul', name: null, state: 'queued' as const, replication: 2, meta: {}, createdAt: 0, finishedAt: null, error: null, resultSha: null, resultShape: [1, 1] };
   await store.createJob({ ...job, id: 'j1' }, units('j1', 5));
@@ -77,7 +78,7 @@ test('a worker with free slots gets them filled in one lease query, never one un
   scheduler.add(a);
   scheduler.add(b);
   await scheduler.dispatch();
-  expect(asks).toBe(2); // one query per worker, whatever its slots
+  expect(asked()).toBe(2); // one query per worker, whatever its slots
   const assigned = (w: typeof a) => w.got.filter((m) => m.type === 'assign').map((m) => (m.type === 'assign' ? m.wu.id : ''));
   expect(assigned(a).sort()).toEqual(['j1.0', 'j1.1', 'j1.2', 'j1.3', 'j1.4']); // all 5 units, each once
   expect(assigned(b)).toEqual(['j1.0', 'j1.1', 'j1.2']); // the second replicas, in queue order
@@ -85,9 +86,7 @@ test('a worker with free slots gets them filled in one lease query, never one un
 });
 
 test('a failed job hands out no more work', async () => {
-  const dir = makeTempDir();
-  dirs.push(dir);
-  const store = new SqliteStore(join(dir, 'db.sqlite'));
+  const { store } = countingStore();
   const job = { kind: 'matmul', name: null, state: 'queued' as const, replication: 1, meta: {}, createdAt: 0, finishedAt: null, error: null, resultSha: null, resultShape: [1, 1] };
   await store.createJob({ ...job, id: 'j1' }, units('j1', 4));
   await store.createJob({ ...job, id: 'j2' }, units('j2', 1));
