@@ -25,6 +25,11 @@ export function makeEntry(fields: Unhashed): LedgerEntry {
   return { ...fields, hash: entryHash(fields) };
 }
 
+/** The entry that follows `prev` (the chain's last entry; null for the first), linked to it. */
+export function nextEntry(prev: LedgerEntry | null, fields: Omit<Unhashed, 'seq' | 'prevHash'>): LedgerEntry {
+  return makeEntry({ seq: (prev?.seq ?? 0) + 1, ...fields, prevHash: prev?.hash ?? GENESIS_HASH });
+}
+
 /** The Merkle tree over consecutive entries' hashes, every node in hex (each converted once). */
 function entryTree(hashes: string[]): string[][] {
   const levels = merkleLevels(

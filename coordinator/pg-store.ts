@@ -8,7 +8,7 @@
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { timeOrderedId } from './ids.js';
-import { GENESIS_HASH, makeEntry, type Sealer } from './ledger.js';
+import { nextEntry, type Sealer } from './ledger.js';
 import type { LedgerEntry, LedgerReceipt } from './protocol.js';
 import { ShardCache, sha256Hex, type ShardStore } from './shards.js';
 import { toJob, toLease, toLedgerEntry, toLedgerSeal, toResult, toVolunteer, toWu, type Row } from './sqlite-store.js';
@@ -493,8 +493,7 @@ export class PgStore implements Store {
         const earned = Number((await c.query('SELECT COALESCE(sum(amount), 0) AS n FROM ledger WHERE volunteer_id = $1 AND wu_id = $2', [result.volunteerId, wu.id])).rows[0].n);
         if (earned <= 0) continue;
         const head = (await c.query('SELECT * FROM ledger ORDER BY seq DESC LIMIT 1')).rows[0] as Row | undefined;
-        const prev = head ? toLedgerEntry(head) : null;
-        const entry = makeEntry({ seq: (prev?.seq ?? 0) + 1, ts: rev.now, volunteerId: result.volunteerId, jobId: wu.jobId, wuId: wu.id, amount: -earned, prevHash: prev?.hash ?? GENESIS_HASH });
+        const entry = nextEntry(head ? toLedgerEntry(head) : null, { ts: rev.now, volunteerId: result.volunteerId, jobId: wu.jobId, wuId: wu.id, amount: -earned });
         await this.appendEntry(c, entry);
         entries.push(entry);
       }

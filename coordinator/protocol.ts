@@ -576,11 +576,20 @@ export class FrameError extends Error {
 
 /** Binary frame: u32 little-endian header length, the JSON header, then the payload bytes. */
 export function encodeResultFrame(header: ResultHeader, payload: Uint8Array): Uint8Array {
+  return encodeBinaryFrame(header, [payload]);
+}
+
+/** u32 little-endian header length, the JSON header, then the payloads back to back. */
+function encodeBinaryFrame(header: unknown, payloads: readonly Uint8Array[]): Uint8Array {
   const head = new TextEncoder().encode(JSON.stringify(header));
-  const out = new Uint8Array(4 + head.length + payload.length);
+  const out = new Uint8Array(4 + head.length + payloads.reduce((n, p) => n + p.length, 0));
   new DataView(out.buffer).setUint32(0, head.length, true);
   out.set(head, 4);
-  out.set(payload, 4 + head.length);
+  let at = 4 + head.length;
+  for (const p of payloads) {
+    out.set(p, at);
+    at += p.length;
+  }
   return out;
 }
 
@@ -661,16 +670,7 @@ export function resultBatchSigningMessage(items: readonly Pick<ResultBatchItem, 
 
 /** Batched frame: u32 little-endian header length, the JSON header, then the payloads in item order. */
 export function encodeResultBatchFrame(header: ResultBatchHeader, payloads: readonly Uint8Array[]): Uint8Array {
-  const head = new TextEncoder().encode(JSON.stringify(header));
-  const out = new Uint8Array(4 + head.length + payloads.reduce((n, p) => n + p.length, 0));
-  new DataView(out.buffer).setUint32(0, head.length, true);
-  out.set(head, 4);
-  let at = 4 + head.length;
-  for (const p of payloads) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
+  return encodeBinaryFrame(header, payloads);
 }
 
 /** Any binary frame a worker may send: one result, or a batch split into its items' payloads. */

@@ -166,8 +166,9 @@ export class ResultIntake {
     const job = await this.ctx.store.getJob(jobId);
     if (!job) return null;
     if (this.jobs.size >= 10_000) this.jobs.clear();
-    this.jobs.set(jobId, { id: job.id, replication: job.replication });
-    return this.jobs.get(jobId)!;
+    const facts = { id: job.id, replication: job.replication };
+    this.jobs.set(jobId, facts);
+    return facts;
   }
 
   /** Volunteer keys never change (the id is derived from the key): look each one up once. */
@@ -197,9 +198,9 @@ export class ResultIntake {
     return { validated: unitsToValidate.length, assembled: jobsToAssemble.length };
   }
 
-  /** Looks for a quorum among the unit's live results; settles, asks for more, or fails it. */
   /**
-   * `wu` as read just before, inside this unit's serial chain: only this chain settles the unit or
+   * Looks for a quorum among the unit's live results; settles, asks for more, or fails it. `wu` is
+   * as read just before, inside this unit's serial chain: only this chain settles the unit or
    * changes its target, so it is current (and settle() re-checks that the unit is still open).
    */
   private async validate(wu: WorkUnitRecord) {

@@ -8,7 +8,7 @@
 import { closeSync, fsync, openSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { timeOrderedId } from './ids.js';
-import { GENESIS_HASH, makeEntry, type Sealer } from './ledger.js';
+import { nextEntry, type Sealer } from './ledger.js';
 import type { LedgerEntry, LedgerReceipt, LedgerSeal } from './protocol.js';
 import { freshTrust, type TrustRecord } from './trust.js';
 import type {
@@ -781,8 +781,7 @@ export class SqliteStore implements Store {
   /** Appends one entry after the current head and applies it to the balance (inside a write). */
   private appendLedger(now: number, c: { volunteerId: string; jobId: string; wuId: string; amount: number }): LedgerEntry {
     const head = this.s.ledgerHead.get() as Row | undefined;
-    const prev = head ? toLedgerEntry(head) : null;
-    const entry = makeEntry({ seq: (prev?.seq ?? 0) + 1, ts: now, ...c, prevHash: prev?.hash ?? GENESIS_HASH });
+    const entry = nextEntry(head ? toLedgerEntry(head) : null, { ts: now, ...c });
     this.appendEntry(entry);
     return entry;
   }

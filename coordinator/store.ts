@@ -1,7 +1,7 @@
 // The narrow storage interface the coordinator runs on. SQLite (sqlite-store.ts) is the embedded
 // default; the methods are coarse, each one atomic, and async so a networked database (PostgreSQL)
 // can take its place without touching the scheduler or the server.
-import { GENESIS_HASH, makeEntry, type Sealer } from './ledger.js';
+import { nextEntry, type Sealer } from './ledger.js';
 import type { JobState, LedgerEntry, LedgerReceipt, LedgerSeal, Tolerance } from './protocol.js';
 import type { TrustRecord } from './trust.js';
 
@@ -256,15 +256,7 @@ export function settlementEntries(s: Settlement, jobId: string, head: LedgerEntr
   const entries: LedgerEntry[] = [];
   let prev = head;
   for (const c of s.credits) {
-    const entry = makeEntry({
-      seq: (prev?.seq ?? 0) + 1,
-      ts: s.now,
-      volunteerId: c.volunteerId,
-      jobId,
-      wuId: s.wuId,
-      amount: c.amount,
-      prevHash: prev?.hash ?? GENESIS_HASH,
-    });
+    const entry = nextEntry(prev, { ts: s.now, volunteerId: c.volunteerId, jobId, wuId: s.wuId, amount: c.amount });
     entries.push(entry);
     prev = entry;
   }
