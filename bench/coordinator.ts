@@ -9,6 +9,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { startCoordinator } from '../coordinator/coordinator.js';
 import { toNpy } from '../coordinator/npy.js';
@@ -108,6 +109,7 @@ async function main() {
     const start = await progress();
     let warm: typeof start | null = null;
     let cpuAtWarm = process.cpuUsage();
+    let eluAtWarm = performance.eventLoopUtilization();
     let last = start;
     while (last.state !== 'done' && last.state !== 'failed' && last.t - start.t < SECONDS) {
       await sleep(250);
@@ -115,10 +117,12 @@ async function main() {
       if (!warm && last.t - start.t >= 2) {
         warm = last;
         cpuAtWarm = process.cpuUsage();
+        eluAtWarm = performance.eventLoopUtilization();
         fleet.send({ type: 'reset' });
       }
     }
     const cpu = process.cpuUsage(cpuAtWarm);
+    const elu = performance.eventLoopUtilization(eluAtWarm);
     const from = warm && last.done > warm.done ? warm : start;
     const report = (fleet.send({ type: 'report' }), await waitFor<{ p50: number | null; p99: number | null; samples: number; rejected: number; resultsPerFrame: number; cpuUs: number }>(fleet, 'report'));
     // No unit credited in the window (a run too short for its load): no latency to report.
@@ -140,6 +144,8 @@ async function main() {
       // CPU time the coordinator spent per unit: unlike WU/s, barely moved by other load on the machine.
       coordinatorCpuUsPerWu: Math.round((cpu.user + cpu.system) / Math.max(1, last.done - from.done)),
       // The same for the simulated workers' process (signing, hashing, frames; from the warm-up to the report).
+      // Share of the time the coordinator's event loop was busy: near 1, its one thread is the limit.
+      eventLoopUtilization: +elu.utilization.toFixed(2),
       fleetCpuUsPerWu: Math.round(report.cpuUs / Math.max(1, last.done - from.done)),
       latencyMs: { p50: ms(report.p50), p99: ms(report.p99), samples: report.samples },
       // Results per binary frame the workers sent: above 1, several travelled under one signature.

@@ -362,7 +362,7 @@ export class PgStore implements Store {
       ]);
       if (done.rowCount === 0) {
         const wu = await c.query('SELECT job_id FROM work_units WHERE id = $1', [s.wuId]);
-        return { entries: [], jobComplete: false, jobId: String(wu.rows[0]?.job_id ?? '') }; // settled already
+        return { entries: [], balances: {}, jobComplete: false, jobId: String(wu.rows[0]?.job_id ?? '') }; // settled already
       }
       const jobId = String(done.rows[0].job_id);
       await c.query(`UPDATE results SET state = 'valid' WHERE id = ANY($1::text[])`, [s.valid]);
@@ -373,8 +373,9 @@ export class PgStore implements Store {
       const job = toJob((await c.query('UPDATE jobs SET done = done + 1 WHERE id = $1 RETURNING *', [jobId])).rows[0] as Row);
       const head = (await c.query('SELECT * FROM ledger ORDER BY seq DESC LIMIT 1')).rows[0] as Row | undefined;
       const entries = settlementEntries(s, jobId, head ? toLedgerEntry(head) : null);
-      for (const entry of entries) await this.appendEntry(c, entry);
-      return { entries: await this.seal(c, entries), jobComplete: job.done === job.total && job.state === 'running', jobId };
+      const balances: Record<string, number> = {};
+      for (const entry of entries) balances[entry.volunteerId] = await this.appendEntry(c, entry);
+      return { entries: await this.seal(c, entries), balances, jobComplete: job.done === job.total && job.state === 'running', jobId };
     }).then((outcome) => {
       if (s.invalid.length) this.workVersion++;
       return outcome;
@@ -417,14 +418,15 @@ export class PgStore implements Store {
     return (await this.all('SELECT * FROM ledger_seals WHERE last_seq > $1 ORDER BY last_seq LIMIT $2', [afterSeq, limit])).map(toLedgerSeal);
   }
 
-  /** Inserts an entry and credits it (inside a transaction holding LEDGER_LOCK). */
-  private async appendEntry(c: Client, entry: LedgerEntry) {
+  /** Inserts an entry and credits it (inside a transaction holding LEDGER_LOCK); returns the new balance. */
+  private async appendEntry(c: Client, entry: LedgerEntry): Promise<number> {
     requireSealer(this.sealer);
     await c.query(
       `INSERT INTO ledger(seq, ts, volunteer_id, job_id, wu_id, amount, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
       [entry.seq, entry.ts, entry.volunteerId, entry.jobId, entry.wuId, entry.amount, entry.prevHash, entry.hash],
     );
-    await c.query('UPDATE volunteers SET credit = credit + $1 WHERE id = $2', [entry.amount, entry.volunteerId]);
+    const updated = await c.query('UPDATE volunteers SET credit = credit + $1 WHERE id = $2 RETURNING credit', [entry.amount, entry.volunteerId]);
+    return Number(updated.rows[0]?.credit ?? 0);
   }
 
   /** One seal over the entries this transaction appended, in the same transaction. */
@@ -472,6 +474,7 @@ export class PgStore implements Store {
     const out = await this.tx(async (c) => {
       await c.query('SELECT pg_advisory_xact_lock($1)', [LEDGER_LOCK]); // negative entries join the one ledger line
       const entries: LedgerEntry[] = [];
+      const balances: Record<string, number> = {};
       for (const id of rev.resultIds) {
         const row = (await c.query(`SELECT * FROM results WHERE id = $1 AND state = 'valid' FOR UPDATE`, [id])).rows[0] as Row | undefined;
         if (!row) continue;
@@ -494,10 +497,10 @@ export class PgStore implements Store {
         if (earned <= 0) continue;
         const head = (await c.query('SELECT * FROM ledger ORDER BY seq DESC LIMIT 1')).rows[0] as Row | undefined;
         const entry = nextEntry(head ? toLedgerEntry(head) : null, { ts: rev.now, volunteerId: result.volunteerId, jobId: wu.jobId, wuId: wu.id, amount: -earned });
-        await this.appendEntry(c, entry);
+        balances[entry.volunteerId] = await this.appendEntry(c, entry);
         entries.push(entry);
       }
-      return { entries: await this.seal(c, entries) };
+      return { entries: await this.seal(c, entries), balances };
     });
     this.workVersion++;
     return out;

@@ -7,10 +7,10 @@
 import { timeOrderedId } from './ids.js';
 import { jobKind } from './jobs/index.js';
 import { verifyOffThread } from './signature-thread.js';
-import { resultBatchSigningMessage, resultSigningMessage, type LedgerReceipt, type ResultBatchHeader, type ResultHeader } from './protocol.js';
+import { resultBatchSigningMessage, resultSigningMessage, type ResultBatchHeader, type ResultHeader } from './protocol.js';
 import type { Scheduler, WorkerSession } from './scheduler.js';
 import { sha256Hex, type ShardStore } from './shards.js';
-import type { Store, WorkUnitRecord } from './store.js';
+import type { Credited, Store, WorkUnitRecord } from './store.js';
 import { afterDisagreement, afterStrike, afterValid, DEFAULT_TRUST_POLICY, shouldReplicate, type TrustPolicy, type TrustRecord } from './trust.js';
 import { findQuorum } from './validator.js';
 
@@ -238,7 +238,7 @@ export class ResultIntake {
         credits: winners.map((r) => ({ volunteerId: r.volunteerId, amount: wu.flops })),
         now: now(),
       });
-      await this.sendCredits(outcome.entries);
+      this.sendCredits(outcome);
       for (const r of winners) {
         await this.updateTrust(r.volunteerId, (t) => afterValid(t, now(), winners.length > 1));
       }
@@ -261,11 +261,10 @@ export class ResultIntake {
   }
 
   /** Tells each credited (or debited) volunteer, with the sealed ledger entry as its receipt. */
-  private async sendCredits(receipts: LedgerReceipt[]) {
-    for (const receipt of receipts) {
+  private sendCredits({ entries, balances }: Credited) {
+    for (const receipt of entries) {
       const e = receipt.entry;
-      const v = await this.ctx.store.getVolunteer(e.volunteerId);
-      this.ctx.scheduler.sendTo(e.volunteerId, { type: 'credit', wuId: e.wuId, amount: e.amount, total: v?.credit ?? 0, ledgerSeq: e.seq, receipt });
+      this.ctx.scheduler.sendTo(e.volunteerId, { type: 'credit', wuId: e.wuId, amount: e.amount, total: balances[e.volunteerId] ?? 0, ledgerSeq: e.seq, receipt });
     }
   }
 
@@ -296,13 +295,13 @@ export class ResultIntake {
     const { store, now } = this.ctx;
     const suspect = await store.unreplicatedResults(volunteerId, since);
     if (suspect.length === 0) return;
-    const { entries } = await store.revokeResults({
+    const revoked = await store.revokeResults({
       resultIds: suspect.map((r) => r.id),
       reason,
       now: now(),
     });
     this.ctx.log(`revoked ${suspect.length} unconfirmed results of ${volunteerId}; their units are recomputed`);
-    await this.sendCredits(entries);
+    this.sendCredits(revoked);
   }
 
   private async assimilate(jobId: string) {

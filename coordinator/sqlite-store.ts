@@ -232,6 +232,9 @@ export function openDatabase(file: string, synchronous: 'NORMAL' | 'FULL' = 'FUL
   return db;
 }
 
+/** Units kept in memory (each ~1 KB): more than a busy coordinator has in flight. */
+const UNIT_CACHE_SIZE = 50_000;
+
 /** Least time between two commits (each is an fsync that blocks the event loop). */
 const COMMIT_GAP_MS = 2;
 
@@ -295,6 +298,22 @@ export class SqliteStore implements Store {
 
   private readonly wal: WalSync;
 
+  /**
+   * What the caches learn from this batch's writes, applied once it commits: the caches below hold
+   * committed state only (a write rolled back with its savepoint leaves them as they were).
+   */
+  private commitHooks: (() => void)[] = [];
+  /** The ledger's last entry inside the current batch (undefined: not read yet). */
+  private head: LedgerEntry | null | undefined = undefined;
+  /**
+   * Active leases and recently read units, as committed. One coordinator writes a SQLite file, so
+   * the hot path's reads (a result's lease and unit) need not go to the database.
+   */
+  private readonly leases = new Map<string, LeaseRecord>();
+  private readonly units = new Map<string, WorkUnitRecord>();
+  /** Trust records changed since the last batch, written once each by the next one. */
+  private readonly trustToWrite = new Map<string, TrustRecord>();
+
   private readonly extra: Database.Database[] = [];
 
   /** Signs the seals; absent for stores that only read the ledger (CLI audit, tests). */
@@ -314,12 +333,16 @@ export class SqliteStore implements Store {
     this.savepoint = this.db.transaction((fn: () => unknown) => fn());
     this.batch = this.db.transaction((writes: PendingWrite[]) => {
       this.unsealed = [];
+      this.commitHooks = [];
       const outcomes = writes.map((w) => {
-        const mark = this.unsealed.length;
+        const [mark, hooks, head] = [this.unsealed.length, this.commitHooks.length, this.head];
         try {
           return { ok: true, value: this.savepoint(w.run) };
         } catch (err) {
-          this.unsealed.length = mark; // rolled back with its savepoint: not sealed
+          // Rolled back with its savepoint: not sealed, not cached, not the chain's head.
+          this.unsealed.length = mark;
+          this.commitHooks.length = hooks;
+          this.head = head;
           return { ok: false, value: err };
         }
       });
@@ -359,7 +382,7 @@ export class SqliteStore implements Store {
       resultState: p('UPDATE results SET state = ?, reason = COALESCE(?, reason) WHERE id = ?'),
       wuDone: p(`UPDATE work_units SET state = 'done', canonical_result_id = ? WHERE id = ? AND state = 'open'`),
       jobDone: p('UPDATE jobs SET done = done + 1 WHERE id = ? RETURNING done, total, state'),
-      addCredit: p('UPDATE volunteers SET credit = credit + ? WHERE id = ?'),
+      addCredit: p('UPDATE volunteers SET credit = credit + ? WHERE id = ? RETURNING credit'),
       ledgerHead: p('SELECT * FROM ledger ORDER BY seq DESC LIMIT 1'),
       insertLedger: p(`INSERT INTO ledger(seq, ts, volunteer_id, job_id, wu_id, amount, prev_hash, hash)
         VALUES (@seq, @ts, @volunteerId, @jobId, @wuId, @amount, @prevHash, @hash)`),
@@ -439,10 +462,13 @@ export class SqliteStore implements Store {
     let outcomes: { ok: boolean; value: unknown }[];
     try {
       outcomes = this.batch(writes);
+      for (const hook of this.commitHooks) hook();
     } catch (err) {
+      this.head = undefined; // rolled back: read it again
       for (const w of writes) w.reject(err); // the commit itself failed: nothing was acknowledged
       return;
     } finally {
+      this.commitHooks = [];
       this.flushing = false;
       this.lastCommit = performance.now();
       if (this.pending.length) this.scheduleFlush();
@@ -549,11 +575,40 @@ export class SqliteStore implements Store {
     if (this.s.failJob.run(error, now, jobId).changes === 0) return;
     this.s.closeJobUnits.run(jobId);
     this.s.abandonJobLeases.run(jobId);
+    this.manyChanged();
   }
 
   async getWorkUnit(id: string) {
+    const hit = this.units.get(id);
+    if (hit) return hit;
     const row = this.s.getWu.get(id) as Row | undefined;
-    return row ? toWu(row) : null;
+    if (!row) return null;
+    const wu = toWu(row);
+    this.cacheUnit(wu);
+    return wu;
+  }
+
+  private cacheUnit(wu: WorkUnitRecord) {
+    if (this.units.size >= UNIT_CACHE_SIZE) this.units.delete(this.units.keys().next().value!);
+    this.units.set(wu.id, wu);
+  }
+
+  /** Inside a write: this unit changes, so its cached copy goes once the write commits. */
+  private unitChanged(wuId: string) {
+    this.commitHooks.push(() => this.units.delete(wuId));
+  }
+
+  /** Inside a write that changes many units and leases at once (a failed job): forget them all. */
+  private manyChanged() {
+    this.commitHooks.push(() => {
+      this.units.clear();
+      this.leases.clear();
+    });
+  }
+
+  /** Inside a write: a unit whose job is wanted (a unit's job never changes, so any copy will do). */
+  private unitTx(wuId: string): WorkUnitRecord {
+    return this.units.get(wuId) ?? toWu(this.s.getWu.get(wuId) as Row);
   }
 
   private readonly nextWuByKinds = new Map<number, Database.Statement>();
@@ -586,6 +641,10 @@ export class SqliteStore implements Store {
         const lease: LeaseRecord = { id: timeOrderedId('l_'), wuId: wu.id, volunteerId: req.volunteerId, issuedAt: req.now, deadline: req.deadline, state: 'active' };
         this.s.insertLease.run(lease.id, wu.id, req.volunteerId, req.now, req.deadline, req.aliveUntil ?? req.deadline);
         this.s.liveDelta.run(1, wu.id);
+        this.commitHooks.push(() => {
+          this.leases.set(lease.id, lease);
+          this.cacheUnit(wu);
+        });
         // A job never goes back to queued: mark it running once, not on every lease.
         if (!this.runningJobs.has(wu.jobId)) {
           this.s.jobRunning.run(wu.jobId);
@@ -597,13 +656,18 @@ export class SqliteStore implements Store {
   }
 
   async getLease(id: string) {
+    const hit = this.leases.get(id);
+    if (hit) return hit;
     const row = this.s.getLease.get(id) as Row | undefined;
     return row ? toLease(row) : null;
   }
 
-  private endLeaseTx(lease: LeaseRecord, state: string): number {
+  private endLeaseTx(lease: Pick<LeaseRecord, 'id' | 'wuId'>, state: string): number {
     const changed = this.s.endLease.run(state, lease.id).changes;
-    if (changed) this.s.liveDelta.run(-1, lease.wuId);
+    if (changed) {
+      this.s.liveDelta.run(-1, lease.wuId);
+      this.commitHooks.push(() => this.leases.delete(lease.id));
+    }
     if (changed && state !== 'returned') this.workVersion++; // a replica is wanted again
     return changed;
   }
@@ -612,8 +676,10 @@ export class SqliteStore implements Store {
     return this.write(() => {
       let n = 0;
       for (const id of leaseIds) {
-        const row = this.s.getLease.get(id) as Row | undefined;
-        if (row) n += this.endLeaseTx(toLease(row), state);
+        const cached = this.leases.get(id);
+        const row = cached ? undefined : (this.s.getLease.get(id) as Row | undefined);
+        const lease = cached ?? (row && toLease(row));
+        if (lease) n += this.endLeaseTx(lease, state);
       }
       return n;
     });
@@ -645,6 +711,7 @@ export class SqliteStore implements Store {
       if (this.s.insertResult.run({ ...r, data }).changes === 0) return false; // this volunteer already has one
       // The lease stops counting towards `live` and a live result starts: one update for both.
       const ended = this.s.endLease.run('returned', r.leaseId).changes;
+      if (ended) this.commitHooks.push(() => this.leases.delete(r.leaseId));
       const delta = (r.state !== 'invalid' ? 1 : 0) - ended;
       if (delta !== 0) this.s.liveDelta.run(delta, r.wuId);
       if (delta < 0) this.workVersion++; // an invalid result: a replica is wanted again
@@ -657,16 +724,20 @@ export class SqliteStore implements Store {
   }
 
   async raiseTarget(wuId: string, target: number) {
-    await this.write(() => this.s.setTarget.run(target, wuId));
+    await this.write(() => {
+      this.s.setTarget.run(target, wuId);
+      this.unitChanged(wuId);
+    });
     this.workVersion++;
   }
 
   async settle(s: Settlement): Promise<SettlementOutcome> {
     const outcome = await this.write(() => {
-      const wu = toWu(this.s.getWu.get(s.wuId) as Row);
+      const wu = this.unitTx(s.wuId);
       if (this.s.wuDone.run(s.canonicalResultId, s.wuId).changes === 0) {
-        return { entries: [], jobComplete: false, jobId: wu.jobId }; // settled already
+        return { entries: [], balances: {}, jobComplete: false, jobId: wu.jobId }; // settled already
       }
+      this.unitChanged(s.wuId);
       for (const id of s.valid) this.s.resultState.run('valid', null, id);
       for (const id of s.invalid) {
         this.s.resultState.run('invalid', 'disagreed with the quorum', id);
@@ -674,18 +745,19 @@ export class SqliteStore implements Store {
       }
       if (s.invalid.length) this.workVersion++;
       const job = this.s.jobDone.get(wu.jobId) as Row;
-      const head = this.s.ledgerHead.get() as Row | undefined;
-      const entries = settlementEntries(s, wu.jobId, head ? toLedgerEntry(head) : null);
-      for (const entry of entries) this.appendEntry(entry);
-      return { entries, jobComplete: job.done === job.total && job.state === 'running', jobId: wu.jobId };
+      const entries = settlementEntries(s, wu.jobId, this.headTx());
+      const balances: Record<string, number> = {};
+      for (const entry of entries) balances[entry.volunteerId] = this.appendEntry(entry);
+      return { entries, balances, jobComplete: job.done === job.total && job.state === 'running', jobId: wu.jobId };
     });
     return { ...outcome, entries: this.receiptsOf(outcome.entries) };
   }
 
   async failWorkUnit(wuId: string, reason: string, now: number) {
     await this.write(() => {
-      const wu = toWu(this.s.getWu.get(wuId) as Row);
+      const wu = this.unitTx(wuId);
       this.s.wuError.run(wuId);
+      this.unitChanged(wuId);
       this.s.invalidatePending.run(reason, wuId);
       this.failJobTx(wu.jobId, `work unit ${wuId} failed: ${reason}`, now);
     });
@@ -743,10 +815,19 @@ export class SqliteStore implements Store {
     };
   }
 
-  /** Written at once, outside the group commit: other readers of the file see a strike at once. */
+  /**
+   * Seen at once by this store's readers (the cache), written in the next group commit: a record
+   * changed several times in one turn (a batch of results) is written once, its latest version.
+   */
   async putTrust(t: TrustRecord) {
-    this.s.putTrust.run(t);
     this.cacheTrust(t);
+    this.trustToWrite.set(t.volunteerId, { ...t });
+    await this.write(() => {
+      const latest = this.trustToWrite.get(t.volunteerId);
+      if (!latest) return; // an earlier write in this batch stored it
+      this.s.putTrust.run(latest);
+      this.trustToWrite.delete(t.volunteerId);
+    });
   }
 
   async unreplicatedResults(volunteerId: string, since: number) {
@@ -754,14 +835,16 @@ export class SqliteStore implements Store {
   }
 
   async revokeResults(rev: Revocation) {
-    const { entries } = await this.write(() => {
+    const { entries, balances } = await this.write(() => {
       const entries: LedgerEntry[] = [];
+      const balances: Record<string, number> = {};
       for (const id of rev.resultIds) {
         const row = this.s.getResult.get(id) as Row | undefined;
         if (!row || row.state !== 'valid') continue;
         const result = toResult(row);
         const wu = toWu(this.s.getWu.get(result.wuId) as Row);
         if (wu.state !== 'done' || wu.canonicalResultId !== id) continue;
+        this.unitChanged(wu.id);
         const job = toJob(this.s.getJob.get(wu.jobId) as Row);
         this.s.resultState.run('invalid', rev.reason, id);
         this.s.liveDelta.run(-1, wu.id);
@@ -771,26 +854,36 @@ export class SqliteStore implements Store {
           this.s.jobReopen.run(wu.jobId);
         }
         const earned = Number((this.s.creditFor.get(result.volunteerId, wu.id) as Row).n);
-        if (earned > 0) entries.push(this.appendLedger(rev.now, { volunteerId: result.volunteerId, jobId: wu.jobId, wuId: wu.id, amount: -earned }));
+        if (earned > 0) {
+          const entry = nextEntry(this.headTx(), { ts: rev.now, volunteerId: result.volunteerId, jobId: wu.jobId, wuId: wu.id, amount: -earned });
+          balances[entry.volunteerId] = this.appendEntry(entry);
+          entries.push(entry);
+        }
       }
-      return { entries };
+      return { entries, balances };
     });
-    return { entries: this.receiptsOf(entries) };
+    return { entries: this.receiptsOf(entries), balances };
   }
 
-  /** Appends one entry after the current head and applies it to the balance (inside a write). */
-  private appendLedger(now: number, c: { volunteerId: string; jobId: string; wuId: string; amount: number }): LedgerEntry {
-    const head = this.s.ledgerHead.get() as Row | undefined;
-    const entry = nextEntry(head ? toLedgerEntry(head) : null, { ts: now, ...c });
-    this.appendEntry(entry);
-    return entry;
+  /** The ledger's last entry, inside a write (this store is the file's one ledger writer). */
+  private headTx(): LedgerEntry | null {
+    if (this.head === undefined) {
+      const row = this.s.ledgerHead.get() as Row | undefined;
+      this.head = row ? toLedgerEntry(row) : null;
+    }
+    return this.head;
   }
 
-  /** Inserts an entry, credits it and queues it for the batch's seal (inside a write). */
-  private appendEntry(entry: LedgerEntry) {
+  /**
+   * Inserts an entry after the head, credits it and queues it for the batch's seal (inside a
+   * write); returns the volunteer's new balance.
+   */
+  private appendEntry(entry: LedgerEntry): number {
     requireSealer(this.sealer); // without it this write fails here, and the batch's others still commit
     this.s.insertLedger.run(entry);
-    this.s.addCredit.run(entry.amount, entry.volunteerId);
+    const balance = Number((this.s.addCredit.get(entry.amount, entry.volunteerId) as Row | undefined)?.credit ?? 0);
+    this.head = entry;
     this.unsealed.push(entry);
+    return balance;
   }
 }

@@ -106,9 +106,15 @@ export interface Settlement {
   now: number;
 }
 
-export interface SettlementOutcome {
-  /** The credits appended, each sealed in the settlement's commit: the volunteers' receipts. */
+/** Ledger entries a write appended, and what they did to balances. */
+export interface Credited {
+  /** The credits appended, each sealed in the write's commit: the volunteers' receipts. */
   entries: LedgerReceipt[];
+  /** Each credited (or debited) volunteer's balance after these entries. */
+  balances: Record<string, number>;
+}
+
+export interface SettlementOutcome extends Credited {
   /** True when this settlement completed the last open work unit of the job. */
   jobComplete: boolean;
   jobId: string;
@@ -242,7 +248,7 @@ export interface Store {
    * it earned is reversed by a negative ledger entry. Results that are not the canonical result of
    * a settled unit are left alone.
    */
-  revokeResults(r: Revocation): Promise<{ entries: LedgerReceipt[] }>;
+  revokeResults(r: Revocation): Promise<Credited>;
 }
 
 export interface Revocation {

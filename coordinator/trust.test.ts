@@ -85,10 +85,11 @@ describe('adaptive replication against a real coordinator', () => {
       // Honest until the coordinator has accepted one of its results unreplicated since a replica last
       // agreed with it, and nothing of it is still waiting for a replica (so that cannot move its
       // "last confirmed" mark): then it cheats. It holds one lease at a time, but its next lease
-      // comes while its last result is still being checked: it waits for every result's answer.
+      // comes while its last result is still being checked: it waits for every result's answer
+      // before it decides (a patient cheater does just that).
       let cheating = false;
       const turn = async (id: string) => {
-        if (sleeper.received('result-ack').length < sleeper.resultsSent) return false;
+        await waitFor(() => sleeper.received('result-ack').length >= sleeper.resultsSent, 5_000, "the sleeper's acks");
         const since = (await store.getTrust(id)).verifiedAt;
         const pending = (await store.listVolunteers()).find((v) => v.id === id)?.pending ?? 1;
         return pending === 0 && (await store.unreplicatedResults(id, since)).length > 0;
