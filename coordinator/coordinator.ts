@@ -62,7 +62,7 @@ export async function openStorage(dataDir: string, database?: string, sealer?: S
     const store = await PgStore.connect(database, undefined, sealer);
     return { store, shards: new PgShardStore(store.pool), views: await pgViews(store.pool) };
   }
-  const store = new SqliteStore(join(dataDir, 'tabgrid.sqlite'), { sealer });
+  const store = new SqliteStore(join(dataDir, 'tabgrid.sqlite'), { sealer, checkpointThread: true });
   // Rooms write outside the store's group commit: on a connection that syncs every commit itself.
   const views = { rooms: new SqliteRoomStore(store.connection()), stats: new SqliteStatsStore(store.db) };
   return { store, shards: new FileShardStore(join(dataDir, 'shards')), views };

@@ -20,6 +20,7 @@ import type {
   Revocation,
   Settlement,
   SettlementOutcome,
+  SoleSettlement,
   Store,
   VolunteerStats,
 } from './store.js';
@@ -340,6 +341,15 @@ export class PgStore implements Store {
       if (stored && r.state === 'invalid') this.workVersion++;
       return stored;
     });
+  }
+
+  /** addResult, then settle when the result is its unit's only live one (two transactions, as the intake did). */
+  async addSoleResult(r: ResultRecord, sole: SoleSettlement) {
+    if (!(await this.addResult(r))) return null;
+    const live = await this.liveResults(r.wuId);
+    if (live.length !== 1 || live[0].id !== r.id) return { outcome: null };
+    const credits = [{ volunteerId: r.volunteerId, amount: sole.amount }];
+    return { outcome: await this.settle({ wuId: r.wuId, canonicalResultId: r.id, valid: [r.id], invalid: [], credits, now: sole.now }) };
   }
 
   async liveResults(wuId: string) {

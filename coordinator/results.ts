@@ -10,7 +10,7 @@ import { verifyOffThread } from './signature-thread.js';
 import { resultBatchSigningMessage, resultSigningMessage, type ResultBatchHeader, type ResultHeader } from './protocol.js';
 import type { Scheduler, WorkerSession } from './scheduler.js';
 import { sha256Hex, type ShardStore } from './shards.js';
-import type { Credited, Store, WorkUnitRecord } from './store.js';
+import type { Credited, SettlementOutcome, Store, WorkUnitRecord } from './store.js';
 import { afterDisagreement, afterStrike, afterValid, DEFAULT_TRUST_POLICY, shouldReplicate, type TrustPolicy, type TrustRecord } from './trust.js';
 import { findQuorum } from './validator.js';
 
@@ -136,7 +136,7 @@ export class ResultIntake {
     const values = asFloat32(payload);
     const kind = jobKind(wu.kind);
     const passed = kind ? await kind.check(wu, values, shards) : false;
-    const stored = await store.addResult({
+    const record = {
       id: timeOrderedId('r_'),
       wuId: wu.id,
       leaseId: lease.id,
@@ -146,7 +146,16 @@ export class ResultIntake {
       receivedAt: this.ctx.now(),
       reason: passed ? null : 'failed the independent check',
       data: payload,
-    });
+    } as const;
+    if (passed && (await this.standsAlone(wu))) {
+      // One write stores, settles and credits it (unless something else of the unit is live after all).
+      const added = await store.addSoleResult(record, { amount: wu.flops, now: this.ctx.now() });
+      if (!added) return reject('this volunteer already returned a result for this work unit');
+      if (added.outcome) await this.settled(wu, added.outcome, [session.volunteerId], []);
+      else await this.validate(wu);
+      return { accepted: true };
+    }
+    const stored = await store.addResult(record);
     if (!stored) return reject('this volunteer already returned a result for this work unit');
     if (!passed) {
       await this.strike(session.volunteerId, `result for ${wu.id} failed the independent check`);
@@ -155,6 +164,12 @@ export class ResultIntake {
     }
     await this.validate(wu);
     return { accepted: true };
+  }
+
+  /** A checked result of a replication-1 job's unit settles it by itself. */
+  private async standsAlone(wu: WorkUnitRecord): Promise<boolean> {
+    const job = await this.jobFacts(wu.jobId);
+    return job?.replication === 1 && wu.target === 1;
   }
 
   /** A job's id and replication never change: each job is read once, not once per result. */
@@ -238,16 +253,12 @@ export class ResultIntake {
         credits: winners.map((r) => ({ volunteerId: r.volunteerId, amount: wu.flops })),
         now: now(),
       });
-      this.sendCredits(outcome);
-      for (const r of winners) {
-        await this.updateTrust(r.volunteerId, (t) => afterValid(t, now(), winners.length > 1));
-      }
-      for (const r of losers) {
-        const { before } = await this.updateTrust(r.volunteerId, afterDisagreement);
-        await this.revokeUnconfirmed(r.volunteerId, before.verifiedAt, 'its host later disagreed with a quorum');
-      }
-      await scheduler.cancelUnitLeases(wu.id, 'work unit settled');
-      if (outcome.jobComplete) await this.assimilate(outcome.jobId);
+      await this.settled(
+        wu,
+        outcome,
+        winners.map((r) => r.volunteerId),
+        losers.map((r) => r.volunteerId),
+      );
     } else if (live.length >= wu.target) {
       // Everyone asked has answered and no quorum agrees: ask one more, up to the cap.
       if (wu.target < maxReplicas(job.replication)) {
@@ -258,6 +269,19 @@ export class ResultIntake {
       }
     }
     await scheduler.dispatch();
+  }
+
+  /** After a unit settled: receipts out, trust for its quorum and its dissenters, leftover replicas cancelled. */
+  private async settled(wu: WorkUnitRecord, outcome: SettlementOutcome, winners: string[], losers: string[]) {
+    const { scheduler, now } = this.ctx;
+    this.sendCredits(outcome);
+    for (const id of winners) await this.updateTrust(id, (t) => afterValid(t, now(), winners.length > 1));
+    for (const id of losers) {
+      const { before } = await this.updateTrust(id, afterDisagreement);
+      await this.revokeUnconfirmed(id, before.verifiedAt, 'its host later disagreed with a quorum');
+    }
+    await scheduler.cancelUnitLeases(wu.id, 'work unit settled');
+    if (outcome.jobComplete) await this.assimilate(outcome.jobId);
   }
 
   /** Tells each credited (or debited) volunteer, with the sealed ledger entry as its receipt. */

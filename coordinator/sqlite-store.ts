@@ -8,6 +8,7 @@
 import { closeSync, fsync, openSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { timeOrderedId } from './ids.js';
+import { WalCheckpointer } from './wal-checkpointer.js';
 import { nextEntry, type Sealer } from './ledger.js';
 import type { LedgerEntry, LedgerReceipt, LedgerSeal } from './protocol.js';
 import { freshTrust, type TrustRecord } from './trust.js';
@@ -19,6 +20,7 @@ import type {
   Revocation,
   Settlement,
   SettlementOutcome,
+  SoleSettlement,
   Store,
   VolunteerRecord,
   VolunteerStats,
@@ -315,6 +317,7 @@ export class SqliteStore implements Store {
   private readonly trustToWrite = new Map<string, TrustRecord>();
 
   private readonly extra: Database.Database[] = [];
+  private readonly checkpointer: WalCheckpointer | undefined;
 
   /** Signs the seals; absent for stores that only read the ledger (CLI audit, tests). */
   private readonly sealer: Sealer | undefined;
@@ -325,11 +328,19 @@ export class SqliteStore implements Store {
 
   constructor(
     private readonly file: string,
-    opts: { sealer?: Sealer } = {},
+    opts: {
+      sealer?: Sealer;
+      /** Checkpoint the log on a thread of its own instead of inside commits (the coordinator's store). */
+      checkpointThread?: boolean;
+    } = {},
   ) {
     this.sealer = opts.sealer;
     this.db = openDatabase(file, 'NORMAL');
     this.wal = new WalSync(`${file}-wal`);
+    if (opts.checkpointThread) {
+      this.db.pragma('wal_autocheckpoint = 0');
+      this.checkpointer = new WalCheckpointer(file);
+    }
     this.savepoint = this.db.transaction((fn: () => unknown) => fn());
     this.batch = this.db.transaction((writes: PendingWrite[]) => {
       this.unsealed = [];
@@ -378,6 +389,7 @@ export class SqliteStore implements Store {
         VALUES (@id, @wuId, @leaseId, @volunteerId, @sha256, @state, @receivedAt, @reason, @data)
         ON CONFLICT(wu_id, volunteer_id) DO NOTHING`),
       liveResults: p(`SELECT * FROM results WHERE wu_id = ? AND state != 'invalid' ORDER BY received_at, id`),
+      resultsOfUnit: p(`SELECT coalesce(sum(volunteer_id = ?), 0) AS mine, coalesce(sum(state != 'invalid'), 0) AS live FROM results WHERE wu_id = ?`),
       setTarget: p('UPDATE work_units SET target = ? WHERE id = ?'),
       resultState: p('UPDATE results SET state = ?, reason = COALESCE(?, reason) WHERE id = ?'),
       wuDone: p(`UPDATE work_units SET state = 'done', canonical_result_id = ? WHERE id = ? AND state = 'open'`),
@@ -493,6 +505,7 @@ export class SqliteStore implements Store {
     for (const db of this.extra.splice(0)) db.close();
     this.flush();
     await new Promise((resolve) => this.wal.after(resolve)); // the last commits are on disk
+    await this.checkpointer?.stop();
     this.db.close();
     this.wal.close();
   }
@@ -706,17 +719,34 @@ export class SqliteStore implements Store {
   }
 
   async addResult(r: ResultRecord) {
-    return this.write(() => {
-      const data = Buffer.from(r.data.buffer, r.data.byteOffset, r.data.byteLength);
-      if (this.s.insertResult.run({ ...r, data }).changes === 0) return false; // this volunteer already has one
-      // The lease stops counting towards `live` and a live result starts: one update for both.
-      const ended = this.s.endLease.run('returned', r.leaseId).changes;
-      if (ended) this.commitHooks.push(() => this.leases.delete(r.leaseId));
-      const delta = (r.state !== 'invalid' ? 1 : 0) - ended;
-      if (delta !== 0) this.s.liveDelta.run(delta, r.wuId);
-      if (delta < 0) this.workVersion++; // an invalid result: a replica is wanted again
-      return true;
+    return this.write(() => this.addResultTx(r));
+  }
+
+  private addResultTx(r: ResultRecord): boolean {
+    const data = Buffer.from(r.data.buffer, r.data.byteOffset, r.data.byteLength);
+    if (this.s.insertResult.run({ ...r, data }).changes === 0) return false; // this volunteer already has one
+    // The lease stops counting towards `live` and a live result starts: one update for both.
+    const ended = this.s.endLease.run('returned', r.leaseId).changes;
+    if (ended) this.commitHooks.push(() => this.leases.delete(r.leaseId));
+    const delta = (r.state !== 'invalid' ? 1 : 0) - ended;
+    if (delta !== 0) this.s.liveDelta.run(delta, r.wuId);
+    if (delta < 0) this.workVersion++; // an invalid result: a replica is wanted again
+    return true;
+  }
+
+  async addSoleResult(r: ResultRecord, sole: SoleSettlement) {
+    const added = await this.write(() => {
+      const seen = this.s.resultsOfUnit.get(r.volunteerId, r.wuId) as Row;
+      if (Number(seen.mine) > 0) return null; // this volunteer already has one
+      // Alone only when nothing else is live and the unit is still open; otherwise stored to be compared.
+      if (Number(seen.live) > 0 || this.s.wuDone.run(r.id, r.wuId).changes === 0) return { outcome: null, stored: this.addResultTx(r) };
+      this.unitChanged(r.wuId);
+      this.addResultTx({ ...r, state: 'valid' });
+      const credits = [{ volunteerId: r.volunteerId, amount: sole.amount }];
+      return { outcome: this.creditTx({ wuId: r.wuId, canonicalResultId: r.id, valid: [r.id], invalid: [], credits, now: sole.now }), stored: true };
     });
+    if (!added?.stored) return null;
+    return { outcome: added.outcome && { ...added.outcome, entries: this.receiptsOf(added.outcome.entries) } };
   }
 
   async liveResults(wuId: string) {
@@ -744,13 +774,19 @@ export class SqliteStore implements Store {
         this.s.liveDelta.run(-1, s.wuId);
       }
       if (s.invalid.length) this.workVersion++;
-      const job = this.s.jobDone.get(wu.jobId) as Row;
-      const entries = settlementEntries(s, wu.jobId, this.headTx());
-      const balances: Record<string, number> = {};
-      for (const entry of entries) balances[entry.volunteerId] = this.appendEntry(entry);
-      return { entries, balances, jobComplete: job.done === job.total && job.state === 'running', jobId: wu.jobId };
+      return this.creditTx(s);
     });
     return { ...outcome, entries: this.receiptsOf(outcome.entries) };
+  }
+
+  /** A settled unit counts towards its job, and its quorum is credited (inside a write; entries not yet sealed). */
+  private creditTx(s: Settlement) {
+    const { jobId } = this.unitTx(s.wuId);
+    const job = this.s.jobDone.get(jobId) as Row;
+    const entries = settlementEntries(s, jobId, this.headTx());
+    const balances: Record<string, number> = {};
+    for (const entry of entries) balances[entry.volunteerId] = this.appendEntry(entry);
+    return { entries, balances, jobComplete: job.done === job.total && job.state === 'running', jobId };
   }
 
   async failWorkUnit(wuId: string, reason: string, now: number) {

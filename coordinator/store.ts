@@ -114,6 +114,12 @@ export interface Credited {
   balances: Record<string, number>;
 }
 
+/** What a result that settles its unit alone earns (see Store.addSoleResult). */
+export interface SoleSettlement {
+  amount: number;
+  now: number;
+}
+
 export interface SettlementOutcome extends Credited {
   /** True when this settlement completed the last open work unit of the job. */
   jobComplete: boolean;
@@ -218,6 +224,13 @@ export interface Store {
    * has a result for the unit: one volunteer is counted, and credited, once per unit.
    */
   addResult(result: ResultRecord): Promise<boolean>;
+  /**
+   * Stores a checked result that may settle its unit alone (a replication-1 job): when nothing else
+   * of the unit is live and it is still open, the same write makes the result valid and canonical,
+   * counts the unit done and credits the volunteer. Null when this volunteer already has a result
+   * for the unit (nothing changes); `outcome` null when the result was stored to be compared instead.
+   */
+  addSoleResult(r: ResultRecord, sole: SoleSettlement): Promise<{ outcome: SettlementOutcome | null } | null>;
   /** Results for a unit that are not invalid, oldest first. */
   liveResults(wuId: string): Promise<ResultRecord[]>;
   raiseTarget(wuId: string, target: number): Promise<void>;
