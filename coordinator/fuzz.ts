@@ -13,7 +13,8 @@ import {
   LIMITS,
   PROTOCOL_VERSION,
   RESULT_BATCH_LIMITS,
-  ServerMessage,
+  serverMessages,
+  type ServerMessage,
   type ResultBatchHeader,
 } from './protocol.js';
 import { toNpy } from './npy.js';
@@ -151,25 +152,28 @@ class FuzzSocket {
         reject(new Error(`closed during handshake (${code})`));
       });
       this.ws.on('message', (data) => {
-        const msg = ServerMessage.parse(JSON.parse(String(data)));
-        if (msg.type === 'challenge') {
-          if (!hello) return resolve();
-          this.ws.send(
-            JSON.stringify({
-              type: 'hello',
-              protocol: PROTOCOL_VERSION,
-              publicKey: String(key.export({ format: 'jwk' }).x),
-              signature: sign(null, helloSigningMessage(msg.nonce), key).toString('base64url'),
-              device: { backend: 'cpu', adapter: 'fuzzer' },
-            }),
-          );
-          return;
-        }
-        if (msg.type === 'welcome') return resolve();
-        const answer = msg.type === 'error' || (msg.type === 'result-ack' && !msg.accepted);
-        this.deliver({ error: answer, text: JSON.stringify(msg).slice(0, 200) });
+        for (const msg of serverMessages(JSON.parse(String(data)))) this.onServerMessage(msg, hello, resolve, key);
       });
     });
+  }
+
+  private onServerMessage(msg: ServerMessage, hello: boolean, resolve: () => void, key: KeyObject) {
+    if (msg.type === 'challenge') {
+      if (!hello) return resolve();
+      this.ws.send(
+        JSON.stringify({
+          type: 'hello',
+          protocol: PROTOCOL_VERSION,
+          publicKey: String(key.export({ format: 'jwk' }).x),
+          signature: sign(null, helloSigningMessage(msg.nonce), key).toString('base64url'),
+          device: { backend: 'cpu', adapter: 'fuzzer' },
+        }),
+      );
+      return;
+    }
+    if (msg.type === 'welcome') return resolve();
+    const answer = msg.type === 'error' || (msg.type === 'result-ack' && !msg.accepted);
+    this.deliver({ error: answer, text: JSON.stringify(msg).slice(0, 200) });
   }
 
   private deliver(a: Answer) {

@@ -17,6 +17,9 @@ import {
   ResultHeader,
   resultSigningMessage,
   ServerMessage,
+  serverMessages,
+  encodeServerFrame,
+  MAX_BATCH_MESSAGES,
   type ResultBatchHeader,
   type ResultBatchItem,
   toBase64Url,
@@ -102,7 +105,7 @@ describe('ClientMessage', () => {
   });
 
   test.each([
-    { what: 'hello with protocol 2', msg: { ...goodHello, protocol: 2 } },
+    { what: 'hello with protocol 1 (before batch frames)', msg: { ...goodHello, protocol: 1 } },
     { what: 'hello with protocol as string', msg: { ...goodHello, protocol: '1' } },
     { what: 'hello with an extra key', msg: { ...goodHello, admin: true } },
     { what: 'hello without device', msg: { ...goodHello, device: undefined } },
@@ -154,6 +157,29 @@ describe('ServerMessage', () => {
     };
     expect(ServerMessage.parse(assign)).toEqual(assign);
     expect(ServerMessage.safeParse({ ...assign, wu: { ...assign.wu, params: { m: 0, k: 1, n: 1 } } }).success).toBe(false);
+  });
+});
+
+describe('server frames', () => {
+  const ack = { type: 'result-ack', leaseId: 'l_1', wuId: 'j.0', accepted: true } as const;
+  const cancel = { type: 'lease-cancelled', leaseId: 'l_2', reason: 'work unit settled' } as const;
+
+  test('one message travels as itself, several as a batch, and both unpack to the messages in order', () => {
+    expect(JSON.parse(encodeServerFrame([ack]))).toEqual(ack);
+    const frame = JSON.parse(encodeServerFrame([ack, cancel, ack]));
+    expect(frame).toEqual({ type: 'batch', messages: [ack, cancel, ack] });
+    expect(serverMessages(frame)).toEqual([ack, cancel, ack]);
+    expect(serverMessages(ack)).toEqual([ack]);
+  });
+
+  test.each([
+    ['a batch holding a bad message', { type: 'batch', messages: [ack, { type: 'assign', lease: { id: 'l' } }] }],
+    ['a batch of one', { type: 'batch', messages: [ack] }],
+    ['a batch inside a batch', { type: 'batch', messages: [ack, { type: 'batch', messages: [ack, ack] }] }],
+    ['a batch over the limit', { type: 'batch', messages: Array.from({ length: MAX_BATCH_MESSAGES + 1 }, () => ack) }],
+    ['an unknown message', { type: 'surprise' }],
+  ])('%s is refused whole', (_what, raw) => {
+    expect(() => serverMessages(raw)).toThrow();
   });
 });
 

@@ -2,7 +2,7 @@
 // Imported by the coordinator and by web/, so both sides validate with the same schemas.
 import { z } from 'zod';
 
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 
 /** Size caps. Anything over them is refused before it is parsed. */
 export const LIMITS = {
@@ -525,6 +525,27 @@ export const ServerMessage = z.discriminatedUnion('type', [
   RoomMessage,
 ]);
 export type ServerMessage = z.infer<typeof ServerMessage>;
+
+/** Most messages in one `batch` frame. */
+export const MAX_BATCH_MESSAGES = 256;
+
+/**
+ * What the coordinator sends a worker in one event-loop turn (a pass's assignments, a batch's acks
+ * and credits) travels as one frame: a single message as it is, several as a `batch`, in order.
+ */
+export const ServerBatch = z.object({ type: z.literal('batch'), messages: z.array(ServerMessage).min(2).max(MAX_BATCH_MESSAGES) });
+export type ServerBatch = z.infer<typeof ServerBatch>;
+
+/** The messages of one text frame from the coordinator, validated, in order. Throws on a bad frame. */
+export function serverMessages(raw: unknown): ServerMessage[] {
+  if ((raw as { type?: unknown } | null)?.type === 'batch') return ServerBatch.parse(raw).messages;
+  return [ServerMessage.parse(raw)];
+}
+
+/** One text frame carrying `messages` (one or more, at most MAX_BATCH_MESSAGES). */
+export function encodeServerFrame(messages: ServerMessage[]): string {
+  return JSON.stringify(messages.length === 1 ? messages[0] : { type: 'batch', messages });
+}
 
 // Client -> server (text frames)
 export const ClientMessage = z.discriminatedUnion('type', [

@@ -64,7 +64,7 @@ describe('authentication', () => {
   });
 
   test('public endpoints answer without a token', async () => {
-    expect(await (await t.api('/api/health', { token: null })).json()).toEqual({ ok: true, protocol: 1 });
+    expect(await (await t.api('/api/health', { token: null })).json()).toEqual({ ok: true, protocol: 2 });
     expect((await t.api('/api/volunteers', { token: null })).status).toBe(200);
     expect((await t.api('/api/ledger', { token: null })).status).toBe(200);
   });

@@ -15,7 +15,9 @@ import {
   RESULT_BATCH_LIMITS,
   resultBatchSigningMessage,
   resultSigningMessage,
-  ServerMessage,
+  serverMessages,
+  type ServerBatch,
+  type ServerMessage,
   type MatmulParams,
   type WorkUnitSpec,
 } from './protocol.js';
@@ -116,34 +118,38 @@ export class SimWorker {
         reject(new Error(`closed before welcome: ${code} ${String(reason)}`));
       });
       ws.on('message', (data) => {
-        const raw: unknown = JSON.parse(String(data));
-        const msg = this.opts.validateMessages === false ? (raw as ServerMessage) : ServerMessage.parse(raw);
-        if (this.opts.keepMessages !== false) this.messages.push(msg);
-        this.opts.onMessage?.(msg);
-        if (msg.type === 'challenge') {
-          ws.send(
-            JSON.stringify({
-              type: 'hello',
-              protocol: PROTOCOL_VERSION,
-              publicKey: this.publicKeyRaw,
-              signature: sign(null, helloSigningMessage(msg.nonce), this.privateKey).toString('base64url'),
-              name: this.opts.name,
-              device: { backend: 'cpu', adapter: 'node sim-worker', features: [], kinds: this.opts.kinds },
-            }),
-          );
-        } else if (msg.type === 'welcome') {
-          this.volunteerId = msg.volunteerId;
-          this.credit = msg.credit;
-          ws.send(JSON.stringify({ type: 'ready', slots: this.opts.slots ?? 1 }));
-          resolve();
-        } else if (msg.type === 'assign') {
-          void this.work(msg.lease.id, msg.wu).catch((err) => console.error('sim-worker:', err));
-        } else if (msg.type === 'credit') {
-          this.credit = msg.total;
-          if (msg.receipt) this.receipts.push(msg.receipt);
-        }
+        const raw = JSON.parse(String(data)) as ServerMessage | ServerBatch;
+        const trusted = raw.type === 'batch' ? raw.messages : [raw];
+        for (const msg of this.opts.validateMessages === false ? trusted : serverMessages(raw)) this.handle(ws, msg, resolve);
       });
     });
+  }
+
+  private handle(ws: WebSocket, msg: ServerMessage, welcomed: () => void) {
+    if (this.opts.keepMessages !== false) this.messages.push(msg);
+    this.opts.onMessage?.(msg);
+    if (msg.type === 'challenge') {
+      ws.send(
+        JSON.stringify({
+          type: 'hello',
+          protocol: PROTOCOL_VERSION,
+          publicKey: this.publicKeyRaw,
+          signature: sign(null, helloSigningMessage(msg.nonce), this.privateKey).toString('base64url'),
+          name: this.opts.name,
+          device: { backend: 'cpu', adapter: 'node sim-worker', features: [], kinds: this.opts.kinds },
+        }),
+      );
+    } else if (msg.type === 'welcome') {
+      this.volunteerId = msg.volunteerId;
+      this.credit = msg.credit;
+      ws.send(JSON.stringify({ type: 'ready', slots: this.opts.slots ?? 1 }));
+      welcomed();
+    } else if (msg.type === 'assign') {
+      void this.work(msg.lease.id, msg.wu).catch((err) => console.error('sim-worker:', err));
+    } else if (msg.type === 'credit') {
+      this.credit = msg.total;
+      if (msg.receipt) this.receipts.push(msg.receipt);
+    }
   }
 
   private fetchInput(sha: string): Promise<Float32Array> {

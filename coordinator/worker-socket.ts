@@ -9,6 +9,8 @@ import { verifySignature, volunteerId, volunteerPublicKey } from './keys.js';
 import {
   ClientMessage,
   decodeWorkerFrame,
+  encodeServerFrame,
+  MAX_BATCH_MESSAGES,
   FrameError,
   formatIssues,
   helloSigningMessage,
@@ -73,30 +75,31 @@ export function handleWorkerSocket(socket: WebSocket, ctx: SocketContext) {
   let queue: Promise<void> = Promise.resolve();
 
   // What is sent in one event-loop turn (a result's ack and its credit, a pass's assignments)
-  // leaves in one write: the TCP socket is corked until the turn ends. (ws has no public handle on
-  // its socket; without one, frames are simply written one by one.)
-  const tcp = (socket as unknown as { _socket?: { cork(): void; uncork(): void } })._socket;
-  let corked = false;
+  // leaves as one frame at the end of the turn (a `batch` when there are several).
+  let outbox: ServerMessage[] = [];
+  const flushOutbox = () => {
+    const messages = outbox;
+    outbox = [];
+    if (socket.readyState !== socket.OPEN) return;
+    for (let i = 0; i < messages.length; i += MAX_BATCH_MESSAGES) socket.send(encodeServerFrame(messages.slice(i, i + MAX_BATCH_MESSAGES)));
+  };
   const send = (msg: ServerMessage) => {
     if (socket.readyState !== socket.OPEN) return;
-    if (tcp && !corked) {
-      corked = true;
-      tcp.cork();
-      setImmediate(() => {
-        corked = false;
-        tcp.uncork();
-      });
-    }
-    socket.send(JSON.stringify(msg));
+    if (outbox.push(msg) === 1) setImmediate(flushOutbox);
+  };
+  /** Closes after what is waiting in the outbox (an error's explanation) has gone out. */
+  const close = (code: number, reason: string) => {
+    flushOutbox();
+    socket.close(code, reason);
   };
   const fail = (code: string, message: string) => {
     send({ type: 'error', code, message });
-    if (++bad >= MAX_BAD_MESSAGES) socket.close(1008, 'too many bad messages');
+    if (++bad >= MAX_BAD_MESSAGES) close(1008, 'too many bad messages');
   };
 
   if (!ctx.connections.admit(ctx.address)) {
     send({ type: 'error', code: 'rate_limited', message: 'too many connections from this address' });
-    socket.close(1008, 'too many connections');
+    close(1008, 'too many connections');
     return;
   }
   const budget = ctx.connections.messageBudget();
@@ -105,12 +108,12 @@ export function handleWorkerSocket(socket: WebSocket, ctx: SocketContext) {
   const closeForSuspension = (reason: string) => {
     queue = queue.then(() => {
       send({ type: 'error', code: 'suspended', message: reason });
-      socket.close(1008, 'suspended');
+      close(1008, 'suspended');
     });
   };
 
   const helloTimer = setTimeout(() => {
-    if (!session) socket.close(1008, 'no hello');
+    if (!session) close(1008, 'no hello');
   }, HELLO_TIMEOUT_MS);
   const heartbeat = setInterval(() => {
     if (!alive) {
@@ -146,12 +149,12 @@ export function handleWorkerSocket(socket: WebSocket, ctx: SocketContext) {
       if (socket.readyState !== socket.OPEN) return; // left while we looked
       if (trust.suspendedUntil > ctx.now()) {
         send({ type: 'error', code: 'suspended', message: `this identity is suspended until ${new Date(trust.suspendedUntil).toISOString()} after a result failed verification` });
-        socket.close(1008, 'suspended');
+        close(1008, 'suspended');
         return;
       }
       if (!ctx.connections.bind(id, closeForSuspension)) {
         send({ type: 'error', code: 'rate_limited', message: 'too many connections for this identity' });
-        socket.close(1008, 'too many connections');
+        close(1008, 'too many connections');
         return;
       }
       boundId = id;
@@ -236,7 +239,7 @@ export function handleWorkerSocket(socket: WebSocket, ctx: SocketContext) {
     if (!budget.take()) {
       // Over the rate: dropped unread. One error per burst; a client that keeps flooding is closed.
       if (dropped++ === 0) send({ type: 'error', code: 'rate_limited', message: 'too many messages: slow down' });
-      if (dropped > ctx.connections.limits.wsMessageBurst) socket.close(1008, 'rate limit');
+      if (dropped > ctx.connections.limits.wsMessageBurst) close(1008, 'rate limit');
       return;
     }
     dropped = 0;

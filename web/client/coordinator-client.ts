@@ -9,7 +9,8 @@ import {
   P2P_LIMITS,
   PROTOCOL_VERSION,
   resultSigningMessage,
-  ServerMessage,
+  serverMessages,
+  type ServerMessage,
   type ClientMessage,
   type DeviceInfo,
   type P2pConfig,
@@ -231,13 +232,13 @@ export class CoordinatorClient {
     this.ws = ws;
     ws.onmessage = (ev) => {
       if (typeof ev.data !== 'string') return;
-      let msg: ServerMessage;
+      let messages: ServerMessage[];
       try {
-        msg = ServerMessage.parse(JSON.parse(ev.data));
+        messages = serverMessages(JSON.parse(ev.data));
       } catch {
         return; // a newer coordinator's message we do not know: ignore it
       }
-      void this.onMessage(msg).catch((err: Error) => this.update({ lastError: err.message }));
+      for (const msg of messages) void this.onMessage(msg).catch((err: Error) => this.update({ lastError: err.message }));
     };
     ws.onclose = () => {
       if (this.ws !== ws) return;
