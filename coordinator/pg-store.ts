@@ -24,6 +24,7 @@ import type {
   Store,
   VolunteerStats,
 } from './store.js';
+import { KeyedSerial } from './serial.js';
 import { freshTrust, type TrustRecord } from './trust.js';
 import { leaseQueryLimit, LIST_VOLUNTEERS_SQL, pickUnits, requireSealer, settlementEntries, type LeaseRequest } from './store.js';
 
@@ -459,6 +460,17 @@ export class PgStore implements Store {
     const r = await this.one('SELECT * FROM trust WHERE volunteer_id = $1', [volunteerId]);
     if (!r) return freshTrust(volunteerId);
     return { volunteerId, validStreak: Number(r.valid_streak), strikes: Number(r.strikes), suspendedUntil: Number(r.suspended_until), verifiedAt: Number(r.verified_at) };
+  }
+
+  private readonly trustUpdates = new KeyedSerial();
+
+  updateTrust(volunteerId: string, change: (t: TrustRecord) => TrustRecord) {
+    return this.trustUpdates.run(volunteerId, async () => {
+      const before = await this.getTrust(volunteerId);
+      const after = change(before);
+      await this.putTrust(after);
+      return { before, after };
+    });
   }
 
   async putTrust(t: TrustRecord) {

@@ -12,6 +12,7 @@ import type { Scheduler, WorkerSession } from './scheduler.js';
 import { sha256Hex, type ShardStore } from './shards.js';
 import type { Credited, SettlementOutcome, Store, WorkUnitRecord } from './store.js';
 import { afterDisagreement, afterStrike, afterValid, DEFAULT_TRUST_POLICY, shouldReplicate, type TrustPolicy, type TrustRecord } from './trust.js';
+import { KeyedSerial } from './serial.js';
 import { findQuorum } from './validator.js';
 
 export interface ResultContext {
@@ -42,19 +43,12 @@ export class ResultIntake {
    * Results of one unit are handled one at a time, so two replicas arriving together cannot both
    * settle it; different units proceed concurrently (and their writes share commits).
    */
-  private readonly chains = new Map<string, Promise<unknown>>();
+  private readonly units = new KeyedSerial();
 
   constructor(private readonly ctx: ResultContext) {}
 
-  private serial<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.chains.get(key) ?? Promise.resolve();
-    const run = prev.then(fn, fn);
-    const tail = run.catch(() => undefined);
-    this.chains.set(key, tail);
-    void tail.then(() => {
-      if (this.chains.get(key) === tail) this.chains.delete(key);
-    });
-    return run;
+  private serial<T>(wuId: string, fn: () => Promise<T>): Promise<T> {
+    return this.units.run(wuId, fn);
   }
 
   submit(session: WorkerSession, header: ResultHeader, payload: Uint8Array): Promise<Verdict> {
@@ -292,17 +286,8 @@ export class ResultIntake {
     }
   }
 
-  /**
-   * Read-modify-write of one identity's trust, one at a time per identity: units settle
-   * concurrently, and a streak bump must never overwrite a strike's suspension.
-   */
   private updateTrust(volunteerId: string, change: (t: TrustRecord) => TrustRecord) {
-    return this.serial(`trust:${volunteerId}`, async () => {
-      const before = await this.ctx.store.getTrust(volunteerId);
-      const after = change(before);
-      await this.ctx.store.putTrust(after);
-      return { before, after };
-    });
+    return this.ctx.store.updateTrust(volunteerId, change);
   }
 
   /** A certainly-wrong or forged submission: suspend the identity and take back what it got unconfirmed. */

@@ -315,6 +315,8 @@ export class SqliteStore implements Store {
   private readonly units = new Map<string, WorkUnitRecord>();
   /** Trust records changed since the last batch, written once each by the next one. */
   private readonly trustToWrite = new Map<string, TrustRecord>();
+  /** The queued write that stores them. */
+  private trustWrite: Promise<void> | null = null;
 
   private readonly extra: Database.Database[] = [];
   private readonly checkpointer: WalCheckpointer | undefined;
@@ -830,8 +832,20 @@ export class SqliteStore implements Store {
   private readonly trust = new Map<string, TrustRecord>();
 
   async getTrust(volunteerId: string): Promise<TrustRecord> {
+    return this.trustOf(volunteerId);
+  }
+
+  private trustOf(volunteerId: string): TrustRecord {
     const hit = this.trust.get(volunteerId);
     return hit ? { ...hit } : this.readTrust(volunteerId);
+  }
+
+  /** Synchronous on the cache, so no other update of the identity can come in between. */
+  async updateTrust(volunteerId: string, change: (t: TrustRecord) => TrustRecord) {
+    const before = this.trustOf(volunteerId);
+    const after = change(before);
+    await this.putTrust(after);
+    return { before, after };
   }
 
   private cacheTrust(t: TrustRecord) {
@@ -852,18 +866,19 @@ export class SqliteStore implements Store {
   }
 
   /**
-   * Seen at once by this store's readers (the cache), written in the next group commit: a record
-   * changed several times in one turn (a batch of results) is written once, its latest version.
+   * Seen at once by this store's readers (the cache), written in the next group commit by one write
+   * for every record changed since the last: a record changed several times (a batch of results)
+   * is written once, its latest version.
    */
-  async putTrust(t: TrustRecord) {
+  putTrust(t: TrustRecord): Promise<void> {
     this.cacheTrust(t);
     this.trustToWrite.set(t.volunteerId, { ...t });
-    await this.write(() => {
-      const latest = this.trustToWrite.get(t.volunteerId);
-      if (!latest) return; // an earlier write in this batch stored it
-      this.s.putTrust.run(latest);
-      this.trustToWrite.delete(t.volunteerId);
+    this.trustWrite ??= this.write(() => {
+      this.trustWrite = null; // changes from now on go into the next batch
+      for (const record of this.trustToWrite.values()) this.s.putTrust.run(record);
+      this.trustToWrite.clear();
     });
+    return this.trustWrite;
   }
 
   async unreplicatedResults(volunteerId: string, since: number) {

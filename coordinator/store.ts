@@ -251,6 +251,12 @@ export interface Store {
   getTrust(volunteerId: string): Promise<TrustRecord>;
   putTrust(trust: TrustRecord): Promise<void>;
   /**
+   * Read-modify-write of one identity's trust, one at a time per identity (units settle
+   * concurrently, and a streak bump must never overwrite a strike's suspension); resolves once the
+   * new record is durable.
+   */
+  updateTrust(volunteerId: string, change: (t: TrustRecord) => TrustRecord): Promise<{ before: TrustRecord; after: TrustRecord }>;
+  /**
    * Valid results of this volunteer received after `since` that are the only valid result of their
    * (settled) unit — results nobody else confirmed.
    */
