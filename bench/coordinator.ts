@@ -2,7 +2,7 @@
 // process) against a coordinator on 127.0.0.1 in this process. Prints JSON: sustained work units
 // per second through lease -> result -> validation (Freivalds + quorum) -> signed credit, per-unit
 // latency (assign -> credit, seen by the worker), and the coordinator's memory per connected worker.
-//   npm run bench:coordinator -- [--workers 1000] [--units 60000] [--replication 1] [--seconds 30]
+//   npm run bench:coordinator -- [--workers 1000] [--units 99000] [--replication 1] [--seconds 30]
 //     [--slots 4] [--batch-ms 1000]   leases per worker; how long a finished result waits for its siblings
 //     [--postgres]   run on a throwaway PostgreSQL cluster instead of SQLite (TABGRID_DB)
 import { fork, type ChildProcess } from 'node:child_process';
@@ -19,7 +19,7 @@ import { randomMatrix } from '../coordinator/test-helpers.js';
 const { values } = parseArgs({
   options: {
     workers: { type: 'string', default: '1000' },
-    units: { type: 'string', default: '60000' },
+    units: { type: 'string', default: '99000' },
     replication: { type: 'string', default: '1' },
     // A GPU box runs a few units at once and reports what its slots finished together (batched frames).
     slots: { type: 'string', default: '4' },
@@ -99,6 +99,7 @@ async function main() {
       headers: { ...auth, 'content-type': 'application/json' },
       body: JSON.stringify({ kind: 'matmul', inputs: { a, b }, replication: REPLICATION, tile: { rows: TILE, cols: TILE } }),
     });
+    if (!submit.ok) throw new Error(`the bench job was refused: HTTP ${submit.status} ${await submit.text()}`);
     const { id, workUnits } = (await submit.json()) as { id: string; workUnits: number };
 
     // Sample progress; the sustained rate is measured after a warm-up, until the job ends or time is up.

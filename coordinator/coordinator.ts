@@ -87,7 +87,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   const heartbeatMs = opts.heartbeatMs ?? 20_000;
   const tracker = new Tracker();
   // A lease outlives three missed heartbeats of its coordinator, never more.
-  const scheduler = new Scheduler(store, { leaseMs: opts.leaseMs ?? 10 * 60_000, livenessMs: 3 * heartbeatMs, now, tracker });
+  const scheduler = new Scheduler(store, { leaseMs: opts.leaseMs ?? 10 * 60_000, livenessMs: 3 * heartbeatMs, now, tracker, log });
   const security = { ...DEFAULT_SECURITY, ...opts.security };
   const connections = new Connections(security);
   const intake = new ResultIntake({

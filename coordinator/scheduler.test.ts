@@ -16,6 +16,8 @@ function session(i: number): WorkerSession & { got: ServerMessage[] } {
   return { volunteerId: `v_${i}`, slots: 1, leases: new Map<string, LeaseInfo>(), got, send: (m) => got.push(m) };
 }
 
+const JOB = { kind: 'matmul', name: null, state: 'queued' as const, replication: 1, meta: {}, createdAt: 0, finishedAt: null, error: null, resultSha: null, resultShape: [1, 1] };
+
 function units(jobId: string, n: number): NewWorkUnit[] {
   return Array.from({ length: n }, (_, idx) => ({
     id: `${jobId}.${idx}`,
@@ -53,8 +55,7 @@ test('idle workers are not asked again until new work arrives', async () => {
   for (let i = 0; i < 10; i++) await scheduler.dispatch();
   expect(asked()).toBe(50); // and not again while nothing changed
 
-  const job = { kind: 'matmul', name: null, state: 'queued' as const, replication: 1, meta: {}, createdAt: 0, finishedAt: null, error: null, resultSha: null, resultShape: [1, 1] };
-  await store.createJob({ ...job, id: 'j1' }, units('j1', 20));
+  await store.createJob({ ...JOB, id: 'j1' }, units('j1', 20));
   await scheduler.dispatch();
   expect(workers.filter((w) => w.got.some((m) => m.type === 'assign'))).toHaveLength(20);
   const afterJob = asked();
@@ -70,8 +71,7 @@ test('idle workers are not asked again until new work arrives', async () => {
 test('a worker with free slots gets them filled in one lease query, never one unit twice', async () => {
   const { store, asked } = countingStore();
   const scheduler = new Scheduler(store, { leaseMs: 60_000 });
-  const job = { kind: 'matmul', name: null, state: 'queued' as const, replication: 2, meta: {}, createdAt: 0, finishedAt: null, error: null, resultSha: null, resultShape: [1, 1] };
-  await store.createJob({ ...job, id: 'j1' }, units('j1', 5));
+  await store.createJob({ ...JOB, id: 'j1', replication: 2 }, units('j1', 5));
   const [a, b] = [session(1), session(2)];
   a.slots = 8;
   b.slots = 3;
@@ -87,9 +87,8 @@ test('a worker with free slots gets them filled in one lease query, never one un
 
 test('a failed job hands out no more work', async () => {
   const { store } = countingStore();
-  const job = { kind: 'matmul', name: null, state: 'queued' as const, replication: 1, meta: {}, createdAt: 0, finishedAt: null, error: null, resultSha: null, resultShape: [1, 1] };
-  await store.createJob({ ...job, id: 'j1' }, units('j1', 4));
-  await store.createJob({ ...job, id: 'j2' }, units('j2', 1));
+  await store.createJob({ ...JOB, id: 'j1' }, units('j1', 4));
+  await store.createJob({ ...JOB, id: 'j2' }, units('j2', 1));
   const [first] = await store.leaseUnits({ volunteerId: 'v_1', now: 1, deadline: 1e15 });
   await store.failWorkUnit(first.wu.id, 'no quorum', 2);
   expect((await store.getJob('j1'))?.state).toBe('failed');
@@ -97,5 +96,25 @@ test('a failed job hands out no more work', async () => {
   const next = await store.leaseUnits({ volunteerId: 'v_2', now: 3, deadline: 1e15, count: 8 });
   expect(next.map((l) => l.wu.id)).toEqual(['j2.0']);
   expect((await store.getWorkUnit('j1.1'))?.state).toBe('error');
+  await store.close();
+});
+
+test('a pass the store refuses is logged, never thrown, and the next one hands the work out', async () => {
+  const { store } = countingStore();
+  const logged: string[] = [];
+  const scheduler = new Scheduler(store, { leaseMs: 60_000, log: (m) => logged.push(m) });
+  await store.createJob({ ...JOB, id: 'j' }, units('j', 2));
+  const w = session(0);
+  scheduler.add(w);
+  const leaseUnits = store.leaseUnits.bind(store);
+  store.leaseUnits = async () => {
+    throw new Error('database is locked');
+  };
+  await expect(scheduler.dispatch()).resolves.toBeUndefined();
+  expect(logged).toEqual([expect.stringContaining('database is locked')]);
+  expect(w.got).toEqual([]);
+  store.leaseUnits = leaseUnits;
+  await scheduler.tick();
+  expect(w.got.map((m) => m.type)).toEqual(['assign']);
   await store.close();
 });

@@ -39,6 +39,8 @@ export interface SchedulerOptions {
   now?: () => number;
   /** The swarm's tracker: shard locality when choosing units, peers to fetch them from. */
   tracker?: Tracker;
+  /** Where a failed pass is reported (the store refused a write): its workers are asked again on the next tick. */
+  log?: (msg: string) => void;
 }
 
 export function toWorkUnitSpec(wu: WorkUnitRecord): WorkUnitSpec {
@@ -124,7 +126,10 @@ export class Scheduler {
     for (const s of this.byVolunteer.get(volunteerId) ?? []) s.send(msg);
   }
 
-  /** Fills every worker's free slots. Calls made while one runs are folded into one more pass. */
+  /**
+   * Fills every worker's free slots. Calls made while one runs are folded into one more pass. Never
+   * rejects: a pass that fails is logged and retried on the next tick.
+   */
   dispatch(): Promise<void> {
     if (this.dispatching) {
       this.again = true;
@@ -136,6 +141,8 @@ export class Scheduler {
           this.again = false;
           await this.fillOnce();
         } while (this.again);
+      } catch (err) {
+        this.opts.log?.(`dispatch failed: ${(err as Error).message}`);
       } finally {
         this.dispatching = null;
       }

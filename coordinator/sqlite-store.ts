@@ -296,7 +296,7 @@ export class SqliteStore implements Store {
   private flushing = false;
   /** Runs a function in a savepoint when called inside the batch's transaction. */
   private readonly savepoint: (fn: () => unknown) => unknown;
-  private readonly batch: (writes: PendingWrite[]) => { ok: boolean; value: unknown }[];
+  private readonly batch: Database.Transaction<(writes: PendingWrite[]) => { ok: boolean; value: unknown }[]>;
 
   private readonly wal: WalSync;
 
@@ -341,6 +341,7 @@ export class SqliteStore implements Store {
     this.wal = new WalSync(`${file}-wal`);
     if (opts.checkpointThread) {
       this.db.pragma('wal_autocheckpoint = 0');
+      this.db.pragma(`journal_size_limit = ${64 * 2 ** 20}`); // a log that starts over shrinks back to this
       this.checkpointer = new WalCheckpointer(file);
     }
     this.savepoint = this.db.transaction((fn: () => unknown) => fn());
@@ -475,7 +476,9 @@ export class SqliteStore implements Store {
     this.flushing = true;
     let outcomes: { ok: boolean; value: unknown }[];
     try {
-      outcomes = this.batch(writes);
+      // IMMEDIATE: the write lock is taken (waiting out a checkpoint's RESTART) before anything is
+      // read, so the batch's first write never finds its snapshot stale (an instant SQLITE_BUSY).
+      outcomes = this.batch.immediate(writes);
       for (const hook of this.commitHooks) hook();
     } catch (err) {
       this.head = undefined; // rolled back: read it again

@@ -3,7 +3,8 @@
 // fsynced it there, about a fifth of the loop's time. Here a second connection copies committed
 // frames back (PASSIVE: it never waits for the writer nor blocks it). Should the log still grow
 // past a limit (the writer never paused long enough for a pass to finish), one RESTART pass waits
-// for a gap between commits so that the log starts over from its beginning.
+// for a gap between commits so that the log starts over from its beginning; the writer takes its
+// lock with BEGIN IMMEDIATE, so it waits for that pass rather than failing.
 import { statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
@@ -21,13 +22,17 @@ function pass(mode) {
     return { busy: 1, error: String(err) };
   }
 }
-parentPort.on('message', (mode) => {
-  if (mode === 'stop') {
+parentPort.on('message', (msg) => {
+  if (msg === 'stop') {
     db.close();
     parentPort.postMessage({ stopped: true });
     return;
   }
-  parentPort.postMessage(pass(mode));
+  const passive = pass('PASSIVE');
+  // Caught up: the writer starts the log over by itself. Behind and past the limit: one RESTART,
+  // with little left to copy, waits for a gap between commits and starts it over.
+  const behind = passive.busy || passive.checkpointed < passive.log;
+  parentPort.postMessage(behind && msg.overLimit ? { ...pass('RESTART'), restarted: true } : passive);
 });
 `;
 
@@ -59,13 +64,12 @@ export class WalCheckpointer {
     this.timer = setInterval(() => {
       if (this.busy || this.stopped) return;
       this.busy = true;
-      const mode = this.walBytes() > restartBytes ? 'RESTART' : 'PASSIVE';
-      this.worker.once('message', () => {
+      this.worker.once('message', (result: { restarted?: boolean }) => {
         this.busy = false;
         this.passes++;
-        if (mode === 'RESTART') this.restarts++;
+        if (result.restarted) this.restarts++;
       });
-      this.worker.postMessage(mode);
+      this.worker.postMessage({ overLimit: this.walBytes() > restartBytes });
     }, opts.intervalMs ?? 1000);
     this.timer.unref();
   }
