@@ -443,12 +443,13 @@ export class SqliteStore implements Store {
   }
 
   /** The receipts of entries a committed write appended. */
-  private receiptsOf(entries: LedgerEntry[]): LedgerReceipt[] {
-    return entries.map((e) => {
+  private receiptsOf<T extends { entries: LedgerEntry[] }>(written: T): Omit<T, 'entries'> & { entries: LedgerReceipt[] } {
+    const entries = written.entries.map((e) => {
       const r = this.receipts.get(e);
       if (!r) throw new Error(`ledger entry #${e.seq} was committed without a seal`);
       return r;
     });
+    return { ...written, entries };
   }
 
   /** Queues a write for this turn's transaction; resolves once it is committed. */
@@ -674,13 +675,17 @@ export class SqliteStore implements Store {
   }
 
   async getLease(id: string) {
+    return this.leaseOf(id);
+  }
+
+  private leaseOf(id: string): LeaseRecord | null {
     const hit = this.leases.get(id);
     if (hit) return hit;
     const row = this.s.getLease.get(id) as Row | undefined;
     return row ? toLease(row) : null;
   }
 
-  private endLeaseTx(lease: Pick<LeaseRecord, 'id' | 'wuId'>, state: string): number {
+  private endLeaseTx(lease: LeaseRecord, state: string): number {
     const changed = this.s.endLease.run(state, lease.id).changes;
     if (changed) {
       this.s.liveDelta.run(-1, lease.wuId);
@@ -694,9 +699,7 @@ export class SqliteStore implements Store {
     return this.write(() => {
       let n = 0;
       for (const id of leaseIds) {
-        const cached = this.leases.get(id);
-        const row = cached ? undefined : (this.s.getLease.get(id) as Row | undefined);
-        const lease = cached ?? (row && toLease(row));
+        const lease = this.leaseOf(id);
         if (lease) n += this.endLeaseTx(lease, state);
       }
       return n;
@@ -744,14 +747,13 @@ export class SqliteStore implements Store {
       const seen = this.s.resultsOfUnit.get(r.volunteerId, r.wuId) as Row;
       if (Number(seen.mine) > 0) return null; // this volunteer already has one
       // Alone only when nothing else is live and the unit is still open; otherwise stored to be compared.
-      if (Number(seen.live) > 0 || this.s.wuDone.run(r.id, r.wuId).changes === 0) return { outcome: null, stored: this.addResultTx(r) };
+      if (Number(seen.live) > 0 || this.s.wuDone.run(r.id, r.wuId).changes === 0) return this.addResultTx(r) ? { outcome: null } : null;
       this.unitChanged(r.wuId);
       this.addResultTx({ ...r, state: 'valid' });
       const credits = [{ volunteerId: r.volunteerId, amount: sole.amount }];
-      return { outcome: this.creditTx({ wuId: r.wuId, canonicalResultId: r.id, valid: [r.id], invalid: [], credits, now: sole.now }), stored: true };
+      return { outcome: this.creditTx({ wuId: r.wuId, canonicalResultId: r.id, valid: [r.id], invalid: [], credits, now: sole.now }) };
     });
-    if (!added?.stored) return null;
-    return { outcome: added.outcome && { ...added.outcome, entries: this.receiptsOf(added.outcome.entries) } };
+    return added && { outcome: added.outcome && this.receiptsOf(added.outcome) };
   }
 
   async liveResults(wuId: string) {
@@ -781,7 +783,7 @@ export class SqliteStore implements Store {
       if (s.invalid.length) this.workVersion++;
       return this.creditTx(s);
     });
-    return { ...outcome, entries: this.receiptsOf(outcome.entries) };
+    return this.receiptsOf(outcome);
   }
 
   /** A settled unit counts towards its job, and its quorum is credited (inside a write; entries not yet sealed). */
@@ -889,7 +891,7 @@ export class SqliteStore implements Store {
   }
 
   async revokeResults(rev: Revocation) {
-    const { entries, balances } = await this.write(() => {
+    const revoked = await this.write(() => {
       const entries: LedgerEntry[] = [];
       const balances: Record<string, number> = {};
       for (const id of rev.resultIds) {
@@ -916,7 +918,7 @@ export class SqliteStore implements Store {
       }
       return { entries, balances };
     });
-    return { entries: this.receiptsOf(entries), balances };
+    return this.receiptsOf(revoked);
   }
 
   /** The ledger's last entry, inside a write (this store is the file's one ledger writer). */
