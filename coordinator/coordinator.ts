@@ -3,7 +3,8 @@ import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Connections } from './connections.js';
 import { loadOrCreateApiToken, loadOrCreateCoordinatorKeys } from './keys.js';
-import { makeSealer, type Sealer } from './ledger.js';
+import type { KeyObject } from 'node:crypto';
+import { makeSealer } from './ledger.js';
 import { ResultIntake } from './results.js';
 import { SqliteRoomStore, type RoomStore } from './room-store.js';
 import { Rooms } from './rooms.js';
@@ -54,15 +55,16 @@ export interface Storage {
 
 /**
  * What a coordinator runs on: SQLite + shard files in the data directory, or PostgreSQL for all.
- * `sealer` signs the ledger's seals; without it the store can read the ledger but not append.
+ * `sealKey` (the coordinator's private key) signs the ledger's seals; without it the store can read
+ * the ledger but not append. SQLite writes on a thread of its own (see SqliteStore).
  */
-export async function openStorage(dataDir: string, database?: string, sealer?: Sealer): Promise<Storage> {
+export async function openStorage(dataDir: string, database?: string, sealKey?: KeyObject): Promise<Storage> {
   if (database) {
     if (!/^postgres(ql)?:\/\//.test(database)) throw new Error('TABGRID_DB must be a postgres:// URL');
-    const store = await PgStore.connect(database, undefined, sealer);
+    const store = await PgStore.connect(database, undefined, sealKey && makeSealer(sealKey));
     return { store, shards: new PgShardStore(store.pool), views: await pgViews(store.pool) };
   }
-  const store = new SqliteStore(join(dataDir, 'tabgrid.sqlite'), { sealer, checkpointThread: true });
+  const store = new SqliteStore(join(dataDir, 'tabgrid.sqlite'), { sealKey, writerThread: Boolean(sealKey), checkpointThread: Boolean(sealKey) });
   // Rooms write outside the store's group commit: on a connection that syncs every commit itself.
   const views = { rooms: new SqliteRoomStore(store.connection()), stats: new SqliteStatsStore(store.db) };
   return { store, shards: new FileShardStore(join(dataDir, 'shards')), views };
@@ -83,7 +85,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   const now = Date.now;
   const keys = loadOrCreateCoordinatorKeys(dataDir);
   const apiToken = loadOrCreateApiToken(dataDir, opts.apiToken);
-  const { store, shards, views } = await openStorage(dataDir, opts.database, makeSealer(keys.privateKey));
+  const { store, shards, views } = await openStorage(dataDir, opts.database, keys.privateKey);
   const heartbeatMs = opts.heartbeatMs ?? 20_000;
   const tracker = new Tracker();
   // A lease outlives three missed heartbeats of its coordinator, never more.

@@ -1,5 +1,7 @@
 // How the stores seal the ledger: SQLite seals each group commit once (every settlement of one
-// event-loop turn under one signature), never sealing the entries of a write that rolled back;
+// event-loop turn under one signature), never sealing the entries of a write that rolled back,
+// whether its writer runs in the store's process or on its own thread (and counts a batch's
+// settled units and credits with one update per job and per volunteer);
 // PostgreSQL seals each settling transaction. Old data directories (one signature per entry, no
 // seals) open, still verify, and go on with sealed entries. Real SQLite files, a real PostgreSQL.
 import Database from 'better-sqlite3';
@@ -13,8 +15,8 @@ import { readLedger, storedReceipts } from './ledger-export.js';
 import { startPgCluster, type PgCluster } from './pg-cluster.js';
 import { PgStore } from './pg-store.js';
 import { receiptProblem } from './receipt-check.js';
-import { SqliteStore } from './sqlite-store.js';
-import type { Settlement, Store } from './store.js';
+import { SqliteStore, type SqliteStoreOptions } from './sqlite-store.js';
+import type { Settlement, Store, WorkUnitRecord } from './store.js';
 import { makeTempDir, removeDir } from './test-helpers.js';
 
 const { privateKey, publicKey } = generateKeyPairSync('ed25519');
@@ -60,9 +62,17 @@ async function expectVerifies(store: Store, entries: number) {
   expect(report.checked).toBe(entries);
 }
 
-describe('SQLite group commit', () => {
+// The same batches whether the writer runs in the store's process or on a thread of its own (the coordinator's).
+const writers: [string, SqliteStoreOptions, SqliteStoreOptions][] = [
+  ['in process', { sealer }, {}],
+  ['on its writer thread', { sealKey: privateKey, writerThread: true }, { writerThread: true }],
+];
+
+describe.each(writers)('SQLite group commit, writer %s', (mode, keyed, keyless) => {
+  const file = (name: string) => join(dir, `${name}-${mode.replace(/\W/g, '')}.sqlite`);
+
   test('settlements of one event-loop turn share one seal, and each gets a receipt that verifies', async () => {
-    const store = new SqliteStore(join(dir, 'turn.sqlite'), { sealer });
+    const store = new SqliteStore(file('turn'), keyed);
     try {
       const ready = await readySettlements(store, 6);
       const outcomes = await Promise.all(ready.map((s) => store.settle(s))); // all asked for in one turn
@@ -89,7 +99,7 @@ describe('SQLite group commit', () => {
   });
 
   test('a write that fails after appending entries rolls them back, unsealed, while the others in its batch commit', async () => {
-    const store = new SqliteStore(join(dir, 'failing.sqlite'), { sealer });
+    const store = new SqliteStore(file('failing'), keyed);
     try {
       const [a, bad, c] = await readySettlements(store, 3);
       // Its second credit names no volunteer: the ledger refuses the row after the first one went in.
@@ -113,11 +123,11 @@ describe('SQLite group commit', () => {
   });
 
   test('a store opened without the coordinator key refuses to append, and its other writes still commit', async () => {
-    const file = join(dir, 'keyless.sqlite');
-    const keyed = new SqliteStore(file, { sealer });
-    const [s] = await readySettlements(keyed, 1);
-    await keyed.close();
-    const store = new SqliteStore(file);
+    const path = file('keyless');
+    const withKey = new SqliteStore(path, keyed);
+    const [s] = await readySettlements(withKey, 1);
+    await withKey.close();
+    const store = new SqliteStore(path, keyless);
     try {
       const [settled, meta] = await Promise.allSettled([store.settle(s), store.setMeta('x', 'y')]);
       expect(settled).toMatchObject({ status: 'rejected', reason: expect.objectContaining({ message: expect.stringMatching(/without the coordinator key/) }) });
@@ -129,8 +139,59 @@ describe('SQLite group commit', () => {
     }
   });
 
+  test('units of one job settled in one turn: the job counts them all, only the last completes it, credits carry the balance after the commit', async () => {
+    const store = new SqliteStore(file('counts'), keyed);
+    try {
+      const jobId = `j_counts_${Date.now()}`;
+      const v = `v_${jobId}`;
+      const unit = { params: { m: 1, k: 1, n: 1 }, inputs: {}, outputBytes: 4, flops: 2, tolerance: { atol: 0, rtol: 0 }, meta: {} };
+      await store.createJob(
+        { id: jobId, kind: 'matmul', name: null, state: 'queued', replication: 1, meta: {}, createdAt: 1, finishedAt: null, error: null, resultSha: null, resultShape: [1, 3] },
+        [0, 1, 2].map((i) => ({ ...unit, id: `${jobId}.${i}`, jobId, idx: i, kind: 'matmul' })),
+      );
+      await store.upsertVolunteer({ id: v, publicKey: `k_${v}`, name: null, now: 1 });
+      const leased = await store.leaseUnits({ volunteerId: v, now: 10, deadline: 1e15, count: 3 });
+      expect(leased.map((l) => l.wu.idx)).toEqual([0, 1, 2]);
+      const sole = (l: (typeof leased)[number], amount: number) =>
+        store.addSoleResult({ id: `r_${l.wu.id}`, wuId: l.wu.id, leaseId: l.lease.id, volunteerId: v, sha256: '0'.repeat(64), state: 'pending', receivedAt: 20, reason: null, data: new Uint8Array(4) }, { amount, now: 30 });
+      const added = await Promise.all(leased.map((l, i) => sole(l, i + 1))); // one turn: one batch
+      expect(added.map((a) => a?.outcome?.jobComplete)).toEqual([false, false, true]);
+      expect(added.map((a) => a?.outcome?.balances)).toEqual([{ [v]: 6 }, { [v]: 6 }, { [v]: 6 }]);
+      expect(added.map((a) => a?.outcome?.entries.map((r) => r.entry.amount))).toEqual([[1], [2], [3]]);
+      expect(await store.getJob(jobId)).toMatchObject({ done: 3, total: 3, state: 'running' });
+      expect((await store.getVolunteer(v))!.credit).toBe(6);
+      expect(await store.getLease(leased[0].lease.id)).toMatchObject({ state: 'returned' });
+      await expectVerifies(store, 3);
+      // The same result again is refused and credits nothing.
+      expect(await sole(leased[0], 5)).toBeNull();
+      expect((await store.getVolunteer(v))!.credit).toBe(6);
+    } finally {
+      await store.close();
+    }
+  });
+
+  test('a chosen unit another worker leased first is replaced by the next one in the queue', async () => {
+    const store = new SqliteStore(file('chosen'), keyed);
+    try {
+      const jobId = `j_chosen_${Date.now()}`;
+      const unit = { params: { m: 1, k: 1, n: 1 }, inputs: {}, outputBytes: 4, flops: 2, tolerance: { atol: 0, rtol: 0 }, meta: {} };
+      await store.createJob(
+        { id: jobId, kind: 'matmul', name: null, state: 'queued', replication: 1, meta: {}, createdAt: 1, finishedAt: null, error: null, resultSha: null, resultShape: [1, 4] },
+        [0, 1, 2, 3].map((i) => ({ ...unit, id: `${jobId}.${i}`, jobId, idx: i, kind: 'matmul' })),
+      );
+      const last = (candidates: WorkUnitRecord[]) => candidates[candidates.length - 1];
+      // Both pick the last unit among the same committed candidates, in the same turn.
+      const [a, b] = await Promise.all(['v_a', 'v_b'].map((volunteerId) => store.leaseUnits({ volunteerId, now: 10, deadline: 1e15, choose: last })));
+      expect(a.map((l) => l.wu.idx)).toEqual([3]);
+      expect(b.map((l) => l.wu.idx)).toEqual([0]);
+      expect(await store.getLease(b[0].lease.id)).toMatchObject({ volunteerId: 'v_b', state: 'active' });
+    } finally {
+      await store.close();
+    }
+  });
+
   test('a data directory from before seals opens, verifies its signed entries, and goes on sealed', async () => {
-    const file = join(dir, 'legacy.sqlite');
+    const file = join(dir, `legacy-${mode.replace(/\W/g, '')}.sqlite`);
     // The ledger as older coordinators wrote it: every entry signed, `signature NOT NULL`, no seals table.
     const old = new Database(file);
     old.exec(`CREATE TABLE leases (id TEXT PRIMARY KEY, wu_id TEXT NOT NULL, volunteer_id TEXT NOT NULL, issued_at INTEGER NOT NULL,
@@ -150,7 +211,7 @@ describe('SQLite group commit', () => {
     }
     old.close();
 
-    const store = new SqliteStore(file, { sealer });
+    const store = new SqliteStore(file, keyed);
     try {
       expect(await auditLedger(store, publicKey)).toEqual({ ok: true, entries: 3, seals: 0, problems: [] });
       const [legacyReceipt] = await storedReceipts(store, [(await store.ledgerEntries(0, 1))[0]]);

@@ -11,7 +11,7 @@ import { timeOrderedId } from './ids.js';
 import { nextEntry, type Sealer } from './ledger.js';
 import type { LedgerEntry, LedgerReceipt } from './protocol.js';
 import { ShardCache, sha256Hex, type ShardStore } from './shards.js';
-import { toJob, toLease, toLedgerEntry, toLedgerSeal, toResult, toVolunteer, toWu, type Row } from './sqlite-store.js';
+import { toJob, toLease, toLedgerEntry, toLedgerSeal, toResult, toVolunteer, toWu, type Row } from './sqlite-schema.js';
 import type {
   JobRecord,
   LeaseRecord,

@@ -4,7 +4,7 @@
 import type pg from 'pg';
 import type { LedgerEntry } from './protocol.js';
 import { toRoom, type RoomRecord, type RoomStore } from './room-store.js';
-import { toLedgerEntry, type Row } from './sqlite-store.js';
+import { toLedgerEntry, type Row } from './sqlite-schema.js';
 import type { StatsStore } from './stats-store.js';
 
 const SCHEMA = `

@@ -2,7 +2,7 @@
 // credited throughput over time and one volunteer's own ledger entries.
 import type Database from 'better-sqlite3';
 import type { GridStats, LedgerEntry } from './protocol.js';
-import { toLedgerEntry } from './sqlite-store.js';
+import { toLedgerEntry } from './sqlite-schema.js';
 
 export interface StatsStore {
   /** Results by outcome (see GridStats.results) and jobs by state. */

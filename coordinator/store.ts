@@ -110,7 +110,7 @@ export interface Settlement {
 export interface Credited {
   /** The credits appended, each sealed in the write's commit: the volunteers' receipts. */
   entries: LedgerReceipt[];
-  /** Each credited (or debited) volunteer's balance after these entries. */
+  /** Each credited (or debited) volunteer's balance once these entries committed (with any others of the same commit). */
   balances: Record<string, number>;
 }
 

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, expect, test } from 'vitest';
-import { openDatabase } from './sqlite-store.js';
+import { openDatabase } from './sqlite-schema.js';
 import { waitFor } from './test-helpers.js';
 import { WalCheckpointer } from './wal-checkpointer.js';
 
