@@ -4,11 +4,11 @@
 // outputs. The cheap check recomputes a few randomly chosen output rows on the CPU.
 import { randomUint32 } from '../random.js';
 import { ATTENTION_HEAD_DIMS, type AttentionJobSubmit, type AttentionParams, type Tolerance } from '../protocol.js';
-import { parseNpy, toNpy, type Tensor } from '../npy.js';
+import { toNpy, type Tensor } from '../npy.js';
 import type { ShardStore } from '../shards.js';
 import type { JobRecord, WorkUnitRecord } from '../store.js';
 import { compareWithin, DEFAULT_TOLERANCE } from '../validator.js';
-import { loadInputTensor, maxAbs } from './inputs.js';
+import { loadInputTensor, maxAbs, shardValues } from './inputs.js';
 import { JobInputError, type JobKind, type JobPlan, type PlannedWorkUnit } from './types.js';
 
 /** float32 unit roundoff. */
@@ -189,7 +189,7 @@ export const attention: JobKind<AttentionJobSubmit> = {
   async check(wu, output, shards) {
     const bytes = await Promise.all([shards.get(wu.inputs.q), shards.get(wu.inputs.k), shards.get(wu.inputs.v)]);
     if (bytes.some((b) => !b)) return false;
-    const [q, k, v] = bytes.map((b) => parseNpy(b!).data);
+    const [q, k, v] = bytes.map((b) => shardValues(b!));
     return checkRandomRows(q, k, v, output, wu.params as AttentionParams, wu.tolerance);
   },
 

@@ -33,3 +33,13 @@ export function maxAbs(t: Float32Array): number {
   }
   return m;
 }
+
+/** Parsed shards by their bytes: a shard never changes, and every check of a job reads the same few. */
+const parsedShards = new WeakMap<Uint8Array, Float32Array>();
+
+/** The values of a stored float32 .npy shard, parsed once per cached copy of its bytes. */
+export function shardValues(bytes: Uint8Array): Float32Array {
+  let values = parsedShards.get(bytes);
+  if (!values) parsedShards.set(bytes, (values = parseNpy(bytes).data));
+  return values;
+}

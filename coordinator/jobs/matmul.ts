@@ -2,11 +2,11 @@
 // (rows × k) and a column block of B (k × cols) as their own content-addressed shards, so units
 // in the same row or column share inputs, and computes one rows × cols tile of C.
 import type { MatmulJobSubmit, MatmulParams } from '../protocol.js';
-import { parseNpy, toNpy, type Tensor } from '../npy.js';
+import { toNpy, type Tensor } from '../npy.js';
 import type { ShardStore } from '../shards.js';
 import type { JobRecord, WorkUnitRecord } from '../store.js';
 import { DEFAULT_TOLERANCE } from '../validator.js';
-import { loadInputTensor, maxAbs } from './inputs.js';
+import { loadInputTensor, maxAbs, shardValues } from './inputs.js';
 import { checkMatmul, U } from './matmul-check.js';
 import { JobInputError, type JobKind, type JobPlan, type PlannedWorkUnit } from './types.js';
 
@@ -119,7 +119,7 @@ export const matmul: JobKind<MatmulJobSubmit> = {
     const [aBytes, bBytes] = await Promise.all([shards.get(wu.inputs.a), shards.get(wu.inputs.b)]);
     if (!aBytes || !bBytes) return false;
     const { m, k, n } = wu.params as MatmulParams;
-    return checkMatmul(parseNpy(aBytes).data, parseNpy(bBytes).data, output, m, k, n);
+    return checkMatmul(shardValues(aBytes), shardValues(bBytes), output, m, k, n);
   },
 
   assimilate(job: JobRecord, outputs: { wu: WorkUnitRecord; output: Float32Array }[]) {
