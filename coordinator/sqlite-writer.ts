@@ -638,6 +638,7 @@ export type ThreadRequest = { writes: QueuedWrite[] } | { close: true };
 export class WriterThread {
   private readonly worker: Worker;
   private closed: Promise<void> | null = null;
+  private dead = false;
 
   constructor(
     opts: WriterOptions,
@@ -650,10 +651,9 @@ export class WriterThread {
     this.worker.on('message', (msg: BatchAnswer | { closed: true }) => {
       if ('ids' in msg) answer(msg);
     });
-    let dead = false;
     const die = (err: Error) => {
-      if (dead || this.closed) return;
-      dead = true;
+      if (this.dead || this.closed) return;
+      this.dead = true;
       died(err);
     };
     this.worker.on('error', die);
@@ -666,6 +666,7 @@ export class WriterThread {
 
   /** Lets every write sent so far commit and be answered, then stops the thread. */
   close(): Promise<void> {
+    if (this.dead) return Promise.resolve();
     this.closed ??= new Promise<void>((resolve) => {
       this.worker.on('message', (msg: { closed?: true }) => {
         if (msg.closed) void this.worker.terminate().then(() => resolve());
