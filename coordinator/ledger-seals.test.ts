@@ -35,14 +35,20 @@ afterAll(() => {
 });
 
 let n = 0;
-/** A job of `units` units, each leased to and answered by its own volunteer: settlements ready to commit. */
-async function readySettlements(store: Store, units: number): Promise<Settlement[]> {
+/** A replication-1 job of `units` one-element units; returns its id. */
+async function createJob(store: Store, units: number): Promise<string> {
   const jobId = `j_${++n}_${Date.now()}`;
   const unit = { params: { m: 1, k: 1, n: 1 }, inputs: {}, outputBytes: 4, flops: 2, tolerance: { atol: 0, rtol: 0 }, meta: {} };
   await store.createJob(
-    { id: jobId, kind: 'matmul', name: null, state: 'queued', replication: 1, meta: {}, createdAt: 1, finishedAt: null, error: null, resultSha: null, resultShape: [1, 1] },
+    { id: jobId, kind: 'matmul', name: null, state: 'queued', replication: 1, meta: {}, createdAt: 1, finishedAt: null, error: null, resultSha: null, resultShape: [1, units] },
     Array.from({ length: units }, (_, i) => ({ ...unit, id: `${jobId}.${i}`, jobId, idx: i, kind: 'matmul' })),
   );
+  return jobId;
+}
+
+/** A job of `units` units, each leased to and answered by its own volunteer: settlements ready to commit. */
+async function readySettlements(store: Store, units: number): Promise<Settlement[]> {
+  const jobId = await createJob(store, units);
   const out: Settlement[] = [];
   for (let i = 0; i < units; i++) {
     const v = `v_${jobId}_${i}`;
@@ -142,13 +148,8 @@ describe.each(writers)('SQLite group commit, writer %s', (mode, keyed, keyless) 
   test('units of one job settled in one turn: the job counts them all, only the last completes it, credits carry the balance after the commit', async () => {
     const store = new SqliteStore(file('counts'), keyed);
     try {
-      const jobId = `j_counts_${Date.now()}`;
+      const jobId = await createJob(store, 3);
       const v = `v_${jobId}`;
-      const unit = { params: { m: 1, k: 1, n: 1 }, inputs: {}, outputBytes: 4, flops: 2, tolerance: { atol: 0, rtol: 0 }, meta: {} };
-      await store.createJob(
-        { id: jobId, kind: 'matmul', name: null, state: 'queued', replication: 1, meta: {}, createdAt: 1, finishedAt: null, error: null, resultSha: null, resultShape: [1, 3] },
-        [0, 1, 2].map((i) => ({ ...unit, id: `${jobId}.${i}`, jobId, idx: i, kind: 'matmul' })),
-      );
       await store.upsertVolunteer({ id: v, publicKey: `k_${v}`, name: null, now: 1 });
       const leased = await store.leaseUnits({ volunteerId: v, now: 10, deadline: 1e15, count: 3 });
       expect(leased.map((l) => l.wu.idx)).toEqual([0, 1, 2]);
@@ -173,12 +174,7 @@ describe.each(writers)('SQLite group commit, writer %s', (mode, keyed, keyless) 
   test('a chosen unit another worker leased first is replaced by the next one in the queue', async () => {
     const store = new SqliteStore(file('chosen'), keyed);
     try {
-      const jobId = `j_chosen_${Date.now()}`;
-      const unit = { params: { m: 1, k: 1, n: 1 }, inputs: {}, outputBytes: 4, flops: 2, tolerance: { atol: 0, rtol: 0 }, meta: {} };
-      await store.createJob(
-        { id: jobId, kind: 'matmul', name: null, state: 'queued', replication: 1, meta: {}, createdAt: 1, finishedAt: null, error: null, resultSha: null, resultShape: [1, 4] },
-        [0, 1, 2, 3].map((i) => ({ ...unit, id: `${jobId}.${i}`, jobId, idx: i, kind: 'matmul' })),
-      );
+      await createJob(store, 4);
       const last = (candidates: WorkUnitRecord[]) => candidates[candidates.length - 1];
       // Both pick the last unit among the same committed candidates, in the same turn.
       const [a, b] = await Promise.all(['v_a', 'v_b'].map((volunteerId) => store.leaseUnits({ volunteerId, now: 10, deadline: 1e15, choose: last })));
