@@ -86,13 +86,22 @@ describe('adaptive replication against a real coordinator', () => {
       // agreed with it, and nothing of it is still waiting for a replica (so that cannot move its
       // "last confirmed" mark): then it cheats. It holds one lease at a time, but its next lease
       // comes while its last result is still being checked: it waits for every result's answer
-      // before it decides (a patient cheater does just that).
+      // before it decides (a patient cheater does just that). It watches the database file, which
+      // trails the coordinator by a commit (a replica's agreement settles the unit in one write and
+      // moves its trust mark in the next): the chance must still be there a moment later.
       let cheating = false;
-      const turn = async (id: string) => {
-        await waitFor(() => sleeper.received('result-ack').length >= sleeper.resultsSent, 5_000, "the sleeper's acks");
+      const look = async (id: string) => {
         const since = (await store.getTrust(id)).verifiedAt;
         const pending = (await store.listVolunteers()).find((v) => v.id === id)?.pending ?? 1;
-        return pending === 0 && (await store.unreplicatedResults(id, since)).length > 0;
+        return { since, alone: pending === 0 && (await store.unreplicatedResults(id, since)).length > 0 };
+      };
+      const turn = async (id: string) => {
+        await waitFor(() => sleeper.received('result-ack').length >= sleeper.resultsSent, 5_000, "the sleeper's acks");
+        const first = await look(id);
+        if (!first.alone) return false;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        const again = await look(id);
+        return again.alone && again.since === first.since;
       };
       const sleeper: SimWorker = new SimWorker({
         url: grid.base,
