@@ -111,6 +111,7 @@ async function main() {
     let warm: typeof start | null = null;
     let cpuAtWarm = process.cpuUsage();
     let eluAtWarm = performance.eventLoopUtilization();
+    let writerAtWarm = c.writerUtilization();
     let last = start;
     while (last.state !== 'done' && last.state !== 'failed' && last.t - start.t < SECONDS) {
       await sleep(250);
@@ -119,11 +120,13 @@ async function main() {
         warm = last;
         cpuAtWarm = process.cpuUsage();
         eluAtWarm = performance.eventLoopUtilization();
+        writerAtWarm = c.writerUtilization();
         fleet.send({ type: 'reset' });
       }
     }
     const cpu = process.cpuUsage(cpuAtWarm);
     const elu = performance.eventLoopUtilization(eluAtWarm);
+    const writerElu = writerAtWarm && c.writerUtilization(writerAtWarm);
     const from = warm && last.done > warm.done ? warm : start;
     const report = (fleet.send({ type: 'report' }), await waitFor<{ p50: number | null; p99: number | null; samples: number; rejected: number; resultsPerFrame: number; cpuUs: number }>(fleet, 'report'));
     // No unit credited in the window (a run too short for its load): no latency to report.
@@ -147,6 +150,8 @@ async function main() {
       // The same for the simulated workers' process (signing, hashing, frames; from the warm-up to the report).
       // Share of the time the coordinator's event loop was busy: near 1, its one thread is the limit.
       eventLoopUtilization: +elu.utilization.toFixed(2),
+      // The same for the SQLite writer thread (null on PostgreSQL). Both well below 1: the machine's CPU is the limit.
+      writerLoopUtilization: writerElu ? +writerElu.utilization.toFixed(2) : null,
       fleetCpuUsPerWu: Math.round(report.cpuUs / Math.max(1, last.done - from.done)),
       latencyMs: { p50: ms(report.p50), p99: ms(report.p99), samples: report.samples },
       // Results per binary frame the workers sent: above 1, several travelled under one signature.

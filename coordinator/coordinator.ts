@@ -4,6 +4,7 @@ import { join, resolve } from 'node:path';
 import { Connections } from './connections.js';
 import { loadOrCreateApiToken, loadOrCreateCoordinatorKeys } from './keys.js';
 import type { KeyObject } from 'node:crypto';
+import type { EventLoopUtilization } from 'node:perf_hooks';
 import { makeSealer } from './ledger.js';
 import { ResultIntake } from './results.js';
 import { SqliteRoomStore, type RoomStore } from './room-store.js';
@@ -75,6 +76,8 @@ export interface Coordinator {
   port: number;
   apiToken: string;
   dataDir: string;
+  /** How busy the SQLite writer thread has been (since `before`, when given); null on PostgreSQL. */
+  writerUtilization(before?: EventLoopUtilization): EventLoopUtilization | null;
   close(): Promise<void>;
 }
 
@@ -136,6 +139,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
     port,
     apiToken,
     dataDir,
+    writerUtilization: (before) => (store instanceof SqliteStore ? store.writerUtilization(before) : null),
     async close() {
       clearInterval(ticker);
       await app.close();

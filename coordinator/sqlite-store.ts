@@ -5,6 +5,7 @@
 // of committed state (active leases, recent units, trust), updated from what each committed batch
 // reports, so the hot path's reads need not go to the database.
 import type { KeyObject } from 'node:crypto';
+import type { EventLoopUtilization } from 'node:perf_hooks';
 import type Database from 'better-sqlite3';
 import type { Sealer } from './ledger.js';
 import { openDatabase, toJob, toLease, toLedgerEntry, toLedgerSeal, toResult, toVolunteer, toWu, type Row } from './sqlite-schema.js';
@@ -201,6 +202,11 @@ export class SqliteStore implements Store {
     this.leases.clear();
     this.workVersion++;
     for (const id of [...this.waiting.keys()]) this.settleWrite(id, false, err);
+  }
+
+  /** How busy the writer thread has been (since `before`, when given); null without one. */
+  writerUtilization(before?: EventLoopUtilization): EventLoopUtilization | null {
+    return this.thread?.utilization(before) ?? null;
   }
 
   /**

@@ -8,6 +8,7 @@
 // before its WAL frames are synced), without stalling every other connection for the disk.
 import type { KeyObject } from 'node:crypto';
 import { closeSync, fsync, openSync } from 'node:fs';
+import type { EventLoopUtilization } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
 import type Database from 'better-sqlite3';
 import { timeOrderedId } from './ids.js';
@@ -662,6 +663,11 @@ export class WriterThread {
 
   send(writes: QueuedWrite[]) {
     this.worker.postMessage({ writes } satisfies ThreadRequest);
+  }
+
+  /** How busy the thread's event loop has been (since `before`, when given). */
+  utilization(before?: EventLoopUtilization): EventLoopUtilization {
+    return this.worker.performance.eventLoopUtilization(before);
   }
 
   /** Lets every write sent so far commit and be answered, then stops the thread. */
