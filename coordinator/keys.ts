@@ -3,7 +3,7 @@
 import { createPublicKey, generateKeyPairSync, randomBytes, timingSafeEqual, createHash, verify, createPrivateKey, type KeyObject } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fromBase64Url } from './protocol.js';
+import { fromBase64Url } from './canonical.js';
 
 export interface CoordinatorKeys {
   privateKey: KeyObject;

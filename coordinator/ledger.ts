@@ -6,7 +6,8 @@
 import { hash, sign, type KeyObject } from 'node:crypto';
 import { verifySignature } from './keys.js';
 import { auditPath, leafInput, levelsRoot, merkleLevels, type Sha256 } from './merkle.js';
-import { ledgerEntryCanonical, ledgerSealCanonical, type LedgerEntry, type LedgerReceipt, type LedgerSeal } from './protocol.js';
+import { ledgerEntryCanonical, ledgerSealCanonical } from './canonical.js';
+import type { LedgerEntry, LedgerReceipt, LedgerSeal } from './protocol.js';
 import { ALTERED, BAD_SIGNATURE } from './receipt-check.js';
 
 export const GENESIS_HASH = '0'.repeat(64);

@@ -2,6 +2,8 @@
 // Imported by the coordinator and by web/, so both sides validate with the same schemas.
 import { z } from 'zod';
 
+export { fromBase64Url, ledgerEntryCanonical, ledgerSealCanonical, toBase64Url } from './canonical.js';
+
 export const PROTOCOL_VERSION = 2;
 
 /** Size caps. Anything over them is refused before it is parsed. */
@@ -219,10 +221,6 @@ export const LedgerReceipt = z.object({
 });
 export type LedgerReceipt = z.infer<typeof LedgerReceipt>;
 
-/** The exact text a seal's signature covers. */
-export function ledgerSealCanonical(s: Omit<LedgerSeal, 'signature'>): string {
-  return `tabgrid-ledger-seal-v1\n${s.firstSeq}\n${s.lastSeq}\n${s.headHash}\n${s.root}`;
-}
 // ---------------------------------------------------------------------------------------------
 
 // ---------------------------------------------------------------------------------------------
@@ -295,10 +293,6 @@ export const Receipts = z.object({
 });
 export type Receipts = z.infer<typeof Receipts>;
 
-/** The exact text a ledger entry's hash covers: every field but the hash and signature, in order. */
-export function ledgerEntryCanonical(e: Omit<LedgerEntry, 'hash' | 'signature'>): string {
-  return JSON.stringify([e.seq, e.ts, e.volunteerId, e.jobId, e.wuId, e.amount, e.prevHash]);
-}
 
 export const GridStats = z.object({
   volunteers: z.object({ online: z.number().int(), total: z.number().int() }),
@@ -730,19 +724,6 @@ export function formatIssues(error: z.ZodError): string {
     .join('; ');
 }
 
-export function toBase64Url(bytes: Uint8Array): string {
-  let s = '';
-  for (const b of bytes) s += String.fromCharCode(b);
-  return btoa(s).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
-}
-
-export function fromBase64Url(text: string): Uint8Array {
-  const b64 = text.replace(/-/g, '+').replace(/_/g, '/');
-  const bin = atob(b64 + '='.repeat((4 - (b64.length % 4)) % 4));
-  const out = new Uint8Array(bin.length);
-  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
-  return out;
-}
 
 // ---------------------------------------------------------------------------------------------
 // Trust and access (issue 8): receipts, ledger export, API tokens.

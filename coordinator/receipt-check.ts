@@ -2,7 +2,8 @@
 // volunteer's browser (WebCrypto): the entry's hash covers its fields, its audit path leads to its
 // seal's Merkle root, and the seal carries the coordinator's Ed25519 signature. No Node APIs here.
 import { fromHex, leafInput, rootFromAuditPath, toHex, type AnySha256 } from './merkle.js';
-import { ledgerEntryCanonical, ledgerSealCanonical, type LedgerReceipt } from './protocol.js';
+import { ledgerEntryCanonical, ledgerSealCanonical } from './canonical.js';
+import type { LedgerReceipt } from './protocol.js';
 
 export interface ReceiptCrypto {
   sha256: AnySha256;
