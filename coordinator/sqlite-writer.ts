@@ -104,6 +104,7 @@ export class SqliteWriter {
   private readonly savepoint: (fn: () => unknown) => unknown;
   private readonly batch: Database.Transaction<(writes: [keyof WriteOps, unknown[]][]) => { ok: boolean; value: unknown }[]>;
   private readonly leaseQueries = new Map<number, Database.Statement>();
+  /** Jobs this writer has marked running (a job never goes back to queued), as committed. */
   private readonly runningJobs = new Set<string>();
 
   // Per batch, kept only for writes whose savepoint held:
@@ -119,6 +120,8 @@ export class SqliteWriter {
   private settledUnits: { jobId: string; outcome: SettlementOutcome }[] = [];
   /** Credits appended, and the balances that wait for their volunteer's balance after the batch. */
   private credited: { volunteerId: string; amount: number; balances: Record<string, number> }[] = [];
+  /** Jobs marked running in this batch, known to be so once it commits. */
+  private runningAdded: string[] = [];
   /** The ledger's last entry (undefined: not read yet); this writer is the ledger's only one. */
   private head: LedgerEntry | null | undefined = undefined;
 
@@ -137,16 +140,17 @@ export class SqliteWriter {
       this.toReceipt = [];
       this.settledUnits = [];
       this.credited = [];
+      this.runningAdded = [];
       const outcomes = writes.map(([name, args], i) => {
         this.current = i;
-        const marks = [this.effects.length, this.moreWork, this.unsealed.length, this.toReceipt.length, this.settledUnits.length, this.credited.length, this.head] as const;
+        const marks = [this.effects.length, this.moreWork, this.unsealed.length, this.toReceipt.length, this.settledUnits.length, this.credited.length, this.runningAdded.length, this.head] as const;
         try {
           const fn = this.ops[name] as (...a: unknown[]) => unknown;
           if (typeof fn !== 'function') throw new Error(`no such write: ${String(name)}`);
           return { ok: true, value: this.savepoint(() => fn(...args)) };
         } catch (err) {
           // Rolled back with its savepoint: not cached, not sealed, not the chain's head.
-          [this.effects.length, this.moreWork, this.unsealed.length, this.toReceipt.length, this.settledUnits.length, this.credited.length, this.head] = marks;
+          [this.effects.length, this.moreWork, this.unsealed.length, this.toReceipt.length, this.settledUnits.length, this.credited.length, this.runningAdded.length, this.head] = marks;
           return { ok: false, value: err };
         }
       });
@@ -221,6 +225,7 @@ export class SqliteWriter {
       // IMMEDIATE: the write lock is taken (waiting out a checkpoint's RESTART) before anything is
       // read, so the batch's first write never finds its snapshot stale (an instant SQLITE_BUSY).
       const outcomes = this.batch.immediate(writes);
+      for (const jobId of this.runningAdded) this.runningJobs.add(jobId);
       return { outcomes, effects: this.effects, moreWork: this.moreWork };
     } catch (err) {
       this.head = undefined; // rolled back: read it again
@@ -389,10 +394,10 @@ export class SqliteWriter {
       this.leaseUnitsLive(chunk.length).run(chunk.map(({ wu }) => wu.id));
     }
     for (const { wu } of leased) {
-      // A job never goes back to queued: mark it running once, not on every lease.
-      if (!this.runningJobs.has(wu.jobId)) {
+      // Mark a job running once, not on every lease (and again if that write was rolled back).
+      if (!this.runningJobs.has(wu.jobId) && !this.runningAdded.includes(wu.jobId)) {
         this.s.jobRunning.run(wu.jobId);
-        this.runningJobs.add(wu.jobId);
+        this.runningAdded.push(wu.jobId);
       }
     }
     const last = this.effects[this.effects.length - 1];
