@@ -68,18 +68,21 @@ const MAX_ROWS_PER_STATEMENT = 16;
 /** Least time between two commits (each is an fsync). */
 const COMMIT_GAP_MS = 2;
 
+/**
+ * A unit volunteer @v may be leased: open, wanting a replica (`live` counts active leases plus
+ * pending/valid results, so that is one comparison), and neither leased to nor answered by @v.
+ */
+const LEASABLE = `wu.state = 'open' AND wu.live < wu.target
+  AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.wu_id = wu.id AND l.volunteer_id = @v AND l.state = 'active')
+  AND NOT EXISTS (SELECT 1 FROM results r WHERE r.wu_id = wu.id AND r.volunteer_id = @v)`;
+
 /** The lease query for `kinds` job kinds (bound as @k0…), or for every kind; one prepared statement per shape. */
 export function leaseQuery(db: Database.Database, kinds: number | undefined, cache: Map<number, Database.Statement>): Database.Statement {
   const key = kinds ?? -1;
   let stmt = cache.get(key);
   if (!stmt) {
     const kindList = kinds === undefined ? '' : `AND wu.kind IN (${Array.from({ length: kinds }, (_, i) => `@k${i}`).join(', ') || 'NULL'})`;
-    // `live` counts active leases plus pending/valid results, so "needs a replica" is one comparison.
-    stmt = db.prepare(`SELECT wu.* FROM work_units wu INDEXED BY wu_wanting
-      WHERE wu.state = 'open' AND wu.live < wu.target
-        AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.wu_id = wu.id AND l.volunteer_id = @v AND l.state = 'active')
-        AND NOT EXISTS (SELECT 1 FROM results r WHERE r.wu_id = wu.id AND r.volunteer_id = @v)
-        ${kindList}
+    stmt = db.prepare(`SELECT wu.* FROM work_units wu INDEXED BY wu_wanting WHERE ${LEASABLE} ${kindList}
       ORDER BY wu.job_seq, wu.idx LIMIT @limit`);
     cache.set(key, stmt);
   }
@@ -174,10 +177,8 @@ export class SqliteWriter {
       failJob: p(`UPDATE jobs SET state = 'failed', error = ?, finished_at = ? WHERE id = ? AND state IN ('queued', 'running')`),
       getWu: p('SELECT * FROM work_units WHERE id = ?'),
       jobOfWu: p('SELECT job_id FROM work_units WHERE id = ?'),
-      // One chosen unit, if it may still be leased by this volunteer (the lease query's conditions).
-      eligibleWu: p(`SELECT wu.* FROM work_units wu WHERE wu.id = @id AND wu.state = 'open' AND wu.live < wu.target
-        AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.wu_id = wu.id AND l.volunteer_id = @v AND l.state = 'active')
-        AND NOT EXISTS (SELECT 1 FROM results r WHERE r.wu_id = wu.id AND r.volunteer_id = @v)`),
+      // One chosen unit, if this volunteer may still lease it.
+      eligibleWu: p(`SELECT wu.* FROM work_units wu WHERE wu.id = @id AND ${LEASABLE}`),
       liveDelta: p('UPDATE work_units SET live = live + ? WHERE id = ?'),
       jobRunning: p(`UPDATE jobs SET state = 'running' WHERE id = ? AND state = 'queued'`),
       endLease: p(`UPDATE leases SET state = ? WHERE id = ? AND state = 'active' RETURNING wu_id`),
@@ -274,7 +275,7 @@ export class SqliteWriter {
     /** Up to `count` units in queue order. */
     leaseUnits: (req: PlainLeaseRequest): Leased[] => {
       const rows = leaseQuery(this.db, req.kinds?.length, this.leaseQueries).all(leaseQueryParams(req, req.count ?? 1)) as Row[];
-      return this.leaseTx(req, rows);
+      return this.leased(this.leaseTx(req, rows));
     },
 
     /**
@@ -285,9 +286,9 @@ export class SqliteWriter {
       const rows = wuIds.map((id) => this.s.eligibleWu.get({ id, v: req.volunteerId }) as Row | undefined).filter((r): r is Row => !!r);
       const chosen = this.leaseTx(req, rows);
       const more = (req.count ?? 1) - chosen.length;
-      if (more <= 0) return chosen;
+      if (more <= 0) return this.leased(chosen);
       const rest = leaseQuery(this.db, req.kinds?.length, this.leaseQueries).all(leaseQueryParams(req, more)) as Row[];
-      return [...chosen, ...this.leaseTx(req, rest)];
+      return this.leased([...chosen, ...this.leaseTx(req, rest)]);
     },
 
     endLeases: (leaseIds: string[], state: 'abandoned' | 'returned' | 'expired') => {
@@ -400,9 +401,13 @@ export class SqliteWriter {
         this.runningAdded.push(wu.jobId);
       }
     }
-    const last = this.effects[this.effects.length - 1];
-    if (leased.length && !(last && 'leased' in last && last.leased === this.current)) this.effects.push({ leased: this.current });
     return leased;
+  }
+
+  /** A lease write's value: the store caches what it leased once the batch commits. */
+  private leased(value: Leased[]): Leased[] {
+    if (value.length) this.effects.push({ leased: this.current });
+    return value;
   }
 
   private readonly sized = new Map<string, Database.Statement>();
