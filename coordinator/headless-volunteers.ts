@@ -46,6 +46,13 @@ export interface LaunchOptions {
   extraArgs?: string[];
   /** Keep each volunteer's identity in <profile>/volunteer-<i> across runs. */
   profile?: string;
+  /**
+   * False: skip the WebGPU kernel autotuner (`?tune=off`, the default tiling). Each fresh
+   * identity tunes once (cached in its profile), ~13 s per volunteer on SwiftShader: tests skip it.
+   */
+  tune?: boolean;
+  /** Volunteers starting at once (default 3): a start is mostly waiting on page load and the backend measurement. */
+  concurrency?: number;
   log?: (msg: string) => void;
 }
 
@@ -73,8 +80,8 @@ async function readStatus(index: number, page: Page): Promise<VolunteerStatus> {
   };
 }
 
-async function startPage(page: Page, url: string) {
-  await page.goto(url);
+async function startPage(page: Page, url: string, tune: boolean) {
+  await page.goto(tune ? url : `${url}/?tune=off`);
   await page.getByRole('button', { name: 'Start computing' }).click();
   // Started once the coordinator has welcomed this identity. (A locator, not waitForFunction: the
   // page's CSP forbids the string evaluation that waitForFunction polls with.)
@@ -88,37 +95,46 @@ export async function launchVolunteers(opts: LaunchOptions): Promise<VolunteerFl
   const shared: Browser | null = opts.profile ? null : await chromium.launch(launch);
   const contexts: BrowserContext[] = [];
   const volunteers: HeadlessVolunteer[] = [];
-  try {
-    for (let i = 0; i < opts.count; i++) {
-      let context: BrowserContext;
-      if (opts.profile) {
-        const dir = resolve(opts.profile, `volunteer-${i}`);
-        mkdirSync(dir, { recursive: true });
-        context = await chromium.launchPersistentContext(dir, launch);
-      } else {
-        context = await shared!.newContext();
-      }
-      contexts.push(context);
-      const page = context.pages()[0] ?? (await context.newPage());
-      page.on('pageerror', (err) => log(`volunteer ${i}: page error: ${err.message}`));
-      await startPage(page, opts.url);
-      let alive = true;
-      context.on('close', () => (alive = false));
-      volunteers.push({
-        index: i,
-        page,
-        status: () => readStatus(i, page),
-        kill: async () => {
-          alive = false;
-          await context.close();
-        },
-        get alive() {
-          return alive;
-        },
-      });
-      log(`volunteer ${i} started`);
+  const start = async (i: number) => {
+    let context: BrowserContext;
+    if (opts.profile) {
+      const dir = resolve(opts.profile, `volunteer-${i}`);
+      mkdirSync(dir, { recursive: true });
+      context = await chromium.launchPersistentContext(dir, launch);
+    } else {
+      context = await shared!.newContext();
     }
+    contexts.push(context);
+    const page = context.pages()[0] ?? (await context.newPage());
+    page.on('pageerror', (err) => log(`volunteer ${i}: page error: ${err.message}`));
+    await startPage(page, opts.url, opts.tune ?? true);
+    let alive = true;
+    context.on('close', () => (alive = false));
+    volunteers[i] = {
+      index: i,
+      page,
+      status: () => readStatus(i, page),
+      kill: async () => {
+        alive = false;
+        await context.close();
+      },
+      get alive() {
+        return alive;
+      },
+    };
+    log(`volunteer ${i} started`);
+  };
+  // A few at a time: each start waits on its page more than on the CPU.
+  let next = 0;
+  const lane = async () => {
+    while (next < opts.count) await start(next++);
+  };
+  const lanes = Array.from({ length: Math.max(1, Math.min(opts.count, opts.concurrency ?? 3)) }, lane);
+  try {
+    await Promise.all(lanes);
   } catch (err) {
+    next = opts.count; // no more starts; those under way finish, then everything closes
+    await Promise.allSettled(lanes);
     await Promise.allSettled(contexts.map((c) => c.close()));
     await shared?.close();
     throw err;
@@ -132,9 +148,10 @@ export async function launchVolunteers(opts: LaunchOptions): Promise<VolunteerFl
   };
 }
 
-const USAGE = `usage: npm run volunteers -- --count N --coordinator URL [--profile DIR] [--interval SECONDS] [--chromium PATH]
+const USAGE = `usage: npm run volunteers -- --count N --coordinator URL [--profile DIR] [--interval SECONDS] [--chromium PATH] [--no-tune]
   Launches N headless Chromium volunteers that compute for the coordinator until stopped (Ctrl-C).
   --profile DIR   keep each volunteer's identity (and so its credit) in DIR across runs
+  --no-tune       skip the WebGPU kernel autotuner (default tiling; quicker start without a GPU)
   --interval S    seconds between progress lines (default 10)`;
 
 async function main() {
@@ -145,6 +162,7 @@ async function main() {
       profile: { type: 'string' },
       interval: { type: 'string', default: '10' },
       chromium: { type: 'string' },
+      'no-tune': { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
   });
@@ -155,7 +173,7 @@ async function main() {
   if (!/^https?:\/\//.test(url)) throw new Error(`--coordinator must be an http(s) URL\n${USAGE}`);
   const log = (msg: string) => console.log(`[volunteers] ${msg}`);
   log(`starting ${count} headless volunteer(s) for ${url}`);
-  const fleet = await launchVolunteers({ count, url, profile: values.profile, executablePath: values.chromium, log });
+  const fleet = await launchVolunteers({ count, url, profile: values.profile, executablePath: values.chromium, tune: !values['no-tune'], log });
   const stop = () => {
     log('stopping');
     void fleet.close().finally(() => process.exit(0));

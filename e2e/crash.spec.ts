@@ -49,7 +49,7 @@ test('SIGKILL mid-job: restart on the same data, volunteers reconnect, nothing l
   const volunteers = async () => ((await (await api('/api/volunteers')).json()) as { volunteers: VolunteerSummary[] }).volunteers;
   let proc = startProcess(port, dir);
   await waitHealthy(base);
-  const fleet = await launchVolunteers({ count: 3, url: base });
+  const fleet = await launchVolunteers({ count: 3, url: base, tune: false });
   try {
     const upload = async (rows: number, cols: number, data: Float32Array) =>
       ((await (await api('/api/shards', { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: toNpy([rows, cols], data) as Uint8Array<ArrayBuffer> })).json()) as { sha256: string }).sha256;
