@@ -1,5 +1,5 @@
-// A small run of `npm run bench:coordinator` (20 workers, 400 units): the bench works end to end
-// and every unit goes through lease, result, validation and credit. Speed is not asserted here.
+// Small runs of `npm run bench:coordinator` (20 workers, 400 units: every unit goes through lease,
+// result, validation and credit) and `npm run bench:writer`. Speed is not asserted here.
 import { spawnSync } from 'node:child_process';
 import { resolve } from 'node:path';
 import { expect, test } from 'vitest';
@@ -24,3 +24,29 @@ test('the coordinator load bench runs a small job to completion and prints its f
   expect(report.resultsPerFrame).toEqual(expect.any(Number));
   expect(report.fleetCpuUsPerWu).toEqual(expect.any(Number));
 }, 120_000);
+
+test('the SQLite writer bench times every statement of the write path and accounts for the units it ran', () => {
+  const root = resolve(import.meta.dirname, '..');
+  const run = spawnSync(process.execPath, ['--import', 'tsx', 'bench/writer.ts', '--workers', '20', '--rounds', '2', '--warmup', '1', '--per-commit', '10'], {
+    cwd: root,
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
+  expect(run.status, `bench failed:\n${run.stdout}\n${run.stderr}`).toBe(0);
+  const report = JSON.parse(run.stdout.slice(run.stdout.indexOf('{'))) as {
+    units: number;
+    commits: number;
+    cpuUsPerUnit: number;
+    inStatementsUsPerUnit: number;
+    statements: { sql: string; calls: number }[];
+  };
+  // 20 workers × 4 slots × 2 measured rounds, in commits of 10 workers' frames.
+  expect(report.units).toBe(160);
+  expect(report.commits).toBe(4);
+  const calls = (prefix: string) => report.statements.find((s) => s.sql.startsWith(prefix))?.calls;
+  expect(calls('INSERT INTO results')).toBe(160);
+  expect(calls('INSERT INTO ledger(')).toBe(160);
+  expect(calls('COMMIT')).toBe(4);
+  expect(report.inStatementsUsPerUnit).toBeGreaterThan(0);
+  expect(report.cpuUsPerUnit).toBeGreaterThan(0);
+}, 90_000);
