@@ -229,7 +229,9 @@ export class Scheduler {
     const tracker = this.opts.tracker;
     const peers = tracker && s.peerId ? tracker.recommend(shas, s.peerId) : undefined;
     if (tracker && s.peerId) tracker.expect(s.peerId, shas);
-    s.send({ type: 'assign', lease: { id: lease.id, deadline: lease.deadline }, wu: toWorkUnitSpec(wu), peers });
+    const assign: Extract<ServerMessage, { type: 'assign' }> = { type: 'assign', lease: { id: lease.id, deadline: lease.deadline }, wu: toWorkUnitSpec(wu) };
+    if (peers && Object.keys(peers).length > 0) assign.peers = peers; // most assignments have no one to name
+    s.send(assign);
   }
 
   private unindex(leaseId: string, wuId: string) {

@@ -24,13 +24,26 @@ export interface PeerSnapshot {
   bad: boolean;
 }
 
-function shuffled<T>(items: T[]): T[] {
-  const out = [...items];
-  for (let i = out.length - 1; i > 0; i--) {
-    const j = Math.floor(Math.random() * (i + 1));
-    [out[i], out[j]] = [out[j], out[i]];
+/**
+ * Up to `room` of `items` that pass `ok`, appended to `out` in random order — reservoir sampling:
+ * one pass, no copy of the set, so a shard the whole swarm holds costs no allocation per unit.
+ */
+function sampleInto<T>(items: Iterable<T>, room: number, ok: (item: T) => boolean, out: T[]) {
+  if (room <= 0) return;
+  const start = out.length;
+  let seen = 0;
+  for (const item of items) {
+    if (!ok(item)) continue;
+    seen++;
+    if (out.length - start < room) {
+      // Insert at a random place among those taken so far: the sample's order is random too.
+      const at = start + Math.floor(Math.random() * (out.length - start + 1));
+      out.splice(at, 0, item);
+    } else {
+      const j = Math.floor(Math.random() * seen);
+      if (j < room) out[start + j] = item;
+    }
   }
-  return out;
 }
 
 /** sha-256 -> the peers in one role for it (holding, or fetching); empty sets are dropped. */
@@ -47,6 +60,9 @@ class ShardIndex {
   }
   get(sha: string): Iterable<PeerEntry> {
     return this.map.get(sha) ?? [];
+  }
+  has(sha: string): boolean {
+    return this.map.has(sha);
   }
 }
 
@@ -137,12 +153,15 @@ export class Tracker {
   /** For each shard: up to maxPeersPerShard ready, trusted peers other than `forPeerId`; holders first. */
   recommend(shas: string[], forPeerId: string | undefined): ShardPeers {
     const out: ShardPeers = {};
-    const eligible = (peers: Iterable<PeerEntry>) => [...peers].filter((p) => p.ready && p.peerId !== forPeerId && !this.bad.has(p.volunteerId));
-    for (const sha of new Set(shas)) {
-      const holders = shuffled(eligible(this.holders.get(sha)));
-      const fetching = shuffled(eligible(this.fetchers.get(sha)));
-      const ids = [...holders, ...fetching].slice(0, P2P_LIMITS.maxPeersPerShard).map((p) => p.peerId);
-      if (ids.length) out[sha] = ids;
+    const eligible = (p: PeerEntry) => p.ready && p.peerId !== forPeerId && !this.bad.has(p.volunteerId);
+    const limit = P2P_LIMITS.maxPeersPerShard;
+    for (let i = 0; i < shas.length; i++) {
+      const sha = shas[i];
+      if (shas.indexOf(sha) !== i || (!this.holders.has(sha) && !this.fetchers.has(sha))) continue;
+      const picked: PeerEntry[] = [];
+      sampleInto(this.holders.get(sha), limit, eligible, picked);
+      sampleInto(this.fetchers.get(sha), limit - picked.length, eligible, picked);
+      if (picked.length) out[sha] = picked.map((p) => p.peerId);
     }
     return out;
   }
