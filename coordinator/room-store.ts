@@ -37,7 +37,6 @@ CREATE TABLE IF NOT EXISTS rooms (
 CREATE TABLE IF NOT EXISTS room_members (
   room TEXT NOT NULL REFERENCES rooms(code), volunteer_id TEXT NOT NULL, joined_at INTEGER NOT NULL,
   PRIMARY KEY (room, volunteer_id));
-CREATE INDEX IF NOT EXISTS ledger_volunteer_ts ON ledger(volunteer_id, ts);
 `;
 
 type Row = Record<string, unknown>;

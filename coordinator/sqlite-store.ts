@@ -39,7 +39,7 @@ import type {
   VolunteerStats,
   WorkUnitRecord,
 } from './store.js';
-import { leaseQueryLimit, LIST_VOLUNTEERS_SQL, pickUnits } from './store.js';
+import { leaseQueryLimit, pickUnits } from './store.js';
 
 /** Units kept in memory (each ~1 KB): more than a busy coordinator has in flight. */
 const UNIT_CACHE_SIZE = 50_000;
@@ -108,7 +108,8 @@ export class SqliteStore implements Store {
     this.s = {
       getMeta: p('SELECT value FROM meta WHERE key = ?'),
       getVolunteer: p('SELECT * FROM volunteers WHERE id = ?'),
-      listVolunteers: p(LIST_VOLUNTEERS_SQL),
+      listVolunteers: p(`SELECT v.*, v.valid_results AS valid, v.invalid_results AS invalid, v.pending_results AS pending
+        FROM volunteers v ORDER BY v.credit DESC, v.created_at`),
       getJob: p('SELECT * FROM jobs WHERE id = ?'),
       listJobs: p('SELECT * FROM jobs ORDER BY created_at DESC LIMIT 500'),
       getWu: p('SELECT * FROM work_units WHERE id = ?'),
@@ -119,9 +120,13 @@ export class SqliteStore implements Store {
       ledgerFrom: p('SELECT * FROM ledger WHERE seq > ? ORDER BY seq LIMIT ?'),
       sealsFrom: p('SELECT * FROM ledger_seals WHERE last_seq > ? ORDER BY last_seq LIMIT ?'),
       getTrust: p('SELECT * FROM trust WHERE volunteer_id = ?'),
-      unreplicated: p(`SELECT r.id, r.wu_id FROM results r JOIN work_units wu ON wu.id = r.wu_id
-        WHERE r.volunteer_id = ? AND r.state = 'valid' AND r.received_at > ? AND wu.state = 'done'
-          AND (SELECT count(*) FROM results r2 WHERE r2.wu_id = r.wu_id AND r2.state = 'valid') = 1`),
+      // A valid result was always credited, so the volunteer's ledger entries (indexed by volunteer)
+      // name every unit it may have one for; results has no index by volunteer.
+      unreplicated: p(`SELECT r.id, r.wu_id FROM (SELECT DISTINCT wu_id FROM ledger WHERE volunteer_id = @v) l
+        JOIN results r ON r.wu_id = l.wu_id AND r.volunteer_id = @v JOIN work_units wu ON wu.id = r.wu_id
+        WHERE r.state = 'valid' AND r.received_at > @since AND wu.state = 'done'
+          AND (SELECT count(*) FROM results r2 WHERE r2.wu_id = r.wu_id AND r2.state = 'valid') = 1
+        ORDER BY r.received_at, r.id`),
       unsettledUnits: p(`SELECT DISTINCT r.wu_id FROM results r JOIN work_units wu ON wu.id = r.wu_id
         WHERE r.state = 'pending' AND wu.state = 'open'`),
       unassembledJobs: p(`SELECT id FROM jobs WHERE state = 'running' AND done = total`),
@@ -441,6 +446,6 @@ export class SqliteStore implements Store {
   }
 
   async unreplicatedResults(volunteerId: string, since: number) {
-    return (this.s.unreplicated.all(volunteerId, since) as Row[]).map((r) => ({ id: String(r.id), wuId: String(r.wu_id) }));
+    return (this.s.unreplicated.all({ v: volunteerId, since }) as Row[]).map((r) => ({ id: String(r.id), wuId: String(r.wu_id) }));
   }
 }

@@ -213,7 +213,7 @@ export class SqliteWriter {
         state = CASE WHEN state = 'done' THEN 'running' ELSE state END,
         result_sha = CASE WHEN state = 'done' THEN NULL ELSE result_sha END,
         finished_at = CASE WHEN state = 'done' THEN NULL ELSE finished_at END WHERE id = ?`),
-      creditFor: p('SELECT COALESCE(sum(amount), 0) AS n FROM ledger WHERE volunteer_id = ? AND wu_id = ?'),
+      creditFor: p('SELECT COALESCE(sum(amount), 0) AS n FROM ledger WHERE wu_id = @wuId AND volunteer_id = @volunteerId'),
     };
   }
 
@@ -370,7 +370,7 @@ export class SqliteWriter {
           this.s.reopenWu.run(job.replication, wu.id);
           this.s.jobReopen.run(wu.jobId);
         }
-        const earned = Number((this.s.creditFor.get(result.volunteerId, wu.id) as Row).n);
+        const earned = Number((this.s.creditFor.get({ wuId: wu.id, volunteerId: result.volunteerId }) as Row).n);
         if (earned > 0) {
           const entry = nextEntry(this.headTx(), { ts: rev.now, volunteerId: result.volunteerId, jobId: wu.jobId, wuId: wu.id, amount: -earned });
           this.appendEntry(entry, balances);

@@ -29,7 +29,8 @@ export class SqliteStatsStore implements StatsStore {
       jobs: p(`SELECT state, count(*) AS n FROM jobs GROUP BY state`),
       throughput: p(`SELECT CAST((ts - @since) / @bucket AS INTEGER) AS b, SUM(amount) AS flops FROM ledger
         WHERE ts >= @since AND ts < @until GROUP BY b`),
-      receipts: p('SELECT * FROM ledger WHERE volunteer_id = ? ORDER BY seq DESC LIMIT ?'),
+      // Newest first in the order of the index by (volunteer, ts), whose last column is seq: no sort.
+      receipts: p('SELECT * FROM ledger WHERE volunteer_id = ? ORDER BY ts DESC, seq DESC LIMIT ?'),
     };
   }
 

@@ -288,7 +288,7 @@ export function settlementEntries(s: Settlement, jobId: string, head: LedgerEntr
   return entries;
 }
 
-/** Volunteers with their result counts, best credited first (the same SQL on every store). */
+/** Volunteers with their result counts, best credited first (PostgreSQL; SQLite keeps the counts on the volunteer's row). */
 export const LIST_VOLUNTEERS_SQL = `SELECT v.*,
   (SELECT count(*) FROM results r WHERE r.volunteer_id = v.id AND r.state = 'valid') AS valid,
   (SELECT count(*) FROM results r WHERE r.volunteer_id = v.id AND r.state = 'invalid') AS invalid,

@@ -1,6 +1,7 @@
 // The trust methods of both stores (SQLite and PostgreSQL): trust records round-trip, an
 // unreplicated valid result is found, and revoking it re-opens its unit, puts its finished job
-// back to running and reverses its credit with a sealed negative ledger entry.
+// back to running and reverses its credit with a sealed negative ledger entry; the volunteer list
+// counts the result as pending, valid, then invalid.
 import { generateKeyPairSync } from 'node:crypto';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -50,15 +51,23 @@ describe.each(stores)('%s store', (_name, open) => {
       const leased = (await store.leaseUnits({ volunteerId: v, now: 10, deadline: 1e15 }))[0];
       expect(leased.wu.target).toBe(1);
       const resultId = `r_${v}`;
+      const counts = async () => {
+        const row = (await store.listVolunteers()).find((x) => x.id === v)!;
+        return { valid: row.valid, invalid: row.invalid, pending: row.pending };
+      };
+      expect(await counts()).toEqual({ valid: 0, invalid: 0, pending: 0 });
       await store.addResult({ id: resultId, wuId: leased.wu.id, leaseId: leased.lease.id, volunteerId: v, sha256: '0'.repeat(64), state: 'pending', receivedAt: 20, reason: null, data: new Uint8Array(4) });
+      expect(await counts()).toEqual({ valid: 0, invalid: 0, pending: 1 });
       const outcome = await store.settle({ wuId: leased.wu.id, canonicalResultId: resultId, valid: [resultId], invalid: [], credits: [{ volunteerId: v, amount: 2 }], now: 21 });
       expect(outcome.jobComplete).toBe(true);
       await store.setJobResult(jobId, '1'.repeat(64), 22);
+      expect(await counts()).toEqual({ valid: 1, invalid: 0, pending: 0 });
 
       expect(await store.unreplicatedResults(v, 20)).toEqual([]); // received at 20, not after
       expect(await store.unreplicatedResults(v, 19)).toEqual([{ id: resultId, wuId: leased.wu.id }]);
       const { entries } = await store.revokeResults({ resultIds: [resultId], reason: 'test', now: 30 });
       expect(entries.map(({ entry: e }) => [e.volunteerId, e.amount])).toEqual([[v, -2]]);
+      expect(await counts()).toEqual({ valid: 0, invalid: 1, pending: 0 });
       expect(entries[0].seal).toMatchObject({ firstSeq: entries[0].entry.seq, lastSeq: entries[0].entry.seq });
       expect((await store.getVolunteer(v))!.credit).toBe(0);
       expect(await store.getWorkUnit(leased.wu.id)).toMatchObject({ state: 'open', canonicalResultId: null, target: 2 });
