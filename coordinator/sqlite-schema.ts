@@ -101,10 +101,28 @@ type WuFixed = Pick<WorkUnitRecord, 'params' | 'inputs' | 'tolerance' | 'meta'>;
 /** A unit's JSON columns never change: parse them once (the hot path reads each unit 3 times). */
 const wuFixed = new Map<string, WuFixed>();
 
+/**
+ * Parsed JSON by its text, for the columns a job's units mostly share (inputs, tolerance, params):
+ * parsed once, and one object for all of them — which also crosses to the event loop once per
+ * batch answer instead of once per unit. Never mutated (records are read-only).
+ */
+const sharedJson = new Map<string, unknown>();
+
+function parseShared<T>(v: unknown): T {
+  const text = String(v);
+  let hit = sharedJson.get(text);
+  if (hit === undefined) {
+    hit = JSON.parse(text) as unknown;
+    if (sharedJson.size >= 4096) sharedJson.delete(sharedJson.keys().next().value!);
+    sharedJson.set(text, hit);
+  }
+  return hit as T;
+}
+
 function fixedParts(id: string, r: Row): WuFixed {
   let f = wuFixed.get(id);
   if (!f) {
-    f = { params: parse(r.params), inputs: parse(r.inputs), tolerance: parse(r.tolerance), meta: parse(r.meta) };
+    f = { params: parseShared(r.params), inputs: parseShared(r.inputs), tolerance: parseShared(r.tolerance), meta: parse(r.meta) };
     if (wuFixed.size >= 50_000) wuFixed.delete(wuFixed.keys().next().value!);
     wuFixed.set(id, f);
   }
