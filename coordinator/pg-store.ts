@@ -26,7 +26,14 @@ import type {
 } from './store.js';
 import { KeyedSerial } from './serial.js';
 import { freshTrust, type TrustRecord } from './trust.js';
-import { leaseQueryLimit, LIST_VOLUNTEERS_SQL, pickUnits, requireSealer, settlementEntries, type LeaseRequest } from './store.js';
+import { leaseQueryLimit, pickUnits, requireSealer, settlementEntries, type LeaseRequest } from './store.js';
+
+/** Volunteers with their result counts, best credited first (the SQLite store keeps the counts on the volunteer's row). */
+const LIST_VOLUNTEERS_SQL = `SELECT v.*,
+  (SELECT count(*) FROM results r WHERE r.volunteer_id = v.id AND r.state = 'valid') AS valid,
+  (SELECT count(*) FROM results r WHERE r.volunteer_id = v.id AND r.state = 'invalid') AS invalid,
+  (SELECT count(*) FROM results r WHERE r.volunteer_id = v.id AND r.state = 'pending') AS pending
+  FROM volunteers v ORDER BY v.credit DESC, v.created_at`;
 
 // Timestamps and counters are BIGINT (pg returns them as strings; the row mappers convert).
 const SCHEMA = `

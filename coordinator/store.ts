@@ -288,13 +288,6 @@ export function settlementEntries(s: Settlement, jobId: string, head: LedgerEntr
   return entries;
 }
 
-/** Volunteers with their result counts, best credited first (PostgreSQL; SQLite keeps the counts on the volunteer's row). */
-export const LIST_VOLUNTEERS_SQL = `SELECT v.*,
-  (SELECT count(*) FROM results r WHERE r.volunteer_id = v.id AND r.state = 'valid') AS valid,
-  (SELECT count(*) FROM results r WHERE r.volunteer_id = v.id AND r.state = 'invalid') AS invalid,
-  (SELECT count(*) FROM results r WHERE r.volunteer_id = v.id AND r.state = 'pending') AS pending
-  FROM volunteers v ORDER BY v.credit DESC, v.created_at`;
-
 /** The store's sealer; a store opened without the coordinator key (a CLI reading the ledger) cannot append. */
 export function requireSealer(sealer: Sealer | undefined): Sealer {
   if (!sealer) throw new Error('this store was opened without the coordinator key, so it cannot append to the ledger');
