@@ -131,6 +131,10 @@ export class SqliteWriter {
   constructor(opts: WriterOptions) {
     this.sealer = opts.sealer ?? (opts.sealKey ? makeSealer(opts.sealKey) : undefined);
     this.db = connect(opts.file, 'NORMAL');
+    // Each write's savepoint journals the pages it changes; on disk (the default) that journal is a
+    // temp file and every page a pwrite, which cost more than the writes themselves (bench:writer:
+    // 176 -> 102 µs per unit). In memory it is a copy, dropped when the savepoint is released.
+    this.db.pragma('temp_store = MEMORY');
     if (opts.manualCheckpoints) {
       this.db.pragma('wal_autocheckpoint = 0');
       this.db.pragma(`journal_size_limit = ${64 * 2 ** 20}`); // a log that starts over shrinks back to this
