@@ -1,8 +1,8 @@
 // The write side of the SQLite store. Every write the store is asked for is a named operation on
 // plain data (WriteOps), so that writes can run on a thread of their own (sqlite-writer-thread.ts)
 // as well as in the store's process. Writes are group committed: those that arrive in one
-// event-loop turn run in one transaction, each in its own savepoint (one failing write does not
-// undo the others), and they are answered only once the commit is on disk — thousands of
+// event-loop turn run in one transaction (one failing write does not undo the others: see
+// SqliteWriter.run), and they are answered only once the commit is on disk — thousands of
 // acknowledged writes a second for one fsync each turn. The fsync of the WAL runs on libuv's thread
 // pool (WalSync), not inside COMMIT: the same guarantee as synchronous=FULL (nothing is acknowledged
 // before its WAL frames are synced), without stalling every other connection for the disk.
@@ -134,9 +134,10 @@ export class SqliteWriter {
   constructor(opts: WriterOptions) {
     this.sealer = opts.sealer ?? (opts.sealKey ? makeSealer(opts.sealKey) : undefined);
     this.db = connect(opts.file, 'NORMAL');
-    // Each write's savepoint journals the pages it changes; on disk (the default) that journal is a
+    // A write's savepoint journals the pages it changes; on disk (the default) that journal is a
     // temp file and every page a pwrite, which cost more than the writes themselves (bench:writer:
-    // 176 -> 102 µs per unit). In memory it is a copy, dropped when the savepoint is released.
+    // 176 -> 102 µs per unit, when every write had one). In memory it is a copy, dropped when the
+    // savepoint is released.
     this.db.pragma('temp_store = MEMORY');
     if (opts.manualCheckpoints) {
       this.db.pragma('wal_autocheckpoint = 0');
