@@ -9,7 +9,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { performance } from 'node:perf_hooks';
+import { constants as perfConstants, performance, PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { startCoordinator } from '../coordinator/coordinator.js';
 import { toNpy } from '../coordinator/npy.js';
@@ -110,6 +110,17 @@ async function main() {
     const start = await progress();
     let warm: typeof start | null = null;
     let cpuAtWarm = process.cpuUsage();
+    // The event loop's garbage-collection pauses in the measured window.
+    const gcPauses = { scavengeMs: 0, scavenges: 0, otherMs: 0, others: 0 };
+    let counting = false;
+    const gcObserver = new PerformanceObserver((list) => {
+      if (!counting) return;
+      for (const e of list.getEntries() as (PerformanceEntry & { detail?: { kind?: number } })[]) {
+        if (e.detail?.kind === perfConstants.NODE_PERFORMANCE_GC_MINOR) (gcPauses.scavengeMs += e.duration), gcPauses.scavenges++;
+        else (gcPauses.otherMs += e.duration), gcPauses.others++;
+      }
+    });
+    gcObserver.observe({ entryTypes: ['gc'] });
     let eluAtWarm = performance.eventLoopUtilization();
     let writerAtWarm = c.writerUtilization();
     let last = start;
@@ -119,12 +130,15 @@ async function main() {
       if (!warm && last.t - start.t >= 2) {
         warm = last;
         cpuAtWarm = process.cpuUsage();
+        counting = true;
         eluAtWarm = performance.eventLoopUtilization();
         writerAtWarm = c.writerUtilization();
         fleet.send({ type: 'reset' });
       }
     }
     const cpu = process.cpuUsage(cpuAtWarm);
+    counting = false;
+    gcObserver.disconnect();
     const elu = performance.eventLoopUtilization(eluAtWarm);
     const writerElu = writerAtWarm && c.writerUtilization(writerAtWarm);
     const from = warm && last.done > warm.done ? warm : start;
@@ -147,11 +161,18 @@ async function main() {
       resultsPerSecond: Math.round(((last.done - from.done) * REPLICATION) / (last.t - from.t)),
       // CPU time the coordinator spent per unit: unlike WU/s, barely moved by other load on the machine.
       coordinatorCpuUsPerWu: Math.round((cpu.user + cpu.system) / Math.max(1, last.done - from.done)),
-      // The same for the simulated workers' process (signing, hashing, frames; from the warm-up to the report).
       // Share of the time the coordinator's event loop was busy: near 1, its one thread is the limit.
       eventLoopUtilization: +elu.utilization.toFixed(2),
       // The same for the SQLite writer thread (null on PostgreSQL). Both well below 1: the machine's CPU is the limit.
       writerLoopUtilization: writerElu ? +writerElu.utilization.toFixed(2) : null,
+      // The event loop's garbage-collection pauses per unit (scavenges; the rest: mark-compact and its steps),
+      // steadier than WU/s; the collector's helper threads work beside them, the writer's isolate has its own.
+      gcPauseUsPerWu: {
+        scavenge: Math.round((gcPauses.scavengeMs * 1000) / Math.max(1, last.done - from.done)),
+        other: Math.round((gcPauses.otherMs * 1000) / Math.max(1, last.done - from.done)),
+        scavenges: gcPauses.scavenges,
+      },
+      // The simulated workers' process CPU per unit (signing, hashing, frames; from the warm-up to the report).
       fleetCpuUsPerWu: Math.round(report.cpuUs / Math.max(1, last.done - from.done)),
       latencyMs: { p50: ms(report.p50), p99: ms(report.p99), samples: report.samples },
       // Results per binary frame the workers sent: above 1, several travelled under one signature.

@@ -23,6 +23,7 @@ test('the coordinator load bench runs a small job to completion and prints its f
   expect(report.slots).toBe(4);
   expect(report.resultsPerFrame).toEqual(expect.any(Number));
   expect(report.fleetCpuUsPerWu).toEqual(expect.any(Number));
+  expect(report.gcPauseUsPerWu).toEqual({ scavenge: expect.any(Number), other: expect.any(Number), scavenges: expect.any(Number) });
 }, 120_000);
 
 test('the SQLite writer bench times every statement of the write path and accounts for the units it ran', () => {
