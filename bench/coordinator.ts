@@ -166,7 +166,7 @@ async function main() {
       // The same for the SQLite writer thread (null on PostgreSQL). Both well below 1: the machine's CPU is the limit.
       writerLoopUtilization: writerElu ? +writerElu.utilization.toFixed(2) : null,
       // The event loop's garbage-collection pauses per unit (scavenges; the rest: mark-compact and its steps),
-      // steadier than WU/s; the collector's helper threads work beside them, the writer's isolate has its own.
+      // what allocating less should move first; the collector's helper threads work beside them, the writer's isolate has its own.
       gcPauseUsPerWu: {
         scavenge: Math.round((gcPauses.scavengeMs * 1000) / Math.max(1, last.done - from.done)),
         other: Math.round((gcPauses.otherMs * 1000) / Math.max(1, last.done - from.done)),
