@@ -71,10 +71,10 @@ describe('sealed receipts', () => {
     const file = join(grid.dir, 'receipt.json');
     writeFileSync(file, JSON.stringify({ coordinatorPublicKey: coordinatorKey, ...worker.receipts[1] }));
     const ok = runCli(['ledger', 'verify-receipt', file, '--key', coordinatorKey]);
-    expect(ok.status).toBe(0);
+    expect(ok.status, ok.out).toBe(0);
     expect(ok.out).toMatch(/^receipt OK: ledger entry #2, .* sealed \(#\d+–#\d+\) and signed by coordinator/);
     const other = runCli(['ledger', 'verify-receipt', file, '--key', 'A'.repeat(43)]);
-    expect(other.status).toBe(1);
+    expect(other.status, other.out).toBe(1);
     writeFileSync(file, JSON.stringify({ coordinatorPublicKey: coordinatorKey, ...worker.receipts[1], entry: { ...worker.receipts[1].entry, amount: 1 } }));
     const bad = runCli(['ledger', 'verify-receipt', file]);
     expect(bad.status).toBe(1);
