@@ -17,9 +17,10 @@ import { ensureWebBuilt } from './web-build.js';
 const USAGE = `usage:
   tabgrid start [--port N] [--host H] [--data DIR]    run the coordinator (default port 8080, data ./data)
   tabgrid ledger verify [--data DIR]                  check the ledger's chain, seals and balances
-  tabgrid ledger verify --file EXPORT [--key K]       check an exported ledger offline
+  tabgrid ledger verify --file EXPORT [--key=K]       check an exported ledger offline
   tabgrid ledger export [--data DIR] [--out FILE]     write the whole ledger as JSON for public audit
-  tabgrid ledger verify-receipt FILE [--key K]        check one credit receipt offline (K: coordinator key)
+  tabgrid ledger verify-receipt FILE [--key=K]        check one credit receipt offline (K: coordinator key;
+                                                      with '=', as a key may begin with '-')
   tabgrid tokens create --scope submit|admin [--name N] [--data DIR]
   tabgrid tokens list [--data DIR]
   tabgrid tokens revoke ID [--data DIR]`;

@@ -70,11 +70,14 @@ describe('sealed receipts', () => {
   test('`npm run ledger -- verify-receipt` checks a receipt file offline, optionally pinned to a key', () => {
     const file = join(grid.dir, 'receipt.json');
     writeFileSync(file, JSON.stringify({ coordinatorPublicKey: coordinatorKey, ...worker.receipts[1] }));
-    const ok = runCli(['ledger', 'verify-receipt', file, '--key', coordinatorKey]);
+    // With '=': a base64url key begins with '-' one time in 64, which `--key K` would take for an option.
+    const ok = runCli(['ledger', 'verify-receipt', file, `--key=${coordinatorKey}`]);
     expect(ok.status, ok.out).toBe(0);
     expect(ok.out).toMatch(/^receipt OK: ledger entry #2, .* sealed \(#\d+–#\d+\) and signed by coordinator/);
     const other = runCli(['ledger', 'verify-receipt', file, '--key', 'A'.repeat(43)]);
     expect(other.status, other.out).toBe(1);
+    const dashed = runCli(['ledger', 'verify-receipt', file, `--key=-${'A'.repeat(42)}`]);
+    expect(dashed.out).toContain(`not the expected -${'A'.repeat(42)}`); // taken as the key, not as an option
     writeFileSync(file, JSON.stringify({ coordinatorPublicKey: coordinatorKey, ...worker.receipts[1], entry: { ...worker.receipts[1].entry, amount: 1 } }));
     const bad = runCli(['ledger', 'verify-receipt', file]);
     expect(bad.status).toBe(1);
