@@ -144,6 +144,7 @@ async function main() {
     const elu = performance.eventLoopUtilization(eluAtWarm);
     const writerElu = writerAtWarm && c.writerUtilization(writerAtWarm);
     const from = warm && last.done > warm.done ? warm : start;
+    const unitsInWindow = Math.max(1, last.done - from.done); // the per-unit figures' denominator
     const report = (fleet.send({ type: 'report' }), await waitFor<{ p50: number | null; p99: number | null; samples: number; rejected: number; resultsPerFrame: number; cpuUs: number }>(fleet, 'report'));
     // No unit credited in the window (a run too short for its load): no latency to report.
     const ms = (x: number | null) => (x === null || !Number.isFinite(x) ? null : +x.toFixed(1));
@@ -162,7 +163,7 @@ async function main() {
       wuPerSecond: Math.round((last.done - from.done) / (last.t - from.t)),
       resultsPerSecond: Math.round(((last.done - from.done) * REPLICATION) / (last.t - from.t)),
       // CPU time the coordinator spent per unit: unlike WU/s, barely moved by other load on the machine.
-      coordinatorCpuUsPerWu: Math.round((cpu.user + cpu.system) / Math.max(1, last.done - from.done)),
+      coordinatorCpuUsPerWu: Math.round((cpu.user + cpu.system) / unitsInWindow),
       // Share of the time the coordinator's event loop was busy: near 1, its one thread is the limit.
       eventLoopUtilization: +elu.utilization.toFixed(2),
       // The same for the SQLite writer thread (null on PostgreSQL). Both well below 1: the machine's CPU is the limit.
@@ -170,12 +171,12 @@ async function main() {
       // The event loop's garbage-collection pauses per unit (scavenges; the rest: mark-compact and its steps),
       // what allocating less should move first; the collector's helper threads work beside them, the writer's isolate has its own.
       gcPauseUsPerWu: {
-        scavenge: Math.round((gcPauses.scavengeMs * 1000) / Math.max(1, last.done - from.done)),
-        other: Math.round((gcPauses.otherMs * 1000) / Math.max(1, last.done - from.done)),
+        scavenge: Math.round((gcPauses.scavengeMs * 1000) / unitsInWindow),
+        other: Math.round((gcPauses.otherMs * 1000) / unitsInWindow),
         scavenges: gcPauses.scavenges,
       },
       // The simulated workers' process CPU per unit (signing, hashing, frames; from the warm-up to the report).
-      fleetCpuUsPerWu: Math.round(report.cpuUs / Math.max(1, last.done - from.done)),
+      fleetCpuUsPerWu: Math.round(report.cpuUs / unitsInWindow),
       latencyMs: { p50: ms(report.p50), p99: ms(report.p99), samples: report.samples },
       // Results per binary frame the workers sent: above 1, several travelled under one signature.
       resultsPerFrame: +report.resultsPerFrame.toFixed(2),
