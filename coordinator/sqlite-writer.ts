@@ -638,7 +638,7 @@ export class GroupCommit {
     const ids = writes.map((w) => w.id);
     let outcome: BatchOutcome;
     try {
-            outcome = this.writer.run(writes.map((w) => [w.name, w.args]));
+      outcome = this.writer.run(writes.map((w) => [w.name, w.args]));
     } catch (error) {
       return this.answer({ ids, error }); // the commit itself failed: nothing was acknowledged
     } finally {

@@ -53,7 +53,16 @@ export interface TestCoordinator {
 }
 
 export async function startTestCoordinator(
-  opts: { dir?: string; leaseMs?: number; heartbeatMs?: number; staticDir?: string; database?: string; iceServers?: IceServer[] } & Pick<CoordinatorOptions, 'security' | 'trustPolicy'> = {},
+  opts: {
+    dir?: string;
+    leaseMs?: number;
+    heartbeatMs?: number;
+    staticDir?: string;
+    database?: string;
+    iceServers?: IceServer[];
+    /** Sees each log line as it is written (the e2e failure report timestamps them). */
+    onLog?: (msg: string) => void;
+  } & Pick<CoordinatorOptions, 'security' | 'trustPolicy'> = {},
 ): Promise<TestCoordinator> {
   const dir = opts.dir ?? makeTempDir();
   const logs: string[] = [];
@@ -69,7 +78,10 @@ export async function startTestCoordinator(
     database: opts.database,
     iceServers: opts.iceServers,
     staticDir: opts.staticDir ?? join(dir, 'no-static'),
-    log: (msg) => logs.push(msg),
+    log: (msg) => {
+      logs.push(msg);
+      opts.onLog?.(msg);
+    },
   });
   const base = `http://127.0.0.1:${c.port}`;
   let stopped = false;
@@ -86,7 +98,7 @@ export async function startTestCoordinator(
     logs,
     api,
     async uploadShard(bytes) {
-      const res = await api('/api/shards', {
+      const res = await t.api('/api/shards', {
         method: 'POST',
         headers: { 'content-type': 'application/octet-stream' },
         body: new Uint8Array(bytes), // a copy typed Uint8Array<ArrayBuffer>, as BodyInit wants
@@ -95,7 +107,7 @@ export async function startTestCoordinator(
       return ((await res.json()) as { sha256: string }).sha256;
     },
     async submitJob(body) {
-      const res = await api('/api/jobs', {
+      const res = await t.api('/api/jobs', {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify(body),
@@ -106,7 +118,7 @@ export async function startTestCoordinator(
     async waitForJob(id, timeoutMs = 20_000) {
       const until = Date.now() + timeoutMs;
       for (;;) {
-        const res = await api(`/api/jobs/${id}`);
+        const res = await t.api(`/api/jobs/${id}`);
         const status = (await res.json()) as JobStatus;
         if (status.state === 'done' || status.state === 'failed') return status;
         if (Date.now() > until) throw new Error(`job ${id} still ${status.state} (${status.progress.done}/${status.progress.total})`);

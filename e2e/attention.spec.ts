@@ -1,7 +1,7 @@
 // An attention job end to end: one browser volunteer computes flash attention on WebGPU (with real
 // autotuning), the other on the CPU backend (onnxruntime-web wasm); the coordinator validates the
 // replicas against each other and spot-checks rows, and the result matches the CPU reference.
-import { expect, test } from '@playwright/test';
+import { expect, test } from './fixtures';
 import { attentionReferenceHeads } from '../coordinator/jobs/attention';
 import { parseNpy, toNpy } from '../coordinator/npy';
 import type { VolunteerSummary } from '../coordinator/protocol';

@@ -1,6 +1,6 @@
 // Issue 9: the same job computed by a browser forced onto WebGPU and one forced onto the CPU
 // (WebAssembly); the replicas validate against each other and both earn credit by FLOPs.
-import { expect, test } from '@playwright/test';
+import { expect, test } from './fixtures';
 import type { VolunteerSummary } from '../coordinator/protocol';
 import { openVolunteer, runMatmulJob, startGrid } from './grid';
 

@@ -1,6 +1,6 @@
 // Churn: six browser volunteers, two of them (30%) killed at random moments in the middle of the
 // job. The job must still complete with the exact result, no work unit lost, no credit doubled.
-import { expect, test } from '@playwright/test';
+import { expect, test } from './fixtures';
 import { launchVolunteers } from '../coordinator/headless-volunteers';
 import { matmulReference } from '../coordinator/jobs/matmul';
 import { parseNpy } from '../coordinator/npy';

@@ -2,7 +2,7 @@
 // again on the same data directory and port. The browser volunteers reconnect on their own, the
 // job completes correctly, no acknowledged result or credit is lost or doubled, and the ledger
 // verifies. Prints the recovery times.
-import { expect, test } from '@playwright/test';
+import { expect, test } from './fixtures';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { resolve } from 'node:path';
 import { launchVolunteers } from '../coordinator/headless-volunteers';

@@ -1,7 +1,7 @@
 // The researcher dashboard: sign in with the API token, submit a matmul by uploading .npy files in
 // the browser, watch it finish, download the result and check it against the CPU reference. The
 // interactive API page answers a call.
-import { expect, test } from '@playwright/test';
+import { expect, test } from './fixtures';
 import { readFileSync } from 'node:fs';
 import { matmulReference } from '../coordinator/jobs/matmul';
 import { parseNpy, toNpy } from '../coordinator/npy';

@@ -2,7 +2,7 @@
 // or with `backend` (backend choice, issue 4); v4 with `deviceKeys` + `tuning` (autotuner, issue 3)
 // or with `deviceKeys` + `backend`. A browser holding any of them must upgrade to version 5 with
 // every store and go on computing, its settings kept.
-import { expect, test } from '@playwright/test';
+import { expect, test } from './fixtures';
 import { startGrid } from './grid';
 
 const flavours = [

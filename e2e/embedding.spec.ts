@@ -1,6 +1,6 @@
 // The volunteer page framed by a page on another origin (a project site embedding it): the frame
 // cannot be cross-origin isolated there, so the CPU backend runs one thread — and still computes.
-import { expect, test } from '@playwright/test';
+import { expect, test } from './fixtures';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { runMatmulJob, startGrid } from './grid';

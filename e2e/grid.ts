@@ -6,6 +6,7 @@ import { matmulReference } from '../coordinator/jobs/matmul';
 import { parseNpy, toNpy } from '../coordinator/npy';
 import type { JobStatus, LedgerEntry } from '../coordinator/protocol';
 import { randomMatrix, startTestCoordinator, type TestCoordinator } from '../coordinator/test-helpers';
+import { traceNote, tracePending } from './fixtures';
 
 export const ROOT = resolve(import.meta.dirname, '..');
 
@@ -20,12 +21,31 @@ const volunteerContexts = new WeakMap<TestCoordinator, BrowserContext[]>();
 export async function startGrid(opts: { allowedOrigins?: string[] } = {}): Promise<TestCoordinator> {
   // A unit whose worker goes quiet is reissued within a test's time (the default is 10 minutes).
   // `allowedOrigins`: other sites that may embed the widget (TABGRID_ALLOWED_ORIGINS).
-  const grid = await startTestCoordinator({ staticDir: resolve(ROOT, 'dist'), leaseMs: 60_000, security: { allowedOrigins: opts.allowedOrigins ?? [] } });
+  let name = 'coordinator';
+  const grid = await startTestCoordinator({
+    staticDir: resolve(ROOT, 'dist'),
+    leaseMs: 60_000,
+    security: { allowedOrigins: opts.allowedOrigins ?? [] },
+    onLog: (msg) => traceNote(name, msg),
+  });
+  name = `coordinator :${grid.c.port}`;
+  // Calls the test awaits are listed in a failure report while they are unanswered.
+  const api = grid.api.bind(grid);
+  grid.api = async (path, init) => {
+    const done = tracePending(name, `${init?.method ?? 'GET'} ${path}`);
+    try {
+      return await api(path, init);
+    } finally {
+      done();
+    }
+  };
   const stop = grid.stop.bind(grid);
   grid.stop = async (opts) => {
+    const done = tracePending(name, 'stopping');
     for (const context of volunteerContexts.get(grid) ?? []) await context.close().catch(() => undefined);
     volunteerContexts.delete(grid);
     await stop(opts);
+    done();
   };
   return grid;
 }

@@ -1,7 +1,8 @@
 // The WGSL kernels in real Chromium (WebGPU on SwiftShader) against the CPU references, over the
 // awkward shapes: 1×1×1, primes, k = 1, tile edges ±1, vec4 and scalar paths, causal masking,
 // logits that overflow a naive softmax. Sizes stay small: SwiftShader is slow; speed is the bench's.
-import { expect, test, type Page } from '@playwright/test';
+import type { Page } from '@playwright/test';
+import { expect, test } from './fixtures';
 import { attentionReference, attentionTolerance } from '../coordinator/jobs/attention';
 import { matmulReference } from '../coordinator/jobs/matmul';
 import type { AttentionParams } from '../coordinator/protocol';

@@ -1,5 +1,5 @@
 // The foundation's promise: a matmul job computed by real browsers on WebGPU, verified and credited.
-import { expect, test } from '@playwright/test';
+import { expect, test } from './fixtures';
 import { matmulReference } from '../coordinator/jobs/matmul';
 import { parseNpy } from '../coordinator/npy';
 import type { LedgerEntry, VolunteerSummary } from '../coordinator/protocol';

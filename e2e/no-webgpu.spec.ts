@@ -1,5 +1,6 @@
 // A browser without WebGPU still computes: on the CPU (WebAssembly), and the page says why.
-import { chromium, expect, test } from '@playwright/test';
+import { chromium } from '@playwright/test';
+import { expect, test } from './fixtures';
 import { CHROMIUM, CHROMIUM_ARGS } from '../playwright.config';
 import { runMatmulJob, startGrid } from './grid';
 

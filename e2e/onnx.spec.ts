@@ -1,6 +1,6 @@
 // Issue 4: ONNX model jobs computed by browser volunteers with onnxruntime-web, checked against
 // onnxruntime-node on the CPU; a model the WebGPU EP cannot run completes on the wasm fallback.
-import { expect, test } from '@playwright/test';
+import { expect, test } from './fixtures';
 import * as ort from 'onnxruntime-node';
 import { parseNpy, toNpy } from '../coordinator/npy';
 import { convNetModel, cumsumModel } from '../coordinator/onnx/test-models';

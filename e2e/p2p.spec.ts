@@ -1,7 +1,8 @@
 // Volunteers get shards from each other over WebRTC: the coordinator's uplink stops being the
 // bottleneck, bad bytes are caught and their sender reported, and a peer that vanishes
 // mid-transfer costs only a fallback to the coordinator.
-import { expect, test, type Page } from '@playwright/test';
+import type { Page } from '@playwright/test';
+import { expect, test } from './fixtures';
 import { matmulReference } from '../coordinator/jobs/matmul';
 import { parseNpy } from '../coordinator/npy';
 import type { JobStatus } from '../coordinator/protocol';

@@ -2,7 +2,7 @@
 // its Merkle audit path to its seal's root and the seal's Ed25519 signature. Receipts sealed by the
 // coordinator's code in Node (seals of 7 and 5 entries, so audit paths of 1–3 hashes) are served
 // to a real volunteer page, some of them tampered with: exactly the untouched ones show as verified.
-import { expect, test } from '@playwright/test';
+import { expect, test } from './fixtures';
 import { generateKeyPairSync } from 'node:crypto';
 import { GENESIS_HASH, makeEntry, makeSealer } from '../coordinator/ledger';
 import type { LedgerEntry, LedgerReceipt, Receipts } from '../coordinator/protocol';

@@ -1,6 +1,6 @@
 // A classroom: the teacher creates a room, a student joins by typing the code, the board shows the
 // laptop live, the teacher pauses and resumes the room and starts a demo job the student computes.
-import { expect, test } from '@playwright/test';
+import { expect, test } from './fixtures';
 import { startGrid } from './grid';
 
 const SHOTS = 'test-results/screenshots';

@@ -1,6 +1,6 @@
 // Scale-out: two coordinators on one PostgreSQL (a throwaway cluster started here), browser
 // volunteers on each, one matmul job: it completes with the right result and one verifiable ledger.
-import { expect, test } from '@playwright/test';
+import { expect, test, traceNote } from './fixtures';
 import { copyFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { launchVolunteers, type VolunteerFleet } from '../coordinator/headless-volunteers';
@@ -19,11 +19,11 @@ test('two coordinators on one PostgreSQL run a matmul job for browser volunteers
   const fleets: VolunteerFleet[] = [];
   try {
     const staticDir = resolve(ROOT, 'dist');
-    const one = await startTestCoordinator({ database: cluster.url, staticDir, heartbeatMs: 500 });
+    const one = await startTestCoordinator({ database: cluster.url, staticDir, heartbeatMs: 500, onLog: (m) => traceNote('coordinator one', m) });
     grids.push(one);
     const dir2 = makeTempDir();
     copyFileSync(join(one.dir, 'coordinator-key.pem'), join(dir2, 'coordinator-key.pem')); // one signing key for the ledger
-    const two = await startTestCoordinator({ database: cluster.url, staticDir, dir: dir2, heartbeatMs: 500 });
+    const two = await startTestCoordinator({ database: cluster.url, staticDir, dir: dir2, heartbeatMs: 500, onLog: (m) => traceNote('coordinator two', m) });
     grids.push(two);
     for (const g of grids) fleets.push(await launchVolunteers({ count: 2, url: g.base, tune: false }));
 

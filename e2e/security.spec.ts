@@ -1,7 +1,7 @@
 // The security headers in a real browser: the volunteer page still starts WebGPU in its worker and
 // may compile WebAssembly under the CSP, injected inline scripts stay blocked, and the worker WebSocket is open to
 // same-origin and allow-listed pages only.
-import { expect, test } from '@playwright/test';
+import { expect, test } from './fixtures';
 import { createServer, type Server } from 'node:http';
 import { resolve } from 'node:path';
 import { startTestCoordinator } from '../coordinator/test-helpers';

@@ -1,6 +1,7 @@
 // The IndexedDB shard cache (web/store/shard-cache.ts) in a real browser: the module is bundled
 // on the fly and loaded into a page on the coordinator's origin, then driven through its API.
-import { expect, test, type Page } from '@playwright/test';
+import type { Page } from '@playwright/test';
+import { expect, test } from './fixtures';
 import { resolve } from 'node:path';
 import { build } from 'vite';
 import type { TestCoordinator } from '../coordinator/test-helpers';

@@ -1,6 +1,6 @@
 // The volunteer page's controls really stop and restart work, settings persist, receipts verify,
 // and the identity key moves to another browser with its credit.
-import { expect, test } from '@playwright/test';
+import { expect, test } from './fixtures';
 import { readFileSync } from 'node:fs';
 import { randomMatrix } from '../coordinator/test-helpers';
 import { openVolunteer, startGrid, uploadMatrix } from './grid';

@@ -1,7 +1,7 @@
 // The embeddable widget on a page from another origin (another port): the visitor presses the
 // widget's own Start button and the browser computes work units for the coordinator. The iframe
 // embed renders from the coordinator too.
-import { expect, test } from '@playwright/test';
+import { expect, test, traceNote } from './fixtures';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as ort from 'onnxruntime-node';
@@ -46,9 +46,11 @@ test('a page on another origin embeds <tabgrid-widget>; a visitor starts it and 
     // Nothing runs before consent: no worker has connected.
     expect(((await (await grid.api('/api/volunteers')).json()) as { volunteers: unknown[] }).volunteers).toHaveLength(0);
 
+    traceNote('test', 'pressing the widget\'s Start');
     await widget.getByRole('button', { name: 'Start computing' }).click();
     await expect(widget.getByTestId('widget-phase')).toHaveText(/waiting for work/, { timeout: 60_000 });
 
+    traceNote('test', 'the widget waits for work; submitting a matmul job');
     const [m, k, n] = [40, 24, 40];
     const a = await uploadMatrix(grid, m, k, randomMatrix(m, k, 7));
     const b = await uploadMatrix(grid, k, n, randomMatrix(k, n, 8));
@@ -59,6 +61,7 @@ test('a page on another origin embeds <tabgrid-widget>; a visitor starts it and 
     await page.screenshot({ path: `${SHOTS}/widget-cross-origin.png`, fullPage: true });
 
     // An ONNX job too: the widget's worker loads onnxruntime-web and its .wasm from the coordinator.
+    traceNote('test', 'matmul job done; submitting an ONNX job');
     const model = mlpModel();
     const up = await grid.api('/api/models', { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: model as Uint8Array<ArrayBuffer> });
     expect(up.status).toBe(201);
@@ -73,6 +76,7 @@ test('a page on another origin embeds <tabgrid-widget>; a visitor starts it and 
     expected.forEach((v, i) => expect(Math.abs(logits[i] - v)).toBeLessThanOrEqual(1e-4 + 1e-3 * Math.abs(v)));
 
     // The iframe form starts too: a second volunteer, with the coordinator's own storage.
+    traceNote('test', 'ONNX job done; starting the iframe embed');
     const frame = page.frameLocator('iframe');
     await frame.getByRole('button', { name: 'Start computing' }).click();
     await expect(frame.getByTestId('widget-phase')).toHaveText(/waiting for work/, { timeout: 60_000 });
