@@ -2,6 +2,7 @@
 // it is the coordinator's largest single CPU cost (~90 µs each); on its own thread it runs beside
 // the event loop instead of inside it. Requests made in one event-loop turn travel as one message.
 import { Worker } from 'node:worker_threads';
+import { verifySignature, volunteerPublicKey } from './keys.js';
 
 // Plain JavaScript, evaluated as the thread's source: no loader or build step involved.
 const THREAD_SOURCE = `
@@ -31,29 +32,41 @@ parentPort.on('message', ({ batch, requests }) => {
 
 type Request = [publicKeyRaw: string, message: Uint8Array, signature: Uint8Array];
 
+/** The thread's check, here: for requests a thread that died can no longer answer. */
+function verifyHere([raw, message, signature]: Request): boolean {
+  const key = volunteerPublicKey(raw);
+  return key !== null && verifySignature(key, message, Buffer.from(signature).toString('base64url'));
+}
+
 class SignatureThread {
   private readonly worker: Worker;
-  private readonly waiting = new Map<number, ((ok: boolean) => void)[]>();
+  private readonly waiting = new Map<number, { requests: Request[]; resolvers: ((ok: boolean) => void)[] }>();
   private requests: Request[] = [];
   private resolvers: ((ok: boolean) => void)[] = [];
   private nextBatch = 0;
+  private dead = false;
 
   constructor() {
     this.worker = new Worker(THREAD_SOURCE, { eval: true });
     this.worker.unref(); // never keeps a process alive
     this.worker.on('message', ({ batch, ok }: { batch: number; ok: boolean[] }) => {
-      const resolvers = this.waiting.get(batch) ?? [];
+      const resolvers = this.waiting.get(batch)?.resolvers ?? [];
       this.waiting.delete(batch);
       resolvers.forEach((resolve, i) => resolve(ok[i]));
     });
-    this.worker.on('error', () => this.failAll());
-    this.worker.on('exit', () => this.failAll());
+    this.worker.on('error', () => this.died());
+    this.worker.on('exit', () => this.died());
   }
 
-  private failAll() {
-    for (const resolvers of this.waiting.values()) for (const resolve of resolvers) resolve(false);
+  /**
+   * What it was asked is checked here instead: answering `false` would reject honest results as
+   * forged (and strike their volunteers), and answering nothing would leave them waiting forever.
+   */
+  private died() {
+    this.dead = true;
+    if (thread === this) thread = null; // the next request starts a fresh thread
+    for (const { requests, resolvers } of this.waiting.values()) requests.forEach((r, i) => resolvers[i](verifyHere(r)));
     this.waiting.clear();
-    thread = null; // the next request starts a fresh thread
   }
 
   verify(request: Request): Promise<boolean> {
@@ -66,10 +79,16 @@ class SignatureThread {
 
   private send() {
     const batch = this.nextBatch++;
-    this.waiting.set(batch, this.resolvers);
-    this.worker.postMessage({ batch, requests: this.requests });
+    this.waiting.set(batch, { requests: this.requests, resolvers: this.resolvers });
     this.requests = [];
     this.resolvers = [];
+    if (this.dead) this.died();
+    else this.worker.postMessage({ batch, requests: this.waiting.get(batch)!.requests });
+  }
+
+  /** Ends the thread (tests: a thread that dies with requests in flight). */
+  terminate(): Promise<number> {
+    return this.worker.terminate();
   }
 }
 
@@ -83,4 +102,9 @@ export function verifyOffThread(publicKeyRaw: string, message: Uint8Array, signa
   const signature = Buffer.from(signatureB64Url, 'base64url');
   thread ??= new SignatureThread();
   return thread.verify([publicKeyRaw, message, new Uint8Array(signature)]);
+}
+
+/** Ends the current thread, as if it had crashed (tests); the next request starts a new one. */
+export function terminateSignatureThread(): Promise<number> | undefined {
+  return thread?.terminate();
 }

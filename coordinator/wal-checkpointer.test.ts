@@ -61,3 +61,11 @@ test('the log starts over once copied back, so it stops growing', async () => {
     db.close();
   }
 });
+
+test('stop() returns when the thread has already died (its database could not be opened)', async () => {
+  const cp = new WalCheckpointer(join(dir, 'no-such-dir', 'a.sqlite'), { intervalMs: 10 });
+  await waitFor(() => !cp.running, 10_000, 'the thread to fail on the file and exit');
+  const stopped = await Promise.race([cp.stop().then(() => 'stopped'), new Promise((r) => setTimeout(() => r('hung'), 3_000))]);
+  expect(stopped).toBe('stopped');
+  expect(cp.passes).toBe(0);
+});

@@ -48,6 +48,8 @@ export class WalCheckpointer {
   private readonly timer: NodeJS.Timeout;
   private busy = false;
   private stopped: Promise<void> | null = null;
+  /** The thread has ended (an error, or stop): nothing will answer it any more. */
+  private exited = false;
   /** Passes run, and RESTART passes among them (tests and diagnostics). */
   passes = 0;
   restarts = 0;
@@ -60,9 +62,13 @@ export class WalCheckpointer {
     this.worker = new Worker(THREAD_SOURCE, { eval: true, workerData: { file, driver } });
     this.worker.unref();
     this.worker.on('error', () => undefined); // a lost checkpointer only means a longer log
+    this.worker.once('exit', () => {
+      this.exited = true;
+      this.busy = false;
+    });
     const restartBytes = opts.restartBytes ?? 64 * 2 ** 20;
     this.timer = setInterval(() => {
-      if (this.busy || this.stopped) return;
+      if (this.busy || this.stopped || this.exited) return;
       this.busy = true;
       this.worker.once('message', (result: { restarted?: boolean }) => {
         this.busy = false;
@@ -72,6 +78,11 @@ export class WalCheckpointer {
       this.worker.postMessage({ overLimit: this.walBytes() > restartBytes });
     }, opts.intervalMs ?? 1000);
     this.timer.unref();
+  }
+
+  /** False once the thread has ended (stopped, or died: a lost checkpointer only means a longer log). */
+  get running(): boolean {
+    return !this.exited;
   }
 
   private walBytes(): number {
@@ -86,6 +97,8 @@ export class WalCheckpointer {
   stop(): Promise<void> {
     clearInterval(this.timer);
     this.stopped ??= new Promise<void>((resolve) => {
+      // A thread that already died answers nothing: waiting for it would hold up close() forever.
+      if (this.exited) return resolve();
       const onStopped = (msg: { stopped?: boolean }) => {
         if (!msg.stopped) return;
         this.worker.off('message', onStopped);
