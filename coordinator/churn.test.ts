@@ -88,6 +88,8 @@ describe('churn', () => {
     // The slow worker's lease passes its deadline; nobody else can take that replica (quick
     // already answered), so the unit waits — and the slow worker is offered it again.
     await waitFor(() => slow.messages.some((m) => m.type === 'lease-cancelled'), 20_000, 'the slow lease to expire');
+    // The worker is told that its result, late, still counts (the page then finishes the unit).
+    expect(slow.messages.find((m) => m.type === 'lease-cancelled')).toMatchObject({ reason: 'deadline passed', stillAccepted: true });
     await waitFor(() => slow.messages.filter((m) => m.type === 'assign').length >= 2, 20_000, 'the unit to be re-leased');
     late.open(); // both computations finish: the late result and the re-leased one
     const status = await grid.waitForJob(jobId, 20_000);

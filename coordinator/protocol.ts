@@ -498,7 +498,13 @@ export const ServerMessage = z.discriminatedUnion('type', [
     wu: WorkUnitSpec,
     peers: ShardPeers.optional(),
   }),
-  z.object({ type: z.literal('lease-cancelled'), leaseId: Id, reason: z.string() }),
+  z.object({
+    type: z.literal('lease-cancelled'),
+    leaseId: Id,
+    reason: z.string(),
+    /** Its deadline passed: the unit went to another worker too, but a right result from this one still counts. */
+    stillAccepted: z.boolean().optional(),
+  }),
   z.object({
     type: z.literal('result-ack'),
     leaseId: Id,

@@ -261,7 +261,7 @@ export class Scheduler {
       for (const [id, { deadline }] of s.leases) {
         if (deadline < now) {
           this.drop(s, id);
-          s.send({ type: 'lease-cancelled', leaseId: id, reason: 'deadline passed' });
+          s.send({ type: 'lease-cancelled', leaseId: id, reason: 'deadline passed', stillAccepted: true });
         }
       }
     }

@@ -36,9 +36,14 @@ afterEach(async () => {
 /** IndexedDB does not exist in Node: a cache that never holds anything (every input comes from the coordinator). */
 const noCache = { get: async () => null, put: async () => false, keys: async () => [] } as unknown as ShardCache;
 
-/** A client whose compute takes at least `ms` and records when each unit ran. */
-async function startClient(opts: { throttle?: number; ms: number; cache?: ShardCache }) {
+/**
+ * A client whose compute takes at least `ms` and records when each unit ran. `hangFirst`: the first
+ * unit's compute never returns until the compute worker is restarted (a kernel that hangs).
+ */
+async function startClient(opts: { throttle?: number; ms: number; cache?: ShardCache; hangFirst?: boolean; abandonAfterMs?: number }) {
   const runs: { start: number; end: number }[] = [];
+  const restarts: number[] = [];
+  let hang = opts.hangFirst ?? false;
   let state: ClientState | null = null;
   client = new CoordinatorClient({
     url: grid.base,
@@ -48,6 +53,7 @@ async function startClient(opts: { throttle?: number; ms: number; cache?: ShardC
     cache: opts.cache ?? noCache,
     uploadBudget: new UploadBudget({ bytesPerSecond: 0 }),
     compute: async (wu: WorkUnitSpec, inputs) => {
+      if (hang) return new Promise<never>(() => {});
       const start = performance.now();
       await sleep(opts.ms);
       const { m, k, n } = matmulParams(wu);
@@ -56,10 +62,15 @@ async function startClient(opts: { throttle?: number; ms: number; cache?: ShardC
       return out;
     },
     onChange: (s) => (state = s),
+    restartCompute: async () => {
+      restarts.push(performance.now());
+      hang = false;
+    },
+    abandonAfterMs: opts.abandonAfterMs ?? 300,
   });
   client.start();
   await waitFor(() => state?.phase === 'waiting', 10_000, 'welcome');
-  return { runs, state: () => state! };
+  return { runs, restarts, state: () => state! };
 }
 
 async function submit(units: number) {
@@ -113,5 +124,29 @@ describe('a unit whose inputs never arrive', () => {
     expect((await grid.waitForJob(job, 20_000)).state).toBe('done');
     expect(stuck).toBeGreaterThan(1);
     expect(runs).toHaveLength(1);
+  });
+
+  test('a unit whose compute hangs: once its lease is cancelled, the worker restarts and the next units compute', async () => {
+    grid = await startTestCoordinator({ leaseMs: 1500 });
+    const { runs, restarts, state } = await startClient({ ms: 1, hangFirst: true });
+    const job = await submit(2);
+    expect((await grid.waitForJob(job, 20_000)).state).toBe('done');
+    expect(restarts).toHaveLength(1);
+    expect(runs).toHaveLength(2); // the hung unit again (reissued) and the other one, after the restart
+    expect(state().lastError).toMatch(/lease was cancelled and it was still computing [\d.]+ s later; the compute worker restarted/);
+    expect(state().unitsDone).toBe(2);
+  });
+
+  test('a unit slower than its lease: its result is still uploaded and counts, no restart', async () => {
+    grid = await startTestCoordinator({ leaseMs: 1500 });
+    // 2.5 s: the coordinator's tick (every 2 s) cancels the lease mid-compute, saying a late result
+    // still counts; the grace is then as long again as the unit has run, so it finishes first.
+    const { runs, restarts, state } = await startClient({ ms: 2500 });
+    const job = await submit(1);
+    expect((await grid.waitForJob(job, 20_000)).state).toBe('done');
+    expect(restarts).toHaveLength(0);
+    expect(runs.length).toBeGreaterThanOrEqual(1);
+    await waitFor(() => state().unitsDone >= 1, 5_000, 'the late result acknowledged');
+    expect(state().lastError ?? '').not.toMatch(/gave up/);
   });
 });

@@ -88,11 +88,23 @@ export interface ClientOptions {
   /** The IndexedDB shard cache; its onChange must call client.holdingsChanged. */
   cache: ShardCache;
   uploadBudget: UploadBudget;
+  /**
+   * Restarts the compute worker: the only way to end a kernel that hangs (a GPU that stopped
+   * answering, a runtime stuck in a loop). Called when a unit whose lease was cancelled is still
+   * computing `abandonAfterMs` later, which frees the page for its next unit. Without it the client
+   * waits for every unit however long it takes.
+   */
+  restartCompute?: () => Promise<void>;
+  /** How long a unit whose lease was cancelled may still compute before the worker is restarted. */
+  abandonAfterMs?: number;
 }
 
 /** Reconnect backoff: doubles from the first delay up to the cap, reset once welcomed again. */
 const RETRY_FIRST_MS = 500;
 const RETRY_MAX_MS = 15_000;
+
+/** A cancelled unit still computing this long is abandoned (a replica cancelled late finishes sooner). */
+const ABANDON_AFTER_MS = 5_000;
 
 /** ±25% jitter, so thousands of volunteers do not reconnect in one burst after a restart. */
 function jittered(ms: number): number {
@@ -149,6 +161,10 @@ export class CoordinatorClient {
   private readonly cancelled = new Set<string>();
   /** Stops waiting for the inputs of the unit being fetched (its lease was cancelled, or we stopped). */
   private abortFetch: ((leaseId: string | null) => void) | null = null;
+  /** The lease whose unit is computing now. */
+  private computing: string | null = null;
+  /** Starts the grace period of the unit being computed, when its lease is cancelled. */
+  private abandonCompute: ((leaseId: string, stillAccepted: boolean) => void) | null = null;
   private working = false;
   private readonly shards: ShardSource;
 
@@ -286,8 +302,11 @@ export class CoordinatorClient {
         void this.drain();
         break;
       case 'lease-cancelled':
-        this.cancelled.add(msg.leaseId);
+        // A unit computing past its deadline is still uploaded when done (the coordinator checks and
+        // credits a late result): otherwise a unit slower than its lease would never finish anywhere.
+        if (!(msg.stillAccepted && this.computing === msg.leaseId)) this.cancelled.add(msg.leaseId);
         this.abortFetch?.(msg.leaseId);
+        this.abandonCompute?.(msg.leaseId, msg.stillAccepted ?? false);
         break;
       case 'result-ack':
         if (msg.accepted) this.update({ unitsDone: this.state.unitsDone + 1 });
@@ -385,6 +404,43 @@ export class CoordinatorClient {
     if (this.state.p2p !== 'off') this.update({ p2p: 'off' });
   }
 
+  /**
+   * The unit's result; null when its lease was cancelled and it was still computing a grace period
+   * later, in which case the compute worker has been restarted (the hung kernel ends with it). The
+   * grace is `abandonAfterMs`, or, when a late result still counts, as long again as it has run.
+   */
+  private async computeUnlessAbandoned(leaseId: string, wu: WorkUnitSpec, inputs: Record<string, Float32Array>, shard: (sha: string) => Promise<Uint8Array>) {
+    const computing = this.opts.compute(wu, inputs, shard);
+    const restart = this.opts.restartCompute;
+    if (!restart) return computing;
+    const started = performance.now();
+    let graceMs = this.opts.abandonAfterMs ?? ABANDON_AFTER_MS;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const abandoned = new Promise<null>((resolve) => {
+      const start = (stillAccepted: boolean) => {
+        if (timer) return;
+        if (stillAccepted) graceMs = Math.max(graceMs, performance.now() - started);
+        timer = setTimeout(() => resolve(null), graceMs);
+      };
+      if (this.cancelled.has(leaseId)) start(false);
+      this.abandonCompute = (id, stillAccepted) => id === leaseId && start(stillAccepted);
+    });
+    this.computing = leaseId;
+    try {
+      const out = await Promise.race([computing, abandoned]);
+      if (out === null) {
+        computing.catch(() => undefined); // it ends with the worker, or never
+        this.update({ lastError: `gave up ${wu.id}: its lease was cancelled and it was still computing ${(graceMs / 1000).toFixed(1)} s later; the compute worker restarted` });
+        await restart();
+      }
+      return out;
+    } finally {
+      clearTimeout(timer);
+      this.abandonCompute = null;
+      this.computing = null;
+    }
+  }
+
   private async run(leaseId: string, wu: WorkUnitSpec, peers: ShardPeers) {
     this.setUnit(wu, 'fetching');
     const inputs: Record<string, Float32Array> = {};
@@ -419,7 +475,8 @@ export class CoordinatorClient {
     if (this.cancelled.delete(leaseId)) return;
     this.setUnit(wu, 'computing');
     const t0 = performance.now();
-    const out = await this.opts.compute(wu, inputs, fetchShard);
+    const out = await this.computeUnlessAbandoned(leaseId, wu, inputs, fetchShard);
+    if (out === null) return void this.cancelled.delete(leaseId); // abandoned, and the worker restarted
     this.send({ type: 'shard-traffic', leaseId, fromPeers, fromCoordinator });
     const seconds = (performance.now() - t0) / 1000;
     this.update({ lastGflops: wu.flops / 1e9 / Math.max(seconds, 1e-6) });

@@ -33,21 +33,27 @@ export interface Volunteering {
   device: DeviceInfo;
   backend: BackendStatus;
   identity: Identity;
-  worker: Worker;
   cache: ShardCache;
   uploadBudget: UploadBudget;
 }
 
 export async function startVolunteering(opts: VolunteerOptions): Promise<Volunteering> {
-  const worker = opts.createWorker();
-  const compute = Comlink.wrap<ComputeApi>(worker);
+  let worker = opts.createWorker();
   let backend: BackendStatus;
   try {
-    backend = await startBackend(compute, opts.search);
+    backend = await startBackend(Comlink.wrap<ComputeApi>(worker), opts.search);
   } catch (err) {
     worker.terminate();
     throw err;
   }
+  let compute = makeCompute(Comlink.wrap<ComputeApi>(worker), opts.onOnnxRun);
+  /** A fresh worker for one whose kernel hangs; the backend choice and tuning are remembered, so it is quick. */
+  const restartCompute = async () => {
+    worker.terminate();
+    worker = opts.createWorker();
+    await startBackend(Comlink.wrap<ComputeApi>(worker), opts.search);
+    compute = makeCompute(Comlink.wrap<ComputeApi>(worker), opts.onOnnxRun);
+  };
   const identity = await loadIdentity();
   const { settings } = opts;
   let client: CoordinatorClient | null = null;
@@ -62,9 +68,10 @@ export async function startVolunteering(opts: VolunteerOptions): Promise<Volunte
     throttle: settings.throttle,
     cache,
     uploadBudget,
-    compute: makeCompute(compute, opts.onOnnxRun),
+    compute: (wu, inputs, shard) => compute(wu, inputs, shard),
+    restartCompute,
     onChange: opts.onChange,
   });
   client.start();
-  return { client, device: backend.device, backend, identity, worker, cache, uploadBudget };
+  return { client, device: backend.device, backend, identity, cache, uploadBudget };
 }
