@@ -71,6 +71,9 @@ const ROUTES: Record<string, Partial<Record<'get' | 'post' | 'delete', Op>>> = {
     get: { summary: 'All jobs, newest first', auth: 'token', ok: { status: 200, schema: 'JobList' } },
   },
   '/api/jobs/{id}': { get: { summary: "A job's status and progress", auth: 'token', params: ['id'], ok: { status: 200, schema: 'JobStatus' } } },
+  '/api/jobs/{id}/cancel': {
+    post: { summary: 'Cancel a queued or running job: it fails with "cancelled" and its workers stop (409 once done or failed)', auth: 'token', params: ['id'], ok: { status: 200, schema: 'JobStatus' } },
+  },
   '/api/jobs/{id}/result': { get: { summary: 'The verified result as .npy (409 until done)', auth: 'token', params: ['id'], ok: { status: 200, binary: true } } },
   '/api/p2p': { get: { summary: 'Peer-to-peer: bytes the coordinator served, peers and their holdings, peers caught serving bad bytes', auth: 'token', ok: { status: 200 } } },
   '/api/stats': { get: { summary: 'Volunteers online, jobs by state, validation outcomes, credited throughput', auth: 'token', ok: { status: 200, schema: 'GridStats' } } },

@@ -40,6 +40,7 @@ export const ErrorCode = z.enum([
   'payload_too_large',
   'unsupported_media_type',
   'not_ready',
+  'conflict',
   'internal',
 ]);
 export type ErrorCode = z.infer<typeof ErrorCode>;

@@ -273,6 +273,17 @@ export async function buildServer(ctx: ServerContext): Promise<FastifyInstance> 
     jobStatus(await jobOr404(req.params.id), ctx.tracker.jobTraffic(req.params.id)),
   );
 
+  // A job that is no longer wanted: it fails with "cancelled", its open units close, and the workers
+  // computing them are told to stop (their late results earn nothing; units already done keep their credit).
+  app.post<{ Params: { id: string } }>('/api/jobs/:id/cancel', { onRequest: requireToken }, async (req) => {
+    const job = await jobOr404(req.params.id);
+    if (job.state === 'done' || job.state === 'failed') throw new ApiFailure(409, 'conflict', `job is already ${job.state}`);
+    await store.failJob(job.id, 'cancelled', ctx.now());
+    await ctx.scheduler.cancelLeases((l) => l.jobId === job.id, 'job cancelled');
+    ctx.log(`job ${job.id} cancelled (${job.done}/${job.total} work units done)`);
+    return jobStatus(await jobOr404(job.id), ctx.tracker.jobTraffic(job.id));
+  });
+
   app.get('/api/p2p', { onRequest: requireToken }, async () => ({
     coordinatorShardBytes: ctx.tracker.coordinatorBytes,
     peers: ctx.tracker.snapshot(),

@@ -1,19 +1,20 @@
 // The researcher dashboard: sign in with the API token, submit a matmul by uploading .npy files in
-// the browser, watch it finish, download the result and check it against the CPU reference. The
-// interactive API page answers a call.
+// the browser, watch it finish, download the result and check it against the CPU reference; cancel
+// a job nobody computes. The interactive API page answers a call.
 import { expect, test } from './fixtures';
 import { readFileSync } from 'node:fs';
 import { matmulReference } from '../coordinator/jobs/matmul';
 import { parseNpy, toNpy } from '../coordinator/npy';
 import { randomMatrix, TOKEN } from '../coordinator/test-helpers';
-import { maxRelativeError, openVolunteer, startGrid } from './grid';
+import type { JobStatus } from '../coordinator/protocol';
+import { maxRelativeError, openVolunteer, startGrid, uploadMatrix } from './grid';
 
 const SHOTS = 'test-results/screenshots';
 
 test('submit by upload, follow progress, download a result that matches the CPU reference', async ({ browser }) => {
   const grid = await startGrid();
   try {
-    await openVolunteer(browser, grid);
+    const volunteer = await openVolunteer(browser, grid);
     const page = await (await browser.newContext()).newPage();
     await page.goto(grid.base + '/dashboard');
     await page.getByLabel('Token').fill('wrong');
@@ -40,6 +41,17 @@ test('submit by upload, follow progress, download a result that matches the CPU 
     const C = parseNpy(new Uint8Array(readFileSync(await download.path())));
     expect(C.shape).toEqual([m, n]);
     expect(maxRelativeError(C.data, matmulReference(A, B, m, k, n))).toBeLessThanOrEqual(1e-4);
+
+    // A job nobody computes (the only volunteer paused) is cancelled from its row, after a confirmation.
+    await volunteer.getByRole('button', { name: 'Pause' }).click();
+    const idle = await grid.submitJob({ kind: 'matmul', inputs: { a: await uploadMatrix(grid, m, k, A), b: await uploadMatrix(grid, k, n, B) }, replication: 1 });
+    const idleRow = page.locator(`[data-testid="job-row"][data-job="${idle}"]`);
+    await expect(idleRow).toHaveAttribute('data-state', 'queued', { timeout: 10_000 });
+    page.once('dialog', (d) => void d.accept());
+    await idleRow.getByRole('button', { name: 'Cancel' }).click();
+    await expect(idleRow).toHaveAttribute('data-state', 'failed');
+    await expect(idleRow).toContainText('cancelled');
+    expect(((await (await grid.api(`/api/jobs/${idle}`)).json()) as JobStatus).error).toBe('cancelled');
 
     // A wrong file is refused with the server's message.
     await page.getByLabel('A (.npy)').setInputFiles({ name: 'a.npy', mimeType: 'application/octet-stream', buffer: Buffer.from('not an npy') });
