@@ -326,6 +326,7 @@ export class CoordinatorClient {
     this.working = true;
     try {
       for (let next = this.queue.shift(); next; next = this.queue.shift()) {
+        if (this.cancelled.delete(next.leaseId)) continue; // cancelled while it waited: not even fetched
         if (this.pauses.size && !this.pauses.has('throttle')) {
           // Paused after this unit was sent: hand it straight to someone else.
           this.send({ type: 'failure', leaseId: next.leaseId, reason: 'volunteer paused' });
