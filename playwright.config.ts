@@ -15,6 +15,9 @@ export default defineConfig({
   // Each test runs several browsers on a 2-core machine: one test at a time.
   workers: 1,
   fullyParallel: false,
+  // One retry: a test that fails once and then passes is listed as flaky (its failure report,
+  // e2e/fixtures.ts, is printed all the same) instead of failing the run; a real failure fails twice.
+  retries: 1,
   reporter: [['list']],
   globalSetup: './e2e/global-setup.ts',
   use: {
