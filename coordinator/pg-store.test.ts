@@ -105,3 +105,26 @@ test("a dead coordinator's leases lapse and another coordinator reissues them", 
     await ghost.close();
   }
 }, 60_000);
+
+test('a job cancelled through one coordinator: a worker on the other is told to stop within a heartbeat', async () => {
+  const one = await startTestCoordinator({ database: cluster.url, heartbeatMs: 500 });
+  const dir2 = makeTempDir();
+  copyFileSync(join(one.dir, 'coordinator-key.pem'), join(dir2, 'coordinator-key.pem'));
+  const two = await startTestCoordinator({ database: cluster.url, dir: dir2, heartbeatMs: 500 });
+  const stuck = new SimWorker({ url: two.base, name: 'stuck', compute: () => new Promise(() => {}) });
+  try {
+    await stuck.connect();
+    const a = await one.uploadShard(toNpy([4, 4], randomMatrix(4, 4, 6)));
+    const jobId = await one.submitJob({ kind: 'matmul', inputs: { a, b: a }, replication: 1 });
+    await waitFor(() => stuck.received('assign').length > 0, 10_000, 'coordinator two to lease the unit');
+    const leaseId = stuck.received('assign')[0].lease.id;
+    expect((await one.api(`/api/jobs/${jobId}/cancel`, { method: 'POST' })).status).toBe(200);
+    await waitFor(() => stuck.received('lease-cancelled').find((m) => m.leaseId === leaseId), 5_000, 'the worker on two to be told');
+    expect(stuck.received('lease-cancelled')[0]).toMatchObject({ leaseId, reason: 'no longer wanted (ended by another coordinator)' });
+    expect(stuck.received('lease-cancelled')[0].stillAccepted).toBeUndefined();
+  } finally {
+    stuck.kill();
+    await two.stop();
+    await one.stop();
+  }
+}, 60_000);

@@ -15,6 +15,7 @@ import { toJob, toLease, toLedgerEntry, toLedgerSeal, toResult, toVolunteer, toW
 import type {
   JobRecord,
   LeaseRecord,
+  LeaseState,
   NewWorkUnit,
   ResultRecord,
   Revocation,
@@ -313,6 +314,12 @@ export class PgStore implements Store {
   async renewLeases(aliveUntil: number) {
     const r = await this.pool.query(`UPDATE leases SET alive_until = $1 WHERE state = 'active' AND owner = $2`, [aliveUntil, this.owner]);
     return r.rowCount ?? 0;
+  }
+
+  async endedLeases(leaseIds: string[]) {
+    if (leaseIds.length === 0) return [];
+    const r = await this.pool.query(`SELECT id, state FROM leases WHERE id = ANY($1) AND state <> 'active'`, [leaseIds]);
+    return r.rows.map((row: Row) => ({ id: String(row.id), state: row.state as LeaseState }));
   }
 
   async expireLeases(now: number) {

@@ -265,6 +265,16 @@ export class Scheduler {
         }
       }
     }
+    // Leases another coordinator ended (a job cancelled or failed, a unit settled there).
+    const held = new Map<string, WorkerSession>();
+    for (const s of this.sessions) for (const id of s.leases.keys()) held.set(id, s);
+    for (const { id, state } of held.size ? await this.store.endedLeases([...held.keys()]) : []) {
+      const s = held.get(id)!;
+      if (!s.leases.has(id)) continue; // ended here meanwhile
+      this.drop(s, id);
+      if (state === 'expired') s.send({ type: 'lease-cancelled', leaseId: id, reason: 'heartbeat lapsed', stillAccepted: true });
+      else s.send({ type: 'lease-cancelled', leaseId: id, reason: 'no longer wanted (ended by another coordinator)' });
+    }
     // With a shared store, other coordinators create work this one hears nothing about: look.
     if (expired > 0 || this.hungry.size > 0) await this.dispatch();
   }

@@ -28,6 +28,7 @@ import type {
   JobRecord,
   Leased,
   LeaseRecord,
+  LeaseState,
   LeaseRequest,
   NewWorkUnit,
   ResultRecord,
@@ -332,6 +333,11 @@ export class SqliteStore implements Store {
 
   async expireLeases(now: number) {
     return this.write('expireLeases', now);
+  }
+
+  /** None: this coordinator is the file's only one, and tells its workers of every lease it ends. */
+  async endedLeases(_leaseIds: string[]): Promise<{ id: string; state: LeaseState }[]> {
+    return [];
   }
 
   async countActiveLeases(wuId: string) {

@@ -217,6 +217,11 @@ export interface Store {
   renewLeases(aliveUntil: number): Promise<number>;
   /** Marks active leases past their deadline or their heartbeat expired; returns how many. */
   expireLeases(now: number): Promise<number>;
+  /**
+   * Those of `leaseIds` that are no longer active: ended by another coordinator sharing the store
+   * (the job cancelled or failed, the unit settled there), whose workers this one must tell.
+   */
+  endedLeases(leaseIds: string[]): Promise<{ id: string; state: LeaseState }[]>;
   countActiveLeases(wuId: string): Promise<number>;
 
   /**
