@@ -39,20 +39,22 @@ export interface Volunteering {
 
 export async function startVolunteering(opts: VolunteerOptions): Promise<Volunteering> {
   let worker = opts.createWorker();
+  let api = Comlink.wrap<ComputeApi>(worker);
   let backend: BackendStatus;
   try {
-    backend = await startBackend(Comlink.wrap<ComputeApi>(worker), opts.search);
+    backend = await startBackend(api, opts.search);
   } catch (err) {
     worker.terminate();
     throw err;
   }
-  let compute = makeCompute(Comlink.wrap<ComputeApi>(worker), opts.onOnnxRun);
+  let compute = makeCompute(api, opts.onOnnxRun);
   /** A fresh worker for one whose kernel hangs; the backend choice and tuning are remembered, so it is quick. */
   const restartCompute = async () => {
     worker.terminate();
     worker = opts.createWorker();
-    await startBackend(Comlink.wrap<ComputeApi>(worker), opts.search);
-    compute = makeCompute(Comlink.wrap<ComputeApi>(worker), opts.onOnnxRun);
+    api = Comlink.wrap<ComputeApi>(worker);
+    compute = makeCompute(api, opts.onOnnxRun);
+    await startBackend(api, opts.search);
   };
   const identity = await loadIdentity();
   const { settings } = opts;
