@@ -40,7 +40,7 @@ const noCache = { get: async () => null, put: async () => false, keys: async () 
  * A client whose compute takes at least `ms` and records when each unit ran. `hangFirst`: the first
  * unit's compute never returns until the compute worker is restarted (a kernel that hangs).
  */
-async function startClient(opts: { throttle?: number; ms: number; cache?: ShardCache; hangFirst?: boolean; abandonAfterMs?: number }) {
+async function startClient(opts: { throttle?: number; ms: number; cache?: ShardCache; hangFirst?: boolean; abandonAfterMs?: number; noRestart?: boolean }) {
   const runs: { start: number; end: number }[] = [];
   const restarts: number[] = [];
   let hang = opts.hangFirst ?? false;
@@ -62,10 +62,12 @@ async function startClient(opts: { throttle?: number; ms: number; cache?: ShardC
       return out;
     },
     onChange: (s) => (state = s),
-    restartCompute: async () => {
-      restarts.push(performance.now());
-      hang = false;
-    },
+    restartCompute: opts.noRestart
+      ? undefined
+      : async () => {
+          restarts.push(performance.now());
+          hang = false;
+        },
     abandonAfterMs: opts.abandonAfterMs ?? 300,
   });
   client.start();
@@ -137,11 +139,11 @@ describe('a unit whose inputs never arrive', () => {
     expect(state().unitsDone).toBe(2);
   });
 
-  test('a unit slower than its lease: its result is still uploaded and counts, no restart', async () => {
+  test.each([false, true])('a unit slower than its lease: its result is still uploaded and counts, no restart (no restartCompute: %s)', async (noRestart) => {
     grid = await startTestCoordinator({ leaseMs: 1500 });
     // 2.5 s: the coordinator's tick (every 2 s) cancels the lease mid-compute, saying a late result
     // still counts; the grace is then as long again as the unit has run, so it finishes first.
-    const { runs, restarts, state } = await startClient({ ms: 2500 });
+    const { runs, restarts, state } = await startClient({ ms: 2500, noRestart });
     const job = await submit(1);
     expect((await grid.waitForJob(job, 20_000)).state).toBe('done');
     expect(restarts).toHaveLength(0);

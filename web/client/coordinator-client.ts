@@ -412,8 +412,9 @@ export class CoordinatorClient {
    */
   private async computeUnlessAbandoned(leaseId: string, wu: WorkUnitSpec, inputs: Record<string, Float32Array>, shard: (sha: string) => Promise<Uint8Array>) {
     const computing = this.opts.compute(wu, inputs, shard);
+    this.computing = leaseId;
     const restart = this.opts.restartCompute;
-    if (!restart) return computing;
+    if (!restart) return computing.finally(() => (this.computing = null));
     const started = performance.now();
     let graceMs = this.opts.abandonAfterMs ?? ABANDON_AFTER_MS;
     let timer: ReturnType<typeof setTimeout> | undefined;
@@ -426,7 +427,6 @@ export class CoordinatorClient {
       if (this.cancelled.has(leaseId)) start(false);
       this.abandonCompute = (id, stillAccepted) => id === leaseId && start(stillAccepted);
     });
-    this.computing = leaseId;
     try {
       const out = await Promise.race([computing, abandoned]);
       if (out === null) {
