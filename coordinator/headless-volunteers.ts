@@ -27,6 +27,8 @@ export interface VolunteerStatus {
   phase: string;
   unitsDone: number;
   credit: number;
+  /** The page's last problem (a refused result, a restarted compute worker…), null when none. */
+  lastError: string | null;
 }
 
 export interface HeadlessVolunteer {
@@ -65,11 +67,12 @@ export interface VolunteerFleet {
 const READ_PAGE = `(() => {
   const q = (id) => document.querySelector('[data-testid="' + id + '"]');
   return { id: q('volunteer-id')?.textContent ?? '', phase: q('phase')?.textContent ?? '',
-    units: q('units-done')?.textContent ?? '', credit: q('credit')?.getAttribute('data-credit') ?? '' };
+    units: q('units-done')?.textContent ?? '', credit: q('credit')?.getAttribute('data-credit') ?? '',
+    error: q('last-error')?.textContent ?? '' };
 })()`;
 
 async function readStatus(index: number, page: Page): Promise<VolunteerStatus> {
-  const raw = (await page.evaluate(READ_PAGE)) as { id: string; phase: string; units: string; credit: string };
+  const raw = (await page.evaluate(READ_PAGE)) as { id: string; phase: string; units: string; credit: string; error: string };
   const id = raw.id.trim();
   return {
     index,
@@ -77,6 +80,7 @@ async function readStatus(index: number, page: Page): Promise<VolunteerStatus> {
     phase: raw.phase.trim() || 'starting',
     unitsDone: Number(raw.units) || 0,
     credit: Number(raw.credit) || 0,
+    lastError: raw.error.trim() || null,
   };
 }
 
@@ -180,11 +184,16 @@ async function main() {
   };
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
+  const lastErrors = new Map<number, string | null>();
   const report = async () => {
     for (const v of fleet.volunteers) {
       if (!v.alive) continue;
       const s = await v.status().catch(() => null);
-      if (s) log(`#${s.index} ${s.volunteerId ?? '…'}: ${s.phase}; ${s.unitsDone} units, ${s.credit.toExponential(3)} FLOPs credit`);
+      if (!s) continue;
+      log(`#${s.index} ${s.volunteerId ?? '…'}: ${s.phase}; ${s.unitsDone} units, ${s.credit.toExponential(3)} FLOPs credit`);
+      // A new problem once, not on every report.
+      if (s.lastError && s.lastError !== lastErrors.get(s.index)) log(`#${s.index}: ${s.lastError}`);
+      lastErrors.set(s.index, s.lastError);
     }
   };
   await report();
