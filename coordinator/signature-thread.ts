@@ -79,11 +79,12 @@ class SignatureThread {
 
   private send() {
     const batch = this.nextBatch++;
-    this.waiting.set(batch, { requests: this.requests, resolvers: this.resolvers });
+    const requests = this.requests;
+    this.waiting.set(batch, { requests, resolvers: this.resolvers });
     this.requests = [];
     this.resolvers = [];
     if (this.dead) this.died();
-    else this.worker.postMessage({ batch, requests: this.waiting.get(batch)!.requests });
+    else this.worker.postMessage({ batch, requests });
   }
 
   /** Ends the thread (tests: a thread that dies with requests in flight). */

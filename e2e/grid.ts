@@ -42,10 +42,13 @@ export async function startGrid(opts: { allowedOrigins?: string[] } = {}): Promi
   const stop = grid.stop.bind(grid);
   grid.stop = async (opts) => {
     const done = tracePending(name, 'stopping');
-    for (const context of volunteerContexts.get(grid) ?? []) await context.close().catch(() => undefined);
-    volunteerContexts.delete(grid);
-    await stop(opts);
-    done();
+    try {
+      for (const context of volunteerContexts.get(grid) ?? []) await context.close().catch(() => undefined);
+      volunteerContexts.delete(grid);
+      await stop(opts);
+    } finally {
+      done();
+    }
   };
   return grid;
 }

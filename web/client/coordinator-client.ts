@@ -424,7 +424,6 @@ export class CoordinatorClient {
         if (stillAccepted) graceMs = Math.max(graceMs, performance.now() - started);
         timer = setTimeout(() => resolve(null), graceMs);
       };
-      if (this.cancelled.has(leaseId)) start(false);
       this.abandonCompute = (id, stillAccepted) => id === leaseId && start(stillAccepted);
     });
     try {
