@@ -11,10 +11,10 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { constants as perfConstants, performance, PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
-import { startCoordinator } from '../coordinator/coordinator.js';
-import { toNpy } from '../coordinator/npy.js';
-import { startPgCluster } from '../coordinator/pg-cluster.js';
-import { randomMatrix } from '../coordinator/test-helpers.js';
+import { startCoordinator } from '../coordinator/app.js';
+import { toNpy } from '../coordinator/protocol/npy.js';
+import { startPgCluster } from '../coordinator/testing/pg-cluster.js';
+import { randomMatrix } from '../coordinator/testing/helpers.js';
 
 const { values } = parseArgs({
   options: {

@@ -7,10 +7,10 @@
 import { chromium } from '@playwright/test';
 import { execFileSync } from 'node:child_process';
 import { resolve } from 'node:path';
-import { inspectModel } from '../coordinator/onnx/model.js';
-import { convNetModel, mlpModel } from '../coordinator/onnx/test-models.js';
-import { startTestCoordinator } from '../coordinator/test-helpers.js';
-import { ensureWebBuilt } from '../coordinator/web-build.js';
+import { inspectModel } from '../coordinator/jobs/onnx-model.js';
+import { convNetModel, mlpModel } from '../coordinator/testing/test-models.js';
+import { startTestCoordinator } from '../coordinator/testing/helpers.js';
+import { ensureWebBuilt } from '../coordinator/http/web-build.js';
 import type { Bench } from '../web/bench/main.js';
 import { CHROMIUM, CHROMIUM_ARGS } from '../playwright.config.js';
 

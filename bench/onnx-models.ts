@@ -1,9 +1,9 @@
 // ONNX models for the benchmark, built in code with the project's ONNX builder (no downloads):
 // attention over [heads, seq, d] as the Transpose → MatMul → scale → Softmax → MatMul graph a
 // researcher would export from PyTorch. The matmul model is the builder's own, with fixed shapes.
-import { buildModel } from '../coordinator/onnx/builder';
+import { buildModel } from '../coordinator/protocol/onnx-builder';
 
-export { matmulModel } from '../coordinator/onnx/builder';
+export { matmulModel } from '../coordinator/protocol/onnx-builder';
 
 /** O = softmax(Q·Kᵀ/√d)·V over [heads, seq, d]. */
 export function attentionModel(heads: number, seq: number, d: number): Uint8Array {

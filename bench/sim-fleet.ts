@@ -1,7 +1,7 @@
 // The load bench's workers: many SimWorkers (the real protocol, real WebSockets, own Ed25519 keys)
 // in their own process, so their work does not steal the coordinator's event loop. Driven by the
 // parent over IPC: it connects them, then reports per-unit latency (assign -> credit) when asked.
-import { SimWorker } from '../coordinator/sim-worker.js';
+import { SimWorker } from '../coordinator/testing/sim-worker.js';
 
 interface Options {
   url: string;

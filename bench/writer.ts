@@ -11,11 +11,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type Database from 'better-sqlite3';
-import { timeOrderedId } from '../coordinator/ids.js';
-import { makeSealer } from '../coordinator/ledger.js';
-import { openDatabase } from '../coordinator/sqlite-schema.js';
-import { SqliteWriter, type WriteName } from '../coordinator/sqlite-writer.js';
-import type { Leased } from '../coordinator/store.js';
+import { timeOrderedId } from '../coordinator/util/ids.js';
+import { makeSealer } from '../coordinator/ledger/chain.js';
+import { openDatabase } from '../coordinator/store/sqlite/schema.js';
+import { SqliteWriter, type WriteName } from '../coordinator/store/sqlite/writer.js';
+import type { Leased } from '../coordinator/store/store.js';
 
 const { values } = parseArgs({
   options: {

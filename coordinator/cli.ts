@@ -3,16 +3,16 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { auditLedger } from './audit.js';
-import { openStorage, startCoordinator } from './coordinator.js';
-import { loadCoordinatorKeys, loadCoordinatorPublicKey } from './keys.js';
-import { exportLedger, verifyExport, verifyReceipt, type OfflineCheck } from './ledger-export.js';
-import { parseIceServers } from './peer-server.js';
-import { TokenScope } from './protocol.js';
-import { securityFromEnv } from './security.js';
-import type { Store } from './store.js';
-import { TokenRegistry } from './tokens.js';
-import { ensureWebBuilt } from './web-build.js';
+import { auditLedger } from './ledger/audit.js';
+import { openStorage, startCoordinator } from './app.js';
+import { loadCoordinatorKeys, loadCoordinatorPublicKey } from './access/keys.js';
+import { exportLedger, verifyExport, verifyReceipt, type OfflineCheck } from './ledger/export.js';
+import { parseIceServers } from './swarm/peer-server.js';
+import { TokenScope } from './protocol/index.js';
+import { securityFromEnv } from './access/security.js';
+import type { Store } from './store/store.js';
+import { TokenRegistry } from './http/tokens.js';
+import { ensureWebBuilt } from './http/web-build.js';
 
 const USAGE = `usage:
   tabgrid start [--port N] [--host H] [--data DIR]    run the coordinator (default port 8080, data ./data)

@@ -3,9 +3,9 @@
 // replicas against each other and spot-checks rows, and the result matches the CPU reference.
 import { expect, test } from './fixtures';
 import { attentionReferenceHeads } from '../coordinator/jobs/attention';
-import { parseNpy, toNpy } from '../coordinator/npy';
+import { parseNpy, toNpy } from '../coordinator/protocol/npy';
 import type { VolunteerSummary } from '../coordinator/protocol';
-import { randomMatrix } from '../coordinator/test-helpers';
+import { randomMatrix } from '../coordinator/testing/helpers';
 import { maxRelativeError, openVolunteer, startGrid } from './grid';
 
 test('a WebGPU and a CPU volunteer compute a causal 2-head attention job that matches the CPU reference', async ({ browser }) => {

@@ -1,11 +1,11 @@
 // Churn: six browser volunteers, two of them (30%) killed at random moments in the middle of the
 // job. The job must still complete with the exact result, no work unit lost, no credit doubled.
 import { expect, test } from './fixtures';
-import { launchVolunteers } from '../coordinator/headless-volunteers';
+import { launchVolunteers } from '../coordinator/tools/headless-volunteers';
 import { matmulReference } from '../coordinator/jobs/matmul';
-import { parseNpy } from '../coordinator/npy';
+import { parseNpy } from '../coordinator/protocol/npy';
 import type { JobStatus } from '../coordinator/protocol';
-import { randomMatrix, rng, sleep } from '../coordinator/test-helpers';
+import { randomMatrix, rng, sleep } from '../coordinator/testing/helpers';
 import { expectHonestLedger, maxRelativeError, startGrid, uploadMatrix } from './grid';
 
 const [M, K, N] = [192, 256, 128];

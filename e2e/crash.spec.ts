@@ -5,12 +5,12 @@
 import { expect, test } from './fixtures';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { resolve } from 'node:path';
-import { launchVolunteers } from '../coordinator/headless-volunteers';
+import { launchVolunteers } from '../coordinator/tools/headless-volunteers';
 import { matmulReference } from '../coordinator/jobs/matmul';
-import { parseNpy, toNpy } from '../coordinator/npy';
-import { freePort } from '../coordinator/pg-cluster';
+import { parseNpy, toNpy } from '../coordinator/protocol/npy';
+import { freePort } from '../coordinator/testing/pg-cluster';
 import type { JobStatus, VolunteerSummary } from '../coordinator/protocol';
-import { makeTempDir, randomMatrix, removeDir, sleep } from '../coordinator/test-helpers';
+import { makeTempDir, randomMatrix, removeDir, sleep } from '../coordinator/testing/helpers';
 import { expectHonestLedger, maxRelativeError, ROOT } from './grid';
 
 const TOKEN = 'crash-test-token';

@@ -4,8 +4,8 @@
 import { expect, test } from './fixtures';
 import { readFileSync } from 'node:fs';
 import { matmulReference } from '../coordinator/jobs/matmul';
-import { parseNpy, toNpy } from '../coordinator/npy';
-import { randomMatrix, TOKEN } from '../coordinator/test-helpers';
+import { parseNpy, toNpy } from '../coordinator/protocol/npy';
+import { randomMatrix, TOKEN } from '../coordinator/testing/helpers';
 import type { JobStatus } from '../coordinator/protocol';
 import { maxRelativeError, openVolunteer, startGrid, uploadMatrix } from './grid';
 

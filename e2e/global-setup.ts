@@ -1,4 +1,4 @@
-import { ensureWebBuilt } from '../coordinator/web-build';
+import { ensureWebBuilt } from '../coordinator/http/web-build';
 
 export default function globalSetup() {
   ensureWebBuilt((msg) => console.log(msg));

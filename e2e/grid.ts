@@ -3,9 +3,9 @@ import { expect, type Browser, type BrowserContext, type Page } from '@playwrigh
 import { spawnSync } from 'node:child_process';
 import { resolve } from 'node:path';
 import { matmulReference } from '../coordinator/jobs/matmul';
-import { parseNpy, toNpy } from '../coordinator/npy';
+import { parseNpy, toNpy } from '../coordinator/protocol/npy';
 import type { JobStatus, LedgerEntry } from '../coordinator/protocol';
-import { randomMatrix, startTestCoordinator, type TestCoordinator } from '../coordinator/test-helpers';
+import { randomMatrix, startTestCoordinator, type TestCoordinator } from '../coordinator/testing/helpers';
 import { traceNote, tracePending } from './fixtures';
 
 export const ROOT = resolve(import.meta.dirname, '..');

@@ -1,10 +1,10 @@
 // The foundation's promise: a matmul job computed by real browsers on WebGPU, verified and credited.
 import { expect, test } from './fixtures';
 import { matmulReference } from '../coordinator/jobs/matmul';
-import { parseNpy } from '../coordinator/npy';
+import { parseNpy } from '../coordinator/protocol/npy';
 import type { LedgerEntry, VolunteerSummary } from '../coordinator/protocol';
-import { randomMatrix } from '../coordinator/test-helpers';
-import { SimWorker } from '../coordinator/sim-worker';
+import { randomMatrix } from '../coordinator/testing/helpers';
+import { SimWorker } from '../coordinator/testing/sim-worker';
 import { ledgerVerify, maxRelativeError, openVolunteer, startGrid, uploadMatrix } from './grid';
 
 const [M, K, N] = [300, 200, 170];

@@ -3,9 +3,9 @@
 // e.g. corrupted ones.
 import WebSocket from 'ws';
 import type { Swarm } from '../web/p2p/swarm';
-import { SimWorker } from '../coordinator/sim-worker';
-import type { TestCoordinator } from '../coordinator/test-helpers';
-import { waitFor } from '../coordinator/test-helpers';
+import { SimWorker } from '../coordinator/testing/sim-worker';
+import type { TestCoordinator } from '../coordinator/testing/helpers';
+import { waitFor } from '../coordinator/testing/helpers';
 
 export interface NodePeer {
   worker: SimWorker;

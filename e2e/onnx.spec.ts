@@ -2,9 +2,9 @@
 // onnxruntime-node on the CPU; a model the WebGPU EP cannot run completes on the wasm fallback.
 import { expect, test } from './fixtures';
 import * as ort from 'onnxruntime-node';
-import { parseNpy, toNpy } from '../coordinator/npy';
-import { convNetModel, cumsumModel } from '../coordinator/onnx/test-models';
-import { randomMatrix, type TestCoordinator } from '../coordinator/test-helpers';
+import { parseNpy, toNpy } from '../coordinator/protocol/npy';
+import { convNetModel, cumsumModel } from '../coordinator/testing/test-models';
+import { randomMatrix, type TestCoordinator } from '../coordinator/testing/helpers';
 import { openVolunteer, startGrid } from './grid';
 
 async function uploadModel(grid: TestCoordinator, bytes: Uint8Array): Promise<Response> {

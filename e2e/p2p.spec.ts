@@ -4,10 +4,10 @@
 import type { Page } from '@playwright/test';
 import { expect, test } from './fixtures';
 import { matmulReference } from '../coordinator/jobs/matmul';
-import { parseNpy } from '../coordinator/npy';
+import { parseNpy } from '../coordinator/protocol/npy';
 import type { JobStatus } from '../coordinator/protocol';
-import { randomMatrix, type TestCoordinator } from '../coordinator/test-helpers';
-import { SimWorker } from '../coordinator/sim-worker';
+import { randomMatrix, type TestCoordinator } from '../coordinator/testing/helpers';
+import { SimWorker } from '../coordinator/testing/sim-worker';
 import { maxRelativeError, openVolunteer, startGrid, uploadMatrix } from './grid';
 import { startNodePeer } from './node-peer';
 

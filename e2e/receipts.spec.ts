@@ -4,9 +4,9 @@
 // to a real volunteer page, some of them tampered with: exactly the untouched ones show as verified.
 import { expect, test } from './fixtures';
 import { generateKeyPairSync } from 'node:crypto';
-import { GENESIS_HASH, makeEntry, makeSealer } from '../coordinator/ledger';
+import { GENESIS_HASH, makeEntry, makeSealer } from '../coordinator/ledger/chain';
 import type { LedgerEntry, LedgerReceipt, Receipts } from '../coordinator/protocol';
-import { randomMatrix } from '../coordinator/test-helpers';
+import { randomMatrix } from '../coordinator/testing/helpers';
 import { openVolunteer, startGrid, uploadMatrix } from './grid';
 
 function sealedReceipts(volunteerId: string): { key: string; receipts: LedgerReceipt[] } {

@@ -3,11 +3,11 @@
 import { expect, test, traceNote } from './fixtures';
 import { copyFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { launchVolunteers, type VolunteerFleet } from '../coordinator/headless-volunteers';
+import { launchVolunteers, type VolunteerFleet } from '../coordinator/tools/headless-volunteers';
 import { matmulReference } from '../coordinator/jobs/matmul';
-import { parseNpy } from '../coordinator/npy';
-import { startPgCluster } from '../coordinator/pg-cluster';
-import { makeTempDir, randomMatrix, startTestCoordinator, type TestCoordinator } from '../coordinator/test-helpers';
+import { parseNpy } from '../coordinator/protocol/npy';
+import { startPgCluster } from '../coordinator/testing/pg-cluster';
+import { makeTempDir, randomMatrix, startTestCoordinator, type TestCoordinator } from '../coordinator/testing/helpers';
 import { expectHonestLedger, maxRelativeError, ROOT, uploadMatrix } from './grid';
 
 const [M, K, N] = [128, 96, 160];

@@ -4,7 +4,7 @@
 import { expect, test } from './fixtures';
 import { createServer, type Server } from 'node:http';
 import { resolve } from 'node:path';
-import { startTestCoordinator } from '../coordinator/test-helpers';
+import { startTestCoordinator } from '../coordinator/testing/helpers';
 import { ROOT } from './grid';
 
 /** A page on another origin (another port) that tries to open the coordinator's worker WebSocket. */

@@ -4,7 +4,7 @@ import type { Page } from '@playwright/test';
 import { expect, test } from './fixtures';
 import { resolve } from 'node:path';
 import { build } from 'vite';
-import type { TestCoordinator } from '../coordinator/test-helpers';
+import type { TestCoordinator } from '../coordinator/testing/helpers';
 import type { HoldingsChange, ShardCache } from '../web/store/shard-cache';
 import { ROOT, startGrid } from './grid';
 

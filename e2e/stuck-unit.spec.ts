@@ -5,7 +5,7 @@
 // shader that truly hangs.)
 import { expect, test } from './fixtures';
 import { openVolunteer, runMatmulJob, startGrid, uploadMatrix } from './grid';
-import { randomMatrix } from '../coordinator/test-helpers';
+import { randomMatrix } from '../coordinator/testing/helpers';
 
 test('a unit still computing 5 s after its job was cancelled: the page restarts its compute worker, and the fresh one computes', async ({ browser }) => {
   const grid = await startGrid();

@@ -2,7 +2,7 @@
 // and the identity key moves to another browser with its credit.
 import { expect, test } from './fixtures';
 import { readFileSync } from 'node:fs';
-import { randomMatrix } from '../coordinator/test-helpers';
+import { randomMatrix } from '../coordinator/testing/helpers';
 import { openVolunteer, startGrid, uploadMatrix } from './grid';
 
 const SHOTS = 'test-results/screenshots';

@@ -5,9 +5,9 @@ import { expect, test, traceNote } from './fixtures';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as ort from 'onnxruntime-node';
-import { parseNpy, toNpy } from '../coordinator/npy';
-import { mlpModel } from '../coordinator/onnx/test-models';
-import { randomMatrix } from '../coordinator/test-helpers';
+import { parseNpy, toNpy } from '../coordinator/protocol/npy';
+import { mlpModel } from '../coordinator/testing/test-models';
+import { randomMatrix } from '../coordinator/testing/helpers';
 import { startGrid, uploadMatrix } from './grid';
 
 const SHOTS = 'test-results/screenshots';

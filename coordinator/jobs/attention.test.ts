@@ -1,12 +1,12 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { parseNpy, toNpy } from '../npy.js';
-import { JobSubmit, WorkUnitSpec, type AttentionJobSubmit, type AttentionParams, type VolunteerSummary } from '../protocol.js';
-import { FileShardStore, type ShardStore } from '../shards.js';
-import type { JobRecord, WorkUnitRecord } from '../store.js';
-import { honestCompute, SimWorker } from '../sim-worker.js';
-import { makeTempDir, randomMatrix, removeDir, startTestCoordinator } from '../test-helpers.js';
-import { compareWithin } from '../validator.js';
+import { parseNpy, toNpy } from '../protocol/npy.js';
+import { JobSubmit, WorkUnitSpec, type AttentionJobSubmit, type AttentionParams, type VolunteerSummary } from '../protocol/index.js';
+import { FileShardStore, type ShardStore } from '../store/shards.js';
+import type { JobRecord, WorkUnitRecord } from '../store/store.js';
+import { honestCompute, SimWorker } from '../testing/sim-worker.js';
+import { makeTempDir, randomMatrix, removeDir, startTestCoordinator } from '../testing/helpers.js';
+import { compareWithin } from './compare.js';
 import { attention, attentionReference, attentionReferenceHeads, attentionTolerance, checkRandomRows } from './attention.js';
 import { JobInputError } from './types.js';
 

@@ -2,12 +2,12 @@
 // Split by head and query block: each work unit gets its block of Q rows plus its head's whole K
 // and V as content-addressed shards (units of one head share K and V), and returns rows × d
 // outputs. The cheap check recomputes a few randomly chosen output rows on the CPU.
-import { randomUint32 } from '../random.js';
-import { ATTENTION_HEAD_DIMS, type AttentionJobSubmit, type AttentionParams, type Tolerance } from '../protocol.js';
-import { toNpy, type Tensor } from '../npy.js';
-import type { ShardStore } from '../shards.js';
-import type { JobRecord, WorkUnitRecord } from '../store.js';
-import { compareWithin, DEFAULT_TOLERANCE } from '../validator.js';
+import { randomUint32 } from '../util/random.js';
+import { ATTENTION_HEAD_DIMS, type AttentionJobSubmit, type AttentionParams, type Tolerance } from '../protocol/index.js';
+import { toNpy, type Tensor } from '../protocol/npy.js';
+import type { ShardStore } from '../store/shards.js';
+import type { JobRecord, WorkUnitRecord } from '../store/store.js';
+import { compareWithin, DEFAULT_TOLERANCE } from './compare.js';
 import { loadInputTensor, maxAbs, shardValues } from './inputs.js';
 import { JobInputError, type JobKind, type JobPlan, type PlannedWorkUnit } from './types.js';
 

@@ -1,5 +1,5 @@
 // The registry of job kinds: one module per kind, looked up by the submission's `kind`.
-import type { JobKindName } from '../protocol.js';
+import type { JobKindName } from '../protocol/index.js';
 import { attention } from './attention.js';
 import { matmul } from './matmul.js';
 import { onnx } from './onnx.js';

@@ -1,9 +1,9 @@
 // Loading a job's uploaded inputs, shared by the job kinds: a shard that must exist, parse as a
 // float32 .npy, and have the rank the kind needs — each failure a JobInputError (HTTP 400) that
 // names the input and says what is wrong.
-import { LIMITS } from '../protocol.js';
-import { NpyError, parseNpy, type Tensor } from '../npy.js';
-import type { ShardStore } from '../shards.js';
+import { LIMITS } from '../protocol/index.js';
+import { NpyError, parseNpy, type Tensor } from '../protocol/npy.js';
+import type { ShardStore } from '../store/shards.js';
 import { JobInputError } from './types.js';
 
 /** `requirement` completes "inputs.<label>: …", e.g. "must be a 2-D matrix". */

@@ -1,7 +1,7 @@
 import { describe, expect, test } from 'vitest';
-import { subtlyWrong } from '../adversary-workers.js';
-import { toNpy } from '../npy.js';
-import { float32Matmul, randomMatrix, startTestCoordinator } from '../test-helpers.js';
+import { subtlyWrong } from '../tools/adversaries/workers.js';
+import { toNpy } from '../protocol/npy.js';
+import { float32Matmul, randomMatrix, startTestCoordinator } from '../testing/helpers.js';
 import { matmulReference } from './matmul.js';
 import { checkMatmul, freivalds, spotCheck, spotSamples } from './matmul-check.js';
 

@@ -20,7 +20,7 @@
 // after the result is in, so a worker cannot aim its errors at unsampled elements.
 // An element whose error is within γ·(|A|·|B|)_ij is, by definition, a result some honest device
 // could have produced; no check can or should reject it.
-import { randomBytes, randomFraction } from '../random.js';
+import { randomBytes, randomFraction } from '../util/random.js';
 
 /** float32 unit roundoff. */
 export const U = 2 ** -24;

@@ -1,11 +1,11 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { parseNpy, toNpy } from '../npy.js';
-import type { MatmulJobSubmit, MatmulParams } from '../protocol.js';
-import { FileShardStore, type ShardStore } from '../shards.js';
-import type { JobRecord, WorkUnitRecord } from '../store.js';
-import { makeTempDir, randomMatrix, removeDir } from '../test-helpers.js';
-import { compareWithin } from '../validator.js';
+import { parseNpy, toNpy } from '../protocol/npy.js';
+import type { MatmulJobSubmit, MatmulParams } from '../protocol/index.js';
+import { FileShardStore, type ShardStore } from '../store/shards.js';
+import type { JobRecord, WorkUnitRecord } from '../store/store.js';
+import { makeTempDir, randomMatrix, removeDir } from '../testing/helpers.js';
+import { compareWithin } from './compare.js';
 import { chooseTile, freivalds, matmul, matmulReference } from './matmul.js';
 import { JobInputError } from './types.js';
 

@@ -1,11 +1,11 @@
 // Job kind `matmul`: C = A·B split into output tiles. Each work unit gets a row block of A
 // (rows × k) and a column block of B (k × cols) as their own content-addressed shards, so units
 // in the same row or column share inputs, and computes one rows × cols tile of C.
-import type { MatmulJobSubmit, MatmulParams } from '../protocol.js';
-import { toNpy, type Tensor } from '../npy.js';
-import type { ShardStore } from '../shards.js';
-import type { JobRecord, WorkUnitRecord } from '../store.js';
-import { DEFAULT_TOLERANCE } from '../validator.js';
+import type { MatmulJobSubmit, MatmulParams } from '../protocol/index.js';
+import { toNpy, type Tensor } from '../protocol/npy.js';
+import type { ShardStore } from '../store/shards.js';
+import type { JobRecord, WorkUnitRecord } from '../store/store.js';
+import { DEFAULT_TOLERANCE } from './compare.js';
 import { loadInputTensor, maxAbs, shardValues } from './inputs.js';
 import { checkMatmul, U } from './matmul-check.js';
 import { JobInputError, type JobKind, type JobPlan, type PlannedWorkUnit } from './types.js';

@@ -2,12 +2,12 @@
 // submission (inputs, outputs, shapes, size) so a job that cannot run is refused with a clear 400;
 // work units are slices of the batch axis, each input slice its own content-addressed shard, and
 // the model itself a shard every worker fetches once and caches by sha-256.
-import { parseNpy, toNpy, NpyError, type Tensor } from '../npy.js';
-import { inspectModel, OnnxModelError, type ModelInfo, type ModelTensor } from '../onnx/model.js';
-import { ONNX_LIMITS, ONNX_MODEL_INPUT, type OnnxJobSubmit, type OnnxParams, type OutputAgreement, type Tolerance } from '../protocol.js';
-import type { ShardStore } from '../shards.js';
-import type { JobRecord, WorkUnitRecord } from '../store.js';
-import { compareWithin } from '../validator.js';
+import { parseNpy, toNpy, NpyError, type Tensor } from '../protocol/npy.js';
+import { inspectModel, OnnxModelError, type ModelInfo, type ModelTensor } from './onnx-model.js';
+import { ONNX_LIMITS, ONNX_MODEL_INPUT, type OnnxJobSubmit, type OnnxParams, type OutputAgreement, type Tolerance } from '../protocol/index.js';
+import type { ShardStore } from '../store/shards.js';
+import type { JobRecord, WorkUnitRecord } from '../store/store.js';
+import { compareWithin } from './compare.js';
 import { JobInputError, type JobKind, type JobPlan, type PlannedWorkUnit } from './types.js';
 
 /** Model outputs pass through many more roundings than one matmul: a looser default than matmul's. */

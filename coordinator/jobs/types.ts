@@ -1,8 +1,8 @@
 // What every job kind provides: how to split a submission into work units, how to check one
 // output cheaply, and how to assemble the canonical outputs into the job's result.
-import type { JobSubmit, Tolerance } from '../protocol.js';
-import type { ShardStore } from '../shards.js';
-import type { JobRecord, NewWorkUnit, WorkUnitRecord } from '../store.js';
+import type { JobSubmit, Tolerance } from '../protocol/index.js';
+import type { ShardStore } from '../store/shards.js';
+import type { JobRecord, NewWorkUnit, WorkUnitRecord } from '../store/store.js';
 
 /** A submission the job kind cannot run: answered with 400 and this message. */
 export class JobInputError extends Error {

@@ -3,10 +3,10 @@
 import { afterEach, beforeAll, describe, expect, test } from 'vitest';
 import { WebSocket as NodeWebSocket } from 'ws';
 import { matmulReference } from '../../coordinator/jobs/matmul';
-import { toNpy } from '../../coordinator/npy';
-import { matmulParams } from '../../coordinator/sim-worker';
+import { toNpy } from '../../coordinator/protocol/npy';
+import { matmulParams } from '../../coordinator/testing/sim-worker';
 import { toBase64Url, type WorkUnitSpec } from '../../coordinator/protocol';
-import { randomMatrix, sleep, startTestCoordinator, waitFor, type TestCoordinator } from '../../coordinator/test-helpers';
+import { randomMatrix, sleep, startTestCoordinator, waitFor, type TestCoordinator } from '../../coordinator/testing/helpers';
 import { UploadBudget } from '../p2p/upload-budget';
 import type { Identity } from '../store/identity';
 import type { ShardCache } from '../store/shard-cache';

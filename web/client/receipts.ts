@@ -2,7 +2,7 @@
 // browser with WebCrypto — the hash must cover the entry's fields, the audit path must lead to its
 // seal's Merkle root and the coordinator's Ed25519 signature must verify over the seal — so a
 // receipt shown as verified is one the coordinator cannot later deny.
-import { receiptProblem, type ReceiptCrypto } from '../../coordinator/receipt-check';
+import { receiptProblem, type ReceiptCrypto } from '../../coordinator/protocol/receipt-check';
 import { fromBase64Url, Receipts, type LedgerEntry, type LedgerReceipt } from '../../coordinator/protocol';
 
 export interface CheckedReceipt extends LedgerEntry {

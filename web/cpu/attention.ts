@@ -1,6 +1,6 @@
 // The CPU attention backend: onnxruntime-web's wasm EP running the attention graph built in code
 // (Transpose, MatMul, scale, mask, Softmax, MatMul). Wire it to the attention job kind's CPU path.
-import { attentionMask, attentionModel } from '../../coordinator/onnx/builder';
+import { attentionMask, attentionModel } from '../../coordinator/protocol/onnx-builder';
 import { createSession, runSession, type Session } from '../onnx/runtime';
 
 let session: Promise<Session> | null = null;

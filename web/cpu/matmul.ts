@@ -1,7 +1,7 @@
 // The CPU matmul backend: onnxruntime-web's WebAssembly EP (SIMD, threads when cross-origin
 // isolated) running a one-node MatMul graph built in code. Its kernels (MLAS) are far faster than
 // software WebGPU on a machine without a GPU.
-import { matmulModel } from '../../coordinator/onnx/builder';
+import { matmulModel } from '../../coordinator/protocol/onnx-builder';
 import { createSession, runSession, type Session } from '../onnx/runtime';
 
 let session: Promise<Session> | null = null;

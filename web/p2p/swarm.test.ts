@@ -2,7 +2,7 @@
 // real coordinator's PeerServer on loopback: every attempt to fetch from a peer ends, and a failed
 // attempt does not take this peer out of the swarm.
 import { afterEach, describe, expect, test } from 'vitest';
-import { startTestCoordinator, type TestCoordinator } from '../../coordinator/test-helpers';
+import { startTestCoordinator, type TestCoordinator } from '../../coordinator/testing/helpers';
 import { startNodePeer, type NodePeer } from '../../e2e/node-peer';
 
 const SHA = 'ab'.repeat(32);

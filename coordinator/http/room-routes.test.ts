@@ -1,0 +1,137 @@
+// Rooms over real HTTP and a real WebSocket: create, join by code, the snapshot, pause and resume,
+// a demo job computed by a room member, and credit summed per room.
+import { afterEach, beforeEach, describe, expect, test } from 'vitest';
+import { RoomCode, type RoomCreated, type RoomInfo, type RoomSnapshot } from '../protocol/index.js';
+import { SimWorker } from '../testing/sim-worker.js';
+import { startTestCoordinator, waitFor, type TestCoordinator } from '../testing/helpers.js';
+
+let grid: TestCoordinator;
+const workers: SimWorker[] = [];
+
+beforeEach(async () => {
+  grid = await startTestCoordinator();
+});
+afterEach(async () => {
+  for (const w of workers.splice(0)) w.close();
+  await grid.stop();
+});
+
+const post = (path: string, body: unknown, token: string | null = null) =>
+  grid.api(path, { method: 'POST', token, headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+
+async function createRoom(name = 'Physics 2B'): Promise<RoomCreated> {
+  const res = await post('/api/rooms', { name });
+  expect(res.status).toBe(201);
+  return (await res.json()) as RoomCreated;
+}
+
+async function joinedWorker(code: string, name: string): Promise<SimWorker> {
+  const w = new SimWorker({ url: grid.base, name });
+  workers.push(w);
+  await w.connect();
+  w.send(JSON.stringify({ type: 'join-room', code: code.toLowerCase() })); // codes are case-insensitive
+  await waitFor(() => w.messages.find((m) => m.type === 'room'), 5000, 'room message');
+  return w;
+}
+
+const snapshot = async (code: string) => (await (await grid.api(`/api/rooms/${code}/snapshot`, { token: null })).json()) as RoomSnapshot;
+
+describe('rooms', () => {
+  test('a room gets a short code, join and board paths, and a teacher key', async () => {
+    const room = await createRoom();
+    expect(RoomCode.safeParse(room.code).success).toBe(true);
+    expect(room.code).toMatch(/^[A-HJ-NP-Z2-9]{6}$/);
+    expect(room.joinPath).toBe(`/room/${room.code}`);
+    expect(room.boardPath).toBe(`/board/${room.code}`);
+    expect(room.teacherKey).toMatch(/^tk_/);
+    const info = (await (await grid.api(`/api/rooms/${room.code.toLowerCase()}`, { token: null })).json()) as RoomInfo;
+    expect(info).toMatchObject({ code: room.code, name: 'Physics 2B', paused: false, credit: 0, members: 0 });
+  });
+
+  test.each([
+    [{}, 400],
+    [{ name: '' }, 400],
+    [{ name: 'x'.repeat(65) }, 400],
+    [{ name: 'ok', extra: 1 }, 400],
+  ])('room creation refuses %j', async (body, status) => {
+    const res = await post('/api/rooms', body);
+    expect(res.status).toBe(status);
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe('bad_request');
+  });
+
+  test.each(['ABC', 'ABCDE0', 'abcdefg', '../../x'])('a malformed code %s is a 400, an unknown one a 404', async (code) => {
+    const res = await grid.api(`/api/rooms/${encodeURIComponent(code)}`, { token: null });
+    expect(res.status).toBe(400);
+    expect((await grid.api('/api/rooms/ABCDEF', { token: null })).status).toBe(404);
+  });
+
+  test('members show on the snapshot with name, device and speed; unknown rooms are refused', async () => {
+    const room = await createRoom();
+    const w = await joinedWorker(room.code, 'Ada');
+    w.send(JSON.stringify({ type: 'status', gflops: 1.5, paused: false }));
+    let snap = await snapshot(room.code);
+    for (let i = 0; i < 100 && snap.memberList[0]?.gflops !== 1.5; i++) snap = await snapshot(room.code);
+    expect(snap.members).toBe(1);
+    expect(snap.memberList[0]).toMatchObject({ name: 'Ada', device: 'CPU: node sim-worker', online: true, paused: false, units: 0, credit: 0 });
+    expect(snap.gflops).toBe(1.5);
+
+    const stray = new SimWorker({ url: grid.base });
+    workers.push(stray);
+    await stray.connect();
+    stray.send(JSON.stringify({ type: 'join-room', code: 'ZZZZZZ' }));
+    const err = await waitFor(() => stray.messages.find((m) => m.type === 'error'), 5000, 'error');
+    expect(err).toMatchObject({ code: 'no_room' });
+  });
+
+  test('pause and resume need the teacher key, reach the members, and stop work while paused', async () => {
+    const room = await createRoom();
+    const w = await joinedWorker(room.code, 'Ada');
+    expect((await post(`/api/rooms/${room.code}/control`, { paused: true })).status).toBe(401);
+    expect((await post(`/api/rooms/${room.code}/control`, { paused: true }, 'tk_wrong')).status).toBe(401);
+    expect((await post(`/api/rooms/${room.code}/control`, { paused: 'yes' }, room.teacherKey)).status).toBe(400);
+    const paused = await post(`/api/rooms/${room.code}/control`, { paused: true }, room.teacherKey);
+    expect(paused.status).toBe(200);
+    expect(((await paused.json()) as RoomInfo).paused).toBe(true);
+    await waitFor(() => w.messages.some((m) => m.type === 'room' && m.paused), 5000, 'pause message');
+
+    // A demo job while paused: nothing is leased to the paused member, even if it says it is ready.
+    w.send(JSON.stringify({ type: 'ready', slots: 1 }));
+    const demo = await post(`/api/rooms/${room.code}/demo`, { size: 'small' }, room.teacherKey);
+    expect(demo.status).toBe(201);
+    const { id, workUnits } = (await demo.json()) as { id: string; workUnits: number };
+    expect(workUnits).toBe(4);
+    // One unfinished demo job per room.
+    const again = await post(`/api/rooms/${room.code}/demo`, { size: 'small' }, room.teacherKey);
+    expect(again.status).toBe(409);
+    expect(((await again.json()) as { error: { code: string } }).error.code).toBe('not_ready');
+    await new Promise((r) => setTimeout(r, 300));
+    expect(w.messages.some((m) => m.type === 'assign')).toBe(false);
+
+    // The API token works as a teacher key too.
+    expect((await post(`/api/rooms/${room.code}/control`, { paused: false }, 't')).status).toBe(200);
+    await waitFor(() => w.messages.some((m) => m.type === 'room' && !m.paused), 5000, 'resume message');
+    w.send(JSON.stringify({ type: 'ready', slots: 1 }));
+    const status = await grid.waitForJob(id, 20_000);
+    expect(status.state).toBe('done');
+
+    // Credit is summed per room: 4 units of 2·64·64·128 FLOPs, one replica each.
+    const snap = await snapshot(room.code);
+    expect(snap.credit).toBe(4 * 2 * 64 * 64 * 128);
+    expect(snap.memberList[0]).toMatchObject({ units: 4, credit: snap.credit });
+    const { rooms } = (await (await grid.api('/api/rooms', { token: null })).json()) as { rooms: RoomInfo[] };
+    expect(rooms.find((r) => r.code === room.code)?.credit).toBe(snap.credit);
+  });
+
+  test('the board stream sends snapshots as Server-Sent Events', async () => {
+    const room = await createRoom();
+    const ctrl = new AbortController();
+    const res = await fetch(`${grid.base}/api/rooms/${room.code}/events`, { signal: ctrl.signal });
+    expect(res.headers.get('content-type')).toBe('text/event-stream');
+    const reader = res.body!.getReader();
+    const { value } = await reader.read();
+    ctrl.abort();
+    const text = new TextDecoder().decode(value);
+    expect(text.startsWith('data: ')).toBe(true);
+    expect((JSON.parse(text.slice(6)) as RoomSnapshot).code).toBe(room.code);
+  });
+});

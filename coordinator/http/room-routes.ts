@@ -1,0 +1,129 @@
+// HTTP routes for classroom rooms: create (anyone: a teacher needs no API token), read, the live
+// board feed (Server-Sent Events), and the teacher's controls, which need the room's teacher key
+// (or the API token).
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { toNpy } from '../protocol/npy.js';
+import { formatIssues, RoomCode, RoomControl, RoomCreate, RoomDemo, type RoomCreated } from '../protocol/index.js';
+import type { Rooms } from '../socket/rooms.js';
+import type { RoomRecord } from '../store/sqlite/rooms.js';
+import { ApiFailure, submitJob, type ServerContext } from './server.js';
+
+/** How often the board gets a fresh snapshot. */
+export const BOARD_INTERVAL_MS = 1000;
+
+/** Demo job sizes: m = k = n, and the output tile per work unit. */
+const DEMO_SIZES = { small: { n: 128, tile: 64 }, medium: { n: 512, tile: 128 }, large: { n: 1024, tile: 256 } } as const;
+
+function parse<T>(schema: { safeParse(v: unknown): { success: true; data: T } | { success: false; error: import('zod').ZodError } }, v: unknown): T {
+  const r = schema.safeParse(v);
+  if (!r.success) throw new ApiFailure(400, 'bad_request', formatIssues(r.error));
+  return r.data;
+}
+
+function randomUniform(count: number): Float32Array {
+  const out = new Float32Array(count);
+  for (let i = 0; i < count; i++) out[i] = Math.random() * 2 - 1;
+  return out;
+}
+
+export function registerRoomRoutes(app: FastifyInstance, ctx: ServerContext & { rooms: Rooms }) {
+  const { rooms } = ctx;
+  /** Each room's latest demo job. */
+  const demoJobs = new Map<string, string>();
+  // Open board streams, ended when the server closes (they would otherwise hold it open).
+  const streams = new Set<() => void>();
+  app.addHook('preClose', async () => {
+    for (const end of streams) end();
+  });
+
+  const roomOr404 = async (raw: string): Promise<RoomRecord> => {
+    const code = parse(RoomCode, raw);
+    const room = await rooms.get(code);
+    if (!room) throw new ApiFailure(404, 'not_found', `no room ${code}`);
+    return room;
+  };
+
+  const requireTeacher = async (req: FastifyRequest, room: RoomRecord) => {
+    const m = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '');
+    if (!m || !(rooms.keyMatches(room, m[1]) || (await ctx.tokens.authenticate(m[1]))?.scope === 'admin')) {
+      throw new ApiFailure(401, 'unauthorized', "missing or wrong teacher key: send Authorization: Bearer <the room's teacher key>");
+    }
+  };
+
+  app.post('/api/rooms', async (req, reply) => {
+    const { name } = parse(RoomCreate, req.body);
+    const { room, teacherKey } = await rooms.create(name);
+    ctx.log(`room ${room.code} "${room.name}" created`);
+    const body: RoomCreated = { code: room.code, name: room.name, teacherKey, joinPath: `/room/${room.code}`, boardPath: `/board/${room.code}` };
+    return reply.code(201).send(body);
+  });
+
+  app.get('/api/rooms', async () => ({ rooms: await rooms.list() }));
+
+  app.get<{ Params: { code: string } }>('/api/rooms/:code', async (req) => rooms.info(await roomOr404(req.params.code)));
+
+  app.get<{ Params: { code: string } }>('/api/rooms/:code/snapshot', async (req) => rooms.snapshot(await roomOr404(req.params.code)));
+
+  app.get<{ Params: { code: string } }>('/api/rooms/:code/events', async (req, reply) => {
+    const room = await roomOr404(req.params.code);
+    reply.hijack();
+    const res = reply.raw;
+    res.writeHead(200, {
+      'content-type': 'text/event-stream',
+      'cache-control': 'no-cache',
+      connection: 'keep-alive',
+      'access-control-allow-origin': '*',
+    });
+    let open = true;
+    const push = async () => {
+      const fresh = await rooms.get(room.code);
+      if (!open || !fresh) return;
+      res.write(`data: ${JSON.stringify(await rooms.snapshot(fresh))}\n\n`);
+    };
+    const timer = setInterval(() => void push().catch(() => undefined), BOARD_INTERVAL_MS);
+    const end = () => {
+      open = false;
+      clearInterval(timer);
+      streams.delete(end);
+      res.end();
+    };
+    streams.add(end);
+    req.raw.on('close', end);
+    await push();
+  });
+
+  app.post<{ Params: { code: string } }>('/api/rooms/:code/control', async (req) => {
+    const room = await roomOr404(req.params.code);
+    await requireTeacher(req, room);
+    const { paused } = parse(RoomControl, req.body);
+    await rooms.setPaused(room, paused);
+    if (!paused) void ctx.scheduler.dispatch();
+    ctx.log(`room ${room.code} ${paused ? 'paused' : 'resumed'}`);
+    return rooms.info({ ...room, paused });
+  });
+
+  app.post<{ Params: { code: string } }>('/api/rooms/:code/demo', async (req, reply) => {
+    const room = await roomOr404(req.params.code);
+    await requireTeacher(req, room);
+    const { size } = parse(RoomDemo, req.body ?? {});
+    // Rooms are free to create, so demo jobs are rationed: one unfinished demo per room.
+    const previous = demoJobs.get(room.code);
+    const prevJob = previous ? await ctx.store.getJob(previous) : null;
+    if (prevJob && (prevJob.state === 'queued' || prevJob.state === 'running')) {
+      throw new ApiFailure(409, 'not_ready', `the room's demo job ${prevJob.id} is still running (${prevJob.done}/${prevJob.total} units)`);
+    }
+    const { n, tile } = DEMO_SIZES[size];
+    const a = await ctx.shards.put(toNpy([n, n], randomUniform(n * n)));
+    const b = await ctx.shards.put(toNpy([n, n], randomUniform(n * n)));
+    // One replica per unit: a room of one laptop can finish it; Freivalds' check still vets each result.
+    const created = await submitJob(ctx, {
+      kind: 'matmul',
+      name: `demo for room ${room.code}`,
+      inputs: { a, b },
+      replication: 1,
+      tile: { rows: tile, cols: tile },
+    });
+    demoJobs.set(room.code, created.id);
+    return reply.code(201).send(created);
+  });
+}

@@ -1,0 +1,130 @@
+// Classroom rooms and the dashboard's read-only views on PostgreSQL: the same interfaces as
+// room-store.ts and stats-store.ts on SQLite, over the database the coordinators share, so a room
+// or the dashboard looks the same whichever coordinator answers.
+import type pg from 'pg';
+import type { LedgerEntry } from '../../protocol/index.js';
+import { toRoom, type RoomRecord, type RoomStore } from '../sqlite/rooms.js';
+import { toLedgerEntry, type Row } from '../sqlite/schema.js';
+import type { StatsStore } from '../sqlite/stats.js';
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS rooms (
+  code TEXT PRIMARY KEY, name TEXT NOT NULL, teacher_key_hash TEXT NOT NULL,
+  paused INTEGER NOT NULL DEFAULT 0, created_at BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS room_members (
+  room TEXT NOT NULL REFERENCES rooms(code), volunteer_id TEXT NOT NULL, joined_at BIGINT NOT NULL,
+  PRIMARY KEY (room, volunteer_id));
+CREATE INDEX IF NOT EXISTS ledger_volunteer_ts ON ledger(volunteer_id, ts);
+`;
+/** Same advisory lock as pg-store's schema set-up: coordinators starting together. */
+const SCHEMA_LOCK = 0x7461_6267;
+
+class PgRoomStore implements RoomStore {
+  constructor(private readonly pool: pg.Pool) {}
+
+  async createRoom(room: RoomRecord) {
+    await this.pool.query('INSERT INTO rooms(code, name, teacher_key_hash, paused, created_at) VALUES ($1, $2, $3, $4, $5)', [
+      room.code,
+      room.name,
+      room.teacherKeyHash,
+      room.paused ? 1 : 0,
+      room.createdAt,
+    ]);
+  }
+
+  async getRoom(code: string) {
+    const row = (await this.pool.query('SELECT * FROM rooms WHERE code = $1', [code])).rows[0] as Row | undefined;
+    return row ? toRoom(row) : null;
+  }
+
+  async listRooms() {
+    const rows = (
+      await this.pool.query(`SELECT r.*,
+        (SELECT count(*) FROM room_members m WHERE m.room = r.code) AS members,
+        (SELECT COALESCE(SUM(l.amount), 0) FROM room_members m JOIN ledger l
+           ON l.volunteer_id = m.volunteer_id AND l.ts >= m.joined_at WHERE m.room = r.code) AS credit
+        FROM rooms r ORDER BY credit DESC, r.created_at DESC LIMIT 200`)
+    ).rows as Row[];
+    return rows.map((r) => ({ ...toRoom(r), credit: Number(r.credit), members: Number(r.members) }));
+  }
+
+  async setPaused(code: string, paused: boolean) {
+    await this.pool.query('UPDATE rooms SET paused = $1 WHERE code = $2', [paused ? 1 : 0, code]);
+  }
+
+  async join(code: string, volunteerId: string, now: number) {
+    await this.pool.query('INSERT INTO room_members(room, volunteer_id, joined_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING', [code, volunteerId, now]);
+  }
+
+  async members(code: string) {
+    const rows = (
+      await this.pool.query(
+        `SELECT m.volunteer_id, m.joined_at, v.name, COALESCE(SUM(l.amount), 0) AS credit, count(l.seq) AS units
+         FROM room_members m LEFT JOIN volunteers v ON v.id = m.volunteer_id
+         LEFT JOIN ledger l ON l.volunteer_id = m.volunteer_id AND l.ts >= m.joined_at
+         WHERE m.room = $1 GROUP BY m.volunteer_id, m.joined_at, v.name ORDER BY m.joined_at`,
+        [code],
+      )
+    ).rows as Row[];
+    return rows.map((r) => ({
+      volunteerId: String(r.volunteer_id),
+      name: (r.name as string | null) ?? null,
+      joinedAt: Number(r.joined_at),
+      credit: Number(r.credit),
+      units: Number(r.units),
+    }));
+  }
+}
+
+class PgStatsStore implements StatsStore {
+  constructor(private readonly pool: pg.Pool) {}
+
+  async counts() {
+    const r = (
+      await this.pool.query(`SELECT
+        count(*) FILTER (WHERE state = 'valid') AS agreed,
+        count(*) FILTER (WHERE state = 'invalid' AND reason = 'disagreed with the quorum') AS disagreed,
+        count(*) FILTER (WHERE state = 'invalid' AND (reason IS NULL OR reason != 'disagreed with the quorum')) AS invalid,
+        count(*) FILTER (WHERE state = 'pending') AS pending FROM results`)
+    ).rows[0] as Row;
+    const jobs = { queued: 0, running: 0, done: 0, failed: 0 };
+    for (const row of (await this.pool.query('SELECT state, count(*) AS n FROM jobs GROUP BY state')).rows as Row[]) {
+      jobs[row.state as keyof typeof jobs] = Number(row.n);
+    }
+    return { results: { agreed: Number(r.agreed), disagreed: Number(r.disagreed), invalid: Number(r.invalid), pending: Number(r.pending) }, jobs };
+  }
+
+  async throughput(since: number, until: number, bucketMs: number) {
+    const buckets = Math.max(1, Math.ceil((until - since) / bucketMs));
+    const points = Array.from({ length: buckets }, (_, i) => ({ t: since + i * bucketMs, flops: 0 }));
+    const rows = (
+      await this.pool.query('SELECT floor((ts - $1) / $3) AS b, SUM(amount) AS flops FROM ledger WHERE ts >= $1 AND ts < $2 GROUP BY b', [since, until, bucketMs])
+    ).rows as Row[];
+    for (const row of rows) {
+      const i = Math.floor(Number(row.b));
+      if (points[i]) points[i].flops += Number(row.flops);
+    }
+    return points;
+  }
+
+  async receipts(volunteerId: string, limit: number): Promise<LedgerEntry[]> {
+    const rows = (await this.pool.query('SELECT * FROM ledger WHERE volunteer_id = $1 ORDER BY seq DESC LIMIT $2', [volunteerId, limit])).rows as Row[];
+    return rows.map(toLedgerEntry);
+  }
+}
+
+export async function pgViews(pool: pg.Pool): Promise<{ rooms: RoomStore; stats: StatsStore }> {
+  const c = await pool.connect();
+  try {
+    await c.query('BEGIN');
+    await c.query('SELECT pg_advisory_xact_lock($1)', [SCHEMA_LOCK]);
+    await c.query(SCHEMA);
+    await c.query('COMMIT');
+  } catch (err) {
+    await c.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  } finally {
+    c.release();
+  }
+  return { rooms: new PgRoomStore(pool), stats: new PgStatsStore(pool) };
+}

@@ -1,0 +1,264 @@
+// The SQLite file's schema, its migrations, its connections, and the mapping of its rows to the
+// store's records: shared by the store's reading side (sqlite-store.ts), its writer
+// (sqlite-writer.ts) and the PostgreSQL store, whose tables have the same columns.
+import Database from 'better-sqlite3';
+import type { LedgerEntry, LedgerSeal } from '../../protocol/index.js';
+import type { JobRecord, LeaseRecord, ResultRecord, VolunteerRecord, WorkUnitRecord } from '../store.js';
+
+export const SCHEMA = `
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS volunteers (
+  id TEXT PRIMARY KEY, public_key TEXT NOT NULL UNIQUE, name TEXT,
+  credit INTEGER NOT NULL DEFAULT 0, created_at INTEGER NOT NULL, last_seen INTEGER NOT NULL,
+  valid_results INTEGER NOT NULL DEFAULT 0, invalid_results INTEGER NOT NULL DEFAULT 0, pending_results INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS jobs (
+  id TEXT PRIMARY KEY, kind TEXT NOT NULL, name TEXT, state TEXT NOT NULL, replication INTEGER NOT NULL,
+  meta TEXT NOT NULL, created_at INTEGER NOT NULL, finished_at INTEGER, error TEXT,
+  result_sha TEXT, result_shape TEXT, total INTEGER NOT NULL, done INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS work_units (
+  id TEXT PRIMARY KEY, job_id TEXT NOT NULL REFERENCES jobs(id), idx INTEGER NOT NULL, kind TEXT NOT NULL,
+  params TEXT NOT NULL, inputs TEXT NOT NULL, output_bytes INTEGER NOT NULL, flops INTEGER NOT NULL,
+  tolerance TEXT NOT NULL, meta TEXT NOT NULL, target INTEGER NOT NULL, state TEXT NOT NULL,
+  canonical_result_id TEXT, live INTEGER NOT NULL DEFAULT 0, job_seq INTEGER NOT NULL);
+DROP INDEX IF EXISTS wu_open;
+-- Only units that still want a replica: leasing skips the ones fully leased without scanning them.
+CREATE INDEX IF NOT EXISTS wu_wanting ON work_units(job_seq, idx) WHERE state = 'open' AND live < target;
+CREATE INDEX IF NOT EXISTS wu_job ON work_units(job_id, idx);
+CREATE TABLE IF NOT EXISTS leases (
+  id TEXT PRIMARY KEY, wu_id TEXT NOT NULL REFERENCES work_units(id), volunteer_id TEXT NOT NULL,
+  issued_at INTEGER NOT NULL, deadline INTEGER NOT NULL, state TEXT NOT NULL,
+  alive_until INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS lease_wu ON leases(wu_id, volunteer_id);
+-- Only active leases, and only by deadline: an entry per lease while it is out, none after.
+DROP INDEX IF EXISTS lease_active;
+DROP INDEX IF EXISTS lease_alive;
+CREATE INDEX IF NOT EXISTS lease_deadline ON leases(deadline) WHERE state = 'active';
+CREATE TABLE IF NOT EXISTS results (
+  id TEXT PRIMARY KEY, wu_id TEXT NOT NULL REFERENCES work_units(id), lease_id TEXT NOT NULL,
+  volunteer_id TEXT NOT NULL, sha256 TEXT NOT NULL, state TEXT NOT NULL, received_at INTEGER NOT NULL,
+  reason TEXT, data BLOB NOT NULL, UNIQUE (wu_id, volunteer_id));
+-- Each volunteer's results by state are counted on its row (the volunteer list), not found through an
+-- index by volunteer: such an index takes a random page per result, ~15 µs of a unit's write.
+DROP INDEX IF EXISTS result_volunteer;
+CREATE TRIGGER IF NOT EXISTS results_counted AFTER INSERT ON results BEGIN
+  UPDATE volunteers SET valid_results = valid_results + (NEW.state = 'valid'), invalid_results = invalid_results + (NEW.state = 'invalid'),
+    pending_results = pending_results + (NEW.state = 'pending') WHERE id = NEW.volunteer_id; END;
+CREATE TRIGGER IF NOT EXISTS results_recounted AFTER UPDATE OF state ON results WHEN OLD.state != NEW.state BEGIN
+  UPDATE volunteers SET valid_results = valid_results + (NEW.state = 'valid') - (OLD.state = 'valid'),
+    invalid_results = invalid_results + (NEW.state = 'invalid') - (OLD.state = 'invalid'),
+    pending_results = pending_results + (NEW.state = 'pending') - (OLD.state = 'pending') WHERE id = NEW.volunteer_id; END;
+CREATE TABLE IF NOT EXISTS ledger (
+  seq INTEGER PRIMARY KEY, ts INTEGER NOT NULL, volunteer_id TEXT NOT NULL, job_id TEXT NOT NULL,
+  wu_id TEXT NOT NULL, amount INTEGER NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL,
+  signature TEXT);
+CREATE TRIGGER IF NOT EXISTS ledger_append_only_update BEFORE UPDATE ON ledger
+  BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS ledger_append_only_delete BEFORE DELETE ON ledger
+  BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;
+-- One signed seal per commit that appended entries: entries first_seq..last_seq (see ledger.ts).
+CREATE TABLE IF NOT EXISTS ledger_seals (
+  last_seq INTEGER PRIMARY KEY, first_seq INTEGER NOT NULL, head_hash TEXT NOT NULL, root TEXT NOT NULL,
+  signature TEXT NOT NULL);
+CREATE TRIGGER IF NOT EXISTS ledger_seals_append_only_update BEFORE UPDATE ON ledger_seals
+  BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS ledger_seals_append_only_delete BEFORE DELETE ON ledger_seals
+  BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;
+-- One index by volunteer (receipts newest first, a room's credit since a member joined, revocation's
+-- search), one by unit (what a volunteer earned for a unit): each index by volunteer takes a random
+-- page per entry, one by unit appends.
+DROP INDEX IF EXISTS ledger_volunteer_wu;
+CREATE INDEX IF NOT EXISTS ledger_volunteer_ts ON ledger(volunteer_id, ts);
+CREATE INDEX IF NOT EXISTS ledger_wu ON ledger(wu_id);
+CREATE TABLE IF NOT EXISTS trust (
+  volunteer_id TEXT PRIMARY KEY, valid_streak INTEGER NOT NULL, strikes INTEGER NOT NULL,
+  suspended_until INTEGER NOT NULL, verified_at INTEGER NOT NULL);
+`;
+
+export type Row = Record<string, unknown>;
+
+export const json = (v: unknown) => JSON.stringify(v);
+export const parse = <T>(v: unknown): T => JSON.parse(String(v)) as T;
+
+export function toJob(r: Row): JobRecord {
+  return {
+    id: String(r.id),
+    kind: String(r.kind),
+    name: (r.name as string | null) ?? null,
+    state: r.state as JobRecord['state'],
+    replication: Number(r.replication),
+    meta: parse(r.meta),
+    createdAt: Number(r.created_at),
+    finishedAt: r.finished_at == null ? null : Number(r.finished_at),
+    error: (r.error as string | null) ?? null,
+    resultSha: (r.result_sha as string | null) ?? null,
+    resultShape: r.result_shape == null ? null : parse(r.result_shape),
+    total: Number(r.total),
+    done: Number(r.done),
+  };
+}
+
+type WuFixed = Pick<WorkUnitRecord, 'params' | 'inputs' | 'tolerance' | 'meta'>;
+/** A unit's JSON columns never change: parse them once (the hot path reads each unit 3 times). */
+const wuFixed = new Map<string, WuFixed>();
+
+/**
+ * Parsed JSON by its text, for the columns a job's units mostly share (inputs, tolerance, params):
+ * parsed once, and one object for all of them — which also crosses to the event loop once per
+ * batch answer instead of once per unit. Never mutated (records are read-only).
+ */
+const sharedJson = new Map<string, unknown>();
+
+function parseShared<T>(v: unknown): T {
+  const text = String(v);
+  let hit = sharedJson.get(text);
+  if (hit === undefined) {
+    hit = JSON.parse(text) as unknown;
+    if (sharedJson.size >= 4096) sharedJson.delete(sharedJson.keys().next().value!);
+    sharedJson.set(text, hit);
+  }
+  return hit as T;
+}
+
+function fixedParts(id: string, r: Row): WuFixed {
+  let f = wuFixed.get(id);
+  if (!f) {
+    f = { params: parseShared(r.params), inputs: parseShared(r.inputs), tolerance: parseShared(r.tolerance), meta: parse(r.meta) };
+    if (wuFixed.size >= 50_000) wuFixed.delete(wuFixed.keys().next().value!);
+    wuFixed.set(id, f);
+  }
+  return f;
+}
+
+export function toWu(r: Row): WorkUnitRecord {
+  const id = String(r.id);
+  const f = fixedParts(id, r);
+  return {
+    id,
+    jobId: String(r.job_id),
+    idx: Number(r.idx),
+    kind: String(r.kind),
+    params: f.params,
+    inputs: f.inputs,
+    outputBytes: Number(r.output_bytes),
+    flops: Number(r.flops),
+    tolerance: f.tolerance,
+    meta: f.meta,
+    target: Number(r.target),
+    state: r.state as WorkUnitRecord['state'],
+    canonicalResultId: (r.canonical_result_id as string | null) ?? null,
+  };
+}
+
+export function toLease(r: Row): LeaseRecord {
+  return {
+    id: String(r.id),
+    wuId: String(r.wu_id),
+    volunteerId: String(r.volunteer_id),
+    issuedAt: Number(r.issued_at),
+    deadline: Number(r.deadline),
+    state: r.state as LeaseRecord['state'],
+  };
+}
+
+export function toResult(r: Row): ResultRecord {
+  return {
+    id: String(r.id),
+    wuId: String(r.wu_id),
+    leaseId: String(r.lease_id),
+    volunteerId: String(r.volunteer_id),
+    sha256: String(r.sha256),
+    state: r.state as ResultRecord['state'],
+    receivedAt: Number(r.received_at),
+    reason: (r.reason as string | null) ?? null,
+    data: new Uint8Array(r.data as Buffer),
+  };
+}
+
+export function toVolunteer(r: Row): VolunteerRecord {
+  return {
+    id: String(r.id),
+    publicKey: String(r.public_key),
+    name: (r.name as string | null) ?? null,
+    credit: Number(r.credit),
+    createdAt: Number(r.created_at),
+    lastSeen: Number(r.last_seen),
+  };
+}
+
+export function toLedgerEntry(r: Row): LedgerEntry {
+  return {
+    seq: Number(r.seq),
+    ts: Number(r.ts),
+    volunteerId: String(r.volunteer_id),
+    jobId: String(r.job_id),
+    wuId: String(r.wu_id),
+    amount: Number(r.amount),
+    prevHash: String(r.prev_hash),
+    hash: String(r.hash),
+    ...(r.signature == null ? {} : { signature: String(r.signature) }),
+  };
+}
+
+export function toLedgerSeal(r: Row): LedgerSeal {
+  return {
+    firstSeq: Number(r.first_seq),
+    lastSeq: Number(r.last_seq),
+    headHash: String(r.head_hash),
+    root: String(r.root),
+    signature: String(r.signature),
+  };
+}
+
+/** Columns added after the first release, for data directories made before them. */
+function migrate(db: Database.Database) {
+  const columns = (table: string) => new Set((db.prepare(`PRAGMA table_info(${table})`).all() as Row[]).map((r) => String(r.name)));
+  if (!columns('leases').has('alive_until')) db.exec('ALTER TABLE leases ADD COLUMN alive_until INTEGER NOT NULL DEFAULT 0');
+  // Result counts moved onto the volunteer's row (SCHEMA's triggers keep them): counted once here.
+  if (!columns('volunteers').has('valid_results')) {
+    db.transaction(() => {
+      for (const state of ['valid', 'invalid', 'pending']) db.exec(`ALTER TABLE volunteers ADD COLUMN ${state}_results INTEGER NOT NULL DEFAULT 0`);
+      if (columns('results').size > 0) {
+        db.exec(`UPDATE volunteers SET
+          valid_results = (SELECT count(*) FROM results r WHERE r.volunteer_id = volunteers.id AND r.state = 'valid'),
+          invalid_results = (SELECT count(*) FROM results r WHERE r.volunteer_id = volunteers.id AND r.state = 'invalid'),
+          pending_results = (SELECT count(*) FROM results r WHERE r.volunteer_id = volunteers.id AND r.state = 'pending')`);
+      }
+    })();
+  }
+  // Ledgers from before seals signed every entry (signature NOT NULL): new entries carry none. The
+  // table is rebuilt with the column nullable, rows unchanged; SCHEMA then re-creates its triggers.
+  const sig = (db.prepare('PRAGMA table_info(ledger)').all() as Row[]).find((r) => r.name === 'signature');
+  if (sig && Number(sig.notnull) === 1) {
+    db.transaction(() => {
+      db.exec(`DROP TRIGGER IF EXISTS ledger_append_only_update; DROP TRIGGER IF EXISTS ledger_append_only_delete;
+        DROP INDEX IF EXISTS ledger_volunteer_wu; ALTER TABLE ledger RENAME TO ledger_signed;
+        CREATE TABLE ledger (seq INTEGER PRIMARY KEY, ts INTEGER NOT NULL, volunteer_id TEXT NOT NULL, job_id TEXT NOT NULL,
+          wu_id TEXT NOT NULL, amount INTEGER NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL, signature TEXT);
+        INSERT INTO ledger SELECT seq, ts, volunteer_id, job_id, wu_id, amount, prev_hash, hash, signature FROM ledger_signed;
+        DROP TABLE ledger_signed;`);
+    })();
+  }
+}
+
+/**
+ * A connection to the file. `synchronous`: NORMAL for the store's writer, whose commits WalSync
+ * fsyncs before they are acknowledged; FULL for any other connection that writes, whose commits
+ * must be durable by themselves.
+ */
+export function connect(file: string, synchronous: 'NORMAL' | 'FULL' = 'FULL'): Database.Database {
+  const db = new Database(file);
+  db.pragma('journal_mode = WAL');
+  db.pragma(`synchronous = ${synchronous}`);
+  db.pragma('foreign_keys = ON');
+  db.pragma('busy_timeout = 5000');
+  return db;
+}
+
+/** A connection to the file, its schema created or brought up to date first. */
+export function openDatabase(file: string, synchronous: 'NORMAL' | 'FULL' = 'FULL'): Database.Database {
+  const db = connect(file, synchronous);
+  const hasLeases = db.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'leases'`).get();
+  if (hasLeases) migrate(db);
+  db.exec(SCHEMA);
+  return db;
+}

@@ -1,0 +1,85 @@
+// The trust methods of both stores (SQLite and PostgreSQL): trust records round-trip, an
+// unreplicated valid result is found, and revoking it re-opens its unit, puts its finished job
+// back to running and reverses its credit with a sealed negative ledger entry; the volunteer list
+// counts the result as pending, valid, then invalid.
+import { generateKeyPairSync } from 'node:crypto';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { makeSealer, verifyChain } from '../ledger/chain.js';
+import { readLedger } from '../ledger/export.js';
+import { startPgCluster, type PgCluster } from '../testing/pg-cluster.js';
+import { PgStore } from './pg/store.js';
+import { SqliteStore } from './sqlite/store.js';
+import type { Store } from './store.js';
+import { makeTempDir, removeDir } from '../testing/helpers.js';
+
+const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+const sealer = makeSealer(privateKey);
+
+let cluster: PgCluster;
+let dir: string;
+beforeAll(async () => {
+  cluster = await startPgCluster();
+  dir = makeTempDir();
+}, 60_000);
+afterAll(() => {
+  cluster?.stop();
+  removeDir(dir);
+});
+
+const stores: [string, () => Promise<Store>][] = [
+  ['SQLite', async () => new SqliteStore(join(dir, `t-${Date.now()}.sqlite`), { sealer })],
+  ['PostgreSQL', async () => PgStore.connect(cluster.url, 2, sealer)],
+];
+
+describe.each(stores)('%s store', (_name, open) => {
+  test('trust round-trips; revoking an unreplicated result re-opens its unit and reverses its credit', async () => {
+    const store = await open();
+    try {
+      const v = `v_${Math.random().toString(16).slice(2, 14).padEnd(12, '0')}`;
+      expect(await store.getTrust(v)).toEqual({ volunteerId: v, validStreak: 0, strikes: 0, suspendedUntil: 0, verifiedAt: 0 });
+      await store.putTrust({ volunteerId: v, validStreak: 7, strikes: 1, suspendedUntil: 5, verifiedAt: 3 });
+      expect(await store.getTrust(v)).toEqual({ volunteerId: v, validStreak: 7, strikes: 1, suspendedUntil: 5, verifiedAt: 3 });
+
+      await store.upsertVolunteer({ id: v, publicKey: `k${v}`, name: null, now: 1 });
+      const jobId = `j_${v}`;
+      const unit = { params: { m: 1, k: 1, n: 1 }, inputs: {}, outputBytes: 4, flops: 2, tolerance: { atol: 0, rtol: 0 }, meta: {} };
+      await store.createJob(
+        { id: jobId, kind: 'matmul', name: null, state: 'queued', replication: 2, meta: {}, createdAt: 1, finishedAt: null, error: null, resultSha: null, resultShape: [1, 1] },
+        [{ ...unit, id: `${jobId}.0`, jobId, idx: 0, kind: 'matmul', target: 1 }],
+      );
+      const leased = (await store.leaseUnits({ volunteerId: v, now: 10, deadline: 1e15 }))[0];
+      expect(leased.wu.target).toBe(1);
+      const resultId = `r_${v}`;
+      const counts = async () => {
+        const row = (await store.listVolunteers()).find((x) => x.id === v)!;
+        return { valid: row.valid, invalid: row.invalid, pending: row.pending };
+      };
+      expect(await counts()).toEqual({ valid: 0, invalid: 0, pending: 0 });
+      await store.addResult({ id: resultId, wuId: leased.wu.id, leaseId: leased.lease.id, volunteerId: v, sha256: '0'.repeat(64), state: 'pending', receivedAt: 20, reason: null, data: new Uint8Array(4) });
+      expect(await counts()).toEqual({ valid: 0, invalid: 0, pending: 1 });
+      const outcome = await store.settle({ wuId: leased.wu.id, canonicalResultId: resultId, valid: [resultId], invalid: [], credits: [{ volunteerId: v, amount: 2 }], now: 21 });
+      expect(outcome.jobComplete).toBe(true);
+      await store.setJobResult(jobId, '1'.repeat(64), 22);
+      expect(await counts()).toEqual({ valid: 1, invalid: 0, pending: 0 });
+
+      expect(await store.unreplicatedResults(v, 20)).toEqual([]); // received at 20, not after
+      expect(await store.unreplicatedResults(v, 19)).toEqual([{ id: resultId, wuId: leased.wu.id }]);
+      const { entries } = await store.revokeResults({ resultIds: [resultId], reason: 'test', now: 30 });
+      expect(entries.map(({ entry: e }) => [e.volunteerId, e.amount])).toEqual([[v, -2]]);
+      expect(await counts()).toEqual({ valid: 0, invalid: 1, pending: 0 });
+      expect(entries[0].seal).toMatchObject({ firstSeq: entries[0].entry.seq, lastSeq: entries[0].entry.seq });
+      expect((await store.getVolunteer(v))!.credit).toBe(0);
+      expect(await store.getWorkUnit(leased.wu.id)).toMatchObject({ state: 'open', canonicalResultId: null, target: 2 });
+      expect(await store.getJob(jobId)).toMatchObject({ state: 'running', done: 0, resultSha: null });
+      expect(await store.liveResults(leased.wu.id)).toEqual([]);
+      // Revoking again changes nothing.
+      expect((await store.revokeResults({ resultIds: [resultId], reason: 'test', now: 31 })).entries).toEqual([]);
+      const chain = verifyChain(await readLedger(store), publicKey);
+      expect(chain.ok).toBe(true);
+      expect(chain.credit.get(v)).toBe(0);
+    } finally {
+      await store.close();
+    }
+  });
+});
