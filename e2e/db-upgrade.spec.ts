@@ -1,5 +1,5 @@
-// IndexedDB versions 3 and 4 were made in parallel: v3 with `deviceKeys` (identity export, issue 6)
-// or with `backend` (backend choice, issue 4); v4 with `deviceKeys` + `tuning` (autotuner, issue 3)
+// IndexedDB versions 3 and 4 were made in parallel: v3 with `deviceKeys` (identity export)
+// or with `backend` (backend choice); v4 with `deviceKeys` + `tuning` (autotuner)
 // or with `deviceKeys` + `backend`. A browser holding any of them must upgrade to version 5 with
 // every store and go on computing, its settings kept.
 import { expect, test } from './fixtures';

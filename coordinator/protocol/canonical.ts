@@ -1,7 +1,7 @@
 // The exact texts that hashes and signatures cover, and base64url: part of the protocol
-// (protocol.ts re-exports them), kept free of the schemas so that the SQLite writer thread, which
+// (index.ts re-exports them), kept free of the schemas so that the SQLite writer thread, which
 // hashes and seals ledger entries, starts without loading zod.
-import type { LedgerEntry, LedgerSeal } from './index.js';
+import type { LedgerEntry, LedgerSeal } from './ledger.js';
 
 /** The exact text a seal's signature covers. */
 export function ledgerSealCanonical(s: Omit<LedgerSeal, 'signature'>): string {

@@ -3,7 +3,7 @@
 // seal's Merkle root, and the seal carries the coordinator's Ed25519 signature. No Node APIs here.
 import { fromHex, leafInput, rootFromAuditPath, toHex, type AnySha256 } from './merkle.js';
 import { ledgerEntryCanonical, ledgerSealCanonical } from './canonical.js';
-import type { LedgerReceipt } from './index.js';
+import type { LedgerReceipt } from './ledger.js';
 
 export interface ReceiptCrypto {
   sha256: AnySha256;

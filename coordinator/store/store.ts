@@ -251,7 +251,7 @@ export interface Store {
   /** Seals in order, those whose last entry comes after `afterSeq` (so the first one covers `afterSeq + 1`). */
   ledgerSeals(afterSeq: number, limit: number): Promise<LedgerSeal[]>;
 
-  // --- Trust (issue 8: adaptive replication, revocation) ---------------------------------------
+  // --- Trust: adaptive replication, revocation ---
   /** The identity's trust record (a fresh one when it has none). */
   getTrust(volunteerId: string): Promise<TrustRecord>;
   putTrust(trust: TrustRecord): Promise<void>;

@@ -468,7 +468,7 @@ export class PgStore implements Store {
     return receipts;
   }
 
-  // --- Trust (issue 8) ----------------------------------------------------------------------------
+  // --- Trust ---
 
   async getTrust(volunteerId: string): Promise<TrustRecord> {
     const r = await this.one('SELECT * FROM trust WHERE volunteer_id = $1', [volunteerId]);

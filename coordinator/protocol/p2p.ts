@@ -1,0 +1,69 @@
+// Peer-to-peer shard exchange: the coordinator is the tracker; pages swap shards over WebRTC data
+// channels (PeerJS, mounted at /peerjs on the coordinator's port).
+import { z } from 'zod';
+import { Id, LIMITS, Sha256Hex } from './common.js';
+
+export const P2P_LIMITS = {
+  /** Most shard ids in one holdings message. */
+  maxHoldingsPerMessage: 1024,
+  /** Most peers the tracker recommends per shard in one assignment. */
+  maxPeersPerShard: 4,
+  /** Largest JSON control message on a peer data channel. */
+  maxPeerControlBytes: 1024,
+} as const;
+
+/** A PeerJS peer id (the coordinator hands each session one in `welcome`). */
+export const PeerId = z.string().min(1).max(64).regex(/^[A-Za-z0-9_-]+$/, 'must be a peer id of letters, digits, _ -');
+
+export const IceServer = z
+  .object({
+    urls: z.union([z.string().max(300), z.array(z.string().max(300)).max(8)]),
+    username: z.string().max(200).optional(),
+    credential: z.string().max(200).optional(),
+  })
+  .strict();
+export type IceServer = z.infer<typeof IceServer>;
+
+/** Sent in `welcome`: how this page joins the swarm. */
+export const P2pConfig = z.object({
+  peerId: PeerId,
+  /** PeerServer mount path on the coordinator's origin. */
+  path: z.string().max(100),
+  iceServers: z.array(IceServer).max(16),
+});
+export type P2pConfig = z.infer<typeof P2pConfig>;
+
+/** Sent in `assign`: for each input shard, peers believed to hold it (best first). */
+export const ShardPeers = z.record(Sha256Hex, z.array(PeerId).max(P2P_LIMITS.maxPeersPerShard));
+export type ShardPeers = z.infer<typeof ShardPeers>;
+
+const ShaList = z.array(Sha256Hex).max(P2P_LIMITS.maxHoldingsPerMessage);
+
+const ByteCount = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+
+/** Client -> server messages of the swarm. */
+export const P2pClientMessages = [
+  /** My PeerJS peer (the id from `welcome`) is open and can serve shards. */
+  z.object({ type: z.literal('peer-ready') }).strict(),
+  /** Shards added to / evicted from my cache. */
+  z.object({ type: z.literal('holdings'), add: ShaList.default([]), remove: ShaList.default([]) }).strict(),
+  /** A peer served bytes that failed the sha-256 check. */
+  z.object({ type: z.literal('bad-peer'), peerId: PeerId, sha256: Sha256Hex, reason: z.string().max(200) }).strict(),
+  /** Where the inputs of a lease came from (bytes that were not already cached). */
+  z.object({ type: z.literal('shard-traffic'), leaseId: Id, fromPeers: ByteCount, fromCoordinator: ByteCount }).strict(),
+] as const;
+
+/** Per-job shard bytes the workers received, by source (GET /api/jobs/<id>). */
+export const ShardTraffic = z.object({ fromPeers: z.number(), fromCoordinator: z.number() });
+export type ShardTraffic = z.infer<typeof ShardTraffic>;
+
+/** Peer <-> peer control messages on a data channel (text frames; shard bytes go as binary frames). */
+export const PeerWireMessage = z.discriminatedUnion('t', [
+  /** Ask for a shard. */
+  z.object({ t: z.literal('get'), sha256: Sha256Hex }).strict(),
+  /** The bytes follow as binary frames, `bytes` in all. */
+  z.object({ t: z.literal('ok'), sha256: Sha256Hex, bytes: z.number().int().min(0).max(LIMITS.maxShardBytes) }).strict(),
+  /** Refused: not held, or over the upload budget. */
+  z.object({ t: z.literal('no'), sha256: Sha256Hex, reason: z.enum(['not-held', 'busy']) }).strict(),
+]);
+export type PeerWireMessage = z.infer<typeof PeerWireMessage>;

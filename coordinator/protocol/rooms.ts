@@ -1,0 +1,77 @@
+// Classroom rooms: what a teacher creates, what a board watches, and the room messages on the
+// worker WebSocket.
+import { z } from 'zod';
+import { Name } from './common.js';
+
+/** Short join codes: 6 characters from an alphabet without look-alikes (no 0/O, 1/I/L). */
+export const ROOM_CODE_ALPHABET = 'ABCDEFGHJKMNPQRSTUVWXYZ23456789';
+
+export const RoomCode = z
+  .string()
+  .trim()
+  .transform((s) => s.toUpperCase())
+  .pipe(z.string().regex(/^[ABCDEFGHJKMNPQRSTUVWXYZ23456789]{6}$/, 'must be a 6-character room code'));
+
+export const RoomCreate = z.object({ name: Name }).strict();
+export type RoomCreate = z.infer<typeof RoomCreate>;
+
+export const RoomCreated = z.object({
+  code: z.string(),
+  name: z.string(),
+  /** Secret that lets its holder pause, resume and start demo jobs; shown once, to the teacher. */
+  teacherKey: z.string(),
+  joinPath: z.string(),
+  boardPath: z.string(),
+});
+export type RoomCreated = z.infer<typeof RoomCreated>;
+
+export const RoomInfo = z.object({
+  code: z.string(),
+  name: z.string(),
+  paused: z.boolean(),
+  createdAt: z.number(),
+  /** FLOPs credited to the room's members since they joined. */
+  credit: z.number(),
+  members: z.number().int(),
+});
+export type RoomInfo = z.infer<typeof RoomInfo>;
+
+export const RoomMember = z.object({
+  volunteerId: z.string(),
+  name: z.string().nullable(),
+  device: z.string().nullable(),
+  online: z.boolean(),
+  paused: z.boolean(),
+  /** Speed of the member's last unit as its page reported it. */
+  gflops: z.number().nullable(),
+  units: z.number().int(),
+  credit: z.number(),
+});
+export type RoomMember = z.infer<typeof RoomMember>;
+
+/** What the board receives (Server-Sent Events, one snapshot per message). */
+export const RoomSnapshot = RoomInfo.extend({
+  ts: z.number(),
+  /** Sum of the online, unpaused members' GFLOP/s. */
+  gflops: z.number(),
+  memberList: z.array(RoomMember),
+});
+export type RoomSnapshot = z.infer<typeof RoomSnapshot>;
+
+export const RoomControl = z.object({ paused: z.boolean() }).strict();
+
+export const RoomDemo = z.object({ size: z.enum(['small', 'medium', 'large']).default('medium') }).strict();
+
+export const JoinRoomMessage = z.object({ type: z.literal('join-room'), code: RoomCode }).strict();
+
+/** A page's own report of its speed and whether it is paused, for its room's board. */
+export const StatusMessage = z
+  .object({ type: z.literal('status'), gflops: z.number().min(0).max(1e9).nullable(), paused: z.boolean() })
+  .strict();
+
+export const RoomMessage = z.object({
+  type: z.literal('room'),
+  code: z.string(),
+  name: z.string(),
+  paused: z.boolean(),
+});
