@@ -1,12 +1,13 @@
 // HTTP routes for classroom rooms: create (anyone: a teacher needs no API token), read, the live
 // board feed (Server-Sent Events), and the teacher's controls, which need the room's teacher key
 // (or the API token).
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { toNpy } from '../protocol/npy.js';
-import { formatIssues, RoomCode, RoomControl, RoomCreate, RoomDemo, type RoomCreated } from '../protocol/index.js';
-import type { Rooms } from '../socket/rooms.js';
-import type { RoomRecord } from '../store/sqlite/rooms.js';
-import { ApiFailure, submitJob, type ServerContext } from './server.js';
+import { RoomCode, RoomControl, RoomCreate, RoomDemo, type RoomCreated } from '../protocol/index.js';
+import type { RoomRecord } from '../store/views.js';
+import { submitJob } from '../work/submit.js';
+import { bearerSecret, type RouteOptions } from './context.js';
+import { ApiFailure, parseOr400 } from './errors.js';
 
 /** How often the board gets a fresh snapshot. */
 export const BOARD_INTERVAL_MS = 1000;
@@ -14,19 +15,13 @@ export const BOARD_INTERVAL_MS = 1000;
 /** Demo job sizes: m = k = n, and the output tile per work unit. */
 const DEMO_SIZES = { small: { n: 128, tile: 64 }, medium: { n: 512, tile: 128 }, large: { n: 1024, tile: 256 } } as const;
 
-function parse<T>(schema: { safeParse(v: unknown): { success: true; data: T } | { success: false; error: import('zod').ZodError } }, v: unknown): T {
-  const r = schema.safeParse(v);
-  if (!r.success) throw new ApiFailure(400, 'bad_request', formatIssues(r.error));
-  return r.data;
-}
-
 function randomUniform(count: number): Float32Array {
   const out = new Float32Array(count);
   for (let i = 0; i < count; i++) out[i] = Math.random() * 2 - 1;
   return out;
 }
 
-export function registerRoomRoutes(app: FastifyInstance, ctx: ServerContext & { rooms: Rooms }) {
+export const roomRoutes: FastifyPluginAsync<RouteOptions> = async (app, { ctx }) => {
   const { rooms } = ctx;
   /** Each room's latest demo job. */
   const demoJobs = new Map<string, string>();
@@ -37,21 +32,21 @@ export function registerRoomRoutes(app: FastifyInstance, ctx: ServerContext & { 
   });
 
   const roomOr404 = async (raw: string): Promise<RoomRecord> => {
-    const code = parse(RoomCode, raw);
+    const code = parseOr400(RoomCode, raw);
     const room = await rooms.get(code);
     if (!room) throw new ApiFailure(404, 'not_found', `no room ${code}`);
     return room;
   };
 
   const requireTeacher = async (req: FastifyRequest, room: RoomRecord) => {
-    const m = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '');
-    if (!m || !(rooms.keyMatches(room, m[1]) || (await ctx.tokens.authenticate(m[1]))?.scope === 'admin')) {
+    const secret = bearerSecret(req);
+    if (!secret || !(rooms.keyMatches(room, secret) || (await ctx.tokens.authenticate(secret))?.scope === 'admin')) {
       throw new ApiFailure(401, 'unauthorized', "missing or wrong teacher key: send Authorization: Bearer <the room's teacher key>");
     }
   };
 
   app.post('/api/rooms', async (req, reply) => {
-    const { name } = parse(RoomCreate, req.body);
+    const { name } = parseOr400(RoomCreate, req.body);
     const { room, teacherKey } = await rooms.create(name);
     ctx.log(`room ${room.code} "${room.name}" created`);
     const body: RoomCreated = { code: room.code, name: room.name, teacherKey, joinPath: `/room/${room.code}`, boardPath: `/board/${room.code}` };
@@ -95,7 +90,7 @@ export function registerRoomRoutes(app: FastifyInstance, ctx: ServerContext & { 
   app.post<{ Params: { code: string } }>('/api/rooms/:code/control', async (req) => {
     const room = await roomOr404(req.params.code);
     await requireTeacher(req, room);
-    const { paused } = parse(RoomControl, req.body);
+    const { paused } = parseOr400(RoomControl, req.body);
     await rooms.setPaused(room, paused);
     if (!paused) void ctx.scheduler.dispatch();
     ctx.log(`room ${room.code} ${paused ? 'paused' : 'resumed'}`);
@@ -105,7 +100,7 @@ export function registerRoomRoutes(app: FastifyInstance, ctx: ServerContext & { 
   app.post<{ Params: { code: string } }>('/api/rooms/:code/demo', async (req, reply) => {
     const room = await roomOr404(req.params.code);
     await requireTeacher(req, room);
-    const { size } = parse(RoomDemo, req.body ?? {});
+    const { size } = parseOr400(RoomDemo, req.body ?? {});
     // Rooms are free to create, so demo jobs are rationed: one unfinished demo per room.
     const previous = demoJobs.get(room.code);
     const prevJob = previous ? await ctx.store.getJob(previous) : null;
@@ -126,4 +121,4 @@ export function registerRoomRoutes(app: FastifyInstance, ctx: ServerContext & { 
     demoJobs.set(room.code, created.id);
     return reply.code(201).send(created);
   });
-}
+};

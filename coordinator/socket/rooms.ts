@@ -3,7 +3,7 @@
 // members, their credit) live in the RoomStore; what only matters while connected lives here.
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { ROOM_CODE_ALPHABET, type DeviceInfo, type RoomInfo, type RoomSnapshot, type ServerMessage } from '../protocol/index.js';
-import type { RoomMemberRecord, RoomRecord, RoomStore } from '../store/sqlite/rooms.js';
+import type { RoomMemberRecord, RoomRecord, RoomStore } from '../store/views.js';
 
 /** What the rooms need of a connected worker (a WebSocket session). */
 export interface RoomSession {

@@ -21,7 +21,7 @@ export interface ShardStore {
 }
 
 /** Recently read shards stay in memory up to a byte budget (cheap checks re-read inputs). */
-export class ShardCache {
+export class ShardMemoryCache {
   private readonly cache = new Map<string, Uint8Array>();
   private cacheBytes = 0;
 
@@ -49,13 +49,13 @@ export class ShardCache {
 }
 
 export class FileShardStore implements ShardStore {
-  private readonly cache: ShardCache;
+  private readonly cache: ShardMemoryCache;
 
   constructor(
     readonly dir: string,
     cacheLimit?: number,
   ) {
-    this.cache = new ShardCache(cacheLimit);
+    this.cache = new ShardMemoryCache(cacheLimit);
     mkdirSync(join(dir, 'tmp'), { recursive: true });
   }
 

@@ -1,5 +1,5 @@
 // Runs async work one at a time per key, in call order; different keys run concurrently.
-export class KeyedSerial {
+export class KeyedQueue {
   private readonly chains = new Map<string, Promise<unknown>>();
 
   run<T>(key: string, fn: () => Promise<T>): Promise<T> {

@@ -2,8 +2,8 @@
 // worker with a chosen backend and thread count (one fresh worker each: ORT reads its thread count
 // once per realm) and a plain JavaScript matmul as the no-WebAssembly baseline.
 import * as Comlink from 'comlink';
-import type { Backend } from '../compute/backend-choice';
-import { measureGflops } from '../compute/measure';
+import type { Backend } from '../worker/backend-choice';
+import { measureGflops } from '../worker/measure';
 import type { ComputeApi } from '../worker/api';
 
 function worker(): { api: Comlink.Remote<ComputeApi>; close: () => void } {

@@ -21,7 +21,8 @@ import { ShardSource, type TrafficStats } from '../p2p/shard-source';
 import { Swarm } from '../p2p/swarm';
 import type { UploadBudget } from '../p2p/upload-budget';
 import type { Identity } from '../store/identity';
-import { sha256Hex } from '../store/sha256';
+import type { Compute } from '../worker/api';
+import { sha256Hex } from '../../coordinator/protocol/sha256';
 import type { HoldingsChange, ShardCache } from '../store/shard-cache';
 
 export type Phase = 'connecting' | 'waiting' | 'paused' | 'fetching' | 'computing' | 'uploading' | 'disconnected' | 'stopped';
@@ -70,8 +71,6 @@ export interface ClientState {
   p2p: 'off' | 'joining' | 'on';
 }
 
-/** Runs one unit. `shard` fetches an on-demand input (an ONNX model) as sha-256-checked raw bytes. */
-export type Compute = (wu: WorkUnitSpec, inputs: Record<string, Float32Array>, shard: (sha: string) => Promise<Uint8Array>) => Promise<Float32Array>;
 
 export interface ClientOptions {
   /** Coordinator base URL (http or https). */

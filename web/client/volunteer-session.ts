@@ -5,8 +5,8 @@
 // blob for the cross-origin widget).
 import * as Comlink from 'comlink';
 import type { DeviceInfo } from '../../coordinator/protocol';
-import { makeCompute } from '../compute/dispatch';
-import { startBackend, type BackendStatus } from '../compute/start-backend';
+import { makeCompute } from '../worker/dispatch';
+import { startBackend, type BackendStatus } from '../worker/start-backend';
 import { UploadBudget } from '../p2p/upload-budget';
 import type { Settings } from '../store/db';
 import { loadIdentity, type Identity } from '../store/identity';

@@ -2,7 +2,7 @@
 // recommended (one after another), else the coordinator's GET /shards/<sha256>. Every byte is
 // checked against its sha-256; a peer whose bytes fail is reported and skipped.
 import type { ShardCache } from '../store/shard-cache';
-import { sha256Hex } from '../store/sha256';
+import { sha256Hex } from '../../coordinator/protocol/sha256';
 import { PeerFetchError, type FetchOptions, type Swarm } from './swarm';
 
 export type ShardOrigin = 'cache' | 'peer' | 'coordinator';

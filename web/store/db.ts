@@ -2,7 +2,21 @@
 import { openDB, type DBSchema, type IDBPDatabase } from 'idb';
 import type { AttentionVariant } from '../gpu/attention';
 import type { MatmulConfig } from '../gpu/matmul';
-import type { BackendRecord } from '../compute/backend-choice';
+
+/** The backend a device computes on, its measured speeds and its choice (worker/backend-choice.ts). */
+export type Backend = 'webgpu' | 'cpu';
+
+export interface Speeds {
+  /** GFLOP/s on the start-up problem; null where the backend is not available. */
+  webgpu: number | null;
+  cpu: number | null;
+}
+
+export interface BackendRecord extends Speeds {
+  fingerprint: string;
+  choice: Backend;
+  measuredAt: number;
+}
 
 export interface StoredIdentity {
   /** Non-extractable Ed25519 private key: it can sign, and the page cannot read it out. */

@@ -3,7 +3,7 @@
 // fetched again) instead of computed with or served to peers.
 import { openStore } from './db';
 import { lruEvictions } from './lru';
-import { sha256Hex } from './sha256';
+import { sha256Hex } from '../../coordinator/protocol/sha256';
 
 /** Shards that entered or left the cache (the coordinator's tracker is told). */
 export type HoldingsChange = { add: string[]; remove: string[] };

@@ -2,7 +2,7 @@
 // client any page can embed. Styles live in its shadow root; nothing runs until the visitor presses
 // its own Start button. The compute worker comes from the coordinator (see coordinatorWorker); the
 // coordinator allows cross-origin calls and loads (CORS, CORP) and WebSocket connections.
-import { formatFlops, formatRate } from '../app/format';
+import { formatFlops, formatRate } from '../client/format';
 import type { ClientState, CoordinatorClient } from '../client/coordinator-client';
 import { watchVisibility } from '../client/pause-watchers';
 import { startVolunteering } from '../client/volunteer-session';

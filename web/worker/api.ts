@@ -1,6 +1,6 @@
 // The main-thread <-> compute-worker API, as one typed interface that comlink wraps.
 import type { DeviceInfo, WorkUnitSpec } from '../../coordinator/protocol';
-import type { Backend } from '../compute/backend-choice';
+import type { Backend } from './backend-choice';
 
 /** The matmul tiling this device settled on (see gpu/autotune.ts). */
 export interface TuningInfo {
@@ -59,3 +59,6 @@ export interface ComputeApi {
   /** Which EP the last ONNX run used, and why WebGPU fell back to wasm (null before any run). */
   onnxLastRun(): Promise<Omit<OnnxResult, 'data'> | null>;
 }
+
+/** Runs one unit. `shard` fetches an on-demand input (an ONNX model) as sha-256-checked raw bytes. */
+export type Compute = (wu: WorkUnitSpec, inputs: Record<string, Float32Array>, shard: (sha: string) => Promise<Uint8Array>) => Promise<Float32Array>;

@@ -1,8 +1,8 @@
 // The compute Web Worker: owns the GPUDevice and the CPU (onnxruntime-web wasm) backend and runs
 // work units on the backend the page chose, exposed to the page with comlink.
 import * as Comlink from 'comlink';
-import type { Backend } from '../compute/backend-choice';
-import { measureGflops } from '../compute/measure';
+import type { Backend } from './backend-choice';
+import { measureGflops } from './measure';
 import { cpuAttention } from '../cpu/attention';
 import { cpuMatmul } from '../cpu/matmul';
 import { gpuAttention } from '../gpu/attention';

@@ -10,8 +10,8 @@ import pg from 'pg';
 import { timeOrderedId } from '../../util/ids.js';
 import { nextEntry, type Sealer } from '../../ledger/chain.js';
 import type { LedgerEntry, LedgerReceipt } from '../../protocol/index.js';
-import { ShardCache, sha256Hex, type ShardStore } from '../shards.js';
-import { toJob, toLease, toLedgerEntry, toLedgerSeal, toResult, toVolunteer, toWu, type Row } from '../sqlite/schema.js';
+import { ShardMemoryCache, sha256Hex, type ShardStore } from '../shards.js';
+import { toJob, toLease, toLedgerEntry, toLedgerSeal, toResult, toVolunteer, toWu, type Row } from '../rows.js';
 import type {
   JobRecord,
   LeaseRecord,
@@ -25,7 +25,7 @@ import type {
   Store,
   VolunteerStats,
 } from '../store.js';
-import { KeyedSerial } from '../../util/keyed-queue.js';
+import { KeyedQueue } from '../../util/keyed-queue.js';
 import { freshTrust, type TrustRecord } from '../../work/trust.js';
 import { leaseQueryLimit, pickUnits, requireSealer, settlementEntries, type LeaseRequest } from '../store.js';
 
@@ -476,7 +476,7 @@ export class PgStore implements Store {
     return { volunteerId, validStreak: Number(r.valid_streak), strikes: Number(r.strikes), suspendedUntil: Number(r.suspended_until), verifiedAt: Number(r.verified_at) };
   }
 
-  private readonly trustUpdates = new KeyedSerial();
+  private readonly trustUpdates = new KeyedQueue();
 
   updateTrust(volunteerId: string, change: (t: TrustRecord) => TrustRecord) {
     return this.trustUpdates.run(volunteerId, async () => {
@@ -545,7 +545,7 @@ export class PgStore implements Store {
 
 /** Shards as rows of the shared database: every coordinator serves every shard. */
 export class PgShardStore implements ShardStore {
-  private readonly cache = new ShardCache();
+  private readonly cache = new ShardMemoryCache();
 
   constructor(private readonly pool: pg.Pool) {}
 

@@ -1,11 +1,10 @@
 // Classroom rooms and the dashboard's read-only views on PostgreSQL: the same interfaces as
-// room-store.ts and stats-store.ts on SQLite, over the database the coordinators share, so a room
+// sqlite/rooms.ts and sqlite/stats.ts on SQLite (interfaces in views.ts), over the database the coordinators share, so a room
 // or the dashboard looks the same whichever coordinator answers.
 import type pg from 'pg';
 import type { LedgerEntry } from '../../protocol/index.js';
-import { toRoom, type RoomRecord, type RoomStore } from '../sqlite/rooms.js';
-import { toLedgerEntry, type Row } from '../sqlite/schema.js';
-import type { StatsStore } from '../sqlite/stats.js';
+import { toLedgerEntry, toRoom, type Row } from '../rows.js';
+import type { RoomRecord, RoomStore, StatsStore } from '../views.js';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS rooms (

@@ -1,34 +1,7 @@
-// Rooms on disk: each room, its members and when they joined, so a room's credit is the credit its
-// members earned after joining. A narrow interface like Store; SQLite shares the coordinator's file.
+// Rooms on SQLite (the coordinator's file): each room, its members and when they joined.
 import type Database from 'better-sqlite3';
-
-export interface RoomRecord {
-  code: string;
-  name: string;
-  /** sha-256 (hex) of the teacher key: the key itself is never stored. */
-  teacherKeyHash: string;
-  paused: boolean;
-  createdAt: number;
-}
-
-export interface RoomMemberRecord {
-  volunteerId: string;
-  name: string | null;
-  joinedAt: number;
-  /** Ledger credit since joining, and how many credited units that was. */
-  credit: number;
-  units: number;
-}
-
-export interface RoomStore {
-  createRoom(room: RoomRecord): Promise<void>;
-  getRoom(code: string): Promise<RoomRecord | null>;
-  listRooms(): Promise<(RoomRecord & { credit: number; members: number })[]>;
-  setPaused(code: string, paused: boolean): Promise<void>;
-  /** Adds the volunteer to the room (keeps the first join time if they come back). */
-  join(code: string, volunteerId: string, now: number): Promise<void>;
-  members(code: string): Promise<RoomMemberRecord[]>;
-}
+import { toRoom, type Row } from '../rows.js';
+import type { RoomRecord, RoomStore } from '../views.js';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS rooms (
@@ -38,16 +11,6 @@ CREATE TABLE IF NOT EXISTS room_members (
   room TEXT NOT NULL REFERENCES rooms(code), volunteer_id TEXT NOT NULL, joined_at INTEGER NOT NULL,
   PRIMARY KEY (room, volunteer_id));
 `;
-
-type Row = Record<string, unknown>;
-
-export const toRoom = (r: Row): RoomRecord => ({
-  code: String(r.code),
-  name: String(r.name),
-  teacherKeyHash: String(r.teacher_key_hash),
-  paused: Number(r.paused) === 1,
-  createdAt: Number(r.created_at),
-});
 
 export class SqliteRoomStore implements RoomStore {
   private readonly s;

@@ -1,17 +1,7 @@
-// Read-only views for the researcher dashboard and the volunteers' receipts: validation outcomes,
-// credited throughput over time and one volunteer's own ledger entries.
+// The dashboard's and receipts' read-only views (StatsStore) on SQLite.
 import type Database from 'better-sqlite3';
-import type { GridStats, LedgerEntry } from '../../protocol/index.js';
-import { toLedgerEntry } from './schema.js';
-
-export interface StatsStore {
-  /** Results by outcome (see GridStats.results) and jobs by state. */
-  counts(): Promise<{ results: GridStats['results']; jobs: GridStats['jobs'] }>;
-  /** Credited FLOPs per bucket since `since`, oldest first; empty buckets included. */
-  throughput(since: number, until: number, bucketMs: number): Promise<{ t: number; flops: number }[]>;
-  /** The volunteer's newest ledger entries, newest first. */
-  receipts(volunteerId: string, limit: number): Promise<LedgerEntry[]>;
-}
+import type { StatsStore } from '../views.js';
+import { toLedgerEntry } from '../rows.js';
 
 type Row = Record<string, unknown>;
 

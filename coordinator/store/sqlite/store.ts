@@ -8,7 +8,8 @@ import type { KeyObject } from 'node:crypto';
 import type { EventLoopUtilization } from 'node:perf_hooks';
 import type Database from 'better-sqlite3';
 import type { Sealer } from '../../ledger/chain.js';
-import { openDatabase, toJob, toLease, toLedgerEntry, toLedgerSeal, toResult, toVolunteer, toWu, type Row } from './schema.js';
+import { openDatabase } from './schema.js';
+import { toJob, toLease, toLedgerEntry, toLedgerSeal, toResult, toVolunteer, toWu, type Row } from '../rows.js';
 import {
   GroupCommit,
   leaseQuery,

@@ -14,7 +14,8 @@ import type Database from 'better-sqlite3';
 import { timeOrderedId } from '../../util/ids.js';
 import { makeSealer, nextEntry, type Sealer } from '../../ledger/chain.js';
 import type { LedgerEntry, LedgerReceipt } from '../../protocol/index.js';
-import { connect, json, toJob, toLease, toLedgerEntry, toResult, toVolunteer, toWu, type Row } from './schema.js';
+import { connect } from './schema.js';
+import { json, toJob, toLease, toLedgerEntry, toResult, toVolunteer, toWu, type Row } from '../rows.js';
 import type {
   JobRecord,
   Leased,

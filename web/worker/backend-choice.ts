@@ -3,19 +3,9 @@
 // choice is remembered per device; a different browser or device (the fingerprint) measures again.
 // Pure logic, so it is unit-tested without a browser.
 
-export type Backend = 'webgpu' | 'cpu';
+import type { Backend, BackendRecord, Speeds } from '../store/db';
 
-export interface Speeds {
-  /** GFLOP/s on the start-up problem; null where the backend is not available. */
-  webgpu: number | null;
-  cpu: number | null;
-}
-
-export interface BackendRecord extends Speeds {
-  fingerprint: string;
-  choice: Backend;
-  measuredAt: number;
-}
+export type { Backend, BackendRecord, Speeds } from '../store/db';
 
 /** Measurements older than this are taken again (drivers and browsers update). */
 export const REMEASURE_AFTER_MS = 30 * 24 * 3600 * 1000;

@@ -1,5 +1,5 @@
 // /embed?project=…: the widget alone, for sites that embed tabgrid with an <iframe>.
-import { defineTabgridWidget } from '../../widget/tabgrid-widget';
+import { defineTabgridWidget } from './tabgrid-widget';
 
 defineTabgridWidget();
 const widget = document.createElement('tabgrid-widget');

@@ -5,7 +5,7 @@
 import type * as Comlink from 'comlink';
 import { WORK_UNIT_KINDS, type DeviceInfo } from '../../coordinator/protocol';
 import { openStore } from '../store/db';
-import type { ComputeApi, CpuInfo, TuningInfo } from '../worker/api';
+import type { ComputeApi, CpuInfo, TuningInfo } from './api';
 import {
   backendOverride,
   chooseBackend,

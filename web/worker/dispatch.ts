@@ -3,8 +3,7 @@
 // model is handed to the worker once. Inputs are transferred, not copied.
 import * as Comlink from 'comlink';
 import { ONNX_MODEL_INPUT } from '../../coordinator/protocol';
-import type { Compute } from '../client/coordinator-client';
-import type { ComputeApi, KernelJob } from '../worker/api';
+import type { Compute, ComputeApi, KernelJob } from './api';
 
 export function makeCompute(api: Comlink.Remote<ComputeApi>, onOnnxRun?: (ep: string, fallbackReason?: string) => void): Compute {
   return async (wu, inputs, shard) => {
