@@ -2,8 +2,7 @@
 // coordinator shows, which must equal the sums of the chain.
 import type { KeyObject } from 'node:crypto';
 import { verifyChain } from './chain.js';
-import { readLedger } from './export.js';
-import type { Store } from '../store/store.js';
+import { readLedger, type LedgerSource } from './export.js';
 
 export interface AuditReport {
   ok: boolean;
@@ -12,7 +11,7 @@ export interface AuditReport {
   problems: string[];
 }
 
-export async function auditLedger(store: Store, publicKey: KeyObject): Promise<AuditReport> {
+export async function auditLedger(store: LedgerSource, publicKey: KeyObject): Promise<AuditReport> {
   const ledger = await readLedger(store);
   const entries = ledger.entries;
   const chain = verifyChain(ledger, publicKey);

@@ -5,7 +5,13 @@ import { verifySignature, volunteerPublicKey } from '../access/keys.js';
 import { receiptsFor, sha256, verifyChain } from './chain.js';
 import { LedgerExport, Receipt, formatIssues, type LedgerEntry, type LedgerReceipt, type LedgerSeal } from '../protocol/index.js';
 import { receiptProblem } from '../protocol/receipt-check.js';
-import type { Store } from '../store/store.js';
+
+/** What the ledger's readers need of a store: its entries and seals in order, and the volunteers' balances. */
+export interface LedgerSource {
+  ledgerEntries(afterSeq: number, limit: number): Promise<LedgerEntry[]>;
+  ledgerSeals(afterLastSeq: number, limit: number): Promise<LedgerSeal[]>;
+  listVolunteers(): Promise<{ id: string; credit: number }[]>;
+}
 
 async function readAll<T>(page: (after: number) => Promise<T[]>, seqOf: (t: T) => number): Promise<T[]> {
   const out: T[] = [];
@@ -18,19 +24,19 @@ async function readAll<T>(page: (after: number) => Promise<T[]>, seqOf: (t: T) =
 }
 
 /** Every entry and every seal, in order. */
-export async function readLedger(store: Store): Promise<{ entries: LedgerEntry[]; seals: LedgerSeal[] }> {
+export async function readLedger(store: LedgerSource): Promise<{ entries: LedgerEntry[]; seals: LedgerSeal[] }> {
   return {
     entries: await readAll((after) => store.ledgerEntries(after, 5000), (e) => e.seq),
     seals: await readAll((after) => store.ledgerSeals(after, 5000), (s) => s.lastSeq),
   };
 }
 
-export async function exportLedger(store: Store, coordinatorPublicKey: string, now: number): Promise<LedgerExport> {
+export async function exportLedger(store: LedgerSource, coordinatorPublicKey: string, now: number): Promise<LedgerExport> {
   return { format: 'tabgrid-ledger-2', coordinatorPublicKey, exportedAt: now, ...(await readLedger(store)) };
 }
 
 /** Stored entries as receipts: each with its seal and its audit path to the seal's root. */
-export function storedReceipts(store: Store, entries: LedgerEntry[]): Promise<LedgerReceipt[]> {
+export function storedReceipts(store: LedgerSource, entries: LedgerEntry[]): Promise<LedgerReceipt[]> {
   return receiptsFor(entries, async (seq) => {
     const [seal] = await store.ledgerSeals(seq - 1, 1);
     if (!seal || seal.firstSeq > seq) return null;

@@ -3,7 +3,23 @@
 // can take its place without touching the scheduler or the server.
 import { nextEntry, type Sealer } from '../ledger/chain.js';
 import type { JobState, LedgerEntry, LedgerReceipt, LedgerSeal, Tolerance } from '../protocol/index.js';
-import type { TrustRecord } from '../work/trust.js';
+
+/** How far the coordinator trusts one identity (the policy that reads and changes it: work/trust.ts). */
+export interface TrustRecord {
+  volunteerId: string;
+  /** Results in a row that were accepted (verified by a replica or accepted after the check). */
+  validStreak: number;
+  /** Results that failed the independent check or were forged, over the identity's life. */
+  strikes: number;
+  /** No work (and no connection) before this time, ms since the epoch. */
+  suspendedUntil: number;
+  /** When a replica last agreed with this identity's result: its unreplicated results after this are unconfirmed. */
+  verifiedAt: number;
+}
+
+export function freshTrust(volunteerId: string): TrustRecord {
+  return { volunteerId, validStreak: 0, strikes: 0, suspendedUntil: 0, verifiedAt: 0 };
+}
 
 export interface JobRecord {
   id: string;

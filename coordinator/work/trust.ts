@@ -9,23 +9,10 @@
 // unreplicated results since it was last confirmed by a replica are revoked and recomputed.
 // A result that passes the check but disagrees with an agreeing quorum resets the streak (and
 // revokes the same way) without a suspension: honest but flaky hardware does that.
+import type { TrustRecord } from '../store/store.js';
 import { randomFraction } from '../util/random.js';
 
-export interface TrustRecord {
-  volunteerId: string;
-  /** Results in a row that were accepted (verified by a replica or accepted after the check). */
-  validStreak: number;
-  /** Results that failed the independent check or were forged, over the identity's life. */
-  strikes: number;
-  /** No work (and no connection) before this time, ms since the epoch. */
-  suspendedUntil: number;
-  /** When a replica last agreed with this identity's result: its unreplicated results after this are unconfirmed. */
-  verifiedAt: number;
-}
-
-export function freshTrust(volunteerId: string): TrustRecord {
-  return { volunteerId, validStreak: 0, strikes: 0, suspendedUntil: 0, verifiedAt: 0 };
-}
+export { freshTrust, type TrustRecord } from '../store/store.js';
 
 export interface TrustPolicy {
   /** Results in a row before a host's results may go unreplicated. */

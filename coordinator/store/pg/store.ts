@@ -26,7 +26,7 @@ import type {
   VolunteerStats,
 } from '../store.js';
 import { KeyedQueue } from '../../util/keyed-queue.js';
-import { freshTrust, type TrustRecord } from '../../work/trust.js';
+import { freshTrust, type TrustRecord } from '../store.js';
 import { leaseQueryLimit, pickUnits, requireSealer, settlementEntries, type LeaseRequest } from '../store.js';
 
 /** Volunteers with their result counts, best credited first (the SQLite store keeps the counts on the volunteer's row). */

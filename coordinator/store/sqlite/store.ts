@@ -24,7 +24,7 @@ import {
   type WriterOptions,
 } from './writer.js';
 import { WalCheckpointer } from './wal-checkpointer.js';
-import { freshTrust, type TrustRecord } from '../../work/trust.js';
+import { freshTrust, type TrustRecord } from '../store.js';
 import type {
   JobRecord,
   Leased,

@@ -30,7 +30,7 @@ import type {
   VolunteerRecord,
 } from '../store.js';
 import { requireSealer, settlementEntries } from '../store.js';
-import type { TrustRecord } from '../../work/trust.js';
+import type { TrustRecord } from '../store.js';
 
 /** A lease request as data (the store applies any `choose` itself, before it asks: see leaseChosen). */
 export type PlainLeaseRequest = Omit<LeaseRequest, 'choose'>;
