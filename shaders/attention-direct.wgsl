@@ -4,24 +4,6 @@
 // score array is kept either. Fastest where barriers are expensive (CPU adapters); the
 // autotuner decides per device. Same bindings, layout and constants (D, BQ; BKV unused).
 
-struct Params {
-  rows: u32,
-  seq: u32,
-  q0: u32,
-  causal: u32,
-  scale: f32,
-  pad0: u32,
-  pad1: u32,
-  pad2: u32,
-}
-
-@group(0) @binding(0) var<storage, read> q: array<vec4f>;
-@group(0) @binding(1) var<storage, read> k: array<vec4f>;
-@group(0) @binding(2) var<storage, read> v: array<vec4f>;
-@group(0) @binding(3) var<storage, read_write> out: array<vec4f>;
-@group(0) @binding(4) var<uniform> params: Params;
-
-const D4: u32 = D / 4u;
 
 @compute @workgroup_size(BQ)
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(workgroup_id) wid: vec3u) {

@@ -11,24 +11,6 @@
 //
 // The launcher prepends D (head dim, a multiple of 4), BQ (queries per workgroup) and BKV.
 
-struct Params {
-  rows: u32,
-  seq: u32,
-  q0: u32,
-  causal: u32,
-  scale: f32,
-  pad0: u32,
-  pad1: u32,
-  pad2: u32,
-}
-
-@group(0) @binding(0) var<storage, read> q: array<vec4f>;
-@group(0) @binding(1) var<storage, read> k: array<vec4f>;
-@group(0) @binding(2) var<storage, read> v: array<vec4f>;
-@group(0) @binding(3) var<storage, read_write> out: array<vec4f>;
-@group(0) @binding(4) var<uniform> params: Params;
-
-const D4: u32 = D / 4u;
 /** Stands in for −∞: exp(NEG_BIG − finite) is 0 and NEG_BIG − NEG_BIG is 0, never NaN. */
 const NEG_BIG: f32 = -3.0e38;
 

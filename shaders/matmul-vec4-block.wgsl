@@ -1,18 +1,6 @@
-// Shared by matmul-vec4-regs.wgsl and matmul-vec4-subgroups.wgsl (web/gpu/matmul.ts prepends it):
-// the bindings, and one invocation's 4-row × 8-column block of C kept as 8 named vec4 accumulators
+// Shared by matmul-vec4-regs.wgsl and matmul-vec4-subgroups.wgsl (web/gpu/matmul.ts prepends it, after
+// matmul-prelude.wgsl): one invocation's 4-row × 8-column block of C kept as 8 named vec4 accumulators
 // (no arrays, so software adapters keep them in registers).
-
-struct Dims {
-  m: u32,
-  k: u32,
-  n: u32,
-  pad: u32,
-}
-
-@group(0) @binding(0) var<storage, read> a: array<vec4f>;
-@group(0) @binding(1) var<storage, read> b: array<vec4f>;
-@group(0) @binding(2) var<storage, read_write> c: array<vec4f>;
-@group(0) @binding(3) var<uniform> dims: Dims;
 
 /** Rows 0–3 of the block, each two vec4 columns. */
 struct Block {

@@ -8,18 +8,6 @@
 //
 // The launcher prepends WG_X, WG_Y, TM, TN (a multiple of 4) and BK (a multiple of 4).
 
-struct Dims {
-  m: u32,
-  k: u32,
-  n: u32,
-  pad: u32,
-}
-
-@group(0) @binding(0) var<storage, read> a: array<vec4f>;
-@group(0) @binding(1) var<storage, read> b: array<vec4f>;
-@group(0) @binding(2) var<storage, read_write> c: array<vec4f>;
-@group(0) @binding(3) var<uniform> dims: Dims;
-
 const TN4: u32 = TN / 4u;
 const BM: u32 = WG_Y * TM;
 const BN4: u32 = WG_X * TN4;

@@ -8,18 +8,6 @@
 // The launcher (web/gpu/pipelines.ts) prepends the configuration as constants:
 //   WG_X, WG_Y (invocations), TM, TN (outputs per invocation), BK (slice depth).
 
-struct Dims {
-  m: u32,
-  k: u32,
-  n: u32,
-  pad: u32,
-}
-
-@group(0) @binding(0) var<storage, read> a: array<f32>;
-@group(0) @binding(1) var<storage, read> b: array<f32>;
-@group(0) @binding(2) var<storage, read_write> c: array<f32>;
-@group(0) @binding(3) var<uniform> dims: Dims;
-
 const BM: u32 = WG_Y * TM;
 const BN: u32 = WG_X * TN;
 const THREADS: u32 = WG_X * WG_Y;

@@ -1,6 +1,7 @@
 // Launches shaders/attention.wgsl (fused flash attention) for [heads, rows, d] queries against
 // [heads, seq, d] keys and values.
 import directSource from '../../shaders/attention-direct.wgsl?raw';
+import preludeSource from '../../shaders/attention-prelude.wgsl?raw';
 import source from '../../shaders/attention.wgsl?raw';
 import { poolFor } from './buffer-pool';
 import { getPipeline, type KernelConstants, type KernelSource } from './pipelines';
@@ -10,8 +11,8 @@ export type AttentionVariant = 'tiled' | 'direct';
 export const ATTENTION_VARIANTS: readonly AttentionVariant[] = ['tiled', 'direct'];
 
 const KERNELS: Record<AttentionVariant, KernelSource> = {
-  tiled: { label: 'attention', code: source },
-  direct: { label: 'attention-direct', code: directSource },
+  tiled: { label: 'attention', code: `${preludeSource}\n${source}` },
+  direct: { label: 'attention-direct', code: `${preludeSource}\n${directSource}` },
 };
 
 export interface AttentionDims {

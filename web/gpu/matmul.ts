@@ -1,5 +1,6 @@
 // Launches the tiled matmul kernels: shaders/matmul-vec4.wgsl when k and n are multiples of 4,
 // shaders/matmul.wgsl otherwise. The tile configuration comes from the autotuner (autotune.ts).
+import preludeSource from '../../shaders/matmul-prelude.wgsl?raw';
 import scalarSource from '../../shaders/matmul.wgsl?raw';
 import vec4BlockSource from '../../shaders/matmul-vec4-block.wgsl?raw';
 import vec4SubgroupsSource from '../../shaders/matmul-vec4-subgroups.wgsl?raw';
@@ -58,11 +59,14 @@ export function describeConfig(c: MatmulConfig): string {
   return c.regs ? `${tile} per workgroup, ${c.tm}×${c.tn} per thread in registers` : `${tile} tile, ${c.tm}×${c.tn} per thread, k-slice ${c.bk}`;
 }
 
-const SCALAR: KernelSource = { label: 'matmul', code: scalarSource };
-const VEC4: KernelSource = { label: 'matmul-vec4', code: vec4Source };
+/** A kernel's source after the shared prelude (dimensions, bindings) over elements of type `elem`. */
+const withPrelude = (elem: 'f32' | 'vec4f', ...parts: string[]) => [`alias Elem = ${elem};`, preludeSource, ...parts].join('\n');
+
+const SCALAR: KernelSource = { label: 'matmul', code: withPrelude('f32', scalarSource) };
+const VEC4: KernelSource = { label: 'matmul-vec4', code: withPrelude('vec4f', vec4Source) };
 // The register-block kernels share their bindings and 4×8 block code (WGSL has no includes).
-const VEC4_REGS: KernelSource = { label: 'matmul-vec4-regs', code: `${vec4BlockSource}\n${vec4RegsSource}` };
-const VEC4_SUBGROUPS: KernelSource = { label: 'matmul-vec4-subgroups', code: `${vec4BlockSource}\n${vec4SubgroupsSource}` };
+const VEC4_REGS: KernelSource = { label: 'matmul-vec4-regs', code: withPrelude('vec4f', vec4BlockSource, vec4RegsSource) };
+const VEC4_SUBGROUPS: KernelSource = { label: 'matmul-vec4-subgroups', code: withPrelude('vec4f', vec4BlockSource, vec4SubgroupsSource) };
 
 export interface MatmulDims {
   m: number;
