@@ -39,8 +39,13 @@ test('the page computes under the CSP; wasm compiles, inline scripts do not; for
     page.on('console', (msg) => {
       if (/Content Security Policy/i.test(msg.text())) violations.push(msg.text());
     });
+    const icon = page.waitForResponse((r) => r.url().endsWith('/favicon.svg'));
     const res = await page.goto(grid.base + '/');
     expect(res?.headers()['content-security-policy']).toContain("'wasm-unsafe-eval'");
+    // public/ is copied as is: the page's icon and robots.txt are served.
+    expect((await icon).status()).toBe(200);
+    const robots = await page.request.get(grid.base + '/robots.txt');
+    expect(await robots.text()).toContain('Disallow: /api/');
     await page.getByRole('button', { name: 'Start computing' }).click();
     await expect(page.getByTestId('volunteer-id')).toHaveText(/^v_[0-9a-f]{24}$/, { timeout: 60_000 });
     await expect(page.getByTestId('device')).toContainText('WebGPU');
