@@ -1,22 +1,15 @@
 // The dashboard's statistics, the volunteers' receipts, the OpenAPI document and CORS, over HTTP.
 import { verify, createPublicKey } from 'node:crypto';
-import { afterEach, beforeEach, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import { entryHash } from '../ledger/chain.js';
 import { verifyReceipt } from '../ledger/export.js';
 import { toNpy } from '../protocol/npy.js';
 import type { GridStats, Receipts } from '../protocol/index.js';
 import { SimWorker } from '../testing/sim-worker.js';
-import { randomMatrix, startTestCoordinator, type TestCoordinator } from '../testing/helpers.js';
+import { randomMatrix } from '../testing/helpers.js';
+import { useTestGrid } from '../testing/fixtures.js';
 
-let grid: TestCoordinator;
-const workers: SimWorker[] = [];
-beforeEach(async () => {
-  grid = await startTestCoordinator();
-});
-afterEach(async () => {
-  for (const w of workers.splice(0)) w.close();
-  await grid.stop();
-});
+const { grid, workers } = useTestGrid();
 
 async function runJob(cheat = false) {
   const honest = [new SimWorker({ url: grid.base, name: 'a' }), new SimWorker({ url: grid.base, name: 'b' })];

@@ -1,20 +1,12 @@
 // Rooms over real HTTP and a real WebSocket: create, join by code, the snapshot, pause and resume,
 // a demo job computed by a room member, and credit summed per room.
-import { afterEach, beforeEach, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import { RoomCode, type RoomCreated, type RoomInfo, type RoomSnapshot } from '../protocol/index.js';
 import { SimWorker } from '../testing/sim-worker.js';
-import { startTestCoordinator, waitFor, type TestCoordinator } from '../testing/helpers.js';
+import { waitFor } from '../testing/helpers.js';
+import { useTestGrid } from '../testing/fixtures.js';
 
-let grid: TestCoordinator;
-const workers: SimWorker[] = [];
-
-beforeEach(async () => {
-  grid = await startTestCoordinator();
-});
-afterEach(async () => {
-  for (const w of workers.splice(0)) w.close();
-  await grid.stop();
-});
+const { grid, workers } = useTestGrid();
 
 const post = (path: string, body: unknown, token: string | null = null) =>
   grid.api(path, { method: 'POST', token, headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });

@@ -1,23 +1,15 @@
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import { parseNpy, toNpy } from '../protocol/npy.js';
 import { JobSubmit, WorkUnitSpec, type AttentionJobSubmit, type AttentionParams, type VolunteerSummary } from '../protocol/index.js';
-import { FileShardStore, type ShardStore } from '../store/shards.js';
 import type { JobRecord, WorkUnitRecord } from '../store/store.js';
 import { honestCompute, SimWorker } from '../testing/sim-worker.js';
-import { makeTempDir, randomMatrix, removeDir, startTestCoordinator } from '../testing/helpers.js';
+import { randomMatrix, startTestCoordinator } from '../testing/helpers.js';
+import { useTempShards } from '../testing/fixtures.js';
 import { compareWithin } from './compare.js';
 import { attention, attentionReference, attentionReferenceHeads, attentionTolerance, checkRandomRows } from './attention.js';
 import { JobInputError } from './types.js';
 
-let dir: string;
-let shards: ShardStore;
-
-beforeAll(() => {
-  dir = makeTempDir();
-  shards = new FileShardStore(join(dir, 'shards'));
-});
-afterAll(() => removeDir(dir));
+const temp = useTempShards();
 
 /** Textbook attention in float64 with the full score matrix and no max subtraction. */
 function naiveAttention(q: Float32Array, k: Float32Array, v: Float32Array, seq: number, d: number, causal: boolean): Float64Array {
@@ -189,7 +181,7 @@ describe('checkRandomRows', () => {
 });
 
 describe('plan, check and assimilate', () => {
-  const upload = (heads: number, seq: number, d: number, data: Float32Array) => shards.put(toNpy([heads, seq, d], data));
+  const upload = (heads: number, seq: number, d: number, data: Float32Array) => temp.shards.put(toNpy([heads, seq, d], data));
 
   test.each([
     // heads, seq, d, blockRows, causal
@@ -209,7 +201,7 @@ describe('plan, check and assimilate', () => {
       replication: 2,
       blockRows,
     };
-    const plan = await attention.plan(submit, shards);
+    const plan = await attention.plan(submit, temp.shards);
     const block = Math.min(seq, blockRows ?? seq);
     expect(plan.workUnits).toHaveLength(heads * Math.ceil(seq / block));
     expect(plan.resultShape).toEqual([heads, seq, d]);
@@ -220,15 +212,15 @@ describe('plan, check and assimilate', () => {
     const outputs: { wu: WorkUnitRecord; output: Float32Array }[] = [];
     for (const [idx, u] of plan.workUnits.entries()) {
       const wu = { ...u, id: `j.${idx}`, jobId: 'j', idx, kind: 'attention', target: 2, state: 'open', canonicalResultId: null } as WorkUnitRecord;
-      const [q, k, v] = await Promise.all(['q', 'k', 'v'].map(async (name) => parseNpy((await shards.get(wu.inputs[name]))!)));
+      const [q, k, v] = await Promise.all(['q', 'k', 'v'].map(async (name) => parseNpy((await temp.shards.get(wu.inputs[name]))!)));
       const p = wu.params as AttentionParams;
       expect(q.shape).toEqual([p.rows, d]);
       expect(k.shape).toEqual([seq, d]);
       const output = float32OnlineSoftmax(q.data, k.data, v.data, p);
       expect(wu.outputBytes).toBe(output.byteLength);
-      expect(await attention.check(wu, output, shards)).toBe(true);
+      expect(await attention.check(wu, output, temp.shards)).toBe(true);
       const wrong = output.map((x) => x * 1.01 + 0.01);
-      expect(await attention.check(wu, wrong, shards)).toBe(false);
+      expect(await attention.check(wu, wrong, temp.shards)).toBe(false);
       outputs.push({ wu, output });
     }
     const result = parseNpy(attention.assimilate(job, outputs.reverse()));
@@ -244,9 +236,9 @@ describe('plan, check and assimilate', () => {
     ['d is not 64 or 128', [1, 8, 32], [1, 8, 32], /head dimension d = 32/],
     ['a 2-D input', [8, 64], [8, 64], /inputs\.q: must have shape \[heads, seq, d\]/],
   ] as const)('rejects a submission where %s', async (_what, qShape, kShape, message) => {
-    const put = (shape: readonly number[]) => shards.put(toNpy(shape, new Float32Array(shape.reduce((a, b) => a * b, 1))));
+    const put = (shape: readonly number[]) => temp.shards.put(toNpy(shape, new Float32Array(shape.reduce((a, b) => a * b, 1))));
     const submit: AttentionJobSubmit = { kind: 'attention', inputs: { q: await put(qShape), k: await put(kShape), v: await put(qShape) }, causal: false, replication: 2 };
-    const err = await attention.plan(submit, shards).catch((e: unknown) => e);
+    const err = await attention.plan(submit, temp.shards).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(JobInputError);
     expect((err as Error).message).toMatch(message);
   });

@@ -1,22 +1,14 @@
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import { parseNpy, toNpy } from '../protocol/npy.js';
 import type { MatmulJobSubmit, MatmulParams } from '../protocol/index.js';
-import { FileShardStore, type ShardStore } from '../store/shards.js';
 import type { JobRecord, WorkUnitRecord } from '../store/store.js';
-import { makeTempDir, randomMatrix, removeDir } from '../testing/helpers.js';
+import { randomMatrix } from '../testing/helpers.js';
+import { useTempShards } from '../testing/fixtures.js';
 import { compareWithin } from './compare.js';
 import { chooseTile, freivalds, matmul, matmulReference } from './matmul.js';
 import { JobInputError } from './types.js';
 
-let dir: string;
-let shards: ShardStore;
-
-beforeAll(() => {
-  dir = makeTempDir();
-  shards = new FileShardStore(join(dir, 'shards'));
-});
-afterAll(() => removeDir(dir));
+const temp = useTempShards();
 
 function submit(a: string, b: string, extra: Partial<MatmulJobSubmit> = {}): MatmulJobSubmit {
   return { kind: 'matmul', inputs: { a, b }, replication: 2, ...extra };
@@ -90,9 +82,9 @@ describe('matmul.plan + assimilate', () => {
   ])('$m×$k · $k×$n, tile $tile', async ({ m, k, n, tile }) => {
     const A = randomMatrix(m, k, m * 1000 + k);
     const B = randomMatrix(k, n, k * 1000 + n + 1);
-    const sa = await shards.put(toNpy([m, k], A));
-    const sb = await shards.put(toNpy([k, n], B));
-    const plan = await matmul.plan(submit(sa, sb, tile ? { tile } : {}), shards);
+    const sa = await temp.shards.put(toNpy([m, k], A));
+    const sb = await temp.shards.put(toNpy([k, n], B));
+    const plan = await matmul.plan(submit(sa, sb, tile ? { tile } : {}), temp.shards);
 
     const t = tile ?? chooseTile(m, k, n);
     expect(plan.resultShape).toEqual([m, n]);
@@ -111,9 +103,9 @@ describe('matmul.plan + assimilate', () => {
       flops += wu.flops;
       for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) cover[(wu.meta.r0 + r) * n + wu.meta.c0 + c]++;
 
-      // The work unit's inputs are its own shards: a row block of A and a column block of B.
-      const aT = parseNpy((await shards.get(wu.inputs.a))!);
-      const bT = parseNpy((await shards.get(wu.inputs.b))!);
+      // The work unit's inputs are its own temp.shards: a row block of A and a column block of B.
+      const aT = parseNpy((await temp.shards.get(wu.inputs.a))!);
+      const bT = parseNpy((await temp.shards.get(wu.inputs.b))!);
       expect(aT.shape).toEqual([rows, k]);
       expect(bT.shape).toEqual([k, cols]);
       expect(aT.data[0]).toBe(A[wu.meta.r0 * k]);
@@ -121,7 +113,7 @@ describe('matmul.plan + assimilate', () => {
 
       const output = matmulReference(aT.data, bT.data, rows, k, cols);
       const record = { ...wu, id: 'x', jobId: 'j', idx: 0, kind: 'matmul' } as unknown as WorkUnitRecord;
-      expect(await matmul.check(record, output, shards)).toBe(true);
+      expect(await matmul.check(record, output, temp.shards)).toBe(true);
       outputs.push({ wu: record, output });
     }
     expect(Array.from(cover).every((x) => x === 1)).toBe(true);
@@ -138,19 +130,19 @@ describe('matmul.plan + assimilate', () => {
   });
 
   test('inner dimensions that differ are refused, naming both shapes', async () => {
-    const sa = await shards.put(toNpy([2, 3], randomMatrix(2, 3, 1)));
-    const sb = await shards.put(toNpy([4, 5], randomMatrix(4, 5, 2)));
-    const p = matmul.plan(submit(sa, sb), shards);
+    const sa = await temp.shards.put(toNpy([2, 3], randomMatrix(2, 3, 1)));
+    const sb = await temp.shards.put(toNpy([4, 5], randomMatrix(4, 5, 2)));
+    const p = matmul.plan(submit(sa, sb), temp.shards);
     await expect(p).rejects.toBeInstanceOf(JobInputError);
-    await expect(matmul.plan(submit(sa, sb), shards)).rejects.toThrow(/2×3.*4×5/);
+    await expect(matmul.plan(submit(sa, sb), temp.shards)).rejects.toThrow(/2×3.*4×5/);
   });
 
   test('an unknown shard is refused', async () => {
-    const sb = await shards.put(toNpy([3, 3], randomMatrix(3, 3, 3)));
+    const sb = await temp.shards.put(toNpy([3, 3], randomMatrix(3, 3, 3)));
     const missing = 'ab'.repeat(32);
-    await expect(matmul.plan(submit(missing, sb), shards)).rejects.toBeInstanceOf(JobInputError);
-    await expect(matmul.plan(submit(missing, sb), shards)).rejects.toThrow(new RegExp(`inputs\\.a: no shard ${missing}`));
-    await expect(matmul.plan(submit(sb, missing), shards)).rejects.toThrow(/inputs\.b: no shard/);
+    await expect(matmul.plan(submit(missing, sb), temp.shards)).rejects.toBeInstanceOf(JobInputError);
+    await expect(matmul.plan(submit(missing, sb), temp.shards)).rejects.toThrow(new RegExp(`inputs\\.a: no shard ${missing}`));
+    await expect(matmul.plan(submit(sb, missing), temp.shards)).rejects.toThrow(/inputs\.b: no shard/);
   });
 
   test.each([
@@ -159,33 +151,33 @@ describe('matmul.plan + assimilate', () => {
     { shape: [0, 3], msg: /between 1 and/ },
   ])('input of shape $shape is refused', async ({ shape, msg }) => {
     const count = shape.reduce((x, y) => x * y, 1);
-    const bad = await shards.put(toNpy(shape, new Float32Array(count)));
-    const ok = await shards.put(toNpy([3, 3], randomMatrix(3, 3, 4)));
-    await expect(matmul.plan(submit(bad, ok), shards)).rejects.toBeInstanceOf(JobInputError);
-    await expect(matmul.plan(submit(bad, ok), shards)).rejects.toThrow(msg);
+    const bad = await temp.shards.put(toNpy(shape, new Float32Array(count)));
+    const ok = await temp.shards.put(toNpy([3, 3], randomMatrix(3, 3, 4)));
+    await expect(matmul.plan(submit(bad, ok), temp.shards)).rejects.toBeInstanceOf(JobInputError);
+    await expect(matmul.plan(submit(bad, ok), temp.shards)).rejects.toThrow(msg);
   });
 
   test('a shard that is not float32 .npy is refused with the parser message', async () => {
-    const notNpy = await shards.put(new TextEncoder().encode('hello, not numpy'));
-    const ok = await shards.put(toNpy([3, 3], randomMatrix(3, 3, 5)));
-    await expect(matmul.plan(submit(ok, notNpy), shards)).rejects.toThrow(/inputs\.b: not a \.npy file/);
+    const notNpy = await temp.shards.put(new TextEncoder().encode('hello, not numpy'));
+    const ok = await temp.shards.put(toNpy([3, 3], randomMatrix(3, 3, 5)));
+    await expect(matmul.plan(submit(ok, notNpy), temp.shards)).rejects.toThrow(/inputs\.b: not a \.npy file/);
   });
 
   test('a tiling with too many work units is refused', async () => {
-    const sa = await shards.put(toNpy([400, 1], randomMatrix(400, 1, 6)));
-    const sb = await shards.put(toNpy([1, 400], randomMatrix(1, 400, 7)));
-    await expect(matmul.plan(submit(sa, sb, { tile: { rows: 1, cols: 1 } }), shards)).rejects.toThrow(/160000 work units/);
+    const sa = await temp.shards.put(toNpy([400, 1], randomMatrix(400, 1, 6)));
+    const sb = await temp.shards.put(toNpy([1, 400], randomMatrix(1, 400, 7)));
+    await expect(matmul.plan(submit(sa, sb, { tile: { rows: 1, cols: 1 } }), temp.shards)).rejects.toThrow(/160000 work units/);
   });
 
   test('tolerance: per-unit atol scales with k and input magnitude; a submitted tolerance overrides it', async () => {
-    const sa = await shards.put(toNpy([4, 100], randomMatrix(4, 100, 8, -1000, 1000)));
-    const sb = await shards.put(toNpy([100, 4], randomMatrix(100, 4, 9, -1, 1)));
-    const plan = await matmul.plan(submit(sa, sb), shards);
+    const sa = await temp.shards.put(toNpy([4, 100], randomMatrix(4, 100, 8, -1000, 1000)));
+    const sb = await temp.shards.put(toNpy([100, 4], randomMatrix(100, 4, 9, -1, 1)));
+    const plan = await matmul.plan(submit(sa, sb), temp.shards);
     const tol = plan.workUnits[0].tolerance;
     expect(tol.rtol).toBe(1e-4);
     expect(tol.atol).toBeGreaterThan(1e-3); // 2·100·2^-24·~1000·~1 ≈ 1.2e-2
     expect(tol.atol).toBeLessThan(2e-2);
-    const override = await matmul.plan(submit(sa, sb, { tolerance: { atol: 0.5, rtol: 0.01 } }), shards);
+    const override = await matmul.plan(submit(sa, sb, { tolerance: { atol: 0.5, rtol: 0.01 } }), temp.shards);
     expect(override.workUnits[0].tolerance).toEqual({ atol: 0.5, rtol: 0.01 });
   });
 });

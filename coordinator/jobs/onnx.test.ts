@@ -3,16 +3,16 @@
 import { fromBinary, toBinary } from '@bufbuild/protobuf';
 import { ModelProtoSchema, TensorProto_DataType } from 'onnx-buf';
 import * as ort from 'onnxruntime-node';
-import { afterEach, beforeEach, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import { parseNpy, toNpy } from '../protocol/npy.js';
 import { buildModel, type ModelSpec } from '../protocol/onnx-builder.js';
 import { inspectModel } from './onnx-model.js';
 import { convNetModel, mlpModel } from '../testing/test-models.js';
 import { ONNX_LIMITS, type OnnxParams, type VolunteerSummary, type WorkUnitSpec } from '../protocol/index.js';
-import { FileShardStore, type ShardStore } from '../store/shards.js';
 import { SimWorker, type Compute } from '../testing/sim-worker.js';
 import type { WorkUnitRecord } from '../store/store.js';
-import { makeTempDir, randomMatrix, removeDir, startTestCoordinator, type TestCoordinator } from '../testing/helpers.js';
+import { randomMatrix } from '../testing/helpers.js';
+import { useTempShards, useTestGrid } from '../testing/fixtures.js';
 import { argmaxAgree, onnx, readModel } from './onnx.js';
 import { JobInputError } from './types.js';
 
@@ -72,15 +72,9 @@ describe('inspectModel', () => {
 });
 
 describe('onnx.plan', () => {
-  let dir: string;
-  let shards: ShardStore;
-  beforeEach(() => {
-    dir = makeTempDir();
-    shards = new FileShardStore(dir);
-  });
-  afterEach(() => removeDir(dir));
+  const temp = useTempShards();
 
-  const put = (shape: number[], seed = 1) => shards.put(toNpy(shape, randomMatrix(1, shape.reduce((a, b) => a * b, 1), seed)));
+  const put = (shape: number[], seed = 1) => temp.shards.put(toNpy(shape, randomMatrix(1, shape.reduce((a, b) => a * b, 1), seed)));
 
   test.each([
     ['a missing input', async (m: string) => ({ model: m, inputs: { a: await put([4, 3]) } }), "missing 'b'"],
@@ -93,18 +87,18 @@ describe('onnx.plan', () => {
     ['argmax on a missing output', async (m: string) => ({ model: m, inputs: { a: await put([4, 3]), b: await put([4, 3]) }, argmax: ['probs'] }), "no output 'probs'"],
     ['a tolerance for a missing output', async (m: string) => ({ model: m, inputs: { a: await put([4, 3]), b: await put([4, 3]) }, tolerance: { probs: { atol: 1, rtol: 0 } } }), "no output 'probs'"],
   ])('refuses %s', async (_what, body, message) => {
-    const model = await shards.put(addModel());
+    const model = await temp.shards.put(addModel());
     const submit = { kind: 'onnx' as const, replication: 2, ...(await body(model)) };
-    await expect(onnx.plan(submit, shards)).rejects.toThrow(JobInputError);
-    await expect(onnx.plan(submit, shards)).rejects.toThrow(message);
+    await expect(onnx.plan(submit, temp.shards)).rejects.toThrow(JobInputError);
+    await expect(onnx.plan(submit, temp.shards)).rejects.toThrow(message);
   });
 
   test.each([
     ['a fixed batch axis', addModel({ inputs: [{ name: 'a', dims: [4, 3] }, { name: 'b', dims: [4, 3] }] }), 'fixed first axis of 4'],
     ['a dynamic output axis besides the batch', addModel({ outputs: [{ name: 'sum', dims: ['batch', 'n'] }] }), 'dynamic axis besides the batch'],
   ])('refuses a model with %s', async (_what, bytes, message) => {
-    const submit = { kind: 'onnx' as const, replication: 2, model: await shards.put(bytes), inputs: { a: await put([4, 3]), b: await put([4, 3]) } };
-    await expect(onnx.plan(submit, shards)).rejects.toThrow(message);
+    const submit = { kind: 'onnx' as const, replication: 2, model: await temp.shards.put(bytes), inputs: { a: await put([4, 3]), b: await put([4, 3]) } };
+    await expect(onnx.plan(submit, temp.shards)).rejects.toThrow(message);
   });
 
   test.each([
@@ -118,12 +112,12 @@ describe('onnx.plan', () => {
     const submit = {
       kind: 'onnx' as const,
       replication: 2,
-      model: await shards.put(addModel()),
-      inputs: { a: await shards.put(toNpy([batch, 3], a)), b: await put([batch, 3]) },
+      model: await temp.shards.put(addModel()),
+      inputs: { a: await temp.shards.put(toNpy([batch, 3], a)), b: await put([batch, 3]) },
       itemsPerUnit: perUnit,
       flopsPerItem: 6,
     };
-    const plan = await onnx.plan(submit, shards);
+    const plan = await onnx.plan(submit, temp.shards);
     expect(plan.workUnits.map((u) => (u.params as unknown as OnnxParams).items)).toEqual(sizes);
     expect(plan.resultShape).toEqual([batch, 3]);
     let offset = 0;
@@ -131,7 +125,7 @@ describe('onnx.plan', () => {
       const items = (u.params as unknown as OnnxParams).items;
       expect(u.outputBytes).toBe(items * 3 * 4);
       expect(u.flops).toBe(items * 6);
-      const slice = parseNpy((await shards.get(u.inputs.a))!);
+      const slice = parseNpy((await temp.shards.get(u.inputs.a))!);
       expect(slice.shape).toEqual([items, 3]);
       expect(Array.from(slice.data)).toEqual(Array.from(a.subarray(offset * 3, (offset + items) * 3)));
       offset += items;
@@ -167,15 +161,7 @@ describe('replica agreement', () => {
 });
 
 describe('an onnx job run by Node workers on onnxruntime-node', () => {
-  let grid: TestCoordinator;
-  const workers: SimWorker[] = [];
-  beforeEach(async () => {
-    grid = await startTestCoordinator();
-  });
-  afterEach(async () => {
-    for (const w of workers.splice(0)) w.close();
-    await grid.stop();
-  });
+  const { grid, workers } = useTestGrid();
 
   const ortCompute: Compute = async (wu: WorkUnitSpec, inputs) => {
     if (wu.kind !== 'onnx') throw new Error('onnx only');
