@@ -13,9 +13,9 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
-import { parseNpy, toNpy } from '../../../coordinator/npy.js';
-import { convNetModel, mlpModel } from '../../../coordinator/onnx/test-models.js';
-import { SimWorker } from '../../../coordinator/sim-worker.js';
+import { parseNpy, toNpy } from '../../../coordinator/protocol/npy.js';
+import { convNetModel, mlpModel } from '../../../coordinator/testing/test-models.js';
+import { SimWorker } from '../../../coordinator/testing/sim-worker.js';
 
 const KINDS = ['matmul', 'attention', 'onnx'];
 
