@@ -1,6 +1,6 @@
 // A worker in Node that speaks the real protocol with its own Ed25519 identity. It computes with the
-// CPU reference, or with whatever `compute` it is given: tests use it for cheaters, the load bench
-// for many fast workers.
+// CPU reference (ONNX units on onnxruntime-node), or with whatever `compute` it is given: tests use
+// it for cheaters, the load bench for many fast workers.
 import { generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
 import WebSocket from 'ws';
 import { attentionReference } from '../jobs/attention.js';
@@ -31,12 +31,49 @@ export function matmulParams(wu: WorkUnitSpec): MatmulParams {
   return wu.params;
 }
 
-/** The CPU reference of the unit's kind: what an honest worker returns (sim workers run no ONNX). */
+/** The CPU reference of the unit's kind: what an honest worker returns (ONNX: see `onnxRuntimeCompute`). */
 export const honestCompute: Compute = (wu, inputs) => {
   if (wu.kind === 'matmul') return matmulReference(inputs.a, inputs.b, wu.params.m, wu.params.k, wu.params.n);
   if (wu.kind === 'attention') return attentionReference(inputs.q, inputs.k, inputs.v, wu.params);
   throw new Error(`sim-worker does not compute ${wu.kind} units`);
 };
+
+type InferenceSession = import('onnxruntime-node').InferenceSession;
+
+/**
+ * `honestCompute`, plus ONNX units on onnxruntime-node's CPU EP (a devDependency, loaded on the first
+ * ONNX unit), with one session per model kept for the next unit of that model. A sim worker without
+ * its own `compute` uses it; it gets ONNX units only when its `kinds` include 'onnx'.
+ */
+export function onnxRuntimeCompute(url: string): Compute {
+  const sessions = new Map<string, Promise<InferenceSession>>();
+  return async (wu, inputs) => {
+    if (wu.kind !== 'onnx') return honestCompute(wu, inputs);
+    const ort = await import('onnxruntime-node');
+    const sha = wu.params.model;
+    let session = sessions.get(sha);
+    if (!session) {
+      session = (async () => {
+        const res = await fetch(`${url}/shards/${sha}`);
+        if (!res.ok) throw new Error(`model ${sha}: HTTP ${res.status}`);
+        return ort.InferenceSession.create(new Uint8Array(await res.arrayBuffer()));
+      })();
+      sessions.set(sha, session);
+      session.catch(() => sessions.delete(sha));
+    }
+    const feeds = Object.fromEntries(wu.params.inputs.map((t) => [t.name, new ort.Tensor('float32', inputs[t.name], t.shape)]));
+    const out = await (await session).run(feeds);
+    // The unit's output: every model output's values, flattened and concatenated in params order.
+    const flat = new Float32Array(wu.outputBytes / 4);
+    let at = 0;
+    for (const o of wu.params.outputs) {
+      const data = out[o.name].data as Float32Array;
+      flat.set(data, at);
+      at += data.length;
+    }
+    return flat;
+  };
+}
 
 /**
  * What a worker does with a computed output. The default signs and sends it for its own lease;
@@ -94,9 +131,11 @@ export class SimWorker {
   private readonly ready: OutgoingResult[] = [];
   private cancelFlush: (() => void) | null = null;
   private readonly shardCache: Map<string, Float32Array | Promise<Float32Array>>;
+  private readonly compute: Compute;
 
   constructor(private readonly opts: SimWorkerOptions) {
     this.shardCache = opts.shardCache ?? new Map();
+    this.compute = opts.compute ?? onnxRuntimeCompute(opts.url);
     this.privateKey = opts.identity ?? generateKeyPairSync('ed25519').privateKey;
     const jwk = this.privateKey.export({ format: 'jwk' });
     this.publicKeyRaw = String(jwk.x);
@@ -171,7 +210,7 @@ export class SimWorker {
   private async work(leaseId: string, wu: WorkUnitSpec) {
     const inputs: Record<string, Float32Array> = {};
     for (const [name, sha] of Object.entries(wu.inputs)) if (!onDemandInputs(wu).includes(name)) inputs[name] = await this.fetchInput(sha);
-    const out = await (this.opts.compute ?? honestCompute)(wu, inputs);
+    const out = await this.compute(wu, inputs);
     const bytes = new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
     if (this.opts.submit) this.opts.submit(this, { leaseId, wu }, bytes);
     else this.queueResult({ leaseId, wuId: wu.id, payload: bytes });

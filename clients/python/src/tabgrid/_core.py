@@ -1,0 +1,380 @@
+"""What the synchronous and the asyncio client share: every operation is written once, as a
+generator that yields the HTTP calls and the sleeps it needs (:class:`Call`, :class:`Sleep`) and
+gets back each call's ``httpx.Response`` (or the transport error it raised). ``Grid`` runs these
+generators with ``httpx.Client`` and ``time.sleep``, ``AsyncGrid`` with ``httpx.AsyncClient`` and
+``asyncio.sleep``, so retries, uploads, polling and error handling are the same code in both."""
+
+from __future__ import annotations
+
+import email.utils
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Generator, List, Mapping, Optional, Tuple, Union
+from urllib.parse import quote
+
+import httpx
+
+from .arrays import from_npy, sha256, to_npy
+from .errors import ApiError, JobFailed, NotReady, RateLimited, error_from
+
+__version__ = "0.1.0"
+
+TERMINAL = ("done", "failed")
+KINDS = ("matmul", "attention", "onnx")
+
+
+@dataclass
+class Call:
+    """One HTTP request to the coordinator."""
+
+    method: str
+    path: str
+    json: Any = None
+    content: Optional[bytes] = None
+    #: Statuses that are answers rather than errors.
+    ok: Tuple[int, ...] = (200, 201)
+    #: Whether the request may be sent again after the connection broke while it was in flight
+    #: (true for reads and content-addressed uploads; false for a job submission, which could
+    #: otherwise run twice).
+    replay_safe: bool = True
+    headers: Dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Sleep:
+    seconds: float
+
+
+Op = Generator[Union[Call, Sleep], Any, Any]
+
+# Transport errors raised before the request could reach the coordinator: always safe to retry.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+# Broken or reset connections, and timeouts, once the request may have been sent.
+_BROKEN = (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError, httpx.ReadTimeout, httpx.WriteTimeout)
+
+
+@dataclass
+class JobSpec:
+    """What a client knows of a job: its id, kind and (for onnx jobs) the model's output names."""
+
+    id: str
+    kind: str
+    outputs: Optional[List[str]] = None
+
+
+class Progress(tuple):
+    """``(done, total)`` work units, with ``fraction``."""
+
+    def __new__(cls, done: int, total: int) -> "Progress":
+        return super().__new__(cls, (done, total))
+
+    @property
+    def done(self) -> int:
+        return self[0]
+
+    @property
+    def total(self) -> int:
+        return self[1]
+
+    @property
+    def fraction(self) -> float:
+        return self[0] / self[1] if self[1] else 0.0
+
+    def __repr__(self) -> str:
+        return f"Progress(done={self[0]}, total={self[1]})"
+
+
+def progress_of(status: Mapping[str, Any]) -> Progress:
+    p = status.get("progress") or {}
+    return Progress(int(p.get("done", 0)), int(p.get("total", 0)))
+
+
+def parse_retry_after(value: Optional[str]) -> Optional[float]:
+    """Retry-After in seconds: a number, or an HTTP date."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def model_bytes(model: Any) -> bytes:
+    """An ONNX model given as a path, bytes, or an ``onnx.ModelProto`` (anything with ``SerializeToString``)."""
+    if isinstance(model, (bytes, bytearray, memoryview)):
+        return bytes(model)
+    if isinstance(model, (str, os.PathLike)):
+        path = os.fspath(model)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"no ONNX model file {path!r}")
+        with open(path, "rb") as f:
+            return f.read()
+    serialize = getattr(model, "SerializeToString", None)
+    if callable(serialize):  # onnx.ModelProto (the onnx package is not needed for the rest)
+        return serialize()
+    raise TypeError(f"the model must be a path, bytes or an onnx.ModelProto, not {type(model).__name__}")
+
+
+def tolerance_body(tolerance: Any, per_output: bool = False) -> Dict[str, Any]:
+    """``(atol, rtol)`` or ``{"atol": a, "rtol": r}``; for onnx also ``{output: (atol, rtol)}``."""
+    if isinstance(tolerance, Mapping):
+        if set(tolerance) <= {"atol", "rtol"}:
+            return {k: float(v) for k, v in tolerance.items()}
+        if per_output:
+            return {str(name): tolerance_body(t) for name, t in tolerance.items()}
+        raise ValueError(f"tolerance must be (atol, rtol) or {{'atol': a, 'rtol': r}}, got {tolerance!r}")
+    atol, rtol = tolerance
+    return {"atol": float(atol), "rtol": float(rtol)}
+
+
+def kind_name(kind: Any) -> str:
+    """A job kind for ``map``: its name, or the client's method for it (``grid.matmul``)."""
+    name = kind if isinstance(kind, str) else getattr(kind, "__name__", None)
+    if name not in KINDS:
+        raise ValueError(f"unknown job kind {kind!r}: use one of {', '.join(KINDS)}")
+    return name
+
+
+def call_for_batch(fn: Callable[..., Any], kind: str, batch: Any, options: Mapping[str, Any]) -> Any:
+    """How ``map`` submits one batch: a tuple is the positional arguments (``(a, b)``), a dict the
+    keyword arguments, anything else the one argument; for ``onnx`` a non-tuple batch is the inputs
+    (a dict by input name, or one array) and the model comes from ``map``'s ``model=``."""
+    if isinstance(batch, tuple):
+        return fn(*batch, **options)
+    if kind == "onnx":
+        if "model" not in options:
+            raise TypeError("map('onnx', batches, model=...) needs the model, or batches of (model, inputs)")
+        return fn(inputs=batch, **options)
+    if isinstance(batch, Mapping):
+        return fn(**batch, **options)
+    return fn(batch, **options)
+
+
+class Core:
+    """The client's state (URL, token, shards known to be on the coordinator, models read) and its
+    operations, as generators (see the module docstring)."""
+
+    def __init__(self, url: Optional[str], token: Optional[str], retries: int, poll_interval: float) -> None:
+        self.url = (url or os.environ.get("TABGRID_URL") or "http://localhost:8080").rstrip("/")
+        token = token or os.environ.get("TABGRID_TOKEN")
+        if not token:
+            raise ValueError(
+                "no API token: pass tabgrid.Grid(url, token) or set TABGRID_TOKEN "
+                "(`npm start` prints it; `npm run tokens -- create --scope submit` makes more)"
+            )
+        self.token = token
+        self.retries = int(retries)
+        self.poll_interval = float(poll_interval)
+        #: sha-256 of every shard this client uploaded or found on the coordinator.
+        self.known_shards: set = set()
+        #: POST /api/models answers by the model's sha-256 (input and output names).
+        self.models: Dict[str, Dict[str, Any]] = {}
+
+    def headers(self) -> Dict[str, str]:
+        return {"authorization": f"Bearer {self.token}", "user-agent": f"tabgrid-python/{__version__}"}
+
+    # --- one call, with the retries -------------------------------------------------------------
+
+    def request(self, call: Call) -> Op:
+        attempt = 0
+        while True:
+            outcome = yield call
+            if isinstance(outcome, BaseException):
+                retryable = isinstance(outcome, _NOT_SENT) or (call.replay_safe and isinstance(outcome, _BROKEN))
+                if retryable and attempt < self.retries:
+                    yield Sleep(min(0.25 * 2**attempt, 5.0))
+                    attempt += 1
+                    continue
+                hint = "" if call.replay_safe or isinstance(outcome, _NOT_SENT) else (
+                    "; the job may or may not have been submitted (grid.jobs() lists them)"
+                )
+                raise ConnectionError(f"{call.method} {self.url}{call.path} failed: {outcome!r}{hint}") from outcome
+            status = outcome.status_code
+            if status in call.ok:
+                return outcome
+            if status == 429:
+                wait = parse_retry_after(outcome.headers.get("retry-after"))
+                if attempt < self.retries:
+                    yield Sleep(wait if wait is not None else min(0.25 * 2**attempt, 5.0))
+                    attempt += 1
+                    continue
+                raise error_from(status, outcome.content, wait)
+            raise error_from(status, outcome.content)
+
+    def get_json(self, path: str) -> Op:
+        r = yield from self.request(Call("GET", path))
+        return r.json()
+
+    # --- inputs ---------------------------------------------------------------------------------
+
+    def upload(self, value: Any, what: str = "array") -> Op:
+        """Uploads an array as a float32 .npy shard, unless the coordinator has it: returns its sha-256."""
+        data = to_npy(value, what)
+        sha = sha256(data)
+        if sha in self.known_shards:
+            return sha
+        # Shards are content-addressed and public by id: HEAD says whether it is there already.
+        head = yield from self.request(Call("HEAD", f"/shards/{sha}", ok=(200, 404)))
+        if head.status_code == 404:
+            r = yield from self.request(
+                Call("POST", "/api/shards", content=data, ok=(201,), headers={"content-type": "application/octet-stream"})
+            )
+            stored = r.json()["sha256"]
+            if stored != sha:
+                raise ApiError("internal", f"the coordinator stored {what} as {stored}, not {sha}", r.status_code)
+        self.known_shards.add(sha)
+        return sha
+
+    def upload_model(self, model: Any) -> Op:
+        """Uploads an ONNX model once per client (its answer names the inputs and outputs)."""
+        data = model_bytes(model)
+        sha = sha256(data)
+        if sha not in self.models:
+            r = yield from self.request(
+                Call("POST", "/api/models", content=data, ok=(201,), headers={"content-type": "application/octet-stream"})
+            )
+            self.models[sha] = r.json()
+            self.known_shards.add(sha)
+        return self.models[sha]
+
+    # --- jobs -----------------------------------------------------------------------------------
+
+    def submit(self, body: Dict[str, Any], outputs: Optional[List[str]] = None) -> Op:
+        r = yield from self.request(Call("POST", "/api/jobs", json=body, ok=(201,), replay_safe=False))
+        return JobSpec(r.json()["id"], body["kind"], outputs)
+
+    @staticmethod
+    def _common(body: Dict[str, Any], replication: Optional[int], name: Optional[str]) -> Dict[str, Any]:
+        if replication is not None:
+            body["replication"] = int(replication)
+        if name is not None:
+            body["name"] = str(name)
+        return body
+
+    def matmul(self, a: Any, b: Any, replication: Optional[int], tile: Any, tolerance: Any, adaptive: Optional[bool], name: Optional[str]) -> Op:
+        inputs = {"a": (yield from self.upload(a, "a")), "b": (yield from self.upload(b, "b"))}
+        body = self._common({"kind": "matmul", "inputs": inputs}, replication, name)
+        if tile is not None:
+            rows, cols = (tile["rows"], tile["cols"]) if isinstance(tile, Mapping) else tile
+            body["tile"] = {"rows": int(rows), "cols": int(cols)}
+        if tolerance is not None:
+            body["tolerance"] = tolerance_body(tolerance)
+        if adaptive is not None:
+            body["adaptive"] = bool(adaptive)
+        return (yield from self.submit(body))
+
+    def attention(self, q: Any, k: Any, v: Any, causal: bool, replication: Optional[int], block_rows: Optional[int], tolerance: Any, name: Optional[str]) -> Op:
+        inputs = {}
+        for n, x in (("q", q), ("k", k), ("v", v)):
+            inputs[n] = yield from self.upload(x, n)
+        body = self._common({"kind": "attention", "inputs": inputs, "causal": bool(causal)}, replication, name)
+        if block_rows is not None:
+            body["blockRows"] = int(block_rows)
+        if tolerance is not None:
+            body["tolerance"] = tolerance_body(tolerance)
+        return (yield from self.submit(body))
+
+    def onnx(self, model: Any, inputs: Any, replication: Optional[int], items_per_unit: Optional[int], tolerance: Any, argmax: Any, flops_per_item: Optional[float], name: Optional[str]) -> Op:
+        info = yield from self.upload_model(model)
+        names = [t["name"] for t in info.get("inputs", [])]
+        if not isinstance(inputs, Mapping):
+            if len(names) != 1:
+                raise TypeError(f"the model takes inputs {', '.join(map(repr, names))}: pass a dict of arrays by input name")
+            inputs = {names[0]: inputs}
+        shards = {}
+        for input_name, value in inputs.items():
+            shards[str(input_name)] = yield from self.upload(value, f"inputs[{input_name!r}]")
+        body = self._common({"kind": "onnx", "model": info["sha256"], "inputs": shards}, replication, name)
+        if items_per_unit is not None:
+            body["itemsPerUnit"] = int(items_per_unit)
+        if tolerance is not None:
+            body["tolerance"] = tolerance_body(tolerance, per_output=True)
+        if argmax is not None:
+            body["argmax"] = [argmax] if isinstance(argmax, str) else list(argmax)
+        if flops_per_item is not None:
+            body["flopsPerItem"] = float(flops_per_item)
+        return (yield from self.submit(body, [t["name"] for t in info.get("outputs", [])]))
+
+    def status(self, job_id: str) -> Op:
+        return (yield from self.get_json(f"/api/jobs/{quote(job_id, safe='')}"))
+
+    def cancel(self, job_id: str) -> Op:
+        r = yield from self.request(Call("POST", f"/api/jobs/{quote(job_id, safe='')}/cancel"))
+        return r.json()
+
+    def jobs(self) -> Op:
+        return (yield from self.get_json("/api/jobs"))["jobs"]
+
+    def wait(self, job_id: str, timeout: Optional[float], on_status: Callable[[Dict[str, Any]], None]) -> Op:
+        """Polls until the job is done or failed (returns its status) or `timeout` seconds pass."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = min(0.05, self.poll_interval)
+        while True:
+            status = yield from self.status(job_id)
+            on_status(status)
+            if status["state"] in TERMINAL:
+                return status
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                done, total = progress_of(status)
+                raise TimeoutError(f"job {job_id} is still {status['state']} after {timeout} s ({done}/{total} work units done)")
+            yield Sleep(delay if left is None else min(delay, left))
+            delay = min(delay * 1.5, self.poll_interval)
+
+    def result(self, spec: JobSpec, output: Optional[str] = None) -> Op:
+        """The result of a finished job: an array, or for onnx jobs a dict of arrays by output name."""
+        base = f"/api/jobs/{quote(spec.id, safe='')}"
+        try:
+            if output is not None:
+                return from_npy((yield from self.request(Call("GET", f"{base}/outputs/{quote(output, safe='')}"))).content)
+            if spec.kind != "onnx":
+                return from_npy((yield from self.request(Call("GET", f"{base}/result"))).content)
+            if spec.outputs is None:
+                raise ValueError(
+                    f"job {spec.id} is an onnx job re-attached without its output names (the job status does not list "
+                    "them): use grid.job(id, outputs=[...]) or job.result(output='<name>')"
+                )
+            out = {}
+            for name in spec.outputs:
+                out[name] = from_npy((yield from self.request(Call("GET", f"{base}/outputs/{quote(name, safe='')}"))).content)
+            return out
+        except NotReady as err:
+            status = yield from self.status(spec.id)
+            if status["state"] == "failed":
+                raise JobFailed(err.code, f"job {spec.id} failed: {status.get('error')}", err.status, spec.id) from None
+            raise
+
+
+def bar_for(job_id: str, enabled: bool) -> Callable[[Optional[Dict[str, Any]]], None]:
+    """A tqdm progress bar over a job's work units when tqdm is installed and `enabled`; else a no-op.
+    Call it with each status, and with None to close it."""
+    if not enabled:
+        return lambda status: None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return lambda status: None
+    bar = None
+
+    def update(status: Optional[Dict[str, Any]]) -> None:
+        nonlocal bar
+        if status is None:
+            if bar is not None:
+                bar.close()
+            return
+        done, total = progress_of(status)
+        if bar is None:
+            bar = tqdm(total=total, desc=job_id, unit="unit")
+        bar.total = total
+        bar.n = done
+        bar.set_postfix_str(status["state"], refresh=False)
+        bar.refresh()
+
+    return update
+
