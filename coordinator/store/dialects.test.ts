@@ -1,35 +1,19 @@
 // SQLite and PostgreSQL keep one schema and one settlement in two SQL dialects: this fails when they
 // drift — the same tables with the same columns, and the same outcome (states, counts, credit and
 // the very same ledger chain) for the same sequence of results on both.
-import { generateKeyPairSync } from 'node:crypto';
-import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import pg from 'pg';
-import { afterAll, beforeAll, expect, test } from 'vitest';
-import { makeSealer, verifyChain } from '../ledger/chain.js';
+import { expect, test } from 'vitest';
+import { verifyChain } from '../ledger/chain.js';
 import { readLedger } from '../ledger/export.js';
-import { startPgCluster, type PgCluster } from '../testing/pg-cluster.js';
-import { makeTempDir, removeDir } from '../testing/helpers.js';
+import { useBothStores } from '../testing/fixtures.js';
 import { pgViews } from './pg/views.js';
-import { PgStore } from './pg/store.js';
 import { SqliteRoomStore } from './sqlite/rooms.js';
 import { SqliteStatsStore } from './sqlite/stats.js';
 import { SqliteStore } from './sqlite/store.js';
 import type { Store } from './store.js';
 
-const { privateKey, publicKey } = generateKeyPairSync('ed25519');
-const sealer = makeSealer(privateKey);
-
-let cluster: PgCluster;
-let dir: string;
-beforeAll(async () => {
-  cluster = await startPgCluster();
-  dir = makeTempDir();
-}, 60_000);
-afterAll(() => {
-  cluster?.stop();
-  removeDir(dir);
-});
+const both = useBothStores();
 
 /** Each table's columns, sorted: `table: col, col, …`. */
 type Columns = Record<string, string[]>;
@@ -95,11 +79,10 @@ function without(cols: Columns, only: Record<string, string>): Columns {
 }
 
 test('both dialects create the same tables with the same columns, but for the differences named with their reasons', async () => {
-  const file = join(dir, 'schema.sqlite');
-  await new SqliteStore(file, { sealer }).close();
-  const pgStore = await PgStore.connect(cluster.url, 1, sealer);
-  await pgStore.close();
-  const [lite, post] = [await sqliteColumns(file), await pgColumns(cluster.url)];
+  const file = both.sqliteFile('schema.sqlite');
+  await new SqliteStore(file, { sealer: both.sealer }).close();
+  await (await both.open.PostgreSQL()).close();
+  const [lite, post] = [await sqliteColumns(file), await pgColumns(both.pgUrl)];
   expect(Object.keys(lite).length).toBeGreaterThan(8);
   // Every named difference is real (a stale entry would hide nothing and mislead).
   expect(Object.keys(ONLY_IN.postgres).filter((name) => !has(post, name))).toEqual([]);
@@ -141,7 +124,7 @@ async function settlementStory(store: Store) {
     revoked: { credits: revoked.entries.map((r) => r.entry), balances: revoked.balances },
     afterRevoke: await snapshot(store, vs),
     ledger: ledger.entries,
-    chainOk: verifyChain(ledger, publicKey).ok,
+    chainOk: verifyChain(ledger, both.publicKey).ok,
   };
 }
 
@@ -158,8 +141,8 @@ async function snapshot(store: Store, vs: string[]) {
 }
 
 test('both dialects settle and revoke the same sequence of results identically, down to the ledger chain', async () => {
-  const lite = new SqliteStore(join(dir, 'story.sqlite'), { sealer });
-  const post = await PgStore.connect(cluster.url, 2, sealer);
+  const lite = await both.open.SQLite();
+  const post = await both.open.PostgreSQL();
   try {
     const [a, b] = [await settlementStory(lite), await settlementStory(post)];
     expect(a.chainOk).toBe(true);

@@ -2,35 +2,13 @@
 // unreplicated valid result is found, and revoking it re-opens its unit, puts its finished job
 // back to running and reverses its credit with a sealed negative ledger entry; the volunteer list
 // counts the result as pending, valid, then invalid.
-import { generateKeyPairSync } from 'node:crypto';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { makeSealer, verifyChain } from '../ledger/chain.js';
+import { describe, expect, test } from 'vitest';
+import { verifyChain } from '../ledger/chain.js';
 import { readLedger } from '../ledger/export.js';
-import { startPgCluster, type PgCluster } from '../testing/pg-cluster.js';
-import { PgStore } from './pg/store.js';
-import { SqliteStore } from './sqlite/store.js';
-import type { Store } from './store.js';
-import { makeTempDir, removeDir } from '../testing/helpers.js';
+import { useBothStores } from '../testing/fixtures.js';
 
-const { privateKey, publicKey } = generateKeyPairSync('ed25519');
-const sealer = makeSealer(privateKey);
-
-let cluster: PgCluster;
-let dir: string;
-beforeAll(async () => {
-  cluster = await startPgCluster();
-  dir = makeTempDir();
-}, 60_000);
-afterAll(() => {
-  cluster?.stop();
-  removeDir(dir);
-});
-
-const stores: [string, () => Promise<Store>][] = [
-  ['SQLite', async () => new SqliteStore(join(dir, `t-${Date.now()}.sqlite`), { sealer })],
-  ['PostgreSQL', async () => PgStore.connect(cluster.url, 2, sealer)],
-];
+const both = useBothStores();
+const stores = Object.entries(both.open);
 
 describe.each(stores)('%s store', (_name, open) => {
   test('trust round-trips; revoking an unreplicated result re-opens its unit and reverses its credit', async () => {
@@ -75,7 +53,7 @@ describe.each(stores)('%s store', (_name, open) => {
       expect(await store.liveResults(leased.wu.id)).toEqual([]);
       // Revoking again changes nothing.
       expect((await store.revokeResults({ resultIds: [resultId], reason: 'test', now: 31 })).entries).toEqual([]);
-      const chain = verifyChain(await readLedger(store), publicKey);
+      const chain = verifyChain(await readLedger(store), both.publicKey);
       expect(chain.ok).toBe(true);
       expect(chain.credit.get(v)).toBe(0);
     } finally {

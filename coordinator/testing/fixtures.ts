@@ -1,9 +1,15 @@
-// Per-test fixtures for vitest files: a coordinator with its simulated workers, and a shard store
-// in a temporary folder, each made before and removed after.
+// Per-test fixtures for vitest files: a coordinator with its simulated workers, a shard store in a
+// temporary folder, both storage backends — each made before and removed after.
+import { generateKeyPairSync } from 'node:crypto';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach } from 'vitest';
+import { makeSealer } from '../ledger/chain.js';
+import { PgStore } from '../store/pg/store.js';
 import { FileShardStore, type ShardStore } from '../store/shards.js';
+import { SqliteStore } from '../store/sqlite/store.js';
+import type { Store } from '../store/store.js';
 import { makeTempDir, removeDir, startTestCoordinator, type TestCoordinator } from './helpers.js';
+import { startPgCluster, type PgCluster } from './pg-cluster.js';
 import type { SimWorker } from './sim-worker.js';
 
 /**
@@ -41,4 +47,37 @@ export function useTempShards(): { readonly shards: ShardStore } {
   });
   afterAll(() => removeDir(dir));
   return fixture;
+}
+
+/**
+ * Both storage backends for one file: a throwaway PostgreSQL cluster and a temporary folder for
+ * SQLite files, with one ledger signing key. `open` makes a fresh store of either kind.
+ */
+export function useBothStores() {
+  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+  const sealer = makeSealer(privateKey);
+  let cluster: PgCluster | null = null;
+  let dir = '';
+  let files = 0;
+  beforeAll(async () => {
+    cluster = await startPgCluster();
+    dir = makeTempDir();
+  }, 60_000);
+  afterAll(() => {
+    cluster?.stop();
+    removeDir(dir);
+  });
+  return {
+    publicKey,
+    sealer,
+    /** The cluster's URL and the folder's path (only inside tests). */
+    get pgUrl() {
+      return cluster!.url;
+    },
+    sqliteFile: (name = `store-${++files}.sqlite`) => join(dir, name),
+    open: {
+      SQLite: async (): Promise<Store> => new SqliteStore(join(dir, `store-${++files}.sqlite`), { sealer }),
+      PostgreSQL: async (): Promise<Store> => PgStore.connect(cluster!.url, 2, sealer),
+    },
+  };
 }
