@@ -156,9 +156,11 @@ const USAGE = `usage: npm run volunteers -- --count N --coordinator URL [--profi
   Launches N headless Chromium volunteers that compute for the coordinator until stopped (Ctrl-C).
   --profile DIR   keep each volunteer's identity (and so its credit) in DIR across runs
   --no-tune       skip the WebGPU kernel autotuner (default tiling; quicker start without a GPU)
-  --interval S    seconds between progress lines (default 10)`;
+  --interval S    seconds between progress lines (default 10)
+  --native        no browser: native volunteers on Dawn and onnxruntime-node (--native --help for its options)`;
 
 async function main() {
+  if (process.argv.includes('--native')) return (await import('./tools/native-volunteer/main')).main(process.argv.slice(2));
   const { values } = parseArgs({
     options: {
       count: { type: 'string', default: '1' },
