@@ -72,7 +72,7 @@ export async function runNativeCli(argv: string[], log = (msg: string) => consol
   installWebSocket();
   const rtcProblem = opts.p2p ? await installWebRtc() : 'off (--no-p2p)';
   if (rtcProblem) log(`peer-to-peer: ${rtcProblem}; inputs come from the coordinator`);
-  const { startNativeVolunteer } = await import('./volunteer');
+  const { startNativeVolunteer, formatFlops } = await import('./volunteer');
   log(`starting ${opts.count} native volunteer(s) for ${opts.url}`);
   const compute = await NativeCompute.start({ backend: opts.backend, tune: opts.tune, tuningFile: join(opts.state, 'tuning.json'), log });
   log(compute.describe());
@@ -91,9 +91,9 @@ export async function runNativeCli(argv: string[], log = (msg: string) => consol
     if (stopping) return;
     stopping = true;
     log(`${signal}: stopping`);
-    void Promise.all(volunteers.map((v) => v.stop()))
-      .then(() => compute.close())
-      .finally(() => process.exit(0));
+    // No compute.close(): a unit may still be running on the GPU, and destroying the device waits
+    // for it. The process ends; the driver reclaims the device.
+    void Promise.all(volunteers.map((v) => v.stop())).finally(() => process.exit(0));
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
@@ -101,8 +101,8 @@ export async function runNativeCli(argv: string[], log = (msg: string) => consol
     setInterval(() => {
       for (const [i, v] of volunteers.entries()) {
         const s = v.state();
-        const speed = s.lastGflops === null ? '' : `; last unit ${s.lastGflops.toFixed(2)} GFLOP/s`;
-        log(`#${i} ${s.volunteerId ?? '…'}: ${s.phase}; ${s.unitsDone} units, ${s.credit.toExponential(3)} FLOPs credit${speed}`);
+        const speed = s.lastGflops === null ? '' : `; last unit ${formatFlops(s.lastGflops * 1e9, '/s')}`;
+        log(`#${i} ${s.volunteerId ?? '…'}: ${s.phase}; ${s.unitsDone} units, credit ${formatFlops(s.credit)}${speed}`);
       }
     }, opts.interval * 1000);
   }

@@ -60,6 +60,8 @@ export class NativeCompute {
   onnxProblem: string | null = null;
   measured: { webgpu: number | null; cpu: number | null } = { webgpu: null, cpu: null };
   private lostReason: string | null = null;
+  /** Counts devices opened: a device this object destroyed itself (a restart, closing) is no loss to report. */
+  private generation = 0;
   private readonly sessions = new OrtSessions();
   private cpuKernels: OrtKernels | null = null;
   private readonly log: (msg: string) => void;
@@ -83,7 +85,9 @@ export class NativeCompute {
     try {
       await installWebGpu();
       this.lostReason = null;
+      const generation = ++this.generation;
       this.gpu = await openGpu((reason) => {
+        if (generation !== this.generation) return;
         this.lostReason = reason;
         this.log(`GPU device lost: ${reason}`);
       });
@@ -180,17 +184,25 @@ export class NativeCompute {
   }
 
   /**
-   * A fresh GPU device, for a unit that hangs (the client's restartCompute): pending work on the
-   * old device is abandoned with it. The tuning is cached, so this is quick.
+   * A fresh GPU device, for a unit that hangs (the client's restartCompute). The old device is
+   * dropped, not destroyed: Dawn's destroy() blocks this thread until the device's queued work
+   * has finished, which for a hung kernel is never.
    */
   async restart() {
-    this.gpu?.device.destroy();
     this.gpu = null;
+    this.generation++;
     await this.openDevice();
   }
 
+  /** Releases the device once no unit is computing (destroy() waits for the GPU to go idle). */
   close() {
-    this.gpu?.device.destroy();
+    this.destroyDevice();
+  }
+
+  private destroyDevice() {
+    const device = this.gpu?.device;
     this.gpu = null;
+    this.generation++;
+    device?.destroy();
   }
 }

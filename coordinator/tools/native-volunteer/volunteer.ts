@@ -35,25 +35,34 @@ export interface NativeVolunteer {
   stop(): Promise<void>;
 }
 
-const gflop = (flops: number) => (flops >= 1e9 ? `${(flops / 1e9).toFixed(2)} GFLOP` : `${(flops / 1e6).toFixed(1)} MFLOP`);
+/** 4.2 MFLOP, 2.15 GFLOP, … */
+export function formatFlops(flops: number, suffix = ''): string {
+  const [scale, unit] = flops >= 1e12 ? [1e12, 'T'] : flops >= 1e9 ? [1e9, 'G'] : flops >= 1e6 ? [1e6, 'M'] : [1e3, 'k'];
+  return `${(flops / scale).toFixed(flops / scale >= 100 ? 0 : 2)} ${unit}FLOP${suffix}`;
+}
 
 /** Log lines for what changed between two client states: what it computes, how fast, what came of it. */
-export function describeChange(prev: ClientState, next: ClientState, compute?: NativeCompute): string[] {
+export function describeChange(prev: ClientState, next: ClientState, memo: { offline: boolean }, compute?: NativeCompute): string[] {
   const out: string[] = [];
-  if (next.volunteerId && next.volunteerId !== prev.volunteerId) out.push(`volunteer ${next.volunteerId}, credit ${next.credit.toExponential(3)} FLOPs`);
-  if (next.phase !== prev.phase && (next.phase === 'disconnected' || (prev.phase === 'disconnected' && next.phase !== 'connecting'))) {
-    out.push(next.phase === 'disconnected' ? 'disconnected from the coordinator; reconnecting' : 'connected again');
+  if (next.volunteerId && next.volunteerId !== prev.volunteerId) out.push(`volunteer ${next.volunteerId}, credit ${formatFlops(next.credit)}`);
+  // Once per outage, however many reconnection attempts it takes.
+  if (next.phase === 'disconnected' && !memo.offline) {
+    memo.offline = true;
+    out.push('disconnected from the coordinator; reconnecting');
+  } else if (memo.offline && (next.phase === 'waiting' || next.phase === 'paused')) {
+    memo.offline = false;
+    out.push('connected again');
   }
   const cur = next.current;
   if (cur?.phase === 'computing' && (prev.current?.wuId !== cur.wuId || prev.current.phase !== 'computing')) {
-    out.push(`computing ${cur.wuId} of ${cur.jobId}: ${cur.kind} ${cur.shape}, ${gflop(cur.flops)}`);
+    out.push(`computing ${cur.wuId} of ${cur.jobId}: ${cur.kind} ${cur.shape}, ${formatFlops(cur.flops)}`);
   }
   if (cur?.phase === 'uploading' && prev.current?.phase === 'computing' && next.lastGflops) {
     const ep = cur.kind === 'onnx' && compute?.onnxEp ? ` on onnxruntime-node (${compute.onnxEp} EP)` : '';
-    out.push(`computed ${cur.wuId} in ${((cur.flops / next.lastGflops) * 1e-9).toFixed(3)} s: ${next.lastGflops.toFixed(2)} GFLOP/s${ep}`);
+    out.push(`computed ${cur.wuId} in ${(cur.flops / (next.lastGflops * 1e9)).toFixed(3)} s: ${formatFlops(next.lastGflops * 1e9, '/s')}${ep}`);
   }
   if (next.unitsDone > prev.unitsDone) out.push(`result accepted (${next.unitsDone} so far)`);
-  if (next.credit > prev.credit && prev.volunteerId) out.push(`credit ${next.credit.toExponential(3)} FLOPs`);
+  if (next.credit > prev.credit && prev.volunteerId) out.push(`credit ${formatFlops(next.credit)}`);
   if (next.lastError && next.lastError !== prev.lastError) out.push(next.lastError);
   if (next.p2p !== prev.p2p && next.p2p !== 'joining') out.push(`peer-to-peer ${next.p2p}`);
   return out;
@@ -67,6 +76,7 @@ export function startNativeVolunteer(opts: NativeVolunteerOptions): NativeVolunt
   let client: CoordinatorClient | null = null;
   const cache = new MemoryShardCache(opts.cacheBytes ?? 512 * 1024 * 1024, (change) => client?.holdingsChanged(change));
   let last: ClientState | null = null;
+  const memo = { offline: false };
   client = new CoordinatorClient({
     url: opts.url,
     identity,
@@ -77,7 +87,7 @@ export function startNativeVolunteer(opts: NativeVolunteerOptions): NativeVolunt
     compute: opts.compute.compute,
     restartCompute: () => opts.compute.restart(),
     onChange: (state) => {
-      if (last) for (const line of describeChange(last, state, opts.compute)) say(line);
+      if (last) for (const line of describeChange(last, state, memo, opts.compute)) say(line);
       last = state;
       opts.onChange?.(state);
     },
