@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { startCoordinator } from '../../coordinator';
-import { attentionReferenceHeads } from '../../jobs/attention';
+import { attentionReference, attentionReferenceHeads } from '../../jobs/attention';
 import { matmulReference } from '../../jobs/matmul';
 import { parseNpy, toNpy } from '../../npy';
 import { convNetModel } from '../../onnx/test-models';
@@ -97,6 +97,36 @@ async function submitMatmul(grid: Pick<TestCoordinator, 'uploadShard' | 'submitJ
 }
 
 describe.skipIf(skip)('native volunteer on SwiftShader', () => {
+  test('the CPU backend (onnxruntime-node) computes matmul and attention units; auto takes the faster', async () => {
+    const cpu = await NativeCompute.start({ backend: 'cpu', tune: false });
+    try {
+      expect(cpu.backend).toBe('cpu');
+      expect(cpu.deviceInfo()).toMatchObject({ backend: 'cpu', kinds: ['matmul', 'attention', 'onnx'] });
+      expect(cpu.measured.cpu).toBeGreaterThan(0);
+      const [m, k, n] = [33, 20, 17];
+      const a = randomMatrix(m, k, 1);
+      const b = randomMatrix(k, n, 2);
+      const unit = (kind: string, params: object) => ({ id: 'w', jobId: 'j', kind, params, inputs: {}, flops: 1 }) as unknown as WorkUnitSpec;
+      const noShard = async () => new Uint8Array();
+      expect(maxRelativeError(await cpu.compute(unit('matmul', { m, k, n }), { a, b }, noShard), matmulReference(a, b, m, k, n))).toBeLessThan(1e-5);
+      const p = { rows: 16, q0: 16, seq: 40, d: 64 as const, causal: true };
+      const [q, kk, v] = [randomMatrix(16, 64, 3), randomMatrix(40, 64, 4), randomMatrix(40, 64, 5)];
+      expect(maxRelativeError(await cpu.compute(unit('attention', p), { q, k: kk, v }, noShard), attentionReference(q, kk, v, p))).toBeLessThan(1e-5);
+    } finally {
+      cpu.close();
+    }
+    // On SwiftShader the CPU is the faster, as the page finds.
+    expect(compute.measured.webgpu).toBeGreaterThan(0);
+    const auto = await NativeCompute.start({ tune: false });
+    try {
+      expect(auto.measured.webgpu).toBeGreaterThan(0);
+      expect(auto.backend).toBe(auto.measured.cpu! > auto.measured.webgpu! ? 'cpu' : 'webgpu');
+      expect(auto.describe()).toContain(`computing on ${auto.backend === 'cpu' ? 'the CPU' : 'WebGPU'}`);
+    } finally {
+      auto.close();
+    }
+  }, 60_000);
+
   test('matmul, attention and onnx replicas agree with another worker; the identity persists', async () => {
     const grid = await startTestCoordinator({ leaseMs: 60_000 });
     const replica = replicaWorker(grid.base);

@@ -37,6 +37,7 @@ export interface NativeVolunteer {
 
 /** 4.2 MFLOP, 2.15 GFLOP, … */
 export function formatFlops(flops: number, suffix = ''): string {
+  if (!(flops > 0)) return `0 FLOP${suffix}`;
   const [scale, unit] = flops >= 1e12 ? [1e12, 'T'] : flops >= 1e9 ? [1e9, 'G'] : flops >= 1e6 ? [1e6, 'M'] : [1e3, 'k'];
   return `${(flops / scale).toFixed(flops / scale >= 100 ? 0 : 2)} ${unit}FLOP${suffix}`;
 }
