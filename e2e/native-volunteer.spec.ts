@@ -9,10 +9,10 @@ import * as ort from 'onnxruntime-node';
 import { expect, test } from './fixtures';
 import { attentionReferenceHeads } from '../coordinator/jobs/attention';
 import { matmulReference } from '../coordinator/jobs/matmul';
-import { parseNpy, toNpy } from '../coordinator/npy';
-import { convNetModel } from '../coordinator/onnx/test-models';
+import { parseNpy, toNpy } from '../coordinator/protocol/npy';
+import { convNetModel } from '../coordinator/testing/test-models';
 import type { VolunteerSummary } from '../coordinator/protocol';
-import { makeTempDir, randomMatrix, removeDir, waitFor } from '../coordinator/test-helpers';
+import { makeTempDir, randomMatrix, removeDir, waitFor } from '../coordinator/testing/helpers';
 import { maxRelativeError, openVolunteer, ROOT, startGrid } from './grid';
 import { traceNote } from './fixtures';
 
@@ -22,7 +22,7 @@ test('a native and a browser volunteer compute replicas of matmul, attention and
   const state = makeTempDir('tabgrid-native-e2e-');
   const native = spawn(
     process.execPath,
-    ['--import', 'tsx', resolve(ROOT, 'coordinator/headless-volunteers.ts'), '--native', '--coordinator', grid.base, '--state', state, '--swiftshader', '--backend', 'webgpu', '--no-tune', '--no-p2p', '--interval', '0'],
+    ['--import', 'tsx', resolve(ROOT, 'coordinator/tools/headless-volunteers.ts'), '--native', '--coordinator', grid.base, '--state', state, '--swiftshader', '--backend', 'webgpu', '--no-tune', '--no-p2p', '--interval', '0'],
     { cwd: ROOT, env: { ...process.env, VK_ICD_FILENAMES: '' }, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let out = '';

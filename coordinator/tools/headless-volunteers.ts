@@ -160,7 +160,7 @@ const USAGE = `usage: npm run volunteers -- --count N --coordinator URL [--profi
   --native        no browser: native volunteers on Dawn and onnxruntime-node (--native --help for its options)`;
 
 async function main() {
-  if (process.argv.includes('--native')) return (await import('./tools/native-volunteer/main')).main(process.argv.slice(2));
+  if (process.argv.includes('--native')) return (await import('./native-volunteer/main')).main(process.argv.slice(2));
   const { values } = parseArgs({
     options: {
       count: { type: 'string', default: '1' },

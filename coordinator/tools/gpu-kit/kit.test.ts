@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
-import { makeTempDir, removeDir } from '../../test-helpers';
+import { makeTempDir, removeDir } from '../../testing/helpers';
 import { swiftShaderAvailable, useSwiftShader } from '../native-volunteer/webgpu';
 import { runBench } from './bench';
 import { bundleNative } from './build-kit';

@@ -3,9 +3,9 @@
 import { spawn } from 'node:child_process';
 import { resolve } from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { toNpy } from '../../npy';
-import { SimWorker } from '../../sim-worker';
-import { makeTempDir, randomMatrix, removeDir, startTestCoordinator, waitFor } from '../../test-helpers';
+import { toNpy } from '../../protocol/npy';
+import { SimWorker } from '../../testing/sim-worker';
+import { makeTempDir, randomMatrix, removeDir, startTestCoordinator, waitFor } from '../../testing/helpers';
 import { swiftShaderAvailable } from './webgpu';
 
 const ROOT = resolve(import.meta.dirname, '../../..');
@@ -14,7 +14,7 @@ describe.skipIf(!swiftShaderAvailable())('native volunteer CLI', () => {
   test('prints each unit and its speed; SIGINT mid-unit exits 0 and hands the unit back', async () => {
     const grid = await startTestCoordinator({ leaseMs: 120_000 });
     const state = makeTempDir('tabgrid-native-cli-');
-    const args = ['--import', 'tsx', resolve(ROOT, 'coordinator/headless-volunteers.ts'), '--native', '--coordinator', grid.base, '--state', state];
+    const args = ['--import', 'tsx', resolve(ROOT, 'coordinator/tools/headless-volunteers.ts'), '--native', '--coordinator', grid.base, '--state', state];
     const proc = spawn(process.execPath, [...args, '--swiftshader', '--backend', 'webgpu', '--no-tune', '--no-p2p', '--interval', '0'], {
       cwd: ROOT,
       env: { ...process.env, VK_ICD_FILENAMES: '' },
@@ -35,7 +35,9 @@ describe.skipIf(!swiftShaderAvailable())('native volunteer CLI', () => {
           adaptive: false,
         });
       const small = await job(64, 1);
-      expect((await grid.waitForJob(small, 30_000)).state, out).toBe('done');
+      // A failure says what the volunteer printed.
+      const status = await grid.waitForJob(small, 30_000).catch((err: Error) => ({ state: `${err.message}\n${out}` }));
+      expect(status.state, out).toBe('done');
       await waitFor(() => /result accepted/.test(out), 5_000, 'the accepted line');
       expect(out).toMatch(/new identity in .*volunteer-0\.key/);
       expect(out).toMatch(/computing j_\w+\.0 of j_\w+: matmul 64×64 · 64×64, 524 kFLOP/);

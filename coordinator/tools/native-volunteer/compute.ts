@@ -6,9 +6,9 @@
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { ONNX_MODEL_INPUT, type DeviceInfo, type WorkUnitSpec } from '../../protocol';
-import type { Compute } from '../../../web/client/coordinator-client';
-import { fasterBackend, type Backend } from '../../../web/compute/backend-choice';
-import { measureGflops, type MatmulFn } from '../../../web/compute/measure';
+import type { Compute } from '../../../web/worker/api';
+import { fasterBackend, type Backend } from '../../../web/worker/backend-choice';
+import { measureGflops, type MatmulFn } from '../../../web/worker/measure';
 import { gpuAttention } from '../../../web/gpu/attention';
 import { tuneKernels, tuningKey, type TuningCache, type TuningResult } from '../../../web/gpu/autotune';
 import { openGpu, type Gpu } from '../../../web/gpu/device';

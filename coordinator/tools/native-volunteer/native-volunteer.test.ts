@@ -7,14 +7,14 @@ import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { startCoordinator } from '../../coordinator';
+import { startCoordinator } from '../../app';
 import { attentionReference, attentionReferenceHeads } from '../../jobs/attention';
 import { matmulReference } from '../../jobs/matmul';
-import { parseNpy, toNpy } from '../../npy';
-import { convNetModel } from '../../onnx/test-models';
-import { ONNX_MODEL_INPUT, type JobStatus, type VolunteerSummary, type WorkUnitSpec } from '../../protocol';
-import { honestCompute, SimWorker } from '../../sim-worker';
-import { makeTempDir, randomMatrix, removeDir, startTestCoordinator, TOKEN, waitFor, type TestCoordinator } from '../../test-helpers';
+import { parseNpy, toNpy } from '../../protocol/npy';
+import { convNetModel } from '../../testing/test-models';
+import type { JobStatus, VolunteerSummary, WorkUnitSpec } from '../../protocol';
+import { SimWorker } from '../../testing/sim-worker';
+import { makeTempDir, randomMatrix, removeDir, startTestCoordinator, TOKEN, waitFor, type TestCoordinator } from '../../testing/helpers';
 import { NativeCompute } from './compute';
 import { installWebSocket } from './node-globals';
 import { swiftShaderAvailable, useSwiftShader } from './webgpu';
@@ -38,29 +38,9 @@ afterAll(() => {
   removeDir(state);
 });
 
-/** What another worker returns: the CPU references, and onnxruntime-node for onnx units. */
+/** Another worker: the CPU references for matmul and attention, onnxruntime-node for onnx units. */
 function replicaWorker(base: string) {
-  const sessions = new Map<string, Promise<ort.InferenceSession>>();
-  return new SimWorker({
-    url: base,
-    name: 'replica',
-    kinds: ['matmul', 'attention', 'onnx'],
-    compute: async (wu: WorkUnitSpec, inputs) => {
-      if (wu.kind !== 'onnx') return honestCompute(wu, inputs);
-      const sha = wu.inputs[ONNX_MODEL_INPUT];
-      if (!sessions.has(sha)) {
-        const bytes = new Uint8Array(await (await fetch(`${base}/shards/${sha}`)).arrayBuffer());
-        sessions.set(sha, ort.InferenceSession.create(bytes));
-      }
-      const session = await sessions.get(sha)!;
-      const feeds = Object.fromEntries(wu.params.inputs.map((s) => [s.name, new ort.Tensor('float32', inputs[s.name], s.shape)]));
-      const out = await session.run(feeds);
-      const parts = wu.params.outputs.map((o) => out[o.name].data as Float32Array);
-      const all = new Float32Array(parts.reduce((s, p) => s + p.length, 0));
-      parts.reduce((at, p) => (all.set(p, at), at + p.length), 0);
-      return all;
-    },
-  });
+  return new SimWorker({ url: base, name: 'replica', kinds: ['matmul', 'attention', 'onnx'] });
 }
 
 async function download(grid: { api: TestCoordinator['api'] }, jobId: string, output?: string) {

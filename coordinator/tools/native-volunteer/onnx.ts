@@ -1,12 +1,12 @@
 // ONNX in Node: onnxruntime-node sessions by model sha-256 (a stream of units loads a model once),
 // on the CUDA execution provider where its libraries are installed and the CPU EP otherwise. Also
-// the native volunteer's CPU backend: the page's matmul and attention graphs (coordinator/onnx/
-// builder.ts), run here by onnxruntime-node's CPU EP instead of onnxruntime-web's wasm one.
+// the native volunteer's CPU backend: the page's matmul and attention graphs
+// (coordinator/protocol/onnx-builder.ts), run here by onnxruntime-node's CPU EP instead of onnxruntime-web's wasm one.
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import type * as OrtNode from 'onnxruntime-node';
-import { attentionMask, attentionModel, matmulModel } from '../../onnx/builder';
+import { attentionMask, attentionModel, matmulModel } from '../../protocol/onnx-builder';
 
 type Ort = typeof OrtNode;
 type Session = OrtNode.InferenceSession;
