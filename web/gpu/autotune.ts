@@ -30,7 +30,7 @@ export function tuningKey(adapter: string, limits: Record<string, number> | unde
     .sort(([a], [b]) => a.localeCompare(b))
     .map(([name, value]) => `${name}=${value}`)
     .join(',');
-  return `kernels/v2/${adapter}/${l}`;
+  return `kernels/v3/${adapter}/${l}`; // v3: the double-buffered candidates joined
 }
 
 function randomData(count: number): Float32Array {

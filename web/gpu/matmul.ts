@@ -3,6 +3,7 @@
 import preludeSource from '../../shaders/matmul-prelude.wgsl?raw';
 import scalarSource from '../../shaders/matmul.wgsl?raw';
 import vec4BlockSource from '../../shaders/matmul-vec4-block.wgsl?raw';
+import vec4DoubleBufferedSource from '../../shaders/matmul-vec4-db.wgsl?raw';
 import vec4SubgroupsSource from '../../shaders/matmul-vec4-subgroups.wgsl?raw';
 import vec4RegsSource from '../../shaders/matmul-vec4-regs.wgsl?raw';
 import vec4Source from '../../shaders/matmul-vec4.wgsl?raw';
@@ -18,6 +19,8 @@ export interface MatmulConfig {
   regs?: boolean;
   /** shaders/matmul-vec4-subgroups.wgsl: A shared by subgroup shuffles (WG_Y 1, TM×TN 4×8); needs the `subgroups` feature. */
   subgroups?: boolean;
+  /** shaders/matmul-vec4-db.wgsl: the tiled kernel with two stages of workgroup memory, loads of the next k-slice in flight (GPUs). */
+  doubleBuffered?: boolean;
   wgX: number;
   wgY: number;
   tm: number;
@@ -37,6 +40,10 @@ export const MATMUL_CANDIDATES: readonly MatmulConfig[] = [
   { wgX: 16, wgY: 16, tm: 8, tn: 8, bk: 8 }, // 128×128
   { regs: true, wgX: 8, wgY: 8, tm: 4, tn: 8, bk: 16 }, // 32×64 per workgroup, no barriers
   { regs: true, wgX: 16, wgY: 4, tm: 4, tn: 8, bk: 16 }, // 16×128
+  // For GPUs: double-buffered k-slices (two stages fit 16 KiB at BK 8).
+  { doubleBuffered: true, wgX: 16, wgY: 16, tm: 8, tn: 8, bk: 8 }, // 128×128
+  { doubleBuffered: true, wgX: 16, wgY: 8, tm: 8, tn: 8, bk: 8 }, // 64×128
+  { doubleBuffered: true, wgX: 16, wgY: 16, tm: 4, tn: 8, bk: 8 }, // 64×128, 256 invocations
 ];
 
 /**
@@ -56,7 +63,8 @@ export function matmulCandidates(device: GPUDevice): readonly MatmulConfig[] {
 export function describeConfig(c: MatmulConfig): string {
   const tile = `${c.wgY * c.tm}×${c.wgX * c.tn}`;
   if (c.subgroups) return `${tile} per workgroup, ${c.tm}×${c.tn} per thread, A shared by subgroup shuffles`;
-  return c.regs ? `${tile} per workgroup, ${c.tm}×${c.tn} per thread in registers` : `${tile} tile, ${c.tm}×${c.tn} per thread, k-slice ${c.bk}`;
+  if (c.regs) return `${tile} per workgroup, ${c.tm}×${c.tn} per thread in registers`;
+  return `${tile} tile, ${c.tm}×${c.tn} per thread, k-slice ${c.bk}${c.doubleBuffered ? ', double-buffered' : ''}`;
 }
 
 /** A kernel's source after the shared prelude (dimensions, bindings) over elements of type `elem`. */
@@ -64,6 +72,7 @@ const withPrelude = (elem: 'f32' | 'vec4f', ...parts: string[]) => [`alias Elem 
 
 const SCALAR: KernelSource = { label: 'matmul', code: withPrelude('f32', scalarSource) };
 const VEC4: KernelSource = { label: 'matmul-vec4', code: withPrelude('vec4f', vec4Source) };
+const VEC4_DB: KernelSource = { label: 'matmul-vec4-db', code: withPrelude('vec4f', vec4DoubleBufferedSource) };
 // The register-block kernels share their bindings and 4×8 block code (WGSL has no includes).
 const VEC4_REGS: KernelSource = { label: 'matmul-vec4-regs', code: withPrelude('vec4f', vec4BlockSource, vec4RegsSource) };
 const VEC4_SUBGROUPS: KernelSource = { label: 'matmul-vec4-subgroups', code: withPrelude('vec4f', vec4BlockSource, vec4SubgroupsSource) };
@@ -84,7 +93,7 @@ export function matmulKernel(dims: MatmulDims, c: MatmulConfig): { kernel: Kerne
   if (!usesVec4(dims)) return { kernel: SCALAR, constants: tiling };
   if (c.subgroups) return { kernel: VEC4_SUBGROUPS, constants: { WG_X: c.wgX } };
   if (c.regs) return { kernel: VEC4_REGS, constants: { WG_X: c.wgX, WG_Y: c.wgY } };
-  return { kernel: VEC4, constants: tiling };
+  return { kernel: c.doubleBuffered ? VEC4_DB : VEC4, constants: tiling };
 }
 
 export function matmulPipeline(device: GPUDevice, dims: MatmulDims, c: MatmulConfig): GPUComputePipeline {
