@@ -143,6 +143,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
     writerUtilization: (before) => (store instanceof SqliteStore ? store.writerUtilization(before) : null),
     async close() {
       clearInterval(ticker);
+      intake.stop();
       await app.close();
       await store.close();
     },

@@ -4,7 +4,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import { jobKind } from '../jobs/index.js';
 import { readModel } from '../jobs/onnx.js';
 import { JobSubmit, LIMITS, Sha256Hex, type JobStatus, type ShardTraffic } from '../protocol/index.js';
-import { NpyError, parseNpy } from '../protocol/npy.js';
+import { NpyError, parseNpyTyped } from '../protocol/npy.js';
 import type { JobRecord } from '../store/store.js';
 import { submitJob } from '../work/submit.js';
 import { requireScope, type RouteOptions } from './context.js';
@@ -23,6 +23,8 @@ export function jobStatus(job: JobRecord, shardTraffic?: ShardTraffic): JobStatu
     error: job.error,
     result: job.resultSha && job.resultShape ? { sha256: job.resultSha, shape: job.resultShape } : null,
     ...(shardTraffic ? { shardTraffic } : {}),
+    // Iterative jobs (train): round, rounds and each closed round's figures.
+    ...jobKind(job.kind)?.iterative?.status(job),
   };
 }
 
@@ -46,7 +48,7 @@ export const jobRoutes: FastifyPluginAsync<RouteOptions> = async (app, { ctx }) 
     const bytes = uploadBytes(req.body, '.npy');
     let shape: number[];
     try {
-      shape = parseNpy(bytes).shape;
+      shape = parseNpyTyped(bytes).shape; // float32, or int32 (training labels)
     } catch (err) {
       throw new ApiFailure(400, 'bad_request', err instanceof NpyError ? err.message : 'unreadable .npy');
     }
@@ -124,6 +126,14 @@ export const jobRoutes: FastifyPluginAsync<RouteOptions> = async (app, { ctx }) 
     const job = await jobOr404(req.params.id);
     const kind = jobKind(job.kind);
     if (job.state !== 'done') throw new ApiFailure(409, 'not_ready', `job is ${job.state} (${job.done}/${job.total} work units done)`);
+    if (kind?.storedOutput) {
+      const stored = await kind.storedOutput(job, req.params.name, shards);
+      if (!stored) throw new ApiFailure(404, 'not_found', `job ${job.id} has no output '${req.params.name}'`);
+      return reply
+        .type('application/octet-stream')
+        .header('content-disposition', `attachment; filename="${job.id}-${req.params.name.replace(/[^A-Za-z0-9_.-]/g, '_')}.npy"`)
+        .send(Buffer.from(stored.buffer, stored.byteOffset, stored.byteLength));
+    }
     if (!kind?.output) throw new ApiFailure(404, 'not_found', `${job.kind} jobs have one result: use /api/jobs/${job.id}/result`);
     const outputs = (await store.canonicalOutputs(job.id)).map(({ wu, data }) => ({ wu, output: new Float32Array(data.slice().buffer) }));
     const npy = kind.output(job, outputs, req.params.name);

@@ -3,12 +3,14 @@ import type { JobKindName } from '../protocol/index.js';
 import { attention } from './attention.js';
 import { matmul } from './matmul.js';
 import { onnx } from './onnx.js';
+import { train } from './train.js';
 import type { JobKind } from './types.js';
 
 export const jobKinds: Record<JobKindName, JobKind> = {
   matmul: matmul as JobKind,
   attention: attention as JobKind,
   onnx: onnx as JobKind,
+  train: train as JobKind,
 };
 
 export function jobKind(name: string): JobKind | null {

@@ -94,13 +94,107 @@ export const OnnxJobSubmit = z
   .strict();
 export type OnnxJobSubmit = z.infer<typeof OnnxJobSubmit>;
 
-export const JobSubmit = z.discriminatedUnion('kind', [MatmulJobSubmit, AttentionJobSubmit, OnnxJobSubmit]);
+export const TRAIN_LIMITS = {
+  maxLayers: 8,
+  maxWidth: 4096,
+  /** Parameters of one model (float32 values): the round's parameter shard and every Δ are this big. */
+  maxParams: 4 * 1024 * 1024,
+  maxRounds: 1000,
+  maxLocalSteps: 10_000,
+  maxBatchSize: 4096,
+  maxUnitsPerRound: 256,
+} as const;
+
+/** A built-in model family described in JSON (the MLP classifier; the transformer LM is not built yet). */
+export const MlpModelSpec = z
+  .object({
+    type: z.literal('mlp'),
+    /** Widths: input features, hidden layers…, classes. */
+    layers: z.array(z.number().int().min(1).max(TRAIN_LIMITS.maxWidth)).min(2).max(TRAIN_LIMITS.maxLayers + 1),
+    activation: z.literal('relu').default('relu'),
+  })
+  .strict();
+export type MlpModelSpec = z.infer<typeof MlpModelSpec>;
+
+export const InnerOptimizerSpec = z
+  .object({
+    type: z.enum(['sgd', 'adamw']),
+    lr: z.number().positive().max(10),
+    weightDecay: z.number().min(0).max(1).default(0),
+    beta1: z.number().min(0).lt(1).default(0.9),
+    beta2: z.number().min(0).lt(1).default(0.999),
+    eps: z.number().positive().max(1).default(1e-8),
+  })
+  .strict();
+
+export const OuterOptimizerSpec = z
+  .object({
+    type: z.literal('nesterov').default('nesterov'),
+    lr: z.number().positive().max(10).default(0.7),
+    momentum: z.number().min(0).lt(1).default(0.9),
+  })
+  .strict();
+
+/**
+ * A multi-round training job (DiLoCo): each round's units run `localSteps` inner steps from the
+ * round's parameters on their data slice and return Δ; the coordinator aggregates the validated
+ * Δs robustly and takes one outer Nesterov step.
+ */
+export const TrainJobSubmit = z
+  .object({
+    kind: z.literal('train'),
+    name: Name.optional(),
+    model: MlpModelSpec,
+    /** x: [N, features] float32; y: [N] class ids, float32 or int32. */
+    data: z.object({ x: Sha256Hex, y: Sha256Hex }).strict(),
+    rounds: z.number().int().min(1).max(TRAIN_LIMITS.maxRounds),
+    localSteps: z.number().int().min(1).max(TRAIN_LIMITS.maxLocalSteps),
+    batchSize: z.number().int().min(1).max(TRAIN_LIMITS.maxBatchSize),
+    innerOptimizer: InnerOptimizerSpec.default({ type: 'adamw', lr: 1e-3, weightDecay: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8 }),
+    outerOptimizer: OuterOptimizerSpec.default({ type: 'nesterov', lr: 0.7, momentum: 0.9 }),
+    /** Work units per round, one per data slice (the data is split into this many slices). */
+    unitsPerRound: z.number().int().min(1).max(TRAIN_LIMITS.maxUnitsPerRound).default(4),
+    aggregator: z.enum(['mean', 'trimmed-mean', 'median']).default('trimmed-mean'),
+    /** Trimmed mean: the fraction of Δs dropped from each side, per coordinate. */
+    trim: z.number().min(0).max(0.45).default(0.25),
+    /** Each Δ is scaled down to at most this L2 norm before aggregation. */
+    clipNorm: z.number().positive().max(1e6).optional(),
+    /** Round closing: once this fraction of the round's units is validated, stragglers get `roundGraceS` more seconds. */
+    roundQuorum: z.number().gt(0).max(1).default(0.75),
+    roundGraceS: z.number().min(0).max(86_400).default(30),
+    seed: z.number().int().min(0).max(2 ** 32 - 1).default(0),
+    replication: z.number().int().min(1).max(LIMITS.maxReplication).default(2),
+    /** Overrides the replica agreement tolerance (relative L2 distance of the Δs; see README). */
+    tolerance: Tolerance.optional(),
+  })
+  .strict();
+export type TrainJobSubmit = z.infer<typeof TrainJobSubmit>;
+
+export const JobSubmit = z.discriminatedUnion('kind', [MatmulJobSubmit, AttentionJobSubmit, OnnxJobSubmit, TrainJobSubmit]);
 export type JobSubmit = z.infer<typeof JobSubmit>;
 
 export type JobKindName = JobSubmit['kind'];
 
 export const JobState = z.enum(['queued', 'running', 'done', 'failed']);
 export type JobState = z.infer<typeof JobState>;
+
+/** One closed round of a training job. */
+export const RoundStats = z.object({
+  round: z.number().int(),
+  /** Loss of the parameters after the round's outer step on the job's evaluation rows (computed by the coordinator). */
+  loss: z.number(),
+  /** Mean training loss the round's validated units reported over their inner steps. */
+  trainLoss: z.number(),
+  /** Validated units aggregated into the round's update (of `planned`). */
+  units: z.number().int(),
+  planned: z.number().int(),
+  /** Δ bytes uploaded for the aggregated units, every replica counted. */
+  bytes: z.number().int(),
+  /** Units dropped as stragglers when the round closed. */
+  dropped: z.number().int(),
+  closedAt: z.number(),
+});
+export type RoundStats = z.infer<typeof RoundStats>;
 
 export const JobStatus = z.object({
   id: Id,
@@ -114,6 +208,10 @@ export const JobStatus = z.object({
   error: z.string().nullable(),
   result: z.object({ sha256: Sha256Hex, shape: z.array(z.number().int()) }).nullable(),
   shardTraffic: z.object({ fromPeers: z.number(), fromCoordinator: z.number() }).optional(),
+  /** Iterative jobs (train): the open round (0-based; equals `rounds` once done) and each closed round's figures. */
+  round: z.number().int().optional(),
+  rounds: z.number().int().optional(),
+  perRound: z.array(RoundStats).optional(),
 });
 export type JobStatus = z.infer<typeof JobStatus>;
 
@@ -177,7 +275,35 @@ export const OnnxWorkUnitSpec = MatmulWorkUnitSpec.extend({
   inputs: z.record(TensorName, Sha256Hex),
 });
 
-export const WorkUnitSpec = z.discriminatedUnion('kind', [MatmulWorkUnitSpec, AttentionWorkUnitSpec, OnnxWorkUnitSpec]);
+export const TrainParams = z
+  .object({
+    round: z.number().int().min(0),
+    rounds: z.number().int().min(1),
+    slice: z.number().int().min(0),
+    /** Rows in the unit's data slice (x is rows × layers[0], y is rows). */
+    rows: z.number().int().min(1),
+    layers: MlpModelSpec.shape.layers,
+    steps: z.number().int().min(1),
+    batchSize: z.number().int().min(1),
+    seed: z.number().int().min(0),
+    optimizer: z.enum(['sgd', 'adamw']),
+    lr: z.number(),
+    weightDecay: z.number(),
+    beta1: z.number(),
+    beta2: z.number(),
+    eps: z.number(),
+  })
+  .strict();
+export type TrainParams = z.infer<typeof TrainParams>;
+
+/**
+ * Train units: params = the round's parameters (flat float32 .npy, a shard like any other, so
+ * peers share it), x and y = the unit's data slice. The output is Δ, then two losses (train-mlp.ts).
+ */
+export const TrainWorkUnitSpec = MatmulWorkUnitSpec.extend({ kind: z.literal('train'), params: TrainParams });
+export type TrainWorkUnitSpec = z.infer<typeof TrainWorkUnitSpec>;
+
+export const WorkUnitSpec = z.discriminatedUnion('kind', [MatmulWorkUnitSpec, AttentionWorkUnitSpec, OnnxWorkUnitSpec, TrainWorkUnitSpec]);
 export type WorkUnitSpec = z.infer<typeof WorkUnitSpec>;
 export type MatmulWorkUnitSpec = z.infer<typeof MatmulWorkUnitSpec>;
 export type AttentionWorkUnitSpec = z.infer<typeof AttentionWorkUnitSpec>;

@@ -13,8 +13,22 @@ export class NpyError extends Error {
 const MAGIC = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]; // \x93NUMPY
 const MAX_HEADER = 65536;
 
+/** A float32 or int32 tensor (training labels may be int32 class ids). */
+export interface TypedTensor {
+  shape: number[];
+  dtype: 'float32' | 'int32';
+  data: Float32Array | Int32Array;
+}
+
 /** Parses a .npy file holding little-endian float32 (`<f4`) in C order, format 1.0, 2.0 or 3.0. */
 export function parseNpy(bytes: Uint8Array): Tensor {
+  const t = parseNpyTyped(bytes);
+  if (t.dtype !== 'float32') throw new NpyError("dtype must be float32 ('<f4'), got '<i4' (int32)");
+  return t as Tensor;
+}
+
+/** Parses a .npy file holding little-endian float32 (`<f4`) or int32 (`<i4`) in C order. */
+export function parseNpyTyped(bytes: Uint8Array): TypedTensor {
   if (bytes.length < 10 || MAGIC.some((b, i) => bytes[i] !== b)) {
     throw new NpyError('not a .npy file (missing \\x93NUMPY magic)');
   }
@@ -42,9 +56,8 @@ export function parseNpy(bytes: Uint8Array): Tensor {
   if (descr === undefined || fortran === undefined || shapeText === undefined) {
     throw new NpyError('malformed .npy header (needs descr, fortran_order and shape)');
   }
-  if (descr !== '<f4' && descr !== '|f4') {
-    throw new NpyError(`dtype must be float32 ('<f4'), got '${descr}'`);
-  }
+  const dtype = descr === '<f4' || descr === '|f4' ? 'float32' : descr === '<i4' || descr === '|i4' ? 'int32' : null;
+  if (!dtype) throw new NpyError(`dtype must be float32 ('<f4') or int32 ('<i4'), got '${descr}'`);
   if (fortran === 'True') throw new NpyError('Fortran-order arrays are not supported; save in C order');
   const shape = shapeText
     .split(',')
@@ -58,16 +71,14 @@ export function parseNpy(bytes: Uint8Array): Tensor {
   const dataStart = headerStart + headerLen;
   if (!Number.isSafeInteger(count) || bytes.length - dataStart !== count * 4) {
     throw new NpyError(
-      `data length ${bytes.length - dataStart} bytes does not match shape (${shape.join(', ')}) of float32 (${count * 4} bytes)`,
+      `data length ${bytes.length - dataStart} bytes does not match shape (${shape.join(', ')}) of ${dtype} (${count * 4} bytes)`,
     );
   }
   // Copy when unaligned: Float32Array needs a 4-byte aligned offset.
   const offset = bytes.byteOffset + dataStart;
-  const data =
-    offset % 4 === 0
-      ? new Float32Array(bytes.buffer, offset, count)
-      : new Float32Array(bytes.slice(dataStart).buffer, 0, count);
-  return { shape, data };
+  const [buffer, at] = offset % 4 === 0 ? [bytes.buffer, offset] : [bytes.slice(dataStart).buffer, 0];
+  const data = dtype === 'float32' ? new Float32Array(buffer, at, count) : new Int32Array(buffer, at, count);
+  return { shape, dtype, data };
 }
 
 /** Serialises a float32 tensor as .npy format 1.0 (header padded to 64 bytes, as NumPy does). */

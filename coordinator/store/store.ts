@@ -38,7 +38,8 @@ export interface JobRecord {
   done: number;
 }
 
-export type WorkUnitState = 'open' | 'done' | 'error';
+/** 'dropped': a straggler of an iterative job's round that closed without it (its late results earn nothing). */
+export type WorkUnitState = 'open' | 'done' | 'error' | 'dropped';
 
 export interface WorkUnitRecord {
   id: string;
@@ -261,6 +262,20 @@ export interface Store {
   /** Half-done work a crash may have left behind, to finish at start-up. */
   unfinishedWork(): Promise<UnfinishedWork>;
   canonicalOutputs(jobId: string): Promise<{ wu: WorkUnitRecord; data: Uint8Array }[]>;
+  /**
+   * The job's units with idx in [fromIdx, toIdx), in idx order, each with its canonical output
+   * (null unless settled) and how many valid results it has (an iterative job's round).
+   */
+  unitRange(jobId: string, fromIdx: number, toIdx: number): Promise<{ wu: WorkUnitRecord; data: Uint8Array | null; results: number }[]>;
+  /**
+   * Closes an iterative job's round in one transaction, only if the job is still running (or
+   * queued) and its meta's `round` is `a.round` — so a round closed twice (a timer and a result, a
+   * crash and a restart) is closed once. The round's still-open units `drop` become 'dropped' (their
+   * active leases abandoned, pending results invalid, not counted in the job's total), the next
+   * round's units are added, the meta replaced, and with `result` the job is done. False when the
+   * round had already closed (nothing changes).
+   */
+  advanceRound(a: RoundAdvance): Promise<boolean>;
 
   ledgerEntries(afterSeq: number, limit: number): Promise<LedgerEntry[]>;
   ledgerHead(): Promise<LedgerEntry | null>;
@@ -289,6 +304,17 @@ export interface Store {
    * a settled unit are left alone.
    */
   revokeResults(r: Revocation): Promise<Credited>;
+}
+
+export interface RoundAdvance {
+  jobId: string;
+  /** The round being closed: the job's meta must still name it. */
+  round: number;
+  meta: Record<string, unknown>;
+  drop: string[];
+  units: NewWorkUnit[];
+  result: { sha256: string } | null;
+  now: number;
 }
 
 export interface Revocation {

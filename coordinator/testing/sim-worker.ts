@@ -5,6 +5,7 @@ import { generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
 import WebSocket from 'ws';
 import { attentionReference } from '../jobs/attention.js';
 import { matmulReference } from '../jobs/matmul.js';
+import { trainUnitReference } from '../jobs/train.js';
 import { parseNpy } from '../protocol/npy.js';
 import {
   encodeResultBatchFrame,
@@ -35,6 +36,7 @@ export function matmulParams(wu: WorkUnitSpec): MatmulParams {
 export const honestCompute: Compute = (wu, inputs) => {
   if (wu.kind === 'matmul') return matmulReference(inputs.a, inputs.b, wu.params.m, wu.params.k, wu.params.n);
   if (wu.kind === 'attention') return attentionReference(inputs.q, inputs.k, inputs.v, wu.params);
+  if (wu.kind === 'train') return trainUnitReference(wu.params, inputs.params, inputs.x, inputs.y);
   throw new Error(`sim-worker does not compute ${wu.kind} units`);
 };
 

@@ -29,6 +29,11 @@ export class ResultIntake {
     return this.validator.recover();
   }
 
+  /** Stops timers (iterative jobs' round graces) when the coordinator closes. */
+  stop() {
+    this.validator.rounds.stop();
+  }
+
   submit(session: WorkerSession, header: ResultHeader, payload: Uint8Array): Promise<Verdict> {
     const signed = (wuId: string, sha: string) => this.verifiedBy(session.volunteerId, resultSigningMessage(wuId, sha), header.signature);
     return this.serial(header.wuId, () => this.accept(session, header, payload, signed));
@@ -84,7 +89,8 @@ export class ResultIntake {
     const wu = await store.getWorkUnit(lease.wuId);
     if (!wu || wu.state !== 'open') {
       await store.endLeases([lease.id], 'returned');
-      return reject('work unit is already settled');
+      // 'dropped': a straggler of an iterative job's round that closed without it — it earns nothing.
+      return reject(wu?.state === 'dropped' ? 'work unit is no longer wanted: its round closed without it' : 'work unit is already settled');
     }
     if (payload.length !== wu.outputBytes) {
       await store.endLeases([lease.id], 'abandoned');

@@ -8,6 +8,7 @@ import { findQuorum } from '../jobs/compare.js';
 import type { ShardStore } from '../store/shards.js';
 import type { Credited, SettlementOutcome, Store, WorkUnitRecord } from '../store/store.js';
 import { KeyedQueue } from '../util/keyed-queue.js';
+import { Rounds } from './rounds.js';
 import type { Scheduler } from './scheduler.js';
 import { afterDisagreement, afterStrike, afterValid, DEFAULT_TRUST_POLICY, shouldReplicate, type TrustPolicy, type TrustRecord } from './trust.js';
 
@@ -38,8 +39,12 @@ export class Validator {
    * settle it; different units proceed concurrently (and their writes share commits).
    */
   private readonly units = new KeyedQueue();
+  /** Iterative jobs' rounds: closed as their units settle (work/rounds.ts). */
+  readonly rounds: Rounds;
 
-  constructor(private readonly ctx: ResultContext) {}
+  constructor(private readonly ctx: ResultContext) {
+    this.rounds = new Rounds(ctx);
+  }
 
   /** Runs `fn` in the unit's chain: everything that may settle a unit or change its target runs here. */
   serial<T>(wuId: string, fn: () => Promise<T>): Promise<T> {
@@ -77,6 +82,8 @@ export class Validator {
       if (wu) await this.serial(wuId, () => this.validate(wu));
     }
     for (const jobId of jobsToAssemble) await this.assimilate(jobId);
+    // Iterative jobs: a round whose units settled before the crash is closed now (once: see rounds.ts).
+    await this.rounds.resume();
     return { validated: unitsToValidate.length, assembled: jobsToAssemble.length };
   }
 
@@ -153,7 +160,19 @@ export class Validator {
       await this.revokeUnconfirmed(id, before.verifiedAt, 'its host later disagreed with a quorum');
     }
     await scheduler.cancelUnitLeases(wu.id, 'work unit settled');
-    if (outcome.jobComplete) await this.assimilate(outcome.jobId);
+    if (Rounds.iterativeKindOf(wu.kind)) await this.closeRoundOf(wu.jobId);
+    else if (outcome.jobComplete) await this.assimilate(outcome.jobId);
+  }
+
+  /** An iterative job's unit settled: its round may close. A round that cannot be closed fails the job, loudly. */
+  private async closeRoundOf(jobId: string) {
+    try {
+      await this.rounds.unitSettled(jobId);
+    } catch (err) {
+      this.ctx.log(`job ${jobId}: closing its round failed: ${(err as Error).message}`);
+      await this.ctx.store.failJob(jobId, `closing a round failed: ${(err as Error).message}`, this.ctx.now());
+      await this.ctx.scheduler.cancelLeases((l) => l.jobId === jobId, 'job failed');
+    }
   }
 
   /** Tells each credited (or debited) volunteer, with the sealed ledger entry as its receipt. */
@@ -196,6 +215,7 @@ export class Validator {
     const job = await store.getJob(jobId);
     const kind = job && jobKind(job.kind);
     if (!job || !kind) return;
+    if (kind.iterative) return this.closeRoundOf(jobId); // made round by round, never assembled at once
     try {
       const outputs = (await store.canonicalOutputs(jobId)).map(({ wu, data }) => ({ wu, output: asFloat32(data) }));
       const sha = await shards.put(kind.assimilate(job, outputs));

@@ -129,6 +129,7 @@ export function describeShape(wu: WorkUnitSpec): string {
     return `${m}×${k} · ${k}×${n}`;
   }
   if (wu.kind === 'onnx') return `${wu.params.items} items`;
+  if (wu.kind === 'train') return `training: round ${wu.params.round + 1} of ${wu.params.rounds}, ${wu.params.steps} steps × ${wu.params.batchSize} rows`;
   const { rows, seq, d, causal } = wu.params;
   return `${rows} queries × ${seq} keys, d ${d}${causal ? ', causal' : ''}`;
 }

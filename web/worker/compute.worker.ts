@@ -13,6 +13,14 @@ import { addModel, hasModel, runModel, type ModelRun } from '../onnx/models';
 import { configureThreads } from '../onnx/runtime';
 import { openStore } from '../store/db';
 import type { ComputeApi, InitResult, KernelJob, OnnxFeed, OnnxResult } from './api';
+import { packTrainOutput, trainInner } from '../../coordinator/protocol/train-mlp';
+import type { TrainParams } from '../../coordinator/protocol/jobs';
+
+/** A train unit: H inner steps from the round's parameters on the slice; Δ and the two losses. */
+function trainMlpUnit(p: TrainParams, params: Float32Array, x: Float32Array, y: Float32Array): Float32Array {
+  const optimizer = { type: p.optimizer, lr: p.lr, weightDecay: p.weightDecay, beta1: p.beta1, beta2: p.beta2, eps: p.eps };
+  return packTrainOutput(trainInner(Float32Array, { layers: p.layers, steps: p.steps, batchSize: p.batchSize, seed: p.seed, optimizer }, params, x, y));
+}
 
 let gpu: Gpu | null = null;
 let lostReason: string | null = null;
@@ -73,6 +81,13 @@ const runners: { [K in KernelJob['kind']]: Runner<Extract<KernelJob, { kind: K }
     webgpu: ({ params: p }, { q, k, v }) =>
       gpuAttention(liveGpu().device, q, k, v, { heads: 1, rows: p.rows, q0: p.q0, seq: p.seq, d: p.d, causal: p.causal }, tuning?.attention),
     cpu: ({ params: p }, { q, k, v }) => cpuAttention(q, k, v, p),
+  },
+  // Training (the MLP's inner loop) runs as plain TypeScript float32 loops on either backend: the
+  // same code as the coordinator's reference (protocol/train-mlp.ts). No WebGPU training kernels yet.
+  train: {
+    inputs: () => ['params', 'x', 'y'],
+    webgpu: async ({ params: p }, { params, x, y }) => trainMlpUnit(p, params, x, y),
+    cpu: async ({ params: p }, { params, x, y }) => trainMlpUnit(p, params, x, y),
   },
   onnx: {
     inputs: ({ params }) => params.inputs.map((s) => s.name),

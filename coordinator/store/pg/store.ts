@@ -19,6 +19,7 @@ import type {
   NewWorkUnit,
   ResultRecord,
   Revocation,
+  RoundAdvance,
   Settlement,
   SettlementOutcome,
   SoleSettlement,
@@ -196,30 +197,75 @@ export class PgStore implements Store {
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
         [job.id, job.kind, job.name, job.state, job.replication, JSON.stringify(job.meta), job.createdAt, job.resultShape ? JSON.stringify(job.resultShape) : null, units.length],
       );
-      // Thousands of units in a few statements: rows travel as one JSON array each.
-      for (let i = 0; i < units.length; i += 5000) {
-        const rows = units.slice(i, i + 5000).map((u) => ({
-          id: u.id,
-          idx: u.idx,
-          kind: u.kind,
-          params: JSON.stringify(u.params),
-          inputs: JSON.stringify(u.inputs),
-          output_bytes: u.outputBytes,
-          flops: u.flops,
-          tolerance: JSON.stringify(u.tolerance),
-          meta: JSON.stringify(u.meta),
-          target: u.target ?? job.replication,
-        }));
-        await c.query(
-          `INSERT INTO work_units(id, job_id, idx, kind, params, inputs, output_bytes, flops, tolerance, meta, target, state, job_seq)
-           SELECT x.id, $2, x.idx, x.kind, x.params, x.inputs, x.output_bytes, x.flops, x.tolerance, x.meta, x.target, 'open', $3
-           FROM jsonb_to_recordset($1::jsonb) AS x(id text, idx int, kind text, params text, inputs text,
-             output_bytes bigint, flops bigint, tolerance text, meta text, target int)`,
-          [JSON.stringify(rows), job.id, jobSeq],
-        );
-      }
+      await this.insertUnits(c, job.id, jobSeq, job.replication, units);
     });
     this.workVersion++;
+  }
+
+  /** Thousands of units in a few statements: rows travel as one JSON array each. */
+  private async insertUnits(c: Client, jobId: string, jobSeq: number, replication: number, units: NewWorkUnit[]) {
+    for (let i = 0; i < units.length; i += 5000) {
+      const rows = units.slice(i, i + 5000).map((u) => ({
+        id: u.id,
+        idx: u.idx,
+        kind: u.kind,
+        params: JSON.stringify(u.params),
+        inputs: JSON.stringify(u.inputs),
+        output_bytes: u.outputBytes,
+        flops: u.flops,
+        tolerance: JSON.stringify(u.tolerance),
+        meta: JSON.stringify(u.meta),
+        target: u.target ?? replication,
+      }));
+      await c.query(
+        `INSERT INTO work_units(id, job_id, idx, kind, params, inputs, output_bytes, flops, tolerance, meta, target, state, job_seq)
+         SELECT x.id, $2, x.idx, x.kind, x.params, x.inputs, x.output_bytes, x.flops, x.tolerance, x.meta, x.target, 'open', $3
+         FROM jsonb_to_recordset($1::jsonb) AS x(id text, idx int, kind text, params text, inputs text,
+           output_bytes bigint, flops bigint, tolerance text, meta text, target int)`,
+        [JSON.stringify(rows), jobId, jobSeq],
+      );
+    }
+  }
+
+  async unitRange(jobId: string, fromIdx: number, toIdx: number) {
+    const rows = await this.all(
+      `SELECT wu.*, r.data AS result_data,
+         (SELECT count(*) FROM results r2 WHERE r2.wu_id = wu.id AND r2.state = 'valid') AS valid_results
+       FROM work_units wu LEFT JOIN results r ON r.id = wu.canonical_result_id
+       WHERE wu.job_id = $1 AND wu.idx >= $2 AND wu.idx < $3 ORDER BY wu.idx`,
+      [jobId, fromIdx, toIdx],
+    );
+    return rows.map((r) => ({ wu: toWu(r), data: r.result_data == null ? null : new Uint8Array(r.result_data as Buffer), results: Number(r.valid_results) }));
+  }
+
+  async advanceRound(a: RoundAdvance): Promise<boolean> {
+    const advanced = await this.tx(async (c) => {
+      // The job's row lock orders this against any other coordinator closing the same round.
+      const row = (await c.query('SELECT * FROM jobs WHERE id = $1 FOR UPDATE', [a.jobId])).rows[0] as Row | undefined;
+      if (!row) return false;
+      const job = toJob(row);
+      if ((job.state !== 'running' && job.state !== 'queued') || (job.meta as { round?: unknown }).round !== a.round) return false;
+      const dropped = (await c.query(`UPDATE work_units SET state = 'dropped' WHERE id = ANY($1::text[]) AND job_id = $2 AND state = 'open' RETURNING id`, [a.drop, a.jobId])).rows.map(
+        (r: Row) => String(r.id),
+      );
+      if (dropped.length) {
+        const ended = await c.query(`UPDATE leases SET state = 'abandoned' WHERE state = 'active' AND wu_id = ANY($1::text[]) RETURNING wu_id`, [dropped]);
+        await this.liveDeltas(c, ended.rows.map((r: Row) => String(r.wu_id)), -1);
+        await c.query(`UPDATE results SET state = 'invalid', reason = 'its round closed before a quorum of replicas agreed' WHERE wu_id = ANY($1::text[]) AND state = 'pending'`, [dropped]);
+      }
+      const jobSeq = Number((await c.query('SELECT job_seq FROM work_units WHERE job_id = $1 LIMIT 1', [a.jobId])).rows[0].job_seq);
+      await this.insertUnits(c, a.jobId, jobSeq, job.replication, a.units);
+      await c.query(
+        `UPDATE jobs SET meta = $2, total = total + $3 - $4,
+           state = CASE WHEN $5::text IS NULL THEN state ELSE 'done' END,
+           result_sha = COALESCE($5::text, result_sha), finished_at = CASE WHEN $5::text IS NULL THEN finished_at ELSE $6 END
+         WHERE id = $1`,
+        [a.jobId, JSON.stringify(a.meta), a.units.length, dropped.length, a.result?.sha256 ?? null, a.now],
+      );
+      return true;
+    });
+    if (advanced) this.workVersion++;
+    return advanced;
   }
 
   async getJob(id: string) {

@@ -34,6 +34,7 @@ import type {
   NewWorkUnit,
   ResultRecord,
   Revocation,
+  RoundAdvance,
   Settlement,
   SettlementOutcome,
   SoleSettlement,
@@ -134,6 +135,10 @@ export class SqliteStore implements Store {
       unassembledJobs: p(`SELECT id FROM jobs WHERE state = 'running' AND done = total`),
       canonical: p(`SELECT wu.*, r.data AS result_data FROM work_units wu JOIN results r ON r.id = wu.canonical_result_id
         WHERE wu.job_id = ? ORDER BY wu.idx`),
+      unitRange: p(`SELECT wu.*, r.data AS result_data,
+          (SELECT count(*) FROM results r2 WHERE r2.wu_id = wu.id AND r2.state = 'valid') AS valid_results
+        FROM work_units wu LEFT JOIN results r ON r.id = wu.canonical_result_id
+        WHERE wu.job_id = ? AND wu.idx >= ? AND wu.idx < ? ORDER BY wu.idx`),
     };
   }
 
@@ -380,6 +385,18 @@ export class SqliteStore implements Store {
 
   async canonicalOutputs(jobId: string) {
     return (this.s.canonical.all(jobId) as Row[]).map((r) => ({ wu: toWu(r), data: new Uint8Array(r.result_data as Buffer) }));
+  }
+
+  async unitRange(jobId: string, fromIdx: number, toIdx: number) {
+    return (this.s.unitRange.all(jobId, fromIdx, toIdx) as Row[]).map((r) => ({
+      wu: toWu(r),
+      data: r.result_data == null ? null : new Uint8Array(r.result_data as Buffer),
+      results: Number(r.valid_results),
+    }));
+  }
+
+  async advanceRound(a: RoundAdvance): Promise<boolean> {
+    return this.write('advanceRound', a);
   }
 
   // --- Ledger -----------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ import type {
   NewWorkUnit,
   ResultRecord,
   Revocation,
+  RoundAdvance,
   Settlement,
   SettlementOutcome,
   SoleSettlement,
@@ -224,6 +225,13 @@ export class SqliteWriter {
         result_sha = CASE WHEN state = 'done' THEN NULL ELSE result_sha END,
         finished_at = CASE WHEN state = 'done' THEN NULL ELSE finished_at END WHERE id = ?`),
       creditFor: p('SELECT COALESCE(sum(amount), 0) AS n FROM ledger WHERE wu_id = @wuId AND volunteer_id = @volunteerId'),
+      wuDrop: p(`UPDATE work_units SET state = 'dropped' WHERE id = ? AND job_id = ? AND state = 'open'`),
+      activeLeasesOfWu: p(`SELECT id FROM leases WHERE wu_id = ? AND state = 'active'`),
+      jobSeqOf: p('SELECT job_seq FROM work_units WHERE job_id = ? LIMIT 1'),
+      advanceJob: p(`UPDATE jobs SET meta = @meta, total = total + @added - @dropped,
+        state = CASE WHEN @resultSha IS NULL THEN state ELSE 'done' END,
+        result_sha = COALESCE(@resultSha, result_sha), finished_at = CASE WHEN @resultSha IS NULL THEN finished_at ELSE @now END
+        WHERE id = @id`),
     };
   }
 
@@ -366,6 +374,29 @@ export class SqliteWriter {
       this.effects.push({ unit: wuId });
       this.s.invalidatePending.run(reason, wuId);
       this.failJobTx(jobId, `work unit ${wuId} failed: ${reason}`, now);
+    },
+
+    /** See Store.advanceRound. */
+    advanceRound: (a: RoundAdvance): boolean => {
+      const row = this.s.getJob.get(a.jobId) as Row | undefined;
+      if (!row) return false;
+      const job = toJob(row);
+      if ((job.state !== 'running' && job.state !== 'queued') || (job.meta as { round?: unknown }).round !== a.round) return false;
+      let dropped = 0;
+      for (const id of a.drop) {
+        if (this.s.wuDrop.run(id, a.jobId).changes === 0) continue;
+        dropped++;
+        this.effects.push({ unit: id });
+        for (const l of this.s.activeLeasesOfWu.all(id) as Row[]) this.endLeaseTx(String(l.id), 'abandoned');
+        this.s.invalidatePending.run('its round closed before a quorum of replicas agreed', id);
+      }
+      const jobSeq = Number((this.s.jobSeqOf.get(a.jobId) as Row).job_seq);
+      for (const u of a.units) {
+        this.s.insertWu.run({ ...u, params: json(u.params), inputs: json(u.inputs), tolerance: json(u.tolerance), meta: json(u.meta), target: u.target ?? job.replication, jobSeq });
+      }
+      this.s.advanceJob.run({ id: a.jobId, meta: json(a.meta), added: a.units.length, dropped, resultSha: a.result?.sha256 ?? null, now: a.now });
+      if (a.units.length) this.moreWork++;
+      return true;
     },
 
     putTrust: (records: TrustRecord[]) => {
