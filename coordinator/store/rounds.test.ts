@@ -1,0 +1,100 @@
+// Closing an iterative job's round (Store.advanceRound) on both dialects: the round's stragglers are
+// dropped (leases ended, pending results invalid, out of the job's total), the next round's units
+// are added after the last, the meta replaced; a second close of the same round changes nothing;
+// the last round's close finishes the job. SQLite and PostgreSQL end in the same state.
+import { generateKeyPairSync } from 'node:crypto';
+import { join } from 'node:path';
+import { afterAll, beforeAll, expect, test } from 'vitest';
+import { makeSealer } from '../ledger/chain.js';
+import { startPgCluster, type PgCluster } from '../testing/pg-cluster.js';
+import { makeTempDir, removeDir } from '../testing/helpers.js';
+import { PgStore } from './pg/store.js';
+import { SqliteStore } from './sqlite/store.js';
+import type { NewWorkUnit, Store } from './store.js';
+
+const sealer = makeSealer(generateKeyPairSync('ed25519').privateKey);
+let cluster: PgCluster;
+let dir: string;
+beforeAll(async () => {
+  cluster = await startPgCluster();
+  dir = makeTempDir();
+}, 60_000);
+afterAll(() => {
+  cluster?.stop();
+  removeDir(dir);
+});
+
+const unit = (idx: number, round: number): NewWorkUnit => ({
+  id: `j_iter.${idx}`,
+  jobId: 'j_iter',
+  idx,
+  kind: 'train',
+  params: { round },
+  inputs: {},
+  outputBytes: 4,
+  flops: 10,
+  tolerance: { atol: 0, rtol: 0 },
+  meta: { round },
+});
+
+async function story(store: Store) {
+  const vs = ['v_aaaaaaaaaaaa', 'v_bbbbbbbbbbbb', 'v_cccccccccccc'];
+  for (const [i, v] of vs.entries()) await store.upsertVolunteer({ id: v, publicKey: `key-${i}`, name: null, now: 1 });
+  await store.createJob(
+    { id: 'j_iter', kind: 'train', name: null, state: 'queued', replication: 1, meta: { round: 0 }, createdAt: 1, finishedAt: null, error: null, resultSha: null, resultShape: [1] },
+    [0, 1, 2].map((i) => unit(i, 0)),
+  );
+  // Unit 0 settles; unit 1 has a pending result; unit 2 is leased and never returns.
+  const leased = [await store.leaseUnits({ volunteerId: vs[0], now: 2, deadline: 1e15 }), await store.leaseUnits({ volunteerId: vs[1], now: 3, deadline: 1e15 }), await store.leaseUnits({ volunteerId: vs[2], now: 4, deadline: 1e15 })].map((l) => l[0]);
+  const data = new Uint8Array(4);
+  for (const i of [0, 1]) {
+    await store.addResult({ id: `r_${i}`, wuId: leased[i].wu.id, leaseId: leased[i].lease.id, volunteerId: vs[i], sha256: '0'.repeat(64), state: 'pending', receivedAt: 5, reason: null, data });
+  }
+  await store.settle({ wuId: leased[0].wu.id, canonicalResultId: 'r_0', valid: ['r_0'], invalid: [], credits: [{ volunteerId: vs[0], amount: 10 }], now: 6 });
+  const range = (await store.unitRange('j_iter', 0, 3)).map((u) => [u.wu.id, u.wu.state, u.data ? u.data.length : null, u.results]);
+  const open = [leased[1].wu.id, leased[2].wu.id];
+  const first = await store.advanceRound({ jobId: 'j_iter', round: 0, meta: { round: 1 }, drop: open, units: [3, 4].map((i) => unit(i, 1)), result: null, now: 7 });
+  const again = await store.advanceRound({ jobId: 'j_iter', round: 0, meta: { round: 1 }, drop: open, units: [3, 4].map((i) => unit(i, 1)), result: null, now: 8 });
+  const afterFirst = await snapshot(store, leased.map((l) => l.lease.id));
+  // The dropped unit's lease holder cannot lease it again; the new round's units are leasable.
+  const next = (await store.leaseUnits({ volunteerId: vs[2], now: 9, deadline: 1e15, count: 5 })).map((l) => l.wu.id);
+  const last = await store.advanceRound({ jobId: 'j_iter', round: 1, meta: { round: 2 }, drop: ['j_iter.3', 'j_iter.4'], units: [], result: { sha256: 'a'.repeat(64) }, now: 10 });
+  const job = await store.getJob('j_iter');
+  return { range, first, again, afterFirst, next, last, job: { state: job?.state, resultSha: job?.resultSha, finishedAt: job?.finishedAt, meta: job?.meta, total: job?.total, done: job?.done } };
+}
+
+async function snapshot(store: Store, leaseIds: string[]) {
+  const job = await store.getJob('j_iter');
+  return {
+    job: { meta: job?.meta, total: job?.total, done: job?.done },
+    units: await Promise.all([0, 1, 2, 3, 4].map(async (i) => (await store.getWorkUnit(`j_iter.${i}`))?.state ?? null)),
+    leases: await Promise.all(leaseIds.map(async (id) => (await store.getLease(id))?.state)),
+    live: [(await store.liveResults('j_iter.1')).length],
+  };
+}
+
+test('a round closes once, on SQLite and PostgreSQL alike', async () => {
+  const lite = new SqliteStore(join(dir, 'rounds.sqlite'), { sealer });
+  const post = await PgStore.connect(cluster.url, 2, sealer);
+  try {
+    const [a, b] = [await story(lite), await story(post)];
+    expect(a.range).toEqual([
+      ['j_iter.0', 'done', 4, 1],
+      ['j_iter.1', 'open', null, 0],
+      ['j_iter.2', 'open', null, 0],
+    ]);
+    expect([a.first, a.again, a.last]).toEqual([true, false, true]);
+    expect(a.afterFirst).toEqual({
+      job: { meta: { round: 1 }, total: 3, done: 1 }, // 3 planned − 2 dropped + 2 new
+      units: ['done', 'dropped', 'dropped', 'open', 'open'],
+      leases: ['returned', 'returned', 'abandoned'],
+      live: [0], // the dropped unit's pending result is invalid
+    });
+    expect(a.next).toEqual(['j_iter.3', 'j_iter.4']);
+    expect(a.job).toEqual({ state: 'done', resultSha: 'a'.repeat(64), finishedAt: 10, meta: { round: 2 }, total: 1, done: 1 });
+    expect(b).toEqual(a);
+  } finally {
+    await lite.close();
+    await post.close();
+  }
+}, 60_000);
