@@ -69,6 +69,8 @@ export interface ClientState {
   traffic: TrafficStats;
   /** Whether this page has joined the peer-to-peer swarm. */
   p2p: 'off' | 'joining' | 'on';
+  /** The last training unit this page computed: its job's round (1-based) of all, and its mean training loss. */
+  training: { jobId: string; round: number; rounds: number; loss: number } | null;
 }
 
 
@@ -148,6 +150,7 @@ export class CoordinatorClient {
     room: null,
     traffic: { fromPeers: 0, fromCoordinator: 0, servedToPeers: 0, peerFailures: 0, peerTransferMs: 0 },
     p2p: 'off',
+    training: null,
   };
   private readonly pauses = new Set<PauseReason>();
   private throttle: number;
@@ -480,6 +483,8 @@ export class CoordinatorClient {
     this.send({ type: 'shard-traffic', leaseId, fromPeers, fromCoordinator });
     const seconds = (performance.now() - t0) / 1000;
     this.update({ lastGflops: wu.flops / 1e9 / Math.max(seconds, 1e-6) });
+    // A train unit's output ends with its mean training loss, then its check loss (protocol/train-mlp.ts).
+    if (wu.kind === 'train') this.update({ training: { jobId: wu.jobId, round: wu.params.round + 1, rounds: wu.params.rounds, loss: out[out.length - 2] } });
     if (this.welcomed) this.send({ type: 'status', gflops: this.state.lastGflops, paused: this.pauses.size > 0 });
     this.rest(seconds); // before the upload, so the coordinator sends no next unit meanwhile
     if (this.cancelled.delete(leaseId)) return;
