@@ -1,7 +1,8 @@
 // Closing an iterative job's round (Store.advanceRound) on both dialects: the round's stragglers are
 // dropped (leases ended, pending results invalid, out of the job's total), the next round's units
 // are added after the last, the meta replaced; a second close of the same round changes nothing;
-// the last round's close finishes the job. SQLite and PostgreSQL end in the same state.
+// the last round's close finishes the job; a closed round's result taken back re-opens nothing.
+// SQLite and PostgreSQL end in the same state.
 import { generateKeyPairSync } from 'node:crypto';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
@@ -51,7 +52,7 @@ async function story(store: Store) {
     await store.addResult({ id: `r_${i}`, wuId: leased[i].wu.id, leaseId: leased[i].lease.id, volunteerId: vs[i], sha256: '0'.repeat(64), state: 'pending', receivedAt: 5, reason: null, data });
   }
   await store.settle({ wuId: leased[0].wu.id, canonicalResultId: 'r_0', valid: ['r_0'], invalid: [], credits: [{ volunteerId: vs[0], amount: 10 }], now: 6 });
-  const range = (await store.unitRange('j_iter', 0, 3)).map((u) => [u.wu.id, u.wu.state, u.data ? u.data.length : null, u.results]);
+  const range = (await store.unitRange('j_iter', 0, 3, true)).map((u) => [u.wu.id, u.wu.state, u.data ? u.data.length : null, u.results]);
   const open = [leased[1].wu.id, leased[2].wu.id];
   const first = await store.advanceRound({ jobId: 'j_iter', round: 0, meta: { round: 1 }, drop: open, units: [3, 4].map((i) => unit(i, 1)), result: null, now: 7 });
   const again = await store.advanceRound({ jobId: 'j_iter', round: 0, meta: { round: 1 }, drop: open, units: [3, 4].map((i) => unit(i, 1)), result: null, now: 8 });
@@ -60,7 +61,10 @@ async function story(store: Store) {
   const next = (await store.leaseUnits({ volunteerId: vs[2], now: 9, deadline: 1e15, count: 5 })).map((l) => l.wu.id);
   const last = await store.advanceRound({ jobId: 'j_iter', round: 1, meta: { round: 2 }, drop: ['j_iter.3', 'j_iter.4'], units: [], result: { sha256: 'a'.repeat(64) }, now: 10 });
   const job = await store.getJob('j_iter');
-  return { range, first, again, afterFirst, next, last, job: { state: job?.state, resultSha: job?.resultSha, finishedAt: job?.finishedAt, meta: job?.meta, total: job?.total, done: job?.done } };
+  // A result of a closed round taken back: the credit is reversed, the unit (and the job) stay settled.
+  const revoked = await store.revokeResults({ resultIds: ['r_0'], reason: 'its host later failed a check', now: 11 });
+  const afterRevoke = { unit: (await store.getWorkUnit('j_iter.0'))?.state, job: (await store.getJob('j_iter'))?.state, credits: revoked.entries.map((r) => [r.entry.volunteerId, r.entry.amount]) };
+  return { range, first, again, afterFirst, next, last, job: { state: job?.state, resultSha: job?.resultSha, finishedAt: job?.finishedAt, meta: job?.meta, total: job?.total, done: job?.done }, afterRevoke };
 }
 
 async function snapshot(store: Store, leaseIds: string[]) {
@@ -92,6 +96,7 @@ test('a round closes once, on SQLite and PostgreSQL alike', async () => {
     });
     expect(a.next).toEqual(['j_iter.3', 'j_iter.4']);
     expect(a.job).toEqual({ state: 'done', resultSha: 'a'.repeat(64), finishedAt: 10, meta: { round: 2 }, total: 1, done: 1 });
+    expect(a.afterRevoke).toEqual({ unit: 'done', job: 'done', credits: [['v_aaaaaaaaaaaa', -10]] });
     expect(b).toEqual(a);
   } finally {
     await lite.close();

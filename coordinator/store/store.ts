@@ -263,10 +263,11 @@ export interface Store {
   unfinishedWork(): Promise<UnfinishedWork>;
   canonicalOutputs(jobId: string): Promise<{ wu: WorkUnitRecord; data: Uint8Array }[]>;
   /**
-   * The job's units with idx in [fromIdx, toIdx), in idx order, each with its canonical output
-   * (null unless settled) and how many valid results it has (an iterative job's round).
+   * The job's units with idx in [fromIdx, toIdx), in idx order, each with how many valid results it
+   * has and, with `withData`, its canonical output (null unless settled; always null without).
+   * An iterative job's round.
    */
-  unitRange(jobId: string, fromIdx: number, toIdx: number): Promise<{ wu: WorkUnitRecord; data: Uint8Array | null; results: number }[]>;
+  unitRange(jobId: string, fromIdx: number, toIdx: number, withData?: boolean): Promise<{ wu: WorkUnitRecord; data: Uint8Array | null; results: number }[]>;
   /**
    * Closes an iterative job's round in one transaction, only if the job is still running (or
    * queued) and its meta's `round` is `a.round` — so a round closed twice (a timer and a result, a
@@ -299,9 +300,10 @@ export interface Store {
   unreplicatedResults(volunteerId: string, since: number): Promise<{ id: string; wuId: string }[]>;
   /**
    * Takes back settled results: each becomes invalid, its unit re-opens wanting the job's
-   * replication (its job goes back to running; a failed job's unit stays settled), and the credit
-   * it earned is reversed by a negative ledger entry. Results that are not the canonical result of
-   * a settled unit are left alone.
+   * replication (its job goes back to running; a failed job's unit stays settled, and so does a
+   * unit of an iterative job's closed round — see `closedRound`), and the credit it earned is
+   * reversed by a negative ledger entry. Results that are not the canonical result of a settled
+   * unit are left alone.
    */
   revokeResults(r: Revocation): Promise<Credited>;
 }
@@ -315,6 +317,15 @@ export interface RoundAdvance {
   units: NewWorkUnit[];
   result: { sha256: string } | null;
   now: number;
+}
+
+/**
+ * A unit of an iterative job's round that has closed (its meta's `round` before the job's): its
+ * round's aggregate is final, so revoking its result takes the credit back but re-opens nothing.
+ */
+export function closedRound(job: Pick<JobRecord, 'meta'>, wu: Pick<WorkUnitRecord, 'meta'>): boolean {
+  const [unitRound, jobRound] = [wu.meta.round, (job.meta as { round?: unknown }).round];
+  return typeof unitRound === 'number' && typeof jobRound === 'number' && unitRound < jobRound;
 }
 
 export interface Revocation {

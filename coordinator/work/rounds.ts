@@ -68,15 +68,16 @@ export class Rounds {
     if (!job || !it || (job.state !== 'running' && job.state !== 'queued')) return this.disarm(jobId);
     const info = it.roundInfo(job);
     if (info.round >= info.rounds) return this.disarm(jobId);
-    const units = await store.unitRange(jobId, info.firstIdx, info.firstIdx + info.units);
-    const settled = units.filter((u) => u.wu.state === 'done' && u.data);
-    const open = units.filter((u) => u.wu.state === 'open');
+    // Counted without the outputs (a Δ is as big as the model); read with them only to close.
+    const counted = await store.unitRange(jobId, info.firstIdx, info.firstIdx + info.units);
+    const open = counted.filter((u) => u.wu.state === 'open');
     if (open.length > 0) {
-      if (settled.length < info.quorum) return;
+      if (counted.filter((u) => u.wu.state === 'done').length < info.quorum) return;
       const graceOver = graceOverFor === info.round || info.graceMs <= 0;
       if (!graceOver) return this.arm(job, info.round, info.graceMs);
     }
     this.disarm(jobId);
+    const settled = (await store.unitRange(jobId, info.firstIdx, info.firstIdx + info.units, true)).filter((u) => u.wu.state === 'done' && u.data);
     const outcome = await it.closeRound(
       job,
       settled.map((u) => ({ wu: u.wu, output: asFloat32(u.data!), results: u.results })),
@@ -84,7 +85,8 @@ export class Rounds {
       now(),
     );
     const result = outcome.result ? { sha256: await shards.put(outcome.result) } : null;
-    const drop = open.map((u) => u.wu.id);
+    // Still open now (read again with the outputs): a unit that settled meanwhile is aggregated, not dropped.
+    const drop = counted.filter((u) => u.wu.state === 'open').map((u) => u.wu.id).filter((id) => !settled.some((u) => u.wu.id === id));
     const advanced = await store.advanceRound({
       jobId,
       round: info.round,

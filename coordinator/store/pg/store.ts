@@ -28,7 +28,7 @@ import type {
 } from '../store.js';
 import { KeyedQueue } from '../../util/keyed-queue.js';
 import { freshTrust, type TrustRecord } from '../store.js';
-import { leaseQueryLimit, pickUnits, requireSealer, settlementEntries, type LeaseRequest } from '../store.js';
+import { closedRound, leaseQueryLimit, pickUnits, requireSealer, settlementEntries, type LeaseRequest } from '../store.js';
 
 /** Volunteers with their result counts, best credited first (the SQLite store keeps the counts on the volunteer's row). */
 const LIST_VOLUNTEERS_SQL = `SELECT v.*,
@@ -227,9 +227,9 @@ export class PgStore implements Store {
     }
   }
 
-  async unitRange(jobId: string, fromIdx: number, toIdx: number) {
+  async unitRange(jobId: string, fromIdx: number, toIdx: number, withData = false) {
     const rows = await this.all(
-      `SELECT wu.*, r.data AS result_data,
+      `SELECT wu.*, ${withData ? 'r.data' : 'NULL'} AS result_data,
          (SELECT count(*) FROM results r2 WHERE r2.wu_id = wu.id AND r2.state = 'valid') AS valid_results
        FROM work_units wu LEFT JOIN results r ON r.id = wu.canonical_result_id
        WHERE wu.job_id = $1 AND wu.idx >= $2 AND wu.idx < $3 ORDER BY wu.idx`,
@@ -566,7 +566,7 @@ export class PgStore implements Store {
         const job = toJob((await c.query('SELECT * FROM jobs WHERE id = $1', [wu.jobId])).rows[0] as Row);
         await c.query(`UPDATE results SET state = 'invalid', reason = $1 WHERE id = $2`, [rev.reason, id]);
         await c.query('UPDATE work_units SET live = live - 1 WHERE id = $1', [wu.id]);
-        if (job.state !== 'failed') {
+        if (job.state !== 'failed' && !closedRound(job, wu)) {
           await c.query(`UPDATE work_units SET state = 'open', canonical_result_id = NULL, target = $1 WHERE id = $2`, [job.replication, wu.id]);
           await c.query(
             `UPDATE jobs SET done = done - 1, state = CASE WHEN state = 'done' THEN 'running' ELSE state END,

@@ -135,10 +135,12 @@ export class SqliteStore implements Store {
       unassembledJobs: p(`SELECT id FROM jobs WHERE state = 'running' AND done = total`),
       canonical: p(`SELECT wu.*, r.data AS result_data FROM work_units wu JOIN results r ON r.id = wu.canonical_result_id
         WHERE wu.job_id = ? ORDER BY wu.idx`),
-      unitRange: p(`SELECT wu.*, r.data AS result_data,
+      unitRangeData: p(`SELECT wu.*, r.data AS result_data,
           (SELECT count(*) FROM results r2 WHERE r2.wu_id = wu.id AND r2.state = 'valid') AS valid_results
         FROM work_units wu LEFT JOIN results r ON r.id = wu.canonical_result_id
         WHERE wu.job_id = ? AND wu.idx >= ? AND wu.idx < ? ORDER BY wu.idx`),
+      unitRange: p(`SELECT wu.*, (SELECT count(*) FROM results r2 WHERE r2.wu_id = wu.id AND r2.state = 'valid') AS valid_results
+        FROM work_units wu WHERE wu.job_id = ? AND wu.idx >= ? AND wu.idx < ? ORDER BY wu.idx`),
     };
   }
 
@@ -387,8 +389,8 @@ export class SqliteStore implements Store {
     return (this.s.canonical.all(jobId) as Row[]).map((r) => ({ wu: toWu(r), data: new Uint8Array(r.result_data as Buffer) }));
   }
 
-  async unitRange(jobId: string, fromIdx: number, toIdx: number) {
-    return (this.s.unitRange.all(jobId, fromIdx, toIdx) as Row[]).map((r) => ({
+  async unitRange(jobId: string, fromIdx: number, toIdx: number, withData = false) {
+    return ((withData ? this.s.unitRangeData : this.s.unitRange).all(jobId, fromIdx, toIdx) as Row[]).map((r) => ({
       wu: toWu(r),
       data: r.result_data == null ? null : new Uint8Array(r.result_data as Buffer),
       results: Number(r.valid_results),

@@ -30,7 +30,7 @@ import type {
   SoleSettlement,
   VolunteerRecord,
 } from '../store.js';
-import { requireSealer, settlementEntries } from '../store.js';
+import { closedRound, requireSealer, settlementEntries } from '../store.js';
 import type { TrustRecord } from '../store.js';
 
 /** A lease request as data (the store applies any `choose` itself, before it asks: see leaseChosen). */
@@ -416,8 +416,8 @@ export class SqliteWriter {
         const job = toJob(this.s.getJob.get(wu.jobId) as Row);
         this.s.resultState.run('invalid', rev.reason, id);
         this.s.liveDelta.run(-1, wu.id);
-        if (job.state !== 'failed') {
-          // A failed job wants no more work: its result is taken back, nothing is recomputed.
+        if (job.state !== 'failed' && !closedRound(job, wu)) {
+          // A failed job wants no more work (nor a closed round): its result is taken back, nothing is recomputed.
           this.s.reopenWu.run(job.replication, wu.id);
           this.s.jobReopen.run(wu.jobId);
         }
