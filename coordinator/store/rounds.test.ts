@@ -3,27 +3,11 @@
 // are added after the last, the meta replaced; a second close of the same round changes nothing;
 // the last round's close finishes the job; a closed round's result taken back re-opens nothing.
 // SQLite and PostgreSQL end in the same state.
-import { generateKeyPairSync } from 'node:crypto';
-import { join } from 'node:path';
-import { afterAll, beforeAll, expect, test } from 'vitest';
-import { makeSealer } from '../ledger/chain.js';
-import { startPgCluster, type PgCluster } from '../testing/pg-cluster.js';
-import { makeTempDir, removeDir } from '../testing/helpers.js';
-import { PgStore } from './pg/store.js';
-import { SqliteStore } from './sqlite/store.js';
+import { expect, test } from 'vitest';
+import { useBothStores } from '../testing/fixtures.js';
 import type { NewWorkUnit, Store } from './store.js';
 
-const sealer = makeSealer(generateKeyPairSync('ed25519').privateKey);
-let cluster: PgCluster;
-let dir: string;
-beforeAll(async () => {
-  cluster = await startPgCluster();
-  dir = makeTempDir();
-}, 60_000);
-afterAll(() => {
-  cluster?.stop();
-  removeDir(dir);
-});
+const stores = useBothStores();
 
 const unit = (idx: number, round: number): NewWorkUnit => ({
   id: `j_iter.${idx}`,
@@ -78,8 +62,8 @@ async function snapshot(store: Store, leaseIds: string[]) {
 }
 
 test('a round closes once, on SQLite and PostgreSQL alike', async () => {
-  const lite = new SqliteStore(join(dir, 'rounds.sqlite'), { sealer });
-  const post = await PgStore.connect(cluster.url, 2, sealer);
+  const lite = await stores.open.SQLite();
+  const post = await stores.open.PostgreSQL();
   try {
     const [a, b] = [await story(lite), await story(post)];
     expect(a.range).toEqual([
