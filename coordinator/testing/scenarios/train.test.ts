@@ -218,6 +218,33 @@ describe('train jobs on sim workers', () => {
     );
   }, 90_000);
 
+  test('churn: a volunteer killed mid-round — its unit goes to another, the round completes, nothing is credited twice', async () => {
+    const data = await upload();
+    const body = jobBody(data, { rounds: 2 });
+    let took: (() => void) | null = null;
+    const tookUnit = new Promise<void>((r) => (took = r));
+    const hang: Compute = () => {
+      took?.();
+      return new Promise<Float32Array>(() => undefined); // never answers: the machine is about to die
+    };
+    const [doomed] = await startWorkers(1, { compute: hang });
+    const id = await grid.submitJob(body);
+    await tookUnit;
+    await startWorkers(2);
+    doomed.kill();
+    const status = (await grid.waitForJob(id, 60_000)) as TrainStatus;
+    expect(status.state).toBe('done');
+    expect(status.perRound.map((r) => [r.units, r.dropped])).toEqual([
+      [4, 0],
+      [4, 0],
+    ]);
+    const entries = (await ledger()).filter((e) => e.jobId === id);
+    expect(entries.filter((e) => e.volunteerId === doomed.volunteerId)).toEqual([]);
+    expect(entries).toHaveLength(2 * 4 * 2);
+    expect(new Set(entries.map((e) => `${e.wuId} ${e.volunteerId}`)).size).toBe(entries.length);
+    expect(relDistance(await finalParams(id), centralReference(TrainJobSubmit.parse(body), task).params)).toBeLessThan(1e-4);
+  }, 60_000);
+
   test('stragglers: once the quorum is in and the grace has passed the round closes without them; their late results earn nothing', async () => {
     const data = await upload();
     const body = jobBody(data, { rounds: 2, replication: 1, roundQuorum: 0.5, roundGraceS: 0.3 });
