@@ -121,6 +121,21 @@ export const jobRoutes: FastifyPluginAsync<RouteOptions> = async (app, { ctx }) 
       .send(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
   });
 
+  // A trained model (train jobs) as an ONNX inference graph: upload it with POST /api/models and
+  // run it as an `onnx` job on the same grid.
+  app.get<{ Params: { id: string } }>('/api/jobs/:id/model.onnx', { onRequest: requireToken }, async (req, reply) => {
+    const job = await jobOr404(req.params.id);
+    const kind = jobKind(job.kind);
+    if (!kind?.modelOnnx) throw new ApiFailure(404, 'not_found', `${job.kind} jobs have no model`);
+    if (job.state !== 'done') throw new ApiFailure(409, 'not_ready', `job is ${job.state} (${job.done}/${job.total} work units done)`);
+    const bytes = await kind.modelOnnx(job, shards);
+    if (!bytes) throw new ApiFailure(500, 'internal', "the job's parameters are missing from the data directory");
+    return reply
+      .type('application/octet-stream')
+      .header('content-disposition', `attachment; filename="${job.id}.onnx"`)
+      .send(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+  });
+
   // One named output of a multi-output job (ONNX), assembled from the canonical unit outputs.
   app.get<{ Params: { id: string; name: string } }>('/api/jobs/:id/outputs/:name', { onRequest: requireToken }, async (req, reply) => {
     const job = await jobOr404(req.params.id);

@@ -21,6 +21,7 @@ import {
   type InnerOptimizer,
   type MlpTensor,
 } from '../protocol/train-mlp.js';
+import { buildModel } from '../protocol/onnx-builder.js';
 import type { ShardStore } from '../store/shards.js';
 import type { JobRecord, WorkUnitRecord } from '../store/store.js';
 import { shardValues } from './inputs.js';
@@ -379,6 +380,12 @@ export const train: JobKind<TrainJobSubmit> = {
     throw new Error(`job ${job.id}: train results are made by closeRound`);
   },
 
+  async modelOnnx(job, shards) {
+    const m = metaOf(job);
+    const bytes = await shards.get(m.params);
+    return bytes ? mlpOnnx(m.layers, shardValues(bytes), job.name ?? `tabgrid-${job.id}`) : null;
+  },
+
   async storedOutput(job, name, shards) {
     const m = metaOf(job);
     const bytes = await shards.get(m.params);
@@ -389,6 +396,50 @@ export const train: JobKind<TrainJobSubmit> = {
     return t ? toNpy(t.shape, theta.subarray(t.offset, t.offset + t.size)) : null;
   },
 };
+
+/** Logits [n, classes] of the MLP for the rows of x (float64 accumulation): what model.onnx computes. */
+export function mlpLogits(layers: readonly number[], params: Float32Array, x: Float32Array, n: number): Float32Array {
+  const tensors = mlpTensors(layers);
+  let a = x;
+  for (let i = 0; i + 1 < layers.length; i++) {
+    const [din, dout] = [layers[i], layers[i + 1]];
+    const [W, b] = [tensors[2 * i].offset, tensors[2 * i + 1].offset];
+    const z = new Float32Array(n * dout);
+    const acc = new Float64Array(dout);
+    for (let r = 0; r < n; r++) {
+      for (let o = 0; o < dout; o++) acc[o] = params[b + o];
+      for (let k = 0; k < din; k++) for (let o = 0; o < dout; o++) acc[o] += a[r * din + k] * params[W + k * dout + o];
+      for (let o = 0; o < dout; o++) z[r * dout + o] = i + 2 < layers.length ? Math.max(0, acc[o]) : acc[o];
+    }
+    a = z;
+  }
+  return a;
+}
+
+/**
+ * The MLP as an ONNX inference graph, x[batch, features] -> logits[batch, classes]: MatMul + Add
+ * per layer, Relu between them, the parameters as initializers. It runs as an `onnx` job as is.
+ */
+export function mlpOnnx(layers: readonly number[], params: Float32Array, name = 'tabgrid-mlp'): Uint8Array {
+  const tensors = mlpTensors(layers);
+  const nodes: { op: string; inputs: string[]; outputs: string[] }[] = [];
+  let prev = 'x';
+  const L = layers.length - 1;
+  for (let i = 0; i < L; i++) {
+    const last = i === L - 1;
+    nodes.push({ op: 'MatMul', inputs: [prev, `w${i}`], outputs: [`mm${i}`] });
+    nodes.push({ op: 'Add', inputs: [`mm${i}`, `b${i}`], outputs: [last ? 'logits' : `z${i}`] });
+    if (!last) nodes.push({ op: 'Relu', inputs: [`z${i}`], outputs: [`h${i}`] });
+    prev = `h${i}`;
+  }
+  return buildModel({
+    name,
+    inputs: [{ name: 'x', dims: ['batch', layers[0]] }],
+    outputs: [{ name: 'logits', dims: ['batch', layers[L]] }],
+    initializers: tensors.map((t) => ({ name: t.name, dims: t.shape, data: params.slice(t.offset, t.offset + t.size) })),
+    nodes,
+  });
+}
 
 /** Plans a train job: checks the data against the model, stores the slices, evaluation rows and θ₀. */
 export async function planTrain(submit: TrainJobSubmit, shards: ShardStore): Promise<JobPlan> {

@@ -91,6 +91,8 @@ export interface JobKind<S extends JobSubmit = JobSubmit> {
   output?(job: JobRecord, outputs: { wu: WorkUnitRecord; output: Float32Array }[], name: string): Uint8Array | null;
   /** One named output read from shards the job's meta names (train: final parameter tensors), or null. */
   storedOutput?(job: JobRecord, name: string, shards: ShardStore): Promise<Uint8Array | null>;
+  /** The job's trained model as an ONNX inference graph (train), or null. */
+  modelOnnx?(job: JobRecord, shards: ShardStore): Promise<Uint8Array | null>;
   /** Present for kinds that plan one round at a time. */
   readonly iterative?: IterativeKind;
 }

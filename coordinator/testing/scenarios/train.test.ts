@@ -4,7 +4,7 @@
 // check or replication, or bounded by the robust aggregator; stragglers of a closed round earn
 // nothing; bad submissions are 400s that say what is wrong.
 import { describe, expect, test } from 'vitest';
-import { centralReference } from '../../jobs/train.js';
+import { centralReference, mlpLogits } from '../../jobs/train.js';
 import { parseNpy, toNpy } from '../../protocol/npy.js';
 import { TrainJobSubmit, type JobStatus, type LedgerEntry, type TrainParams, type WorkUnitSpec } from '../../protocol/index.js';
 import { checkRows, mlpLossGrad } from '../../protocol/train-mlp.js';
@@ -122,6 +122,29 @@ describe('train jobs on sim workers', () => {
     expect(entries.every((e) => e.amount === flops)).toBe(true);
     expect(new Set(entries.map((e) => `${e.wuId} ${e.volunteerId}`)).size).toBe(32);
   }, 90_000);
+
+  test('the trained model downloads as model.onnx and runs as an onnx job on the same grid, reproducing the trained parameters\' logits', async () => {
+    const data = await upload();
+    await startWorkers(2);
+    const id = await grid.submitJob(jobBody(data, { rounds: 2, replication: 1 }));
+    expect((await grid.api(`/api/jobs/${id}/model.onnx`)).status).toBe(409); // not done yet
+    expect((await grid.waitForJob(id, 30_000)).state).toBe('done');
+    const res = await grid.api(`/api/jobs/${id}/model.onnx`);
+    expect(res.status).toBe(200);
+    const upload2 = await grid.api('/api/models', { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: new Uint8Array(await res.arrayBuffer()) });
+    expect(upload2.status).toBe(201);
+    const model = (await upload2.json()) as { sha256: string; inputs: { name: string; shape: unknown[] }[]; outputs: { name: string; shape: unknown[] }[] };
+    expect(model.inputs).toEqual([{ name: 'x', shape: ['?', 8] }]);
+    expect(model.outputs).toEqual([{ name: 'logits', shape: ['?', 4] }]);
+    const onnxWorker = new SimWorker({ url: grid.base, kinds: ['onnx'] });
+    workers.push(onnxWorker);
+    await onnxWorker.connect();
+    const inferId = await grid.submitJob({ kind: 'onnx', model: model.sha256, inputs: { x: data.x }, replication: 1 });
+    expect((await grid.waitForJob(inferId, 30_000)).state).toBe('done');
+    const logits = parseNpy(new Uint8Array(await (await grid.api(`/api/jobs/${inferId}/result`)).arrayBuffer()));
+    expect(logits.shape).toEqual([task.n, 4]);
+    expect(relDistance(logits.data, mlpLogits(LAYERS, await finalParams(id), task.x, task.n))).toBeLessThan(1e-5);
+  }, 60_000);
 
   test('labels as int32 are accepted like float32 ones', async () => {
     const data = { x: await grid.uploadShard(toNpy([task.n, task.f], task.x)), y: await grid.uploadShard(int32Npy(Array.from(task.y))) };
