@@ -1,0 +1,23 @@
+// A small run of `npm run bench:train` (3 workers, 2 rounds, one adversary): it finishes both runs
+// and prints its figures. Speed is not asserted here.
+import { spawnSync } from 'node:child_process';
+import { resolve } from 'node:path';
+import { expect, test } from 'vitest';
+
+test('the training bench trains to the central reference and prints its figures', () => {
+  const root = resolve(import.meta.dirname, '../../..');
+  const args = ['--import', 'tsx', 'bench/train.ts', '--workers', '3', '--rounds', '2', '--steps', '5', '--units', '4', '--hidden', '16', '--adversaries', '0.34'];
+  const run = spawnSync(process.execPath, args, { cwd: root, encoding: 'utf8', timeout: 120_000 });
+  expect(run.status, `bench failed:\n${run.stdout}\n${run.stderr}`).toBe(0);
+  const report = JSON.parse(run.stdout.slice(run.stdout.indexOf('{'))) as {
+    honest: { rounds: number; roundsPerMinute: number; fleetUtilisation: number; loss: { ratio: number }; adversaryCredit: number; coordinatorBytesPerRound: number };
+    withAdversaries: { adversaries: number; rounds: number } | null;
+  };
+  expect(report.honest.rounds).toBe(2);
+  expect(report.honest.roundsPerMinute).toBeGreaterThan(0);
+  expect(report.honest.fleetUtilisation).toBeGreaterThan(0);
+  expect(report.honest.loss.ratio).toBeCloseTo(1, 3); // the grid's run is the central reference's
+  expect(report.honest.adversaryCredit).toBe(0);
+  expect(report.honest.coordinatorBytesPerRound).toBeGreaterThan(0);
+  expect(report.withAdversaries).toMatchObject({ adversaries: 1, rounds: 2 });
+}, 150_000);
