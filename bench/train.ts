@@ -5,7 +5,7 @@
 // and are left to replication). Prints JSON: rounds per minute, per-volunteer utilisation (compute
 // time ÷ wall time), coordinator bytes per round (sim workers have no WebRTC: every shard byte comes
 // from the coordinator), final loss ÷ the central float64 reference's, what the adversaries earned
-// and how their updates were stopped.
+// and how their updates were stopped; and an honest run with int8 Δs against the float32 one.
 //   npm run bench:train -- [--workers 6] [--rounds 10] [--steps 50] [--units 8] [--batch 64]
 //     [--hidden 64] [--replication 2] [--adversaries 0.3]
 import { parseArgs } from 'node:util';
@@ -48,7 +48,7 @@ const forge: Compute = (wu, inputs) => {
   return out;
 };
 
-async function run(adversaryShare: number) {
+async function run(adversaryShare: number, compress: 'none' | 'int8' = 'none') {
   const grid = await startTestCoordinator({ leaseMs: 60_000 });
   const workers: { w: SimWorker; bad: boolean; computeMs: number }[] = [];
   try {
@@ -76,6 +76,7 @@ async function run(adversaryShare: number) {
       innerOptimizer: { type: 'adamw', lr: 0.003 },
       unitsPerRound: Number(values.units),
       replication: Number(values.replication),
+      compress,
     };
     const p2pBefore = ((await (await grid.api('/api/p2p')).json()) as { coordinatorShardBytes: number }).coordinatorShardBytes;
     const t0 = performance.now();
@@ -123,6 +124,7 @@ async function disagreements(base: string, bad: Set<string>): Promise<number> {
 
 const honest = await run(0);
 const attacked = Number(values.adversaries) > 0 ? await run(Number(values.adversaries)) : null;
+const int8 = await run(0, 'int8');
 console.log(
   JSON.stringify(
     {
@@ -130,7 +132,11 @@ console.log(
       task: { rows: task.n, features: FEATURES, classes: CLASSES, layers: [FEATURES, Number(values.hidden), CLASSES], localSteps: Number(values.steps), batchSize: Number(values.batch), unitsPerRound: Number(values.units), replication: Number(values.replication) },
       honest,
       withAdversaries: attacked,
-      int8VsFp32: null, // `compress: "int8"` is not built yet
+      int8VsFp32: {
+        deltaBytesPerRound: { int8: int8.deltaBytesPerRound, fp32: honest.deltaBytesPerRound },
+        finalLoss: { int8: int8.loss.final, fp32: honest.loss.final },
+        roundsPerMinute: { int8: int8.roundsPerMinute, fp32: honest.roundsPerMinute },
+      },
     },
     null,
     2,

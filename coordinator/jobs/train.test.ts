@@ -2,8 +2,8 @@
 // determinism, the replica tolerance's calibration against float32/float64 divergence over H, what
 // the cheap check and the replica comparison catch, and the aggregators' properties.
 import { describe, expect, test } from 'vitest';
-import { aggregateDeltas, deltaRtol, trainOutputsAgree, trainTolerance, train, trainUnitReference, unitSeed } from './train.js';
-import { batchSchedule, initMlp, mixSeed, mlpLossGrad, mlpParamCount, trainInner, type InnerSpec } from '../protocol/train-mlp.js';
+import { aggregateDeltas, decodeUnitOutput, deltaRtol, innerSpecOf, trainOutputsAgree, trainTolerance, train, trainUnitReference, unitSeed } from './train.js';
+import { batchSchedule, initMlp, mixSeed, mlpLossGrad, mlpParamCount, runTrainUnit, trainInner, trainOutputBytes, type InnerSpec } from '../protocol/train-mlp.js';
 import { toNpy } from '../protocol/npy.js';
 import type { TrainParams } from '../protocol/index.js';
 import { useTempShards } from '../testing/fixtures.js';
@@ -92,7 +92,7 @@ describe('what the check and the replica comparison catch', () => {
   const layers = [8, 16, 4];
   const task = blobsTask(64, 8, 4, 3);
   const H = 16;
-  const params: TrainParams = { round: 0, rounds: 1, slice: 0, rows: 64, layers, steps: H, batchSize: 16, seed: 99, optimizer: 'adamw', lr: 0.01, weightDecay: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8 };
+  const params: TrainParams = { round: 0, rounds: 1, slice: 0, rows: 64, layers, steps: H, batchSize: 16, seed: 99, optimizer: 'adamw', lr: 0.01, weightDecay: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8, compress: 'none' };
   const theta = initMlp(layers, 4);
 
   async function unit(): Promise<WorkUnitRecord> {
@@ -122,16 +122,33 @@ describe('what the check and the replica comparison catch', () => {
     other.set(r64.delta);
     other[P] = r64.trainLoss;
     other[P + 1] = r64.checkLoss;
-    expect(trainOutputsAgree(honest(), other, wu.tolerance)).toBe(true);
+    expect(trainOutputsAgree(decodeUnitOutput(params, honest()), decodeUnitOutput(params, other), wu.tolerance)).toBe(true);
   });
 
   test.each(cheats)('%s: disagrees with an honest replica', async (_what, make) => {
     const wu = await unit();
-    expect(trainOutputsAgree(honest(), make(), wu.tolerance)).toBe(false);
+    expect(trainOutputsAgree(decodeUnitOutput(params, honest()), decodeUnitOutput(params, make()), wu.tolerance)).toBe(false);
   });
 
   test.each(cheats.slice(0, 3))('%s, sent with the honest losses: fails the check', async (_what, make) => {
     expect(await train.check(await unit(), make(), fixture.shards)).toBe(false);
+  });
+
+  test('int8: an honest output passes the check and agrees with a float64-summed replica; a flipped one fails both', async () => {
+    const wu = await unit();
+    const p8: TrainParams = { ...params, compress: 'int8' };
+    const w8 = { ...wu, params: p8 as unknown as WorkUnitRecord['params'], tolerance: trainTolerance(H, 'int8'), outputBytes: trainOutputBytes(layers, 'int8') };
+    const spec = innerSpecOf(p8);
+    const a = runTrainUnit(spec, 'int8', theta, task.x, task.y, Float32Array);
+    const b = runTrainUnit(spec, 'int8', theta, task.x, task.y, Float64Array);
+    expect(a.byteLength).toBe(w8.outputBytes);
+    expect(await train.check(w8, a, fixture.shards)).toBe(true);
+    expect(train.agree!(w8, a, b)).toBe(true);
+    const flipped = a.slice();
+    const q = new Int8Array(flipped.buffer, 6 * 4, P);
+    for (let i = 0; i < P; i++) q[i] = -q[i];
+    expect(await train.check(w8, flipped, fixture.shards)).toBe(false);
+    expect(train.agree!(w8, a, flipped)).toBe(false);
   });
 
   test('non-finite values fail the check', async () => {

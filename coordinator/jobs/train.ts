@@ -9,13 +9,17 @@ import { TRAIN_LIMITS, type RoundStats, type Tolerance, type TrainJobSubmit, typ
 import { NpyError, parseNpyTyped, toNpy, type TypedTensor } from '../protocol/npy.js';
 import {
   checkRows,
+  decodeTrainOutput,
   initMlp,
   innerFlops,
   mixSeed,
   mlpLossGrad,
   mlpParamCount,
   mlpTensors,
+  runTrainUnit,
   trainInner,
+  trainOutputBytes,
+  type Compression,
   type FloatArray,
   type FloatArrayCtor,
   type InnerOptimizer,
@@ -47,8 +51,12 @@ export function deltaRtol(steps: number): number {
   return Math.min(0.05, 1e-4 + 2e-5 * steps);
 }
 
-export function trainTolerance(steps: number): Tolerance {
-  return { rtol: deltaRtol(steps), atol: 1e-6 };
+/**
+ * With int8 Δs, two honest replicas' values may land on either side of a rounding boundary: measured
+ * up to 2.2e-4 relative (H ≤ 64, 2–3 layer MLPs), so 2e-3 more is allowed.
+ */
+export function trainTolerance(steps: number, compress: Compression = 'none'): Tolerance {
+  return { rtol: deltaRtol(steps) + (compress === 'int8' ? 2e-3 : 0), atol: 1e-6 };
 }
 
 /** L2 norm, in float64. */
@@ -58,25 +66,35 @@ function norm(v: FloatArray, n = v.length): number {
   return Math.sqrt(s);
 }
 
+type Decoded = NonNullable<ReturnType<typeof decodeTrainOutput>>;
+
 /**
- * Two replicas of a train unit agree when their Δs are within tol.rtol of each other in relative
- * L2 distance (plus tol.atol·√P), and so are both losses (relative to the loss).
+ * Two replicas of a train unit agree when their (decoded) Δs are within tol.rtol of each other in
+ * relative L2 distance (plus tol.atol·√P), and so are both losses (relative to the loss).
  */
-export function trainOutputsAgree(x: Float32Array, y: Float32Array, tol: Tolerance): boolean {
-  if (x.length !== y.length || x.length < 3) return false;
-  const P = x.length - 2;
+export function trainOutputsAgree(x: Decoded | null, y: Decoded | null, tol: Tolerance): boolean {
+  if (!x || !y || x.delta.length !== y.delta.length) return false;
+  const P = x.delta.length;
   let d = 0;
   for (let i = 0; i < P; i++) {
-    const e = x[i] - y[i];
+    const e = x.delta[i] - y.delta[i];
     d += e * e;
   }
   d = Math.sqrt(d);
   if (!Number.isFinite(d)) return false;
-  if (!(d <= tol.rtol * Math.max(norm(x, P), norm(y, P)) + tol.atol * Math.sqrt(P))) return false;
-  for (const i of [P, P + 1]) {
-    if (!(Math.abs(x[i] - y[i]) <= tol.rtol * Math.max(Math.abs(x[i]), Math.abs(y[i])) + 1e-6)) return false;
+  if (!(d <= tol.rtol * Math.max(norm(x.delta), norm(y.delta)) + tol.atol * Math.sqrt(P))) return false;
+  for (const [a, b] of [
+    [x.trainLoss, y.trainLoss],
+    [x.checkLoss, y.checkLoss],
+  ]) {
+    if (!(Math.abs(a - b) <= tol.rtol * Math.max(Math.abs(a), Math.abs(b)) + 1e-6)) return false;
   }
   return true;
+}
+
+/** A unit's output decoded by its parameters (null when it is not that unit's encoding). */
+export function decodeUnitOutput(p: Pick<TrainParams, 'layers' | 'compress'>, out: Float32Array) {
+  return decodeTrainOutput(p.layers, p.compress ?? 'none', out);
 }
 
 // --- Aggregation and the outer step -------------------------------------------------------------
@@ -228,6 +246,7 @@ interface TrainMeta {
   trim: number;
   clipNorm: number | null;
   tolerance: Tolerance;
+  compress: Compression;
 }
 
 function metaOf(job: JobRecord): TrainMeta {
@@ -255,11 +274,12 @@ function planRound(m: TrainMeta, round: number, paramsSha: string): PlannedWorkU
       beta1: m.optimizer.beta1,
       beta2: m.optimizer.beta2,
       eps: m.optimizer.eps,
+      compress: m.compress ?? 'none',
     };
     return {
       params: params as unknown as WorkUnitRecord['params'],
       inputs: { params: paramsSha, x: s.x, y: s.y },
-      outputBytes: (m.paramCount + 2) * 4,
+      outputBytes: trainOutputBytes(m.layers, params.compress),
       flops: innerFlops(m.layers, m.steps, Math.min(m.batchSize, s.rows)),
       tolerance: m.tolerance,
       meta: { round, slice },
@@ -280,12 +300,7 @@ export function innerSpecOf(p: TrainParams) {
 
 /** What an honest worker returns for a train unit (the float32 CPU reference): Δ, train loss, check loss. */
 export function trainUnitReference(p: TrainParams, params: Float32Array, x: Float32Array, y: Float32Array): Float32Array {
-  const r = trainInner(Float32Array, innerSpecOf(p), params, x, y);
-  const out = new Float32Array(params.length + 2);
-  out.set(r.delta);
-  out[params.length] = r.trainLoss;
-  out[params.length + 1] = r.checkLoss;
-  return out;
+  return runTrainUnit(innerSpecOf(p), p.compress ?? 'none', params, x, y);
 }
 
 async function shardFloats(shards: ShardStore, sha: string): Promise<Float32Array> {
@@ -310,13 +325,15 @@ const iterative: IterativeKind = {
     const theta = Float32Array.from(await shardFloats(shards, m.params));
     const momentum = m.momentum ? Float32Array.from(await shardFloats(shards, m.momentum)) : new Float32Array(P);
     // In idx (= slice) order; the aggregate does not depend on the order anyway.
-    const deltas = settled.map((s) => s.output.subarray(0, P));
+    const decoded = settled.map((s) => decodeUnitOutput(s.wu.params as unknown as TrainParams, s.output));
+    if (decoded.some((d) => !d)) throw new Error('a validated output does not decode');
+    const deltas = decoded.map((d) => d!.delta);
     const g = aggregateDeltas(deltas, m.aggregator, m.trim, m.clipNorm ?? undefined);
     outerStep(theta, momentum, g, m.outer.lr, m.outer.momentum);
     const evalX = await shardFloats(shards, m.eval.x);
     const evalY = await shardFloats(shards, m.eval.y);
     const loss = mlpLossGrad(Float32Array, m.layers, theta, evalX, evalY, allRows(m.eval.rows), null);
-    const trainLoss = settled.reduce((s, u) => s + u.output[P], 0) / settled.length;
+    const trainLoss = decoded.reduce((s, d) => s + d!.trainLoss, 0) / settled.length;
     const stats: RoundStats = {
       round: m.round,
       loss,
@@ -360,19 +377,22 @@ export const train: JobKind<TrainJobSubmit> = {
    */
   async check(wu, output, shards) {
     const p = wu.params as unknown as TrainParams;
-    const P = output.length - 2;
-    for (let i = 0; i < output.length; i++) if (!Number.isFinite(output[i])) return false;
+    const out = decodeUnitOutput(p, output);
+    if (!out) return false;
+    const P = out.delta.length;
+    for (let i = 0; i < P; i++) if (!Number.isFinite(out.delta[i])) return false;
+    if (!Number.isFinite(out.trainLoss) || !Number.isFinite(out.checkLoss)) return false;
     const [theta, x, y] = await Promise.all([shardFloats(shards, wu.inputs.params), shardFloats(shards, wu.inputs.x), shardFloats(shards, wu.inputs.y)]);
     if (theta.length !== P) return false;
     const after = new Float32Array(P);
-    for (let i = 0; i < P; i++) after[i] = theta[i] - output[i];
+    for (let i = 0; i < P; i++) after[i] = theta[i] - out.delta[i];
     const loss = mlpLossGrad(Float32Array, p.layers, after, x, y, checkRows(p.rows, p.batchSize, p.seed), null);
-    const reported = output[P + 1];
-    return Math.abs(loss - reported) <= 1e-3 * Math.max(1, Math.abs(loss));
+    return Math.abs(loss - out.checkLoss) <= 1e-3 * Math.max(1, Math.abs(loss));
   },
 
   agree(wu, x, y) {
-    return trainOutputsAgree(x, y, wu.tolerance);
+    const p = wu.params as unknown as TrainParams;
+    return trainOutputsAgree(decodeUnitOutput(p, x), decodeUnitOutput(p, y), wu.tolerance);
   },
 
   assimilate(job) {
@@ -486,7 +506,8 @@ export async function planTrain(submit: TrainJobSubmit, shards: ShardStore): Pro
     aggregator: submit.aggregator,
     trim: submit.trim,
     clipNorm: submit.clipNorm ?? null,
-    tolerance: submit.tolerance ?? trainTolerance(submit.localSteps),
+    tolerance: submit.tolerance ?? trainTolerance(submit.localSteps, submit.compress),
+    compress: submit.compress,
   };
   return { meta: meta as unknown as Record<string, unknown>, resultShape: [P], workUnits: planRound(meta, 0, meta.params) };
 }

@@ -166,6 +166,8 @@ export const TrainJobSubmit = z
     replication: z.number().int().min(1).max(LIMITS.maxReplication).default(2),
     /** Overrides the replica agreement tolerance (relative L2 distance of the Δs; see README). */
     tolerance: Tolerance.optional(),
+    /** Δ uploads as int8 with one float32 scale per tensor (about 4× fewer bytes) instead of float32. */
+    compress: z.enum(['none', 'int8']).default('none'),
   })
   .strict();
 export type TrainJobSubmit = z.infer<typeof TrainJobSubmit>;
@@ -292,6 +294,8 @@ export const TrainParams = z
     beta1: z.number(),
     beta2: z.number(),
     eps: z.number(),
+    /** How the output's Δ is encoded (protocol/train-mlp.ts). */
+    compress: z.enum(['none', 'int8']),
   })
   .strict();
 export type TrainParams = z.infer<typeof TrainParams>;

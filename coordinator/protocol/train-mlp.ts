@@ -7,7 +7,9 @@
 // Parameters are one flat vector: for each layer i, W_i as [in, out] row-major, then b_i [out].
 // Hidden layers use ReLU; the last layer's outputs are logits under softmax cross-entropy.
 // A unit's output is Δ = θ_round − θ_after (P values), then the mean training loss of its H steps,
-// then the loss of θ_after on the unit's check batch (see `checkRows`): P + 2 float32 values.
+// then the loss of θ_after on the unit's check batch (see `checkRows`): P + 2 float32 values. With
+// int8 compression it is the two losses, one float32 scale per tensor, then Δ as int8 (see
+// `runTrainUnit`), padded to a multiple of 4 bytes: about a quarter of the bytes.
 
 export type FloatArray = Float32Array | Float64Array;
 export type FloatArrayCtor = Float32ArrayConstructor | Float64ArrayConstructor;
@@ -307,4 +309,74 @@ export function packTrainOutput(r: { delta: FloatArray; trainLoss: number; check
   out[r.delta.length] = r.trainLoss;
   out[r.delta.length + 1] = r.checkLoss;
   return out;
+}
+
+export type Compression = 'none' | 'int8';
+
+/** Bytes of a unit's output in the unit's encoding. */
+export function trainOutputBytes(layers: readonly number[], compress: Compression): number {
+  const P = mlpParamCount(layers);
+  if (compress === 'none') return (P + 2) * 4;
+  return (2 + mlpTensors(layers).length) * 4 + Math.ceil(P / 4) * 4;
+}
+
+/** Int8 with one scale per tensor: q = round(Δ / s), s = max|Δ_t| / 127 (so |q| ≤ 127). */
+export function quantizeInt8(layers: readonly number[], delta: FloatArray): { scales: Float32Array; q: Int8Array } {
+  const tensors = mlpTensors(layers);
+  const scales = new Float32Array(tensors.length);
+  const q = new Int8Array(delta.length);
+  tensors.forEach((t, i) => {
+    let max = 0;
+    for (let j = t.offset; j < t.offset + t.size; j++) max = Math.max(max, Math.abs(delta[j]));
+    const s = Math.fround(max / 127);
+    scales[i] = s;
+    if (s > 0) for (let j = t.offset; j < t.offset + t.size; j++) q[j] = Math.max(-127, Math.min(127, Math.round(delta[j] / s)));
+  });
+  return { scales, q };
+}
+
+export function dequantizeInt8(layers: readonly number[], scales: ArrayLike<number>, q: Int8Array): Float32Array {
+  const out = new Float32Array(q.length);
+  mlpTensors(layers).forEach((t, i) => {
+    for (let j = t.offset; j < t.offset + t.size; j++) out[j] = q[j] * scales[i];
+  });
+  return out;
+}
+
+/**
+ * A whole unit as a worker runs it: the inner loop, then the output in the unit's encoding. With
+ * int8 the check loss is that of θ_round − dequantized Δ — the update the coordinator will apply,
+ * so the check stays exact.
+ */
+export function runTrainUnit(spec: InnerSpec, compress: Compression, params: Float32Array, x: Float32Array, y: Float32Array, Acc: FloatArrayCtor = Float64Array): Float32Array {
+  const r = trainInner(Float32Array, spec, params, x, y, undefined, Acc);
+  if (compress === 'none') return packTrainOutput(r);
+  const P = params.length;
+  const { scales, q } = quantizeInt8(spec.layers, r.delta);
+  const deq = dequantizeInt8(spec.layers, scales, q);
+  const after = new Float32Array(P);
+  for (let i = 0; i < P; i++) after[i] = params[i] - deq[i];
+  const checkLoss = mlpLossGrad(Float32Array, spec.layers, after, x, y, checkRows(y.length, spec.batchSize, spec.seed), null, Acc);
+  const out = new Float32Array(trainOutputBytes(spec.layers, 'int8') / 4);
+  out[0] = r.trainLoss;
+  out[1] = checkLoss;
+  out.set(scales, 2);
+  new Int8Array(out.buffer, (2 + scales.length) * 4, P).set(q);
+  return out;
+}
+
+/** A unit's output decoded: Δ as float32 (dequantized for int8) and the two losses; null when malformed. */
+export function decodeTrainOutput(layers: readonly number[], compress: Compression, out: Float32Array): { delta: Float32Array; trainLoss: number; checkLoss: number; scales: Float32Array | null } | null {
+  const P = mlpParamCount(layers);
+  if (out.byteLength !== trainOutputBytes(layers, compress)) return null;
+  if (compress === 'none') return { delta: out.subarray(0, P), trainLoss: out[P], checkLoss: out[P + 1], scales: null };
+  const T = mlpTensors(layers).length;
+  const scales = out.subarray(2, 2 + T);
+  const q = new Int8Array(out.buffer, out.byteOffset + (2 + T) * 4, P);
+  return { delta: dequantizeInt8(layers, scales, q), trainLoss: out[0], checkLoss: out[1], scales };
+}
+
+/** The mean training loss a unit's output reports (for display). */
+export function reportedTrainLoss(compress: Compression, out: Float32Array): number {
+  return compress === 'int8' ? out[0] : out[out.length - 2];
 }

@@ -1,7 +1,6 @@
 // A synthetic classification task for training tests: `classes` Gaussian-ish blobs in `features`
 // dimensions, well separated, rows in class order 0, 1, …, 0, 1, … (deterministic from the seed).
 import { rng } from '../protocol/train-mlp.js';
-import type { TrainJobSubmit } from '../protocol/index.js';
 
 export interface TrainTask {
   x: Float32Array;
@@ -24,21 +23,4 @@ export function blobsTask(n: number, features: number, classes: number, seed: nu
     for (let j = 0; j < features; j++) x[i * features + j] = centers[k][j] + spread * (u() + u() + u() - 1.5);
   }
   return { x, y, n, f: features, classes };
-}
-
-/** A train submission with the schema's defaults filled in, for the central reference. */
-export function trainSubmit(over: Partial<TrainJobSubmit> & Pick<TrainJobSubmit, 'model' | 'data' | 'rounds' | 'localSteps' | 'batchSize'>): TrainJobSubmit {
-  return {
-    kind: 'train',
-    innerOptimizer: { type: 'adamw', lr: 1e-3, weightDecay: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8 },
-    outerOptimizer: { type: 'nesterov', lr: 0.7, momentum: 0.9 },
-    unitsPerRound: 4,
-    aggregator: 'trimmed-mean',
-    trim: 0.25,
-    roundQuorum: 0.75,
-    roundGraceS: 30,
-    seed: 0,
-    replication: 2,
-    ...over,
-  };
 }

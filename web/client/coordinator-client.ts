@@ -1,6 +1,7 @@
 // The page's session with the coordinator: proves the identity, asks for work, gets input shards
 // (cache, then peers, then the coordinator; see web/p2p/), has the compute worker run each unit,
 // and uploads signed results. Reconnects on its own with backoff.
+import { reportedTrainLoss } from '../../coordinator/protocol/train-mlp';
 import { parseNpy } from '../../coordinator/protocol/npy';
 import {
   encodeResultFrame,
@@ -483,8 +484,10 @@ export class CoordinatorClient {
     this.send({ type: 'shard-traffic', leaseId, fromPeers, fromCoordinator });
     const seconds = (performance.now() - t0) / 1000;
     this.update({ lastGflops: wu.flops / 1e9 / Math.max(seconds, 1e-6) });
-    // A train unit's output ends with its mean training loss, then its check loss (protocol/train-mlp.ts).
-    if (wu.kind === 'train') this.update({ training: { jobId: wu.jobId, round: wu.params.round + 1, rounds: wu.params.rounds, loss: out[out.length - 2] } });
+    if (wu.kind === 'train') {
+      const loss = reportedTrainLoss(wu.params.compress, out);
+      this.update({ training: { jobId: wu.jobId, round: wu.params.round + 1, rounds: wu.params.rounds, loss } });
+    }
     if (this.welcomed) this.send({ type: 'status', gflops: this.state.lastGflops, paused: this.pauses.size > 0 });
     this.rest(seconds); // before the upload, so the coordinator sends no next unit meanwhile
     if (this.cancelled.delete(leaseId)) return;

@@ -13,13 +13,13 @@ import { addModel, hasModel, runModel, type ModelRun } from '../onnx/models';
 import { configureThreads } from '../onnx/runtime';
 import { openStore } from '../store/db';
 import type { ComputeApi, InitResult, KernelJob, OnnxFeed, OnnxResult } from './api';
-import { packTrainOutput, trainInner } from '../../coordinator/protocol/train-mlp';
+import { runTrainUnit } from '../../coordinator/protocol/train-mlp';
 import type { TrainParams } from '../../coordinator/protocol/jobs';
 
-/** A train unit: H inner steps from the round's parameters on the slice; Δ and the two losses. */
+/** A train unit: H inner steps from the round's parameters on the slice; Δ (float32 or int8) and the two losses. */
 function trainMlpUnit(p: TrainParams, params: Float32Array, x: Float32Array, y: Float32Array): Float32Array {
   const optimizer = { type: p.optimizer, lr: p.lr, weightDecay: p.weightDecay, beta1: p.beta1, beta2: p.beta2, eps: p.eps };
-  return packTrainOutput(trainInner(Float32Array, { layers: p.layers, steps: p.steps, batchSize: p.batchSize, seed: p.seed, optimizer }, params, x, y));
+  return runTrainUnit({ layers: p.layers, steps: p.steps, batchSize: p.batchSize, seed: p.seed, optimizer }, p.compress, params, x, y);
 }
 
 let gpu: Gpu | null = null;

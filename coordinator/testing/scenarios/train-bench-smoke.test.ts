@@ -12,6 +12,7 @@ test('the training bench trains to the central reference and prints its figures'
   const report = JSON.parse(run.stdout.slice(run.stdout.indexOf('{'))) as {
     honest: { rounds: number; roundsPerMinute: number; fleetUtilisation: number; loss: { ratio: number }; adversaryCredit: number; coordinatorBytesPerRound: number };
     withAdversaries: { adversaries: number; rounds: number } | null;
+    int8VsFp32: { deltaBytesPerRound: { int8: number; fp32: number } };
   };
   expect(report.honest.rounds).toBe(2);
   expect(report.honest.roundsPerMinute).toBeGreaterThan(0);
@@ -20,4 +21,5 @@ test('the training bench trains to the central reference and prints its figures'
   expect(report.honest.adversaryCredit).toBe(0);
   expect(report.honest.coordinatorBytesPerRound).toBeGreaterThan(0);
   expect(report.withAdversaries).toMatchObject({ adversaries: 1, rounds: 2 });
+  expect(report.int8VsFp32.deltaBytesPerRound.int8).toBeLessThan(report.int8VsFp32.deltaBytesPerRound.fp32 / 2);
 }, 150_000);

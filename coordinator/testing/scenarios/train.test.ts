@@ -146,6 +146,22 @@ describe('train jobs on sim workers', () => {
     expect(relDistance(logits.data, mlpLogits(LAYERS, await finalParams(id), task.x, task.n))).toBeLessThan(1e-5);
   }, 60_000);
 
+  test('int8 Δs: about a quarter of the bytes, and the loss still falls every round, ending within 2% of the float32 run', async () => {
+    const data = await upload();
+    await startWorkers(3);
+    const body = jobBody(data, { compress: 'int8' });
+    const id = await grid.submitJob(body);
+    const status = (await grid.waitForJob(id, 60_000)) as TrainStatus;
+    expect(status.state).toBe('done');
+    const P = 8 * 16 + 16 + 16 * 4 + 4;
+    for (const r of status.perRound) expect(r.bytes).toBe(4 * 2 * (6 * 4 + Math.ceil(P / 4) * 4)); // 2 losses + 4 scales, then P int8
+    const losses = status.perRound.map((r) => r.loss);
+    const fp32 = centralReference(TrainJobSubmit.parse({ ...body, compress: 'none' }), task);
+    for (let r = 0; r < losses.length; r++) expect(losses[r]).toBeLessThan(r === 0 ? fp32.losses[0] : losses[r - 1]);
+    expect(Math.abs(losses.at(-1)! - fp32.losses.at(-1)!)).toBeLessThan(0.02 * fp32.losses.at(-1)!);
+    console.log(`int8 Δs: ${status.perRound[0].bytes} vs ${4 * 2 * (P + 2) * 4} bytes a round; final loss ${losses.at(-1)!.toFixed(4)} vs float32 ${fp32.losses.at(-1)!.toFixed(4)}`);
+  }, 60_000);
+
   test('labels as int32 are accepted like float32 ones', async () => {
     const data = { x: await grid.uploadShard(toNpy([task.n, task.f], task.x)), y: await grid.uploadShard(int32Npy(Array.from(task.y))) };
     await startWorkers(2);
