@@ -2,7 +2,7 @@
 // backend — both run the same float32 TypeScript inner loop today) train the MLP for 3 rounds as
 // replicas of every unit; the coordinator compares them, aggregates and steps; the final parameters
 // match the central float64 reference, the loss falls every round, and each page shows
-// "training: round r of R, loss".
+// "training: round r of R, loss"; then again with int8 Δs.
 import { expect, test } from './fixtures';
 import { centralReference } from '../coordinator/jobs/train';
 import { parseNpy, toNpy } from '../coordinator/protocol/npy';
@@ -51,6 +51,13 @@ test('a WebGPU-backend and a CPU-backend volunteer train the MLP for 3 rounds to
       await expect(page.getByTestId('training')).toContainText(/training: round 3 of 3, loss \d+\.\d{4}/);
       await expect(page.getByTestId('units-done')).toHaveText('12');
     }
+
+    // The same with int8 Δs: the pages quantise, the coordinator decodes, the loss still falls.
+    const int8Id = await grid.submitJob({ ...body, rounds: 2, compress: 'int8' });
+    const int8 = (await grid.waitForJob(int8Id, 150_000)) as typeof status;
+    expect(int8.state).toBe('done');
+    expect(int8.perRound[1].loss).toBeLessThan(int8.perRound[0].loss);
+    expect(Math.abs(int8.perRound[1].loss - ref.losses[2])).toBeLessThan(0.02 * ref.losses[2]);
   } finally {
     await grid.stop();
   }
