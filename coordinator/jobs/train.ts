@@ -34,6 +34,8 @@ import { JobInputError, type IterativeKind, type JobKind, type JobPlan, type Pla
 /** Rows of the data the coordinator evaluates each round's parameters on (strided over the data). */
 const EVAL_ROWS = 1024;
 const MAX_TOTAL_UNITS = 100_000;
+/** The coordinator aggregates a round's Δs in memory: at most this many bytes of them. */
+const MAX_ROUND_DELTA_BYTES = 512 * 2 ** 20;
 
 // --- Replica agreement: a tolerance that grows with H ------------------------------------------
 
@@ -466,6 +468,13 @@ export async function planTrain(submit: TrainJobSubmit, shards: ShardStore): Pro
   const layers = submit.model.layers;
   const P = mlpParamCount(layers);
   if (P > TRAIN_LIMITS.maxParams) throw new JobInputError(`model has ${P} parameters; at most ${TRAIN_LIMITS.maxParams}`);
+  // Closing a round holds every unit's Δ in memory at once (float32, whatever the upload encoding).
+  const roundBytes = P * 4 * submit.unitsPerRound;
+  if (roundBytes > MAX_ROUND_DELTA_BYTES) {
+    throw new JobInputError(
+      `a round's Δs would take ${(roundBytes / 2 ** 20).toFixed(0)} MiB (${P} parameters × ${submit.unitsPerRound} units × 4 bytes); at most ${MAX_ROUND_DELTA_BYTES / 2 ** 20} MiB: use fewer unitsPerRound or a smaller model`,
+    );
+  }
   if (submit.rounds * submit.unitsPerRound > MAX_TOTAL_UNITS) {
     throw new JobInputError(`rounds × unitsPerRound is ${submit.rounds * submit.unitsPerRound}; at most ${MAX_TOTAL_UNITS} units per job`);
   }

@@ -324,6 +324,7 @@ describe('bad train submissions are 400s that say what is wrong', () => {
     ['localSteps out of range', (d) => jobBody(d, { localSteps: 1e6 }), /localSteps/],
     ['batchSize out of range', (d) => jobBody(d, { batchSize: 0 }), /batchSize/],
     ['too many units in all', (d) => jobBody(d, { rounds: 1000, unitsPerRound: 256 }), /at most 100000 units per job/],
+    ['a round too big to aggregate', (d) => jobBody(d, { model: { type: 'mlp', layers: [8, 4096, 256, 4] }, unitsPerRound: 256 }), /a round's Δs would take 1061 MiB/],
     ['a data shard that was never uploaded', (d) => jobBody({ x: d.x, y: '0'.repeat(64) }), /data.y: no shard/],
     ['an aggregator that does not exist', (d) => jobBody(d, { aggregator: 'krum' }), /aggregator/],
   ];
