@@ -142,7 +142,9 @@ export async function measureInBackground(
   }
   const speeds = { webgpu, cpu };
   const record: BackendRecord = { ...speeds, choice: fasterBackend(speeds), fingerprint: status.fingerprint, measuredAt: Date.now() };
-  await (await openStore()).put('backend', record, 'current');
+  await openStore()
+    .then((db) => db.put('backend', record, 'current'))
+    .catch(() => undefined); // a browser without storage still switches; it measures again next visit
   const backend = chooseBackend(record, status.forced, hasGpu);
   if (backend !== current.backend) await api.useBackend(backend);
   update({ backend, speeds, state: 'measured' });
