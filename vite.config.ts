@@ -1,6 +1,7 @@
 import { svelte } from '@sveltejs/vite-plugin-svelte';
 import { resolve } from 'node:path';
 import { defineConfig } from 'vite';
+import { precompress } from './coordinator/http/precompress.js';
 
 /** One HTML page per view; the coordinator maps its routes to them (server.ts PAGES). */
 const PAGES = ['index', 'room', 'board', 'teacher', 'dashboard', 'api-docs', 'embed', 'selftest'];
@@ -8,7 +9,8 @@ const PAGES = ['index', 'room', 'board', 'teacher', 'dashboard', 'api-docs', 'em
 export default defineConfig({
   root: 'web',
   publicDir: '../public',
-  plugins: [svelte({ configFile: '../svelte.config.js' })],
+  // precompress: .br and .gz beside each output file, served by Accept-Encoding (coordinator/http/server.ts).
+  plugins: [svelte({ configFile: '../svelte.config.js' }), precompress()],
   build: {
     outDir: '../dist',
     emptyOutDir: true,

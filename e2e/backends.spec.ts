@@ -11,9 +11,11 @@ test('a WebGPU browser and a CPU browser compute the same matmul units and agree
     const cpuPage = await openVolunteer(browser, grid, { query: '?backend=cpu' });
     await expect(gpuPage.getByTestId('backend')).toHaveAttribute('data-backend', 'webgpu');
     await expect(cpuPage.getByTestId('backend')).toHaveAttribute('data-backend', 'cpu');
-    // Both figures are measured and shown; the page is cross-origin isolated, so wasm has threads.
+    // Both figures are measured (in the background, once the page waits for work) and shown; the
+    // page is cross-origin isolated, so wasm has threads.
     for (const page of [gpuPage, cpuPage]) {
       const speeds = page.getByTestId('backend-speeds');
+      await expect(speeds).toHaveAttribute('data-state', 'measured', { timeout: 60_000 });
       expect(Number(await speeds.getAttribute('data-webgpu'))).toBeGreaterThan(0);
       expect(Number(await speeds.getAttribute('data-cpu'))).toBeGreaterThan(0);
       expect(await page.evaluate(() => crossOriginIsolated)).toBe(true);

@@ -35,11 +35,11 @@ test('teacher creates a room, a student joins by code, the board follows live wi
     await student.getByRole('button', { name: 'Start computing' }).click();
     await expect(student.getByTestId('room-name')).toHaveText('Physics 2B', { timeout: 60_000 });
 
-    // The board shows the laptop within a few seconds.
+    // The board shows the laptop within a few seconds, starting until its first unit.
     const row = teacher.getByTestId('board-row').filter({ hasText: 'Ada' });
     await expect(row).toBeVisible({ timeout: 5_000 });
     await expect(row).toContainText('swiftshader');
-    await expect(row).toContainText('computing');
+    await expect(row.getByTestId('board-state')).toHaveText('starting');
 
     // Pause the room: the student's page stops taking work.
     await teacher.getByTestId('room-pause').click();
@@ -56,6 +56,7 @@ test('teacher creates a room, a student joins by code, the board follows live wi
     await teacher.getByTestId('room-resume').click();
     await expect(student.getByTestId('units-done')).toHaveText('4', { timeout: 60_000 });
     await expect(row.getByTestId('board-units')).toHaveText('4', { timeout: 10_000 });
+    await expect(row.getByTestId('board-state')).toHaveText('computing');
     await expect(teacher.getByTestId('board-credit')).toHaveAttribute('data-credit', String(4 * 2 * 64 * 64 * 128));
     await teacher.screenshot({ path: `${SHOTS}/board.png`, fullPage: true });
     await student.screenshot({ path: `${SHOTS}/room-student.png`, fullPage: true });

@@ -75,6 +75,22 @@ describe('rooms', () => {
     expect(err).toMatchObject({ code: 'no_room' });
   });
 
+  test('a member that measured its backends after the hello shows its new device on the board', async () => {
+    const room = await createRoom();
+    const w = await joinedWorker(room.code, 'Grace');
+    expect((await snapshot(room.code)).memberList[0]?.device).toBe('CPU: node sim-worker');
+    const device = { backend: 'webgpu', adapter: 'nvidia rtx', isFallbackAdapter: false, features: [], measured: { webgpu: 900, cpu: 30 } };
+    w.send(JSON.stringify({ type: 'device', device }));
+    let snap = await snapshot(room.code);
+    for (let i = 0; i < 100 && snap.memberList[0]?.device !== 'WebGPU: nvidia rtx'; i++) snap = await snapshot(room.code);
+    expect(snap.memberList[0]?.device).toBe('WebGPU: nvidia rtx');
+    expect(grid.logs.some((l) => l.includes('now computes on webgpu: nvidia rtx'))).toBe(true);
+    // A malformed device is refused like any bad message, and changes nothing.
+    w.send(JSON.stringify({ type: 'device', device: { backend: 'quantum', adapter: 'x' } }));
+    await waitFor(() => w.messages.find((m) => m.type === 'error'), 5000, 'error');
+    expect((await snapshot(room.code)).memberList[0]?.device).toBe('WebGPU: nvidia rtx');
+  });
+
   test('pause and resume need the teacher key, reach the members, and stop work while paused', async () => {
     const room = await createRoom();
     const w = await joinedWorker(room.code, 'Ada');

@@ -32,6 +32,18 @@ export const PAGES: Record<string, string> = {
   '/embed': 'embed.html',
 };
 
+/** Vite's content-hashed output (`assets/name-HASH8.ext`): a new build gives changed content a new name. */
+const HASHED_ASSET = /[\\/]assets[\\/][^\\/]+-[A-Za-z0-9_-]{8}\.[a-z0-9]+(\.(br|gz))?$/;
+
+/**
+ * Content-hashed assets are cached for a year and never revalidated; everything else (the pages,
+ * the fixed-name compute worker and widget.js the widget loads, favicon) is revalidated on each
+ * use (ETag / Last-Modified), so a repeat visit costs only 304s.
+ */
+export function cacheControlFor(path: string): string {
+  return HASHED_ASSET.test(path) ? 'public, max-age=31536000, immutable' : 'no-cache';
+}
+
 export async function buildServer(ctx: ServerContext): Promise<FastifyInstance> {
   const app = Fastify({ logger: false, bodyLimit: LIMITS.maxJsonBodyBytes });
   // Any origin may call the API and load the widget: auth is a bearer token, never a cookie, so a
@@ -94,7 +106,14 @@ export async function buildServer(ctx: ServerContext): Promise<FastifyInstance> 
   );
 
   if (existsSync(ctx.staticDir)) {
-    await app.register(fastifyStatic, { root: ctx.staticDir, prefix: '/', index: 'index.html' });
+    // The build's .br and .gz copies (precompress.ts) are sent where Accept-Encoding allows.
+    await app.register(fastifyStatic, {
+      root: ctx.staticDir,
+      prefix: '/',
+      index: ['index.html'], // an array: with preCompressed, @fastify/static finds no index given as a string
+      preCompressed: true,
+      setHeaders: (reply, path) => void reply.header('cache-control', cacheControlFor(path)),
+    });
     for (const [route, file] of Object.entries(PAGES)) app.get(route, (_req, reply) => reply.sendFile(file));
   } else {
     app.get('/', async (_req, reply) => reply.type('text/plain').send('tabgrid: the web app is not built (run `npm run build`).'));

@@ -6,7 +6,7 @@ import { join, resolve } from 'node:path';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 /** What the web build is made from: a change to any of these makes dist/ stale. */
-const WEB_SOURCES = ['web', 'shaders', 'public', 'coordinator/protocol', 'vite.config.ts', 'vite.widget.config.ts', 'svelte.config.js', 'package.json'];
+const WEB_SOURCES = ['web', 'shaders', 'public', 'coordinator/protocol', 'coordinator/http/precompress.ts', 'vite.config.ts', 'vite.widget.config.ts', 'svelte.config.js', 'package.json'];
 /** Every build output: the pages (vite.config.ts) and the widget bundle (vite.widget.config.ts). */
 const OUTPUTS = ['index.html', 'widget.js'];
 

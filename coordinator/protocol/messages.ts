@@ -106,6 +106,8 @@ export const ClientMessage = z.discriminatedUnion('type', [
     .strict(),
   z.object({ type: z.literal('ready'), slots: z.number().int().min(0).max(8) }).strict(),
   z.object({ type: z.literal('failure'), leaseId: Id, reason: z.string().max(500) }).strict(),
+  /** The device as the page sees it now: its backend measured after the hello, or switched. */
+  z.object({ type: z.literal('device'), device: DeviceInfo }).strict(),
   JoinRoomMessage,
   StatusMessage,
   ...P2pClientMessages,

@@ -67,6 +67,12 @@ export class Rooms {
     this.live.set(session, { session, room: null, device: describeDevice(device), gflops: null, paused: false, roomPaused: false });
   }
 
+  /** The worker measured its backends after the hello, or switched: the board shows the new device. */
+  deviceChanged(session: RoomSession, device: DeviceInfo) {
+    const live = this.live.get(session);
+    if (live) live.device = describeDevice(device);
+  }
+
   disconnected(session: RoomSession) {
     this.live.delete(session);
   }

@@ -198,6 +198,9 @@ export function handleWorkerSocket(socket: WebSocket, ctx: SocketContext) {
       if (!ctx.rooms || !(await ctx.rooms.join(session, msg.code))) return fail('no_room', `no room ${msg.code}`);
     } else if (msg.type === 'status') {
       ctx.rooms?.report(session, msg.gflops, msg.paused);
+    } else if (msg.type === 'device') {
+      ctx.rooms?.deviceChanged(session, msg.device);
+      ctx.log(`worker ${session.volunteerId} now computes on ${msg.device.backend}: ${msg.device.adapter}`);
     }
   }
 

@@ -86,6 +86,11 @@ export interface ClientOptions {
   /** Share of time spent computing, 0.05–1: after a unit that took t, rest t·(1−share)/share. */
   throttle?: number;
   compute: Compute;
+  /**
+   * Gets the compute worker ready for this unit (its runtime loaded, pipelines compiled) while its
+   * inputs are fetched, so the unit's `computing` phase is the compute itself. Optional; never throws.
+   */
+  prepare?: (wu: WorkUnitSpec) => Promise<void>;
   onChange: (state: ClientState) => void;
   /** The IndexedDB shard cache; its onChange must call client.holdingsChanged. */
   cache: ShardCache;
@@ -155,6 +160,7 @@ export class CoordinatorClient {
   };
   private readonly pauses = new Set<PauseReason>();
   private throttle: number;
+  private device: DeviceInfo;
   private restTimer: ReturnType<typeof setTimeout> | null = null;
   private welcomed = false;
   private name: string | undefined;
@@ -181,6 +187,13 @@ export class CoordinatorClient {
     });
     this.throttle = clampThrottle(opts.throttle ?? 1);
     this.name = opts.name;
+    this.device = opts.device;
+  }
+
+  /** The device changed (measured in the background, switched backend): the coordinator and later hellos hear it. */
+  updateDevice(device: DeviceInfo) {
+    this.device = device;
+    if (this.welcomed) this.send({ type: 'device', device });
   }
 
   /** The shard cache gained or lost shards: the coordinator's tracker is told. */
@@ -285,7 +298,7 @@ export class CoordinatorClient {
           publicKey: this.opts.identity.publicKeyRaw,
           signature,
           name: this.name,
-          device: this.opts.device,
+          device: this.device,
         });
         break;
       }
@@ -465,11 +478,14 @@ export class CoordinatorClient {
       return bytes;
     };
     const onDemand = onDemandInputs(wu);
+    const ready = this.opts.prepare?.(wu).catch(() => undefined);
     try {
       for (const [name, sha] of Object.entries(wu.inputs)) {
         if (onDemand.includes(name)) continue; // compute fetches it only if it needs it (an ONNX model it already holds)
         inputs[name] = parseNpy(await fetchShard(sha)).data.slice(); // a copy: it is transferred to the worker, the bytes may be serving peers
       }
+      fetching = null;
+      await Promise.race([ready, aborted]);
     } catch (err) {
       if (err instanceof FetchAborted && fetching) this.shards.abandon(fetching);
       throw err;

@@ -15,15 +15,20 @@ export interface AttentionBlock {
   causal: boolean;
 }
 
+/** The attention session: loads ORT's plain wasm build on first use. Awaiting it runs nothing. */
+export function prepareCpuAttention(): Promise<Session> {
+  session ??= createSession(attentionModel(), 'wasm');
+  session.catch(() => (session = null));
+  return session;
+}
+
 /** softmax(q·kᵀ/√d)·v for a block of query rows (rows×d) against one head's k, v (seq×d). */
 export async function cpuAttention(q: Float32Array, k: Float32Array, v: Float32Array, p: AttentionBlock): Promise<Float32Array> {
   if (q.length !== p.rows * p.d || k.length !== p.seq * p.d || v.length !== p.seq * p.d) {
     throw new Error(`attention inputs do not match rows ${p.rows}, seq ${p.seq}, d ${p.d}`);
   }
-  session ??= createSession(attentionModel(), 'wasm');
-  session.catch(() => (session = null));
   const [out] = await runSession(
-    await session,
+    await prepareCpuAttention(),
     [
       { name: 'q', shape: [p.rows, p.d], data: q },
       { name: 'k', shape: [p.seq, p.d], data: k },

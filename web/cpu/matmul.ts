@@ -6,13 +6,18 @@ import { createSession, runSession, type Session } from '../onnx/runtime';
 
 let session: Promise<Session> | null = null;
 
+/** The MatMul session: loads ORT's plain wasm build on first use. Awaiting it runs nothing. */
+export function prepareCpuMatmul(): Promise<Session> {
+  session ??= createSession(matmulModel(), 'wasm');
+  session.catch(() => (session = null));
+  return session;
+}
+
 /** C (m×n) = A (m×k) · B (k×n), row-major float32, on the CPU. */
 export async function cpuMatmul(a: Float32Array, b: Float32Array, m: number, k: number, n: number): Promise<Float32Array> {
   if (a.length !== m * k || b.length !== k * n) throw new Error(`matmul inputs do not match ${m}×${k}·${k}×${n}`);
-  session ??= createSession(matmulModel(), 'wasm');
-  session.catch(() => (session = null));
   const [c] = await runSession(
-    await session,
+    await prepareCpuMatmul(),
     [
       { name: 'a', shape: [m, k], data: a },
       { name: 'b', shape: [k, n], data: b },

@@ -1,16 +1,23 @@
-// The only importer of onnxruntime-web. Loaded lazily (its own chunk), so the compute worker's
-// script stays free of side effects when ORT's WebAssembly threads re-load the ORT chunk. The
-// .wasm and .mjs files are bundled by Vite next to that chunk and served by the coordinator: no CDN.
+// The only importer of onnxruntime-web. Loaded lazily (their own chunks), so the compute worker's
+// script stays free of side effects when ORT's WebAssembly threads re-load an ORT chunk, and a page
+// loads only the runtime the unit in hand needs: the plain SIMD-threaded build (`onnxruntime-web/wasm`,
+// ort-wasm-simd-threaded.wasm, 14 MB, ~2.6 MB brotli) for the wasm EP — the CPU backend and ONNX
+// models on the CPU — and the JSEP build (`onnxruntime-web`, 28 MB, ~4.4 MB brotli) only for the
+// WebGPU EP; a WebGPU matmul or attention unit (our WGSL kernels) loads neither. The .wasm files are
+// bundled by Vite next to the chunks and served by the coordinator: no CDN.
 // Sessions for work units (CPU/wasm and WebGPU EPs), and GPU-resident sessions for the benchmark.
 import type * as OrtModule from 'onnxruntime-web';
-import ortWasmUrl from 'onnxruntime-web/ort-wasm-simd-threaded.jsep.wasm?url';
+import ortJsepWasmUrl from 'onnxruntime-web/ort-wasm-simd-threaded.jsep.wasm?url';
+import ortPlainWasmUrl from 'onnxruntime-web/ort-wasm-simd-threaded.wasm?url';
 
 export type Ort = typeof OrtModule;
 export type Session = OrtModule.InferenceSession;
 /** Execution providers we use: onnxruntime-web's WebGPU EP, and its WebAssembly (CPU) EP. */
 export type ExecutionProvider = 'webgpu' | 'wasm';
 
-let ort: Promise<Ort> | null = null;
+/** One ORT build per EP: each has its own module, so tensors go to sessions of the same build. */
+const builds: Partial<Record<ExecutionProvider, Promise<Ort>>> = {};
+const buildOf = new WeakMap<Session, Ort>();
 let threads = 1;
 
 /**
@@ -31,21 +38,25 @@ function loadedCrossOrigin(): boolean {
   return typeof location !== 'undefined' && new URL(import.meta.url).origin !== location.origin;
 }
 
-export function loadOrt(): Promise<Ort> {
-  ort ??= import('onnxruntime-web').then((m) => {
+/** The ORT build for an EP: `wasm`, the plain SIMD-threaded one; `webgpu`, the JSEP one. */
+export function loadOrt(ep: ExecutionProvider): Promise<Ort> {
+  const build = (builds[ep] ??= (ep === 'wasm' ? (import('onnxruntime-web/wasm') as Promise<Ort>) : import('onnxruntime-web')).then((m) => {
     if (loadedCrossOrigin()) {
-      m.env.wasm.wasmPaths = { wasm: new URL(ortWasmUrl, import.meta.url).href };
+      m.env.wasm.wasmPaths = { wasm: new URL(ep === 'wasm' ? ortPlainWasmUrl : ortJsepWasmUrl, import.meta.url).href };
     }
     m.env.wasm.numThreads = threads; // explicit: ORT's default is 1 on small machines
     m.env.logLevel = 'error';
     return m;
-  });
-  return ort;
+  }));
+  build.catch(() => delete builds[ep]);
+  return build;
 }
 
 export async function createSession(model: Uint8Array, ep: ExecutionProvider): Promise<Session> {
-  const o = await loadOrt();
-  return o.InferenceSession.create(model, { executionProviders: [ep], graphOptimizationLevel: 'all' });
+  const o = await loadOrt(ep);
+  const session = await o.InferenceSession.create(model, { executionProviders: [ep], graphOptimizationLevel: 'all' });
+  buildOf.set(session, o);
+  return session;
 }
 
 export interface Feed {
@@ -56,7 +67,8 @@ export interface Feed {
 
 /** Runs a session; returns the named outputs as float32, in order. */
 export async function runSession(session: Session, feeds: Feed[], outputs: string[]): Promise<Float32Array[]> {
-  const o = await loadOrt();
+  const o = buildOf.get(session);
+  if (!o) throw new Error('not a session of this runtime');
   const input: Record<string, OrtModule.Tensor> = {};
   for (const f of feeds) input[f.name] = new o.Tensor('float32', f.data, f.shape as number[]);
   const result = await session.run(input, outputs);
@@ -76,7 +88,7 @@ export async function runSession(session: Session, feeds: Feed[], outputs: strin
  * 'wrap' on SwiftShader) and then return zeros instead of throwing: an error scope catches that.
  */
 export async function runSessionOnWebgpu(session: Session, feeds: Feed[], outputs: string[]): Promise<Float32Array[]> {
-  const o = await loadOrt();
+  const o = await loadOrt('webgpu');
   const device = (await o.env.webgpu.device) as GPUDevice;
   device.pushErrorScope('out-of-memory');
   device.pushErrorScope('validation');
@@ -128,14 +140,14 @@ export async function ortGpuDevice(warmUpModel: Uint8Array): Promise<GPUDevice> 
   // The device exists once the webgpu backend has started, i.e. after a first session.
   const session = await createGpuSession(warmUpModel);
   await session.release();
-  const device = (await (await loadOrt()).env.webgpu.device) as GPUDevice | undefined;
+  const device = (await (await loadOrt('webgpu')).env.webgpu.device) as GPUDevice | undefined;
   if (!device) throw new Error('onnxruntime-web did not expose its GPUDevice');
   return device;
 }
 
 /** A session for `model` (ONNX bytes) on the webgpu EP, on the device ortGpuDevice() returns. */
 export async function createGpuSession(model: Uint8Array): Promise<GpuSession> {
-  const o = await loadOrt();
+  const o = await loadOrt('webgpu');
   const session = await o.InferenceSession.create(model, { executionProviders: ['webgpu'], preferredOutputLocation: 'gpu-buffer' });
   const feeds = (inputs: Record<string, GpuTensorRef>) =>
     Object.fromEntries(Object.entries(inputs).map(([name, t]) => [name, o.Tensor.fromGpuBuffer(t.buffer, { dataType: 'float32', dims: t.dims })]));

@@ -39,6 +39,10 @@ export interface ComputeApi {
    * and runs the default tiling (`?tune=off`). Never throws: says why when there is no WebGPU.
    */
   init(tune?: boolean): Promise<InitResult>;
+  /** Opens the GPU and takes the cached tuning if there is one, measuring nothing (the page's quick start). */
+  open(): Promise<InitResult>;
+  /** Tunes the kernels now, timing each candidate between units; null without WebGPU (call open() first). */
+  tune(): Promise<TuningInfo | null>;
   /**
    * Runs one unit, dispatching on `job.kind` to the backend chosen with useBackend (WebGPU until
    * then); inputs are named as in WorkUnitSpec.inputs (matmul: a, b; attention: q, k, v; onnx: the
@@ -48,9 +52,26 @@ export interface ComputeApi {
   run(job: KernelJob, inputs: Record<string, Float32Array>): Promise<Float32Array>;
   /** Sets up the CPU backend with this many threads (1 without cross-origin isolation). */
   initCpu(threads: number): Promise<CpuInfo>;
-  /** GFLOP/s of a backend on a short size³ matmul (256 unless given); null when it is not available here. */
+  /**
+   * Makes a backend's matmul ready without taking a turn from units: the CPU loads ORT's plain wasm
+   * build and its session, WebGPU compiles its pipelines. False when the backend is not available.
+   */
+  warm(backend: Backend): Promise<boolean>;
+  /**
+   * Resolves once a unit of this kind can start at once on the chosen backend: its runtime loaded
+   * (ORT's plain wasm build for the CPU, the JSEP build for ONNX on WebGPU; none for WebGPU matmul),
+   * its session made or pipelines compiled. Never throws (the unit reports any failure).
+   */
+  prepare(kind: KernelJob['kind']): Promise<void>;
+  /**
+   * GFLOP/s of a backend on a short size³ matmul (256 unless given), timed between units; null when
+   * it is not available here.
+   */
   measure(backend: Backend, size?: number, minMs?: number): Promise<number | null>;
+  /** The backend of the units from now on, switched between units (a unit computing finishes where it began). */
   useBackend(backend: Backend): Promise<void>;
+  /** The backend the last unit ran on (null before any). */
+  lastUnitBackend(): Promise<Backend | null>;
   /** Whether the worker holds this model (by sha-256) already. */
   onnxHasModel(sha: string): Promise<boolean>;
   onnxAddModel(sha: string, bytes: Uint8Array): Promise<void>;

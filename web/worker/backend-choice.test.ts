@@ -4,6 +4,8 @@ import {
   chooseBackend,
   deviceFingerprint,
   fasterBackend,
+  firstChoice,
+  guessBackend,
   recordStillValid,
   REMEASURE_AFTER_MS,
   type BackendRecord,
@@ -73,5 +75,30 @@ describe('chooseBackend', () => {
     ['stale webgpu choice without WebGPU', 'webgpu', null, false, 'cpu'],
   ] as const)('%s', (_what, choice, override, hasWebgpu, expected) => {
     expect(chooseBackend(record({ choice }), override, hasWebgpu)).toBe(expected);
+  });
+});
+
+describe('guessBackend: the first units before anything is measured', () => {
+  test.each([
+    ['a hardware GPU', { webgpu: true, isFallbackAdapter: false }, 'webgpu'],
+    ['a software adapter (SwiftShader)', { webgpu: true, isFallbackAdapter: true }, 'cpu'],
+    ['no WebGPU', { webgpu: false, isFallbackAdapter: false }, 'cpu'],
+  ] as const)('%s -> %s', (_what, facts, expected) => {
+    expect(guessBackend(facts)).toBe(expected);
+  });
+});
+
+describe('firstChoice', () => {
+  const software = { webgpu: true, isFallbackAdapter: true };
+  test('a valid record is used as it is and not measured again', () => {
+    expect(firstChoice(record({ choice: 'webgpu' }), fp, 2000, software)).toEqual({ choice: 'webgpu', source: 'remembered' });
+  });
+  test("an expired record of this device: its choice first, measured again", () => {
+    expect(firstChoice(record({ choice: 'webgpu' }), fp, 1000 + REMEASURE_AFTER_MS, software)).toEqual({ choice: 'webgpu', source: 'expired' });
+  });
+  test("another device's record is no guide: the guess", () => {
+    const other = deviceFingerprint({ userAgent: 'Chrome/157', cores: 2, adapter: 'SwiftShader', threads: 2 });
+    expect(firstChoice(record({ choice: 'webgpu' }), other, 2000, software)).toEqual({ choice: 'cpu', source: 'guess' });
+    expect(firstChoice(undefined, fp, 2000, { webgpu: true, isFallbackAdapter: false })).toEqual({ choice: 'webgpu', source: 'guess' });
   });
 });

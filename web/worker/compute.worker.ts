@@ -1,16 +1,20 @@
 // The compute Web Worker: owns the GPUDevice and the CPU (onnxruntime-web wasm) backend and runs
-// work units on the backend the page chose, exposed to the page with comlink.
+// work units on the backend the page chose, exposed to the page with comlink. Units, timed
+// measurements and the autotuner's timed candidates take turns (gate.ts); loading a runtime and
+// compiling pipelines run alongside, so neither blocks a unit that does not need it.
 import * as Comlink from 'comlink';
 import type { Backend } from './backend-choice';
+import { Gate } from './gate';
 import { measureGflops } from './measure';
-import { cpuAttention } from '../cpu/attention';
-import { cpuMatmul } from '../cpu/matmul';
+import { cpuAttention, prepareCpuAttention } from '../cpu/attention';
+import { cpuMatmul, prepareCpuMatmul } from '../cpu/matmul';
 import { gpuAttention } from '../gpu/attention';
-import { tuneKernels, tuningKey, type TuningCache, type TuningResult } from '../gpu/autotune';
+import { cachedTuning, tuneKernels, tuningKey, type TuningCache, type TuningResult } from '../gpu/autotune';
 import { openGpu, type Gpu } from '../gpu/device';
-import { gpuMatmul, MATMUL_CANDIDATES } from '../gpu/matmul';
+import { gpuMatmul, MATMUL_CANDIDATES, matmulKernel } from '../gpu/matmul';
+import { preparePipelines } from '../gpu/pipelines';
 import { addModel, hasModel, runModel, type ModelRun } from '../onnx/models';
-import { configureThreads } from '../onnx/runtime';
+import { configureThreads, loadOrt } from '../onnx/runtime';
 import { openStore } from '../store/db';
 import type { ComputeApi, InitResult, KernelJob, OnnxFeed, OnnxResult } from './api';
 import { runTrainUnit } from '../../coordinator/protocol/train-mlp';
@@ -27,6 +31,9 @@ let lostReason: string | null = null;
 let tuning: TuningResult | null = null;
 let backend: Backend = 'webgpu';
 let lastOnnx: Omit<OnnxResult, 'data'> | null = null;
+let lastUnitBackend: Backend | null = null;
+const gate = new Gate();
+let tuningRun: Promise<TuningResult> | null = null;
 
 const idbTuning: TuningCache = {
   get: async (key) => (await openStore()).get('tuning', key),
@@ -38,6 +45,20 @@ const idbTuning: TuningCache = {
 function liveGpu(): Gpu {
   if (!gpu || lostReason) throw new Error(lostReason ? `GPU device lost: ${lostReason}` : 'call init() first');
   return gpu;
+}
+
+const tuningInfo = (t: TuningResult | null) => (t ? { summary: t.summary, gflops: t.gflops, cached: t.cached } : null);
+
+/** What a backend's first matmul needs, made ready without running a unit: the CPU's ORT build and session, WebGPU's pipelines. */
+async function warmUp(which: Backend) {
+  if (which === 'cpu') {
+    await prepareCpuMatmul();
+    return;
+  }
+  const { device } = liveGpu();
+  const config = tuning?.config ?? MATMUL_CANDIDATES[0];
+  // Both kernel variants (vec4 when k and n are multiples of 4, scalar otherwise), compiled off the worker's thread.
+  await preparePipelines(device, [matmulKernel({ m: 4, k: 4, n: 4 }, config), matmulKernel({ m: 1, k: 1, n: 1 }, config)]);
 }
 
 function tunedMatmul(device: GPUDevice) {
@@ -97,18 +118,48 @@ const runners: { [K in KernelJob['kind']]: Runner<Extract<KernelJob, { kind: K }
   },
 };
 
+async function openDevice(): Promise<InitResult> {
+  if (gpu && !lostReason) return { ok: true, device: gpu.info, tuning: tuningInfo(tuning) };
+  try {
+    lostReason = null;
+    tuning = null;
+    tuningRun = null;
+    gpu = await openGpu((reason) => {
+      lostReason = reason;
+    });
+    tuning = await cachedTuning(gpu.device, tuningKey(gpu.info.adapter, gpu.info.limits), idbTuning);
+    return { ok: true, device: gpu.info, tuning: tuningInfo(tuning) };
+  } catch (err) {
+    return { ok: false, reason: (err as Error).message };
+  }
+}
+
+/** Tunes the kernels once per device (the cached choice when there is one), timing each candidate between units. */
+function tuneOnce(): Promise<TuningResult> {
+  const { device, info } = liveGpu();
+  tuningRun ??= tuneKernels(device, tuningKey(info.adapter, info.limits), idbTuning, (fn) => gate.step(fn));
+  tuningRun.catch(() => (tuningRun = null));
+  return tuningRun.then((t) => (tuning = t));
+}
+
 const api: ComputeApi = {
   async init(tune = true): Promise<InitResult> {
-    if (gpu && !lostReason) return { ok: true, device: gpu.info, tuning };
+    const opened = await openDevice();
+    if (!opened.ok || !tune) return opened;
     try {
-      lostReason = null;
-      gpu = await openGpu((reason) => {
-        lostReason = reason;
-      });
-      tuning = !tune ? null : await tuneKernels(gpu.device, tuningKey(gpu.info.adapter, gpu.info.limits), idbTuning);
-      return { ok: true, device: gpu.info, tuning };
+      return { ...opened, tuning: tuningInfo(await tuneOnce()) };
     } catch (err) {
       return { ok: false, reason: (err as Error).message };
+    }
+  },
+
+  open: openDevice,
+
+  async tune() {
+    try {
+      return tuningInfo(await tuneOnce());
+    } catch {
+      return null;
     }
   },
 
@@ -117,7 +168,10 @@ const api: ComputeApi = {
     if (!runner) throw new Error(`this worker cannot run ${job.kind} units`);
     const missing = runner.inputs(job).filter((name) => !(inputs[name] instanceof Float32Array));
     if (missing.length) throw new Error(`${job.kind} unit is missing inputs: ${missing.join(', ')}`);
-    const out = await runner[backend](job, inputs);
+    const out = await gate.unit(() => {
+      lastUnitBackend = backend;
+      return runner[backend](job, inputs);
+    });
     return Comlink.transfer(out, [out.buffer]);
   },
 
@@ -125,17 +179,45 @@ const api: ComputeApi = {
     return { threads: configureThreads(threads), isolated: globalThis.crossOriginIsolated === true };
   },
 
+  async warm(which) {
+    try {
+      await warmUp(which);
+      return true;
+    } catch {
+      return false;
+    }
+  },
+
+  async prepare(kind) {
+    try {
+      if (kind === 'matmul') await warmUp(backend);
+      else if (kind === 'attention' && backend === 'cpu') await prepareCpuAttention();
+      else if (kind === 'onnx') await loadOrt(backend === 'cpu' ? 'wasm' : 'webgpu');
+    } catch {
+      // the unit itself says what is wrong
+    }
+  },
+
   async measure(which, size, minMs) {
     try {
-      return await measureGflops(which === 'cpu' ? cpuMatmul : tunedMatmul(liveGpu().device), size, minMs);
+      const run = which === 'cpu' ? cpuMatmul : tunedMatmul(liveGpu().device);
+      await warmUp(which); // loading and compiling take no turn
+      return await gate.step(() => measureGflops(run, size, minMs));
     } catch {
       return null;
     }
   },
 
   async useBackend(which) {
-    backend = which;
+    await gate.step(async () => {
+      backend = which; // between units: the one computing finishes where it began
+    });
   },
+
+  async lastUnitBackend() {
+    return lastUnitBackend;
+  },
+
 
   async onnxHasModel(sha) {
     return hasModel(sha);

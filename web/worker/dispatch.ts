@@ -4,8 +4,13 @@
 import * as Comlink from 'comlink';
 import { ONNX_MODEL_INPUT } from '../../coordinator/protocol';
 import type { Compute, ComputeApi, KernelJob } from './api';
+import type { Backend } from './backend-choice';
 
-export function makeCompute(api: Comlink.Remote<ComputeApi>, onOnnxRun?: (ep: string, fallbackReason?: string) => void): Compute {
+export function makeCompute(
+  api: Comlink.Remote<ComputeApi>,
+  onOnnxRun?: (ep: string, fallbackReason?: string) => void,
+  onUnitBackend?: (backend: Backend) => void,
+): Compute {
   return async (wu, inputs, shard) => {
     if (wu.kind === 'onnx' && !(await api.onnxHasModel(wu.params.model))) {
       const bytes = (await shard(wu.inputs[ONNX_MODEL_INPUT])).slice(); // the cached copy stays here (and serves peers)
@@ -16,6 +21,10 @@ export function makeCompute(api: Comlink.Remote<ComputeApi>, onOnnxRun?: (ep: st
     if (wu.kind === 'onnx' && onOnnxRun) {
       const last = await api.onnxLastRun();
       if (last) onOnnxRun(last.ep, last.fallbackReason);
+    }
+    if (onUnitBackend) {
+      const ran = await api.lastUnitBackend();
+      if (ran) onUnitBackend(ran);
     }
     return out;
   };
