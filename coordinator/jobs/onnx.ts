@@ -228,8 +228,11 @@ export const onnx: JobKind<OnnxJobSubmit> = {
   },
 
   assimilate(job, outputs) {
-    const first = (job.meta as { outputs: { name: string }[] }).outputs[0].name;
-    return this.output!(job, outputs, first)!;
+    return this.output!(job, outputs, this.outputNames!(job)[0])!;
+  },
+
+  outputNames(job: JobRecord) {
+    return (job.meta as { outputs: { name: string }[] }).outputs.map((o) => o.name);
   },
 
   output(job: JobRecord, outputs: { wu: WorkUnitRecord; output: Float32Array }[], name: string) {

@@ -95,6 +95,8 @@ export interface JobKind<S extends JobSubmit = JobSubmit> {
   modelOnnx?(job: JobRecord, shards: ShardStore): Promise<Uint8Array | null>;
   /** Present for kinds that plan one round at a time. */
   readonly iterative?: IterativeKind;
+  /** The names `output` answers to, in order (a multi-output job's status lists them). */
+  outputNames?(job: JobRecord): string[];
 }
 
 export type { Tolerance };

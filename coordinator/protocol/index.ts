@@ -8,4 +8,5 @@ export * from './rooms.js';
 export * from './p2p.js';
 export * from './messages.js';
 export * from './frames.js';
+export * from './api.js';
 export { fromBase64Url, ledgerEntryCanonical, ledgerSealCanonical, toBase64Url } from './canonical.js';

@@ -214,6 +214,8 @@ export const JobStatus = z.object({
   round: z.number().int().optional(),
   rounds: z.number().int().optional(),
   perRound: z.array(RoundStats).optional(),
+  /** An onnx job's outputs, by name, in the model's order (each at /api/jobs/<id>/outputs/<name>). */
+  outputs: z.array(z.string()).optional(),
 });
 export type JobStatus = z.infer<typeof JobStatus>;
 
