@@ -12,6 +12,7 @@ import type { RoomStore, StatsStore } from './store/views.js';
 import { Rooms } from './socket/rooms.js';
 import { Scheduler } from './work/scheduler.js';
 import { buildServer } from './http/server.js';
+import { apiRoutesOf, type RegisteredRoute } from './http/openapi.js';
 import { PgShardStore, PgStore } from './store/pg/store.js';
 import { pgViews } from './store/pg/views.js';
 import { FileShardStore, type ShardStore } from './store/shards.js';
@@ -79,6 +80,8 @@ export interface Coordinator {
   dataDir: string;
   /** How busy the SQLite writer thread has been (since `before`, when given); null on PostgreSQL. */
   writerUtilization(before?: EventLoopUtilization): EventLoopUtilization | null;
+  /** Every HTTP route the server registered, with its OpenAPI declaration if it has one. */
+  routes(): readonly RegisteredRoute[];
   close(): Promise<void>;
 }
 
@@ -141,6 +144,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
     apiToken,
     dataDir,
     writerUtilization: (before) => (store instanceof SqliteStore ? store.writerUtilization(before) : null),
+    routes: () => apiRoutesOf(app).routes,
     async close() {
       clearInterval(ticker);
       intake.stop();

@@ -1,15 +1,46 @@
 // The public ledger: volunteers and their credit, the ledger's entries, the whole ledger for audit,
 // and a volunteer's own entries as receipts (each with its seal and audit path).
 import type { FastifyPluginAsync } from 'fastify';
+import { z } from 'zod';
 import { exportLedger, storedReceipts } from '../ledger/export.js';
-import type { Receipts, VolunteerSummary } from '../protocol/index.js';
+import { LedgerExport, LedgerPage, Receipts, VolunteerList, type VolunteerSummary } from '../protocol/index.js';
 import type { RouteOptions } from './context.js';
 import { ApiFailure, limitParam } from './errors.js';
+import type { ApiDoc } from './openapi.js';
+
+const Limit = z.number().int().min(1).max(1000).optional().describe('at most this many (1–1000, default 100)');
+
+/** The declarations of the routes below (the OpenAPI document is made from them). */
+const API = {
+  volunteers: { tag: 'ledger', auth: 'none', summary: 'Every volunteer: credit, result counts, online', answers: { 200: VolunteerList } },
+  ledger: {
+    tag: 'ledger',
+    auth: 'none',
+    summary: 'Ledger entries in order, and the coordinator public key',
+    query: z.object({ after: z.number().int().min(0).optional().describe('entries after this seq (default 0)'), limit: Limit }),
+    answers: { 200: LedgerPage },
+  },
+  export: {
+    tag: 'ledger',
+    auth: 'none',
+    summary: 'The whole ledger as one document for public audit (`npm run ledger -- verify --file`)',
+    answers: { 200: LedgerExport },
+  },
+  receipts: {
+    tag: 'ledger',
+    auth: 'none',
+    summary: "A volunteer's own ledger entries, newest first, each with its signed seal and audit path",
+    params: z.object({ id: z.string().describe('the volunteer id') }),
+    query: z.object({ limit: Limit }),
+    answers: { 200: Receipts },
+    errors: { 404: 'no such volunteer' },
+  },
+} satisfies Record<string, ApiDoc>;
 
 export const ledgerRoutes: FastifyPluginAsync<RouteOptions> = async (app, { ctx }) => {
   const { store } = ctx;
 
-  app.get('/api/volunteers', async () => {
+  app.get('/api/volunteers', { config: { api: API.volunteers } }, async () => {
     const volunteers: VolunteerSummary[] = (await store.listVolunteers()).map((v) => ({
       id: v.id,
       name: v.name,
@@ -20,15 +51,15 @@ export const ledgerRoutes: FastifyPluginAsync<RouteOptions> = async (app, { ctx 
     return { volunteers };
   });
 
-  app.get<{ Querystring: { after?: string; limit?: string } }>('/api/ledger', async (req) => {
+  app.get<{ Querystring: { after?: string; limit?: string } }>('/api/ledger', { config: { api: API.ledger } }, async (req) => {
     const after = Math.max(0, Number.parseInt(req.query.after ?? '0', 10) || 0);
     return { coordinatorPublicKey: ctx.keys.publicKeyRaw, entries: await store.ledgerEntries(after, limitParam(req.query.limit)) };
   });
 
   // The whole ledger in one document, for public audit (verify with `npm run ledger -- verify --file`).
-  app.get('/api/ledger/export', async () => exportLedger(store, ctx.keys.publicKeyRaw, ctx.now()));
+  app.get('/api/ledger/export', { config: { api: API.export } }, async () => exportLedger(store, ctx.keys.publicKeyRaw, ctx.now()));
 
-  app.get<{ Params: { id: string }; Querystring: { limit?: string } }>('/api/volunteers/:id/receipts', async (req): Promise<Receipts> => {
+  app.get<{ Params: { id: string }; Querystring: { limit?: string } }>('/api/volunteers/:id/receipts', { config: { api: API.receipts } }, async (req): Promise<Receipts> => {
     const volunteer = await store.getVolunteer(req.params.id);
     if (!volunteer) throw new ApiFailure(404, 'not_found', `no volunteer ${req.params.id}`);
     return {

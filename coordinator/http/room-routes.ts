@@ -2,12 +2,58 @@
 // board feed (Server-Sent Events), and the teacher's controls, which need the room's teacher key
 // (or the API token).
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
+import { z } from 'zod';
 import { toNpy } from '../protocol/npy.js';
-import { RoomCode, RoomControl, RoomCreate, RoomDemo, type RoomCreated } from '../protocol/index.js';
+import { JobCreated, RoomCode, RoomControl, RoomCreate, RoomCreated, RoomDemo, RoomInfo, RoomList, RoomSnapshot } from '../protocol/index.js';
 import type { RoomRecord } from '../store/views.js';
 import { submitJob } from '../work/submit.js';
 import { bearerSecret, type RouteOptions } from './context.js';
 import { ApiFailure, parseOr400 } from './errors.js';
+import type { ApiDoc } from './openapi.js';
+
+const RoomParams = z.object({ code: RoomCode.describe("the room's 6-character join code") });
+const NO_ROOM = { 400: 'not a room code', 404: 'no such room' };
+
+/** The declarations of the routes below (the OpenAPI document is made from them). */
+const API = {
+  create: {
+    tag: 'rooms',
+    auth: 'none',
+    summary: 'Create a classroom room; the answer holds the teacher key, shown only here',
+    body: RoomCreate,
+    answers: { 201: RoomCreated },
+    errors: { 400: 'a bad name' },
+  },
+  list: { tag: 'rooms', auth: 'none', summary: 'Rooms by credit, so classes can compare', answers: { 200: RoomList } },
+  room: { tag: 'rooms', auth: 'none', summary: "A room's name, state and credit", params: RoomParams, answers: { 200: RoomInfo }, errors: NO_ROOM },
+  snapshot: { tag: 'rooms', auth: 'none', summary: 'Every laptop in the room, once', params: RoomParams, answers: { 200: RoomSnapshot }, errors: NO_ROOM },
+  events: {
+    tag: 'rooms',
+    auth: 'none',
+    summary: 'Server-Sent Events: a room snapshot every second (the board)',
+    params: RoomParams,
+    answers: { 200: { events: RoomSnapshot } },
+    errors: NO_ROOM,
+  },
+  control: {
+    tag: 'rooms',
+    auth: 'teacher',
+    summary: 'Pause or resume the whole room',
+    params: RoomParams,
+    body: RoomControl,
+    answers: { 200: RoomInfo },
+    errors: NO_ROOM,
+  },
+  demo: {
+    tag: 'rooms',
+    auth: 'teacher',
+    summary: 'Start a demo matmul job (random inputs, one replica per unit)',
+    params: RoomParams,
+    body: RoomDemo,
+    answers: { 201: JobCreated },
+    errors: { ...NO_ROOM, 409: "the room's previous demo job is still running" },
+  },
+} satisfies Record<string, ApiDoc>;
 
 /** How often the board gets a fresh snapshot. */
 export const BOARD_INTERVAL_MS = 1000;
@@ -45,7 +91,7 @@ export const roomRoutes: FastifyPluginAsync<RouteOptions> = async (app, { ctx })
     }
   };
 
-  app.post('/api/rooms', async (req, reply) => {
+  app.post('/api/rooms', { config: { api: API.create } }, async (req, reply) => {
     const { name } = parseOr400(RoomCreate, req.body);
     const { room, teacherKey } = await rooms.create(name);
     ctx.log(`room ${room.code} "${room.name}" created`);
@@ -53,13 +99,13 @@ export const roomRoutes: FastifyPluginAsync<RouteOptions> = async (app, { ctx })
     return reply.code(201).send(body);
   });
 
-  app.get('/api/rooms', async () => ({ rooms: await rooms.list() }));
+  app.get('/api/rooms', { config: { api: API.list } }, async () => ({ rooms: await rooms.list() }));
 
-  app.get<{ Params: { code: string } }>('/api/rooms/:code', async (req) => rooms.info(await roomOr404(req.params.code)));
+  app.get<{ Params: { code: string } }>('/api/rooms/:code', { config: { api: API.room } }, async (req) => rooms.info(await roomOr404(req.params.code)));
 
-  app.get<{ Params: { code: string } }>('/api/rooms/:code/snapshot', async (req) => rooms.snapshot(await roomOr404(req.params.code)));
+  app.get<{ Params: { code: string } }>('/api/rooms/:code/snapshot', { config: { api: API.snapshot } }, async (req) => rooms.snapshot(await roomOr404(req.params.code)));
 
-  app.get<{ Params: { code: string } }>('/api/rooms/:code/events', async (req, reply) => {
+  app.get<{ Params: { code: string } }>('/api/rooms/:code/events', { config: { api: API.events } }, async (req, reply) => {
     const room = await roomOr404(req.params.code);
     reply.hijack();
     const res = reply.raw;
@@ -87,7 +133,7 @@ export const roomRoutes: FastifyPluginAsync<RouteOptions> = async (app, { ctx })
     await push();
   });
 
-  app.post<{ Params: { code: string } }>('/api/rooms/:code/control', async (req) => {
+  app.post<{ Params: { code: string } }>('/api/rooms/:code/control', { config: { api: API.control } }, async (req) => {
     const room = await roomOr404(req.params.code);
     await requireTeacher(req, room);
     const { paused } = parseOr400(RoomControl, req.body);
@@ -97,7 +143,7 @@ export const roomRoutes: FastifyPluginAsync<RouteOptions> = async (app, { ctx })
     return rooms.info({ ...room, paused });
   });
 
-  app.post<{ Params: { code: string } }>('/api/rooms/:code/demo', async (req, reply) => {
+  app.post<{ Params: { code: string } }>('/api/rooms/:code/demo', { config: { api: API.demo } }, async (req, reply) => {
     const room = await roomOr404(req.params.code);
     await requireTeacher(req, room);
     const { size } = parseOr400(RoomDemo, req.body ?? {});

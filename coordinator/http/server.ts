@@ -6,8 +6,9 @@ import fastifyStatic from '@fastify/static';
 import fastifyWebsocket from '@fastify/websocket';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { existsSync } from 'node:fs';
+import { z } from 'zod';
 import { originAllowed, securityHeaders } from '../access/security.js';
-import { LIMITS, PROTOCOL_VERSION } from '../protocol/index.js';
+import { CoordinatorInfo, Health, LIMITS, PROTOCOL_VERSION } from '../protocol/index.js';
 import { handleWorkerSocket } from '../socket/worker-socket.js';
 import { mountPeerServer } from '../swarm/peer-server.js';
 import { bearerSecret, type ServerContext } from './context.js';
@@ -15,7 +16,7 @@ import { dashboardRoutes } from './dashboard-routes.js';
 import { ApiFailure, errorHandler, sendError } from './errors.js';
 import { jobRoutes } from './job-routes.js';
 import { ledgerRoutes } from './ledger-routes.js';
-import { openApiDocument } from './openapi.js';
+import { apiRoutesOf, type ApiDoc } from './openapi.js';
 import { roomRoutes } from './room-routes.js';
 import { tokenRoutes } from './token-routes.js';
 
@@ -44,8 +45,22 @@ export function cacheControlFor(path: string): string {
   return HASHED_ASSET.test(path) ? 'public, max-age=31536000, immutable' : 'no-cache';
 }
 
+/** The declarations of the routes this file adds (the OpenAPI document is made from them). */
+const API = {
+  health: { tag: 'grid', auth: 'none', summary: 'Whether the coordinator is up, and its protocol version', answers: { 200: Health } },
+  info: { tag: 'grid', auth: 'none', summary: 'Protocol version, size limits, the coordinator public key', answers: { 200: CoordinatorInfo } },
+  openapi: {
+    tag: 'grid',
+    auth: 'none',
+    summary: 'This document (OpenAPI 3.1), generated from the routes; browse it at /api/docs',
+    answers: { 200: z.looseObject({ openapi: z.literal('3.1.0'), paths: z.record(z.string(), z.unknown()) }) },
+  },
+} satisfies Record<string, ApiDoc>;
+
 export async function buildServer(ctx: ServerContext): Promise<FastifyInstance> {
   const app = Fastify({ logger: false, bodyLimit: LIMITS.maxJsonBodyBytes });
+  // Every route is listed as it is registered; the API's own declare their OpenAPI entries.
+  const apiRoutes = apiRoutesOf(app);
   // Any origin may call the API and load the widget: auth is a bearer token, never a cookie, so a
   // foreign page gains nothing it could not get with curl.
   await app.register(fastifyCors, { origin: '*', methods: ['GET', 'POST'], allowedHeaders: ['authorization', 'content-type'] });
@@ -84,10 +99,11 @@ export async function buildServer(ctx: ServerContext): Promise<FastifyInstance> 
     done(null, body),
   );
 
-  app.get('/api/health', async () => ({ ok: true, protocol: PROTOCOL_VERSION }));
-  app.get('/api/info', async () => ({ protocol: PROTOCOL_VERSION, coordinatorPublicKey: ctx.keys.publicKeyRaw, limits: LIMITS }));
+  app.get('/api/health', { config: { api: API.health } }, async () => ({ ok: true, protocol: PROTOCOL_VERSION }));
+  app.get('/api/info', { config: { api: API.info } }, async () => ({ protocol: PROTOCOL_VERSION, coordinatorPublicKey: ctx.keys.publicKeyRaw, limits: LIMITS }));
 
-  app.get('/api/openapi.json', async () => openApiDocument());
+  let openApi: string | null = null; // made once, when first asked for (every route is registered by then)
+  app.get('/api/openapi.json', { config: { api: API.openapi } }, async (_req, reply) => reply.type('application/json').send((openApi ??= JSON.stringify(apiRoutes.document()))));
   for (const routes of [jobRoutes, ledgerRoutes, tokenRoutes, roomRoutes, dashboardRoutes]) await app.register(routes, { ctx });
 
   await app.register(fastifyWebsocket, { options: { maxPayload: LIMITS.maxWsMessageBytes } });
