@@ -4,7 +4,7 @@ import { defineConfig } from 'vitest/config';
 // e2e/ and run under Playwright, not here.
 export default defineConfig({
   test: {
-    include: ['coordinator/**/*.test.ts', 'web/**/*.test.ts'],
+    include: ['coordinator/**/*.test.ts', 'web/**/*.test.ts', 'clients/typescript/**/*.test.ts'],
     environment: 'node',
     testTimeout: 30_000,
     hookTimeout: 30_000,

@@ -1,0 +1,276 @@
+// The TypeScript client against a real coordinator and real workers (sim workers speaking the real
+// protocol; ONNX units on onnxruntime-node): every job kind round-trips and matches a reference
+// computed here, shards go up once, every error class comes from a real bad request.
+import { createServer } from 'node:net';
+import type { AddressInfo } from 'node:net';
+import { describe, expect, test } from 'vitest';
+import { toNpy } from '../../coordinator/protocol/npy.js';
+import { useTestGrid } from '../../coordinator/testing/fixtures.js';
+import { randomMatrix, startTestCoordinator, TOKEN } from '../../coordinator/testing/helpers.js';
+import { SimWorker } from '../../coordinator/testing/sim-worker.js';
+import { mlpModel } from '../../coordinator/testing/test-models.js';
+import {
+  ApiError,
+  BadRequest,
+  Conflict,
+  Grid,
+  GridConnectionError,
+  InputError,
+  JobFailed,
+  NotFound,
+  NotReady,
+  RateLimited,
+  Unauthorized,
+  WaitTimeout,
+  type JobStatus,
+  type Tensor,
+} from './index.js';
+
+const { grid: coordinator, workers } = useTestGrid();
+
+const KINDS = ['matmul', 'attention', 'onnx'];
+async function startWorkers(count = 2) {
+  for (let i = 0; i < count; i++) {
+    const w = new SimWorker({ url: coordinator.base, name: `ts-client-${i}`, kinds: KINDS });
+    workers.push(w);
+    await w.connect();
+  }
+}
+
+/** A client that counts its requests by "METHOD path". */
+function countingGrid(token: string | null = TOKEN) {
+  const calls: string[] = [];
+  const grid = new Grid(coordinator.base, token, {
+    pollInterval: 50,
+    fetch: (url, init) => {
+      calls.push(`${init?.method ?? 'GET'} ${String(url).slice(coordinator.base.length)}`);
+      return fetch(url, init);
+    },
+  });
+  return { grid, calls };
+}
+
+// References computed here in float64, independently of the workers' code.
+function matmulF64(a: Float32Array, b: Float32Array, m: number, k: number, n: number): Float64Array {
+  const c = new Float64Array(m * n);
+  for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) for (let p = 0; p < k; p++) c[i * n + j] += a[i * k + p] * b[p * n + j];
+  return c;
+}
+
+function attentionF64(q: Float32Array, k: Float32Array, v: Float32Array, heads: number, seq: number, d: number, causal: boolean): Float64Array {
+  const out = new Float64Array(heads * seq * d);
+  for (let h = 0; h < heads; h++) {
+    const at = h * seq * d;
+    for (let i = 0; i < seq; i++) {
+      const keys = causal ? i + 1 : seq;
+      const s = new Float64Array(keys);
+      for (let j = 0; j < keys; j++) {
+        for (let x = 0; x < d; x++) s[j] += q[at + i * d + x] * k[at + j * d + x];
+        s[j] /= Math.sqrt(d);
+      }
+      const max = Math.max(...s);
+      let sum = 0;
+      for (let j = 0; j < keys; j++) sum += (s[j] = Math.exp(s[j] - max));
+      for (let j = 0; j < keys; j++) for (let x = 0; x < d; x++) out[at + i * d + x] += (s[j] / sum) * v[at + j * d + x];
+    }
+  }
+  return out;
+}
+
+function maxAbsDiff(x: ArrayLike<number>, y: ArrayLike<number>): number {
+  expect(x.length).toBe(y.length);
+  let worst = 0;
+  for (let i = 0; i < x.length; i++) worst = Math.max(worst, Math.abs(x[i] - y[i]));
+  return worst;
+}
+
+describe('every job kind round-trips and matches a reference', () => {
+  test('matmul: tensors in, C = A·B out, with progress while waiting', async () => {
+    await startWorkers();
+    const { grid } = countingGrid();
+    const [m, k, n] = [70, 50, 60];
+    const a = randomMatrix(m, k, 1);
+    const b = randomMatrix(k, n, 2);
+    const job = await grid.matmul({ shape: [m, k], data: a }, { shape: [k, n], data: b }, { replication: 2, tile: [32, 32], name: 'ts client' });
+    expect(job.kind).toBe('matmul');
+    expect(job.id).toMatch(/^j_/);
+    const seen: JobStatus[] = [];
+    const final = await job.wait({ onProgress: (s) => seen.push(s), timeout: 20_000 });
+    expect(final.state).toBe('done');
+    expect(final.name).toBe('ts client');
+    expect(final.progress).toEqual({ done: 6, total: 6 }); // 70×60 in 32×32 tiles: 3 × 2
+    expect(seen.at(-1)).toEqual(final);
+    const c = (await job.result()) as Tensor;
+    expect(c.shape).toEqual([m, n]);
+    expect(c.data).toBeInstanceOf(Float32Array);
+    expect(maxAbsDiff(c.data, matmulF64(a, b, m, k, n))).toBeLessThan(1e-4);
+  });
+
+  test('attention: .npy bytes in (Uint8Array and Blob), causal', async () => {
+    await startWorkers();
+    const { grid } = countingGrid();
+    const [heads, seq, d] = [2, 40, 64];
+    const [q, k, v] = [3, 4, 5].map((seed) => randomMatrix(heads * seq, d, seed));
+    const job = await grid.attention(toNpy([heads, seq, d], q), new Blob([toNpy([heads, seq, d], k) as Uint8Array<ArrayBuffer>]), { shape: [heads, seq, d], data: v }, { causal: true, replication: 2 });
+    const out = await job.result({ timeout: 20_000 });
+    expect(out.shape).toEqual([heads, seq, d]);
+    expect(maxAbsDiff(out.data, attentionF64(q, k, v, heads, seq, d, true))).toBeLessThan(1e-4);
+    // not causal: a different answer
+    const full = await (await grid.attention(toNpy([heads, seq, d], q), toNpy([heads, seq, d], k), toNpy([heads, seq, d], v))).result({ timeout: 20_000 });
+    expect(maxAbsDiff(full.data, attentionF64(q, k, v, heads, seq, d, false))).toBeLessThan(1e-4);
+  });
+
+  test('onnx: a model and its inputs by name; the result by output name, matching onnxruntime; re-attached by id', async () => {
+    await startWorkers();
+    const { grid } = countingGrid();
+    const model = mlpModel();
+    const batch = 300;
+    const x = randomMatrix(batch, 16, 9);
+    const job = await grid.onnx(model, { x: { shape: [batch, 16], data: x } }, { itemsPerUnit: 100, argmax: 'logits' });
+    expect(job.outputs).toEqual(['logits']);
+    const out = await job.result({ timeout: 30_000 });
+    expect(Object.keys(out)).toEqual(['logits']);
+    expect(out.logits.shape).toEqual([batch, 10]);
+    const ort = await import('onnxruntime-node');
+    const session = await ort.InferenceSession.create(model);
+    const expected = (await session.run({ x: new ort.Tensor('float32', x, [batch, 16]) })).logits.data as Float32Array;
+    expect(maxAbsDiff(out.logits.data, expected)).toBeLessThan(1e-4);
+
+    // Another client knows the job only by its id: the status names the outputs.
+    const again = await new Grid(coordinator.base, TOKEN).job(job.id);
+    expect(again.kind).toBe('onnx');
+    expect(again.outputs).toEqual(['logits']);
+    expect((again.lastStatus as JobStatus).outputs).toEqual(['logits']);
+    const reread = (await again.result()) as Record<string, Tensor>;
+    expect(reread.logits.data).toEqual(out.logits.data);
+    expect((await again.output('logits')).shape).toEqual([batch, 10]);
+    // a one-input model takes its one array without a name
+    const single = await grid.onnx(model, { shape: [20, 16], data: x.subarray(0, 320) }, { replication: 1 });
+    expect((await single.result({ timeout: 30_000 })).logits.shape).toEqual([20, 10]);
+  });
+});
+
+describe('uploads', () => {
+  test('a shard already on the coordinator is not uploaded again (sha-256, then HEAD)', async () => {
+    const { grid, calls } = countingGrid();
+    const a = { shape: [8, 8], data: randomMatrix(8, 8, 1) };
+    const sha = await grid.upload(a);
+    expect(await grid.upload(a)).toBe(sha); // known to this client: no request at all
+    expect(calls.filter((c) => c.startsWith('POST /api/shards'))).toHaveLength(1);
+    const other = countingGrid();
+    expect(await other.grid.upload(toNpy([8, 8], a.data))).toBe(sha); // the same bytes from another client
+    expect(other.calls).toEqual([`HEAD /shards/${sha}`]);
+    await other.grid.matmul(a, a, { replication: 1 });
+    expect(other.calls.filter((c) => c.startsWith('POST /api/shards'))).toHaveLength(0);
+    // the model, once per client
+    await grid.uploadModel(mlpModel());
+    await grid.uploadModel(mlpModel());
+    expect(calls.filter((c) => c === 'POST /api/models')).toHaveLength(1);
+  });
+
+  test('inputs that are not float32 .npy, or tensors that do not fill their shape, are refused before anything is sent', async () => {
+    const { grid, calls } = countingGrid();
+    const f64 = toNpy([2, 2], new Float32Array(4));
+    f64.set(new TextEncoder().encode("'<f8'"), new TextDecoder('latin1').decode(f64).indexOf("'<f4'")); // the dtype, rewritten
+    await expect(grid.upload(f64, 'a')).rejects.toThrow(new InputError("a: dtype must be float32 ('<f4'), got '<f8'"));
+    await expect(grid.upload(new Uint8Array([1, 2, 3]), 'b')).rejects.toThrow(/^b: not a .npy file/);
+    await expect(grid.matmul({ shape: [2, 3], data: [1, 2, 3] }, { shape: [3, 1], data: [1, 2, 3] })).rejects.toThrow(new InputError('a: shape (2, 3) needs 6 values, got 3'));
+    expect(calls).toEqual([]);
+    // plain numbers are sent as float32
+    const sha = await grid.upload({ shape: [3], data: [1.5, 2, 3] });
+    expect(new Uint8Array(await (await fetch(`${coordinator.base}/shards/${sha}`)).arrayBuffer())).toEqual(toNpy([3], new Float32Array([1.5, 2, 3])));
+  });
+});
+
+describe('errors are ApiErrors with the code, message and status of real bad requests', () => {
+  test('BadRequest: shapes that do not multiply, a model that is not one', async () => {
+    const { grid } = countingGrid();
+    const err = await grid.matmul({ shape: [3, 4], data: new Float32Array(12) }, { shape: [5, 2], data: new Float32Array(10) }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(BadRequest);
+    expect(err).toBeInstanceOf(ApiError);
+    expect(err).toMatchObject({ code: 'bad_request', status: 400, message: expect.stringContaining('inner dimensions differ') });
+    await expect(grid.uploadModel(new Uint8Array([1, 2, 3, 4]))).rejects.toThrow(BadRequest);
+    await expect(grid.onnx(mlpModel(), { input: { shape: [2, 16], data: new Float32Array(32) } })).rejects.toThrow(/missing 'x'/);
+  });
+
+  test('Unauthorized: a wrong token', async () => {
+    const { grid } = countingGrid('wrong');
+    await expect(grid.jobs()).rejects.toMatchObject({ name: 'Unauthorized', code: 'unauthorized', status: 401 });
+    await expect(grid.matmul({ shape: [1, 1], data: [1] }, { shape: [1, 1], data: [1] })).rejects.toThrow(Unauthorized);
+  });
+
+  test('NotFound, NotReady, WaitTimeout, Conflict and JobFailed around one job nobody computes', async () => {
+    const { grid } = countingGrid();
+    await expect(grid.job('j_nope')).rejects.toMatchObject({ name: 'NotFound', status: 404 });
+    const job = await grid.matmul({ shape: [4, 4], data: randomMatrix(4, 4, 1) }, { shape: [4, 4], data: randomMatrix(4, 4, 2) }, { replication: 1 });
+    const notReady = await job.result({ wait: false }).catch((e: unknown) => e);
+    expect(notReady).toBeInstanceOf(NotReady);
+    expect(notReady).not.toBeInstanceOf(JobFailed);
+    expect(notReady).toMatchObject({ code: 'not_ready', status: 409 });
+    await expect(job.wait({ timeout: 150 })).rejects.toThrow(WaitTimeout);
+    expect((await job.cancel()).error).toBe('cancelled');
+    await expect(job.cancel()).rejects.toMatchObject({ name: 'Conflict', code: 'conflict', status: 409 });
+    await expect(job.cancel()).rejects.toThrow(Conflict);
+    const failed = await job.result().catch((e: unknown) => e);
+    expect(failed).toBeInstanceOf(JobFailed);
+    expect(failed).toBeInstanceOf(NotReady);
+    expect(failed).toMatchObject({ jobId: job.id, message: `job ${job.id} failed: cancelled` });
+    await expect(job.result({ wait: false })).rejects.toThrow(JobFailed);
+    await expect(job.output('nope', { wait: false })).rejects.toThrow(JobFailed);
+    expect((await grid.jobs()).map((j) => j.id)).toContain(job.id);
+  });
+
+  test('RateLimited from a real coordinator once retries run out; a 429 with Retry-After is waited out and retried', async () => {
+    const limited = await startTestCoordinator({ security: { rateLimitPerMinute: 2 } });
+    try {
+      const grid = new Grid(limited.base, TOKEN, { retries: 0 });
+      await grid.jobs();
+      await grid.jobs();
+      const err = await grid.jobs().catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(RateLimited);
+      expect(err).toMatchObject({ code: 'rate_limited', status: 429 });
+      expect((err as RateLimited).retryAfter).toBeGreaterThan(0);
+    } finally {
+      await limited.stop();
+    }
+    // The coordinator's window is a minute: the retry itself is checked with one answer put in front of it.
+    let refused = 0;
+    const grid = new Grid(coordinator.base, TOKEN, {
+      fetch: async (url, init) => {
+        if (refused < 2) {
+          refused++;
+          return new Response(JSON.stringify({ error: { code: 'rate_limited', message: 'slow down' } }), { status: 429, headers: { 'retry-after': '0.05' } });
+        }
+        return fetch(url, init);
+      },
+    });
+    const started = Date.now();
+    expect(await grid.jobs()).toEqual([]);
+    expect(refused).toBe(2);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(90);
+  });
+
+  test('GridConnectionError when nothing listens (after the retries)', async () => {
+    const server = createServer();
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as AddressInfo;
+    await new Promise((resolve) => server.close(resolve)); // a port nothing listens on
+    const grid = new Grid(`http://127.0.0.1:${port}`, TOKEN, { retries: 1 });
+    await expect(grid.jobs()).rejects.toThrow(GridConnectionError);
+    await expect(grid.jobs()).rejects.toThrow(/ECONNREFUSED/);
+  });
+});
+
+describe('rooms', () => {
+  test('create, read, control with the teacher key; a wrong key is Unauthorized', async () => {
+    const grid = new Grid(coordinator.base, null);
+    const room = await grid.rooms.create('Class 5B');
+    expect(room.code).toMatch(/^[A-Z0-9]{6}$/);
+    expect((await grid.rooms.get(room.code)).name).toBe('Class 5B');
+    expect((await grid.rooms.list()).map((r) => r.code)).toContain(room.code);
+    expect((await grid.rooms.control(room.code, true, room.teacherKey)).paused).toBe(true);
+    expect((await grid.rooms.snapshot(room.code)).paused).toBe(true);
+    await expect(grid.rooms.control(room.code, false, 'wrong')).rejects.toThrow(Unauthorized);
+    await expect(grid.rooms.get('ZZZZZZ')).rejects.toThrow(NotFound);
+  });
+});
