@@ -236,7 +236,10 @@ function buildDocument(routes: { method: string; url: string; api: ApiDoc }[]): 
   const components = new Components();
   components.ref(ApiError, 'output');
   const paths: OpenApiDocument['paths'] = {};
-  for (const { method, url, api } of routes) {
+  // Grouped by tag (the TAGS order), each group in the order its routes were registered.
+  const order = Object.keys(TAGS);
+  const sorted = [...routes].sort((x, y) => order.indexOf(x.api.tag) - order.indexOf(y.api.tag));
+  for (const { method, url, api } of sorted) {
     const ops = (paths[openApiPath(url)] ??= {});
     ops[method.toLowerCase()] = operation(url, api, components);
   }
