@@ -1,13 +1,33 @@
-// The researcher dashboard: sign in with the API token, submit a matmul by uploading .npy files in
-// the browser, watch it finish, download the result and check it against the CPU reference; cancel
-// a job nobody computes. The interactive API page answers a call.
+// The researcher dashboard: sign in with the API token, submit every job kind by picking files in
+// the browser (a matmul, a causal attention, an ONNX model with its input), watch each finish,
+// download the results and check them against references; a broken model or input is refused with
+// a clear message; cancel a job nobody computes. The interactive API page answers a call.
 import { expect, test } from './fixtures';
+import * as ort from 'onnxruntime-node';
 import { readFileSync } from 'node:fs';
+import type { Page } from '@playwright/test';
+import { attentionReferenceHeads } from '../coordinator/jobs/attention';
 import { matmulReference } from '../coordinator/jobs/matmul';
 import { parseNpy, toNpy } from '../coordinator/protocol/npy';
 import { randomMatrix, TOKEN } from '../coordinator/testing/helpers';
+import { SimWorker } from '../coordinator/testing/sim-worker';
+import { mlpModel } from '../coordinator/testing/test-models';
 import type { JobStatus } from '../coordinator/protocol';
 import { maxRelativeError, openVolunteer, startGrid, uploadMatrix } from './grid';
+
+const npyFile = (name: string, shape: number[], data: Float32Array) => ({ name, mimeType: 'application/octet-stream', buffer: Buffer.from(toNpy(shape, data)) });
+
+/** Submits the form, waits for the job it made to finish in the table, and downloads `button`'s file. */
+async function submitAndDownload(page: Page, message: string, button: string) {
+  await page.getByRole('button', { name: 'Submit job' }).click();
+  const note = page.getByTestId('submit-message');
+  await expect(note).toContainText(message);
+  const id = /Job (\S+) submitted/.exec((await note.textContent()) ?? '')![1];
+  const row = page.locator(`[data-testid="job-row"][data-job="${id}"]`);
+  await expect(row).toHaveAttribute('data-state', 'done', { timeout: 60_000 });
+  const [download] = await Promise.all([page.waitForEvent('download'), row.getByRole('button', { name: button }).click()]);
+  return parseNpy(new Uint8Array(readFileSync(await download.path())));
+}
 
 const SHOTS = 'test-results/screenshots';
 
@@ -42,6 +62,43 @@ test('submit by upload, follow progress, download a result that matches the CPU 
     expect(C.shape).toEqual([m, n]);
     expect(maxRelativeError(C.data, matmulReference(A, B, m, k, n))).toBeLessThanOrEqual(1e-4);
 
+    // The other kinds, computed by whichever volunteer comes first: the page, or a Node worker.
+    const sim = new SimWorker({ url: grid.base, name: 'dashboard-sim', kinds: ['matmul', 'attention', 'onnx'] });
+    await sim.connect();
+    try {
+      // Attention: Q, K and V files, causal.
+      const [heads, seq, d] = [2, 32, 64];
+      const [Q, K, V] = [21, 22, 23].map((seed) => randomMatrix(heads * seq, d, seed));
+      await page.getByLabel('Attention').check();
+      await page.getByLabel('Q (.npy)').setInputFiles(npyFile('q.npy', [heads, seq, d], Q));
+      await page.getByLabel('K (.npy)').setInputFiles(npyFile('k.npy', [heads, seq, d], K));
+      await page.getByLabel('V (.npy)').setInputFiles(npyFile('v.npy', [heads, seq, d], V));
+      await page.getByRole('checkbox', { name: /Causal/ }).check();
+      const out = await submitAndDownload(page, 'attention over 2×32×64 (causal)', 'Download .npy');
+      expect(out.shape).toEqual([heads, seq, d]);
+      expect(maxRelativeError(out.data, attentionReferenceHeads(Q, K, V, heads, seq, d, true))).toBeLessThanOrEqual(1e-4);
+
+      // ONNX: the model is read as soon as it is picked (a broken one is refused with the
+      // coordinator's message), then one file per model input; the result by output name.
+      await page.getByLabel('ONNX model').check();
+      await page.getByLabel('Model (.onnx)').setInputFiles({ name: 'broken.onnx', mimeType: 'application/octet-stream', buffer: Buffer.from('not a model') });
+      await expect(page.getByTestId('model-error')).toContainText('not a valid ONNX model');
+      await page.getByLabel('Model (.onnx)').setInputFiles({ name: 'mlp.onnx', mimeType: 'application/octet-stream', buffer: Buffer.from(mlpModel()) });
+      await expect(page.getByTestId('model-info')).toContainText('x [?, 16]');
+      const X = randomMatrix(40, 16, 24);
+      await page.getByLabel('Input x (.npy').setInputFiles(npyFile('x.npy', [40, 16], X));
+      await page.getByRole('checkbox', { name: /logits by its argmax/ }).check();
+      const logits = await submitAndDownload(page, 'mlp.onnx over 40×16', 'Download logits.npy');
+      const session = await ort.InferenceSession.create(mlpModel());
+      const expected = (await session.run({ x: new ort.Tensor('float32', X, [40, 16]) })).logits.data as Float32Array;
+      expect(logits.shape).toEqual([40, 10]);
+      expect(maxRelativeError(logits.data, expected)).toBeLessThanOrEqual(1e-4);
+      await page.screenshot({ path: `${SHOTS}/dashboard-kinds.png`, fullPage: true });
+    } finally {
+      sim.close();
+    }
+    await page.getByLabel('Matrix product').check();
+
     // A job nobody computes (the only volunteer paused) is cancelled from its row, after a confirmation.
     await volunteer.getByRole('button', { name: 'Pause' }).click();
     const idle = await grid.submitJob({ kind: 'matmul', inputs: { a: await uploadMatrix(grid, m, k, A), b: await uploadMatrix(grid, k, n, B) }, replication: 1 });
@@ -53,10 +110,15 @@ test('submit by upload, follow progress, download a result that matches the CPU 
     await expect(idleRow).toContainText('cancelled');
     expect(((await (await grid.api(`/api/jobs/${idle}`)).json()) as JobStatus).error).toBe('cancelled');
 
-    // A wrong file is refused with the server's message.
+    // A wrong file is refused, naming it and what is wrong; shapes that do not multiply, with the coordinator's message.
     await page.getByLabel('A (.npy)').setInputFiles({ name: 'a.npy', mimeType: 'application/octet-stream', buffer: Buffer.from('not an npy') });
+    await page.getByLabel('B (.npy)').setInputFiles(npyFile('b.npy', [k, n], B));
     await page.getByRole('button', { name: 'Submit job' }).click();
-    await expect(page.getByTestId('submit-error')).toBeVisible();
+    await expect(page.getByTestId('submit-error')).toContainText('a (a.npy): not a .npy file');
+    await page.getByLabel('A (.npy)').setInputFiles(npyFile('a.npy', [m, k + 1], randomMatrix(m, k + 1, 13)));
+    await page.getByRole('button', { name: 'Submit job' }).click();
+    await expect(page.getByTestId('submit-error')).toContainText('inner dimensions differ');
+    await expect(page.getByTestId('submit-error')).toContainText('(HTTP 400 bad_request)');
 
     // The API page: generated from the OpenAPI document, and it can make calls.
     await page.goto(grid.base + '/api/docs');

@@ -1,6 +1,7 @@
-// The layout's rules (ARCHITECTURE.md), checked on the real import graph: web/ reaches coordinator/
-// only through coordinator/protocol/, which imports no node: module; no import cycles; no folder
-// imports a folder above it; test rigs and tools are imported by nothing in production.
+// The layout's rules (ARCHITECTURE.md), checked on the real import graph: web/ and the TypeScript
+// client reach coordinator/ only through coordinator/protocol/, which imports no node: module (nor
+// does the client's library, which browsers load); no import cycles; no folder imports a folder
+// above it; test rigs and tools are imported by nothing in production.
 import { builtinModules } from 'node:module';
 import { describe, expect, test } from 'vitest';
 import { folderOf, importCycles, importGraph, isTest, type Module } from './import-graph.js';
@@ -31,12 +32,14 @@ const LAYERS: Record<string, number> = {
   'web/widget': 6,
   'web/bench': 6,
   'web/selftest': 6,
+  // The TypeScript client (tabgrid/client) and its CLI: over the protocol alone; the dashboard uses it.
+  'clients/typescript': 1,
 };
 
 /** Packages the browser-safe protocol may import. */
 const PROTOCOL_PACKAGES = new Set(['zod', '@bufbuild/protobuf', 'onnx-buf']);
 
-const graph = importGraph(['coordinator', 'web']);
+const graph = importGraph(['coordinator', 'web', 'clients/typescript']);
 const production = new Map([...graph].filter(([path]) => !isTest(path)));
 const edgesOf = (g: Map<string, Module>, filter: (m: Module) => boolean) => [...g.values()].filter(filter).flatMap((m) => [...m.imports].map((to) => `${m.path} -> ${to}`));
 const edges = (filter: (m: Module) => boolean) => edgesOf(production, filter);
@@ -59,6 +62,17 @@ describe('layout', () => {
 
   test('web/ imports nothing of coordinator/ but coordinator/protocol/', () => {
     expect(edges((m) => m.path.startsWith('web/')).filter((e) => / -> coordinator\//.test(e) && !/ -> coordinator\/protocol\//.test(e))).toEqual([]);
+  });
+
+  test('the TypeScript client imports nothing of coordinator/ but protocol/, and its library no node: module', () => {
+    const client = [...production.values()].filter((m) => m.path.startsWith('clients/typescript/'));
+    expect(client.map((m) => m.path)).toEqual(expect.arrayContaining(['clients/typescript/index.ts', 'clients/typescript/cli.ts']));
+    expect(edges((m) => m.path.startsWith('clients/')).filter((e) => !/ -> (coordinator\/protocol|clients\/typescript)\//.test(e))).toEqual([]);
+    // The CLI (cli.ts) is for Node; everything else is what browsers load.
+    const node = new Set(builtinModules);
+    const library = client.filter((m) => !/^clients\/typescript\/cli\.ts$/.test(m.path));
+    expect(library.flatMap((m) => [...m.packages].filter((p) => p.startsWith('node:') || node.has(p)).map((p) => `${m.path} -> ${p}`))).toEqual([]);
+    expect(production.get('web/app/pages/Dashboard.svelte')?.imports).toContain('clients/typescript/index.ts');
   });
 
   test('coordinator/protocol/ is browser-safe: no node: module, no package but its own few, nothing outside itself', () => {

@@ -1,31 +1,10 @@
-// Calls to the coordinator's HTTP API from the pages; an API error becomes an Error carrying the
-// server's message (and its documented code).
-import { ApiError } from '../../coordinator/protocol';
+// What the pages share about the coordinator: the TypeScript client on the page's own origin (every
+// call to the HTTP API goes through it), room codes in paths and where teacher keys are kept.
+import { Grid } from '../../clients/typescript';
 
-export class ApiCallError extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
-export async function api<T>(path: string, init: RequestInit & { token?: string | null; json?: unknown } = {}): Promise<Response & { data: T }> {
-  const { token, json, ...rest } = init;
-  const headers = new Headers(rest.headers);
-  if (token) headers.set('authorization', `Bearer ${token}`);
-  if (json !== undefined) headers.set('content-type', 'application/json');
-  const res = await fetch(path, { ...rest, headers, body: json !== undefined ? JSON.stringify(json) : rest.body });
-  if (!res.ok) {
-    const body = ApiError.safeParse(await res.json().catch(() => null));
-    if (body.success) throw new ApiCallError(res.status, body.data.error.code, body.data.error.message);
-    throw new ApiCallError(res.status, 'internal', `HTTP ${res.status}`);
-  }
-  const type = res.headers.get('content-type') ?? '';
-  const data = (type.includes('application/json') ? await res.json() : null) as T;
-  return Object.assign(res, { data });
+/** The client on this page's coordinator; `token` an API token (rooms need none). */
+export function pageGrid(token: string | null = null): Grid {
+  return new Grid(location.origin, token);
 }
 
 /** The room code in a path like /room/ABC234 or /board/ABC234, if any. */
