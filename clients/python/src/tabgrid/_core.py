@@ -337,8 +337,8 @@ class Core:
                 return from_npy((yield from self.request(Call("GET", f"{base}/result"))).content)
             if spec.outputs is None:
                 raise ValueError(
-                    f"job {spec.id} is an onnx job re-attached without its output names (the job status does not list "
-                    "them): use grid.job(id, outputs=[...]) or job.result(output='<name>')"
+                    f"job {spec.id} is an onnx job re-attached without its output names (this coordinator's job status "
+                    "does not list them): use grid.job(id, outputs=[...]) or job.result(output='<name>')"
                 )
             out = {}
             for name in spec.outputs:

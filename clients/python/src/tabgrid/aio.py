@@ -195,10 +195,10 @@ class AsyncGrid:
 
     async def job(self, job_id: str, *, outputs: Optional[Sequence[str]] = None) -> AsyncJob:
         status = await self._run(self._core.status(job_id))
-        return AsyncJob(self, JobSpec(status["id"], status["kind"], list(outputs) if outputs is not None else None), status)
+        return AsyncJob(self, JobSpec(status["id"], status["kind"], list(outputs) if outputs is not None else status.get("outputs")), status)
 
     async def jobs(self) -> List[AsyncJob]:
-        return [AsyncJob(self, JobSpec(s["id"], s["kind"]), s) for s in await self._run(self._core.jobs())]
+        return [AsyncJob(self, JobSpec(s["id"], s["kind"], s.get("outputs")), s) for s in await self._run(self._core.jobs())]
 
     def map(
         self,

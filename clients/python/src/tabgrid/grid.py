@@ -224,13 +224,13 @@ class Grid:
 
     def job(self, job_id: str, *, outputs: Optional[Sequence[str]] = None) -> Job:
         """Re-attaches to a job submitted earlier (by this or any client); ``NotFound`` if there is
-        none. For an onnx job pass the model's `outputs` names to get them all from ``result()``."""
+        none. An onnx job's output names come with its status (``outputs`` overrides them)."""
         status = self._run(self._core.status(job_id))
-        return Job(self, JobSpec(status["id"], status["kind"], list(outputs) if outputs is not None else None), status)
+        return Job(self, JobSpec(status["id"], status["kind"], list(outputs) if outputs is not None else status.get("outputs")), status)
 
     def jobs(self) -> List[Job]:
         """Every job on the coordinator, with its status as of now."""
-        return [Job(self, JobSpec(s["id"], s["kind"]), s) for s in self._run(self._core.jobs())]
+        return [Job(self, JobSpec(s["id"], s["kind"], s.get("outputs")), s) for s in self._run(self._core.jobs())]
 
     def map(
         self,
