@@ -181,14 +181,19 @@ describe('the job commands', () => {
     expect(quiet.err).toBe(''); // no bar with --json
     expect(json<JobStatus>(quiet.out).state).toBe('done');
 
+    const again = await tabgrid(['submit', 'matmul', a, a, '--replication', '1', '--wait']);
+    expect(again.code).toBe(EXIT.ok);
+    expect(again.out).toMatch(/^j_\S+\n$/);
+    expect(again.err).toContain('matmul  done  1/1 units');
+
     const r = await tabgrid(['result', id, '-o', join(dir, 'c.npy'), '--json']);
     expect(json(r.out)).toEqual({ id, files: [{ path: join(dir, 'c.npy'), shape: [16, 16] }] });
     const jobs = await tabgrid(['jobs', '--json']);
-    expect(json<{ jobs: JobStatus[] }>(jobs.out).jobs.map((j) => j.id)).toEqual([id]);
+    expect(json<{ jobs: JobStatus[] }>(jobs.out).jobs.map((j) => j.id)).toEqual([again.out.trim(), id]);
     expect((await tabgrid(['jobs'])).out).toContain(`${id}  matmul  done`);
     const grid = await tabgrid(['status']);
     expect(grid.out).toContain('volunteers  1 online of 1');
-    expect(json<{ jobs: { done: number } }>((await tabgrid(['status', '--json'])).out).jobs.done).toBe(1);
+    expect(json<{ jobs: { done: number } }>((await tabgrid(['status', '--json'])).out).jobs.done).toBe(2);
   });
 });
 

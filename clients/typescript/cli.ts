@@ -312,6 +312,7 @@ class Commands {
     if (!this.json) print(this.io, job.id);
     const status = await this.waitFor(job);
     if (status.state === 'failed') return this.failed(status, created);
+    if (v.out === undefined) this.note(statusLine(status));
     const files = v.out === undefined ? [] : await this.write(job, v.out, undefined);
     if (this.json) print(this.io, JSON.stringify({ ...created, status, files }));
     return EXIT.ok;

@@ -219,11 +219,11 @@ export class Grid {
 
   /**
    * `url`: the coordinator (default TABGRID_URL in Node, the page's origin in a browser);
-   * `token`: an API token (default TABGRID_TOKEN in Node). Calls that need one without it get Unauthorized.
+   * `token`: an API token (left out: TABGRID_TOKEN in Node; null: none). Calls that need one without it get Unauthorized.
    */
   constructor(url?: string | null, token?: string | null, options: GridOptions = {}) {
     this.url = (url ?? defaultUrl()).replace(/\/+$/, '');
-    this.http = new Http(this.url, token ?? env('TABGRID_TOKEN') ?? null, { userAgent: `tabgrid-typescript/${VERSION}`, ...options });
+    this.http = new Http(this.url, token === undefined ? (env('TABGRID_TOKEN') ?? null) : token, { userAgent: `tabgrid-typescript/${VERSION}`, ...options });
     this.pollInterval = options.pollInterval ?? 1000;
     this.rooms = new Rooms(this.http);
   }
@@ -240,7 +240,7 @@ export class Grid {
     const sha = await sha256Hex(npy);
     if (!this.knownShards.has(sha)) {
       // Shards are content-addressed and public by id: HEAD says whether it is there already.
-      const head = await this.http.request({ method: 'HEAD', path: `/shards/${sha}`, ok: [200, 404] });
+      const head = await this.http.request({ method: 'HEAD', path: `/shards/${sha}`, ok: [200, 404], token: null });
       if (head.status === 404) {
         const stored = await this.http.json(ShardCreated, { method: 'POST', path: '/api/shards', body: npy });
         if (stored.sha256 !== sha) throw new ApiError('invalid_response', `the coordinator stored ${what} as ${stored.sha256}, not ${sha}`, 201);
