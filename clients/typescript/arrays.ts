@@ -1,6 +1,6 @@
 // Arrays in and out: what the client accepts as an input (a tensor of numbers, or the bytes of a
 // float32 .npy file) and turns into the .npy bytes the API takes, with the protocol's own .npy codec.
-import { NpyError, parseNpy, toNpy } from '../../coordinator/protocol/npy.js';
+import { NpyError, parseNpy, parseNpyTyped, toNpy } from '../../coordinator/protocol/npy.js';
 import { InputError } from './errors.js';
 
 /** A float32 array with its shape (C order): what results are, and one way to give inputs. */
@@ -26,14 +26,15 @@ const isBytes = (x: unknown): x is Bytes => x instanceof Uint8Array || x instanc
 
 /**
  * The float32 .npy bytes of an input, checked here so a bad one is refused before anything is sent
- * (`what` names it in the error): .npy bytes must hold float32 in C order; a tensor's data must fill its shape.
+ * (`what` names it in the error): .npy bytes must hold float32 (or int32 where `int32` allows it:
+ * training labels) in C order; a tensor's data must fill its shape.
  */
-export async function npyOf(input: ArrayInput, what: string): Promise<{ npy: Uint8Array; shape: number[] }> {
+export async function npyOf(input: ArrayInput, what: string, opts: { int32?: boolean } = {}): Promise<{ npy: Uint8Array; shape: number[] }> {
   if (typeof File !== 'undefined' && input instanceof File) what = `${what} (${input.name})`;
   if (isBytes(input)) {
     const npy = await bytesOf(input);
     try {
-      return { npy, shape: parseNpy(npy).shape };
+      return { npy, shape: (opts.int32 ? parseNpyTyped(npy) : parseNpy(npy)).shape };
     } catch (err) {
       if (err instanceof NpyError) throw new InputError(`${what}: ${err.message}`);
       throw err;

@@ -12,6 +12,7 @@ import { useTestGrid } from '../../coordinator/testing/fixtures.js';
 import { makeTempDir, randomMatrix, removeDir, TOKEN } from '../../coordinator/testing/helpers.js';
 import { SimWorker } from '../../coordinator/testing/sim-worker.js';
 import { convNetModel, mlpModel } from '../../coordinator/testing/test-models.js';
+import { blobsTask } from '../../coordinator/testing/train-task.js';
 import { EXIT, main } from './cli.js';
 import type { JobStatus } from './index.js';
 
@@ -26,7 +27,7 @@ beforeEach(() => {
 
 async function startWorkers(count = 2) {
   for (let i = 0; i < count; i++) {
-    const w = new SimWorker({ url: coordinator.base, name: `cli-${i}`, kinds: ['matmul', 'attention', 'onnx'] });
+    const w = new SimWorker({ url: coordinator.base, name: `cli-${i}`, kinds: ['matmul', 'attention', 'onnx', 'train'] });
     workers.push(w);
     await w.connect();
   }
@@ -158,6 +159,27 @@ describe('submit: every kind from files to a result file', () => {
     const one = await tabgrid(['result', json<{ id: string }>(two.out).id, '--output', 'features', '-o', '-']);
     expect(one.code).toBe(EXIT.ok);
     expect(parseNpy(one.bytes).data).toEqual(load(join(folder, 'features.npy')).data);
+  });
+
+  test('train x.npy y.npy --layers … -o params.npy; result --model writes the trained ONNX model, which runs as an onnx job', async () => {
+    await startWorkers();
+    const task = blobsTask(256, 8, 4, 5);
+    const [x, y] = [save('x.npy', [task.n, task.f], task.x), save('y.npy', [task.n], task.y)];
+    const usage = await tabgrid(['submit', 'train', x, y, '--rounds', '2', '--local-steps', '4', '--batch-size', '32']);
+    expect(usage).toMatchObject({ code: EXIT.usage, err: expect.stringContaining('needs --layers') });
+    const params = join(dir, 'params.npy');
+    const args = ['--layers', '8,16,4', '--rounds', '2', '--local-steps', '4', '--batch-size', '32', '--lr', '0.01', '--units-per-round', '2'];
+    const r = await tabgrid(['submit', 'train', x, y, ...args, '-o', params, '--json']);
+    expect(r.code).toBe(EXIT.ok);
+    const { id, status } = json<{ id: string; status: JobStatus }>(r.out);
+    expect(status).toMatchObject({ kind: 'train', state: 'done', rounds: 2, round: 2 });
+    expect(load(params).shape).toEqual([8 * 16 + 16 + 16 * 4 + 4]);
+    expect((await tabgrid(['status', id])).out).toMatch(/ {2}round 2\/2 loss \d/);
+    const model = join(dir, 'model.onnx');
+    expect((await tabgrid(['result', id, '--model', '-o', model])).code).toBe(EXIT.ok);
+    const run = await tabgrid(['submit', 'onnx', model, save('rows.npy', [10, 8], task.x.subarray(0, 80)), '-o', join(dir, 'logits.npy'), '--replication', '1']);
+    expect(run.code).toBe(EXIT.ok);
+    expect(load(join(dir, 'logits.npy')).shape).toEqual([10, 4]);
   });
 });
 

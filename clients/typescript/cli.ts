@@ -57,13 +57,16 @@ Researchers (need the coordinator's URL and an API token):
   tabgrid submit matmul A.npy B.npy [-o C.npy] [--replication N] [--tile RxC] [--no-adaptive]
   tabgrid submit attention Q.npy K.npy V.npy [--causal] [--block-rows N] [-o OUT.npy]
   tabgrid submit onnx MODEL.onnx NAME=X.npy… [--items-per-unit N] [--argmax OUTPUT]… [-o PATH]
+  tabgrid submit train X.npy Y.npy --layers 8,32,4 --rounds N --local-steps N --batch-size N
+      [--optimizer adamw|sgd] [--lr F] [--units-per-round N] [--compress int8] [--seed N] [-o PARAMS.npy]
       every submit: [--name TEXT] [--replication N] [--atol A --rtol R] [--wait] [--timeout S];
       it prints the job id; -o waits for the result and writes it (an onnx job with several
       outputs: PATH is a folder of <output>.npy); --wait waits without writing
   tabgrid status [JOB]                  a job's state and progress; without JOB, the grid's
   tabgrid wait JOB [--timeout S]        until the job is done (a progress bar on a terminal)
   tabgrid result JOB -o PATH [--output NAME] [--wait] [--timeout S]
-                                        write the result .npy (- for stdout)
+                                        write the result .npy (- for stdout); a train job's
+                                        model with --model -o MODEL.onnx
   tabgrid cancel JOB
   tabgrid jobs                          every job, newest first
 
@@ -87,9 +90,10 @@ const ALLOWED: Record<string, string[]> = {
   'submit matmul': [...SUBMIT, 'tile', 'no-adaptive'],
   'submit attention': [...SUBMIT, 'causal', 'block-rows'],
   'submit onnx': [...SUBMIT, 'items-per-unit', 'argmax', 'flops-per-item'],
+  'submit train': [...SUBMIT, 'layers', 'rounds', 'local-steps', 'batch-size', 'optimizer', 'lr', 'units-per-round', 'compress', 'seed'],
   status: [],
   wait: ['timeout'],
-  result: ['out', 'output', 'wait', 'timeout'],
+  result: ['out', 'output', 'model', 'wait', 'timeout'],
   cancel: [],
   jobs: [],
 };
@@ -115,6 +119,16 @@ const OPTIONS = {
   wait: { type: 'boolean' },
   timeout: { type: 'string' },
   output: { type: 'string' },
+  model: { type: 'boolean' },
+  layers: { type: 'string' },
+  rounds: { type: 'string' },
+  'local-steps': { type: 'string' },
+  'batch-size': { type: 'string' },
+  optimizer: { type: 'string' },
+  lr: { type: 'string' },
+  'units-per-round': { type: 'string' },
+  compress: { type: 'string' },
+  seed: { type: 'string' },
 } as const;
 
 type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>['values'];
@@ -144,7 +158,7 @@ export async function main(argv: string[], io: CliIo = processIo()): Promise<num
     }
     const key = command === 'submit' ? `submit ${args[0] ?? ''}` : command;
     if (!Object.hasOwn(ALLOWED, key)) {
-      throw new UsageError(command === 'submit' ? `submit what? matmul, attention or onnx (got ${args[0] ?? 'nothing'})` : `unknown command ${command}`);
+      throw new UsageError(command === 'submit' ? `submit what? matmul, attention, onnx or train (got ${args[0] ?? 'nothing'})` : `unknown command ${command}`);
     }
     const given = Object.keys(values).filter((o) => !['url', 'token', 'json', 'help'].includes(o));
     const stray = given.filter((o) => !ALLOWED[key].includes(o));
@@ -207,14 +221,14 @@ function readInput(path: string): Uint8Array {
   }
 }
 
-function count(values: Values, name: 'replication' | 'block-rows' | 'items-per-unit'): number | undefined {
+function count(values: Values, name: 'replication' | 'block-rows' | 'items-per-unit' | 'rounds' | 'local-steps' | 'batch-size' | 'units-per-round' | 'seed'): number | undefined {
   const raw = values[name];
   if (raw === undefined) return undefined;
   if (!/^\d+$/.test(raw)) throw new UsageError(`--${name} must be a whole number, got ${raw}`);
   return Number(raw);
 }
 
-function number(values: Values, name: 'atol' | 'rtol' | 'flops-per-item' | 'timeout'): number | undefined {
+function number(values: Values, name: 'atol' | 'rtol' | 'flops-per-item' | 'timeout' | 'lr'): number | undefined {
   const raw = values[name];
   if (raw === undefined) return undefined;
   const n = Number(raw);
@@ -286,6 +300,32 @@ class Commands {
       if (args.length !== 3) throw new UsageError('submit attention takes three files: Q.npy K.npy V.npy');
       const [q, k, vv] = args.map(readInput);
       job = await this.grid.attention(q, k, vv, { ...common, causal: v.causal ?? false, blockRows: count(v, 'block-rows'), tolerance: tol });
+    } else if (kind === 'train') {
+      if (args.length !== 2) throw new UsageError('submit train takes two files: X.npy (rows × features) Y.npy (class ids)');
+      const need = <T>(value: T | undefined, flag: string): T => {
+        if (value === undefined) throw new UsageError(`submit train needs --${flag}`);
+        return value;
+      };
+      const layersText = need(v.layers, 'layers');
+      if (!/^\d+(,\d+)+$/.test(layersText)) throw new UsageError(`--layers is the widths from features to classes, e.g. 8,32,4; got ${layersText}`);
+      const optimizer = v.optimizer ?? 'adamw';
+      if (optimizer !== 'adamw' && optimizer !== 'sgd') throw new UsageError(`--optimizer is adamw or sgd, got ${optimizer}`);
+      if (v.compress !== undefined && v.compress !== 'none' && v.compress !== 'int8') throw new UsageError(`--compress is none or int8, got ${v.compress}`);
+      const lr = number(v, 'lr');
+      if (v.optimizer !== undefined && lr === undefined) throw new UsageError('--optimizer needs --lr');
+      const [x, y] = args.map(readInput);
+      job = await this.grid.train(x, y, {
+        ...common,
+        model: { type: 'mlp', layers: layersText.split(',').map(Number) },
+        rounds: need(count(v, 'rounds'), 'rounds'),
+        localSteps: need(count(v, 'local-steps'), 'local-steps'),
+        batchSize: need(count(v, 'batch-size'), 'batch-size'),
+        ...(lr !== undefined && { innerOptimizer: { type: optimizer, lr } }),
+        ...(v['units-per-round'] !== undefined && { unitsPerRound: count(v, 'units-per-round') }),
+        ...(v.compress !== undefined && { compress: v.compress as 'none' | 'int8' }),
+        ...(v.seed !== undefined && { seed: count(v, 'seed') }),
+        ...(tol && { tolerance: tol }),
+      });
     } else {
       const [modelPath, ...feeds] = args;
       if (!modelPath || feeds.length === 0) throw new UsageError('submit onnx takes the model and its inputs: MODEL.onnx NAME=X.npy… (or MODEL.onnx X.npy for a one-input model)');
@@ -353,11 +393,21 @@ class Commands {
       return EXIT.ok;
     }
     const path = this.values.out!;
+    if (this.values.model && this.values.output !== undefined) throw new UsageError('--model or --output, not both');
     if (this.values.wait) {
       const status = await this.waitFor(job);
       if (status.state === 'failed') return this.failed(status);
     }
-    const files = await this.write(job, path, this.values.output);
+    let files: object[];
+    if (this.values.model) {
+      const bytes = await job.model({ wait: false });
+      if (path === '-') this.io.stdout.write(bytes);
+      else {
+        writeFileSync(path, bytes);
+        this.note(`wrote ${path} (the trained model as ONNX, ${bytes.length} bytes)`);
+      }
+      files = [{ path, bytes: bytes.length, model: true }];
+    } else files = await this.write(job, path, this.values.output);
     if (this.json && path !== '-') print(this.io, JSON.stringify({ id: job.id, files }));
     return EXIT.ok;
   }
@@ -410,6 +460,7 @@ function statusLine(s: JobStatus): string {
   const parts = [s.id, s.kind, s.state, `${s.progress.done}/${s.progress.total} units`];
   if (s.result) parts.push(`result ${shapeText(s.result.shape)}`);
   if (s.outputs) parts.push(`outputs ${s.outputs.join(',')}`);
+  if (s.rounds !== undefined) parts.push(`round ${s.round ?? 0}/${s.rounds}${s.perRound?.length ? ` loss ${s.perRound.at(-1)!.loss.toPrecision(4)}` : ''}`);
   if (s.name) parts.push(JSON.stringify(s.name));
   if (s.error) parts.push(`error: ${s.error}`);
   return parts.join('  ');

@@ -4,11 +4,14 @@
 import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { describe, expect, test } from 'vitest';
+import { centralReference } from '../../coordinator/jobs/train.js';
+import { TrainJobSubmit } from '../../coordinator/protocol/index.js';
 import { toNpy } from '../../coordinator/protocol/npy.js';
 import { useTestGrid } from '../../coordinator/testing/fixtures.js';
 import { randomMatrix, startTestCoordinator, TOKEN } from '../../coordinator/testing/helpers.js';
 import { SimWorker } from '../../coordinator/testing/sim-worker.js';
 import { mlpModel } from '../../coordinator/testing/test-models.js';
+import { blobsTask } from '../../coordinator/testing/train-task.js';
 import {
   ApiError,
   BadRequest,
@@ -28,7 +31,7 @@ import {
 
 const { grid: coordinator, workers } = useTestGrid();
 
-const KINDS = ['matmul', 'attention', 'onnx'];
+const KINDS = ['matmul', 'attention', 'onnx', 'train'];
 async function startWorkers(count = 2) {
   for (let i = 0; i < count; i++) {
     const w = new SimWorker({ url: coordinator.base, name: `ts-client-${i}`, kinds: KINDS });
@@ -148,6 +151,52 @@ describe('every job kind round-trips and matches a reference', () => {
     const single = await grid.onnx(model, { shape: [20, 16], data: x.subarray(0, 320) }, { replication: 1 });
     expect((await single.result({ timeout: 30_000 })).logits.shape).toEqual([20, 10]);
   });
+});
+
+/** Class ids as an int32 .npy (the float32 layout with the '<i4' dtype). */
+function int32Npy(values: ArrayLike<number>): Uint8Array {
+  const npy = toNpy([values.length], new Float32Array(values.length));
+  const at = new TextDecoder('latin1').decode(npy.subarray(0, 64)).indexOf("'<f4'");
+  npy[at + 2] = 'i'.charCodeAt(0);
+  new Int32Array(npy.buffer, npy.length - values.length * 4).set(Array.from(values));
+  return npy;
+}
+
+describe('training', () => {
+  test('train: x and int32 labels in; the losses fall, the parameters match the central reference, the model runs as an onnx job', async () => {
+    await startWorkers();
+    const { grid } = countingGrid();
+    const task = blobsTask(256, 8, 4, 11);
+    const options = {
+      model: { type: 'mlp' as const, layers: [8, 16, 4] },
+      rounds: 3,
+      localSteps: 8,
+      batchSize: 32,
+      innerOptimizer: { type: 'adamw' as const, lr: 0.01 },
+      unitsPerRound: 4,
+      name: 'blobs',
+    };
+    const job = await grid.train({ shape: [task.n, task.f], data: task.x }, int32Npy(task.y), options);
+    expect(job.kind).toBe('train');
+    const params = await job.result({ timeout: 60_000 });
+    const ref = centralReference(TrainJobSubmit.parse({ kind: 'train', data: { x: 'a'.repeat(64), y: 'b'.repeat(64) }, ...options }), task);
+    expect(params.data.length).toBe(ref.params.length);
+    let diff = 0;
+    let norm = 0;
+    for (let i = 0; i < params.data.length; i++) {
+      diff += (params.data[i] - ref.params[i]) ** 2;
+      norm += ref.params[i] ** 2;
+    }
+    expect(Math.sqrt(diff / norm)).toBeLessThan(1e-4);
+    const losses = await job.losses();
+    expect(losses).toHaveLength(3);
+    for (let r = 0; r < 3; r++) expect(losses[r]).toBeLessThan(r === 0 ? ref.losses[0] : losses[r - 1]);
+    expect((await job.rounds()).map((r) => r.round)).toEqual([0, 1, 2]);
+    expect((await job.output('w0')).shape).toHaveLength(2);
+    // The trained model, run on the same grid.
+    const logits = await (await grid.onnx(await job.model(), { shape: [16, 8], data: task.x.subarray(0, 128) }, { replication: 1 })).result({ timeout: 30_000 });
+    expect(logits.logits.shape).toEqual([16, 4]);
+  }, 90_000);
 });
 
 describe('uploads', () => {

@@ -21,7 +21,9 @@ import {
   type JobSubmit,
   type MatmulJobSubmit,
   type OnnxJobSubmit,
+  type RoundStats,
   type Tolerance,
+  type TrainJobSubmit,
   type VolunteerSummary,
 } from '../../coordinator/protocol/index.js';
 import { sha256Hex } from '../../coordinator/protocol/sha256.js';
@@ -77,6 +79,9 @@ export interface OnnxOptions extends Common {
   argmax?: string | string[];
   flopsPerItem?: number;
 }
+
+/** A training job's settings (the protocol's TrainJobSubmit but its kind and data): the model, rounds, local steps, batch size, optimizers, … */
+export type TrainOptions = Omit<z.input<typeof TrainJobSubmit>, 'kind' | 'data'>;
 
 const env = (name: string): string | undefined => (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.[name] || undefined;
 
@@ -168,6 +173,22 @@ export class Job<K extends JobKindName = JobKindName> {
     }
   }
 
+  /** A training job's rounds so far: each closed round's evaluation loss, training loss, units and bytes (from its status). */
+  async rounds(): Promise<RoundStats[]> {
+    return (await this.status()).perRound ?? [];
+  }
+
+  /** A training job's loss after each closed round (the coordinator's own evaluation), oldest first. */
+  async losses(): Promise<number[]> {
+    return (await this.rounds()).map((r) => r.loss);
+  }
+
+  /** A finished training job's model as an ONNX inference graph (run it with `grid.onnx`). */
+  async model(opts: ResultOptions = {}): Promise<Uint8Array> {
+    if (opts.wait !== false) await this.finished(opts);
+    return this.grid.http.bytes({ method: 'GET', path: `/api/jobs/${enc(this.id)}/model.onnx`, signal: opts.signal });
+  }
+
   /** Waits, and throws JobFailed for a failed or cancelled job. */
   private async finished(opts: WaitOptions): Promise<void> {
     const status = await this.wait(opts);
@@ -235,8 +256,8 @@ export class Grid {
     return (await this.uploadNpy(input, what)).sha256;
   }
 
-  private async uploadNpy(input: ArrayInput, what: string): Promise<{ sha256: string; shape: number[] }> {
-    const { npy, shape } = await npyOf(input, what);
+  private async uploadNpy(input: ArrayInput, what: string, opts: { int32?: boolean } = {}): Promise<{ sha256: string; shape: number[] }> {
+    const { npy, shape } = await npyOf(input, what, opts);
     const sha = await sha256Hex(npy);
     if (!this.knownShards.has(sha)) {
       // Shards are content-addressed and public by id: HEAD says whether it is there already.
@@ -323,6 +344,17 @@ export class Grid {
       ...(opts.flopsPerItem !== undefined && { flopsPerItem: opts.flopsPerItem }),
     };
     return this.submit(body, info.outputs.map((o) => o.name));
+  }
+
+  /**
+   * Trains a model across the volunteers (DiLoCo rounds): `x` is [N, features] float32, `y` the N
+   * class ids (float32 or int32 .npy). The result is the flat parameter vector; `job.losses()`,
+   * `job.output('w0')` and `job.model()` (ONNX) give the rest.
+   */
+  async train(x: ArrayInput, y: ArrayInput, opts: TrainOptions): Promise<Job<'train'>> {
+    const data = { x: (await this.uploadNpy(x, 'x')).sha256, y: (await this.uploadNpy(y, 'y', { int32: true })).sha256 };
+    const body: z.input<typeof TrainJobSubmit> = { ...opts, kind: 'train', data };
+    return this.submit(body);
   }
 
   /** A job submitted earlier (by any client): NotFound when there is none. */

@@ -7,7 +7,7 @@
 //
 // Browser-safe: it imports only coordinator/protocol/ (zod schemas, .npy, sha-256) and the global fetch.
 export { Grid, Job, Rooms, VERSION } from './grid.js';
-export type { AttentionOptions, GridOptions, JobSubmitInput, MatmulOptions, OnnxOptions, ResultOf, ResultOptions, WaitOptions } from './grid.js';
+export type { AttentionOptions, GridOptions, JobSubmitInput, MatmulOptions, OnnxOptions, ResultOf, ResultOptions, TrainOptions, WaitOptions } from './grid.js';
 export {
   ApiError,
   BadRequest,
@@ -36,6 +36,7 @@ export type {
   RoomCreated,
   RoomInfo,
   RoomSnapshot,
+  RoundStats,
   Tolerance,
   VolunteerSummary,
 } from '../../coordinator/protocol/index.js';
