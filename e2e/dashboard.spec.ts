@@ -12,6 +12,7 @@ import { parseNpy, toNpy } from '../coordinator/protocol/npy';
 import { randomMatrix, TOKEN } from '../coordinator/testing/helpers';
 import { SimWorker } from '../coordinator/testing/sim-worker';
 import { mlpModel } from '../coordinator/testing/test-models';
+import { blobsTask } from '../coordinator/testing/train-task';
 import type { JobStatus } from '../coordinator/protocol';
 import { maxRelativeError, openVolunteer, startGrid, uploadMatrix } from './grid';
 
@@ -63,7 +64,7 @@ test('submit by upload, follow progress, download a result that matches the CPU 
     expect(maxRelativeError(C.data, matmulReference(A, B, m, k, n))).toBeLessThanOrEqual(1e-4);
 
     // The other kinds, computed by whichever volunteer comes first: the page, or a Node worker.
-    const sim = new SimWorker({ url: grid.base, name: 'dashboard-sim', kinds: ['matmul', 'attention', 'onnx'] });
+    const sim = new SimWorker({ url: grid.base, name: 'dashboard-sim', kinds: ['matmul', 'attention', 'onnx', 'train'] });
     await sim.connect();
     try {
       // Attention: Q, K and V files, causal.
@@ -93,6 +94,23 @@ test('submit by upload, follow progress, download a result that matches the CPU 
       const expected = (await session.run({ x: new ort.Tensor('float32', X, [40, 16]) })).logits.data as Float32Array;
       expect(logits.shape).toEqual([40, 10]);
       expect(maxRelativeError(logits.data, expected)).toBeLessThanOrEqual(1e-4);
+
+      // Training: X and Y files and the MLP's widths; the loss per round is plotted, the parameters
+      // and the trained model download.
+      const task = blobsTask(256, 8, 4, 25);
+      await page.getByLabel('Training').check();
+      await page.getByLabel('X (.npy)').setInputFiles(npyFile('x.npy', [256, 8], task.x));
+      await page.getByLabel('Y (.npy)').setInputFiles(npyFile('y.npy', [256], task.y));
+      await page.getByLabel('Layers').fill('8, 16, 4');
+      await page.getByLabel('Rounds').fill('2');
+      await page.getByLabel('Local steps').fill('4');
+      const params = await submitAndDownload(page, 'training 8→16→4 on 256×8 for 2 rounds', 'Download .npy');
+      expect(params.shape).toEqual([8 * 16 + 16 + 16 * 4 + 4]);
+      await expect(page.getByTestId('loss-chart')).toBeVisible();
+      await expect(page.getByTestId('train-round').first()).toContainText(/round 2\/2 · loss \d/);
+      const [onnxFile] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Download model.onnx' }).click()]);
+      const trained = await ort.InferenceSession.create(readFileSync(await onnxFile.path()));
+      expect(trained.outputNames).toEqual(['logits']);
       await page.screenshot({ path: `${SHOTS}/dashboard-kinds.png`, fullPage: true });
     } finally {
       sim.close();
