@@ -17,7 +17,7 @@ import { parseNpy, toNpy } from '../../../coordinator/protocol/npy.js';
 import { convNetModel, mlpModel } from '../../../coordinator/testing/test-models.js';
 import { SimWorker } from '../../../coordinator/testing/sim-worker.js';
 
-const KINDS = ['matmul', 'attention', 'onnx'];
+const KINDS = ['matmul', 'attention', 'onnx', 'train'];
 
 async function workers(args: string[]) {
   const { values } = parseArgs({ args, options: { url: { type: 'string' }, count: { type: 'string' } } });

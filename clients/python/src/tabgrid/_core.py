@@ -10,10 +10,11 @@ import email.utils
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Generator, List, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Generator, List, Mapping, Optional, Sequence, Tuple, Union
 from urllib.parse import quote
 
 import httpx
+import numpy as np
 
 from .arrays import from_npy, sha256, to_npy
 from .errors import ApiError, JobFailed, NotReady, RateLimited, error_from
@@ -88,6 +89,11 @@ class Progress(tuple):
 def progress_of(status: Mapping[str, Any]) -> Progress:
     p = status.get("progress") or {}
     return Progress(int(p.get("done", 0)), int(p.get("total", 0)))
+
+
+def losses_of(status: Mapping[str, Any]) -> List[float]:
+    """A training job's loss after each closed round (the coordinator's own evaluation), oldest first."""
+    return [float(r["loss"]) for r in status.get("perRound") or []]
 
 
 def parse_retry_after(value: Optional[str]) -> Optional[float]:
@@ -300,6 +306,29 @@ class Core:
         if flops_per_item is not None:
             body["flopsPerItem"] = float(flops_per_item)
         return (yield from self.submit(body, [t["name"] for t in info.get("outputs", [])]))
+
+    def train(
+        self, x: Any, y: Any, layers: Sequence[int], rounds: int, local_steps: int, batch_size: int, options: Mapping[str, Any], name: Optional[str]
+    ) -> Op:
+        """A training job (an MLP classifier, DiLoCo rounds): `options` are the API's other fields (camelCase)."""
+        labels = np.asarray(y)
+        if labels.ndim != 1 or not np.all(np.isfinite(labels)) or np.any(labels != np.round(labels)) or np.any(labels < 0):
+            raise ValueError("y must be a 1-D array of class ids (whole numbers from 0)")
+        data = {"x": (yield from self.upload(x, "x")), "y": (yield from self.upload(labels, "y"))}
+        body = self._common(
+            {
+                "kind": "train",
+                "model": {"type": "mlp", "layers": [int(w) for w in layers], "activation": "relu"},
+                "data": data,
+                "rounds": int(rounds),
+                "localSteps": int(local_steps),
+                "batchSize": int(batch_size),
+            },
+            options.get("replication"),
+            name,
+        )
+        body.update({k: v for k, v in options.items() if k != "replication" and v is not None})
+        return (yield from self.submit(body))
 
     def status(self, job_id: str) -> Op:
         return (yield from self.get_json(f"/api/jobs/{quote(job_id, safe='')}"))

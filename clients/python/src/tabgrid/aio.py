@@ -8,7 +8,7 @@ from typing import Any, AsyncIterator, Dict, Iterable, List, Mapping, Optional, 
 
 import httpx
 
-from ._core import Call, Core, JobSpec, Op, Progress, Sleep, bar_for, call_for_batch, kind_name, progress_of
+from ._core import Call, Core, JobSpec, Op, Progress, Sleep, bar_for, call_for_batch, kind_name, losses_of, progress_of
 from .errors import ApiError
 from .grid import Result
 
@@ -55,6 +55,11 @@ class AsyncJob:
     @property
     def error(self) -> Optional[str]:
         return None if self._status is None else self._status.get("error")
+
+    @property
+    def losses(self) -> List[float]:
+        """A training job's loss after each closed round, from the last status seen."""
+        return [] if self._status is None else losses_of(self._status)
 
     async def wait(self, timeout: Optional[float] = None, progress: bool = True) -> "AsyncJob":
         """Waits until the job is done or failed; ``TimeoutError`` after `timeout` seconds."""
@@ -191,7 +196,21 @@ class AsyncGrid:
             await self._run(self._core.onnx(model, inputs, replication, items_per_unit, tolerance, argmax, flops_per_item, name)),
         )
 
-    # AsyncGrid.train(...) comes with Grid.train, once the coordinator has a training job kind.
+    async def train(
+        self,
+        x: Any,
+        y: Any,
+        *,
+        layers: Sequence[int],
+        rounds: int,
+        local_steps: int,
+        batch_size: int,
+        replication: Optional[int] = 2,
+        name: Optional[str] = None,
+        **options: Any,
+    ) -> AsyncJob:
+        """``Grid.train``, awaited."""
+        return AsyncJob(self, await self._run(self._core.train(x, y, layers, rounds, local_steps, batch_size, {"replication": replication, **options}, name)))
 
     async def job(self, job_id: str, *, outputs: Optional[Sequence[str]] = None) -> AsyncJob:
         status = await self._run(self._core.status(job_id))

@@ -8,7 +8,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Seque
 import httpx
 import numpy as np
 
-from ._core import TERMINAL, Call, Core, JobSpec, Op, Progress, Sleep, bar_for, call_for_batch, kind_name, progress_of
+from ._core import TERMINAL, Call, Core, JobSpec, Op, Progress, Sleep, bar_for, call_for_batch, kind_name, losses_of, progress_of
 from .errors import ApiError
 
 Result = Union[np.ndarray, Dict[str, np.ndarray]]
@@ -57,6 +57,11 @@ class Job:
     def error(self) -> Optional[str]:
         """Why the job failed (``"cancelled"`` for a cancelled one), from the last status fetched."""
         return (self._status or self.status()).get("error")
+
+    @property
+    def losses(self) -> List[float]:
+        """A training job's loss after each closed round, oldest first (fetched now)."""
+        return losses_of(self.status())
 
     def wait(self, timeout: Optional[float] = None, progress: bool = True) -> "Job":
         """Blocks until the job is done or failed; raises ``TimeoutError`` after `timeout` seconds.
@@ -217,8 +222,26 @@ class Grid:
             self._run(self._core.onnx(model, inputs, replication, items_per_unit, tolerance, argmax, flops_per_item, name)),
         )
 
-    # grid.train(...) belongs here once the coordinator has a training job kind: like the kinds above
-    # it will upload its inputs, submit, and return a Job (with `job.losses`). There is none yet.
+    def train(
+        self,
+        x: Any,
+        y: Any,
+        *,
+        layers: Sequence[int],
+        rounds: int,
+        local_steps: int,
+        batch_size: int,
+        replication: Optional[int] = 2,
+        name: Optional[str] = None,
+        **options: Any,
+    ) -> Job:
+        """Trains an MLP classifier across the volunteers (DiLoCo rounds of `local_steps` inner steps):
+        `x` is [N, features], `y` the N class ids; `layers` the widths (features, hidden…, classes).
+        Other API fields go as keywords in the API's spelling (``innerOptimizer={"type": "sgd",
+        "lr": 0.1}``, ``unitsPerRound=4``, ``aggregator="median"``, ``compress="int8"``…; see the
+        README's Training section). The result is the flat parameter vector; ``job.losses`` the loss
+        after each round; ``job.result(output="w0")`` one tensor. Returns the Job at once."""
+        return Job(self, self._run(self._core.train(x, y, layers, rounds, local_steps, batch_size, {"replication": replication, **options}, name)))
 
     # --- jobs -----------------------------------------------------------------------------------
 
