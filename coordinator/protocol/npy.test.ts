@@ -153,6 +153,25 @@ describe('parseNpy of hand-built files', () => {
     expect(() => parseNpy(handNpy("{'descr': '<f4', 'fortran_order': False, 'shape': (1.5,), }", f32Bytes([1])))).toThrow(/bad shape entry/);
   });
 
+  test.each([
+    // First-key-wins reads float32 4×4; NumPy (last wins) reads float64 2×4 — the same 64 bytes.
+    ["{'descr': '<f4', 'shape': (4, 4), 'fortran_order': False, 'descr': '<f8', 'shape': (2, 4), }", /'descr' twice/],
+    ["{'descr': '<f4', 'fortran_order': False, 'shape': (4, 4), 'shape': (4, 4), }", /'shape' twice/],
+    ["{'descr': '<f4', 'fortran_order': False, 'shape': (4, 4), 'extra': 1, }", /unknown key 'extra'/],
+    ["{'descr': '<f4', 'fortran_order': False, 'shape': (4, 4), 'fortran_order': True, }", /'fortran_order' twice/],
+    ["{'descr': '<f4', 'fortran_order': False, 'shape': (4, 4)} trailing", /text after the dict/],
+    ["{'descr': '<f4', 'fortran_order': False, 'shape': (4,, 4)}", /bad shape entry ''/],
+    ["{'descr': '<f4', 'fortran_order': False 'shape': (4, 4)}", /expected ','/],
+  ])('a header NumPy would read differently, or not at all, is refused: %s', (header, why) => {
+    expect(() => parseNpy(handNpy(header, new Uint8Array(64)))).toThrow(why);
+  });
+
+  test('NumPy-style variants still parse: double quotes, no trailing comma, (n,) and ()', () => {
+    expect(parseNpy(handNpy('{"descr": "<f4", "fortran_order": False, "shape": (4, 4)}', new Uint8Array(64))).shape).toEqual([4, 4]);
+    expect(parseNpy(handNpy("{'descr':'<f4','fortran_order':False,'shape':(16,)}", new Uint8Array(64))).shape).toEqual([16]);
+    expect(parseNpy(handNpy("{'descr': '<f4', 'fortran_order': False, 'shape': (), }", new Uint8Array(4))).shape).toEqual([]);
+  });
+
   test('input at an unaligned byteOffset still parses (copy path)', () => {
     const data = randomMatrix(3, 5, 7);
     const npy = toNpy([3, 5], data);

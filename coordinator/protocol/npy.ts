@@ -20,6 +20,70 @@ export interface TypedTensor {
   data: Float32Array | Int32Array;
 }
 
+const HEADER_KEYS = ['descr', 'fortran_order', 'shape'] as const;
+
+/**
+ * Reads the header: a Python dict literal with exactly the keys descr (a string), fortran_order
+ * (True/False) and shape (a tuple), each once — what NumPy writes and what NumPy accepts. A
+ * duplicate or unknown key is refused: readers disagree on which of two values counts, so a file
+ * that NumPy reads one way must not be read here another way.
+ */
+function readHeaderDict(header: string): { descr: string; fortran: 'True' | 'False'; shapeText: string } {
+  const malformed = (why: string) => new NpyError(`malformed .npy header (needs descr, fortran_order and shape): ${why}`);
+  let i = 0;
+  const ws = () => {
+    while (i < header.length && /\s/.test(header[i])) i++;
+  };
+  const string = (): string => {
+    const quote = header[i];
+    if (quote !== "'" && quote !== '"') throw malformed(`expected a quoted string at ${i}`);
+    const end = header.indexOf(quote, i + 1);
+    if (end < 0) throw malformed('unterminated string');
+    const text = header.slice(i + 1, end);
+    if (text.includes('\\')) throw malformed('escapes are not supported');
+    i = end + 1;
+    return text;
+  };
+  const values = new Map<string, { kind: 'string' | 'bool' | 'tuple'; text: string }>();
+  ws();
+  if (header[i++] !== '{') throw malformed('it is not a dict');
+  for (;;) {
+    ws();
+    if (header[i] === '}') {
+      i++;
+      break;
+    }
+    const key = string();
+    if (!(HEADER_KEYS as readonly string[]).includes(key)) throw new NpyError(`.npy header has an unknown key '${key}' (only descr, fortran_order and shape are allowed)`);
+    if (values.has(key)) throw new NpyError(`.npy header has the key '${key}' twice`);
+    ws();
+    if (header[i++] !== ':') throw malformed(`expected ':' after '${key}'`);
+    ws();
+    let value: { kind: 'string' | 'bool' | 'tuple'; text: string };
+    if (header[i] === "'" || header[i] === '"') value = { kind: 'string', text: string() };
+    else if (header.startsWith('True', i) || header.startsWith('False', i)) {
+      const text = header.startsWith('True', i) ? 'True' : 'False';
+      i += text.length;
+      value = { kind: 'bool', text };
+    } else if (header[i] === '(') {
+      const end = header.indexOf(')', i);
+      if (end < 0) throw malformed('unterminated tuple');
+      value = { kind: 'tuple', text: header.slice(i + 1, end) };
+      i = end + 1;
+    } else throw malformed(`unsupported value for '${key}'`);
+    values.set(key, value);
+    ws();
+    if (header[i] === ',') i++;
+    else if (header[i] !== '}') throw malformed(`expected ',' or '}' at ${i}`);
+  }
+  if (header.slice(i).trim() !== '') throw malformed('text after the dict');
+  const descr = values.get('descr');
+  const fortran = values.get('fortran_order');
+  const shape = values.get('shape');
+  if (descr?.kind !== 'string' || fortran?.kind !== 'bool' || shape?.kind !== 'tuple') throw malformed('a key is missing or has the wrong type');
+  return { descr: descr.text, fortran: fortran.text as 'True' | 'False', shapeText: shape.text };
+}
+
 /** Parses a .npy file holding little-endian float32 (`<f4`) in C order, format 1.0, 2.0 or 3.0. */
 export function parseNpy(bytes: Uint8Array): Tensor {
   const t = parseNpyTyped(bytes);
@@ -50,23 +114,18 @@ export function parseNpyTyped(bytes: Uint8Array): TypedTensor {
     throw new NpyError('truncated or oversized .npy header');
   }
   const header = new TextDecoder('latin1').decode(bytes.subarray(headerStart, headerStart + headerLen));
-  const descr = /'descr'\s*:\s*'([^']*)'/.exec(header)?.[1];
-  const fortran = /'fortran_order'\s*:\s*(True|False)/.exec(header)?.[1];
-  const shapeText = /'shape'\s*:\s*\(([^)]*)\)/.exec(header)?.[1];
-  if (descr === undefined || fortran === undefined || shapeText === undefined) {
-    throw new NpyError('malformed .npy header (needs descr, fortran_order and shape)');
-  }
+  const { descr, fortran, shapeText } = readHeaderDict(header);
   const dtype = descr === '<f4' || descr === '|f4' ? 'float32' : descr === '<i4' || descr === '|i4' ? 'int32' : null;
   if (!dtype) throw new NpyError(`dtype must be float32 ('<f4') or int32 ('<i4'), got '${descr}'`);
   if (fortran === 'True') throw new NpyError('Fortran-order arrays are not supported; save in C order');
-  const shape = shapeText
-    .split(',')
-    .map((s) => s.trim())
-    .filter((s) => s.length > 0)
-    .map((s) => {
-      if (!/^\d+$/.test(s)) throw new NpyError(`bad shape entry '${s}'`);
-      return Number(s);
-    });
+  // Python tuple syntax: `()`, `(3,)`, `(2, 3)`, `(2, 3,)` — one trailing comma at most.
+  const entries = shapeText.split(',').map((s) => s.trim());
+  if (entries.length > 1 && entries[entries.length - 1] === '') entries.pop();
+  if (entries.length === 1 && entries[0] === '' && shapeText.trim() === '') entries.pop();
+  const shape = entries.map((s) => {
+    if (!/^\d+$/.test(s)) throw new NpyError(`bad shape entry '${s}'`);
+    return Number(s);
+  });
   const count = shape.reduce((a, b) => a * b, 1);
   const dataStart = headerStart + headerLen;
   if (!Number.isSafeInteger(count) || bytes.length - dataStart !== count * 4) {
