@@ -15,6 +15,9 @@ import { startCoordinator } from '../coordinator/app.js';
 import { toNpy } from '../coordinator/protocol/npy.js';
 import { startPgCluster } from '../coordinator/testing/pg-cluster.js';
 import { randomMatrix } from '../coordinator/testing/helpers.js';
+import { newApiToken } from '../coordinator/access/keys.js';
+
+const BENCH_TOKEN = newApiToken();
 
 const { values } = parseArgs({
   options: {
@@ -62,12 +65,12 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 async function main() {
   const dir = mkdtempSync(join(tmpdir(), 'tabgrid-bench-'));
   const cluster = values.postgres ? await startPgCluster() : null;
-  const c = await startCoordinator({ dataDir: dir, port: 0, host: '127.0.0.1', apiToken: 'bench', staticDir: join(dir, 'none'), database: cluster?.url, log: () => {},
+  const c = await startCoordinator({ dataDir: dir, port: 0, host: '127.0.0.1', apiToken: BENCH_TOKEN, staticDir: join(dir, 'none'), database: cluster?.url, log: () => {},
     // Every simulated worker connects from 127.0.0.1: lift the per-address limits meant for the open internet.
     security: { wsMaxPerAddress: WORKERS + 16, rateLimitPerMinute: 1_000_000 },
   });
   const base = `http://127.0.0.1:${c.port}`;
-  const auth = { authorization: 'Bearer bench' };
+  const auth = { authorization: `Bearer ${BENCH_TOKEN}` };
   let fleet: ChildProcess | null = null;
   try {
     const before = heapMb();

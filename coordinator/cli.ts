@@ -15,7 +15,9 @@ import { TokenRegistry } from './http/tokens.js';
 import { ensureWebBuilt } from './http/web-build.js';
 
 const USAGE = `usage:
-  tabgrid start [--port N] [--host H] [--data DIR]    run the coordinator (default port 8080, data ./data)
+  tabgrid start [--port N] [--host H] [--data DIR] [--no-build]
+                                                      run the coordinator (default port 8080, data ./data;
+                                                      --no-build: serve dist/ as it is, never build it)
   tabgrid ledger verify [--data DIR]                  check the ledger's chain, seals and balances
   tabgrid ledger verify --file EXPORT [--key=K]       check an exported ledger offline
   tabgrid ledger export [--data DIR] [--out FILE]     write the whole ledger as JSON for public audit
@@ -30,11 +32,14 @@ function dataDirFrom(value: string | undefined): string {
 }
 
 async function start(args: string[]) {
-  const { values } = parseArgs({ args, options: { port: { type: 'string' }, host: { type: 'string' }, data: { type: 'string' } } });
+  const { values } = parseArgs({
+    args,
+    options: { port: { type: 'string' }, host: { type: 'string' }, data: { type: 'string' }, 'no-build': { type: 'boolean' } },
+  });
   const port = Number(values.port ?? process.env.PORT ?? 8080);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`bad port ${values.port ?? process.env.PORT}`);
   const log = (msg: string) => console.log(`[tabgrid] ${msg}`);
-  ensureWebBuilt(log);
+  if (!values['no-build']) ensureWebBuilt(log);
   const c = await startCoordinator({
     dataDir: dataDirFrom(values.data),
     port,

@@ -9,11 +9,13 @@ import { launchVolunteers } from '../coordinator/tools/headless-volunteers';
 import { matmulReference } from '../coordinator/jobs/matmul';
 import { parseNpy, toNpy } from '../coordinator/protocol/npy';
 import { freePort } from '../coordinator/testing/pg-cluster';
+import { newApiToken } from '../coordinator/access/keys';
 import type { JobStatus, VolunteerSummary } from '../coordinator/protocol';
 import { makeTempDir, randomMatrix, removeDir, sleep } from '../coordinator/testing/helpers';
 import { expectHonestLedger, maxRelativeError, ROOT } from './grid';
 
-const TOKEN = 'crash-test-token';
+// A coordinator refuses to start with a weak token: this one carries 192 random bits.
+const TOKEN = newApiToken();
 const [M, K, N] = [192, 256, 128];
 const TILE = 32;
 

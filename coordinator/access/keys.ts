@@ -42,12 +42,72 @@ export function loadCoordinatorPublicKey(dataDir: string): KeyObject {
   return createPublicKey(createPrivateKey(readFileSync(file)));
 }
 
-/** The API token: TABGRID_API_TOKEN if set, else the one stored in the data dir (created on first start). */
+/** A fresh API token: 192 random bits, base64url, with the `tg_` prefix. */
+export function newApiToken(): string {
+  return `tg_${randomBytes(24).toString('base64url')}`;
+}
+
+/** The least randomness an API token must carry. */
+export const MIN_TOKEN_BITS = 128;
+
+/**
+ * An upper bound on the randomness in `token`, in bits: its length (less a `tg_` prefix) times
+ * log2 of the smallest usual alphabet that holds all its characters (digits, hex, lower-case
+ * letters and digits, letters and digits, base64/base64url, printable ASCII), and nothing for a
+ * token of fewer than 8 distinct characters or one that repeats three-character pieces (a
+ * pattern, a repeated word). A random token
+ * scores its true strength; a made-up one scores at most what it could have been.
+ */
+export function tokenStrengthBits(token: string): number {
+  const body = token.replace(/^tg_/, '');
+  if (new Set(body).size < 8) return 0;
+  // Random text rarely repeats a three-character piece; a pattern or a word list does.
+  const trigrams = new Set<string>();
+  for (let i = 0; i + 3 <= body.length; i++) trigrams.add(body.slice(i, i + 3));
+  if (trigrams.size < 0.75 * (body.length - 2)) return 0;
+  const alphabets: [RegExp, number][] = [
+    [/^[0-9]*$/, 10],
+    [/^[0-9a-f]*$/, 16],
+    [/^[0-9A-F]*$/, 16],
+    [/^[0-9a-z]*$/, 36],
+    [/^[0-9A-Z]*$/, 36],
+    [/^[0-9A-Za-z]*$/, 62],
+    [/^[0-9A-Za-z_-]*$/, 64],
+    [/^[0-9A-Za-z+/]*={0,2}$/, 64],
+    [/^[\x21-\x7e]*$/, 94],
+  ];
+  const size = alphabets.find(([re]) => re.test(body))?.[1] ?? 0;
+  const chars = body.replace(/=+$/, '').length;
+  return size ? Math.floor(chars * Math.log2(size)) : 0;
+}
+
+/** Throws, saying how to make a good one, when `token` (from `source`) carries under 128 bits. */
+export function assertStrongApiToken(token: string, source: string) {
+  const bits = tokenStrengthBits(token);
+  if (bits >= MIN_TOKEN_BITS) return;
+  throw new Error(
+    `the API token in ${source} is too weak (${bits ? `at most ${bits}` : 'no'} bits of randomness; at least ${MIN_TOKEN_BITS} are needed). ` +
+      `Make one with: node -e "console.log('tg_' + require('crypto').randomBytes(24).toString('base64url'))" ` +
+      `(or: openssl rand -hex 32), or leave TABGRID_API_TOKEN unset and the coordinator makes one in data/api-token.`,
+  );
+}
+
+/**
+ * The API token: TABGRID_API_TOKEN if set, else the one stored in the data dir (created on first
+ * start). Either is refused when it carries under 128 bits of randomness.
+ */
 export function loadOrCreateApiToken(dataDir: string, fromEnv: string | undefined): string {
-  if (fromEnv && fromEnv.length > 0) return fromEnv;
+  if (fromEnv && fromEnv.length > 0) {
+    assertStrongApiToken(fromEnv, 'TABGRID_API_TOKEN');
+    return fromEnv;
+  }
   const file = join(dataDir, TOKEN_FILE);
-  if (existsSync(file)) return readFileSync(file, 'utf8').trim();
-  const token = `tg_${randomBytes(24).toString('base64url')}`;
+  if (existsSync(file)) {
+    const stored = readFileSync(file, 'utf8').trim();
+    assertStrongApiToken(stored, file);
+    return stored;
+  }
+  const token = newApiToken();
   writeFileSync(file, `${token}\n`, { mode: 0o600, flag: 'wx' });
   return token;
 }

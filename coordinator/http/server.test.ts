@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { toNpy } from '../protocol/npy.js';
 import { ApiError, JobStatus, LIMITS } from '../protocol/index.js';
-import { randomMatrix, startTestCoordinator, type TestCoordinator } from '../testing/helpers.js';
+import { randomMatrix, startTestCoordinator, TOKEN, type TestCoordinator } from '../testing/helpers.js';
 
 let t: TestCoordinator;
 
@@ -23,9 +23,9 @@ async function expectError(res: Response, status: number, code: string, message?
   return body;
 }
 
-const postJson = (path: string, body: string, token: string | null = 't') =>
+const postJson = (path: string, body: string, token: string | null = TOKEN) =>
   t.api(path, { method: 'POST', headers: { 'content-type': 'application/json' }, body, token });
-const postShard = (bytes: Uint8Array, token: string | null = 't', contentType = 'application/octet-stream') =>
+const postShard = (bytes: Uint8Array, token: string | null = TOKEN, contentType = 'application/octet-stream') =>
   t.api('/api/shards', { method: 'POST', headers: { 'content-type': contentType }, body: new Uint8Array(bytes), token });
 
 /** A .npy of another dtype, built by hand. */
@@ -46,7 +46,7 @@ describe('authentication', () => {
   test.each([
     { what: 'no token', token: null },
     { what: 'a wrong token', token: 'wrong' },
-    { what: 'a token with the right prefix', token: 't2' },
+    { what: 'a token with the right prefix', token: `${TOKEN}2` },
     { what: 'an empty bearer token', token: '' },
   ])('POST /api/jobs and POST /api/shards with $what → 401', async ({ token }) => {
     await expectError(await postJson('/api/jobs', job, token), 401, 'unauthorized', /Bearer/);
@@ -86,7 +86,7 @@ describe('shards', () => {
     expect(Buffer.from(await got.arrayBuffer()).equals(Buffer.from(bytes))).toBe(true);
 
     // Uploading the same bytes again names the same shard.
-    expect(((await (await postShard(bytes, 't', 'application/x-npy')).json()) as { sha256: string }).sha256).toBe(sha);
+    expect(((await (await postShard(bytes, TOKEN, 'application/x-npy')).json()) as { sha256: string }).sha256).toBe(sha);
   });
 
   test("a float64 .npy is refused with 400 naming '<f8'", async () => {
@@ -106,7 +106,7 @@ describe('shards', () => {
       415,
       'unsupported_media_type',
     );
-    await expectError(await postShard(toNpy([1], Float32Array.from([1])), 't', 'image/png'), 415, 'unsupported_media_type');
+    await expectError(await postShard(toNpy([1], Float32Array.from([1])), TOKEN, 'image/png'), 415, 'unsupported_media_type');
   });
 
   test('GET /shards/<not a sha> → 400; an unknown sha → 404', async () => {

@@ -36,7 +36,8 @@ export function randomMatrix(rows: number, cols: number, seed: number, lo = -1, 
   return out;
 }
 
-export const TOKEN = 't';
+/** The tests' admin token: strong enough for a coordinator to start with (it refuses under 128 bits). */
+export const TOKEN = 'tg_vitest_3f9a1c7e5b2d4068af1e9c3b7d5a2f60';
 
 export interface TestCoordinator {
   c: Coordinator;
@@ -151,10 +152,17 @@ export async function waitFor<T>(get: () => T | undefined | null | false, timeou
   }
 }
 
-/** Runs the CLI (`tsx coordinator/cli.ts …`, i.e. `npm run ledger|tokens -- …`); its exit status and output. */
-export function runCli(args: string[]): { status: number | null; out: string } {
+/**
+ * Runs the CLI (`tsx coordinator/cli.ts …`, i.e. `npm run ledger|tokens -- …`), or another script
+ * of the repository, with extra environment variables; its exit status and output.
+ */
+export function runCli(args: string[], env: NodeJS.ProcessEnv = {}, script = 'coordinator/cli.ts'): { status: number | null; out: string } {
   const root = resolve(import.meta.dirname, '../..');
-  const r = spawnSync(process.execPath, [resolve(root, 'node_modules/tsx/dist/cli.mjs'), resolve(root, 'coordinator/cli.ts'), ...args], { encoding: 'utf8' });
+  const r = spawnSync(process.execPath, [resolve(root, 'node_modules/tsx/dist/cli.mjs'), resolve(root, script), ...args], {
+    encoding: 'utf8',
+    env: { ...process.env, ...env },
+    timeout: 120_000,
+  });
   return { status: r.status, out: r.stdout + r.stderr };
 }
 
