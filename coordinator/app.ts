@@ -16,7 +16,8 @@ import { apiRoutesOf, type RegisteredRoute } from './http/openapi.js';
 import { PgShardStore, PgStore } from './store/pg/store.js';
 import { pgViews } from './store/pg/views.js';
 import { FileShardStore, type ShardStore } from './store/shards.js';
-import { DEFAULT_SECURITY, type SecurityOptions } from './access/security.js';
+import { AuthGuard } from './access/auth-guard.js';
+import { DEFAULT_SECURITY, OriginPolicy, type SecurityOptions } from './access/security.js';
 import { SqliteStore } from './store/sqlite/store.js';
 import type { Store } from './store/store.js';
 import { SqliteStatsStore } from './store/sqlite/stats.js';
@@ -98,6 +99,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   // A lease outlives three missed heartbeats of its coordinator, never more.
   const scheduler = new Scheduler(store, { leaseMs: opts.leaseMs ?? 10 * 60_000, livenessMs: 3 * heartbeatMs, now, tracker, log });
   const security = { ...DEFAULT_SECURITY, ...opts.security };
+  new OriginPolicy(security, []); // a malformed public URL or allowed origin stops the start, not the first page
   const connections = new Connections(security);
   const intake = new ResultIntake({
     store,
@@ -125,6 +127,8 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
     stats: views.stats,
     tracker,
     iceServers: opts.iceServers ?? [],
+    authGuard: new AuthGuard({ failuresPerMinute: security.authFailuresPerMinute, lockoutMs: security.authLockoutMs }, now),
+    listenHost: opts.host ?? '0.0.0.0',
   });
   // Leases left active by a previous run belong to connections that no longer exist (with a shared
   // store they may be another coordinator's: those lapse when their heartbeat stops).

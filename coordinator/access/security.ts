@@ -1,14 +1,26 @@
-// Access settings: who may open the worker WebSocket (Origin allow-list), how many connections and
-// messages each address and identity get, and how many HTTP requests per minute. Read from the
+// Access settings: who may open the worker WebSocket (the coordinator's public origins and the
+// Origin allow-list, the Host it is reached by), how many connections and messages each address and
+// identity get, how many HTTP requests per minute and failed authentications per address, and what
+// a caller without a token may make the coordinator keep (rooms, demo jobs). Read from the
 // environment by the CLI (see README, "Trust and security"); tests pass them directly.
+import { hostname, networkInterfaces } from 'node:os';
 
 export interface SecurityOptions {
-  /** Origins (scheme://host[:port]) allowed to open /ws and to frame the page; '*' allows any. Same-origin is always allowed. */
+  /**
+   * The coordinator's own public origins (TABGRID_PUBLIC_URL, scheme://host[:port]); empty: the
+   * listening address (every interface's address when it listens on all of them).
+   */
+  publicUrls: string[];
+  /** Other origins (scheme://host[:port]) allowed to open /ws and to frame the page; '*' allows any. */
   allowedOrigins: string[];
   /** Refuse WebSocket clients that send no Origin header (Node and other non-browser clients send none). */
   requireOrigin: boolean;
   /** HTTP API requests per minute per API token, or per address without one. */
   rateLimitPerMinute: number;
+  /** Failed authentications (wrong API token or teacher key) an address may make per minute before it is locked out. */
+  authFailuresPerMinute: number;
+  /** How long such an address is locked out (doubling with each lockout in a row, up to a day). */
+  authLockoutMs: number;
   /** Concurrent worker WebSockets from one address. */
   wsMaxPerAddress: number;
   /** Concurrent worker WebSockets of one volunteer identity. */
@@ -16,16 +28,37 @@ export interface SecurityOptions {
   /** Sustained WebSocket messages per second per connection, and the burst above it. */
   wsMessagesPerSecond: number;
   wsMessageBurst: number;
+  /** Creating a room needs an API token (else anyone may: a teacher needs no account). */
+  roomsRequireToken: boolean;
+  /** Live rooms one address may have made (tokenless creation only). */
+  roomsPerAddress: number;
+  /** Live rooms in all. */
+  roomsMax: number;
+  /** A room nobody joined, controlled or computed in for this long is removed. */
+  roomIdleMs: number;
+  /** Members one room may have. */
+  roomMaxMembers: number;
+  /** Demo jobs queued or running at once, over every room. */
+  demoMaxActive: number;
 }
 
 export const DEFAULT_SECURITY: SecurityOptions = {
+  publicUrls: [],
   allowedOrigins: [],
   requireOrigin: false,
   rateLimitPerMinute: 6000,
+  authFailuresPerMinute: 10,
+  authLockoutMs: 15 * 60_000,
   wsMaxPerAddress: 64,
   wsMaxPerIdentity: 4,
   wsMessagesPerSecond: 200,
   wsMessageBurst: 400,
+  roomsRequireToken: false,
+  roomsPerAddress: 5,
+  roomsMax: 1000,
+  roomIdleMs: 24 * 60 * 60_000,
+  roomMaxMembers: 500,
+  demoMaxActive: 4,
 };
 
 function positiveInt(name: string, value: string | undefined, fallback: number): number {
@@ -35,38 +68,133 @@ function positiveInt(name: string, value: string | undefined, fallback: number):
   return n;
 }
 
+function flag(value: string | undefined): boolean {
+  return value === '1' || value === 'true';
+}
+
+/**
+ * An origin as the browser sends it — `http://` or `https://`, a host, an optional port, nothing
+ * after — normalised (lower case, default port dropped); throws naming `what` otherwise.
+ */
+export function parseOrigin(text: string, what: string): string {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new Error(`${what}: '${text}' is not an origin such as https://grid.example.org`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error(`${what}: '${text}' must start with http:// or https://`);
+  if (url.username || url.password || url.search || url.hash || (url.pathname !== '/' && url.pathname !== '')) {
+    throw new Error(`${what}: '${text}' must be scheme://host[:port] with nothing after it`);
+  }
+  return url.origin;
+}
+
+function origins(list: string | undefined, what: string, allowAny: boolean): string[] {
+  return (list ?? '')
+    .split(',')
+    .map((o) => o.trim())
+    .filter(Boolean)
+    .map((o) => (allowAny && o === '*' ? '*' : parseOrigin(o.replace(/\/$/, ''), what)));
+}
+
 /** Settings from TABGRID_* environment variables (documented in README). */
 export function securityFromEnv(env: NodeJS.ProcessEnv): SecurityOptions {
   const d = DEFAULT_SECURITY;
   return {
-    allowedOrigins: (env.TABGRID_ALLOWED_ORIGINS ?? '')
-      .split(',')
-      .map((o) => o.trim())
-      .filter(Boolean),
-    requireOrigin: env.TABGRID_REQUIRE_ORIGIN === '1' || env.TABGRID_REQUIRE_ORIGIN === 'true',
+    publicUrls: origins(env.TABGRID_PUBLIC_URL, 'TABGRID_PUBLIC_URL', false),
+    allowedOrigins: origins(env.TABGRID_ALLOWED_ORIGINS, 'TABGRID_ALLOWED_ORIGINS', true),
+    requireOrigin: flag(env.TABGRID_REQUIRE_ORIGIN),
     rateLimitPerMinute: positiveInt('TABGRID_RATE_LIMIT', env.TABGRID_RATE_LIMIT, d.rateLimitPerMinute),
+    authFailuresPerMinute: positiveInt('TABGRID_AUTH_FAILURES_PER_MINUTE', env.TABGRID_AUTH_FAILURES_PER_MINUTE, d.authFailuresPerMinute),
+    authLockoutMs: positiveInt('TABGRID_AUTH_LOCKOUT_MS', env.TABGRID_AUTH_LOCKOUT_MS, d.authLockoutMs),
     wsMaxPerAddress: positiveInt('TABGRID_WS_MAX_PER_ADDRESS', env.TABGRID_WS_MAX_PER_ADDRESS, d.wsMaxPerAddress),
     wsMaxPerIdentity: positiveInt('TABGRID_WS_MAX_PER_IDENTITY', env.TABGRID_WS_MAX_PER_IDENTITY, d.wsMaxPerIdentity),
     wsMessagesPerSecond: positiveInt('TABGRID_WS_MESSAGES_PER_SECOND', env.TABGRID_WS_MESSAGES_PER_SECOND, d.wsMessagesPerSecond),
     wsMessageBurst: positiveInt('TABGRID_WS_MESSAGE_BURST', env.TABGRID_WS_MESSAGE_BURST, d.wsMessageBurst),
+    roomsRequireToken: flag(env.TABGRID_ROOMS_REQUIRE_TOKEN),
+    roomsPerAddress: positiveInt('TABGRID_ROOMS_PER_ADDRESS', env.TABGRID_ROOMS_PER_ADDRESS, d.roomsPerAddress),
+    roomsMax: positiveInt('TABGRID_ROOMS_MAX', env.TABGRID_ROOMS_MAX, d.roomsMax),
+    roomIdleMs: positiveInt('TABGRID_ROOM_IDLE_MS', env.TABGRID_ROOM_IDLE_MS, d.roomIdleMs),
+    roomMaxMembers: positiveInt('TABGRID_ROOM_MAX_MEMBERS', env.TABGRID_ROOM_MAX_MEMBERS, d.roomMaxMembers),
+    demoMaxActive: positiveInt('TABGRID_DEMO_MAX_ACTIVE', env.TABGRID_DEMO_MAX_ACTIVE, d.demoMaxActive),
   };
 }
 
+/** `host[:port]` as a URL writes it (an IPv6 address in brackets, the scheme's default port dropped). */
+function hostOf(scheme: 'http:' | 'https:', hostnameOrIp: string, port: number): string {
+  const h = hostnameOrIp.includes(':') && !hostnameOrIp.startsWith('[') ? `[${hostnameOrIp}]` : hostnameOrIp;
+  return new URL(`${scheme}//${h}:${port}`).host;
+}
+
 /**
- * May a WebSocket with this Origin connect to a server reached as `host`? Same-origin always;
- * listed origins (or '*'); no Origin at all (a non-browser client) unless requireOrigin.
+ * The origins the coordinator is reached at when nobody configured one: every name of the address
+ * it listens on, over http. On all interfaces (0.0.0.0, ::) that is localhost, the loopback
+ * addresses, each interface's address and the machine's host name.
  */
-export function originAllowed(origin: string | undefined, host: string | undefined, opts: Pick<SecurityOptions, 'allowedOrigins' | 'requireOrigin'>): boolean {
-  if (origin === undefined) return !opts.requireOrigin;
-  if (opts.allowedOrigins.includes('*')) return true;
-  let parsed: URL;
-  try {
-    parsed = new URL(origin);
-  } catch {
-    return false;
+export function listeningOrigins(listenHost: string, port: number): string[] {
+  const names = new Set<string>();
+  const all = listenHost === '0.0.0.0' || listenHost === '::' || listenHost === '';
+  if (all) {
+    names.add('localhost').add('127.0.0.1').add('::1').add(hostname().toLowerCase());
+    for (const list of Object.values(networkInterfaces())) {
+      for (const i of list ?? []) if (!i.address.includes('%')) names.add(i.address);
+    }
+  } else {
+    names.add(listenHost.toLowerCase());
+    if (listenHost === '127.0.0.1' || listenHost === '::1' || listenHost === 'localhost') names.add('localhost').add('127.0.0.1');
   }
-  if (host !== undefined && parsed.host === host) return true;
-  return opts.allowedOrigins.includes(parsed.origin);
+  const out: string[] = [];
+  for (const name of names) {
+    try {
+      out.push(`http://${hostOf('http:', name, port)}`);
+    } catch {
+      // a name URL cannot hold: not a way to reach us
+    }
+  }
+  return out;
+}
+
+/** Who may open a WebSocket (worker /ws, PeerJS /peerjs), decided from its Origin and Host headers. */
+export class OriginPolicy {
+  /** Origins a browser page may open the WebSocket from: our own and the allowed ones. */
+  readonly origins: ReadonlySet<string>;
+  /** Hosts a request may name in its Host header: our public ones and the listening address's. */
+  readonly hosts: ReadonlySet<string>;
+  private readonly any: boolean;
+  private readonly requireOrigin: boolean;
+
+  constructor(
+    opts: Pick<SecurityOptions, 'publicUrls' | 'allowedOrigins' | 'requireOrigin'>,
+    /** The listening address's origins (listeningOrigins). */
+    listening: string[],
+  ) {
+    const own = opts.publicUrls.length ? opts.publicUrls.map((u) => parseOrigin(u, 'public URL')) : listening;
+    this.any = opts.allowedOrigins.includes('*');
+    this.origins = new Set([...own, ...opts.allowedOrigins.filter((o) => o !== '*').map((o) => parseOrigin(o, 'allowed origin'))]);
+    this.hosts = new Set([...own, ...listening].map((o) => new URL(o).host));
+    this.requireOrigin = opts.requireOrigin;
+  }
+
+  /** Null when allowed, else why not. */
+  check(origin: string | undefined, host: string | undefined): string | null {
+    let h: string | null = null;
+    try {
+      h = host ? new URL(`http://${host}`).host : null;
+    } catch {
+      h = null;
+    }
+    if (!h || !this.hosts.has(h)) return `host ${host ?? '(none)'} is not this coordinator's (see TABGRID_PUBLIC_URL)`;
+    if (origin === undefined) return this.requireOrigin ? 'a browser Origin is required (TABGRID_REQUIRE_ORIGIN)' : null;
+    if (this.any) return null;
+    let o: string;
+    try {
+      o = parseOrigin(origin, 'Origin');
+    } catch {
+      return `origin ${origin} may not connect (see TABGRID_PUBLIC_URL and TABGRID_ALLOWED_ORIGINS)`;
+    }
+    return this.origins.has(o) ? null : `origin ${origin} may not connect (see TABGRID_PUBLIC_URL and TABGRID_ALLOWED_ORIGINS)`;
+  }
 }
 
 /**

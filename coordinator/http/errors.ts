@@ -9,9 +9,25 @@ export class ApiFailure extends Error {
     readonly status: number,
     readonly code: ErrorCode,
     message: string,
+    /** Extra response headers (e.g. Retry-After). */
+    readonly headers: Record<string, string> = {},
   ) {
     super(message);
   }
+}
+
+/** The documented code of an HTTP client-error status (a 403 is `forbidden`, never `bad_request`). */
+export function codeOfStatus(status: number): ErrorCode {
+  const codes: Record<number, ErrorCode> = {
+    401: 'unauthorized',
+    403: 'forbidden',
+    404: 'not_found',
+    409: 'conflict',
+    413: 'payload_too_large',
+    415: 'unsupported_media_type',
+    429: 'rate_limited',
+  };
+  return codes[status] ?? (status >= 500 ? 'internal' : 'bad_request');
 }
 
 export function sendError(reply: FastifyReply, status: number, code: ErrorCode, message: string) {
@@ -21,12 +37,12 @@ export function sendError(reply: FastifyReply, status: number, code: ErrorCode, 
 /** The app's error handler: known failures get their code, anything else is logged and answered 500. */
 export function errorHandler(log: (msg: string) => void) {
   return (err: FastifyError | ApiFailure | JobInputError, _req: unknown, reply: FastifyReply) => {
-    if (err instanceof ApiFailure) return sendError(reply, err.status, err.code, err.message);
+    if (err instanceof ApiFailure) return sendError(reply.headers(err.headers), err.status, err.code, err.message);
     if (err instanceof JobInputError) return sendError(reply, 400, 'bad_request', err.message);
     const { code, statusCode } = err as FastifyError;
     if (code === 'FST_ERR_CTP_BODY_TOO_LARGE') return sendError(reply, 413, 'payload_too_large', 'request body is too large');
     if (code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') return sendError(reply, 415, 'unsupported_media_type', err.message);
-    if (statusCode && statusCode >= 400 && statusCode < 500) return sendError(reply, statusCode, 'bad_request', err.message);
+    if (statusCode && statusCode >= 400 && statusCode < 500) return sendError(reply, statusCode, codeOfStatus(statusCode), err.message);
     log(`internal error: ${err.stack ?? err.message}`);
     return sendError(reply, 500, 'internal', 'internal error');
   };

@@ -4,14 +4,14 @@ import fastifyCors from '@fastify/cors';
 import fastifyRateLimit from '@fastify/rate-limit';
 import fastifyStatic from '@fastify/static';
 import fastifyWebsocket from '@fastify/websocket';
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import { existsSync } from 'node:fs';
 import { z } from 'zod';
-import { originAllowed, securityHeaders } from '../access/security.js';
+import { listeningOrigins, OriginPolicy, securityHeaders } from '../access/security.js';
 import { CoordinatorInfo, Health, LIMITS, PROTOCOL_VERSION } from '../protocol/index.js';
 import { handleWorkerSocket } from '../socket/worker-socket.js';
 import { mountPeerServer } from '../swarm/peer-server.js';
-import { bearerSecret, type ServerContext } from './context.js';
+import { principalOf, type ServerContext } from './context.js';
 import { dashboardRoutes } from './dashboard-routes.js';
 import { ApiFailure, errorHandler, sendError } from './errors.js';
 import { jobRoutes } from './job-routes.js';
@@ -58,7 +58,12 @@ const API = {
 } satisfies Record<string, ApiDoc>;
 
 export async function buildServer(ctx: ServerContext): Promise<FastifyInstance> {
-  const app = Fastify({ logger: false, bodyLimit: LIMITS.maxJsonBodyBytes });
+  const app = Fastify({
+    logger: false,
+    bodyLimit: LIMITS.maxJsonBodyBytes,
+    // A URL that cannot be decoded is answered like every other error.
+    frameworkErrors: (err, _req, reply) => sendError(reply, 400, 'bad_request', err.message),
+  });
   // Every route is listed as it is registered; the API's own declare their OpenAPI entries.
   const apiRoutes = apiRoutesOf(app);
   // Any origin may call the API and load the widget: auth is a bearer token, never a cookie, so a
@@ -82,17 +87,20 @@ export async function buildServer(ctx: ServerContext): Promise<FastifyInstance> 
     reply.headers(headers);
   });
 
-  // Per API token when a valid one is sent, else per address (so made-up tokens do not buy fresh buckets).
+  // Per API token when a valid one is sent, else per address (so made-up tokens do not buy fresh
+  // buckets, and each counts as a failed authentication). One hook for every request — pages,
+  // API, /peerjs — that runs before any route's own token check.
   await app.register(fastifyRateLimit, {
+    global: false,
     max: ctx.security.rateLimitPerMinute,
     timeWindow: 60_000,
     keyGenerator: async (req) => {
-      const secret = bearerSecret(req);
-      const who = secret ? await ctx.tokens.authenticate(secret) : null;
+      const who = await principalOf(ctx, req);
       return who ? `token:${who.id}` : `ip:${req.ip}`;
     },
     errorResponseBuilder: (_req, info) => new ApiFailure(429, 'rate_limited', `rate limit of ${info.max} requests per minute reached; retry in ${Math.ceil(info.ttl / 1000)} s`),
   });
+  app.addHook('onRequest', app.rateLimit());
 
   // Shard uploads are raw bytes, whatever content type the client names.
   app.addContentTypeParser(['application/octet-stream', 'application/x-npy'], { parseAs: 'buffer', bodyLimit: LIMITS.maxShardBytes }, (_req, body, done) =>
@@ -106,20 +114,23 @@ export async function buildServer(ctx: ServerContext): Promise<FastifyInstance> 
   app.get('/api/openapi.json', { config: { api: API.openapi } }, async (_req, reply) => reply.type('application/json').send((openApi ??= JSON.stringify(apiRoutes.document()))));
   for (const routes of [jobRoutes, ledgerRoutes, tokenRoutes, roomRoutes, dashboardRoutes]) await app.register(routes, { ctx });
 
+  // WebSockets open only from our own origins (TABGRID_PUBLIC_URL, else the listening address)
+  // and the allowed ones, scheme included, and only when the Host header names us: a page that
+  // rebinds its own name to this address is refused.
+  let policy: OriginPolicy | null = null;
+  const checkOrigin = async (req: FastifyRequest) => {
+    if (!policy) {
+      const address = app.server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      policy = new OriginPolicy(ctx.security, listeningOrigins(ctx.listenHost, port));
+    }
+    const why = policy.check(req.headers.origin, req.headers.host);
+    if (why) throw new ApiFailure(403, 'forbidden', why);
+  };
+
   await app.register(fastifyWebsocket, { options: { maxPayload: LIMITS.maxWsMessageBytes } });
-  await mountPeerServer(app, { isIssuedPeerId: (id) => ctx.tracker.isIssued(id) });
-  app.get(
-    '/ws',
-    {
-      websocket: true,
-      preValidation: async (req) => {
-        if (!originAllowed(req.headers.origin, req.headers.host, ctx.security)) {
-          throw new ApiFailure(403, 'forbidden', `origin ${req.headers.origin ?? '(none)'} may not connect (see TABGRID_ALLOWED_ORIGINS)`);
-        }
-      },
-    },
-    (socket, req) => handleWorkerSocket(socket, { ...ctx, address: req.ip }),
-  );
+  await mountPeerServer(app, { isIssuedPeerId: (id) => ctx.tracker.isIssued(id), checkUpgrade: checkOrigin });
+  app.get('/ws', { websocket: true, preValidation: checkOrigin }, (socket, req) => handleWorkerSocket(socket, { ...ctx, address: req.ip }));
 
   if (existsSync(ctx.staticDir)) {
     // The build's .br and .gz copies (precompress.ts) are sent where Accept-Encoding allows.

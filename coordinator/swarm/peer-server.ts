@@ -3,7 +3,7 @@
 // WebSocketServer, which runs with noServer (letting peer attach its own upgrade handler to the
 // same port breaks both). Only peer ids the coordinator issued may sign in.
 import fastifyExpress from '@fastify/express';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { ExpressPeerServer } from 'peer';
 import { WebSocketServer } from 'ws';
 import { z } from 'zod';
@@ -34,6 +34,8 @@ export function parseIceServers(text: string | undefined): IceServer[] {
 export interface PeerServerOptions {
   /** True when a peer id was handed out by the coordinator to a live session. */
   isIssuedPeerId: (id: string) => boolean;
+  /** Refuses (throws) a WebSocket upgrade from a page or host that may not connect. */
+  checkUpgrade?: (req: FastifyRequest) => Promise<void>;
 }
 
 /**
@@ -82,7 +84,7 @@ export async function mountPeerServer(app: FastifyInstance, opts: PeerServerOpti
   // Mounting starts peer's timers (express fires 'mount' synchronously inside use()).
   const stopTimers = trackTimers(() => app.use(PEERJS_PATH, peerApp));
 
-  app.get(`${PEERJS_PATH}/peerjs`, { websocket: true }, (socket, req) => {
+  app.get(`${PEERJS_PATH}/peerjs`, { websocket: true, preValidation: opts.checkUpgrade }, (socket, req) => {
     const id = new URL(req.url, 'http://x').searchParams.get('id') ?? '';
     if (!opts.isIssuedPeerId(id)) {
       socket.close(1008, 'unknown peer id: connect to the coordinator first');

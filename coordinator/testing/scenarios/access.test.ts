@@ -5,7 +5,7 @@ import { isWeakEd25519Key, volunteerPublicKey } from '../../access/keys.js';
 import { ApiError, fromBase64Url } from '../../protocol/index.js';
 import { SimWorker } from '../sim-worker.js';
 import { SqliteStore } from '../../store/sqlite/store.js';
-import { originAllowed } from '../../access/security.js';
+import { OriginPolicy } from '../../access/security.js';
 import { runCli as cli, startTestCoordinator, TOKEN, waitFor, type TestCoordinator } from '../helpers.js';
 
 let grid: TestCoordinator;
@@ -134,7 +134,8 @@ describe('WebSocket Origin allow-list', () => {
     ['null', 'h:1', [], false, false],
     ['https://any.example', 'h:1', ['*'], true, true],
   ])('origin %s to host %s with list %j (require %s): %s', (origin, host, list, requireOrigin, ok) => {
-    expect(originAllowed(origin, host, { allowedOrigins: list, requireOrigin })).toBe(ok);
+    const policy = new OriginPolicy({ publicUrls: [], allowedOrigins: list, requireOrigin }, ['http://h:1']);
+    expect(policy.check(origin, host) === null).toBe(ok);
   });
 
   test('the coordinator refuses a foreign Origin before the upgrade and accepts same-origin and listed ones', async () => {
