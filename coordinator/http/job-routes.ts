@@ -1,6 +1,8 @@
 // The researcher's API: shard and model uploads, shard downloads, jobs (submit, list, status,
-// cancel, result, named outputs) and the swarm's traffic. Every route but shard downloads needs a token.
-import type { FastifyPluginAsync } from 'fastify';
+// cancel, result, named outputs) and the swarm's traffic. Every route but shard downloads needs a
+// token. A job belongs to the token that submitted it: a submit token sees, cancels and downloads
+// only its own (another's is a 404, as if it did not exist); an admin token sees every job.
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { jobKind } from '../jobs/index.js';
 import { readModel } from '../jobs/onnx.js';
@@ -70,7 +72,7 @@ const API = {
     answers: { 201: JobCreated },
     errors: { 400: 'the body or the inputs cannot make a job (the message names the field and what is wrong)' },
   },
-  list: { tag: 'jobs', auth: 'token', summary: 'Every job with its status, newest first', answers: { 200: JobList } },
+  list: { tag: 'jobs', auth: 'token', summary: "The token's own jobs with their status, newest first (an admin token: every job)", answers: { 200: JobList } },
   status: {
     tag: 'jobs',
     auth: 'token',
@@ -148,9 +150,11 @@ function uploadBytes(body: unknown, what: string): Uint8Array {
 export const jobRoutes: FastifyPluginAsync<RouteOptions> = async (app, { ctx }) => {
   const { store, shards } = ctx;
   const requireToken = requireScope(ctx, 'submit');
-  const jobOr404 = async (id: string) => {
+  /** The job, if the request's token may see it (its own, or any for an admin token). */
+  const jobOr404 = async (req: FastifyRequest, id: string) => {
     const job = await store.getJob(id);
-    if (!job) throw new ApiFailure(404, 'not_found', `no job ${id}`);
+    const who = req.principal;
+    if (!job || !who || (who.scope !== 'admin' && job.owner !== who.id)) throw new ApiFailure(404, 'not_found', `no job ${id}`);
     return job;
   };
   const withTraffic = (job: JobRecord) => jobStatus(job, ctx.tracker.jobTraffic(job.id));
@@ -208,21 +212,27 @@ export const jobRoutes: FastifyPluginAsync<RouteOptions> = async (app, { ctx }) 
       .send(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
   });
 
-  app.post('/api/jobs', { onRequest: requireToken, config: { api: API.submit } }, async (req, reply) => reply.code(201).send(await submitJob(ctx, parseOr400(JobSubmit, req.body))));
+  app.post('/api/jobs', { onRequest: requireToken, config: { api: API.submit } }, async (req, reply) =>
+    reply.code(201).send(await submitJob(ctx, parseOr400(JobSubmit, req.body), req.principal?.id ?? null)),
+  );
 
-  app.get('/api/jobs', { onRequest: requireToken, config: { api: API.list } }, async () => ({ jobs: (await store.listJobs()).map(withTraffic) }));
+  app.get('/api/jobs', { onRequest: requireToken, config: { api: API.list } }, async (req) => {
+    const who = req.principal;
+    const jobs = who?.scope === 'admin' ? await store.listJobs() : await store.listJobs(who?.id ?? '');
+    return { jobs: jobs.map(withTraffic) };
+  });
 
-  app.get<{ Params: { id: string } }>('/api/jobs/:id', { onRequest: requireToken, config: { api: API.status } }, async (req) => withTraffic(await jobOr404(req.params.id)));
+  app.get<{ Params: { id: string } }>('/api/jobs/:id', { onRequest: requireToken, config: { api: API.status } }, async (req) => withTraffic(await jobOr404(req, req.params.id)));
 
   // A job that is no longer wanted: it fails with "cancelled", its open units close, and the workers
   // computing them are told to stop (their late results earn nothing; units already done keep their credit).
   app.post<{ Params: { id: string } }>('/api/jobs/:id/cancel', { onRequest: requireToken, config: { api: API.cancel } }, async (req) => {
-    const job = await jobOr404(req.params.id);
+    const job = await jobOr404(req, req.params.id);
     if (job.state === 'done' || job.state === 'failed') throw new ApiFailure(409, 'conflict', `job is already ${job.state}`);
     await store.failJob(job.id, 'cancelled', ctx.now());
     await ctx.scheduler.cancelLeases((l) => l.jobId === job.id, 'job cancelled');
     ctx.log(`job ${job.id} cancelled (${job.done}/${job.total} work units done)`);
-    return withTraffic(await jobOr404(job.id));
+    return withTraffic(await jobOr404(req, job.id));
   });
 
   app.get('/api/p2p', { onRequest: requireToken, config: { api: API.p2p } }, async () => ({
@@ -232,7 +242,7 @@ export const jobRoutes: FastifyPluginAsync<RouteOptions> = async (app, { ctx }) 
   }));
 
   app.get<{ Params: { id: string } }>('/api/jobs/:id/result', { onRequest: requireToken, config: { api: API.result } }, async (req, reply) => {
-    const job = await jobOr404(req.params.id);
+    const job = await jobOr404(req, req.params.id);
     if (job.state === 'failed') throw new ApiFailure(409, 'not_ready', `job failed: ${job.error}`);
     if (job.state !== 'done' || !job.resultSha) {
       throw new ApiFailure(409, 'not_ready', `job is ${job.state} (${job.done}/${job.total} work units done)`);
@@ -248,7 +258,7 @@ export const jobRoutes: FastifyPluginAsync<RouteOptions> = async (app, { ctx }) 
   // A trained model (train jobs) as an ONNX inference graph: upload it with POST /api/models and
   // run it as an `onnx` job on the same grid.
   app.get<{ Params: { id: string } }>('/api/jobs/:id/model.onnx', { onRequest: requireToken, config: { api: API.model } }, async (req, reply) => {
-    const job = await jobOr404(req.params.id);
+    const job = await jobOr404(req, req.params.id);
     const kind = jobKind(job.kind);
     if (!kind?.modelOnnx) throw new ApiFailure(404, 'not_found', `${job.kind} jobs have no model`);
     if (job.state !== 'done') throw new ApiFailure(409, 'not_ready', `job is ${job.state} (${job.done}/${job.total} work units done)`);
@@ -262,7 +272,7 @@ export const jobRoutes: FastifyPluginAsync<RouteOptions> = async (app, { ctx }) 
 
   // One named output of a multi-output job (ONNX), assembled from the canonical unit outputs.
   app.get<{ Params: { id: string; name: string } }>('/api/jobs/:id/outputs/:name', { onRequest: requireToken, config: { api: API.output } }, async (req, reply) => {
-    const job = await jobOr404(req.params.id);
+    const job = await jobOr404(req, req.params.id);
     const kind = jobKind(job.kind);
     if (job.state !== 'done') throw new ApiFailure(409, 'not_ready', `job is ${job.state} (${job.done}/${job.total} work units done)`);
     if (kind?.storedOutput) {

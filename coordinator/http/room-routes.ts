@@ -163,7 +163,7 @@ export const roomRoutes: FastifyPluginAsync<RouteOptions> = async (app, { ctx })
       inputs: { a, b },
       replication: 1,
       tile: { rows: tile, cols: tile },
-    });
+    }, `room:${room.code}`);
     demoJobs.set(room.code, created.id);
     return reply.code(201).send(created);
   });

@@ -24,6 +24,7 @@ export function toJob(r: Row): JobRecord {
     resultShape: r.result_shape == null ? null : parse(r.result_shape),
     total: Number(r.total),
     done: Number(r.done),
+    owner: (r.owner as string | null) ?? null,
   };
 }
 

@@ -36,7 +36,15 @@ export interface JobRecord {
   resultShape: number[] | null;
   total: number;
   done: number;
+  /**
+   * Who submitted it: an API token's id ('bootstrap' for TABGRID_API_TOKEN), `room:<code>` for a
+   * room's demo job, null for jobs from before jobs had owners. A submit token sees only its own.
+   */
+  owner: string | null;
 }
+
+/** A job as createJob takes it: no counts yet, and no owner for jobs made outside the API (tests, tools). */
+export type NewJob = Omit<JobRecord, 'total' | 'done' | 'owner'> & { owner?: string | null };
 
 /** 'dropped': a straggler of an iterative job's round that closed without it (its late results earn nothing). */
 export type WorkUnitState = 'open' | 'done' | 'error' | 'dropped';
@@ -206,9 +214,12 @@ export interface Store {
   getVolunteer(id: string): Promise<VolunteerRecord | null>;
   listVolunteers(): Promise<VolunteerStats[]>;
 
-  createJob(job: Omit<JobRecord, 'total' | 'done'>, units: NewWorkUnit[]): Promise<void>;
+  createJob(job: NewJob, units: NewWorkUnit[]): Promise<void>;
   getJob(id: string): Promise<JobRecord | null>;
-  listJobs(): Promise<JobRecord[]>;
+  /** The newest jobs first (at most `limit`, default 500): all of them, or one owner's. */
+  listJobs(owner?: string, limit?: number): Promise<JobRecord[]>;
+  /** Queued or running jobs whose owner starts with `ownerPrefix`. */
+  countActiveJobs(ownerPrefix: string): Promise<number>;
   setJobResult(jobId: string, sha256: string, now: number): Promise<void>;
   failJob(jobId: string, error: string, now: number): Promise<void>;
 

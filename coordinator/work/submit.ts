@@ -15,7 +15,8 @@ export interface SubmitDeps {
   log: (msg: string) => void;
 }
 
-export async function submitJob(deps: SubmitDeps, submit: JobSubmit): Promise<{ id: string; workUnits: number }> {
+/** `owner`: who submitted it (an API token's id, or `room:<code>` for a room's demo): only it and admin tokens see it. */
+export async function submitJob(deps: SubmitDeps, submit: JobSubmit, owner: string | null): Promise<{ id: string; workUnits: number }> {
   const { store, shards, scheduler } = deps;
   const kind = jobKind(submit.kind);
   if (!kind) throw new JobInputError(`unknown job kind ${submit.kind}`);
@@ -36,6 +37,7 @@ export async function submitJob(deps: SubmitDeps, submit: JobSubmit): Promise<{ 
       error: null,
       resultSha: null,
       resultShape: plan.resultShape,
+      owner,
     },
     // Adaptive replication starts each unit at one result and replicates as trust requires.
     plan.workUnits.map((u, idx) => ({ ...u, id: `${id}.${idx}`, jobId: id, idx, kind: submit.kind, target: adaptive ? 1 : submit.replication })),

@@ -13,7 +13,7 @@ import type { LedgerEntry, LedgerReceipt } from '../../protocol/index.js';
 import { ShardMemoryCache, sha256Hex, type ShardStore } from '../shards.js';
 import { toJob, toLease, toLedgerEntry, toLedgerSeal, toResult, toVolunteer, toWu, type Row } from '../rows.js';
 import type {
-  JobRecord,
+  NewJob,
   LeaseRecord,
   LeaseState,
   NewWorkUnit,
@@ -47,7 +47,11 @@ CREATE SEQUENCE IF NOT EXISTS job_seq;
 CREATE TABLE IF NOT EXISTS jobs (
   id TEXT PRIMARY KEY, kind TEXT NOT NULL, name TEXT, state TEXT NOT NULL, replication INTEGER NOT NULL,
   meta TEXT NOT NULL, created_at BIGINT NOT NULL, finished_at BIGINT, error TEXT,
-  result_sha TEXT, result_shape TEXT, total INTEGER NOT NULL, done INTEGER NOT NULL DEFAULT 0);
+  result_sha TEXT, result_shape TEXT, total INTEGER NOT NULL, done INTEGER NOT NULL DEFAULT 0,
+  owner TEXT);
+-- Jobs belong to the token that submitted them; older jobs have no owner (admin tokens see them).
+ALTER TABLE jobs ADD COLUMN IF NOT EXISTS owner TEXT;
+CREATE INDEX IF NOT EXISTS jobs_owner ON jobs(owner, created_at);
 CREATE TABLE IF NOT EXISTS work_units (
   id TEXT PRIMARY KEY, job_id TEXT NOT NULL REFERENCES jobs(id), idx INTEGER NOT NULL, kind TEXT NOT NULL,
   params TEXT NOT NULL, inputs TEXT NOT NULL, output_bytes BIGINT NOT NULL, flops BIGINT NOT NULL,
@@ -189,13 +193,13 @@ export class PgStore implements Store {
     return rows.map((r) => ({ ...toVolunteer(r), valid: Number(r.valid), invalid: Number(r.invalid), pending: Number(r.pending) }));
   }
 
-  async createJob(job: Omit<JobRecord, 'total' | 'done'>, units: NewWorkUnit[]) {
+  async createJob(job: NewJob, units: NewWorkUnit[]) {
     await this.tx(async (c) => {
       const jobSeq = Number((await c.query(`SELECT nextval('job_seq') AS n`)).rows[0].n);
       await c.query(
-        `INSERT INTO jobs(id, kind, name, state, replication, meta, created_at, result_shape, total)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-        [job.id, job.kind, job.name, job.state, job.replication, JSON.stringify(job.meta), job.createdAt, job.resultShape ? JSON.stringify(job.resultShape) : null, units.length],
+        `INSERT INTO jobs(id, kind, name, state, replication, meta, created_at, result_shape, total, owner)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+        [job.id, job.kind, job.name, job.state, job.replication, JSON.stringify(job.meta), job.createdAt, job.resultShape ? JSON.stringify(job.resultShape) : null, units.length, job.owner ?? null],
       );
       await this.insertUnits(c, job.id, jobSeq, job.replication, units);
     });
@@ -273,8 +277,17 @@ export class PgStore implements Store {
     return row ? toJob(row) : null;
   }
 
-  async listJobs() {
-    return (await this.all('SELECT * FROM jobs ORDER BY created_at DESC LIMIT 500')).map(toJob);
+  async listJobs(owner?: string, limit = 500) {
+    const rows =
+      owner === undefined
+        ? await this.all('SELECT * FROM jobs ORDER BY created_at DESC LIMIT $1', [limit])
+        : await this.all('SELECT * FROM jobs WHERE owner = $1 ORDER BY created_at DESC LIMIT $2', [owner, limit]);
+    return rows.map(toJob);
+  }
+
+  async countActiveJobs(ownerPrefix: string) {
+    const row = await this.one(`SELECT count(*) AS n FROM jobs WHERE starts_with(owner, $1) AND state IN ('queued', 'running')`, [ownerPrefix]);
+    return Number(row?.n ?? 0);
   }
 
   async setJobResult(jobId: string, sha256: string, now: number) {

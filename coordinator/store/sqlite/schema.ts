@@ -13,7 +13,10 @@ CREATE TABLE IF NOT EXISTS volunteers (
 CREATE TABLE IF NOT EXISTS jobs (
   id TEXT PRIMARY KEY, kind TEXT NOT NULL, name TEXT, state TEXT NOT NULL, replication INTEGER NOT NULL,
   meta TEXT NOT NULL, created_at INTEGER NOT NULL, finished_at INTEGER, error TEXT,
-  result_sha TEXT, result_shape TEXT, total INTEGER NOT NULL, done INTEGER NOT NULL DEFAULT 0);
+  result_sha TEXT, result_shape TEXT, total INTEGER NOT NULL, done INTEGER NOT NULL DEFAULT 0,
+  owner TEXT);
+-- A submit token lists its own jobs; a room's demo jobs are counted by their owner.
+CREATE INDEX IF NOT EXISTS jobs_owner ON jobs(owner, created_at);
 CREATE TABLE IF NOT EXISTS work_units (
   id TEXT PRIMARY KEY, job_id TEXT NOT NULL REFERENCES jobs(id), idx INTEGER NOT NULL, kind TEXT NOT NULL,
   params TEXT NOT NULL, inputs TEXT NOT NULL, output_bytes INTEGER NOT NULL, flops INTEGER NOT NULL,
@@ -77,6 +80,8 @@ CREATE TABLE IF NOT EXISTS trust (
 function migrate(db: Database.Database) {
   const columns = (table: string) => new Set((db.prepare(`PRAGMA table_info(${table})`).all() as Row[]).map((r) => String(r.name)));
   if (!columns('leases').has('alive_until')) db.exec('ALTER TABLE leases ADD COLUMN alive_until INTEGER NOT NULL DEFAULT 0');
+  // Jobs belong to the token that submitted them; older jobs have no owner (admin tokens see them).
+  if (!columns('jobs').has('owner')) db.exec('ALTER TABLE jobs ADD COLUMN owner TEXT');
   // Result counts moved onto the volunteer's row (SCHEMA's triggers keep them): counted once here.
   if (!columns('volunteers').has('valid_results')) {
     db.transaction(() => {

@@ -26,7 +26,7 @@ import {
 import { WalCheckpointer } from './wal-checkpointer.js';
 import { freshTrust, type TrustRecord } from '../store.js';
 import type {
-  JobRecord,
+  NewJob,
   Leased,
   LeaseRecord,
   LeaseState,
@@ -114,7 +114,9 @@ export class SqliteStore implements Store {
       listVolunteers: p(`SELECT v.*, v.valid_results AS valid, v.invalid_results AS invalid, v.pending_results AS pending
         FROM volunteers v ORDER BY v.credit DESC, v.created_at`),
       getJob: p('SELECT * FROM jobs WHERE id = ?'),
-      listJobs: p('SELECT * FROM jobs ORDER BY created_at DESC LIMIT 500'),
+      listJobs: p('SELECT * FROM jobs ORDER BY created_at DESC LIMIT ?'),
+      listOwnJobs: p('SELECT * FROM jobs WHERE owner = ? ORDER BY created_at DESC LIMIT ?'),
+      countActiveJobs: p(`SELECT count(*) AS n FROM jobs WHERE substr(owner, 1, length(@prefix)) = @prefix AND state IN ('queued', 'running')`),
       getWu: p('SELECT * FROM work_units WHERE id = ?'),
       getLease: p('SELECT * FROM leases WHERE id = ?'),
       countActive: p(`SELECT count(*) AS n FROM leases WHERE wu_id = ? AND state = 'active'`),
@@ -270,7 +272,7 @@ export class SqliteStore implements Store {
     }));
   }
 
-  async createJob(job: Omit<JobRecord, 'total' | 'done'>, units: NewWorkUnit[]) {
+  async createJob(job: NewJob, units: NewWorkUnit[]) {
     await this.write('createJob', job, units);
   }
 
@@ -279,8 +281,13 @@ export class SqliteStore implements Store {
     return row ? toJob(row) : null;
   }
 
-  async listJobs() {
-    return (this.s.listJobs.all() as Row[]).map(toJob);
+  async listJobs(owner?: string, limit = 500) {
+    const rows = owner === undefined ? this.s.listJobs.all(limit) : this.s.listOwnJobs.all(owner, limit);
+    return (rows as Row[]).map(toJob);
+  }
+
+  async countActiveJobs(ownerPrefix: string) {
+    return Number((this.s.countActiveJobs.get({ prefix: ownerPrefix }) as Row).n);
   }
 
   async setJobResult(jobId: string, sha256: string, now: number) {

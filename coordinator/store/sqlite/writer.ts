@@ -17,7 +17,7 @@ import type { LedgerEntry, LedgerReceipt } from '../../protocol/index.js';
 import { connect } from './schema.js';
 import { json, toJob, toLease, toLedgerEntry, toResult, toVolunteer, toWu, type Row } from '../rows.js';
 import type {
-  JobRecord,
+  NewJob,
   Leased,
   LeaseRecord,
   LeaseRequest,
@@ -178,8 +178,8 @@ export class SqliteWriter {
       upsertVolunteer: p(`INSERT INTO volunteers(id, public_key, name, created_at, last_seen) VALUES (@id, @publicKey, @name, @now, @now)
         ON CONFLICT(id) DO UPDATE SET name = COALESCE(excluded.name, volunteers.name), last_seen = excluded.last_seen`),
       getVolunteer: p('SELECT * FROM volunteers WHERE id = ?'),
-      insertJob: p(`INSERT INTO jobs(id, kind, name, state, replication, meta, created_at, finished_at, error, result_sha, result_shape, total)
-        VALUES (@id, @kind, @name, @state, @replication, @meta, @createdAt, NULL, NULL, NULL, @resultShape, @total)`),
+      insertJob: p(`INSERT INTO jobs(id, kind, name, state, replication, meta, created_at, finished_at, error, result_sha, result_shape, total, owner)
+        VALUES (@id, @kind, @name, @state, @replication, @meta, @createdAt, NULL, NULL, NULL, @resultShape, @total, @owner)`),
       insertWu: p(`INSERT INTO work_units(id, job_id, idx, kind, params, inputs, output_bytes, flops, tolerance, meta, target, state, job_seq)
         VALUES (@id, @jobId, @idx, @kind, @params, @inputs, @outputBytes, @flops, @tolerance, @meta, @target, 'open', @jobSeq)`),
       jobSeq: p('SELECT count(*) AS n FROM jobs'),
@@ -277,9 +277,9 @@ export class SqliteWriter {
       return toVolunteer(this.s.getVolunteer.get(v.id) as Row);
     },
 
-    createJob: (job: Omit<JobRecord, 'total' | 'done'>, units: NewWorkUnit[]) => {
+    createJob: (job: NewJob, units: NewWorkUnit[]) => {
       const jobSeq = Number((this.s.jobSeq.get() as Row).n) + 1;
-      this.s.insertJob.run({ ...job, meta: json(job.meta), resultShape: job.resultShape ? json(job.resultShape) : null, total: units.length });
+      this.s.insertJob.run({ ...job, owner: job.owner ?? null, meta: json(job.meta), resultShape: job.resultShape ? json(job.resultShape) : null, total: units.length });
       for (const u of units) {
         this.s.insertWu.run({
           ...u,
