@@ -123,7 +123,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
     heartbeatMs,
     now,
     log,
-    rooms: new Rooms(views.rooms, now),
+    rooms: new Rooms(views.rooms, now, security),
     stats: views.stats,
     tracker,
     iceServers: opts.iceServers ?? [],

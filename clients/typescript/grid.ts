@@ -12,6 +12,7 @@ import {
   ModelCreated,
   RoomCreated,
   RoomInfo,
+  RoomListing,
   RoomList,
   RoomSnapshot,
   ShardCreated,
@@ -208,7 +209,8 @@ export class Rooms {
   create(name: string): Promise<RoomCreated> {
     return this.http.json(RoomCreated, { method: 'POST', path: '/api/rooms', json: { name }, token: null });
   }
-  async list(): Promise<RoomInfo[]> {
+  /** The public ranking: names, laptops and credit (never the join codes). */
+  async list(): Promise<RoomListing[]> {
     return (await this.http.json(RoomList, { method: 'GET', path: '/api/rooms', token: null })).rooms;
   }
   get(code: string): Promise<RoomInfo> {

@@ -1,13 +1,18 @@
-// HTTP routes for classroom rooms: create (anyone: a teacher needs no API token), read, the live
-// board feed (Server-Sent Events), and the teacher's controls, which need the room's teacher key
-// (or the API token).
+// HTTP routes for classroom rooms: create (anyone, unless TABGRID_ROOMS_REQUIRE_TOKEN: a teacher
+// needs no API token, so rooms are capped per address and in all, and removed when idle), the
+// public ranking (names and credit, never the join codes), one room, the live board feed
+// (Server-Sent Events), and the teacher's controls, which need the room's teacher key (or an admin
+// token; a wrong key counts as a failed authentication). Demo jobs share one set of inputs per size,
+// run one at a time per room and at most TABGRID_DEMO_MAX_ACTIVE at once in all.
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import { toNpy } from '../protocol/npy.js';
+import { addressKey } from '../access/auth-guard.js';
+import { DEMO_SIZES, DemoInputs } from '../jobs/demo.js';
 import { JobCreated, RoomCode, RoomControl, RoomCreate, RoomCreated, RoomDemo, RoomInfo, RoomList, RoomSnapshot } from '../protocol/index.js';
+import { RoomLimitError } from '../socket/rooms.js';
 import type { RoomRecord } from '../store/views.js';
 import { submitJob } from '../work/submit.js';
-import { bearerSecret, type RouteOptions } from './context.js';
+import { bearerSecret, principalOf, refuseLockedOut, requireScope, type RouteOptions } from './context.js';
 import { ApiFailure, parseOr400 } from './errors.js';
 import type { ApiDoc } from './openapi.js';
 
@@ -19,12 +24,12 @@ const API = {
   create: {
     tag: 'rooms',
     auth: 'none',
-    summary: 'Create a classroom room; the answer holds the teacher key, shown only here',
+    summary: 'Create a classroom room; the answer holds the teacher key, shown only here (an API token too with TABGRID_ROOMS_REQUIRE_TOKEN)',
     body: RoomCreate,
     answers: { 201: RoomCreated },
-    errors: { 400: 'a bad name' },
+    errors: { 400: 'a bad name', 429: 'this address (or the coordinator) has as many live rooms as it may' },
   },
-  list: { tag: 'rooms', auth: 'none', summary: 'Rooms by credit, so classes can compare', answers: { 200: RoomList } },
+  list: { tag: 'rooms', auth: 'none', summary: 'Rooms by credit, so classes can compare (names and credit, never the join codes)', answers: { 200: RoomList } },
   room: { tag: 'rooms', auth: 'none', summary: "A room's name, state and credit", params: RoomParams, answers: { 200: RoomInfo }, errors: NO_ROOM },
   snapshot: { tag: 'rooms', auth: 'none', summary: 'Every laptop in the room, once', params: RoomParams, answers: { 200: RoomSnapshot }, errors: NO_ROOM },
   events: {
@@ -47,30 +52,25 @@ const API = {
   demo: {
     tag: 'rooms',
     auth: 'teacher',
-    summary: 'Start a demo matmul job (random inputs, one replica per unit)',
+    summary: 'Start a demo matmul job (fixed inputs per size, one replica per unit; one at a time per room, TABGRID_DEMO_MAX_ACTIVE in all)',
     params: RoomParams,
     body: RoomDemo,
     answers: { 201: JobCreated },
-    errors: { ...NO_ROOM, 409: "the room's previous demo job is still running" },
+    errors: { ...NO_ROOM, 409: "the room's previous demo job is still running", 429: 'TABGRID_DEMO_MAX_ACTIVE demo jobs are running' },
   },
 } satisfies Record<string, ApiDoc>;
 
 /** How often the board gets a fresh snapshot. */
 export const BOARD_INTERVAL_MS = 1000;
 
-/** Demo job sizes: m = k = n, and the output tile per work unit. */
-const DEMO_SIZES = { small: { n: 128, tile: 64 }, medium: { n: 512, tile: 128 }, large: { n: 1024, tile: 256 } } as const;
-
-function randomUniform(count: number): Float32Array {
-  const out = new Float32Array(count);
-  for (let i = 0; i < count; i++) out[i] = Math.random() * 2 - 1;
-  return out;
-}
+/** The owner of a room's demo jobs (jobs belong to whoever submitted them). */
+export const demoOwner = (code: string) => `room:${code}`;
 
 export const roomRoutes: FastifyPluginAsync<RouteOptions> = async (app, { ctx }) => {
   const { rooms } = ctx;
-  /** Each room's latest demo job. */
-  const demoJobs = new Map<string, string>();
+  const demoInputs = new DemoInputs(ctx.shards);
+  /** Demo submissions one at a time, so the caps are checked against what is really queued. */
+  let demoQueue: Promise<unknown> = Promise.resolve();
   // Open board streams, ended when the server closes (they would otherwise hold it open).
   const streams = new Set<() => void>();
   app.addHook('preClose', async () => {
@@ -85,16 +85,28 @@ export const roomRoutes: FastifyPluginAsync<RouteOptions> = async (app, { ctx })
   };
 
   const requireTeacher = async (req: FastifyRequest, room: RoomRecord) => {
+    refuseLockedOut(ctx, req);
     const secret = bearerSecret(req);
-    if (!secret || !(rooms.keyMatches(room, secret) || (await ctx.tokens.authenticate(secret))?.scope === 'admin')) {
-      throw new ApiFailure(401, 'unauthorized', "missing or wrong teacher key: send Authorization: Bearer <the room's teacher key>");
-    }
+    if (secret && rooms.keyMatches(room, secret)) return;
+    if (secret && (await ctx.tokens.authenticate(secret))?.scope === 'admin') return;
+    if (secret) ctx.authGuard.failed(req.ip);
+    throw new ApiFailure(401, 'unauthorized', "missing or wrong teacher key: send Authorization: Bearer <the room's teacher key>");
   };
 
-  app.post('/api/rooms', { config: { api: API.create } }, async (req, reply) => {
+  const requireToken = requireScope(ctx, 'submit');
+  app.post('/api/rooms', { onRequest: ctx.security.roomsRequireToken ? requireToken : undefined, config: { api: API.create } }, async (req, reply) => {
     const { name } = parseOr400(RoomCreate, req.body);
-    const { room, teacherKey } = await rooms.create(name);
-    ctx.log(`room ${room.code} "${room.name}" created`);
+    // A token holder's rooms are not counted against its address.
+    const createdBy = (await principalOf(ctx, req)) ? null : addressKey(req.ip);
+    let made;
+    try {
+      made = await rooms.create(name, createdBy);
+    } catch (err) {
+      if (err instanceof RoomLimitError) throw new ApiFailure(429, 'rate_limited', err.message);
+      throw err;
+    }
+    const { room, teacherKey } = made;
+    ctx.log(`room ${room.code} "${room.name}" created${createdBy ? ` by ${createdBy}` : ''}`);
     const body: RoomCreated = { code: room.code, name: room.name, teacherKey, joinPath: `/room/${room.code}`, boardPath: `/board/${room.code}` };
     return reply.code(201).send(body);
   });
@@ -138,6 +150,7 @@ export const roomRoutes: FastifyPluginAsync<RouteOptions> = async (app, { ctx })
     await requireTeacher(req, room);
     const { paused } = parseOr400(RoomControl, req.body);
     await rooms.setPaused(room, paused);
+    await rooms.touch(room);
     if (!paused) void ctx.scheduler.dispatch();
     ctx.log(`room ${room.code} ${paused ? 'paused' : 'resumed'}`);
     return rooms.info({ ...room, paused });
@@ -147,24 +160,27 @@ export const roomRoutes: FastifyPluginAsync<RouteOptions> = async (app, { ctx })
     const room = await roomOr404(req.params.code);
     await requireTeacher(req, room);
     const { size } = parseOr400(RoomDemo, req.body ?? {});
-    // Rooms are free to create, so demo jobs are rationed: one unfinished demo per room.
-    const previous = demoJobs.get(room.code);
-    const prevJob = previous ? await ctx.store.getJob(previous) : null;
-    if (prevJob && (prevJob.state === 'queued' || prevJob.state === 'running')) {
-      throw new ApiFailure(409, 'not_ready', `the room's demo job ${prevJob.id} is still running (${prevJob.done}/${prevJob.total} units)`);
-    }
-    const { n, tile } = DEMO_SIZES[size];
-    const a = await ctx.shards.put(toNpy([n, n], randomUniform(n * n)));
-    const b = await ctx.shards.put(toNpy([n, n], randomUniform(n * n)));
-    // One replica per unit: a room of one laptop can finish it; Freivalds' check still vets each result.
-    const created = await submitJob(ctx, {
-      kind: 'matmul',
-      name: `demo for room ${room.code}`,
-      inputs: { a, b },
-      replication: 1,
-      tile: { rows: tile, cols: tile },
-    }, `room:${room.code}`);
-    demoJobs.set(room.code, created.id);
+    const submit = demoQueue.then(async () => {
+      // Rooms are free to make, so demo jobs are rationed: one unfinished demo per room, and a few in all.
+      const [latest] = await ctx.store.listJobs(demoOwner(room.code), 1);
+      if (latest && (latest.state === 'queued' || latest.state === 'running')) {
+        throw new ApiFailure(409, 'not_ready', `the room's demo job ${latest.id} is still running (${latest.done}/${latest.total} units)`);
+      }
+      const active = await ctx.store.countActiveJobs(demoOwner(''));
+      if (active >= ctx.security.demoMaxActive) {
+        throw new ApiFailure(429, 'rate_limited', `${active} demo jobs are running on this coordinator, its limit (TABGRID_DEMO_MAX_ACTIVE): try again when one finishes`, { 'retry-after': '30' });
+      }
+      const { tile } = DEMO_SIZES[size];
+      // One replica per unit: a room of one laptop can finish it; Freivalds' check still vets each result.
+      return submitJob(
+        ctx,
+        { kind: 'matmul', name: `demo for room ${room.code}`, inputs: await demoInputs.get(size), replication: 1, tile: { rows: tile, cols: tile } },
+        demoOwner(room.code),
+      );
+    });
+    demoQueue = submit.catch(() => undefined);
+    const created = await submit;
+    await rooms.touch(room);
     return reply.code(201).send(created);
   });
 };

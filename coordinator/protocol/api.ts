@@ -5,7 +5,7 @@ import { z } from 'zod';
 import { LIMITS, Sha256Hex, TokenInfo } from './common.js';
 import { JobStatus } from './jobs.js';
 import { LedgerEntry } from './ledger.js';
-import { RoomInfo } from './rooms.js';
+import { RoomListing } from './rooms.js';
 import { VolunteerSummary } from './stats.js';
 
 /** POST /api/shards: the stored shard. */
@@ -47,7 +47,7 @@ export type JobList = z.infer<typeof JobList>;
 export const VolunteerList = z.object({ volunteers: z.array(VolunteerSummary) });
 export type VolunteerList = z.infer<typeof VolunteerList>;
 
-export const RoomList = z.object({ rooms: z.array(RoomInfo) });
+export const RoomList = z.object({ rooms: z.array(RoomListing) });
 export type RoomList = z.infer<typeof RoomList>;
 
 /** GET /api/ledger: a page of entries and the key that seals them. */

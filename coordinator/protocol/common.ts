@@ -25,7 +25,20 @@ export const Id = z.string().min(1).max(80).regex(/^[A-Za-z0-9_.-]+$/, 'must be 
 
 export const Base64Url = z.string().max(200).regex(/^[A-Za-z0-9_-]+$/, 'must be base64url');
 
-export const Name = z.string().trim().min(1).max(LIMITS.maxNameLength);
+/**
+ * Characters a name may not hold: control characters (C0, DEL, C1), bidirectional overrides and
+ * isolates (which make a name read differently from what it is), zero-width characters and
+ * line/paragraph separators.
+ */
+const UNSAFE_NAME_CHARS = /[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]/;
+
+/** A display name (volunteer, room, job, token): 1–64 characters of plain text, shown as text. */
+export const Name = z
+  .string()
+  .trim()
+  .min(1)
+  .max(LIMITS.maxNameLength)
+  .refine((s) => !UNSAFE_NAME_CHARS.test(s), 'must not contain control, bidirectional-override or invisible characters');
 
 /** Documented error codes; every API error body is `{ error: { code, message } }`. */
 export const ErrorCode = z.enum([

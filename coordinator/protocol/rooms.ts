@@ -36,13 +36,17 @@ export const RoomInfo = z.object({
 });
 export type RoomInfo = z.infer<typeof RoomInfo>;
 
+/** A room in the public ranking (GET /api/rooms): no code, so nobody joins a room from the list. */
+export const RoomListing = RoomInfo.pick({ name: true, createdAt: true, credit: true, members: true });
+export type RoomListing = z.infer<typeof RoomListing>;
+
 export const RoomMember = z.object({
   volunteerId: z.string(),
   name: z.string().nullable(),
   device: z.string().nullable(),
   online: z.boolean(),
   paused: z.boolean(),
-  /** Speed of the member's last unit as its page reported it. */
+  /** The member's validated credit of the last minute, per second, in GFLOP/s (never what its page says); null while its page is starting. */
   gflops: z.number().nullable(),
   units: z.number().int(),
   credit: z.number(),
@@ -52,7 +56,7 @@ export type RoomMember = z.infer<typeof RoomMember>;
 /** What the board receives (Server-Sent Events, one snapshot per message). */
 export const RoomSnapshot = RoomInfo.extend({
   ts: z.number(),
-  /** Sum of the online, unpaused members' GFLOP/s. */
+  /** Sum of the members' GFLOP/s (validated credit of the last minute). */
   gflops: z.number(),
   memberList: z.array(RoomMember),
 });
@@ -64,7 +68,7 @@ export const RoomDemo = z.object({ size: z.enum(['small', 'medium', 'large']).de
 
 export const JoinRoomMessage = z.object({ type: z.literal('join-room'), code: RoomCode }).strict();
 
-/** A page's own report of its speed and whether it is paused, for its room's board. */
+/** A page's own report of whether it is paused, for its room's board; a `gflops` figure only marks it as computing (boards show validated credit, not this). */
 export const StatusMessage = z
   .object({ type: z.literal('status'), gflops: z.number().min(0).max(1e9).nullable(), paused: z.boolean() })
   .strict();

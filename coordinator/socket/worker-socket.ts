@@ -18,7 +18,7 @@ import {
   type ServerMessage,
 } from '../protocol/index.js';
 import type { ResultIntake } from '../work/intake.js';
-import type { Rooms } from './rooms.js';
+import { RoomLimitError, type Rooms } from './rooms.js';
 import type { LeaseInfo, Scheduler, WorkerSession } from '../work/scheduler.js';
 import type { ShardStore } from '../store/shards.js';
 import type { Store } from '../store/store.js';
@@ -195,7 +195,12 @@ export function handleWorkerSocket(socket: WebSocket, ctx: SocketContext) {
     } else if (msg.type === 'shard-traffic') {
       await countTraffic(session, msg.leaseId, msg.fromPeers, msg.fromCoordinator);
     } else if (msg.type === 'join-room') {
-      if (!ctx.rooms || !(await ctx.rooms.join(session, msg.code))) return fail('no_room', `no room ${msg.code}`);
+      try {
+        if (!ctx.rooms || !(await ctx.rooms.join(session, msg.code))) return fail('no_room', `no room ${msg.code}`);
+      } catch (err) {
+        if (err instanceof RoomLimitError) return fail('room_full', err.message);
+        throw err;
+      }
     } else if (msg.type === 'status') {
       ctx.rooms?.report(session, msg.gflops, msg.paused);
     } else if (msg.type === 'device') {

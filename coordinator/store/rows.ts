@@ -2,7 +2,7 @@
 // parsed into the store's records.
 import type { LedgerEntry, LedgerSeal } from '../protocol/index.js';
 import type { JobRecord, LeaseRecord, ResultRecord, VolunteerRecord, WorkUnitRecord } from './store.js';
-import type { RoomRecord } from './views.js';
+import type { RoomMemberRecord, RoomRecord } from './views.js';
 
 export type Row = Record<string, unknown>;
 
@@ -146,4 +146,15 @@ export const toRoom = (r: Row): RoomRecord => ({
   teacherKeyHash: String(r.teacher_key_hash),
   paused: Number(r.paused) === 1,
   createdAt: Number(r.created_at),
+  createdBy: (r.created_by as string | null) ?? null,
+  lastActive: Number(r.last_active ?? r.created_at),
+});
+
+export const toRoomMember = (r: Row): RoomMemberRecord => ({
+  volunteerId: String(r.volunteer_id),
+  name: (r.name as string | null) ?? null,
+  joinedAt: Number(r.joined_at),
+  credit: Number(r.credit),
+  units: Number(r.units),
+  recent: Number(r.recent ?? 0),
 });

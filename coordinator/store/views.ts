@@ -11,6 +11,10 @@ export interface RoomRecord {
   teacherKeyHash: string;
   paused: boolean;
   createdAt: number;
+  /** Who made it without a token (their address, counted against TABGRID_ROOMS_PER_ADDRESS); null with a token. */
+  createdBy: string | null;
+  /** Last time someone joined, controlled or computed in it: idle rooms are removed. */
+  lastActive: number;
 }
 
 export interface RoomMemberRecord {
@@ -20,6 +24,8 @@ export interface RoomMemberRecord {
   /** Ledger credit since joining, and how many credited units that was. */
   credit: number;
   units: number;
+  /** Ledger credit since the `since` given to members(): the member's recent, validated speed. */
+  recent: number;
 }
 
 export interface RoomStore {
@@ -29,7 +35,15 @@ export interface RoomStore {
   setPaused(code: string, paused: boolean): Promise<void>;
   /** Adds the volunteer to the room (keeps the first join time if they come back). */
   join(code: string, volunteerId: string, now: number): Promise<void>;
-  members(code: string): Promise<RoomMemberRecord[]>;
+  /** The room's members, each with its credit since joining and since `since`. */
+  members(code: string, since?: number): Promise<RoomMemberRecord[]>;
+  memberCount(code: string): Promise<number>;
+  /** Rooms in all, or made by one address. */
+  countRooms(createdBy?: string): Promise<number>;
+  /** The room was used now (a join, a teacher's control, a demo, a member online). */
+  touch(codes: string[], now: number): Promise<void>;
+  /** Removes rooms (and their members) last used before `before`; returns how many. */
+  removeIdle(before: number): Promise<number>;
 }
 
 /** Validation outcomes, credited throughput over time and one volunteer's own ledger entries. */

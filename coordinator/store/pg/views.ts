@@ -3,13 +3,23 @@
 // or the dashboard looks the same whichever coordinator answers.
 import type pg from 'pg';
 import type { LedgerEntry } from '../../protocol/index.js';
-import { toLedgerEntry, toRoom, type Row } from '../rows.js';
+import { toLedgerEntry, toRoom, toRoomMember, type Row } from '../rows.js';
 import type { RoomRecord, RoomStore, StatsStore } from '../views.js';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS rooms (
   code TEXT PRIMARY KEY, name TEXT NOT NULL, teacher_key_hash TEXT NOT NULL,
   paused INTEGER NOT NULL DEFAULT 0, created_at BIGINT NOT NULL);
+-- Who made a room (an address) and its last use: rooms from before them start their idle time now.
+ALTER TABLE rooms ADD COLUMN IF NOT EXISTS created_by TEXT;
+DO $$ BEGIN
+  IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = 'rooms' AND column_name = 'last_active') THEN
+    ALTER TABLE rooms ADD COLUMN last_active BIGINT NOT NULL DEFAULT 0;
+    UPDATE rooms SET last_active = (extract(epoch FROM now()) * 1000)::bigint;
+  END IF;
+END $$;
+CREATE INDEX IF NOT EXISTS rooms_created_by ON rooms(created_by);
+CREATE INDEX IF NOT EXISTS rooms_last_active ON rooms(last_active);
 CREATE TABLE IF NOT EXISTS room_members (
   room TEXT NOT NULL REFERENCES rooms(code), volunteer_id TEXT NOT NULL, joined_at BIGINT NOT NULL,
   PRIMARY KEY (room, volunteer_id));
@@ -22,13 +32,10 @@ class PgRoomStore implements RoomStore {
   constructor(private readonly pool: pg.Pool) {}
 
   async createRoom(room: RoomRecord) {
-    await this.pool.query('INSERT INTO rooms(code, name, teacher_key_hash, paused, created_at) VALUES ($1, $2, $3, $4, $5)', [
-      room.code,
-      room.name,
-      room.teacherKeyHash,
-      room.paused ? 1 : 0,
-      room.createdAt,
-    ]);
+    await this.pool.query(
+      'INSERT INTO rooms(code, name, teacher_key_hash, paused, created_at, created_by, last_active) VALUES ($1, $2, $3, $4, $5, $6, $7)',
+      [room.code, room.name, room.teacherKeyHash, room.paused ? 1 : 0, room.createdAt, room.createdBy, room.lastActive],
+    );
   }
 
   async getRoom(code: string) {
@@ -52,26 +59,51 @@ class PgRoomStore implements RoomStore {
   }
 
   async join(code: string, volunteerId: string, now: number) {
-    await this.pool.query('INSERT INTO room_members(room, volunteer_id, joined_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING', [code, volunteerId, now]);
+    await this.pool.query(
+      `WITH j AS (INSERT INTO room_members(room, volunteer_id, joined_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING)
+       UPDATE rooms SET last_active = GREATEST(last_active, $3) WHERE code = $1`,
+      [code, volunteerId, now],
+    );
   }
 
-  async members(code: string) {
+  async members(code: string, since = Number.MAX_SAFE_INTEGER) {
     const rows = (
       await this.pool.query(
-        `SELECT m.volunteer_id, m.joined_at, v.name, COALESCE(SUM(l.amount), 0) AS credit, count(l.seq) AS units
+        `SELECT m.volunteer_id, m.joined_at, v.name, COALESCE(SUM(l.amount), 0) AS credit, count(l.seq) AS units,
+           COALESCE(SUM(CASE WHEN l.ts >= $2 THEN l.amount ELSE 0 END), 0) AS recent
          FROM room_members m LEFT JOIN volunteers v ON v.id = m.volunteer_id
          LEFT JOIN ledger l ON l.volunteer_id = m.volunteer_id AND l.ts >= m.joined_at
          WHERE m.room = $1 GROUP BY m.volunteer_id, m.joined_at, v.name ORDER BY m.joined_at`,
-        [code],
+        [code, since],
       )
     ).rows as Row[];
-    return rows.map((r) => ({
-      volunteerId: String(r.volunteer_id),
-      name: (r.name as string | null) ?? null,
-      joinedAt: Number(r.joined_at),
-      credit: Number(r.credit),
-      units: Number(r.units),
-    }));
+    return rows.map(toRoomMember);
+  }
+
+  async memberCount(code: string) {
+    return Number(((await this.pool.query('SELECT count(*) AS n FROM room_members WHERE room = $1', [code])).rows[0] as Row).n);
+  }
+
+  async countRooms(createdBy?: string) {
+    const { rows } =
+      createdBy === undefined
+        ? await this.pool.query('SELECT count(*) AS n FROM rooms')
+        : await this.pool.query('SELECT count(*) AS n FROM rooms WHERE created_by = $1', [createdBy]);
+    return Number((rows[0] as Row).n);
+  }
+
+  async touch(codes: string[], now: number) {
+    if (codes.length) await this.pool.query('UPDATE rooms SET last_active = GREATEST(last_active, $1) WHERE code = ANY($2::text[])', [now, codes]);
+  }
+
+  async removeIdle(before: number) {
+    const { rows } = await this.pool.query(
+      `WITH gone AS (SELECT code FROM rooms WHERE last_active < $1),
+         m AS (DELETE FROM room_members WHERE room IN (SELECT code FROM gone))
+       DELETE FROM rooms WHERE code IN (SELECT code FROM gone) RETURNING code`,
+      [before],
+    );
+    return rows.length;
   }
 }
 

@@ -5,6 +5,7 @@ import Database from 'better-sqlite3';
 import { join } from 'node:path';
 import { afterAll, expect, test } from 'vitest';
 import { openDatabase } from './schema.js';
+import { SqliteRoomStore } from './rooms.js';
 import { makeTempDir, removeDir } from '../../testing/helpers.js';
 
 const dir = makeTempDir();
@@ -62,4 +63,23 @@ test("an older file gets each volunteer's result counts from its results, and th
     { id: 'v_b', valid: 1, invalid: 0, pending: 1 },
   ]);
   again.close();
+});
+
+test('an older file gets jobs without owners (seen by admin tokens only) and rooms whose idle time starts now', () => {
+  const file = join(dir, 'owners.sqlite');
+  const db = openDatabase(file);
+  db.exec(`INSERT INTO jobs(id, kind, state, replication, meta, created_at, total) VALUES ('j_old', 'matmul', 'done', 2, '{}', 1, 1);`);
+  db.exec(`DROP INDEX jobs_owner; ALTER TABLE jobs DROP COLUMN owner;
+    CREATE TABLE rooms (code TEXT PRIMARY KEY, name TEXT NOT NULL, teacher_key_hash TEXT NOT NULL, paused INTEGER NOT NULL DEFAULT 0, created_at INTEGER NOT NULL);
+    INSERT INTO rooms VALUES ('ABCDEF', 'old room', 'h', 0, 1);`);
+  db.close();
+  const upgraded = openDatabase(file);
+  try {
+    expect(upgraded.prepare('SELECT id, owner FROM jobs').all()).toEqual([{ id: 'j_old', owner: null }]);
+    new SqliteRoomStore(upgraded, 5000);
+    expect(upgraded.prepare('SELECT code, created_by, last_active FROM rooms').all()).toEqual([{ code: 'ABCDEF', created_by: null, last_active: 5000 }]);
+    upgraded.prepare(`INSERT INTO jobs(id, kind, state, replication, meta, created_at, total, owner) VALUES ('j_new', 'matmul', 'queued', 2, '{}', 2, 1, 'tk_a')`).run();
+  } finally {
+    upgraded.close();
+  }
 });
