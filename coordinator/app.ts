@@ -95,7 +95,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   const apiToken = loadOrCreateApiToken(dataDir, opts.apiToken);
   const { store, shards, views } = await openStorage(dataDir, opts.database, keys.privateKey);
   const heartbeatMs = opts.heartbeatMs ?? 20_000;
-  const tracker = new Tracker();
+  const tracker = new Tracker({ exists: (shas) => shards.existing(shas) });
   // A lease outlives three missed heartbeats of its coordinator, never more.
   const scheduler = new Scheduler(store, { leaseMs: opts.leaseMs ?? 10 * 60_000, livenessMs: 3 * heartbeatMs, now, tracker, log });
   const security = { ...DEFAULT_SECURITY, ...opts.security };

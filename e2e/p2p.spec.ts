@@ -101,6 +101,7 @@ test('a peer serving corrupted bytes is detected, reported and no longer recomme
   const grid = await startGrid();
   let liar: Awaited<ReturnType<typeof startNodePeer>> | null = null;
   const observer = new SimWorker({ url: grid.base, name: 'observer' });
+  const voucher = new SimWorker({ url: grid.base, name: 'accomplice', slots: 0 });
   try {
     const A = randomMatrix(m, k, 21);
     const B = randomMatrix(k, n, 22);
@@ -118,6 +119,13 @@ test('a peer serving corrupted bytes is detected, reported and no longer recomme
         return bad;
       },
     });
+    // The tracker points pages at a peer's own claim only once it is proven: another identity (the
+    // liar's accomplice) reports having got B from it intact, so the pages are sent to it.
+    await expect.poll(async () => (await p2pState(grid)).peers.find((p) => p.peerId === liar!.peerId)?.shards).toBe(1);
+    await voucher.connect();
+    voucher.send(JSON.stringify({ type: 'peer-served', peerId: liar.peerId, sha256: b }));
+    voucher.send(JSON.stringify({ type: 'failure', leaseId: 'l_sync', reason: 'sync' })); // answered once the report is taken
+    await expect.poll(() => voucher.messages.some((msg) => msg.type === 'error')).toBe(true);
     const pages: Page[] = [];
     for (let i = 0; i < 3; i++) pages.push(await openVolunteer(browser, grid));
     await waitForSwarm(pages);
@@ -149,6 +157,7 @@ test('a peer serving corrupted bytes is detected, reported and no longer recomme
     expect(liar.requests.length).toBe(asked);
   } finally {
     observer.close();
+    voucher.close();
     await liar?.close();
     await grid.stop();
   }

@@ -10,6 +10,12 @@ export const P2P_LIMITS = {
   maxPeersPerShard: 4,
   /** Largest JSON control message on a peer data channel. */
   maxPeerControlBytes: 1024,
+  /** Most shards the tracker keeps as one peer's holdings (held or being fetched); claims beyond are not recorded. */
+  maxClaimsPerPeer: 2048,
+  /** Most such claims over every peer together. */
+  maxClaimsTotal: 200_000,
+  /** Most shards one connection's claims may have the coordinator look up (claims of unknown shards are refused). */
+  maxLookupsPerPeer: 1024,
 } as const;
 
 /** A PeerJS peer id (the coordinator hands each session one in `welcome`). */
@@ -49,6 +55,8 @@ export const P2pClientMessages = [
   z.object({ type: z.literal('holdings'), add: ShaList.default([]), remove: ShaList.default([]) }).strict(),
   /** A peer served bytes that failed the sha-256 check. */
   z.object({ type: z.literal('bad-peer'), peerId: PeerId, sha256: Sha256Hex, reason: z.string().max(200) }).strict(),
+  /** A peer served a shard whose bytes matched its sha-256: the tracker may recommend it for that shard. */
+  z.object({ type: z.literal('peer-served'), peerId: PeerId, sha256: Sha256Hex }).strict(),
   /** Where the inputs of a lease came from (bytes that were not already cached). */
   z.object({ type: z.literal('shard-traffic'), leaseId: Id, fromPeers: ByteCount, fromCoordinator: ByteCount }).strict(),
 ] as const;

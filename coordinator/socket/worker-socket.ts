@@ -1,12 +1,16 @@
 // One worker's WebSocket: challenge -> hello (proves the identity key) -> ready -> assignments and
 // results. Every frame is validated; a bad frame gets an error message, never a crash. Connections
 // are counted per address and identity, messages are rate-limited per connection, and a suspended
-// identity is refused (connections.ts, trust.ts).
+// identity is refused (connections.ts, trust.ts). What one connection can make the coordinator
+// hold is bounded: frames before hello are capped at 16 KiB (64 MiB only once an identity is
+// proven), reading stops while more than 4 MiB of its messages wait to be handled, and its swarm
+// claims are capped by the tracker.
 import { randomBytes } from 'node:crypto';
 import type { WebSocket } from 'ws';
 import type { Connections } from './connections.js';
 import { verifySignature, volunteerId, volunteerPublicKey } from '../access/keys.js';
 import {
+  LIMITS,
   ClientMessage,
   decodeWorkerFrame,
   encodeServerFrame,
@@ -51,6 +55,19 @@ const HELLO_TIMEOUT_MS = 30_000;
 const MAX_BAD_MESSAGES = 20;
 /** Text messages are JSON; the largest, a full `holdings` message (2 × 1,024 sha-256s), is ~140 KB. */
 export const MAX_TEXT_BYTES = 256 * 1024;
+/** The largest frame read before hello (a hello with a full device description is under 8 KiB). */
+export const MAX_BYTES_BEFORE_HELLO = 16 * 1024;
+/** Reading from a connection pauses while this much of what it sent waits to be handled. */
+const MAX_PENDING_BYTES = 4 * 1024 * 1024;
+
+/**
+ * Sets the largest frame this connection's reader accepts (ws takes one maxPayload per server; its
+ * receiver keeps it per connection). A frame over it closes the connection with 1009 unread.
+ */
+function setMaxPayload(socket: WebSocket, bytes: number) {
+  const receiver = (socket as unknown as { _receiver?: { _maxPayload?: unknown } })._receiver;
+  if (receiver && typeof receiver._maxPayload === 'number') receiver._maxPayload = bytes;
+}
 
 class SocketSession implements WorkerSession {
   slots = 0;
@@ -67,6 +84,7 @@ class SocketSession implements WorkerSession {
 
 export function handleWorkerSocket(socket: WebSocket, ctx: SocketContext) {
   const nonce = randomBytes(24).toString('base64url');
+  setMaxPayload(socket, MAX_BYTES_BEFORE_HELLO);
   let session: SocketSession | null = null;
   let boundId: string | null = null;
   let bad = 0;
@@ -104,6 +122,8 @@ export function handleWorkerSocket(socket: WebSocket, ctx: SocketContext) {
   }
   const budget = ctx.connections.messageBudget();
   let dropped = 0;
+  /** Bytes received and not yet handled. */
+  let pending = 0;
   // Queued behind the message being handled, so the worker still gets that message's answer.
   const closeForSuspension = (reason: string) => {
     queue = queue.then(() => {
@@ -161,6 +181,7 @@ export function handleWorkerSocket(socket: WebSocket, ctx: SocketContext) {
       const record = await ctx.store.upsertVolunteer({ id, publicKey: msg.publicKey, name: msg.name ?? null, now: ctx.now() });
       if (socket.readyState !== socket.OPEN) return;
       clearTimeout(helloTimer);
+      setMaxPayload(socket, LIMITS.maxWsMessageBytes);
       session = new SocketSession(id, ctx.tracker.join(id), send, msg.device.kinds);
       ctx.scheduler.add(session);
       ctx.rooms?.connected(session, msg.device);
@@ -188,7 +209,13 @@ export function handleWorkerSocket(socket: WebSocket, ctx: SocketContext) {
     } else if (msg.type === 'peer-ready') {
       ctx.tracker.setReady(session.peerId);
     } else if (msg.type === 'holdings') {
-      ctx.tracker.updateHoldings(session.peerId, msg.add, msg.remove);
+      const claimed = await ctx.tracker.claim(session.peerId, msg.add, msg.remove);
+      if (claimed.unknown) return fail('unknown_shard', `${claimed.unknown} of these shards do not exist on this coordinator: not recorded`);
+      if (claimed.dropped) {
+        send({ type: 'error', code: 'holdings_limit', message: `${claimed.dropped} shards not recorded: a peer's holdings are capped (see P2P_LIMITS)` });
+      }
+    } else if (msg.type === 'peer-served') {
+      ctx.tracker.served(session.peerId, msg.peerId, msg.sha256);
     } else if (msg.type === 'bad-peer') {
       const bad = ctx.tracker.report(session.peerId, msg.peerId, msg.sha256, msg.reason);
       if (bad) ctx.log(`peer ${msg.peerId} (volunteer ${bad}) served bad bytes for ${msg.sha256.slice(0, 12)}…: no longer recommended`);
@@ -215,6 +242,8 @@ export function handleWorkerSocket(socket: WebSocket, ctx: SocketContext) {
     if (!info) return fail('bad_lease', 'no such active lease');
     if (s.trafficReported.has(leaseId)) return;
     s.trafficReported.add(leaseId);
+    // Only leases still held are remembered, so the set does not grow over a long session.
+    if (s.trafficReported.size > s.leases.size + 64) for (const id of s.trafficReported) if (!s.leases.has(id)) s.trafficReported.delete(id);
     const wu = await ctx.store.getWorkUnit(info.wuId);
     if (!wu) return;
     const sizes = await Promise.all(Object.values(wu.inputs).map((sha) => ctx.shards.size(sha)));
@@ -253,6 +282,13 @@ export function handleWorkerSocket(socket: WebSocket, ctx: SocketContext) {
     dropped = 0;
     // ws hands over a Buffer of its own (binaryType nodebuffer): no copy needed.
     const bytes = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
+    // Backpressure: stop reading while much of what this connection sent still waits.
+    pending += bytes.length;
+    if (pending > MAX_PENDING_BYTES) socket.pause();
+    const handled = () => {
+      pending -= bytes.length;
+      if (pending <= MAX_PENDING_BYTES) socket.resume();
+    };
     const handle = async () => {
       if (socket.readyState !== socket.OPEN) return; // closing (e.g. suspended): nothing more is taken in
       // A plain Uint8Array view (Buffer.slice would not copy where callers expect it to).
@@ -265,7 +301,8 @@ export function handleWorkerSocket(socket: WebSocket, ctx: SocketContext) {
       .catch((err: unknown) => {
         ctx.log(`error handling a worker message: ${(err as Error).stack ?? String(err)}`);
         send({ type: 'error', code: 'internal', message: 'the coordinator could not handle that message' });
-      });
+      })
+      .finally(handled);
   });
 
   socket.on('close', () => {

@@ -18,6 +18,8 @@ export interface ShardStore {
   get(sha: string): Promise<Uint8Array | null>;
   /** The shard's size in bytes, null when there is no such shard. */
   size(sha: string): Promise<number | null>;
+  /** Which of these shards exist (one query for many: the tracker checks claims with it). */
+  existing(shas: string[]): Promise<Set<string>>;
 }
 
 /** Recently read shards stay in memory up to a byte budget (cheap checks re-read inputs). */
@@ -73,6 +75,10 @@ export class FileShardStore implements ShardStore {
     } catch {
       return null;
     }
+  }
+
+  async existing(shas: string[]): Promise<Set<string>> {
+    return new Set(shas.filter((sha) => /^[0-9a-f]{64}$/.test(sha) && this.has(sha)));
   }
 
   async put(bytes: Uint8Array): Promise<string> {

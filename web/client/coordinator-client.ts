@@ -183,6 +183,7 @@ export class CoordinatorClient {
       cache: opts.cache,
       url: opts.url,
       reportBadPeer: (peerId, sha256, reason) => this.send({ type: 'bad-peer', peerId, sha256, reason }),
+      reportServed: (peerId, sha256) => this.send({ type: 'peer-served', peerId, sha256 }),
       onStats: (traffic) => this.update({ traffic }),
     });
     this.throttle = clampThrottle(opts.throttle ?? 1);
@@ -407,7 +408,8 @@ export class CoordinatorClient {
       this.shards.swarm = swarm;
       this.update({ p2p: 'on' });
       this.send({ type: 'peer-ready' });
-      const held = await this.opts.cache.keys();
+      // The tracker keeps at most maxClaimsPerPeer of a peer's holdings: announcing more costs both sides for nothing.
+      const held = (await this.opts.cache.keys()).slice(0, P2P_LIMITS.maxClaimsPerPeer);
       for (let i = 0; i < held.length; i += P2P_LIMITS.maxHoldingsPerMessage) {
         this.send({ type: 'holdings', add: held.slice(i, i + P2P_LIMITS.maxHoldingsPerMessage), remove: [] });
       }

@@ -26,6 +26,8 @@ export interface ShardSourceOptions {
   url: string;
   /** A peer served bytes that did not match their sha-256. */
   reportBadPeer: (peerId: string, sha256: string, reason: string) => void;
+  /** A peer served bytes that matched their sha-256 (the coordinator may then recommend it for them). */
+  reportServed?: (peerId: string, sha256: string) => void;
   onStats?: (stats: TrafficStats) => void;
   fetchOptions?: FetchOptions;
   /** How long a peer's request for a shard we neither hold nor fetch waits for our fetch to start. */
@@ -161,7 +163,10 @@ export class ShardSource {
       if (peerId === swarm.id) continue;
       try {
         const bytes = await swarm.fetch(peerId, sha256, this.opts.fetchOptions);
-        if ((await sha256Hex(bytes)) === sha256) return bytes;
+        if ((await sha256Hex(bytes)) === sha256) {
+          this.opts.reportServed?.(peerId, sha256);
+          return bytes;
+        }
         this.opts.reportBadPeer(peerId, sha256, `sent ${bytes.length} bytes that fail the sha-256 check`);
       } catch (err) {
         if (!(err instanceof PeerFetchError)) console.warn(`tabgrid p2p: ${peerId}: ${(err as Error).message}`);

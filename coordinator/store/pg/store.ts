@@ -624,6 +624,11 @@ export class PgShardStore implements ShardStore {
     return row ? Number(row.n) : null;
   }
 
+  async existing(shas: string[]): Promise<Set<string>> {
+    const { rows } = await this.pool.query('SELECT sha FROM shards WHERE sha = ANY($1::text[])', [shas]);
+    return new Set((rows as { sha: string }[]).map((r) => r.sha));
+  }
+
   async get(sha: string): Promise<Uint8Array | null> {
     const hit = this.cache.get(sha);
     if (hit) return hit;

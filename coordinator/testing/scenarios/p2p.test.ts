@@ -34,7 +34,10 @@ function welcomeOf(w: SimWorker) {
 const assignsOf = (w: SimWorker) => w.messages.filter((m): m is Extract<ServerMessage, { type: 'assign' }> => m.type === 'assign');
 const errorsOf = (w: SimWorker) => w.messages.filter((m) => m.type === 'error');
 
-/** Uploads A (m×k) and B (k×n); returns their shas and the shas of A's row blocks of `rows`. */
+/**
+ * Uploads A (m×k) and B (k×n); returns their shas and the shas of A's row blocks of `rows` (also
+ * uploaded: the tracker keeps claims only of shards that exist, and these exist once a job is planned).
+ */
 async function matrices(g: TestCoordinator, m: number, k: number, n: number, rows: number) {
   const A = randomMatrix(m, k, 1);
   const B = randomMatrix(k, n, 2);
@@ -43,9 +46,27 @@ async function matrices(g: TestCoordinator, m: number, k: number, n: number, row
   const aBlocks: string[] = [];
   for (let r0 = 0; r0 < m; r0 += rows) {
     const r1 = Math.min(m, r0 + rows);
-    aBlocks.push(sha256Hex(toNpy([r1 - r0, k], A.slice(r0 * k, r1 * k))));
+    aBlocks.push(await g.uploadShard(toNpy([r1 - r0, k], A.slice(r0 * k, r1 * k))));
   }
   return { a, b, bBlock: sha256Hex(toNpy([k, n], B)), aBlocks };
+}
+
+/**
+ * The tracker recommends a page's own claims only once proven: here another volunteer reports
+ * having got each of `shas` from `holder` intact (`peer-served`), once the claims are recorded.
+ */
+async function vouch(g: TestCoordinator, holder: SimWorker, shas: string[]) {
+  const peerId = welcomeOf(holder).peerId;
+  for (let i = 0; i < 100; i++) {
+    const peers = ((await (await g.api('/api/p2p')).json()) as { peers: { peerId: string; shards: number }[] }).peers;
+    if ((peers.find((p) => p.peerId === peerId)?.shards ?? 0) >= shas.length) break;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  const voucher = await worker(g, 0, 'voucher');
+  for (const sha256 of shas) voucher.send(JSON.stringify({ type: 'peer-served', peerId, sha256 }));
+  // Messages are handled in order: the answer to this one means the reports were taken.
+  voucher.send(JSON.stringify({ type: 'failure', leaseId: 'l_sync', reason: 'sync' }));
+  await waitFor(() => errorsOf(voucher).length > 0, 5000, 'the voucher’s reports');
 }
 
 describe('tracker over the protocol', () => {
@@ -64,6 +85,7 @@ describe('tracker over the protocol', () => {
     const holder = await worker(grid, 0, 'holder');
     holder.send(JSON.stringify({ type: 'peer-ready' }));
     holder.send(JSON.stringify({ type: 'holdings', add: [bBlock, aBlocks[1]] }));
+    await vouch(grid, holder, [bBlock, aBlocks[1]]);
     // The newcomer finishes its unit only once the holder has been given work, so it cannot take both.
     let holderAssigned!: () => void;
     const holderHasWork = new Promise<void>((resolve) => (holderAssigned = resolve));
@@ -97,6 +119,7 @@ describe('tracker over the protocol', () => {
     // It holds every A block except the first unit's: locality alone would leave unit 0 for last.
     w.send(JSON.stringify({ type: 'peer-ready' }));
     w.send(JSON.stringify({ type: 'holdings', add: aBlocks.slice(1) }));
+    await vouch(grid, w, aBlocks.slice(1));
     const jobId = await grid.submitJob({ kind: 'matmul', inputs: { a, b }, replication: 1, tile: { rows: 2, cols: 4 } });
     w.send(JSON.stringify({ type: 'ready', slots: 4 }));
     expect((await grid.waitForJob(jobId)).state).toBe('done');
@@ -114,6 +137,7 @@ describe('tracker over the protocol', () => {
       w.send(JSON.stringify({ type: 'peer-ready' }));
       w.send(JSON.stringify({ type: 'holdings', add: [bBlock] }));
     }
+    await vouch(grid, honest, [bBlock]);
     reporter.send(JSON.stringify({ type: 'bad-peer', peerId: welcomeOf(liar).peerId, sha256: bBlock, reason: 'sha-256 mismatch' }));
     await waitFor(() => grid!.logs.some((l) => l.includes('no longer recommended')), 2000, 'report logged');
     reporter.send(JSON.stringify({ type: 'ready', slots: 1 }));
