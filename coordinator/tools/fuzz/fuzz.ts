@@ -1,6 +1,7 @@
 // A protocol fuzzer: malformed and mutated messages over the worker WebSocket and the HTTP API —
 // wrong types, huge numbers, deep nesting, truncated or oversized binary frames, invalid UTF-8,
-// protocol steps out of order. Every message is invalid by construction, so each must be answered
+// protocol steps out of order, classroom rooms (bad names, codes, keys, demo sizes) and the swarm
+// (claims of shards that do not exist, malformed holdings and reports). Every message is invalid by construction, so each must be answered
 // with an error (an `error` message, a refused result, a close with a policy/size/UTF-8 code, or an
 // HTTP 4xx `{error:{code,message}}`), and the coordinator's state must not change.
 import { generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
@@ -29,6 +30,8 @@ export interface FuzzTarget {
   jobId: string;
   wuId: string;
   shardSha: string;
+  /** A real room's code (its teacher key is not given: every control must be refused). */
+  roomCode: string;
 }
 
 export interface FuzzReport {
@@ -69,10 +72,35 @@ function badText(r: Rand, t: FuzzTarget, postHello: boolean): [string, string] {
     ['failure-not-leased', () => `{"type":"failure","leaseId":"l_${Math.floor(r() * 1e9)}","reason":"x"}`],
     ['oversized-text', () => `{"type":"failure","leaseId":"l_1","reason":"${'x'.repeat(MAX_TEXT_BYTES + Math.floor(r() * 1000))}"}`],
   ];
-  if (postHello) kinds.push(['hello-again', () => `{"type":"hello","protocol":${PROTOCOL_VERSION},"publicKey":"${'A'.repeat(43)}","signature":"${'A'.repeat(86)}","device":{"backend":"cpu","adapter":"x"}}`]);
-  else kinds.push(['ready-before-hello', () => '{"type":"ready","slots":1}']);
+  if (postHello) {
+    kinds.push(['hello-again', () => `{"type":"hello","protocol":${PROTOCOL_VERSION},"publicKey":"${'A'.repeat(43)}","signature":"${'A'.repeat(86)}","device":{"backend":"cpu","adapter":"x"}}`]);
+    kinds.push(...swarmAndRooms(r, t));
+  } else kinds.push(['ready-before-hello', () => '{"type":"ready","slots":1}']);
   const [kind, make] = pick(r, kinds);
   return [kind, make()];
+}
+
+/** A sha-256 no shard has (64 hex digits from the fuzzer's own randomness). */
+function madeUpSha(r: Rand): string {
+  let out = '';
+  while (out.length < 64) out += Math.floor(r() * 2 ** 32).toString(16).padStart(8, '0');
+  return out;
+}
+
+/** Invalid swarm and room messages after hello: each must be answered with an error. */
+function swarmAndRooms(r: Rand, t: FuzzTarget): [string, () => string][] {
+  const shas = (n: number) => Array.from({ length: n }, () => madeUpSha(r));
+  return [
+    // Claims of shards that do not exist here (the tracker looks them up, within a budget, and refuses them).
+    ['holdings-made-up', () => JSON.stringify({ type: 'holdings', add: shas(1 + Math.floor(r() * (r() < 0.2 ? 1024 : 16))), remove: [] })],
+    ['holdings-too-many', () => JSON.stringify({ type: 'holdings', add: shas(1025 + Math.floor(r() * 10)), remove: [] })],
+    ['holdings-bad', () => `{"type":"holdings","add":${pick(r, ['"x"', '[1]', '["nope"]', `["${t.shardSha.toUpperCase()}"]`, 'null', '{}'])}}`],
+    ['join-room-unknown', () => `{"type":"join-room","code":"${pick(r, ['ZZZZZZ', 'AAAAAA', '222222'])}"}`],
+    ['join-room-bad', () => `{"type":"join-room","code":${pick(r, ['""', '"ABC"', '"ABCDE0"', '1', 'null', `"${'A'.repeat(100)}"`, '"../x"'])}}`],
+    ['status-bad', () => `{"type":"status","gflops":${pick(r, ['-1', '1e400', '"fast"', '1e10', '[]'])},"paused":false}`],
+    ['peer-served-bad', () => `{"type":"peer-served","peerId":${pick(r, ['""', '"../x"', '1', `"${'p'.repeat(65)}"`])},"sha256":"${t.shardSha}"}`],
+    ['bad-peer-bad', () => `{"type":"bad-peer","peerId":"tg-x","sha256":"${pick(r, ['x', t.shardSha.slice(1), ''])}","reason":"x"}`],
+  ];
 }
 
 /** A binary frame that is invalid (malformed, or a result for a unit never leased). */
@@ -225,10 +253,28 @@ function badRequest(r: Rand, t: FuzzTarget): [string, string, RequestInit] {
     ['bad-ids', () => [pick(r, [`/api/jobs/${encodeURIComponent('../../etc')}`, '/api/jobs/%00', `/shards/${'g'.repeat(64)}`, '/shards/abc', `/api/jobs/${t.jobId}x/result`, '/api/tokens/tk_none']), { method: pick(r, ['GET', 'DELETE']), headers: auth }]],
     ['token-create-bad', () => ['/api/tokens', { method: 'POST', headers: json, body: JSON.stringify({ scope: pick(r, ['root', '', 1, null]), name: 'x' }) }]],
     ['wrong-method', () => [pick(r, ['/api/jobs', '/api/shards', '/api/health', '/api/ledger']), { method: pick(r, ['PUT', 'PATCH', 'DELETE']), headers: auth }]],
+    ...roomRequests(r, t),
   ];
   const [kind, make] = pick(r, kinds);
   const [path, init] = make();
   return [kind, path, init];
+}
+
+/** Invalid room requests: bad names and bodies, bad codes, controls and demos without the teacher key. */
+function roomRequests(r: Rand, t: FuzzTarget): [string, () => [string, RequestInit]][] {
+  const jsonOnly = { 'content-type': 'application/json' };
+  const badName = () => pick<unknown>(r, ['', ' ', 'x'.repeat(65), 'a\u202Eb', 'tab\there', 'nul\u0000', 1, null, [], {}, 'zw\u200Bsp']);
+  return [
+    ['room-create-bad', () => ['/api/rooms', { method: 'POST', headers: jsonOnly, body: r() < 0.2 ? pick(r, ['{', 'null', '[]']) : JSON.stringify(r() < 0.2 ? { name: 'ok', [pick(r, ['code', 'teacherKey', 'paused'])]: 'x' } : { name: badName() }) }]],
+    ['room-code-bad', () => [`/api/rooms/${encodeURIComponent(pick(r, ['ABC', 'ABCDE0', 'abcdefg', '../../x', '%00', 'O0O0O0']))}${pick(r, ['', '/snapshot', '/events'])}`, { method: 'GET' }]],
+    [
+      'room-control-bad',
+      () => [
+        `/api/rooms/${t.roomCode}/${pick(r, ['control', 'demo'])}`,
+        { method: 'POST', headers: { ...jsonOnly, ...(r() < 0.7 ? { authorization: `Bearer tk_${madeUpSha(r).slice(0, 24)}` } : {}) }, body: JSON.stringify(pick<unknown>(r, [{ paused: true }, { size: 'large' }, { size: 'huge' }, { paused: 'yes' }])) },
+      ],
+    ],
+  ];
 }
 
 export async function runFuzz(t: FuzzTarget, opts: { count: number; seed?: number; httpShare?: number }): Promise<FuzzReport> {
