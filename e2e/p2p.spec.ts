@@ -32,6 +32,20 @@ async function waitForSwarm(pages: Page[]) {
   for (const p of pages) await expect(p.getByTestId('p2p-state')).toHaveText('Peer-to-peer: on', { timeout: 30_000 });
 }
 
+/**
+ * The tracker points pages at a peer's own claim only once it is proven: an accomplice (another
+ * identity) reports having got `sha` from `peer` intact. Returns the accomplice, to close.
+ */
+async function vouchFor(grid: TestCoordinator, peer: { peerId: string }, sha: string): Promise<SimWorker> {
+  await expect.poll(async () => (await p2pState(grid)).peers.find((p) => p.peerId === peer.peerId)?.shards).toBe(1);
+  const accomplice = new SimWorker({ url: grid.base, name: 'accomplice', slots: 0 });
+  await accomplice.connect();
+  accomplice.send(JSON.stringify({ type: 'peer-served', peerId: peer.peerId, sha256: sha }));
+  accomplice.send(JSON.stringify({ type: 'failure', leaseId: 'l_sync', reason: 'sync' })); // answered once the report is taken
+  await expect.poll(() => accomplice.messages.some((msg) => msg.type === 'error')).toBe(true);
+  return accomplice;
+}
+
 async function expectProduct(grid: TestCoordinator, jobId: string, A: Float32Array, B: Float32Array, m: number, k: number, n: number) {
   const C = parseNpy(new Uint8Array(await (await grid.api(`/api/jobs/${jobId}/result`)).arrayBuffer()));
   expect(C.shape).toEqual([m, n]);
@@ -101,7 +115,7 @@ test('a peer serving corrupted bytes is detected, reported and no longer recomme
   const grid = await startGrid();
   let liar: Awaited<ReturnType<typeof startNodePeer>> | null = null;
   const observer = new SimWorker({ url: grid.base, name: 'observer' });
-  const voucher = new SimWorker({ url: grid.base, name: 'accomplice', slots: 0 });
+  let voucher: SimWorker | null = null;
   try {
     const A = randomMatrix(m, k, 21);
     const B = randomMatrix(k, n, 22);
@@ -119,13 +133,8 @@ test('a peer serving corrupted bytes is detected, reported and no longer recomme
         return bad;
       },
     });
-    // The tracker points pages at a peer's own claim only once it is proven: another identity (the
-    // liar's accomplice) reports having got B from it intact, so the pages are sent to it.
-    await expect.poll(async () => (await p2pState(grid)).peers.find((p) => p.peerId === liar!.peerId)?.shards).toBe(1);
-    await voucher.connect();
-    voucher.send(JSON.stringify({ type: 'peer-served', peerId: liar.peerId, sha256: b }));
-    voucher.send(JSON.stringify({ type: 'failure', leaseId: 'l_sync', reason: 'sync' })); // answered once the report is taken
-    await expect.poll(() => voucher.messages.some((msg) => msg.type === 'error')).toBe(true);
+    // An accomplice vouches for the liar, so the pages are sent to it.
+    voucher = await vouchFor(grid, liar, b);
     const pages: Page[] = [];
     for (let i = 0; i < 3; i++) pages.push(await openVolunteer(browser, grid));
     await waitForSwarm(pages);
@@ -157,7 +166,7 @@ test('a peer serving corrupted bytes is detected, reported and no longer recomme
     expect(liar.requests.length).toBe(asked);
   } finally {
     observer.close();
-    voucher.close();
+    voucher?.close();
     await liar?.close();
     await grid.stop();
   }
@@ -210,6 +219,7 @@ test('a peer that accepts the connection but never sends: the receiver falls bac
   const [m, k, n] = [8, 256, 256]; // one unit; B is 256 KiB
   const grid = await startGrid();
   let silent: Awaited<ReturnType<typeof startNodePeer>> | null = null;
+  let accomplice: SimWorker | null = null;
   try {
     const A = randomMatrix(m, k, 41);
     const B = randomMatrix(k, n, 42);
@@ -217,6 +227,7 @@ test('a peer that accepts the connection but never sends: the receiver falls bac
     const b = await uploadMatrix(grid, k, n, B);
     // Claims B, takes the connection and the request, and never answers.
     silent = await startNodePeer({ grid, holds: [b], serve: () => new Promise<never>(() => {}) });
+    accomplice = await vouchFor(grid, silent, b); // so the page is sent to it
     const page = await openVolunteer(browser, grid);
     await waitForSwarm([page]);
     const job = await grid.submitJob({ kind: 'matmul', inputs: { a, b }, replication: 1, tile: { rows: 8, cols: n } });
@@ -226,6 +237,7 @@ test('a peer that accepts the connection but never sends: the receiver falls bac
     expect(Number(await page.getByTestId('from-peers').getAttribute('data-peer-failures'))).toBe(1);
     expect(Number(await page.getByTestId('from-coordinator').getAttribute('data-bytes'))).toBeGreaterThanOrEqual(k * n * 4);
   } finally {
+    accomplice?.close();
     await silent?.close();
     await grid.stop();
   }
