@@ -38,7 +38,7 @@ const API = {
     summary: 'Server-Sent Events: a room snapshot every second (the board)',
     params: RoomParams,
     answers: { 200: { events: RoomSnapshot } },
-    errors: NO_ROOM,
+    errors: { ...NO_ROOM, 429: 'this address has 16 board streams open (1,000 in all)' },
   },
   control: {
     tag: 'rooms',
@@ -62,6 +62,9 @@ const API = {
 
 /** How often the board gets a fresh snapshot. */
 export const BOARD_INTERVAL_MS = 1000;
+/** Open board streams (each costs a snapshot a second) per address, and in all. */
+export const MAX_BOARD_STREAMS_PER_ADDRESS = 16;
+export const MAX_BOARD_STREAMS = 1000;
 
 /** The owner of a room's demo jobs (jobs belong to whoever submitted them). */
 export const demoOwner = (code: string) => `room:${code}`;
@@ -73,6 +76,7 @@ export const roomRoutes: FastifyPluginAsync<RouteOptions> = async (app, { ctx })
   let demoQueue: Promise<unknown> = Promise.resolve();
   // Open board streams, ended when the server closes (they would otherwise hold it open).
   const streams = new Set<() => void>();
+  const streamsOf = new Map<string, number>();
   app.addHook('preClose', async () => {
     for (const end of streams) end();
   });
@@ -119,6 +123,12 @@ export const roomRoutes: FastifyPluginAsync<RouteOptions> = async (app, { ctx })
 
   app.get<{ Params: { code: string } }>('/api/rooms/:code/events', { config: { api: API.events } }, async (req, reply) => {
     const room = await roomOr404(req.params.code);
+    const address = addressKey(req.ip);
+    const mine = streamsOf.get(address) ?? 0;
+    if (mine >= MAX_BOARD_STREAMS_PER_ADDRESS || streams.size >= MAX_BOARD_STREAMS) {
+      throw new ApiFailure(429, 'rate_limited', `too many open board streams (${MAX_BOARD_STREAMS_PER_ADDRESS} per address, ${MAX_BOARD_STREAMS} in all)`);
+    }
+    streamsOf.set(address, mine + 1);
     reply.hijack();
     const res = reply.raw;
     res.writeHead(200, {
@@ -135,9 +145,13 @@ export const roomRoutes: FastifyPluginAsync<RouteOptions> = async (app, { ctx })
     };
     const timer = setInterval(() => void push().catch(() => undefined), BOARD_INTERVAL_MS);
     const end = () => {
+      if (!open) return;
       open = false;
       clearInterval(timer);
       streams.delete(end);
+      const left = (streamsOf.get(address) ?? 1) - 1;
+      if (left > 0) streamsOf.set(address, left);
+      else streamsOf.delete(address);
       res.end();
     };
     streams.add(end);

@@ -9,6 +9,7 @@ import { afterEach, describe, expect, test } from 'vitest';
 import WebSocket from 'ws';
 import { startCoordinator } from '../../app.js';
 import { DEMO_STORAGE_BYTES } from '../../jobs/demo.js';
+import { MAX_BOARD_STREAMS_PER_ADDRESS } from '../../http/room-routes.js';
 import { ApiError, type JobStatus, type RoomCreated, type RoomSnapshot } from '../../protocol/index.js';
 import { toNpy } from '../../protocol/npy.js';
 import { securityFromEnv } from '../../access/security.js';
@@ -258,6 +259,23 @@ describe('rooms in public', () => {
     expect(snap.memberList).toHaveLength(1);
     expect(snap.gflops).toBe(0);
     expect(snap.memberList[0].gflops).toBe(0);
+  });
+
+  test('board streams are capped per address (each costs a snapshot a second)', async () => {
+    grid = await startTestCoordinator();
+    const room = JSON.parse((await request(grid.base, '/api/rooms', json({ name: 'x' }))).body) as RoomCreated;
+    const ctrl = new AbortController();
+    const statuses: number[] = [];
+    for (let i = 0; i < MAX_BOARD_STREAMS_PER_ADDRESS + 2; i++) {
+      statuses.push((await fetch(`${grid.base}/api/rooms/${room.code}/events`, { signal: ctrl.signal })).status);
+    }
+    ctrl.abort();
+    expect(statuses).toEqual([...Array(MAX_BOARD_STREAMS_PER_ADDRESS).fill(200), 429, 429]);
+    // Closed streams free their places.
+    await new Promise((r) => setTimeout(r, 300));
+    const again = new AbortController();
+    expect((await fetch(`${grid.base}/api/rooms/${room.code}/events`, { signal: again.signal })).status).toBe(200);
+    again.abort();
   });
 
   test('names are plain text of bounded length: control and bidirectional-override characters are refused', async () => {
