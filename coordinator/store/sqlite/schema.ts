@@ -81,7 +81,9 @@ function migrate(db: Database.Database) {
   const columns = (table: string) => new Set((db.prepare(`PRAGMA table_info(${table})`).all() as Row[]).map((r) => String(r.name)));
   if (!columns('leases').has('alive_until')) db.exec('ALTER TABLE leases ADD COLUMN alive_until INTEGER NOT NULL DEFAULT 0');
   // Jobs belong to the token that submitted them; older jobs have no owner (admin tokens see them).
-  if (!columns('jobs').has('owner')) db.exec('ALTER TABLE jobs ADD COLUMN owner TEXT');
+  // A file without a jobs table gets one, owner included, from SCHEMA.
+  const jobColumns = columns('jobs');
+  if (jobColumns.size > 0 && !jobColumns.has('owner')) db.exec('ALTER TABLE jobs ADD COLUMN owner TEXT');
   // Result counts moved onto the volunteer's row (SCHEMA's triggers keep them): counted once here.
   if (!columns('volunteers').has('valid_results')) {
     db.transaction(() => {
