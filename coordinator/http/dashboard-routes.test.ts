@@ -6,7 +6,7 @@ import { verifyReceipt } from '../ledger/export.js';
 import { toNpy } from '../protocol/npy.js';
 import type { GridStats, Receipts } from '../protocol/index.js';
 import { SimWorker } from '../testing/sim-worker.js';
-import { randomMatrix } from '../testing/helpers.js';
+import { randomMatrix, waitFor } from '../testing/helpers.js';
 import { useTestGrid } from '../testing/fixtures.js';
 
 const { grid, workers } = useTestGrid();
@@ -30,9 +30,13 @@ describe('dashboard and receipts', () => {
   test('stats count jobs, volunteers online, validation outcomes and credited throughput', async () => {
     expect((await grid.api('/api/stats', { token: null })).status).toBe(401);
     const { flopsPerUnit, cheater } = await runJob(true);
-    const stats = (await (await grid.api('/api/stats')).json()) as GridStats;
-    // A cheater whose result failed the check is suspended and disconnected.
-    expect(stats.volunteers).toEqual({ online: cheater.closed ? 2 : 3, total: 3 });
+    // A cheater whose result failed the check is suspended and disconnected (it connected first, so
+    // it was given a unit); the stats count it offline once its socket is gone.
+    await waitFor(() => cheater.closed, 10_000, 'the cheater to be disconnected');
+    expect(cheater.closed?.reason).toMatch(/suspended/);
+    let stats = (await (await grid.api('/api/stats')).json()) as GridStats;
+    for (let i = 0; i < 200 && stats.volunteers.online !== 2; i++) stats = (await (await grid.api('/api/stats')).json()) as GridStats;
+    expect(stats.volunteers).toEqual({ online: 2, total: 3 });
     expect(stats.jobs).toEqual({ queued: 0, running: 0, done: 1, failed: 0 });
     expect(stats.results.agreed).toBe(4); // 2 units × 2 replicas
     // The cheater's constant output fails Freivalds' check at once: invalid, not "disagreed".
