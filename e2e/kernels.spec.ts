@@ -60,9 +60,11 @@ test('the worker’s tuned matmul matches the CPU reference over awkward shapes'
 test('every autotuning candidate computes correct products, scalar and vec4 paths', async () => {
   const candidates = await page.evaluate(async () => (await window.tabgridLab).candidates as MatmulConfig[]);
   expect(candidates.length).toBeGreaterThan(1);
-  // SwiftShader has subgroups: the shuffle kernel must be among the candidates checked here.
+  // SwiftShader has subgroups (DESIGN.md): the shuffle kernel must be among the candidates checked
+  // here. A browser without them would not test that kernel, so it fails here instead of passing.
   const features = await page.evaluate(() => window.tabgridReady.then((r) => (r.ok ? r.device.features : [])));
-  if (features.includes('subgroups')) expect(candidates.some((c) => c.subgroups)).toBe(true);
+  expect(features).toContain('subgroups');
+  expect(candidates.some((c) => c.subgroups)).toBe(true);
   const shapes: [number, number, number][] = [
     [1, 1, 1],
     [17, 33, 65],
