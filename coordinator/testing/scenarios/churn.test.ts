@@ -1,5 +1,6 @@
 // Churn: workers that vanish, freeze or answer late. Real coordinator, real WebSockets, Node
 // workers speaking the real protocol; the CPU reference is the ground truth.
+import type { KeyObject } from 'node:crypto';
 import { afterEach, describe, expect, test } from 'vitest';
 import { matmulReference } from '../../jobs/matmul.js';
 import { parseNpy, toNpy } from '../../protocol/npy.js';
@@ -26,7 +27,7 @@ async function submit(g: TestCoordinator, replication: number): Promise<string> 
   return g.submitJob({ kind: 'matmul', inputs: { a, b }, replication, tile: { rows: M, cols: N } }); // one unit
 }
 
-function worker(g: TestCoordinator, name: string, extra: { compute?: Compute; autoPong?: boolean } = {}) {
+function worker(g: TestCoordinator, name: string, extra: { compute?: Compute; autoPong?: boolean; identity?: KeyObject } = {}) {
   const w = new SimWorker({ url: g.base, name, ...extra });
   workers.push(w);
   return w;
@@ -112,11 +113,31 @@ describe('churn', () => {
     await doomed.connect();
     const jobId = await submit(grid, 1);
     await waitFor(() => doomed.messages.some((m) => m.type === 'assign'), 20_000, 'the doomed worker to get the unit');
+    const assigned = doomed.received('assign')[0];
     doomed.kill();
     const next = worker(grid, 'next');
     await next.connect();
     expect((await grid.waitForJob(jobId, 20_000)).state).toBe('done');
     await expectCorrectResult(grid, jobId);
-    expect(await ledger(grid)).toHaveLength(1);
+    expect((await ledger(grid)).map((e) => e.volunteerId)).toEqual([next.volunteerId]);
+
+    // The killed machine comes back under the same identity and delivers what it computed for its
+    // old lease — twice, as a page that lost its acks might. The unit is settled: both are refused.
+    const back = worker(grid, 'doomed again', { identity: doomed.privateKey });
+    await back.connect();
+    expect(back.volunteerId).toBe(doomed.volunteerId);
+    const output = matmulReference(A, B, M, K, N);
+    const payload = new Uint8Array(output.buffer);
+    back.sendResult(assigned.lease.id, assigned.wu.id, payload);
+    await waitFor(() => acks(back).length >= 1, 10_000, 'the late result to be answered');
+    back.sendResult(assigned.lease.id, assigned.wu.id, payload);
+    await waitFor(() => acks(back).length >= 2, 10_000, 'the repeated late result to be answered');
+    expect(acks(back).map((a) => a.accepted)).toEqual([false, false]);
+    expect(acks(back)[0].reason).toMatch(/already settled/);
+    expect(acks(back)[1].reason).toMatch(/already settled|no longer wanted/);
+    expect((await ledger(grid)).map((e) => e.volunteerId)).toEqual([next.volunteerId]);
+    const c = await credits(grid);
+    expect(c.get(doomed.volunteerId)).toBe(0);
+    expect(c.get(next.volunteerId)).toBe(2 * M * N * K);
   });
 });
