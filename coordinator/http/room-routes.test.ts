@@ -3,7 +3,8 @@
 import { describe, expect, test } from 'vitest';
 import { RoomCode, type RoomCreated, type RoomInfo, type RoomSnapshot } from '../protocol/index.js';
 import { SimWorker } from '../testing/sim-worker.js';
-import { TOKEN, waitFor } from '../testing/helpers.js';
+import { randomMatrix, TOKEN, waitFor } from '../testing/helpers.js';
+import { toNpy } from '../protocol/npy.js';
 import { useTestGrid } from '../testing/fixtures.js';
 
 const { grid, workers } = useTestGrid();
@@ -27,6 +28,17 @@ async function joinedWorker(code: string, name: string): Promise<SimWorker> {
 }
 
 const snapshot = async (code: string) => (await (await grid.api(`/api/rooms/${code}/snapshot`, { token: null })).json()) as RoomSnapshot;
+
+/** Polls the room's snapshot until `ok` holds. */
+async function waitForSnapshot(code: string, ok: (s: RoomSnapshot) => boolean, what: string): Promise<RoomSnapshot> {
+  const until = Date.now() + 10_000;
+  for (;;) {
+    const snap = await snapshot(code);
+    if (ok(snap)) return snap;
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(snap)}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
 
 describe('rooms', () => {
   test('a room gets a short code, join and board paths, and a teacher key', async () => {
@@ -106,7 +118,10 @@ describe('rooms', () => {
     await waitFor(() => w.messages.some((m) => m.type === 'room' && m.paused), 5000, 'pause message');
 
     // A demo job while paused: nothing is leased to the paused member, even if it says it is ready.
+    // (The device message after it shows on the snapshot once the coordinator has handled both.)
     w.send(JSON.stringify({ type: 'ready', slots: 1 }));
+    w.send(JSON.stringify({ type: 'device', device: { backend: 'cpu', adapter: 'ready sent', features: [] } }));
+    await waitForSnapshot(room.code, (s) => s.memberList[0]?.device === 'CPU: ready sent', 'the ready and device messages handled');
     const demo = await post(`/api/rooms/${room.code}/demo`, { size: 'small' }, room.teacherKey);
     expect(demo.status).toBe(201);
     const { id, workUnits } = (await demo.json()) as { id: string; workUnits: number };
@@ -115,13 +130,22 @@ describe('rooms', () => {
     const again = await post(`/api/rooms/${room.code}/demo`, { size: 'small' }, room.teacherKey);
     expect(again.status).toBe(409);
     expect(((await again.json()) as { error: { code: string } }).error.code).toBe('not_ready');
-    await new Promise((r) => setTimeout(r, 300));
+    // A volunteer outside the room connects and takes all four units (it holds them): the work was
+    // there to be handed out while the member said it was ready, and the member got none of it.
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    const outsider = new SimWorker({ url: grid.base, name: 'outsider', slots: 4, compute: async (wu) => held.then(() => new Float32Array(wu.outputBytes / 4)) });
+    workers.push(outsider);
+    await outsider.connect();
+    await waitFor(() => outsider.received('assign').length === 4, 10_000, 'the outsider to take all four units');
     expect(w.messages.some((m) => m.type === 'assign')).toBe(false);
 
     // The API token works as a teacher key too.
     expect((await post(`/api/rooms/${room.code}/control`, { paused: false }, TOKEN)).status).toBe(200);
     await waitFor(() => w.messages.some((m) => m.type === 'room' && !m.paused), 5000, 'resume message');
     w.send(JSON.stringify({ type: 'ready', slots: 1 }));
+    outsider.kill(); // its units go back to the queue, and to the member
+    release();
     const status = await grid.waitForJob(id, 20_000);
     expect(status.state).toBe('done');
 
@@ -135,6 +159,50 @@ describe('rooms', () => {
     const { rooms } = (await (await grid.api('/api/rooms', { token: null })).json()) as { rooms: RoomInfo[] };
     expect(rooms.find((r) => r.name === 'Physics 2B')?.credit).toBe(snap.credit);
     expect(JSON.stringify(rooms)).not.toContain(room.code);
+  });
+
+  test('a room counts what its members earned after joining, and GET /api/rooms ranks rooms by that credit', async () => {
+    /** One unit of 2·m·8·8 FLOPs, replication 1: whoever is ready computes it. */
+    const job = async (m: number) => {
+      const a = await grid.uploadShard(toNpy([m, 8], randomMatrix(m, 8, m)));
+      const b = await grid.uploadShard(toNpy([8, 8], randomMatrix(8, 8, 2)));
+      const id = await grid.submitJob({ kind: 'matmul', inputs: { a, b }, replication: 1, tile: { rows: m, cols: 8 } });
+      expect((await grid.waitForJob(id, 20_000)).state).toBe('done');
+      return 2 * m * 8 * 8;
+    };
+    const small = await createRoom('Small');
+    const big = await createRoom('Big');
+    await createRoom('Idle'); // no members, no credit: ranked last
+    // Ada earns credit before she joins: it is hers, not the room's.
+    const ada = new SimWorker({ url: grid.base, name: 'Ada' });
+    workers.push(ada);
+    await ada.connect();
+    const before = await job(8);
+    await waitFor(() => ada.credit === before, 5000, 'the credit before joining');
+    ada.send(JSON.stringify({ type: 'join-room', code: small.code }));
+    await waitFor(() => ada.messages.find((m) => m.type === 'room'), 5000, 'room message');
+    const afterJoin = await job(16);
+    await waitFor(() => ada.credit === before + afterJoin, 5000, 'the credit after joining');
+    // Ada stops taking work (her status shows on her room's snapshot once both are handled); Bob
+    // joins the other room and earns more.
+    ada.send(JSON.stringify({ type: 'ready', slots: 0 }));
+    ada.send(JSON.stringify({ type: 'status', gflops: 1, paused: true }));
+    await waitForSnapshot(small.code, (s) => s.memberList[0]?.paused === true, "Ada's pause handled");
+    const bob = await joinedWorker(big.code, 'Bob');
+    const bobs = await job(40);
+    await waitFor(() => bob.credit === bobs, 5000, "Bob's credit");
+
+    const smallSnap = await snapshot(small.code);
+    expect(smallSnap.credit).toBe(afterJoin);
+    expect(smallSnap.memberList).toMatchObject([{ name: 'Ada', units: 1, credit: afterJoin }]);
+    expect((await snapshot(big.code)).credit).toBe(bobs);
+    const { rooms } = (await (await grid.api('/api/rooms', { token: null })).json()) as { rooms: RoomInfo[] };
+    // (The public ranking names rooms; it does not show their codes.)
+    expect(rooms.map((r) => [r.name, r.credit])).toEqual([
+      ['Big', bobs],
+      ['Small', afterJoin],
+      ['Idle', 0],
+    ]);
   });
 
   test('the board stream sends snapshots as Server-Sent Events', async () => {
