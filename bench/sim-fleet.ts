@@ -1,7 +1,7 @@
 // The load bench's workers: many SimWorkers (the real protocol, real WebSockets, own Ed25519 keys)
 // in their own process, so their work does not steal the coordinator's event loop. Driven by the
 // parent over IPC: it connects them, then reports per-unit latency (assign -> credit) when asked.
-import { SimWorker } from '../coordinator/testing/sim-worker.js';
+import { honestCompute, SimWorker } from '../coordinator/testing/sim-worker.js';
 
 interface Options {
   url: string;
@@ -53,7 +53,7 @@ async function connectAll() {
   for (let i = 0; i < opts.count; i += 50) {
     const batch = [];
     for (let j = i; j < Math.min(opts.count, i + 50); j++) {
-      const w = new SimWorker({ url: opts.url, name: `sim-${j}`, slots: opts.slots, batchLingerMs: opts.batchLingerMs, shardCache, keepMessages: false, validateMessages: false, onMessage: onMessage(j) });
+      const w = new SimWorker({ url: opts.url, name: `sim-${j}`, compute: honestCompute, slots: opts.slots, batchLingerMs: opts.batchLingerMs, shardCache, keepMessages: false, validateMessages: false, onMessage: onMessage(j) });
       workers.push(w);
       batch.push(w.connect());
     }

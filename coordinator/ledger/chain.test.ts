@@ -4,7 +4,7 @@ import { createHash, generateKeyPairSync, sign, verify } from 'node:crypto';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { auditLedger } from './audit.js';
-import { matmulReference } from '../jobs/matmul.js';
+import { productBoundShare } from '../testing/device-math.js';
 import { loadCoordinatorPublicKey, verifySignature } from '../access/keys.js';
 import { entryHash, GENESIS_HASH, makeEntry, makeSealer, receiptsFor, sha256, verifyChain } from './chain.js';
 import { parseNpy, toNpy } from '../protocol/npy.js';
@@ -198,7 +198,8 @@ describe('ledger in a real coordinator data directory', () => {
     expect(status.state).toBe('done');
     const res = await t.api(`/api/jobs/${id}/result`);
     const result = parseNpy(new Uint8Array(await res.arrayBuffer()));
-    expect(Array.from(result.data)).toEqual(Array.from(matmulReference(A, B, M, K, N)));
+    // The honest workers sum in different orders: A·B within float32 rounding, not the reference's bits.
+    expect(productBoundShare(result.data, A, B, M, K, N)).toBeLessThanOrEqual(1);
     for (const w of workers) w.close();
     await t.stop({ keepDir: true });
   });

@@ -166,33 +166,8 @@ export function runCli(args: string[], env: NodeJS.ProcessEnv = {}, script = 'co
   return { status: r.status, out: r.stdout + r.stderr };
 }
 
-/**
- * Matmul as a float32 device computes it: every multiply and add rounded by `round` (Math.fround =
- * round-to-nearest), summing forwards or backwards. Honest results that differ from each other
- * and from the float64 reference in the last bits, as different GPUs' do.
- */
-export function float32Matmul(
-  a: Float32Array,
-  b: Float32Array,
-  m: number,
-  k: number,
-  n: number,
-  opts: { round?: (x: number) => number; reverse?: boolean } = {},
-): Float32Array {
-  const round = opts.round ?? Math.fround;
-  const c = new Float32Array(m * n);
-  for (let i = 0; i < m; i++) {
-    for (let j = 0; j < n; j++) {
-      let s = 0;
-      for (let q = 0; q < k; q++) {
-        const p = opts.reverse ? k - 1 - q : q;
-        s = round(s + round(a[i * k + p] * b[p * n + j]));
-      }
-      c[i * n + j] = s;
-    }
-  }
-  return c;
-}
+/** Matmul as a float32 device computes it (device-math.ts). */
+export { float32Matmul } from './device-math.js';
 
 /** From the database: for each volunteer, 2·rows·cols·k summed over units it has a valid result for. */
 export async function flopsOfValidResults(dbFile: string): Promise<Map<string, number>> {

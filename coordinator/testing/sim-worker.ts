@@ -1,6 +1,8 @@
-// A worker in Node that speaks the real protocol with its own Ed25519 identity. It computes with the
-// CPU reference (ONNX units on onnxruntime-node), or with whatever `compute` it is given: tests use
-// it for cheaters, the load bench for many fast workers.
+// A worker in Node that speaks the real protocol with its own Ed25519 identity. It computes matmul
+// and attention units in float32 like a device, each worker summing in its own order
+// (device-math.ts), so honest replicas differ in their last bits as different GPUs' do; train units
+// with the CPU reference and ONNX units on onnxruntime-node; or with whatever `compute` it is
+// given: tests use it for cheaters, the load bench for many fast workers (with the reference).
 import { generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
 import WebSocket from 'ws';
 import { attentionReference } from '../jobs/attention.js';
@@ -23,6 +25,7 @@ import {
   type WorkUnitSpec,
 } from '../protocol/index.js';
 import { sha256Hex } from '../store/shards.js';
+import { deviceCompute, SUM_ORDERS, type SumOrder } from './device-math.js';
 
 export type Compute = (wu: WorkUnitSpec, inputs: Record<string, Float32Array>) => Float32Array | Promise<Float32Array>;
 
@@ -32,7 +35,10 @@ export function matmulParams(wu: WorkUnitSpec): MatmulParams {
   return wu.params;
 }
 
-/** The CPU reference of the unit's kind: what an honest worker returns (ONNX: see `onnxRuntimeCompute`). */
+/**
+ * The CPU reference of the unit's kind (float64 sums rounded once; ONNX: see `onnxRuntimeCompute`):
+ * the ground truth, and what a worker that must match it bit for bit returns.
+ */
 export const honestCompute: Compute = (wu, inputs) => {
   if (wu.kind === 'matmul') return matmulReference(inputs.a, inputs.b, wu.params.m, wu.params.k, wu.params.n);
   if (wu.kind === 'attention') return attentionReference(inputs.q, inputs.k, inputs.v, wu.params);
@@ -77,6 +83,12 @@ export function onnxRuntimeCompute(url: string): Compute {
   };
 }
 
+/** Matmul and attention as a device summing in `order` would compute them; other kinds by `rest`. */
+export function deviceLikeCompute(order: SumOrder, rest: Compute): Compute {
+  const device = deviceCompute(order);
+  return (wu, inputs) => (wu.kind === 'matmul' || wu.kind === 'attention' ? device(wu, inputs) : rest(wu, inputs));
+}
+
 /**
  * What a worker does with a computed output. The default signs and sends it for its own lease;
  * adversaries (adversary-workers.ts) replay, misaddress, forge or flood instead.
@@ -100,6 +112,11 @@ export interface SimWorkerOptions {
   submit?: Submit;
   /** False: never answer the coordinator's pings (a frozen or vanished machine). */
   autoPong?: boolean;
+  /**
+   * How the default compute sums (device-math.ts); absent: each new worker takes the next order in
+   * SUM_ORDERS, so any two workers made one after the other sum differently.
+   */
+  sumOrder?: SumOrder;
   /** Parsed input shards, shareable between many workers in one process (the load bench). */
   shardCache?: Map<string, Float32Array | Promise<Float32Array>>;
   /** False: do not keep every message in `messages` (long runs). */
@@ -117,7 +134,11 @@ export interface SimWorkerOptions {
 }
 
 export class SimWorker {
+  private static made = 0;
   readonly privateKey: KeyObject;
+  /** How its default compute sums (ignored when it was given a `compute`). */
+  readonly sumOrder: SumOrder;
+  private readonly compute: Compute;
   readonly publicKeyRaw: string;
   volunteerId = '';
   credit = 0;
@@ -133,11 +154,11 @@ export class SimWorker {
   private readonly ready: OutgoingResult[] = [];
   private cancelFlush: (() => void) | null = null;
   private readonly shardCache: Map<string, Float32Array | Promise<Float32Array>>;
-  private readonly compute: Compute;
 
   constructor(private readonly opts: SimWorkerOptions) {
     this.shardCache = opts.shardCache ?? new Map();
-    this.compute = opts.compute ?? onnxRuntimeCompute(opts.url);
+    this.sumOrder = opts.sumOrder ?? SUM_ORDERS[SimWorker.made++ % SUM_ORDERS.length];
+    this.compute = opts.compute ?? deviceLikeCompute(this.sumOrder, onnxRuntimeCompute(opts.url));
     this.privateKey = opts.identity ?? generateKeyPairSync('ed25519').privateKey;
     const jwk = this.privateKey.export({ format: 'jwk' });
     this.publicKeyRaw = String(jwk.x);

@@ -5,7 +5,6 @@ import { generateKeyPairSync, sign } from 'node:crypto';
 import { join } from 'node:path';
 import { describe, expect, onTestFinished, test } from 'vitest';
 import { verifyExport } from '../../ledger/export.js';
-import { matmulReference } from '../../jobs/matmul.js';
 import { parseNpy, toNpy } from '../../protocol/npy.js';
 import {
   encodeResultBatchFrame,
@@ -19,6 +18,7 @@ import {
 } from '../../protocol/index.js';
 import { sha256Hex } from '../../store/shards.js';
 import { honestCompute, SimWorker, type Compute, type SimWorkerOptions } from '../sim-worker.js';
+import { productBoundShare } from '../device-math.js';
 import { flopsOfValidResults, randomMatrix, startTestCoordinator, waitFor, type TestCoordinator } from '../helpers.js';
 import { DEFAULT_TRUST_POLICY } from '../../work/trust.js';
 
@@ -57,11 +57,16 @@ const computed = (v: VolunteerSummary | undefined) => (v ? v.results.valid + v.r
 /** Strikes the coordinator logged against an identity. */
 const strikes = (tc: TestCoordinator, volunteerId: string) => tc.logs.filter((l) => l.startsWith(`volunteer ${volunteerId} `) && l.includes('(strike ')).length;
 
-/** The job is exact, every volunteer's credit is the FLOPs of its valid results, and the ledger verifies. */
+/**
+ * The job's result is A·B within float32 rounding (honest workers sum in different orders, so it is
+ * theirs, not the reference's), every volunteer's credit is exactly the FLOPs of its valid results,
+ * and the ledger verifies.
+ */
 async function expectSettledExactly(tc: TestCoordinator, jobId: string, A: Float32Array, B: Float32Array, M: number, K: number, N: number) {
   expect((await tc.waitForJob(jobId, 30_000)).state).toBe('done');
-  const bytes = new Uint8Array(await (await tc.api(`/api/jobs/${jobId}/result`)).arrayBuffer());
-  expect(Buffer.from(bytes).equals(Buffer.from(toNpy([M, N], matmulReference(A, B, M, K, N))))).toBe(true);
+  const result = parseNpy(new Uint8Array(await (await tc.api(`/api/jobs/${jobId}/result`)).arrayBuffer()));
+  expect(result.shape).toEqual([M, N]);
+  expect(productBoundShare(result.data, A, B, M, K, N)).toBeLessThanOrEqual(1);
   const ledger = (await (await tc.api('/api/ledger/export')).json()) as LedgerExport;
   expect(verifyExport(ledger).ok).toBe(true);
   const vs = await volunteers(tc);
@@ -78,7 +83,7 @@ describe('batched results from honest workers', () => {
     { slots: 1, batched: false },
     { slots: 3, batched: true },
     { slots: 8, batched: true },
-  ])('slots $slots: the job is exact and credited FLOP for FLOP as with single results', async ({ slots, batched }) => {
+  ])('slots $slots: the job is correct and credited FLOP for FLOP as with single results', async ({ slots, batched }) => {
     const [M, K, N] = [24, 13, 24]; // 9 tiles
     const { tc, A, B, submit } = await matmulJob(M, K, N, slots);
     const ws = [await connected(tc, { name: 'honest-0', slots, batchLingerMs: 100 }), await connected(tc, { name: 'honest-1', slots, batchLingerMs: 100 })];
