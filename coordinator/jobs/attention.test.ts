@@ -3,6 +3,7 @@ import { parseNpy, toNpy } from '../protocol/npy.js';
 import { JobSubmit, WorkUnitSpec, type AttentionJobSubmit, type AttentionParams, type VolunteerSummary } from '../protocol/index.js';
 import type { JobRecord, WorkUnitRecord } from '../store/store.js';
 import { honestCompute, SimWorker } from '../testing/sim-worker.js';
+import { float32Attention } from '../testing/device-math.js';
 import { randomMatrix, startTestCoordinator } from '../testing/helpers.js';
 import { useTempShards } from '../testing/fixtures.js';
 import { compareWithin } from './compare.js';
@@ -30,40 +31,50 @@ function naiveAttention(q: Float32Array, k: Float32Array, v: Float32Array, seq: 
 }
 
 /**
- * What the GPU kernel does, in float32 arithmetic: one pass over keys in tiles of 16 with an online
- * softmax (running max and sum, accumulator rescaled when the max grows). A different order and
- * precision than the reference, so it shows the tolerance admits honest float32 results.
+ * An independent float64 attention, written here and sharing nothing with attention.ts: three
+ * passes over one query block — (1) every score s_ij = q_i·k_j/√d of the block, (2) each row's
+ * max and softmax weights p_ij = exp(s_ij − max_i)/Σ_j exp(s_ij − max_i), (3) out = P·V.
+ * (The coordinator's reference and its row check share attentionRow; this checks both.)
  */
-function float32OnlineSoftmax(q: Float32Array, k: Float32Array, v: Float32Array, p: AttentionParams): Float32Array {
-  const f = Math.fround;
+function threePassAttention(q: Float32Array, k: Float32Array, v: Float32Array, p: AttentionParams): Float64Array {
   const { rows, seq, d, q0, causal } = p;
-  const scale = f(1 / Math.sqrt(d));
-  const out = new Float32Array(rows * d);
-  for (let i = 0; i < rows; i++) {
-    const keys = causal ? Math.min(seq, q0 + i + 1) : seq;
-    let m = -3.4e38;
-    let l = 0;
-    const acc = new Float32Array(d);
-    for (let t = 0; t < keys; t += 16) {
-      const end = Math.min(keys, t + 16);
-      const s: number[] = [];
-      for (let j = t; j < end; j++) {
-        let dot = 0;
-        for (let c = 0; c < d; c++) dot = f(dot + f(f(q[i * d + c] * scale) * k[j * d + c]));
-        s.push(dot);
-      }
-      const mNew = Math.max(m, ...s);
-      const corr = f(Math.exp(f(m - mNew)));
-      l = f(l * corr);
-      for (let c = 0; c < d; c++) acc[c] = f(acc[c] * corr);
-      for (let j = t; j < end; j++) {
-        const w = f(Math.exp(f(s[j - t] - mNew)));
-        l = f(l + w);
-        for (let c = 0; c < d; c++) acc[c] = f(acc[c] + f(w * v[j * d + c]));
-      }
-      m = mNew;
+  const visible = (i: number) => (causal ? Math.min(seq, q0 + i + 1) : seq);
+  // Pass 1: scores.
+  const scores = Array.from({ length: rows }, (_, i) => {
+    const row = new Float64Array(visible(i));
+    for (let j = 0; j < row.length; j++) {
+      let dot = 0;
+      for (let c = 0; c < d; c++) dot += q[i * d + c] * k[j * d + c];
+      row[j] = dot / Math.sqrt(d);
     }
-    for (let c = 0; c < d; c++) out[i * d + c] = f(acc[c] / l);
+    return row;
+  });
+  // Pass 2: softmax weights, each row shifted by its max.
+  const weights = scores.map((row) => {
+    const max = row.reduce((m, x) => Math.max(m, x), -Infinity);
+    const e = row.map((x) => Math.exp(x - max));
+    const sum = e.reduce((a, b) => a + b, 0);
+    return e.map((x) => x / sum);
+  });
+  // Pass 3: the weighted sum of V's rows.
+  const out = new Float64Array(rows * d);
+  for (let i = 0; i < rows; i++) {
+    for (let c = 0; c < d; c++) {
+      let acc = 0;
+      for (let j = 0; j < weights[i].length; j++) acc += weights[i][j] * v[j * d + c];
+      out[i * d + c] = acc;
+    }
+  }
+  return out;
+}
+
+/** threePassAttention over [heads, seq, d] tensors, head by head. */
+function threePassHeads(q: Float32Array, k: Float32Array, v: Float32Array, heads: number, seq: number, d: number, causal: boolean): Float64Array {
+  const out = new Float64Array(heads * seq * d);
+  const size = seq * d;
+  for (let h = 0; h < heads; h++) {
+    const at = (t: Float32Array) => t.subarray(h * size, (h + 1) * size);
+    out.set(threePassAttention(at(q), at(k), at(v), params(seq, seq, d, causal)), h * size);
   }
   return out;
 }
@@ -114,6 +125,24 @@ describe('attentionReference', () => {
     for (let i = 0; i < out.length; i++) expect(out[i]).toBeCloseTo(naive[i], 6);
   });
 
+  test.each([
+    [1, 1, 64, false, 0, 1],
+    [16, 40, 64, true, 24, 1], // a later block of a causal sequence
+    [20, 100, 128, false, 0, 1],
+    [17, 61, 64, true, 44, 4], // logits up to 128: exp overflows without the max shift
+    [8, 8, 64, false, 0, 30], // logits in the thousands
+  ] as const)('matches an independent three-pass float64 attention (%i rows of %i, d %i, causal %s, q0 %i, scale %i)', (rows, seq, d, causal, q0, scale) => {
+    const q = randomMatrix(rows, d, 61, -scale, scale);
+    const k = randomMatrix(seq, d, 62, -scale, scale);
+    const v = randomMatrix(seq, d, 63);
+    const p = params(rows, seq, d, causal, q0);
+    const out = attentionReference(q, k, v, p);
+    const independent = threePassAttention(q, k, v, p);
+    expect(independent.every(Number.isFinite)).toBe(true);
+    // Both are float64 until the reference rounds once to float32: within one float32 ulp of |v|∞ ≤ 1.
+    for (let i = 0; i < out.length; i++) expect(Math.abs(out[i] - independent[i])).toBeLessThanOrEqual(2 ** -23);
+  });
+
   test('large logits that overflow a naive softmax stay finite and pick the dominant key', () => {
     const [seq, d] = [8, 64];
     const q = randomMatrix(seq, d, 9, 30, 31); // scores ~ 64·30·30/8 ≈ 7000: exp overflows
@@ -140,7 +169,7 @@ describe('tolerance', () => {
     const v = randomMatrix(seq, d, 14);
     const p = params(rows, seq, d, causal, q0);
     const tol = attentionTolerance(p, maxAbs(q), maxAbs(k), maxAbs(v));
-    const gpuLike = float32OnlineSoftmax(q, k, v, p);
+    const gpuLike = float32Attention(q, k, v, p);
     expect(gpuLike.every(Number.isFinite)).toBe(true);
     expect(compareWithin(gpuLike, attentionReference(q, k, v, p), tol)).toEqual({ ok: true });
     expect(checkRandomRows(q, k, v, gpuLike, p, tol, rows)).toBe(true);
@@ -161,10 +190,13 @@ describe('checkRandomRows', () => {
   const k = randomMatrix(40, 64, 19);
   const v = randomMatrix(40, 64, 20);
   const tol = attentionTolerance(p, maxAbs(q), maxAbs(k), maxAbs(v));
-  const honest = attentionReference(q, k, v, p);
+  // Results made without attention.ts (whose attentionRow the check itself uses): the independent
+  // float64 attention rounded to float32, and float32 device arithmetic in two key orders.
+  const honest = Float32Array.from(threePassAttention(q, k, v, p));
 
-  test('passes an honest result', () => {
+  test('passes an honest result: exact, or float32 arithmetic in either key order', () => {
     expect(checkRandomRows(q, k, v, honest, p, tol)).toBe(true);
+    for (const order of ['forward', 'reverse'] as const) expect(checkRandomRows(q, k, v, float32Attention(q, k, v, p, order), p, tol, p.rows)).toBe(true);
   });
 
   test.each([0, 11, 23])('checking every row catches a corrupted row %i', (row) => {
@@ -174,7 +206,7 @@ describe('checkRandomRows', () => {
   });
 
   test('catches a systematic error (causal mask ignored), NaN, and a wrong length with the default sample', () => {
-    expect(checkRandomRows(q, k, v, attentionReference(q, k, v, { ...p, causal: false }), p, tol)).toBe(false);
+    expect(checkRandomRows(q, k, v, Float32Array.from(threePassAttention(q, k, v, { ...p, causal: false })), p, tol)).toBe(false);
     expect(checkRandomRows(q, k, v, new Float32Array(honest.length).fill(Number.NaN), p, tol)).toBe(false);
     expect(checkRandomRows(q, k, v, honest.subarray(64), p, tol)).toBe(false);
   });
@@ -216,7 +248,7 @@ describe('plan, check and assimilate', () => {
       const p = wu.params as AttentionParams;
       expect(q.shape).toEqual([p.rows, d]);
       expect(k.shape).toEqual([seq, d]);
-      const output = float32OnlineSoftmax(q.data, k.data, v.data, p);
+      const output = float32Attention(q.data, k.data, v.data, p);
       expect(wu.outputBytes).toBe(output.byteLength);
       expect(await attention.check(wu, output, temp.shards)).toBe(true);
       const wrong = output.map((x) => x * 1.01 + 0.01);
@@ -225,7 +257,7 @@ describe('plan, check and assimilate', () => {
     }
     const result = parseNpy(attention.assimilate(job, outputs.reverse()));
     expect(result.shape).toEqual([heads, seq, d]);
-    const reference = attentionReferenceHeads(Q, K, V, heads, seq, d, causal);
+    const reference = threePassHeads(Q, K, V, heads, seq, d, causal);
     let err = 0;
     for (let i = 0; i < reference.length; i++) err = Math.max(err, Math.abs(result.data[i] - reference[i]));
     expect(err).toBeLessThan(1e-5);
@@ -282,7 +314,7 @@ describe('an attention job through the coordinator', () => {
         return out;
       },
     });
-    const workers = [new SimWorker({ url: grid.base }), new SimWorker({ url: grid.base }), cheater];
+    const workers = [new SimWorker({ url: grid.base, sumOrder: 'forward' }), new SimWorker({ url: grid.base, sumOrder: 'reverse' }), cheater];
     try {
       await Promise.all(workers.map((w) => w.connect()));
       const [heads, seq, d] = [2, 30, 64];
@@ -294,7 +326,12 @@ describe('an attention job through the coordinator', () => {
       expect(status.progress.total).toBe(heads * 4);
       const out = parseNpy(new Uint8Array(await (await grid.api(`/api/jobs/${id}/result`)).arrayBuffer()));
       expect(out.shape).toEqual([heads, seq, d]);
-      expect(Array.from(out.data)).toEqual(Array.from(attentionReferenceHeads(Q, K, V, heads, seq, d, true)));
+      // The honest workers compute in float32, in different key orders: the result is within the
+      // job's tolerance of the independent float64 attention, head by head.
+      const exact = threePassHeads(Q, K, V, heads, seq, d, true);
+      const tol = attentionTolerance(params(seq, seq, d, true), maxAbs(Q), maxAbs(K), maxAbs(V));
+      expect(compareWithin(out.data, Float32Array.from(exact), tol)).toEqual({ ok: true });
+      expect(Array.from(out.data)).not.toEqual(Array.from(attentionReferenceHeads(Q, K, V, heads, seq, d, true))); // theirs, not the reference's bits
       const { volunteers } = (await (await grid.api('/api/volunteers')).json()) as { volunteers: VolunteerSummary[] };
       const cheat = volunteers.find((x) => x.id === cheater.volunteerId)!;
       expect(cheat.credit).toBe(0);
