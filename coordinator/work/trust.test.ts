@@ -41,6 +41,15 @@ describe('trust policy', () => {
   });
 });
 
+/** Polls an asynchronous condition until it holds. */
+async function waitForAsync(ok: () => Promise<boolean>, what: string, timeoutMs = 10_000) {
+  const until = Date.now() + timeoutMs;
+  while (!(await ok())) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
 describe('adaptive replication against a real coordinator', () => {
   let grid: TestCoordinator;
   const workers: SimWorker[] = [];
@@ -86,22 +95,17 @@ describe('adaptive replication against a real coordinator', () => {
       // agreed with it, and nothing of it is still waiting for a replica (so that cannot move its
       // "last confirmed" mark): then it cheats. It holds one lease at a time, but its next lease
       // comes while its last result is still being checked: it waits for every result's answer
-      // before it decides (a patient cheater does just that). It watches the database file, which
-      // trails the coordinator by a commit (a replica's agreement settles the unit in one write and
-      // moves its trust mark in the next): the chance must still be there a moment later.
+      // before it decides (a patient cheater does just that). It watches the database file, where
+      // its trust record trails a settlement by a commit: it decides only once that record counts
+      // every valid result it has (its streak, with no strike yet), so its mark can no longer move.
       let cheating = false;
-      const look = async (id: string) => {
-        const since = (await store.getTrust(id)).verifiedAt;
-        const pending = (await store.listVolunteers()).find((v) => v.id === id)?.pending ?? 1;
-        return { since, alone: pending === 0 && (await store.unreplicatedResults(id, since)).length > 0 };
-      };
       const turn = async (id: string) => {
         await waitFor(() => sleeper.received('result-ack').length >= sleeper.resultsSent, 5_000, "the sleeper's acks");
-        const first = await look(id);
-        if (!first.alone) return false;
-        await new Promise((resolve) => setTimeout(resolve, 100));
-        const again = await look(id);
-        return again.alone && again.since === first.since;
+        const me = (await store.listVolunteers()).find((v) => v.id === id);
+        if (!me || me.pending > 0) return false;
+        await waitForAsync(async () => (await store.getTrust(id)).validStreak === me.valid, 'its trust record to count every valid result');
+        const since = (await store.getTrust(id)).verifiedAt;
+        return (await store.unreplicatedResults(id, since)).length > 0;
       };
       const sleeper: SimWorker = new SimWorker({
         url: grid.base,
