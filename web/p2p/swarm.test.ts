@@ -36,12 +36,17 @@ async function rejection(p: Promise<unknown>): Promise<unknown> {
 describe('Swarm.fetch', () => {
   test('a peer that accepts the connection but never answers: the fetch times out', async () => {
     grid = await startTestCoordinator();
-    const silent = await peer(grid, () => new Promise<never>(() => {}));
+    const OTHER = 'cd'.repeat(32);
+    // Refuses OTHER at once, and never answers for SHA.
+    const silent = await peer(grid, (sha) => (sha === OTHER ? Promise.resolve(null) : new Promise<never>(() => {})));
     const asker = await peer(grid, async () => null);
+    // The connection first (however long WebRTC takes to set it up here): a refusal proves it is
+    // open, and it stays open for the next request. Only then is the silent request timed.
+    expect(await rejection(asker.swarm.fetch(silent.peerId, OTHER, { firstByteMs: 30_000 }))).toMatchObject({ name: 'PeerFetchError', kind: 'refused' });
     const err = await rejection(asker.swarm.fetch(silent.peerId, SHA, { firstByteMs: 1500, stallMs: 1000 }));
     // (peerjs is imported only once node-peer has installed WebRTC, so no `instanceof` here)
-    expect(err).toMatchObject({ name: 'PeerFetchError', kind: 'timeout' });
-    expect(silent.requests).toEqual([SHA]); // it was connected and asked, and said nothing
+    expect(err).toMatchObject({ name: 'PeerFetchError', kind: 'timeout', message: expect.stringMatching(/did not answer/) });
+    expect(silent.requests).toEqual([OTHER, SHA]); // it was connected and asked, and said nothing
   });
 
   test('asking a peer that has left fails within the first-byte bound, and the asker still serves afterwards', async () => {

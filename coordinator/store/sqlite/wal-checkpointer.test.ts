@@ -65,7 +65,8 @@ test('the log starts over once copied back, so it stops growing', async () => {
 test('stop() returns when the thread has already died (its database could not be opened)', async () => {
   const cp = new WalCheckpointer(join(dir, 'no-such-dir', 'a.sqlite'), { intervalMs: 10 });
   await waitFor(() => !cp.running, 10_000, 'the thread to fail on the file and exit');
-  const stopped = await Promise.race([cp.stop().then(() => 'stopped'), new Promise((r) => setTimeout(() => r('hung'), 3_000))]);
-  expect(stopped).toBe('stopped');
+  // Nothing is left to answer: stop() must settle by itself (a hang fails the test by its timeout).
+  await cp.stop();
+  expect(cp.running).toBe(false);
   expect(cp.passes).toBe(0);
 });
