@@ -53,23 +53,59 @@ export async function startGrid(opts: { allowedOrigins?: string[] } = {}): Promi
   return grid;
 }
 
+export type Backend = 'webgpu' | 'cpu';
+
 /**
  * Opens a volunteer page in its own browser context (its own IndexedDB, so its own identity).
- * `query` is the page URL's query (e.g. `?backend=cpu`). Pages skip the WebGPU autotuner
- * (`tune=off`: seconds per fresh page on SwiftShader) unless `tune` is set; e2e/attention.spec.ts
- * and the kernel tests run the real tuning.
+ * `backend` forces the page's backend (`?backend=`, which it then shows); absent, the page picks
+ * the faster one — the CPU on a machine whose WebGPU is SwiftShader. `query` is any other query.
+ * Pages skip the WebGPU autotuner (`tune=off`: seconds per fresh page on SwiftShader) unless
+ * `tune` is set; e2e/attention.spec.ts and the kernel tests run the real tuning.
  */
-export async function openVolunteer(browser: Browser, grid: TestCoordinator, opts: { query?: string; tune?: boolean } = {}): Promise<Page> {
+export async function openVolunteer(browser: Browser, grid: TestCoordinator, opts: { backend?: Backend; query?: string; tune?: boolean } = {}): Promise<Page> {
   const context = await browser.newContext();
   volunteerContexts.set(grid, [...(volunteerContexts.get(grid) ?? []), context]);
   const page = await context.newPage();
   page.on('pageerror', (err) => console.error('page error:', err.message));
   const query = new URLSearchParams(opts.query ?? '');
+  if (opts.backend) query.set('backend', opts.backend);
   if (!opts.tune) query.set('tune', 'off');
   await page.goto(`${grid.base}/?${query}`);
   await page.getByRole('button', { name: 'Start computing' }).click();
   await expect(page.getByTestId('volunteer-id')).toHaveText(/^v_[0-9a-f]{24}$/, { timeout: 60_000 });
+  // A forced backend is taken only where the browser has it: WebGPU forced must be WebGPU here.
+  if (opts.backend) await expect(page.getByTestId('backend')).toHaveAttribute('data-backend', opts.backend);
   return page;
+}
+
+/**
+ * Units the page's compute workers have computed, by the backend that computed them (each
+ * worker's own count, web/worker/compute.worker.ts): not what a label says, what ran. A worker
+ * restarted after a hung unit starts its count afresh.
+ */
+export async function computedOn(page: Page): Promise<Record<Backend, number>> {
+  const total = { webgpu: 0, cpu: 0 };
+  for (const worker of page.workers()) {
+    // The compute worker (a module script, or a blob: URL in the widget); never ORT's own threads,
+    // which may be blocked waiting and would not answer.
+    if (!/compute\.worker|^blob:/.test(worker.url())) continue;
+    const counts = await Promise.race([
+      worker.evaluate(() => (globalThis as { tabgridComputed?: Record<Backend, number> }).tabgridComputed ?? null).catch(() => null),
+      new Promise<null>((r) => setTimeout(() => r(null), 5_000)),
+    ]);
+    if (!counts) continue;
+    total.webgpu += counts.webgpu;
+    total.cpu += counts.cpu;
+  }
+  return total;
+}
+
+/** Every unit the page computed ran on `backend`, and it computed at least `atLeast`. */
+export async function expectComputedOn(page: Page, backend: Backend, atLeast = 1) {
+  const counts = await computedOn(page);
+  const other: Backend = backend === 'webgpu' ? 'cpu' : 'webgpu';
+  expect(counts[other], `units computed on ${other} by ${page.url()}`).toBe(0);
+  expect(counts[backend], `units computed on ${backend} by ${page.url()}`).toBeGreaterThanOrEqual(atLeast);
 }
 
 export async function uploadMatrix(grid: TestCoordinator, rows: number, cols: number, data: Float32Array): Promise<string> {

@@ -34,6 +34,13 @@ let lastOnnx: Omit<OnnxResult, 'data'> | null = null;
 let lastUnitBackend: Backend | null = null;
 const gate = new Gate();
 let tuningRun: Promise<TuningResult> | null = null;
+/**
+ * Units this worker has computed, by the backend that computed them (an ONNX unit counts where
+ * its EP ran it): what a test, or a developer in the worker's console, reads to know which
+ * backend really did the work, not which one the page's label names.
+ */
+const computed: Record<Backend, number> = { webgpu: 0, cpu: 0 };
+(globalThis as { tabgridComputed?: Record<Backend, number> }).tabgridComputed = computed;
 
 const idbTuning: TuningCache = {
   get: async (key) => (await openStore()).get('tuning', key),
@@ -168,10 +175,12 @@ const api: ComputeApi = {
     if (!runner) throw new Error(`this worker cannot run ${job.kind} units`);
     const missing = runner.inputs(job).filter((name) => !(inputs[name] instanceof Float32Array));
     if (missing.length) throw new Error(`${job.kind} unit is missing inputs: ${missing.join(', ')}`);
+    let ran: Backend = backend;
     const out = await gate.unit(() => {
-      lastUnitBackend = backend;
-      return runner[backend](job, inputs);
+      ran = lastUnitBackend = backend;
+      return runner[ran](job, inputs);
     });
+    computed[job.kind === 'onnx' ? (lastOnnx?.ep === 'wasm' ? 'cpu' : 'webgpu') : ran]++;
     return Comlink.transfer(out, [out.buffer]);
   },
 
