@@ -1,21 +1,22 @@
 // The foundation's promise: a matmul job computed by real browsers on WebGPU, verified and credited.
+// WebGPU is forced (?backend=webgpu): on this machine it is SwiftShader, ~100× slower than the CPU
+// backend the pages would otherwise choose; the test checks that WebGPU computed every unit.
 import { expect, test } from './fixtures';
 import { matmulReference } from '../coordinator/jobs/matmul';
 import { parseNpy } from '../coordinator/protocol/npy';
 import type { LedgerEntry, VolunteerSummary } from '../coordinator/protocol';
 import { randomMatrix } from '../coordinator/testing/helpers';
 import { SimWorker } from '../coordinator/testing/sim-worker';
-import { ledgerVerify, maxRelativeError, openVolunteer, startGrid, uploadMatrix } from './grid';
+import { computedOn, expectComputedOn, ledgerVerify, maxRelativeError, openVolunteer, startGrid, uploadMatrix } from './grid';
 
 const [M, K, N] = [300, 200, 170];
 const TILE = 128;
 
-test('three browser volunteers compute a 300×200 · 200×170 matmul that matches the CPU reference', async ({ browser }) => {
+test('three browser volunteers on WebGPU compute a 300×200 · 200×170 matmul that matches the CPU reference', async ({ browser }) => {
   const grid = await startGrid();
   try {
     const pages = [];
-    for (let i = 0; i < 3; i++) pages.push(await openVolunteer(browser, grid));
-    await expect(pages[0].getByTestId('device')).toContainText('WebGPU');
+    for (let i = 0; i < 3; i++) pages.push(await openVolunteer(browser, grid, { backend: 'webgpu' }));
     const ids = await Promise.all(pages.map((p) => p.getByTestId('volunteer-id').textContent()));
     expect(new Set(ids).size).toBe(3); // three contexts, three identities
 
@@ -65,11 +66,18 @@ test('three browser volunteers compute a 300×200 · 200×170 matmul that matche
     const verify = ledgerVerify(grid.dir);
     expect(verify.output).toContain('ledger OK: 12 entries');
     expect(verify.status).toBe(0);
+
+    // WebGPU computed every one of the 12 results, on every page; the CPU backend none.
+    const counts = await Promise.all(pages.map((p) => computedOn(p)));
+    for (const [i, c] of counts.entries()) expect(c, `page ${i}`).toMatchObject({ cpu: 0 });
+    for (const [i, c] of counts.entries()) expect(c.webgpu, `page ${i}`).toBeGreaterThanOrEqual(1);
+    expect(counts.reduce((s, c) => s + c.webgpu, 0)).toBeGreaterThanOrEqual(12);
   } finally {
     await grid.stop();
   }
 });
 
+// Not about the backend: the pages compute on the CPU (forced, the fast one here).
 test('a cheating worker earns nothing and the job is still correct', async ({ browser }) => {
   const grid = await startGrid();
   const cheater = new SimWorker({
@@ -80,7 +88,7 @@ test('a cheating worker earns nothing and the job is still correct', async ({ br
   });
   try {
     await cheater.connect();
-    const pages = [await openVolunteer(browser, grid), await openVolunteer(browser, grid)];
+    const pages = [await openVolunteer(browser, grid, { backend: 'cpu' }), await openVolunteer(browser, grid, { backend: 'cpu' })];
     const [m, k, n] = [96, 64, 80];
     const A = randomMatrix(m, k, 3);
     const B = randomMatrix(k, n, 4);
@@ -104,6 +112,7 @@ test('a cheating worker earns nothing and the job is still correct', async ({ br
     const honest = volunteers.filter((v) => v.id !== cheater.volunteerId);
     expect(honest.reduce((s, v) => s + v.credit, 0)).toBe(2 * 2 * m * n * k);
     await expect(pages[0].getByTestId('units-done')).not.toHaveText('0');
+    await expectComputedOn(pages[0], 'cpu');
     expect(ledgerVerify(grid.dir).status).toBe(0);
   } finally {
     cheater.close();
