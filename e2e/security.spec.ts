@@ -5,7 +5,7 @@ import { expect, test } from './fixtures';
 import { createServer, type Server } from 'node:http';
 import { resolve } from 'node:path';
 import { startTestCoordinator } from '../coordinator/testing/helpers';
-import { ROOT } from './grid';
+import { expectComputedOn, ROOT, runMatmulJob } from './grid';
 
 /** A page on another origin (another port) that tries to open the coordinator's worker WebSocket. */
 function foreignSite(): Promise<{ server: Server; origin: string }> {
@@ -40,7 +40,9 @@ test('the page computes under the CSP; wasm compiles, inline scripts do not; for
       if (/Content Security Policy/i.test(msg.text())) violations.push(msg.text());
     });
     const icon = page.waitForResponse((r) => r.url().endsWith('/favicon.svg'));
-    const res = await page.goto(grid.base + '/');
+    // WebGPU forced: the page must open it in its worker under the CSP (forcing is ignored where
+    // WebGPU does not start, so the page then shows the CPU) and compute a unit on it.
+    const res = await page.goto(grid.base + '/?backend=webgpu&tune=off');
     expect(res?.headers()['content-security-policy']).toContain("'wasm-unsafe-eval'");
     // public/ is copied as is: the page's icon and robots.txt are served.
     expect((await icon).status()).toBe(200);
@@ -48,6 +50,11 @@ test('the page computes under the CSP; wasm compiles, inline scripts do not; for
     expect(await robots.text()).toContain('Disallow: /api/');
     await page.getByRole('button', { name: 'Start computing' }).click();
     await expect(page.getByTestId('volunteer-id')).toHaveText(/^v_[0-9a-f]{24}$/, { timeout: 60_000 });
+    await expect(page.getByTestId('backend')).toHaveAttribute('data-backend', 'webgpu');
+    const job = await runMatmulJob(grid, { m: 16, k: 8, n: 16, seed: 3, replication: 1, tile: { rows: 16, cols: 16 }, timeoutMs: 60_000 });
+    expect(job.status.state).toBe('done');
+    expect(job.relativeError).toBeLessThanOrEqual(1e-4);
+    await expectComputedOn(page, 'webgpu', 1);
     // WebGPU ran a matmul in the worker under the CSP (measured between units, once the page waits for work).
     await expect(page.getByTestId('backend-speeds')).toHaveAttribute('data-webgpu', /^\d/, { timeout: 60_000 });
 
