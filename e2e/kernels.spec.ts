@@ -9,7 +9,7 @@ import type { AttentionParams } from '../coordinator/protocol';
 import { randomMatrix, startTestCoordinator, type TestCoordinator } from '../coordinator/testing/helpers';
 import { compareWithin } from '../coordinator/jobs/compare';
 import type { MatmulConfig } from '../web/gpu/matmul';
-import { maxRelativeError, ROOT } from './grid';
+import { computedOn, maxRelativeError, ROOT } from './grid';
 import { resolve } from 'node:path';
 
 let grid: TestCoordinator;
@@ -55,6 +55,8 @@ test('the worker’s tuned matmul matches the CPU reference over awkward shapes'
     expect(got, `${m}×${k}·${k}×${n}`).toHaveLength(m * n);
     expect(maxRelativeError(Float32Array.from(got), matmulReference(a, b, m, k, n)), `${m}×${k}·${k}×${n}`).toBeLessThan(MATMUL_TOL);
   }
+  // The worker ran every one of them on WebGPU (the kernels under test), none on the CPU backend.
+  expect(await computedOn(page)).toEqual({ webgpu: SHAPES.length, cpu: 0 });
 });
 
 test('every autotuning candidate computes correct products, scalar and vec4 paths', async () => {
