@@ -2,26 +2,44 @@
 // and the identity key moves to another browser with its credit.
 import { expect, test } from './fixtures';
 import { readFileSync } from 'node:fs';
-import { randomMatrix } from '../coordinator/testing/helpers';
-import { openVolunteer, startGrid, uploadMatrix } from './grid';
+import { randomMatrix, waitFor, type TestCoordinator } from '../coordinator/testing/helpers';
+import { SimWorker } from '../coordinator/testing/sim-worker';
+import { expectComputedOn, openVolunteer, startGrid, uploadMatrix, wireOf } from './grid';
 
 const SHOTS = 'test-results/screenshots';
 
+/**
+ * A Node worker that takes up to `slots` units and holds them without answering, until killed:
+ * proof that there was work to hand out while a page got none.
+ */
+function holder(grid: TestCoordinator, slots: number): SimWorker {
+  return new SimWorker({ url: grid.base, name: 'holder', slots, compute: () => new Promise<never>(() => {}) });
+}
+
+// The controls, not the backend: the page computes on the CPU (forced; the fast one here).
 test('pause, hidden tab and resume control the worker; receipts verify; settings persist', async ({ browser }) => {
   const grid = await startGrid();
+  const holders: SimWorker[] = [];
   try {
-    const page = await openVolunteer(browser, grid);
+    const page = await openVolunteer(browser, grid, { backend: 'cpu' });
+    const wire = wireOf(page);
+    const readies = () => wire.sent.filter((m) => m.type === 'ready').map((m) => m.slots);
+    const assigned = () => wire.received.filter((m) => m.type === 'assign').length;
     await page.getByTestId('pause').click();
     await expect(page.getByTestId('phase')).toHaveText('Paused');
     await expect(page.getByTestId('pause-reasons')).toContainText('you paused');
+    await expect.poll(() => readies().at(-1)).toBe(0); // it told the coordinator it wants nothing
 
     const [m, k, n] = [48, 32, 48];
     const a = await uploadMatrix(grid, m, k, randomMatrix(m, k, 5));
     const b = await uploadMatrix(grid, k, n, randomMatrix(k, n, 6));
     const jobId = await grid.submitJob({ kind: 'matmul', inputs: { a, b }, replication: 1, tile: { rows: 24, cols: 48 } });
-    // Paused: the coordinator hands this volunteer nothing.
-    await page.waitForTimeout(1500);
-    expect((await (await grid.api(`/api/jobs/${jobId}`)).json()).progress.done).toBe(0);
+    // Paused: a worker that connects now is handed both units, and the page neither.
+    const first = holder(grid, 2);
+    holders.push(first);
+    await first.connect();
+    await waitFor(() => first.received('assign').length === 2, 20_000, 'the holder to take both units');
+    expect(assigned()).toBe(0);
     await expect(page.getByTestId('units-done')).toHaveText('0');
 
     // A hidden tab pauses too (pause-when-hidden is on by default), even after Resume.
@@ -29,17 +47,30 @@ test('pause, hidden tab and resume control the worker; receipts verify; settings
       Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => 'hidden' });
       document.dispatchEvent(new Event('visibilitychange'));
     });
+    const before = readies().length;
     await page.getByTestId('resume').click();
     await expect(page.getByTestId('pause-reasons')).toHaveText(/the tab is hidden/);
-    await page.waitForTimeout(1000);
+    await expect.poll(() => readies().length).toBeGreaterThan(before); // Resume was announced…
+    expect(readies().at(-1)).toBe(0); // …still wanting nothing
+    // The holder leaves: its units go back to the queue while the tab is hidden, and the next
+    // worker to connect gets both of them again.
+    first.kill();
+    const second = holder(grid, 2);
+    holders.push(second);
+    await second.connect();
+    await waitFor(() => second.received('assign').length === 2, 20_000, 'the second holder to take both units');
+    expect(assigned()).toBe(0);
     await expect(page.getByTestId('units-done')).toHaveText('0');
 
     await page.evaluate(() => {
       Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => 'visible' });
       document.dispatchEvent(new Event('visibilitychange'));
     });
+    await expect.poll(() => readies().at(-1)).toBe(1);
+    second.kill(); // now the page gets them
     expect((await grid.waitForJob(jobId, 60_000)).state).toBe('done');
     await expect(page.getByTestId('units-done')).toHaveText('2');
+    await expectComputedOn(page, 'cpu', 2);
     await expect(page.getByTestId('receipt')).toHaveCount(2, { timeout: 10_000 });
     await expect(page.locator('[data-verified="true"]')).toHaveCount(2);
     await expect(page.getByTestId('gflops')).toContainText(/FLOP\/s/);
@@ -62,6 +93,7 @@ test('pause, hidden tab and resume control the worker; receipts verify; settings
     await page.getByTestId('stop').click();
     await expect(page.getByTestId('phase')).toHaveText('Stopped');
   } finally {
+    for (const h of holders) h.kill();
     await grid.stop();
   }
 });
@@ -69,7 +101,7 @@ test('pause, hidden tab and resume control the worker; receipts verify; settings
 test('the identity key exports with a passphrase and imports in another browser, credit included', async ({ browser }) => {
   const grid = await startGrid();
   try {
-    const first = await openVolunteer(browser, grid);
+    const first = await openVolunteer(browser, grid, { backend: 'cpu' });
     const id = await first.getByTestId('volunteer-id').textContent();
     await first.getByText('Back up or move your identity').click();
     await first.getByLabel(/Passphrase/).fill('correct horse battery');
@@ -77,7 +109,7 @@ test('the identity key exports with a passphrase and imports in another browser,
     const file = readFileSync(await download.path());
     expect(JSON.parse(file.toString()).format).toBe('tabgrid-identity');
 
-    const second = await openVolunteer(browser, grid);
+    const second = await openVolunteer(browser, grid, { backend: 'cpu' });
     expect(await second.getByTestId('volunteer-id').textContent()).not.toBe(id);
     await second.getByText('Back up or move your identity').click();
     await second.getByLabel(/Passphrase/).fill('wrong passphrase');
