@@ -7,8 +7,9 @@ import type { AddressInfo } from 'node:net';
 import * as ort from 'onnxruntime-node';
 import { parseNpy, toNpy } from '../coordinator/protocol/npy';
 import { mlpModel } from '../coordinator/testing/test-models';
-import { randomMatrix } from '../coordinator/testing/helpers';
-import { startGrid, uploadMatrix } from './grid';
+import { randomMatrix, waitFor } from '../coordinator/testing/helpers';
+import { SimWorker } from '../coordinator/testing/sim-worker';
+import { recordWire, startGrid, uploadMatrix } from './grid';
 
 const SHOTS = 'test-results/screenshots';
 
@@ -38,6 +39,7 @@ test('a page on another origin embeds <tabgrid-widget>; a visitor starts it and 
 
     const page = await (await browser.newContext()).newPage();
     page.on('pageerror', (err) => console.error('page error:', err.message));
+    const wire = recordWire(page);
     await page.goto(hostUrl);
     const widget = page.locator('tabgrid-widget');
     await expect(widget.getByText('Help Protein folding with your GPU')).toBeVisible();
@@ -60,6 +62,34 @@ test('a page on another origin embeds <tabgrid-widget>; a visitor starts it and 
     await expect(widget.getByTestId('widget-credit')).toContainText('kFLOP');
     await page.screenshot({ path: `${SHOTS}/widget-cross-origin.png`, fullPage: true });
 
+    // The widget pauses while its tab is hidden: it announces zero slots, and a job's units go to
+    // a worker that connects meanwhile, none to the widget; shown again, it computes them.
+    traceNote('test', 'hiding the host page');
+    const readies = () => wire.sent.filter((m) => m.type === 'ready').map((m) => m.slots);
+    const assigned = () => wire.received.filter((m) => m.type === 'assign').length;
+    const setVisibility = (state: 'hidden' | 'visible') =>
+      page.evaluate((state) => {
+        Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => state });
+        document.dispatchEvent(new Event('visibilitychange'));
+      }, state);
+    await setVisibility('hidden');
+    await expect(widget.getByTestId('widget-phase')).toHaveText('paused');
+    await expect.poll(() => readies().at(-1)).toBe(0);
+    const assignedBefore = assigned();
+    const hiddenJob = await grid.submitJob({ kind: 'matmul', inputs: { a, b }, replication: 1, tile: { rows: 20, cols: 40 } });
+    const holder = new SimWorker({ url: grid.base, name: 'holder', slots: 2, compute: () => new Promise<never>(() => {}) });
+    try {
+      await holder.connect();
+      await waitFor(() => holder.received('assign').length === 2, 20_000, 'the holder to take both units');
+      expect(assigned()).toBe(assignedBefore);
+      await setVisibility('visible');
+      await expect.poll(() => readies().at(-1)).toBe(1);
+    } finally {
+      holder.kill(); // its units go back to the queue, and to the widget
+    }
+    expect((await grid.waitForJob(hiddenJob, 60_000)).state).toBe('done');
+    await expect(widget.getByTestId('widget-units')).toHaveText('4');
+
     // An ONNX job too: the widget's worker loads onnxruntime-web and its .wasm from the coordinator.
     traceNote('test', 'matmul job done; submitting an ONNX job');
     const model = mlpModel();
@@ -78,9 +108,10 @@ test('a page on another origin embeds <tabgrid-widget>; a visitor starts it and 
     // The iframe form starts too: a second volunteer, with the coordinator's own storage.
     traceNote('test', 'ONNX job done; starting the iframe embed');
     const frame = page.frameLocator('iframe');
+    const known = ((await (await grid.api('/api/volunteers')).json()) as { volunteers: unknown[] }).volunteers.length; // the widget and the holder
     await frame.getByRole('button', { name: 'Start computing' }).click();
     await expect(frame.getByTestId('widget-phase')).toHaveText(/waiting for work/, { timeout: 60_000 });
-    await expect.poll(async () => ((await (await grid.api('/api/volunteers')).json()) as { volunteers: unknown[] }).volunteers.length).toBe(2);
+    await expect.poll(async () => ((await (await grid.api('/api/volunteers')).json()) as { volunteers: unknown[] }).volunteers.length).toBe(known + 1);
   } finally {
     host.close();
     await grid.stop();
