@@ -55,6 +55,39 @@ export async function startGrid(opts: { allowedOrigins?: string[] } = {}): Promi
 
 export type Backend = 'webgpu' | 'cpu';
 
+/** A page's coordinator WebSocket traffic, parsed: what it sent (result frames as 'result') and received. */
+export interface Wire {
+  sent: { type: string; [key: string]: unknown }[];
+  received: { type: string; [key: string]: unknown }[];
+}
+
+const wires = new WeakMap<Page, Wire>();
+
+/** Records the page's /ws traffic from now on (before it connects, to see all of it). */
+export function recordWire(page: Page): Wire {
+  const wire: Wire = { sent: [], received: [] };
+  wires.set(page, wire);
+  page.on('websocket', (ws) => {
+    if (!new URL(ws.url()).pathname.endsWith('/ws')) return;
+    ws.on('framesent', ({ payload }) => {
+      wire.sent.push(typeof payload === 'string' ? (JSON.parse(payload) as Wire['sent'][number]) : { type: 'result' });
+    });
+    ws.on('framereceived', ({ payload }) => {
+      if (typeof payload !== 'string') return;
+      const msg = JSON.parse(payload) as Wire['received'][number] & { messages?: Wire['received'] };
+      wire.received.push(...(msg.type === 'batch' ? msg.messages! : [msg]));
+    });
+  });
+  return wire;
+}
+
+/** The traffic recorded for a page opened by openVolunteer. */
+export function wireOf(page: Page): Wire {
+  const wire = wires.get(page);
+  if (!wire) throw new Error('no WebSocket recorded for this page');
+  return wire;
+}
+
 /**
  * Opens a volunteer page in its own browser context (its own IndexedDB, so its own identity).
  * `backend` forces the page's backend (`?backend=`, which it then shows); absent, the page picks
@@ -62,11 +95,17 @@ export type Backend = 'webgpu' | 'cpu';
  * Pages skip the WebGPU autotuner (`tune=off`: seconds per fresh page on SwiftShader) unless
  * `tune` is set; e2e/attention.spec.ts and the kernel tests run the real tuning.
  */
-export async function openVolunteer(browser: Browser, grid: TestCoordinator, opts: { backend?: Backend; query?: string; tune?: boolean } = {}): Promise<Page> {
+export async function openVolunteer(
+  browser: Browser,
+  grid: TestCoordinator,
+  opts: { backend?: Backend; query?: string; tune?: boolean; /** Runs before the page loads (e.g. page.addInitScript). */ beforeLoad?: (page: Page) => Promise<unknown> } = {},
+): Promise<Page> {
   const context = await browser.newContext();
   volunteerContexts.set(grid, [...(volunteerContexts.get(grid) ?? []), context]);
   const page = await context.newPage();
+  await opts.beforeLoad?.(page);
   page.on('pageerror', (err) => console.error('page error:', err.message));
+  recordWire(page);
   const query = new URLSearchParams(opts.query ?? '');
   if (opts.backend) query.set('backend', opts.backend);
   if (!opts.tune) query.set('tune', 'off');

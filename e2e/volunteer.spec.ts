@@ -98,6 +98,66 @@ test('pause, hidden tab and resume control the worker; receipts verify; settings
   }
 });
 
+test('pause while on battery: off by default; on, unplugging pauses and plugging in resumes', async ({ browser }) => {
+  const grid = await startGrid();
+  let holding: SimWorker | null = null;
+  try {
+    // The Battery Status API, played by the test: a laptop running on battery.
+    const page = await openVolunteer(browser, grid, {
+      backend: 'cpu',
+      beforeLoad: (p) =>
+        p.addInitScript(() => {
+          const battery = Object.assign(new EventTarget(), { charging: false, level: 0.5, chargingTime: Infinity, dischargingTime: 3600 });
+          (window as unknown as { testBattery: typeof battery }).testBattery = battery;
+          Object.defineProperty(navigator, 'getBattery', { configurable: true, value: () => Promise.resolve(battery) });
+        }),
+    });
+    const wire = wireOf(page);
+    const readies = () => wire.sent.filter((m) => m.type === 'ready').map((m) => m.slots);
+    const assigned = () => wire.received.filter((m) => m.type === 'assign').length;
+    const plug = (charging: boolean) =>
+      page.evaluate((charging) => {
+        const battery = (window as unknown as { testBattery: EventTarget & { charging: boolean } }).testBattery;
+        battery.charging = charging;
+        battery.dispatchEvent(new Event('chargingchange'));
+      }, charging);
+    const [m, k, n] = [24, 16, 24];
+    const a = await uploadMatrix(grid, m, k, randomMatrix(m, k, 9));
+    const b = await uploadMatrix(grid, k, n, randomMatrix(k, n, 10));
+    const job = () => grid.submitJob({ kind: 'matmul', inputs: { a, b }, replication: 1, tile: { rows: 12, cols: 24 } });
+
+    // Off by default: on battery, it computes.
+    await expect(page.getByLabel('Pause while on battery')).not.toBeChecked();
+    expect((await grid.waitForJob(await job(), 60_000)).state).toBe('done');
+    await expect(page.getByTestId('units-done')).toHaveText('2');
+
+    // Turned on while unplugged: paused at once, and a job's units go to another worker.
+    await page.getByLabel('Pause while on battery').check();
+    await expect(page.getByTestId('pause-reasons')).toHaveText(/on battery/);
+    await expect.poll(() => readies().at(-1)).toBe(0);
+    const before = assigned();
+    const second = await job();
+    holding = holder(grid, 2);
+    await holding.connect();
+    await waitFor(() => holding!.received('assign').length === 2, 20_000, 'the holder to take both units');
+    expect(assigned()).toBe(before);
+
+    // Plugged in: it asks for work again and computes them once the holder is gone.
+    await plug(true);
+    await expect(page.getByTestId('pause-reasons')).toHaveCount(0);
+    await expect.poll(() => readies().at(-1)).toBe(1);
+    holding.kill();
+    expect((await grid.waitForJob(second, 60_000)).state).toBe('done');
+    await expect(page.getByTestId('units-done')).toHaveText('4');
+    // Unplugged again: paused again.
+    await plug(false);
+    await expect(page.getByTestId('pause-reasons')).toHaveText(/on battery/);
+  } finally {
+    holding?.kill();
+    await grid.stop();
+  }
+});
+
 test('the identity key exports with a passphrase and imports in another browser, credit included', async ({ browser }) => {
   const grid = await startGrid();
   try {
