@@ -1,6 +1,8 @@
 // Volunteers get shards from each other over WebRTC: the coordinator's uplink stops being the
 // bottleneck, bad bytes are caught and their sender reported, and a peer that vanishes
 // mid-transfer costs only a fallback to the coordinator.
+// Not about the backend: the volunteer pages compute on the CPU (forced with ?backend=cpu; the
+// faster one on this machine, where WebGPU is SwiftShader).
 import type { Page } from '@playwright/test';
 import { expect, test } from './fixtures';
 import { matmulReference } from '../coordinator/jobs/matmul';
@@ -8,7 +10,7 @@ import { parseNpy } from '../coordinator/protocol/npy';
 import type { JobStatus } from '../coordinator/protocol';
 import { randomMatrix, type TestCoordinator } from '../coordinator/testing/helpers';
 import { SimWorker } from '../coordinator/testing/sim-worker';
-import { maxRelativeError, openVolunteer, startGrid, uploadMatrix } from './grid';
+import { computedOn, maxRelativeError, openVolunteer, startGrid, uploadMatrix } from './grid';
 import { startNodePeer } from './node-peer';
 
 const MiB = 1024 * 1024;
@@ -59,7 +61,7 @@ test('six pages share a 4 MiB input: the coordinator serves at most 25% of the s
   const grid = await startGrid();
   try {
     const pages: Page[] = [];
-    for (let i = 0; i < 6; i++) pages.push(await openVolunteer(browser, grid));
+    for (let i = 0; i < 6; i++) pages.push(await openVolunteer(browser, grid, { backend: 'cpu' }));
     await waitForSwarm(pages);
     const A = randomMatrix(m, k, 11);
     const B = randomMatrix(k, n, 12);
@@ -103,6 +105,7 @@ test('six pages share a 4 MiB input: the coordinator serves at most 25% of the s
       }),
     );
     expect(share).toBeLessThanOrEqual(0.25);
+    for (const p of pages) expect((await computedOn(p)).webgpu).toBe(0);
     // The pages' own counters agree: they served at least what their peers received and kept.
     expect(servedByPages.reduce((s, x) => s + x, 0)).toBeGreaterThanOrEqual(traffic.fromPeers);
   } finally {
@@ -136,7 +139,7 @@ test('a peer serving corrupted bytes is detected, reported and no longer recomme
     // An accomplice vouches for the liar, so the pages are sent to it.
     voucher = await vouchFor(grid, liar, b);
     const pages: Page[] = [];
-    for (let i = 0; i < 3; i++) pages.push(await openVolunteer(browser, grid));
+    for (let i = 0; i < 3; i++) pages.push(await openVolunteer(browser, grid, { backend: 'cpu' }));
     await waitForSwarm(pages);
     const job1 = await grid.submitJob({ kind: 'matmul', inputs: { a, b }, replication: 2, tile: { rows: 8, cols: n } });
     expect((await grid.waitForJob(job1, 120_000)).state).toBe('done');
@@ -183,13 +186,13 @@ test('a peer that closes its page mid-transfer: the receiver falls back and the 
     const job = { kind: 'matmul', inputs: { a, b }, tile: { rows: 8, cols: n } };
 
     // The first page computes alone, so it holds A and B; it uploads slowly (0.5 MB/s).
-    const holder = await openVolunteer(browser, grid);
+    const holder = await openVolunteer(browser, grid, { backend: 'cpu' });
     await holder.getByTestId('upload-mbps').fill('0.5');
     await holder.getByTestId('upload-mbps').dispatchEvent('change');
     const job1 = await grid.submitJob({ ...job, replication: 1 });
     expect((await grid.waitForJob(job1, 60_000)).state).toBe('done');
 
-    const others = [await openVolunteer(browser, grid), await openVolunteer(browser, grid)];
+    const others = [await openVolunteer(browser, grid, { backend: 'cpu' }), await openVolunteer(browser, grid, { backend: 'cpu' })];
     await waitForSwarm([holder, ...others]);
     // Same unit again with two replicas: the holder takes one (locality), a newcomer the other and
     // fetches B from the holder — which closes its page a moment into the transfer.
@@ -200,7 +203,12 @@ test('a peer that closes its page mid-transfer: the receiver falls back and the 
         return p;
       }),
     );
-    await fetching.waitForTimeout(1500);
+    // The holder is sending B (its served bytes grow chunk by chunk; at 0.5 MB/s the 4 MiB take
+    // ~8 s): it closes mid-transfer, not before the transfer started or after it ended. (A's block,
+    // 32 KiB, goes first: past 64 KiB, B's chunks are flowing.)
+    const served = async () => Number(await holder.getByTestId('served').getAttribute('data-bytes'));
+    await expect.poll(served, { timeout: 30_000 }).toBeGreaterThan(64 * 1024);
+    expect(await served()).toBeLessThan(4 * MiB);
     await holder.close();
 
     const status = await grid.waitForJob(job2, 120_000);
@@ -228,7 +236,7 @@ test('a peer that accepts the connection but never sends: the receiver falls bac
     // Claims B, takes the connection and the request, and never answers.
     silent = await startNodePeer({ grid, holds: [b], serve: () => new Promise<never>(() => {}) });
     accomplice = await vouchFor(grid, silent, b); // so the page is sent to it
-    const page = await openVolunteer(browser, grid);
+    const page = await openVolunteer(browser, grid, { backend: 'cpu' });
     await waitForSwarm([page]);
     const job = await grid.submitJob({ kind: 'matmul', inputs: { a, b }, replication: 1, tile: { rows: 8, cols: n } });
     expect((await grid.waitForJob(job, 90_000)).state).toBe('done');

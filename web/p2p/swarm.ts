@@ -47,6 +47,7 @@ export interface SwarmOptions {
   /** The bytes of a shard this page can serve (waiting for its own fetch if one is under way), or null. */
   serve: (sha256: string) => Promise<Uint8Array | null>;
   budget: UploadBudget;
+  /** Bytes sent to a peer, chunk by chunk as they go (also of a transfer the peer then abandons). */
   onServed?: (bytes: number) => void;
   /** A transfer from a peer finished: its size and the time from the peer's answer to the last byte. */
   onReceived?: (bytes: number, ms: number) => void;
@@ -310,8 +311,8 @@ export class Swarm {
         await this.drain(conn);
         if (!conn.open) return;
         conn.send(chunk);
+        this.opts.onServed?.(chunk.length); // as it goes, so a transfer in progress shows
       }
-      this.opts.onServed?.(bytes.length);
     } finally {
       budget.finish();
     }
