@@ -2,6 +2,8 @@
 // the browser (a matmul, a causal attention, an ONNX model with its input), watch each finish,
 // download the results and check them against references; a broken model or input is refused with
 // a clear message; cancel a job nobody computes. The interactive API page answers a call.
+// Not about the backend: the volunteer page computes on the CPU (forced with ?backend=cpu; the
+// faster one on this machine, where WebGPU is SwiftShader).
 import { expect, test } from './fixtures';
 import * as ort from 'onnxruntime-node';
 import { readFileSync } from 'node:fs';
@@ -14,7 +16,7 @@ import { SimWorker } from '../coordinator/testing/sim-worker';
 import { mlpModel } from '../coordinator/testing/test-models';
 import { blobsTask } from '../coordinator/testing/train-task';
 import type { JobStatus } from '../coordinator/protocol';
-import { maxRelativeError, openVolunteer, startGrid, uploadMatrix } from './grid';
+import { expectComputedOn, maxRelativeError, openVolunteer, startGrid, uploadMatrix, wireOf } from './grid';
 
 const npyFile = (name: string, shape: number[], data: Float32Array) => ({ name, mimeType: 'application/octet-stream', buffer: Buffer.from(toNpy(shape, data)) });
 
@@ -35,7 +37,7 @@ const SHOTS = 'test-results/screenshots';
 test('submit by upload, follow progress, download a result that matches the CPU reference', async ({ browser }) => {
   const grid = await startGrid();
   try {
-    const volunteer = await openVolunteer(browser, grid);
+    const volunteer = await openVolunteer(browser, grid, { backend: 'cpu' });
     const page = await (await browser.newContext()).newPage();
     await page.goto(grid.base + '/dashboard');
     await page.getByLabel('Token').fill('wrong');
@@ -62,6 +64,7 @@ test('submit by upload, follow progress, download a result that matches the CPU 
     const C = parseNpy(new Uint8Array(readFileSync(await download.path())));
     expect(C.shape).toEqual([m, n]);
     expect(maxRelativeError(C.data, matmulReference(A, B, m, k, n))).toBeLessThanOrEqual(1e-4);
+    await expectComputedOn(volunteer, 'cpu');
 
     // The other kinds, computed by whichever volunteer comes first: the page, or a Node worker.
     const sim = new SimWorker({ url: grid.base, name: 'dashboard-sim', kinds: ['matmul', 'attention', 'onnx', 'train'] });
@@ -117,8 +120,10 @@ test('submit by upload, follow progress, download a result that matches the CPU 
     }
     await page.getByLabel('Matrix product').check();
 
-    // A job nobody computes (the only volunteer paused) is cancelled from its row, after a confirmation.
+    // A job nobody computes (the only volunteer paused: it has told the coordinator) is cancelled
+    // from its row, after a confirmation.
     await volunteer.getByRole('button', { name: 'Pause' }).click();
+    await expect.poll(() => wireOf(volunteer).sent.filter((msg) => msg.type === 'ready').at(-1)?.slots).toBe(0);
     const idle = await grid.submitJob({ kind: 'matmul', inputs: { a: await uploadMatrix(grid, m, k, A), b: await uploadMatrix(grid, k, n, B) }, replication: 1 });
     const idleRow = page.locator(`[data-testid="job-row"][data-job="${idle}"]`);
     await expect(idleRow).toHaveAttribute('data-state', 'queued', { timeout: 10_000 });

@@ -2,6 +2,8 @@
 // its Merkle audit path to its seal's root and the seal's Ed25519 signature. Receipts sealed by the
 // coordinator's code in Node (seals of 7 and 5 entries, so audit paths of 1–3 hashes) are served
 // to a real volunteer page, some of them tampered with: exactly the untouched ones show as verified.
+// Not about the backend: the volunteer pages compute on the CPU (forced with ?backend=cpu; the
+// faster one on this machine, where WebGPU is SwiftShader).
 import { expect, test } from './fixtures';
 import { generateKeyPairSync } from 'node:crypto';
 import { GENESIS_HASH, makeEntry, makeSealer } from '../coordinator/ledger/chain';
@@ -32,7 +34,7 @@ function sealedReceipts(volunteerId: string): { key: string; receipts: LedgerRec
 test('the volunteer page verifies sealed receipts with WebCrypto and flags tampered ones', async ({ browser }) => {
   const grid = await startGrid();
   try {
-    const page = await openVolunteer(browser, grid);
+    const page = await openVolunteer(browser, grid, { backend: 'cpu' });
     const volunteerId = (await page.getByTestId('volunteer-id').textContent())!;
     const { key, receipts } = sealedReceipts(volunteerId);
     await page.route('**/api/volunteers/*/receipts*', (route) =>
