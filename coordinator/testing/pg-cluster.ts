@@ -1,14 +1,15 @@
-// A throwaway PostgreSQL cluster for tests: initdb into a temp directory, start it on a free
-// loopback port, stop and delete it afterwards. Uses Debian's `postgresql` package (.ci/run
-// installs it); as root it runs the server as the `postgres` user, which PostgreSQL requires.
+// A throwaway PostgreSQL cluster for tests: initdb into a temp directory, start it listening on a
+// Unix socket in that directory only (no TCP port: nothing to pick, so nothing another process can
+// take between picking and binding), stop and delete it afterwards. Uses Debian's `postgresql`
+// package (.ci/run installs it); as root it runs the server as the `postgres` user, which
+// PostgreSQL requires.
 import { execFileSync } from 'node:child_process';
 import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 export interface PgCluster {
-  /** postgres://postgres@127.0.0.1:<port>/postgres */
+  /** postgres://postgres@/postgres?host=<the cluster's directory> (its Unix socket) */
   url: string;
   stop(): void;
 }
@@ -23,17 +24,6 @@ function pgBin(name: string): string {
   throw new Error(`PostgreSQL's ${name} was not found under ${root}: apt-get install -y postgresql (.ci/run does this)`);
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
 export async function startPgCluster(): Promise<PgCluster> {
   const dir = mkdtempSync(join(tmpdir(), 'tabgrid-pg-'));
   const asRoot = process.getuid?.() === 0;
@@ -45,11 +35,10 @@ export async function startPgCluster(): Promise<PgCluster> {
   }
   const data = join(dir, 'data');
   run(pgBin('initdb'), ['-D', data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--no-sync']);
-  const port = await freePort();
   // fsync stays on: crash-safety claims are tested against the real thing.
-  run(pgBin('pg_ctl'), ['-D', data, '-l', join(dir, 'log'), '-w', '-o', `-h 127.0.0.1 -p ${port} -k ${dir} -c max_connections=100`, 'start']);
+  run(pgBin('pg_ctl'), ['-D', data, '-l', join(dir, 'log'), '-w', '-o', `-c listen_addresses= -k ${dir} -c max_connections=100`, 'start']);
   return {
-    url: `postgres://postgres@127.0.0.1:${port}/postgres`,
+    url: `postgres://postgres@/postgres?host=${encodeURIComponent(dir)}`,
     stop() {
       try {
         run(pgBin('pg_ctl'), ['-D', data, '-m', 'immediate', '-w', 'stop']);
