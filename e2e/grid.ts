@@ -4,6 +4,7 @@ import { spawnSync } from 'node:child_process';
 import { resolve } from 'node:path';
 import { matmulReference } from '../coordinator/jobs/matmul';
 import { parseNpy, toNpy } from '../coordinator/protocol/npy';
+import { decodeResultFrame } from '../coordinator/protocol/frames';
 import type { JobStatus, LedgerEntry } from '../coordinator/protocol';
 import { randomMatrix, startTestCoordinator, type TestCoordinator } from '../coordinator/testing/helpers';
 import { traceNote, tracePending } from './fixtures';
@@ -55,7 +56,7 @@ export async function startGrid(opts: { allowedOrigins?: string[] } = {}): Promi
 
 export type Backend = 'webgpu' | 'cpu';
 
-/** A page's coordinator WebSocket traffic, parsed: what it sent (result frames as 'result') and received. */
+/** A page's coordinator WebSocket traffic, parsed: what it sent (result frames as their header) and received. */
 export interface Wire {
   sent: { type: string; [key: string]: unknown }[];
   received: { type: string; [key: string]: unknown }[];
@@ -70,7 +71,8 @@ export function recordWire(page: Page): Wire {
   page.on('websocket', (ws) => {
     if (!new URL(ws.url()).pathname.endsWith('/ws')) return;
     ws.on('framesent', ({ payload }) => {
-      wire.sent.push(typeof payload === 'string' ? (JSON.parse(payload) as Wire['sent'][number]) : { type: 'result' });
+      // A binary frame is a signed result: its header names the lease, the unit and the sha-256.
+      wire.sent.push(typeof payload === 'string' ? (JSON.parse(payload) as Wire['sent'][number]) : { ...decodeResultFrame(new Uint8Array(payload)).header });
     });
     ws.on('framereceived', ({ payload }) => {
       if (typeof payload !== 'string') return;
