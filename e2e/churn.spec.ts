@@ -1,12 +1,14 @@
 // Churn: six browser volunteers, two of them (30%) killed at random moments in the middle of the
 // job. The job must still complete with the exact result, no work unit lost, no credit doubled.
+// Not about the backend: the headless volunteers compute on the one their page picks (the CPU
+// where WebGPU is SwiftShader), and the survivors are checked to have computed on it.
 import { expect, test } from './fixtures';
 import { launchVolunteers } from '../coordinator/tools/headless-volunteers';
 import { matmulReference } from '../coordinator/jobs/matmul';
 import { parseNpy } from '../coordinator/protocol/npy';
 import type { JobStatus } from '../coordinator/protocol';
 import { randomMatrix, rng, sleep } from '../coordinator/testing/helpers';
-import { expectHonestLedger, maxRelativeError, startGrid, uploadMatrix } from './grid';
+import { expectComputedOnShownBackend, expectHonestLedger, maxRelativeError, startGrid, uploadMatrix } from './grid';
 
 const [M, K, N] = [192, 256, 128];
 const TILE = 32; // 6 × 4 = 24 units × 2 replicas
@@ -57,6 +59,7 @@ test('a job survives 2 of 6 volunteers being killed mid-job', async () => {
       await expect
         .poll(async () => (await v.status()).credit, { timeout: 10_000 })
         .toBe(volunteers.find((x) => x.id === s.volunteerId)?.credit);
+      if (s.unitsDone > 0) console.log(`volunteer ${v.index} computed ${s.unitsDone} units on ${await expectComputedOnShownBackend(v.page)}`);
     }
   } finally {
     await fleet.close();

@@ -141,6 +141,17 @@ export async function computedOn(page: Page): Promise<Record<Backend, number>> {
   return total;
 }
 
+/**
+ * For pages that pick their own backend (headless volunteers: the faster one, the CPU where WebGPU
+ * is SwiftShader): the units the page computed all ran on the backend it shows. Returns it.
+ */
+export async function expectComputedOnShownBackend(page: Page, atLeast = 1): Promise<Backend> {
+  const shown = (await page.getByTestId('backend').getAttribute('data-backend')) as Backend;
+  expect(['webgpu', 'cpu']).toContain(shown);
+  await expectComputedOn(page, shown, atLeast);
+  return shown;
+}
+
 /** Every unit the page computed ran on `backend`, and it computed at least `atLeast`. */
 export async function expectComputedOn(page: Page, backend: Backend, atLeast = 1) {
   const counts = await computedOn(page);

@@ -1,5 +1,7 @@
 // Scale-out: two coordinators on one PostgreSQL (a throwaway cluster started here), browser
 // volunteers on each, one matmul job: it completes with the right result and one verifiable ledger.
+// Not about the backend: the headless volunteers compute on the one their page picks (the CPU
+// where WebGPU is SwiftShader), and are checked to have computed on it.
 import { expect, test, traceNote } from './fixtures';
 import { copyFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -8,7 +10,7 @@ import { matmulReference } from '../coordinator/jobs/matmul';
 import { parseNpy } from '../coordinator/protocol/npy';
 import { startPgCluster } from '../coordinator/testing/pg-cluster';
 import { makeTempDir, randomMatrix, startTestCoordinator, type TestCoordinator } from '../coordinator/testing/helpers';
-import { expectHonestLedger, maxRelativeError, ROOT, uploadMatrix } from './grid';
+import { expectComputedOnShownBackend, expectHonestLedger, maxRelativeError, ROOT, uploadMatrix } from './grid';
 
 const [M, K, N] = [128, 96, 160];
 const TILE = 32; // 4 × 5 = 20 units
@@ -47,6 +49,7 @@ test('two coordinators on one PostgreSQL run a matmul job for browser volunteers
     for (const fleet of fleets) {
       const ids = await Promise.all(fleet.volunteers.map(async (v) => (await v.status()).volunteerId));
       expect(ids.some((id) => id && credited.has(id))).toBe(true);
+      for (const v of fleet.volunteers) if ((await v.status()).unitsDone > 0) await expectComputedOnShownBackend(v.page);
     }
   } finally {
     for (const f of fleets) await f.close();
