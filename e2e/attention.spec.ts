@@ -6,7 +6,7 @@ import { attentionReferenceHeads } from '../coordinator/jobs/attention';
 import { parseNpy, toNpy } from '../coordinator/protocol/npy';
 import type { VolunteerSummary } from '../coordinator/protocol';
 import { randomMatrix } from '../coordinator/testing/helpers';
-import { maxRelativeError, openVolunteer, startGrid } from './grid';
+import { expectComputedOn, maxRelativeError, openVolunteer, startGrid } from './grid';
 
 test('a WebGPU and a CPU volunteer compute a causal 2-head attention job that matches the CPU reference', async ({ browser }) => {
   const [heads, seq, d] = [2, 40, 64];
@@ -35,6 +35,9 @@ test('a WebGPU and a CPU volunteer compute a causal 2-head attention job that ma
     for (const x of volunteers) expect(x.results.invalid).toBe(0);
     // Replication 2 with two volunteers: each computed every unit, and its page says so.
     for (const page of pages) await expect(page.getByTestId('units-done')).toHaveText('6');
+    // …and each computed them on its backend: the flash-attention kernel on WebGPU, the wasm graph on the CPU.
+    await expectComputedOn(pages[0], 'webgpu', 6);
+    await expectComputedOn(pages[1], 'cpu', 6);
   } finally {
     await grid.stop();
   }

@@ -2,7 +2,7 @@
 // (WebAssembly); the replicas validate against each other and both earn credit by FLOPs.
 import { expect, test } from './fixtures';
 import type { VolunteerSummary } from '../coordinator/protocol';
-import { openVolunteer, runMatmulJob, startGrid } from './grid';
+import { expectComputedOn, openVolunteer, runMatmulJob, startGrid } from './grid';
 
 test('a WebGPU browser and a CPU browser compute the same matmul units and agree', async ({ browser }) => {
   const grid = await startGrid();
@@ -36,6 +36,9 @@ test('a WebGPU browser and a CPU browser compute the same matmul units and agree
       expect(v.results).toEqual({ valid: 2, invalid: 0, pending: 0 });
       expect(v.credit).toBe(2 * m * n * k);
     }
+    // The labels are right: each page's units ran on its backend.
+    await expectComputedOn(gpuPage, 'webgpu', 2);
+    await expectComputedOn(cpuPage, 'cpu', 2);
 
     // The figures are remembered per device (IndexedDB): a reload does not measure again.
     const before = await cpuPage.getByTestId('backend-speeds').getAttribute('data-cpu');

@@ -5,7 +5,7 @@ import * as ort from 'onnxruntime-node';
 import { parseNpy, toNpy } from '../coordinator/protocol/npy';
 import { convNetModel, cumsumModel } from '../coordinator/testing/test-models';
 import { randomMatrix, type TestCoordinator } from '../coordinator/testing/helpers';
-import { openVolunteer, startGrid } from './grid';
+import { computedOn, expectComputedOn, openVolunteer, startGrid } from './grid';
 
 async function uploadModel(grid: TestCoordinator, bytes: Uint8Array): Promise<Response> {
   return grid.api('/api/models', { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: bytes as Uint8Array<ArrayBuffer> });
@@ -68,6 +68,9 @@ test('ONNX jobs: bad submissions are refused; a conv net over 64 inputs and a We
     expect(status.result?.shape).toEqual([64, 10]);
     await expect(gpuPage.getByTestId('onnx-ep')).toHaveAttribute('data-ep', 'webgpu');
     await expect(cpuPage.getByTestId('onnx-ep')).toHaveAttribute('data-ep', 'wasm');
+    // Every unit of either page ran on that page's EP (replication 2 over two pages: all four each).
+    await expectComputedOn(gpuPage, 'webgpu', 4);
+    await expectComputedOn(cpuPage, 'cpu', 4);
 
     const expected = await reference(model, 'image', [64, 1, 8, 8], images);
     const logits = await download(grid, `/api/jobs/${jobId}/result`);
@@ -86,6 +89,7 @@ test('ONNX jobs: bad submissions are refused; a conv net over 64 inputs and a We
     expect((await grid.waitForJob(job2, 120_000)).state).toBe('done');
     await expect(gpuPage.getByTestId('onnx-ep')).toHaveAttribute('data-ep', 'wasm');
     await expect(gpuPage.getByTestId('onnx-ep')).toContainText('fallback');
+    expect((await computedOn(gpuPage)).cpu).toBeGreaterThanOrEqual(1); // the fallback units really ran on wasm
     expectClose((await download(grid, `/api/jobs/${job2}/result`)).data, (await reference(fallbackModel, 'x', [32, 8], xs)).y);
 
     const volunteers = ((await (await grid.api('/api/volunteers')).json()) as { volunteers: { results: { invalid: number; valid: number } }[] }).volunteers;
