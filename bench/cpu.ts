@@ -3,8 +3,11 @@
 //   matmul GFLOP/s — our CPU backend (onnxruntime-web wasm EP, MatMul graph built in code) with 1
 //   and 2 threads, our WGSL kernel on WebGPU, a plain JavaScript loop as the baseline;
 //   onnx items/s — the conv net and the MLP on the WebGPU EP vs the wasm EP.
-// Prints one JSON document. `npm run bench:cpu [-- --quick]`.
+// Every figure is of a checked output: each matmul's timed product against float64 on sampled
+// elements (a wrong one gets no figure: `valid: false` and the error), each ONNX run's outputs
+// against onnxruntime-node on the same input. Prints one JSON document. `npm run bench:cpu [-- --quick]`.
 import { chromium } from '@playwright/test';
+import * as ort from 'onnxruntime-node';
 import { execFileSync } from 'node:child_process';
 import { resolve } from 'node:path';
 import { inspectModel } from '../coordinator/jobs/onnx-model.js';
@@ -30,14 +33,14 @@ try {
     ) as Promise<Awaited<ReturnType<Bench[K]>>>;
 
   const minMs = quick ? 300 : 1500;
-  const matmul: { backend: string; threads: number; size: number; gflops: number | null }[] = [];
+  const matmul: { backend: string; threads: number; size: number; gflops: number | null; valid: boolean; error?: string }[] = [];
   for (const size of quick ? [256, 512] : [256, 512, 1024]) {
     for (const [backend, threads] of [['cpu', 1], ['cpu', 2], ['js', 1], ['webgpu', 1]] as const) {
       if (backend === 'webgpu' && size > 512) continue; // ~6 s per 1024³ run on SwiftShader
       if (backend === 'js' && size > 512) continue;
-      const gflops = await call('matmul', backend, threads, size, minMs);
-      matmul.push({ backend: backend === 'cpu' ? 'cpu (ORT wasm, our MatMul graph)' : backend === 'js' ? 'js (plain loop)' : 'webgpu (our WGSL)', threads, size, gflops });
-      console.error(`matmul ${backend} t=${threads} ${size}³: ${gflops?.toFixed(2)} GFLOP/s`);
+      const r = await call('matmul', backend, threads, size, minMs);
+      matmul.push({ backend: backend === 'cpu' ? 'cpu (ORT wasm, our MatMul graph)' : backend === 'js' ? 'js (plain loop)' : 'webgpu (our WGSL)', threads, size, ...r });
+      console.error(`matmul ${backend} t=${threads} ${size}³: ${r.valid ? `${r.gflops?.toFixed(2)} GFLOP/s` : `INVALID: ${r.error}`}`);
     }
   }
 
@@ -45,14 +48,26 @@ try {
     { name: 'convnet', bytes: convNetModel(), input: { name: 'image', itemShape: [1, 8, 8] } },
     { name: 'mlp', bytes: mlpModel(), input: { name: 'x', itemShape: [16] } },
   ];
-  const onnx: { model: string; ep: string; threads: number; batch: number; itemsPerSecond: number | null }[] = [];
+  const onnx: { model: string; ep: string; threads: number; batch: number; itemsPerSecond: number | null; valid: boolean; maxError?: number }[] = [];
   for (const m of models) {
     const outputs = inspectModel(m.bytes).outputs.map((o) => o.name);
+    const session = await ort.InferenceSession.create(m.bytes);
     for (const [backend, threads] of [['webgpu', 1], ['cpu', 1], ['cpu', 2]] as const) {
       const batch = 256;
       const r = await call('onnx', Array.from(m.bytes), m.input, outputs, backend, threads, batch, minMs);
-      onnx.push({ model: m.name, ep: r?.ep ?? (backend === 'cpu' ? 'wasm' : 'webgpu'), threads, batch, itemsPerSecond: r ? Math.round(r.itemsPerSecond) : null });
-      console.error(`onnx ${m.name} ${backend} t=${threads}: ${r?.itemsPerSecond.toFixed(0)} items/s`);
+      // The page's outputs for its first batch against onnxruntime-node's on the same input, within
+      // the ONNX jobs' default tolerance (atol 1e-4, rtol 1e-3): a wrong EP gets no figure.
+      let valid = false;
+      let maxError: number | undefined;
+      if (r) {
+        const expected = await session.run({ [m.input.name]: new ort.Tensor('float32', Float32Array.from(r.input), [batch, ...m.input.itemShape]) });
+        const want = outputs.flatMap((name) => Array.from(expected[name].data as Float32Array));
+        const same = r.output.length === want.length;
+        maxError = same ? Math.max(...want.map((w, i) => Math.abs(r.output[i] - w))) : Infinity;
+        valid = same && want.every((w, i) => Math.abs(r.output[i] - w) <= 1e-4 + 1e-3 * Math.abs(w));
+      }
+      onnx.push({ model: m.name, ep: r?.ep ?? (backend === 'cpu' ? 'wasm' : 'webgpu'), threads, batch, itemsPerSecond: r && valid ? Math.round(r.itemsPerSecond) : null, valid, maxError });
+      console.error(`onnx ${m.name} ${backend} t=${threads}: ${r && valid ? `${r.itemsPerSecond.toFixed(0)} items/s` : `INVALID (outputs off onnxruntime-node's by up to ${maxError})`}`);
     }
   }
   const chromiumVersion = execFileSync(CHROMIUM, ['--version'], { encoding: 'utf8' }).trim();
