@@ -2,7 +2,7 @@
 import { chromium } from '@playwright/test';
 import { expect, test } from './fixtures';
 import { CHROMIUM, CHROMIUM_ARGS } from '../playwright.config';
-import { runMatmulJob, startGrid } from './grid';
+import { expectComputedOn, runMatmulJob, startGrid } from './grid';
 
 test('without WebGPU the page computes on the CPU and its units are done', async () => {
   const grid = await startGrid();
@@ -21,6 +21,7 @@ test('without WebGPU the page computes on the CPU and its units are done', async
     expect(status.state).toBe('done');
     expect(relativeError).toBeLessThanOrEqual(1e-4);
     await expect(page.getByTestId('units-done')).toHaveText('2');
+    await expectComputedOn(page, 'cpu', 2);
   } finally {
     await browser.close();
     await grid.stop();
