@@ -82,6 +82,8 @@ async function startClient(opts: {
   const restarts: number[] = [];
   let hang = opts.hangFirst ?? false;
   let state: ClientState | null = null;
+  /** Every problem the client showed, in order (a later one replaces it on the page). */
+  const errors: string[] = [];
   client = new CoordinatorClient({
     url: grid.base,
     identity: await identity(),
@@ -99,7 +101,10 @@ async function startClient(opts: {
       runs.push({ start, end: performance.now() });
       return out;
     },
-    onChange: (s) => (state = s),
+    onChange: (s) => {
+      state = s;
+      if (s.lastError && s.lastError !== errors.at(-1)) errors.push(s.lastError);
+    },
     restartCompute: opts.noRestart
       ? undefined
       : async () => {
@@ -111,7 +116,7 @@ async function startClient(opts: {
   if (opts.paused) client.setPause('user', true);
   client.start();
   await waitFor(() => state?.phase === (opts.paused ? 'paused' : 'waiting'), 10_000, 'welcome');
-  return { runs, restarts, state: () => state! };
+  return { runs, restarts, errors, state: () => state! };
 }
 
 async function submit(units: number) {
@@ -171,12 +176,15 @@ describe('a unit whose inputs never arrive', () => {
 
   test('a unit whose compute hangs: once its lease is cancelled, the worker restarts and the next units compute', async () => {
     grid = await startTestCoordinator({ leaseMs: 1500 });
-    const { runs, restarts, state } = await startClient({ ms: 1, hangFirst: true });
+    const { runs, restarts, errors, state } = await startClient({ ms: 1, hangFirst: true });
     const job = await submit(2);
     expect((await grid.waitForJob(job, 20_000)).state).toBe('done');
     expect(restarts).toHaveLength(1);
-    expect(runs).toHaveLength(2); // the hung unit again (reissued) and the other one, after the restart
-    expect(state().lastError).toMatch(/lease was cancelled and it was still computing [\d.]+ s later; the compute worker restarted/);
+    // The hung unit again (reissued) and the other one, after the restart — and perhaps the hung
+    // unit once more: reissued while the client still waited out the hung compute's grace, a copy
+    // can expire in its queue and come back, to be computed and refused as settled.
+    expect(runs.length).toBeGreaterThanOrEqual(2);
+    expect(errors.some((e) => /lease was cancelled and it was still computing [\d.]+ s later; the compute worker restarted/.test(e))).toBe(true);
     expect(state().unitsDone).toBe(2);
   });
 
@@ -186,7 +194,7 @@ describe('a unit whose inputs never arrive', () => {
     // coordinator's tick does that, saying a late result still counts): then it finishes at once,
     // well inside the grace (as long again as it has run).
     const cancelled = () => wire.received.find((m) => m.type === 'lease-cancelled');
-    const { runs, restarts, state } = await startClient({
+    const { runs, restarts, errors, state } = await startClient({
       ms: 1,
       noRestart,
       gate: () => waitFor(cancelled, 20_000, 'the lease to be cancelled mid-compute').then(() => undefined),
@@ -202,6 +210,6 @@ describe('a unit whose inputs never arrive', () => {
     expect(wire.received.find((m) => m.type === 'result-ack' && m.leaseId === (late as { leaseId: string }).leaseId)).toMatchObject({ accepted: true });
     expect(runs.length).toBeGreaterThanOrEqual(1);
     await waitFor(() => state().unitsDone >= 1, 5_000, 'the late result acknowledged');
-    expect(state().lastError ?? '').not.toMatch(/gave up/);
+    expect(errors.filter((e) => /gave up/.test(e))).toEqual([]);
   });
 });

@@ -68,8 +68,9 @@ describe('no quorum', () => {
     expect(assigned.reduce((s, x) => s + x, 0)).toBe(5); // 2, then 3, 4, 5: never a sixth
     expect(Math.max(...assigned)).toBe(1); // never twice to one identity
     // Every one of the five passed the independent check: this is disagreement, not cheating.
+    // (The last ack may reach its worker after the job shows failed.)
+    await waitFor(() => ws.flatMap((w) => w.received('result-ack')).length === 5, 10_000, 'five acks');
     const acks = ws.flatMap((w) => w.received('result-ack'));
-    expect(acks).toHaveLength(5);
     expect(acks.every((x) => x.accepted)).toBe(true);
     expect(await ledger()).toEqual([]);
     expect(strikes()).toEqual([]);
