@@ -169,6 +169,15 @@ describe('matmul.plan + assimilate', () => {
     await expect(matmul.plan(submit(sa, sb, { tile: { rows: 1, cols: 1 } }), temp.shards)).rejects.toThrow(/160000 work units/);
   });
 
+  test('dimensions up to 65,536 are accepted; one more is refused, naming the limit', async () => {
+    const a = await temp.shards.put(toNpy([65_536, 1], new Float32Array(65_536).fill(0.5)));
+    const b = await temp.shards.put(toNpy([1, 1], Float32Array.of(2)));
+    const plan = await matmul.plan(submit(a, b, { tile: { rows: 4096, cols: 1 } }), temp.shards);
+    expect(plan.resultShape).toEqual([65_536, 1]);
+    const tooTall = await temp.shards.put(toNpy([65_537, 1], new Float32Array(65_537).fill(0.5)));
+    await expect(matmul.plan(submit(tooTall, b), temp.shards)).rejects.toThrow(/inputs\.a: every dimension must be between 1 and 65536, got 65537×1/);
+  });
+
   test('tolerance: per-unit atol scales with k and input magnitude; a submitted tolerance overrides it', async () => {
     const sa = await temp.shards.put(toNpy([4, 100], randomMatrix(4, 100, 8, -1000, 1000)));
     const sb = await temp.shards.put(toNpy([100, 4], randomMatrix(100, 4, 9, -1, 1)));

@@ -74,6 +74,20 @@ describe('malformed messages', () => {
     expect(errors(w)).toHaveLength(20);
   });
 
+  test('a text message over 256 KiB is refused, and one just under is read', async () => {
+    grid = await startTestCoordinator();
+    const w = worker();
+    await w.connect();
+    // A well-formed status message padded with spaces to exactly the limit: read (and answered
+    // with nothing); one byte more: refused without being parsed.
+    const body = JSON.stringify({ type: 'status', gflops: 1, paused: false });
+    w.send(body + ' '.repeat(256 * 1024 - body.length));
+    w.send(body + ' '.repeat(256 * 1024 - body.length + 1));
+    await waitFor(() => errors(w).length === 1, 10_000, 'the oversized message refused');
+    expect(errors(w)[0]).toMatchObject({ code: 'bad_message', message: 'text messages are limited to 262144 bytes' });
+    expect(w.closed).toBeNull();
+  });
+
   test('before hello too: 20 malformed messages close the socket', async () => {
     grid = await startTestCoordinator();
     const ws = new WebSocket(grid.base.replace(/^http/, 'ws') + '/ws');
