@@ -158,11 +158,10 @@ const failedAuth: Attack = async ({ c, from, reduced }) => {
 /** Hole 2b: a weak TABGRID_API_TOKEN; and a fresh start with none makes a strong one. */
 const weakToken: Attack = async ({ reduced }) => {
   const { makeTempDir, removeDir } = await import('../../testing/helpers.js');
-  const { freePort } = await import('../../testing/pg-cluster.js');
   const { tokenStrengthBits } = await import('../../access/keys.js');
   const run = async (env: Record<string, string>, untilListening: boolean) => {
     const dir = makeTempDir('tabgrid-attacks-token-');
-    const proc = spawnCoordinator(['--port', String(await freePort()), '--host', '127.0.0.1', '--data', dir], cleanEnv(env));
+    const proc = spawnCoordinator(['--port', '0', '--host', '127.0.0.1', '--data', dir], cleanEnv(env));
     let out = '';
     proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
     proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));

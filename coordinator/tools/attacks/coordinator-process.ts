@@ -5,7 +5,6 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { newApiToken } from '../../access/keys.js';
-import { freePort } from '../../testing/pg-cluster.js';
 import { makeTempDir, removeDir, sleep } from '../../testing/helpers.js';
 import { request } from '../../testing/loopback-http.js';
 
@@ -57,13 +56,33 @@ async function healthy(base: string, proc: ChildProcess, timeoutMs: number) {
   }
 }
 
+/** The port a starting coordinator prints it listens on ("listening on http://host:PORT"). */
+function listeningPort(proc: ChildProcess, output: () => string, timeoutMs: number): Promise<number> {
+  return new Promise((done, fail) => {
+    const timer = setTimeout(() => fail(new Error('the coordinator did not say where it listens')), timeoutMs);
+    const look = () => {
+      const m = /listening on http:\/\/[^:\s]+:(\d+)/.exec(output());
+      if (!m) return;
+      clearTimeout(timer);
+      proc.stdout!.off('data', look);
+      done(Number(m[1]));
+    };
+    proc.stdout!.on('data', look);
+    proc.once('exit', (code) => {
+      clearTimeout(timer);
+      fail(new Error(`the coordinator exited (${code})`));
+    });
+  });
+}
+
 export async function startCoordinatorProcess(): Promise<CoordinatorProcess> {
-  const port = await freePort();
   const dataDir = makeTempDir('tabgrid-attacks-');
   const token = newApiToken();
-  const base = `http://127.0.0.1:${port}`;
   let out = '';
   let proc: ChildProcess;
+  // The first start listens on any free port and says which (no port picked beforehand that another
+  // process could take meanwhile); a restart takes the same one again.
+  let port = 0;
   const launch = () => {
     proc = spawnCoordinator(['--port', String(port), '--host', '127.0.0.1', '--data', dataDir], cleanEnv({ TABGRID_API_TOKEN: token }));
     proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
@@ -71,7 +90,10 @@ export async function startCoordinatorProcess(): Promise<CoordinatorProcess> {
     return proc;
   };
   launch();
+  let base = '';
   try {
+    port = await listeningPort(proc!, () => out, 120_000);
+    base = `http://127.0.0.1:${port}`;
     await healthy(base, proc!, 120_000);
   } catch (err) {
     proc!.kill('SIGKILL');
