@@ -49,7 +49,7 @@ export const honestCompute: Compute = (wu, inputs) => {
 type InferenceSession = import('onnxruntime-node').InferenceSession;
 
 /**
- * `honestCompute`, plus ONNX units on onnxruntime-node's CPU EP (a devDependency, loaded on the first
+ * `honestCompute`, plus ONNX units on onnxruntime-node's CPU EP (loaded on the first
  * ONNX unit), with one session per model kept for the next unit of that model. A sim worker without
  * its own `compute` uses it; it gets ONNX units only when its `kinds` include 'onnx'.
  */

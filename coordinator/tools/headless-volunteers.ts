@@ -53,7 +53,7 @@ export interface LaunchOptions {
    * identity tunes once (cached in its profile), ~13 s per volunteer on SwiftShader: tests skip it.
    */
   tune?: boolean;
-  /** Volunteers starting at once (default 3): a start is mostly waiting on page load and the backend measurement. */
+  /** Volunteers starting at once (default 3): a start is mostly waiting on page load. */
   concurrency?: number;
   log?: (msg: string) => void;
 }
