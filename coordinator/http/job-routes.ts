@@ -141,6 +141,12 @@ export function jobStatus(job: JobRecord, shardTraffic?: ShardTraffic): JobStatu
   };
 }
 
+/** A shard id from the path, or a 400. */
+function shardId(raw: string): string {
+  if (!Sha256Hex.safeParse(raw).success) throw new ApiFailure(400, 'bad_request', 'shard id must be a sha-256 (64 lowercase hex)');
+  return raw;
+}
+
 /** The raw bytes of an upload, or a 415 naming what to send. */
 function uploadBytes(body: unknown, what: string): Uint8Array {
   if (!Buffer.isBuffer(body)) throw new ApiFailure(415, 'unsupported_media_type', `send the ${what} bytes with Content-Type: application/octet-stream`);
@@ -191,7 +197,7 @@ export const jobRoutes: FastifyPluginAsync<RouteOptions> = async (app, { ctx }) 
   // Declared before GET, so it replaces the HEAD route Fastify would derive from it (which would
   // read the whole shard and count it as served).
   app.head<{ Params: { sha: string } }>('/shards/:sha', { config: { api: API.shardHead } }, async (req, reply) => {
-    if (!Sha256Hex.safeParse(req.params.sha).success) throw new ApiFailure(400, 'bad_request', 'shard id must be a sha-256 (64 lowercase hex)');
+    shardId(req.params.sha);
     const size = await shards.size(req.params.sha);
     if (size === null) throw new ApiFailure(404, 'not_found', `no shard ${req.params.sha}`);
     return reply
@@ -202,7 +208,7 @@ export const jobRoutes: FastifyPluginAsync<RouteOptions> = async (app, { ctx }) 
   });
 
   app.get<{ Params: { sha: string } }>('/shards/:sha', { config: { api: API.shard } }, async (req, reply) => {
-    if (!Sha256Hex.safeParse(req.params.sha).success) throw new ApiFailure(400, 'bad_request', 'shard id must be a sha-256 (64 lowercase hex)');
+    shardId(req.params.sha);
     const bytes = await shards.get(req.params.sha);
     if (!bytes) throw new ApiFailure(404, 'not_found', `no shard ${req.params.sha}`);
     ctx.tracker.coordinatorBytes += bytes.length;
