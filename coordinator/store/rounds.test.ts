@@ -87,3 +87,29 @@ test('a round closes once, on SQLite and PostgreSQL alike', async () => {
     await post.close();
   }
 }, 60_000);
+
+/** Start-up recovery finds every unfinished iterative job, however many newer jobs there are. */
+async function activeStory(store: Store) {
+  const job = (id: string, kind: string, createdAt: number) => ({ id, kind, name: null, state: 'queued' as const, replication: 1, meta: {}, createdAt, finishedAt: null, error: null, resultSha: null, resultShape: [1] });
+  const u = (jobId: string, kind: string): NewWorkUnit => ({ ...unit(0, 0), id: `${jobId}.0`, jobId, kind });
+  await store.createJob(job('j_old_train', 'train', 1), [u('j_old_train', 'train')]);
+  await store.createJob(job('j_done_train', 'train', 2), [u('j_done_train', 'train')]);
+  await store.failJob('j_done_train', 'cancelled', 3);
+  // More newer jobs than a listing's default page (500) would show.
+  for (let i = 0; i < 520; i++) await store.createJob(job(`j_mm${i}`, 'matmul', 10 + i), [u(`j_mm${i}`, 'matmul')]);
+  await store.createJob(job('j_new_train', 'train', 1000), [u('j_new_train', 'train')]);
+  return { train: (await store.activeJobsOfKinds(['train'])).map((j) => j.id), none: (await store.activeJobsOfKinds([])).length };
+}
+
+test('every queued or running job of the iterative kinds is found at start-up, oldest first, on both dialects', async () => {
+  const lite = await stores.open.SQLite();
+  const post = await stores.open.PostgreSQL();
+  try {
+    const [a, b] = [await activeStory(lite), await activeStory(post)];
+    expect(a).toEqual({ train: ['j_old_train', 'j_new_train'], none: 0 });
+    expect(b).toEqual(a);
+  } finally {
+    await lite.close();
+    await post.close();
+  }
+}, 60_000);

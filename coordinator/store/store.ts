@@ -218,6 +218,8 @@ export interface Store {
   getJob(id: string): Promise<JobRecord | null>;
   /** The newest jobs first (at most `limit`, default 500): all of them, or one owner's. */
   listJobs(owner?: string, limit?: number): Promise<JobRecord[]>;
+  /** Every queued or running job of one of `kinds`, oldest first (start-up recovery of iterative jobs). */
+  activeJobsOfKinds(kinds: readonly string[]): Promise<JobRecord[]>;
   /** Queued or running jobs whose owner starts with `ownerPrefix`. */
   countActiveJobs(ownerPrefix: string): Promise<number>;
   setJobResult(jobId: string, sha256: string, now: number): Promise<void>;

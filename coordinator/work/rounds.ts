@@ -11,7 +11,7 @@
 // transaction only if the job still names the round being closed. A coordinator killed mid-round
 // resumes from the store at start-up (`resume`): settled units stay settled, a round whose units
 // were all settled before the crash is closed then, and one with a quorum gets its grace again.
-import { jobKind } from '../jobs/index.js';
+import { jobKind, jobKinds } from '../jobs/index.js';
 import type { IterativeKind } from '../jobs/types.js';
 import type { JobRecord, Store } from '../store/store.js';
 import type { ShardStore } from '../store/shards.js';
@@ -49,7 +49,8 @@ export class Rounds {
 
   /** At start-up: every running iterative job's round is looked at again (see the header). */
   async resume(): Promise<number> {
-    const jobs = (await this.ctx.store.listJobs()).filter((j) => (j.state === 'running' || j.state === 'queued') && Rounds.iterativeKindOf(j.kind));
+    const kinds = Object.values(jobKinds).filter((k) => k.iterative).map((k) => k.kind);
+    const jobs = await this.ctx.store.activeJobsOfKinds(kinds);
     for (const job of jobs) await this.unitSettled(job.id);
     return jobs.length;
   }

@@ -285,6 +285,11 @@ export class PgStore implements Store {
     return rows.map(toJob);
   }
 
+  async activeJobsOfKinds(kinds: readonly string[]) {
+    const rows = await this.all(`SELECT * FROM jobs WHERE state IN ('queued', 'running') AND kind = ANY($1::text[]) ORDER BY created_at`, [[...kinds]]);
+    return rows.map(toJob);
+  }
+
   async countActiveJobs(ownerPrefix: string) {
     const row = await this.one(`SELECT count(*) AS n FROM jobs WHERE starts_with(owner, $1) AND state IN ('queued', 'running')`, [ownerPrefix]);
     return Number(row?.n ?? 0);

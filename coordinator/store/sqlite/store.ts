@@ -115,6 +115,7 @@ export class SqliteStore implements Store {
         FROM volunteers v ORDER BY v.credit DESC, v.created_at`),
       getJob: p('SELECT * FROM jobs WHERE id = ?'),
       listJobs: p('SELECT * FROM jobs ORDER BY created_at DESC LIMIT ?'),
+      activeJobsOfKinds: p(`SELECT * FROM jobs WHERE state IN ('queued', 'running') AND kind IN (SELECT value FROM json_each(?)) ORDER BY created_at`),
       listOwnJobs: p('SELECT * FROM jobs WHERE owner = ? ORDER BY created_at DESC LIMIT ?'),
       countActiveJobs: p(`SELECT count(*) AS n FROM jobs WHERE substr(owner, 1, length(@prefix)) = @prefix AND state IN ('queued', 'running')`),
       getWu: p('SELECT * FROM work_units WHERE id = ?'),
@@ -284,6 +285,10 @@ export class SqliteStore implements Store {
   async listJobs(owner?: string, limit = 500) {
     const rows = owner === undefined ? this.s.listJobs.all(limit) : this.s.listOwnJobs.all(owner, limit);
     return (rows as Row[]).map(toJob);
+  }
+
+  async activeJobsOfKinds(kinds: readonly string[]) {
+    return (this.s.activeJobsOfKinds.all(JSON.stringify(kinds)) as Row[]).map(toJob);
   }
 
   async countActiveJobs(ownerPrefix: string) {
