@@ -7,9 +7,8 @@ import { auditLedger } from './ledger/audit.js';
 import { openStorage, startCoordinator } from './app.js';
 import { loadCoordinatorKeys, loadCoordinatorPublicKey } from './access/keys.js';
 import { exportLedger, verifyExport, verifyReceipt, type OfflineCheck } from './ledger/export.js';
-import { parseIceServers } from './swarm/peer-server.js';
 import { TokenScope } from './protocol/index.js';
-import { securityFromEnv } from './access/security.js';
+import { optionsFromEnv } from './env.js';
 import type { Store } from './store/store.js';
 import { TokenRegistry } from './http/tokens.js';
 import { ensureWebBuilt } from './http/web-build.js';
@@ -38,18 +37,14 @@ async function start(args: string[]) {
   });
   const port = Number(values.port ?? process.env.PORT ?? 8080);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`bad port ${values.port ?? process.env.PORT}`);
+  const env = optionsFromEnv(process.env); // before the build: a bad variable is said at once
   const log = (msg: string) => console.log(`[tabgrid] ${msg}`);
   if (!values['no-build']) ensureWebBuilt(log);
   const c = await startCoordinator({
     dataDir: dataDirFrom(values.data),
     port,
     host: values.host ?? process.env.HOST,
-    apiToken: process.env.TABGRID_API_TOKEN,
-    database: process.env.TABGRID_DB || undefined,
-    leaseMs: process.env.TABGRID_LEASE_MS ? Number(process.env.TABGRID_LEASE_MS) : undefined,
-    security: securityFromEnv(process.env),
-    heartbeatMs: process.env.TABGRID_HEARTBEAT_MS ? Number(process.env.TABGRID_HEARTBEAT_MS) : undefined,
-    iceServers: parseIceServers(process.env.TABGRID_ICE_SERVERS),
+    ...env,
     log,
   });
   console.log(`tabgrid coordinator listening on ${c.url}`);

@@ -61,7 +61,8 @@ export const DEFAULT_SECURITY: SecurityOptions = {
   demoMaxActive: 4,
 };
 
-function positiveInt(name: string, value: string | undefined, fallback: number): number {
+/** An environment variable that must hold a positive integer when set (`fallback` when unset or empty). */
+export function positiveInt<T extends number | undefined>(name: string, value: string | undefined, fallback: T): number | T {
   if (value === undefined || value === '') return fallback;
   const n = Number(value);
   if (!Number.isInteger(n) || n < 1) throw new Error(`${name} must be a positive integer, got ${value}`);
