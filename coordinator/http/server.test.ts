@@ -109,6 +109,20 @@ describe('shards', () => {
     await expectError(await postShard(toNpy([1], Float32Array.from([1])), TOKEN, 'image/png'), 415, 'unsupported_media_type');
   });
 
+  test(`a shard of exactly ${LIMITS.maxShardBytes / 2 ** 20} MiB is stored; one byte more → 413 payload_too_large`, async () => {
+    // A float32 .npy whose header and data fill the limit exactly (the header is padded to 64 bytes).
+    let n = (LIMITS.maxShardBytes - 128) / 4;
+    for (let i = 0; i < 3; i++) n = (LIMITS.maxShardBytes - npyWithDescr('<f4', `(${n},)`, 0).length) / 4;
+    const full = npyWithDescr('<f4', `(${n},)`, 4 * n);
+    expect(full.length).toBe(LIMITS.maxShardBytes);
+    const res = await postShard(full);
+    expect(res.status).toBe(201);
+    expect(((await res.json()) as { sha256: string }).sha256).toBe(createHash('sha256').update(full).digest('hex'));
+    const over = new Uint8Array(LIMITS.maxShardBytes + 1);
+    over.set(full);
+    await expectError(await postShard(over), 413, 'payload_too_large');
+  }, 60_000);
+
   test('GET /shards/<not a sha> → 400; an unknown sha → 404', async () => {
     for (const bad of ['abc', 'A'.repeat(64), 'a'.repeat(63), 'g'.repeat(64), '..%2F..%2Fetc%2Fpasswd']) {
       await expectError(await fetch(`${t.base}/shards/${bad}`), 400, 'bad_request', /sha-256/);
