@@ -2,8 +2,10 @@
 // determinism, the replica tolerance's calibration against float32/float64 divergence over H, what
 // the cheap check and the replica comparison catch, and the aggregators' properties.
 import { describe, expect, test } from 'vitest';
-import { aggregateDeltas, decodeUnitOutput, deltaRtol, innerSpecOf, trainOutputsAgree, trainTolerance, train, trainUnitReference, unitSeed } from './train.js';
-import { batchSchedule, initMlp, mixSeed, mlpLossGrad, mlpParamCount, runTrainUnit, trainInner, trainOutputBytes, type InnerSpec } from '../protocol/train-mlp.js';
+import { aggregateDeltas, decodeUnitOutput, deltaRtol, trainOutputsAgree, trainTolerance, train, trainUnitReference, unitSeed } from './train.js';
+import { batchSchedule, innerSpecOf, runTrainUnit, trainInner, trainOutputBytes, type InnerSpec } from '../protocol/train-loop.js';
+import { initMlp, mlpLossGrad, mlpModel, mlpParamCount } from '../protocol/train-mlp.js';
+import { mixSeed } from '../protocol/train-model.js';
 import { toNpy } from '../protocol/npy.js';
 import type { TrainParams } from '../protocol/index.js';
 import { useTempShards } from '../testing/fixtures.js';
@@ -67,7 +69,7 @@ describe('calibration: honest replicas vs the tolerance, as H grows', () => {
   test.each(configs.flatMap((c) => [1, 8, 64, 256].map((H) => ({ ...c, H }))))('$layers $opt.type lr $opt.lr, H = $H', ({ layers, opt, H }) => {
     const task = blobsTask(512, layers[0], layers.at(-1)!, 7);
     const p0 = initMlp(layers, 1);
-    const spec: InnerSpec = { layers, steps: H, batchSize: 32, seed: mixSeed(3, H), optimizer: opt };
+    const spec: InnerSpec = { model: mlpModel(layers), steps: H, batchSize: 32, seed: mixSeed(3, H), optimizer: opt };
     const f32 = trainInner(Float32Array, spec, p0, task.x, task.y, undefined, Float32Array).delta;
     const f64 = trainInner(Float64Array, spec, Float64Array.from(p0), Float64Array.from(task.x), Float64Array.from(task.y)).delta;
     const d = rel(f32, f64);
@@ -79,7 +81,7 @@ describe('calibration: honest replicas vs the tolerance, as H grows', () => {
     const layers = [64, 128, 64, 10];
     const task = blobsTask(512, 64, 10, 7);
     const p0 = initMlp(layers, 1);
-    const spec: InnerSpec = { layers, steps: 256, batchSize: 32, seed: mixSeed(3, 256), optimizer: { ...adamw, lr: 0.05 } };
+    const spec: InnerSpec = { model: mlpModel(layers), steps: 256, batchSize: 32, seed: mixSeed(3, 256), optimizer: { ...adamw, lr: 0.05 } };
     const f32 = trainInner(Float32Array, spec, p0, task.x, task.y, undefined, Float32Array).delta;
     const f64 = trainInner(Float64Array, spec, Float64Array.from(p0), Float64Array.from(task.x), Float64Array.from(task.y)).delta;
     expect(rel(f32, f64)).toBeGreaterThan(deltaRtol(256));
@@ -117,7 +119,7 @@ describe('what the check and the replica comparison catch', () => {
   test('an honest output passes the check and agrees with a float64 replica', async () => {
     const wu = await unit();
     expect(await train.check(wu, honest(), fixture.shards)).toBe(true);
-    const r64 = trainInner(Float64Array, { layers, steps: H, batchSize: 16, seed: 99, optimizer: { type: 'adamw', lr: 0.01, weightDecay: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8 } }, Float64Array.from(theta), Float64Array.from(task.x), Float64Array.from(task.y));
+    const r64 = trainInner(Float64Array, { model: mlpModel(layers), steps: H, batchSize: 16, seed: 99, optimizer: { type: 'adamw', lr: 0.01, weightDecay: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8 } }, Float64Array.from(theta), Float64Array.from(task.x), Float64Array.from(task.y));
     const other = new Float32Array(P + 2);
     other.set(r64.delta);
     other[P] = r64.trainLoss;
@@ -137,7 +139,7 @@ describe('what the check and the replica comparison catch', () => {
   test('int8: an honest output passes the check and agrees with a float64-summed replica; a flipped one fails both', async () => {
     const wu = await unit();
     const p8: TrainParams = { ...params, compress: 'int8' };
-    const w8 = { ...wu, params: p8 as unknown as WorkUnitRecord['params'], tolerance: trainTolerance(H, 'int8'), outputBytes: trainOutputBytes(layers, 'int8') };
+    const w8 = { ...wu, params: p8 as unknown as WorkUnitRecord['params'], tolerance: trainTolerance(H, 'int8'), outputBytes: trainOutputBytes(mlpModel(layers), 'int8') };
     const spec = innerSpecOf(p8);
     const a = runTrainUnit(spec, 'int8', theta, task.x, task.y, Float32Array);
     const b = runTrainUnit(spec, 'int8', theta, task.x, task.y, Float64Array);

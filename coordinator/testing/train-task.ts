@@ -1,6 +1,6 @@
 // A synthetic classification task for training tests: `classes` Gaussian-ish blobs in `features`
 // dimensions, well separated, rows in class order 0, 1, …, 0, 1, … (deterministic from the seed).
-import { rng } from '../protocol/train-mlp.js';
+import { rng } from '../protocol/train-model.js';
 
 export interface TrainTask {
   x: Float32Array;
