@@ -69,7 +69,7 @@ export function transformerMacs(s: TransformerSpec): number {
 
 /**
  * Initial parameters from the seed: LN gains 1 and every bias 0; embeddings uniform with standard
- * deviation 0.1; weights uniform with standard deviation 1/√fan_in, the residual branches' output
+ * deviation 0.5 (distinct positions from the start: attention learns to look back sooner); weights uniform with standard deviation 1/√fan_in, the residual branches' output
  * projections (wo, w2) scaled down by √(2·layers) so the residual stream does not grow with depth.
  */
 export function initTransformer(s: TransformerSpec, seed: number): Float32Array {
@@ -78,7 +78,7 @@ export function initTransformer(s: TransformerSpec, seed: number): Float32Array 
   const std = (sd: number) => sd * Math.sqrt(3); // the bound of a uniform with that deviation
   for (const t of transformerTensors(s)) {
     const name = t.name.split('.').at(-1)!;
-    if (t.name === 'tok' || t.name === 'pos') fillUniform(p, t.offset, t.size, std(0.1), next);
+    if (t.name === 'tok' || t.name === 'pos') fillUniform(p, t.offset, t.size, std(0.5), next);
     else if (name === 'g') p.fill(1, t.offset, t.offset + t.size);
     else if (t.shape.length === 2) {
       const residual = name === 'wo' || name === 'w2';

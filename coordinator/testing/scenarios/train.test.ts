@@ -13,19 +13,10 @@ import { mlpLossGrad } from '../../protocol/train-mlp.js';
 import { useTestGrid } from '../fixtures.js';
 import { waitFor } from '../helpers.js';
 import { honestCompute, SimWorker, type Compute } from '../sim-worker.js';
-import { blobsTask } from '../train-task.js';
+import { blobsTask, int32Npy } from '../train-task.js';
 
 const task = blobsTask(512, 8, 4, 11);
 const LAYERS = [8, 16, 4];
-
-function int32Npy(values: number[]): Uint8Array {
-  // The float32 layout with the '<i4' descr (same length) and int32 values.
-  const npy = toNpy([values.length], new Float32Array(values.length));
-  const at = new TextDecoder('latin1').decode(npy.subarray(0, 64)).indexOf("'<f4'");
-  npy[at + 2] = 'i'.charCodeAt(0);
-  new Int32Array(npy.buffer, npy.length - values.length * 4).set(values);
-  return npy;
-}
 
 const { grid, workers } = useTestGrid();
 
