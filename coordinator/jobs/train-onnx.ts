@@ -108,7 +108,10 @@ export function transformerOnnx(s: TransformerSpec, params: Float32Array, name =
     const h1 = layerNorm(x, `${p}.ln1`);
     const heads: string[] = [];
     for (let h = 0; h < H; h++) {
-      const proj = (w: string) => op('Add', [op('MatMul', [h1, columns(`${p}.w${w}`, h * dh, dh, `${p}.w${w}.h${h}`)]), columns(`${p}.b${w}`, h * dh, dh, `${p}.b${w}.h${h}`)]);
+      const proj = (w: string) => {
+        const mm = op('MatMul', [h1, columns(`${p}.w${w}`, h * dh, dh, `${p}.w${w}.h${h}`)]);
+        return w === 'k' ? mm : op('Add', [mm, columns(`${p}.b${w}`, h * dh, dh, `${p}.b${w}.h${h}`)]); // no key bias
+      };
       const [q, k, v] = [proj('q'), proj('k'), proj('v')];
       const scores = op('Add', [op('Mul', [op('MatMul', [q, op('Transpose', [k], { perm: [0, 2, 1] })]), scale]), 'causal_mask']);
       heads.push(op('MatMul', [op('Softmax', [scores], { axis: -1 }), v]));

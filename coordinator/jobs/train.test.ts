@@ -6,6 +6,8 @@ import { aggregateDeltas, decodeUnitOutput, deltaRtol, trainOutputsAgree, trainT
 import { batchSchedule, innerSpecOf, runTrainUnit, trainInner, trainOutputBytes, type InnerSpec } from '../protocol/train-loop.js';
 import { initMlp, mlpLossGrad, mlpModel, mlpParamCount } from '../protocol/train-mlp.js';
 import { mixSeed } from '../protocol/train-model.js';
+import { transformerModel } from '../protocol/train-transformer.js';
+import { markovTask, markovTokens } from '../testing/lm-task.js';
 import { toNpy } from '../protocol/npy.js';
 import type { TrainParams } from '../protocol/index.js';
 import { useTempShards } from '../testing/fixtures.js';
@@ -74,6 +76,21 @@ describe('calibration: honest replicas vs the tolerance, as H grows', () => {
     const f64 = trainInner(Float64Array, spec, Float64Array.from(p0), Float64Array.from(task.x), Float64Array.from(task.y)).delta;
     const d = rel(f32, f64);
     measured.push(`${layers.join('-')} ${opt.type} H=${H}: ${d.toExponential(1)} (tolerance ${deltaRtol(H).toExponential(1)})`);
+    expect(d * 100).toBeLessThan(deltaRtol(H));
+  });
+
+  // The transformer sums in float64 numbers and stores in the array's precision: float32 storage
+  // against float64 throughout, on the LM scenario's model, task and optimizer.
+  test.each([1, 8, 32, 64])('transformer (V 8, T 16, D 16, 2 heads) adamw lr 0.015, H = %i', (H) => {
+    const s = { vocab: 8, context: 16, layers: 1, dModel: 16, heads: 2 };
+    const model = transformerModel(s);
+    const tokens = markovTokens(markovTask(8), 1024, 5);
+    const p0 = model.init(1);
+    const spec: InnerSpec = { model, steps: H, batchSize: 8, seed: mixSeed(3, H), optimizer: { ...adamw, lr: 0.015, weightDecay: 0 } };
+    const f32 = trainInner(Float32Array, spec, p0, tokens, null).delta;
+    const f64 = trainInner(Float64Array, spec, Float64Array.from(p0), Float64Array.from(tokens), null).delta;
+    const d = rel(f32, f64);
+    measured.push(`transformer adamw H=${H}: ${d.toExponential(1)} (tolerance ${deltaRtol(H).toExponential(1)})`);
     expect(d * 100).toBeLessThan(deltaRtol(H));
   });
 

@@ -47,6 +47,11 @@ test('the tensor table covers the parameter vector exactly; the loss at initiali
   expect(Math.abs(loss - Math.log(16))).toBeLessThan(0.5);
 });
 
+test('no key bias: its gradient would be zero (softmax ignores a per-row constant) and float32 noise under AdamW', () => {
+  expect(transformerTensors(spec).map((t) => t.name)).not.toContain('l0.bk');
+  expect(transformerTensors(spec).map((t) => t.name)).toContain('l0.bq');
+});
+
 test('credit: 6 × the multiply-adds of the projections, MLP, head and causal attention, per window', () => {
   const s: TransformerSpec = { vocab: 8, context: 16, layers: 2, dModel: 32, heads: 4 };
   // Per position and layer: q, k, v, o (4·D²) and the MLP (2·4·D²); the head D·V per position;

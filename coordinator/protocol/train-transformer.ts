@@ -35,7 +35,10 @@ export function transformerTensors(s: TransformerSpec): ParamTensor[] {
     add(`l${l}.ln1.b`, [D]);
     for (const w of ['q', 'k', 'v', 'o']) {
       add(`l${l}.w${w}`, [D, D]);
-      add(`l${l}.b${w}`, [D]);
+      // No key bias: it adds q·b_k to every score of a row, which softmax ignores. Its gradient is
+      // zero, so in float32 it is rounding noise, which AdamW would blow up into ±lr updates that
+      // honest replicas disagree on.
+      if (w !== 'k') add(`l${l}.b${w}`, [D]);
     }
     add(`l${l}.ln2.g`, [D]);
     add(`l${l}.ln2.b`, [D]);
@@ -53,7 +56,7 @@ export function transformerTensors(s: TransformerSpec): ParamTensor[] {
 
 export function transformerParamCount(s: TransformerSpec): number {
   const { vocab: V, context: T, dModel: D, layers: L } = s;
-  return V * D + T * D + L * (12 * D * D + 13 * D) + 2 * D + D * V + V;
+  return V * D + T * D + L * (12 * D * D + 12 * D) + 2 * D + D * V + V;
 }
 
 /**
@@ -98,11 +101,11 @@ function offsetsOf(s: TransformerSpec): Offsets {
 
 // --- Building blocks on [rows, cols] row-major arrays ---
 
-/** out[r, :] = b + inp[r, :]·W for W [din, dout] at params[w], b at params[b]. */
-function linear(out: FloatArray, inp: FloatArray, rows: number, din: number, dout: number, params: FloatArray, w: number, b: number) {
+/** out[r, :] = b + inp[r, :]·W for W [din, dout] at params[w], b at params[b] (none when b is undefined). */
+function linear(out: FloatArray, inp: FloatArray, rows: number, din: number, dout: number, params: FloatArray, w: number, b: number | undefined) {
   const acc = new Float64Array(dout);
   for (let r = 0; r < rows; r++) {
-    for (let o = 0; o < dout; o++) acc[o] = params[b + o];
+    for (let o = 0; o < dout; o++) acc[o] = b === undefined ? 0 : params[b + o];
     for (let k = 0; k < din; k++) {
       const a = inp[r * din + k];
       const row = w + k * dout;
@@ -113,7 +116,7 @@ function linear(out: FloatArray, inp: FloatArray, rows: number, din: number, dou
 }
 
 /** Backward of `linear`: dW += inpᵀ·dOut, db += Σ_r dOut, and (when given) dInp = dOut·Wᵀ. */
-function linearBack(dOut: FloatArray, inp: FloatArray, rows: number, din: number, dout: number, params: FloatArray, w: number, b: number, grad: FloatArray, dInp: FloatArray | null) {
+function linearBack(dOut: FloatArray, inp: FloatArray, rows: number, din: number, dout: number, params: FloatArray, w: number, b: number | undefined, grad: FloatArray, dInp: FloatArray | null) {
   const acc = new Float64Array(dout);
   for (let k = 0; k < din; k++) {
     acc.fill(0);
@@ -124,9 +127,11 @@ function linearBack(dOut: FloatArray, inp: FloatArray, rows: number, din: number
     const row = w + k * dout;
     for (let o = 0; o < dout; o++) grad[row + o] += acc[o];
   }
-  acc.fill(0);
-  for (let r = 0; r < rows; r++) for (let o = 0; o < dout; o++) acc[o] += dOut[r * dout + o];
-  for (let o = 0; o < dout; o++) grad[b + o] += acc[o];
+  if (b !== undefined) {
+    acc.fill(0);
+    for (let r = 0; r < rows; r++) for (let o = 0; o < dout; o++) acc[o] += dOut[r * dout + o];
+    for (let o = 0; o < dout; o++) grad[b + o] += acc[o];
+  }
   if (!dInp) return;
   for (let r = 0; r < rows; r++) {
     for (let k = 0; k < din; k++) {
@@ -247,7 +252,7 @@ function forward(Arr: FloatArrayCtor, s: TransformerSpec, o: Offsets, params: Fl
     };
     layerNorm(c.h1, c.xhat1, c.rstd1, x, T, D, params, o[n + 'ln1.g'], o[n + 'ln1.b']);
     linear(c.q, c.h1, T, D, D, params, o[n + 'wq'], o[n + 'bq']);
-    linear(c.k, c.h1, T, D, D, params, o[n + 'wk'], o[n + 'bk']);
+    linear(c.k, c.h1, T, D, D, params, o[n + 'wk'], undefined);
     linear(c.v, c.h1, T, D, D, params, o[n + 'wv'], o[n + 'bv']);
     for (let h = 0; h < H; h++) {
       const hd = h * dh;
@@ -348,7 +353,7 @@ function backward(Arr: FloatArrayCtor, s: TransformerSpec, o: Offsets, params: F
     const tmp = new Arr(T * D);
     linearBack(dq, L.h1, T, D, D, params, o[n + 'wq'], o[n + 'bq'], grad, tmp);
     for (let i = 0; i < T * D; i++) dh1[i] += tmp[i];
-    linearBack(dk, L.h1, T, D, D, params, o[n + 'wk'], o[n + 'bk'], grad, tmp);
+    linearBack(dk, L.h1, T, D, D, params, o[n + 'wk'], undefined, grad, tmp);
     for (let i = 0; i < T * D; i++) dh1[i] += tmp[i];
     linearBack(dv, L.h1, T, D, D, params, o[n + 'wv'], o[n + 'bv'], grad, tmp);
     for (let i = 0; i < T * D; i++) dh1[i] += tmp[i];
