@@ -177,6 +177,44 @@ describe('what the check and the replica comparison catch', () => {
   });
 });
 
+describe('a transformer unit: tokens and no labels, the same check and comparison', () => {
+  const fixture = useTempShards();
+  const model = { type: 'transformer' as const, vocab: 8, context: 16, layers: 1, dModel: 16, heads: 2 };
+  const tokens = markovTokens(markovTask(8), 300, 4);
+  const H = 8;
+  const base: TrainParams = { round: 0, rounds: 1, slice: 0, rows: tokens.length, model, steps: H, batchSize: 4, seed: 7, optimizer: 'adamw', lr: 0.015, weightDecay: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8, compress: 'none' };
+  const theta = transformerModel(model).init(2);
+
+  async function unit(p: TrainParams): Promise<WorkUnitRecord> {
+    const { shards } = fixture;
+    const inputs = { params: await shards.put(toNpy([theta.length], theta)), x: await shards.put(toNpy([tokens.length], tokens)) };
+    const tolerance = trainTolerance(H, p.compress);
+    return { id: 'j.0', jobId: 'j', idx: 0, kind: 'train', params: p as unknown as WorkUnitRecord['params'], inputs, outputBytes: trainOutputBytes(transformerModel(model), p.compress), flops: 1, tolerance, meta: {}, target: 2, state: 'open', canonicalResultId: null };
+  }
+
+  test.each(['none', 'int8'] as const)('compress %s: an honest output passes the check and agrees with a float64 replica; a sign-flipped one fails both', async (compress) => {
+    const p = { ...base, compress };
+    const wu = await unit(p);
+    const honest = trainUnitReference(p, theta, tokens, null);
+    expect(honest.byteLength).toBe(wu.outputBytes);
+    expect(await train.check(wu, honest, fixture.shards)).toBe(true);
+    const r64 = trainInner(Float64Array, innerSpecOf(p), Float64Array.from(theta), Float64Array.from(tokens), null);
+    if (compress === 'none') {
+      const other = Float32Array.from([...r64.delta, r64.trainLoss, r64.checkLoss]);
+      expect(train.agree!(wu, honest, other)).toBe(true);
+    }
+    const flipped = honest.slice();
+    const P = theta.length;
+    if (compress === 'none') for (let i = 0; i < P; i++) flipped[i] = -flipped[i];
+    else {
+      const q = new Int8Array(flipped.buffer, (2 + transformerModel(model).tensors.length) * 4, P);
+      for (let i = 0; i < P; i++) q[i] = -q[i];
+    }
+    expect(await train.check(wu, flipped, fixture.shards)).toBe(false);
+    expect(train.agree!(wu, honest, flipped)).toBe(false);
+  });
+});
+
 describe('aggregators', () => {
   const honest = [[1, 2], [1.2, 2.2], [0.8, 1.8], [1.1, 2.1], [0.9, 1.9]].map((v) => Float32Array.from(v));
   const evil = Float32Array.from([-100, 1e6]);
