@@ -10,9 +10,10 @@
 //     [--hidden 64] [--replication 2] [--adversaries 0.3]
 import { parseArgs } from 'node:util';
 import { centralReference } from '../coordinator/jobs/train.js';
-import { TrainJobSubmit, type JobStatus, type LedgerEntry, type RoundStats, type TrainParams } from '../coordinator/protocol/index.js';
+import { TrainJobSubmit, type JobStatus, type LedgerEntry, type MlpTrainParams, type RoundStats } from '../coordinator/protocol/index.js';
 import { toNpy } from '../coordinator/protocol/npy.js';
-import { checkRows, mlpLossGrad } from '../coordinator/protocol/train-mlp.js';
+import { checkRows } from '../coordinator/protocol/train-loop.js';
+import { mlpLossGrad } from '../coordinator/protocol/train-mlp.js';
 import { startTestCoordinator } from '../coordinator/testing/helpers.js';
 import { honestCompute, SimWorker, type Compute } from '../coordinator/testing/sim-worker.js';
 import { blobsTask } from '../coordinator/testing/train-task.js';
@@ -37,7 +38,7 @@ const task = blobsTask(4096, FEATURES, CLASSES, 3, 1.5);
 /** Sign-flipped ×10 with the check loss recomputed for the flipped update (so the check passes). */
 const forge: Compute = (wu, inputs) => {
   const out = honestCompute(wu, inputs) as Float32Array;
-  const p = wu.params as TrainParams;
+  const p = wu.params as MlpTrainParams;
   const P = out.length - 2;
   const after = new Float32Array(P);
   for (let i = 0; i < P; i++) {

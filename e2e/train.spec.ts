@@ -2,11 +2,13 @@
 // backend — both run the same float32 TypeScript inner loop today) train the MLP for 3 rounds as
 // replicas of every unit; the coordinator compares them, aggregates and steps; the final parameters
 // match the central float64 reference, the loss falls every round, and each page shows
-// "training: round r of R, loss"; then again with int8 Δs.
+// "training: round r of R, loss"; then again with int8 Δs. And one round of the transformer LM,
+// whose units carry tokens and no labels, on both backends, matching its central reference.
 import { expect, test } from './fixtures';
 import { centralReference } from '../coordinator/jobs/train';
 import { parseNpy, toNpy } from '../coordinator/protocol/npy';
 import { TrainJobSubmit, type JobStatus } from '../coordinator/protocol';
+import { markovTask, markovTokens } from '../coordinator/testing/lm-task';
 import { blobsTask } from '../coordinator/testing/train-task';
 import { openVolunteer, startGrid } from './grid';
 
@@ -58,6 +60,44 @@ test('a WebGPU-backend and a CPU-backend volunteer train the MLP for 3 rounds to
     expect(int8.state).toBe('done');
     expect(int8.perRound[1].loss).toBeLessThan(int8.perRound[0].loss);
     expect(Math.abs(int8.perRound[1].loss - ref.losses[2])).toBeLessThan(0.02 * ref.losses[2]);
+  } finally {
+    await grid.stop();
+  }
+});
+
+test('a WebGPU-backend and a CPU-backend volunteer train a round of the transformer LM to the central reference', async ({ browser }) => {
+  const tokens = markovTokens(markovTask(8), 1024, 1);
+  const grid = await startGrid();
+  try {
+    const pages = [await openVolunteer(browser, grid, { query: '?backend=webgpu' }), await openVolunteer(browser, grid, { query: '?backend=cpu' })];
+    const body = {
+      kind: 'train',
+      model: { type: 'transformer', vocab: 8, context: 16, layers: 1, dModel: 16, heads: 2 },
+      data: { tokens: await grid.uploadShard(toNpy([tokens.length], tokens)) },
+      rounds: 1,
+      localSteps: 8,
+      batchSize: 8,
+      innerOptimizer: { type: 'adamw', lr: 0.015 },
+      unitsPerRound: 2,
+      replication: 2,
+    };
+    const started = Date.now();
+    const jobId = await grid.submitJob(body);
+    const status = (await grid.waitForJob(jobId, 120_000)) as JobStatus & { perRound: { loss: number; units: number }[] };
+    expect(status.state).toBe('done');
+    expect(status.perRound.map((r) => r.units)).toEqual([2]);
+    const ref = centralReference(TrainJobSubmit.parse(body), { family: 'transformer', tokens, validation: null, context: 16 });
+    expect(status.perRound[0].loss).toBeLessThan(ref.losses[0]);
+    const params = parseNpy(new Uint8Array(await (await grid.api(`/api/jobs/${jobId}/outputs/params`)).arrayBuffer())).data;
+    let d = 0;
+    let n = 0;
+    for (let i = 0; i < ref.params.length; i++) {
+      d += (params[i] - ref.params[i]) ** 2;
+      n += ref.params[i] ** 2;
+    }
+    expect(Math.sqrt(d / n)).toBeLessThan(1e-4);
+    console.log(`e2e transformer: 1 round in ${((Date.now() - started) / 1000).toFixed(1)} s on 2 browsers; loss ${ref.losses[0].toFixed(4)} -> ${status.perRound[0].loss.toFixed(4)} (central ${ref.losses[1].toFixed(4)}); relative L2 ${Math.sqrt(d / n).toExponential(2)}`);
+    for (const page of pages) await expect(page.getByTestId('units-done')).toHaveText('2');
   } finally {
     await grid.stop();
   }

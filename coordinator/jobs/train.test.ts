@@ -2,8 +2,12 @@
 // determinism, the replica tolerance's calibration against float32/float64 divergence over H, what
 // the cheap check and the replica comparison catch, and the aggregators' properties.
 import { describe, expect, test } from 'vitest';
-import { aggregateDeltas, decodeUnitOutput, deltaRtol, innerSpecOf, trainOutputsAgree, trainTolerance, train, trainUnitReference, unitSeed } from './train.js';
-import { batchSchedule, initMlp, mixSeed, mlpLossGrad, mlpParamCount, runTrainUnit, trainInner, trainOutputBytes, type InnerSpec } from '../protocol/train-mlp.js';
+import { aggregateDeltas, decodeUnitOutput, deltaRtol, trainOutputsAgree, trainTolerance, train, trainUnitReference, unitSeed } from './train.js';
+import { batchSchedule, innerSpecOf, runTrainUnit, trainInner, trainOutputBytes, type InnerSpec } from '../protocol/train-loop.js';
+import { initMlp, mlpLossGrad, mlpModel, mlpParamCount } from '../protocol/train-mlp.js';
+import { mixSeed } from '../protocol/train-model.js';
+import { transformerModel } from '../protocol/train-transformer.js';
+import { markovTask, markovTokens } from '../testing/lm-task.js';
 import { toNpy } from '../protocol/npy.js';
 import type { TrainParams } from '../protocol/index.js';
 import { useTempShards } from '../testing/fixtures.js';
@@ -67,7 +71,7 @@ describe('calibration: honest replicas vs the tolerance, as H grows', () => {
   test.each(configs.flatMap((c) => [1, 8, 64, 256].map((H) => ({ ...c, H }))))('$layers $opt.type lr $opt.lr, H = $H', ({ layers, opt, H }) => {
     const task = blobsTask(512, layers[0], layers.at(-1)!, 7);
     const p0 = initMlp(layers, 1);
-    const spec: InnerSpec = { layers, steps: H, batchSize: 32, seed: mixSeed(3, H), optimizer: opt };
+    const spec: InnerSpec = { model: mlpModel(layers), steps: H, batchSize: 32, seed: mixSeed(3, H), optimizer: opt };
     const f32 = trainInner(Float32Array, spec, p0, task.x, task.y, undefined, Float32Array).delta;
     const f64 = trainInner(Float64Array, spec, Float64Array.from(p0), Float64Array.from(task.x), Float64Array.from(task.y)).delta;
     const d = rel(f32, f64);
@@ -75,11 +79,26 @@ describe('calibration: honest replicas vs the tolerance, as H grows', () => {
     expect(d * 100).toBeLessThan(deltaRtol(H));
   });
 
+  // The transformer sums in float64 numbers and stores in the array's precision: float32 storage
+  // against float64 throughout, on the LM scenario's model, task and optimizer.
+  test.each([1, 8, 32, 64])('transformer (V 8, T 16, D 16, 2 heads) adamw lr 0.015, H = %i', (H) => {
+    const s = { vocab: 8, context: 16, layers: 1, dModel: 16, heads: 2 };
+    const model = transformerModel(s);
+    const tokens = markovTokens(markovTask(8), 1024, 5);
+    const p0 = model.init(1);
+    const spec: InnerSpec = { model, steps: H, batchSize: 8, seed: mixSeed(3, H), optimizer: { ...adamw, lr: 0.015, weightDecay: 0 } };
+    const f32 = trainInner(Float32Array, spec, p0, tokens, null).delta;
+    const f64 = trainInner(Float64Array, spec, Float64Array.from(p0), Float64Array.from(tokens), null).delta;
+    const d = rel(f32, f64);
+    measured.push(`transformer adamw H=${H}: ${d.toExponential(1)} (tolerance ${deltaRtol(H).toExponential(1)})`);
+    expect(d * 100).toBeLessThan(deltaRtol(H));
+  });
+
   test('a schedule that is chaotic in float32 diverges past the tolerance: its units find no quorum (documented)', () => {
     const layers = [64, 128, 64, 10];
     const task = blobsTask(512, 64, 10, 7);
     const p0 = initMlp(layers, 1);
-    const spec: InnerSpec = { layers, steps: 256, batchSize: 32, seed: mixSeed(3, 256), optimizer: { ...adamw, lr: 0.05 } };
+    const spec: InnerSpec = { model: mlpModel(layers), steps: 256, batchSize: 32, seed: mixSeed(3, 256), optimizer: { ...adamw, lr: 0.05 } };
     const f32 = trainInner(Float32Array, spec, p0, task.x, task.y, undefined, Float32Array).delta;
     const f64 = trainInner(Float64Array, spec, Float64Array.from(p0), Float64Array.from(task.x), Float64Array.from(task.y)).delta;
     expect(rel(f32, f64)).toBeGreaterThan(deltaRtol(256));
@@ -117,7 +136,7 @@ describe('what the check and the replica comparison catch', () => {
   test('an honest output passes the check and agrees with a float64 replica', async () => {
     const wu = await unit();
     expect(await train.check(wu, honest(), fixture.shards)).toBe(true);
-    const r64 = trainInner(Float64Array, { layers, steps: H, batchSize: 16, seed: 99, optimizer: { type: 'adamw', lr: 0.01, weightDecay: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8 } }, Float64Array.from(theta), Float64Array.from(task.x), Float64Array.from(task.y));
+    const r64 = trainInner(Float64Array, { model: mlpModel(layers), steps: H, batchSize: 16, seed: 99, optimizer: { type: 'adamw', lr: 0.01, weightDecay: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8 } }, Float64Array.from(theta), Float64Array.from(task.x), Float64Array.from(task.y));
     const other = new Float32Array(P + 2);
     other.set(r64.delta);
     other[P] = r64.trainLoss;
@@ -137,7 +156,7 @@ describe('what the check and the replica comparison catch', () => {
   test('int8: an honest output passes the check and agrees with a float64-summed replica; a flipped one fails both', async () => {
     const wu = await unit();
     const p8: TrainParams = { ...params, compress: 'int8' };
-    const w8 = { ...wu, params: p8 as unknown as WorkUnitRecord['params'], tolerance: trainTolerance(H, 'int8'), outputBytes: trainOutputBytes(layers, 'int8') };
+    const w8 = { ...wu, params: p8 as unknown as WorkUnitRecord['params'], tolerance: trainTolerance(H, 'int8'), outputBytes: trainOutputBytes(mlpModel(layers), 'int8') };
     const spec = innerSpecOf(p8);
     const a = runTrainUnit(spec, 'int8', theta, task.x, task.y, Float32Array);
     const b = runTrainUnit(spec, 'int8', theta, task.x, task.y, Float64Array);
@@ -155,6 +174,44 @@ describe('what the check and the replica comparison catch', () => {
     const out = honest();
     out[3] = NaN;
     expect(await train.check(await unit(), out, fixture.shards)).toBe(false);
+  });
+});
+
+describe('a transformer unit: tokens and no labels, the same check and comparison', () => {
+  const fixture = useTempShards();
+  const model = { type: 'transformer' as const, vocab: 8, context: 16, layers: 1, dModel: 16, heads: 2 };
+  const tokens = markovTokens(markovTask(8), 300, 4);
+  const H = 8;
+  const base: TrainParams = { round: 0, rounds: 1, slice: 0, rows: tokens.length, model, steps: H, batchSize: 4, seed: 7, optimizer: 'adamw', lr: 0.015, weightDecay: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8, compress: 'none' };
+  const theta = transformerModel(model).init(2);
+
+  async function unit(p: TrainParams): Promise<WorkUnitRecord> {
+    const { shards } = fixture;
+    const inputs = { params: await shards.put(toNpy([theta.length], theta)), x: await shards.put(toNpy([tokens.length], tokens)) };
+    const tolerance = trainTolerance(H, p.compress);
+    return { id: 'j.0', jobId: 'j', idx: 0, kind: 'train', params: p as unknown as WorkUnitRecord['params'], inputs, outputBytes: trainOutputBytes(transformerModel(model), p.compress), flops: 1, tolerance, meta: {}, target: 2, state: 'open', canonicalResultId: null };
+  }
+
+  test.each(['none', 'int8'] as const)('compress %s: an honest output passes the check and agrees with a float64 replica; a sign-flipped one fails both', async (compress) => {
+    const p = { ...base, compress };
+    const wu = await unit(p);
+    const honest = trainUnitReference(p, theta, tokens, null);
+    expect(honest.byteLength).toBe(wu.outputBytes);
+    expect(await train.check(wu, honest, fixture.shards)).toBe(true);
+    const r64 = trainInner(Float64Array, innerSpecOf(p), Float64Array.from(theta), Float64Array.from(tokens), null);
+    if (compress === 'none') {
+      const other = Float32Array.from([...r64.delta, r64.trainLoss, r64.checkLoss]);
+      expect(train.agree!(wu, honest, other)).toBe(true);
+    }
+    const flipped = honest.slice();
+    const P = theta.length;
+    if (compress === 'none') for (let i = 0; i < P; i++) flipped[i] = -flipped[i];
+    else {
+      const q = new Int8Array(flipped.buffer, (2 + transformerModel(model).tensors.length) * 4, P);
+      for (let i = 0; i < P; i++) q[i] = -q[i];
+    }
+    expect(await train.check(wu, flipped, fixture.shards)).toBe(false);
+    expect(train.agree!(wu, honest, flipped)).toBe(false);
   });
 });
 

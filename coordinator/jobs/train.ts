@@ -5,34 +5,31 @@
 // (work/rounds.ts) the validated Δs are aggregated robustly (trimmed mean by default), one outer
 // Nesterov step is taken, and the next round's units are planned with the new parameters as their
 // shard. The kind is iterative: its units are ordinary units everywhere else.
-import { TRAIN_LIMITS, type RoundStats, type Tolerance, type TrainJobSubmit, type TrainParams } from '../protocol/index.js';
-import { NpyError, parseNpyTyped, toNpy, type TypedTensor } from '../protocol/npy.js';
+import { TRAIN_LIMITS, type RoundStats, type Tolerance, type TrainJobSubmit, type TrainModelSpec, type TrainParams } from '../protocol/index.js';
+import { NpyError, parseNpyTyped, toNpy } from '../protocol/npy.js';
 import {
   checkRows,
   decodeTrainOutput,
-  initMlp,
-  innerFlops,
-  mixSeed,
-  mlpLossGrad,
-  mlpParamCount,
-  mlpTensors,
+  innerSpecOf,
   runTrainUnit,
   trainInner,
+  trainModelOf,
   trainOutputBytes,
   type Compression,
   type FloatArray,
   type FloatArrayCtor,
   type InnerOptimizer,
-  type MlpTensor,
-} from '../protocol/train-mlp.js';
-import { buildModel } from '../protocol/onnx-builder.js';
+  type InnerSpec,
+  type ParamTensor,
+} from '../protocol/train-loop.js';
+import { mixSeed } from '../protocol/train-model.js';
 import type { ShardStore } from '../store/shards.js';
 import type { JobRecord, WorkUnitRecord } from '../store/store.js';
 import { shardValues } from './inputs.js';
+import { checkSliceable, dataSlice, evalExamples, evalSet, loadTrainData, type MlpData, type StoredSlice, type TrainData } from './train-data.js';
+import { modelOnnx } from './train-onnx.js';
 import { JobInputError, type IterativeKind, type JobKind, type JobPlan, type PlannedWorkUnit, type RoundOutcome } from './types.js';
 
-/** Rows of the data the coordinator evaluates each round's parameters on (strided over the data). */
-const EVAL_ROWS = 1024;
 const MAX_TOTAL_UNITS = 100_000;
 /** The coordinator aggregates a round's Δs in memory: at most this many bytes of them. */
 const MAX_ROUND_DELTA_BYTES = 512 * 2 ** 20;
@@ -95,8 +92,8 @@ export function trainOutputsAgree(x: Decoded | null, y: Decoded | null, tol: Tol
 }
 
 /** A unit's output decoded by its parameters (null when it is not that unit's encoding). */
-export function decodeUnitOutput(p: Pick<TrainParams, 'layers' | 'compress'>, out: Float32Array) {
-  return decodeTrainOutput(p.layers, p.compress ?? 'none', out);
+export function decodeUnitOutput(p: TrainParams, out: Float32Array) {
+  return decodeTrainOutput(innerSpecOf(p).model, p.compress ?? 'none', out);
 }
 
 // --- Aggregation and the outer step -------------------------------------------------------------
@@ -144,82 +141,6 @@ export function outerStep(theta: FloatArray, momentum: FloatArray, g: Float64Arr
   }
 }
 
-// --- The job's data ---------------------------------------------------------------------------
-
-interface TrainData {
-  x: Float32Array;
-  y: Float32Array;
-  n: number;
-  f: number;
-}
-
-async function loadTyped(shards: ShardStore, sha: string, label: string): Promise<TypedTensor> {
-  const bytes = await shards.get(sha);
-  if (!bytes) throw new JobInputError(`data.${label}: no shard ${sha} (upload it with POST /api/shards first)`);
-  try {
-    return parseNpyTyped(bytes);
-  } catch (err) {
-    throw new JobInputError(`data.${label}: ${err instanceof NpyError ? err.message : 'unreadable .npy'}`);
-  }
-}
-
-/** x [N, F] float32 and y [N] class ids in [0, classes) (float32 or int32), checked against the model. */
-export async function loadTrainData(submit: Pick<TrainJobSubmit, 'data' | 'model'>, shards: ShardStore): Promise<TrainData> {
-  const layers = submit.model.layers;
-  const X = await loadTyped(shards, submit.data.x, 'x');
-  const Y = await loadTyped(shards, submit.data.y, 'y');
-  if (X.dtype !== 'float32') throw new JobInputError(`data.x: must be float32, got ${X.dtype}`);
-  if (X.shape.length !== 2) throw new JobInputError(`data.x: must be a 2-D [rows, features] array, got shape (${X.shape.join(', ')})`);
-  if (Y.shape.length !== 1) throw new JobInputError(`data.y: must be a 1-D [rows] array of class ids, got shape (${Y.shape.join(', ')})`);
-  const [n, f] = X.shape;
-  if (Y.shape[0] !== n) throw new JobInputError(`data.y has ${Y.shape[0]} rows but data.x has ${n}: one class id per row of x`);
-  if (f !== layers[0]) throw new JobInputError(`model.layers[0] is ${layers[0]} but data.x has ${f} features per row: the first layer's width must equal the features`);
-  const classes = layers[layers.length - 1];
-  if (classes < 2) throw new JobInputError(`model.layers: the last layer is the number of classes and must be at least 2, got ${classes}`);
-  for (let i = 0; i < X.data.length; i++) {
-    if (!Number.isFinite(X.data[i])) throw new JobInputError(`data.x: must be finite (no NaN or Infinity); row ${Math.floor(i / f)} is not`);
-  }
-  const y = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    const v = Y.data[i];
-    if (!Number.isInteger(v) || v < 0 || v >= classes) {
-      throw new JobInputError(`data.y: class ids must be integers in [0, ${classes}) (the last layer's width); row ${i} has ${v}`);
-    }
-    y[i] = v;
-  }
-  return { x: X.data as Float32Array, y, n, f };
-}
-
-/** Rows i ≡ s (mod count): every slice sees every part of the data (a contiguous split of sorted data would not). */
-function stridedRows(n: number, count: number, s: number): number[] {
-  const rows: number[] = [];
-  for (let i = s; i < n; i += count) rows.push(i);
-  return rows;
-}
-
-function gather(d: TrainData, rows: number[]): { x: Float32Array; y: Float32Array } {
-  const x = new Float32Array(rows.length * d.f);
-  const y = new Float32Array(rows.length);
-  rows.forEach((r, i) => {
-    x.set(d.x.subarray(r * d.f, (r + 1) * d.f), i * d.f);
-    y[i] = d.y[r];
-  });
-  return { x, y };
-}
-
-/** The rows of the data slice `s` of `count`, as the units and the central reference see them. */
-export function dataSlice(d: TrainData, count: number, s: number) {
-  return gather(d, stridedRows(d.n, count, s));
-}
-
-/** The evaluation rows: at most EVAL_ROWS, strided over the whole data. */
-export function evalSet(d: TrainData) {
-  const step = Math.max(1, Math.ceil(d.n / EVAL_ROWS));
-  const rows: number[] = [];
-  for (let i = 0; i < d.n; i += step) rows.push(i);
-  return gather(d, rows);
-}
-
 // --- The job's meta ---------------------------------------------------------------------------
 
 interface TrainMeta {
@@ -229,11 +150,14 @@ interface TrainMeta {
   units: number;
   quorum: number;
   graceMs: number;
-  layers: number[];
+  /** The model (jobs planned before the transformer family name only `layers`: an MLP). */
+  model?: TrainModelSpec;
+  layers?: number[];
   paramCount: number;
-  tensors: MlpTensor[];
-  slices: { x: string; y: string; rows: number }[];
-  eval: { x: string; y: string; rows: number };
+  tensors: ParamTensor[];
+  /** Shards of each slice and of the evaluation set: x and y (MLP) or x only (the LM's tokens). */
+  slices: { x: string; y?: string; rows: number }[];
+  eval: { x: string; y?: string; rows: number };
   /** The open round's parameters (the final ones once done), and the outer momentum. */
   params: string;
   momentum: string | null;
@@ -255,18 +179,23 @@ function metaOf(job: JobRecord): TrainMeta {
   return job.meta as unknown as TrainMeta;
 }
 
+function modelSpecOf(m: TrainMeta): TrainModelSpec {
+  return m.model ?? { type: 'mlp', layers: m.layers!, activation: 'relu' };
+}
+
 export function unitSeed(jobSeed: number, round: number, slice: number): number {
   return mixSeed(jobSeed, round, slice);
 }
 
 function planRound(m: TrainMeta, round: number, paramsSha: string): PlannedWorkUnit[] {
+  const spec = modelSpecOf(m);
+  const model = trainModelOf(spec);
   return m.slices.map((s, slice) => {
-    const params: TrainParams = {
+    const base = {
       round,
       rounds: m.rounds,
       slice,
       rows: s.rows,
-      layers: m.layers,
       steps: m.steps,
       batchSize: m.batchSize,
       seed: unitSeed(m.seed, round, slice),
@@ -278,31 +207,22 @@ function planRound(m: TrainMeta, round: number, paramsSha: string): PlannedWorkU
       eps: m.optimizer.eps,
       compress: m.compress ?? 'none',
     };
+    const params: TrainParams = spec.type === 'mlp' ? { ...base, layers: spec.layers } : { ...base, model: spec };
+    const examples = model.examples(s.rows);
     return {
       params: params as unknown as WorkUnitRecord['params'],
-      inputs: { params: paramsSha, x: s.x, y: s.y },
-      outputBytes: trainOutputBytes(m.layers, params.compress),
-      flops: innerFlops(m.layers, m.steps, Math.min(m.batchSize, s.rows)),
+      inputs: { params: paramsSha, x: s.x, ...(s.y ? { y: s.y } : {}) },
+      outputBytes: trainOutputBytes(model, params.compress),
+      flops: model.stepFlops(Math.min(m.batchSize, examples)) * m.steps,
       tolerance: m.tolerance,
       meta: { round, slice },
     };
   });
 }
 
-/** The inner-loop spec of a unit from its parameters. */
-export function innerSpecOf(p: TrainParams) {
-  return {
-    layers: p.layers,
-    steps: p.steps,
-    batchSize: p.batchSize,
-    seed: p.seed,
-    optimizer: { type: p.optimizer, lr: p.lr, weightDecay: p.weightDecay, beta1: p.beta1, beta2: p.beta2, eps: p.eps },
-  };
-}
-
 /** What an honest worker returns for a train unit (the float32 CPU reference): Δ, train loss, check loss. */
-export function trainUnitReference(p: TrainParams, params: Float32Array, x: Float32Array, y: Float32Array): Float32Array {
-  return runTrainUnit(innerSpecOf(p), p.compress ?? 'none', params, x, y);
+export function trainUnitReference(p: TrainParams, params: Float32Array, x: Float32Array, y: Float32Array | null | undefined): Float32Array {
+  return runTrainUnit(innerSpecOf(p), p.compress ?? 'none', params, x, y ?? null);
 }
 
 async function shardFloats(shards: ShardStore, sha: string): Promise<Float32Array> {
@@ -311,8 +231,12 @@ async function shardFloats(shards: ShardStore, sha: string): Promise<Float32Arra
   return shardValues(bytes);
 }
 
-function allRows(n: number): Int32Array {
-  return Int32Array.from({ length: n }, (_, i) => i);
+/** The loss of `theta` on the job's evaluation set. */
+async function evalLoss(m: TrainMeta, theta: Float32Array, shards: ShardStore): Promise<number> {
+  const spec = modelSpecOf(m);
+  const x = await shardFloats(shards, m.eval.x);
+  const y = m.eval.y ? await shardFloats(shards, m.eval.y) : null;
+  return trainModelOf(spec).lossGrad(Float32Array, theta, { x, y }, evalExamples(spec, m.eval), null);
 }
 
 const iterative: IterativeKind = {
@@ -332,9 +256,7 @@ const iterative: IterativeKind = {
     const deltas = decoded.map((d) => d!.delta);
     const g = aggregateDeltas(deltas, m.aggregator, m.trim, m.clipNorm ?? undefined);
     outerStep(theta, momentum, g, m.outer.lr, m.outer.momentum);
-    const evalX = await shardFloats(shards, m.eval.x);
-    const evalY = await shardFloats(shards, m.eval.y);
-    const loss = mlpLossGrad(Float32Array, m.layers, theta, evalX, evalY, allRows(m.eval.rows), null);
+    const loss = await evalLoss(m, theta, shards);
     const trainLoss = decoded.reduce((s, d) => s + d!.trainLoss, 0) / settled.length;
     const stats: RoundStats = {
       round: m.round,
@@ -384,11 +306,12 @@ export const train: JobKind<TrainJobSubmit> = {
     const P = out.delta.length;
     for (let i = 0; i < P; i++) if (!Number.isFinite(out.delta[i])) return false;
     if (!Number.isFinite(out.trainLoss) || !Number.isFinite(out.checkLoss)) return false;
-    const [theta, x, y] = await Promise.all([shardFloats(shards, wu.inputs.params), shardFloats(shards, wu.inputs.x), shardFloats(shards, wu.inputs.y)]);
+    const [theta, x, y] = await Promise.all([shardFloats(shards, wu.inputs.params), shardFloats(shards, wu.inputs.x), wu.inputs.y ? shardFloats(shards, wu.inputs.y) : null]);
     if (theta.length !== P) return false;
     const after = new Float32Array(P);
     for (let i = 0; i < P; i++) after[i] = theta[i] - out.delta[i];
-    const loss = mlpLossGrad(Float32Array, p.layers, after, x, y, checkRows(p.rows, p.batchSize, p.seed), null);
+    const { model } = innerSpecOf(p);
+    const loss = model.lossGrad(Float32Array, after, { x, y }, checkRows(model.examples(p.rows), p.batchSize, p.seed), null);
     return Math.abs(loss - out.checkLoss) <= 1e-3 * Math.max(1, Math.abs(loss));
   },
 
@@ -405,7 +328,7 @@ export const train: JobKind<TrainJobSubmit> = {
   async modelOnnx(job, shards) {
     const m = metaOf(job);
     const bytes = await shards.get(m.params);
-    return bytes ? mlpOnnx(m.layers, shardValues(bytes), job.name ?? `tabgrid-${job.id}`) : null;
+    return bytes ? modelOnnx(modelSpecOf(m), shardValues(bytes), job.name ?? `tabgrid-${job.id}`) : null;
   },
 
   async storedOutput(job, name, shards) {
@@ -419,54 +342,28 @@ export const train: JobKind<TrainJobSubmit> = {
   },
 };
 
-/** Logits [n, classes] of the MLP for the rows of x (float64 accumulation): what model.onnx computes. */
-export function mlpLogits(layers: readonly number[], params: Float32Array, x: Float32Array, n: number): Float32Array {
-  const tensors = mlpTensors(layers);
-  let a = x;
-  for (let i = 0; i + 1 < layers.length; i++) {
-    const [din, dout] = [layers[i], layers[i + 1]];
-    const [W, b] = [tensors[2 * i].offset, tensors[2 * i + 1].offset];
-    const z = new Float32Array(n * dout);
-    const acc = new Float64Array(dout);
-    for (let r = 0; r < n; r++) {
-      for (let o = 0; o < dout; o++) acc[o] = params[b + o];
-      for (let k = 0; k < din; k++) for (let o = 0; o < dout; o++) acc[o] += a[r * din + k] * params[W + k * dout + o];
-      for (let o = 0; o < dout; o++) z[r * dout + o] = i + 2 < layers.length ? Math.max(0, acc[o]) : acc[o];
-    }
-    a = z;
+/** The uploaded initial parameters: a flat float32 .npy of exactly P finite values. */
+async function loadInit(sha: string, P: number, shards: ShardStore): Promise<Float32Array> {
+  const bytes = await shards.get(sha);
+  if (!bytes) throw new JobInputError(`init: no shard ${sha} (upload it with POST /api/shards first)`);
+  let t;
+  try {
+    t = parseNpyTyped(bytes);
+  } catch (err) {
+    throw new JobInputError(`init: ${err instanceof NpyError ? err.message : 'unreadable .npy'}`);
   }
-  return a;
+  if (t.dtype !== 'float32') throw new JobInputError(`init: must be float32, got ${t.dtype}`);
+  if (t.shape.length !== 1) throw new JobInputError(`init: must be a flat 1-D array of the model's ${P} parameters, got shape (${t.shape.join(', ')})`);
+  if (t.shape[0] !== P) throw new JobInputError(`init: has ${t.shape[0]} values but the model has ${P} parameters`);
+  for (let i = 0; i < P; i++) if (!Number.isFinite(t.data[i])) throw new JobInputError(`init: must be finite (no NaN or Infinity); value ${i} is ${t.data[i]}`);
+  return t.data as Float32Array;
 }
 
-/**
- * The MLP as an ONNX inference graph, x[batch, features] -> logits[batch, classes]: MatMul + Add
- * per layer, Relu between them, the parameters as initializers. It runs as an `onnx` job as is.
- */
-export function mlpOnnx(layers: readonly number[], params: Float32Array, name = 'tabgrid-mlp'): Uint8Array {
-  const tensors = mlpTensors(layers);
-  const nodes: { op: string; inputs: string[]; outputs: string[] }[] = [];
-  let prev = 'x';
-  const L = layers.length - 1;
-  for (let i = 0; i < L; i++) {
-    const last = i === L - 1;
-    nodes.push({ op: 'MatMul', inputs: [prev, `w${i}`], outputs: [`mm${i}`] });
-    nodes.push({ op: 'Add', inputs: [`mm${i}`, `b${i}`], outputs: [last ? 'logits' : `z${i}`] });
-    if (!last) nodes.push({ op: 'Relu', inputs: [`z${i}`], outputs: [`h${i}`] });
-    prev = `h${i}`;
-  }
-  return buildModel({
-    name,
-    inputs: [{ name: 'x', dims: ['batch', layers[0]] }],
-    outputs: [{ name: 'logits', dims: ['batch', layers[L]] }],
-    initializers: tensors.map((t) => ({ name: t.name, dims: t.shape, data: params.slice(t.offset, t.offset + t.size) })),
-    nodes,
-  });
-}
-
-/** Plans a train job: checks the data against the model, stores the slices, evaluation rows and θ₀. */
+/** Plans a train job: checks the data against the model, stores the slices, evaluation set and θ₀. */
 export async function planTrain(submit: TrainJobSubmit, shards: ShardStore): Promise<JobPlan> {
-  const layers = submit.model.layers;
-  const P = mlpParamCount(layers);
+  const spec = submit.model;
+  const model = trainModelOf(spec);
+  const P = model.paramCount;
   if (P > TRAIN_LIMITS.maxParams) throw new JobInputError(`model has ${P} parameters; at most ${TRAIN_LIMITS.maxParams}`);
   // Closing a round holds every unit's Δ in memory at once (float32, whatever the upload encoding).
   const roundBytes = P * 4 * submit.unitsPerRound;
@@ -479,17 +376,17 @@ export async function planTrain(submit: TrainJobSubmit, shards: ShardStore): Pro
     throw new JobInputError(`rounds × unitsPerRound is ${submit.rounds * submit.unitsPerRound}; at most ${MAX_TOTAL_UNITS} units per job`);
   }
   const data = await loadTrainData(submit, shards);
-  if (data.n < submit.unitsPerRound) {
-    throw new JobInputError(`data has ${data.n} rows, fewer than unitsPerRound (${submit.unitsPerRound}): every unit needs a slice of at least one row`);
-  }
+  checkSliceable(data, submit.unitsPerRound);
+  const theta0 = submit.init ? await loadInit(submit.init, P, shards) : model.init(submit.seed);
+  const store = async (d: StoredSlice) => ({
+    x: await shards.put(data.family === 'mlp' ? toNpy([d.rows, data.f], d.x) : toNpy([d.rows], d.x)),
+    ...(d.y ? { y: await shards.put(toNpy([d.rows], d.y)) } : {}),
+    rows: d.rows,
+  });
   const slices: TrainMeta['slices'] = [];
-  for (let s = 0; s < submit.unitsPerRound; s++) {
-    const { x, y } = dataSlice(data, submit.unitsPerRound, s);
-    slices.push({ x: await shards.put(toNpy([y.length, data.f], x)), y: await shards.put(toNpy([y.length], y)), rows: y.length });
-  }
+  for (let s = 0; s < submit.unitsPerRound; s++) slices.push(await store(dataSlice(data, submit.unitsPerRound, s)));
   const ev = evalSet(data);
-  const theta0 = initMlp(layers, submit.seed);
-  const initialLoss = mlpLossGrad(Float32Array, layers, theta0, ev.x, ev.y, allRows(ev.y.length), null);
+  const initialLoss = model.lossGrad(Float32Array, theta0, ev, evalExamples(spec, ev), null);
   const o = submit.innerOptimizer;
   const meta: TrainMeta = {
     round: 0,
@@ -498,11 +395,12 @@ export async function planTrain(submit: TrainJobSubmit, shards: ShardStore): Pro
     units: submit.unitsPerRound,
     quorum: Math.max(1, Math.ceil(submit.roundQuorum * submit.unitsPerRound)),
     graceMs: submit.roundGraceS * 1000,
-    layers,
+    model: spec,
+    ...(spec.type === 'mlp' ? { layers: spec.layers } : {}),
     paramCount: P,
-    tensors: mlpTensors(layers),
+    tensors: model.tensors,
     slices,
-    eval: { x: await shards.put(toNpy([ev.y.length, data.f], ev.x)), y: await shards.put(toNpy([ev.y.length], ev.y)), rows: ev.y.length },
+    eval: await store(ev),
     params: await shards.put(toNpy([P], theta0)),
     momentum: null,
     initialLoss,
@@ -525,40 +423,43 @@ export async function planTrain(submit: TrainJobSubmit, shards: ShardStore): Pro
 
 export interface CentralRun {
   params: FloatArray;
-  /** Loss on the evaluation rows after each round (and before the first, at index 0). */
+  /** Loss on the evaluation set after each round (and before the first, at index 0). */
   losses: number[];
 }
 
 /**
  * The whole schedule in one process, every slice every round, in `Arr`'s precision (float64 for the
  * tests' ground truth): what the grid must reproduce, up to replica noise and the aggregator's
- * order-independence.
+ * order-independence. `data` as loadTrainData gives it (an MLP's x, y, n, f alone will do); `init`
+ * the uploaded initial parameters, if the job names any.
  */
-export function centralReference(submit: TrainJobSubmit, data: TrainData, Arr: FloatArrayCtor = Float64Array): CentralRun {
-  const layers = submit.model.layers;
-  const P = mlpParamCount(layers);
-  const theta = new Arr(P);
-  theta.set(initMlp(layers, submit.seed));
-  const momentum = new Arr(P);
-  const ev = evalSet(data);
-  const evRows = allRows(ev.y.length);
-  const slices = Array.from({ length: submit.unitsPerRound }, (_, s) => dataSlice(data, submit.unitsPerRound, s));
+export function centralReference(submit: TrainJobSubmit, data: TrainData | Omit<MlpData, 'family'>, Arr: FloatArrayCtor = Float64Array, init?: Float32Array): CentralRun {
+  const d: TrainData = 'family' in data ? data : { ...data, family: 'mlp' };
+  const spec = submit.model;
+  const model = trainModelOf(spec);
+  const theta = new Arr(model.paramCount);
+  theta.set(init ?? model.init(submit.seed));
+  const momentum = new Arr(model.paramCount);
+  const ev = evalSet(d);
+  const evData = { x: Arr.from(ev.x), y: ev.y && Arr.from(ev.y) };
+  const evExamples = evalExamples(spec, ev);
+  const slices = Array.from({ length: submit.unitsPerRound }, (_, s) => dataSlice(d, submit.unitsPerRound, s));
   const o = submit.innerOptimizer;
-  const losses = [mlpLossGrad(Arr, layers, theta, ev.x, ev.y, evRows, null)];
+  const losses = [model.lossGrad(Arr, theta, evData, evExamples, null)];
   for (let round = 0; round < submit.rounds; round++) {
     const deltas = slices.map((s, slice) => {
-      const spec = {
-        layers,
+      const inner: InnerSpec = {
+        model,
         steps: submit.localSteps,
         batchSize: submit.batchSize,
         seed: unitSeed(submit.seed, round, slice),
         optimizer: { type: o.type, lr: o.lr, weightDecay: o.weightDecay, beta1: o.beta1, beta2: o.beta2, eps: o.eps },
       };
-      return trainInner(Arr, spec, theta, Arr.from(s.x), Arr.from(s.y)).delta;
+      return trainInner(Arr, inner, theta, Arr.from(s.x), s.y && Arr.from(s.y)).delta;
     });
     const g = aggregateDeltas(deltas, submit.aggregator, submit.trim, submit.clipNorm);
     outerStep(theta, momentum, g, submit.outerOptimizer.lr, submit.outerOptimizer.momentum);
-    losses.push(mlpLossGrad(Arr, layers, theta, ev.x, ev.y, evRows, null));
+    losses.push(model.lossGrad(Arr, theta, evData, evExamples, null));
   }
   return { params: theta, losses };
 }

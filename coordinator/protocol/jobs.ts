@@ -103,9 +103,15 @@ export const TRAIN_LIMITS = {
   maxLocalSteps: 10_000,
   maxBatchSize: 4096,
   maxUnitsPerRound: 256,
+  /** The transformer LM: vocabulary, context (the T×T attention scores are materialised), blocks, width, heads. */
+  maxVocab: 65_536,
+  maxContext: 256,
+  maxBlocks: 16,
+  maxDModel: 1024,
+  maxHeads: 32,
 } as const;
 
-/** A built-in model family described in JSON (the MLP classifier; the transformer LM is not built yet). */
+/** Built-in model family: the MLP classifier. */
 export const MlpModelSpec = z
   .object({
     type: z.literal('mlp'),
@@ -115,6 +121,23 @@ export const MlpModelSpec = z
   })
   .strict();
 export type MlpModelSpec = z.infer<typeof MlpModelSpec>;
+
+/** Built-in model family: a decoder-only transformer language model (protocol/train-transformer.ts). */
+export const TransformerModelSpec = z
+  .object({
+    type: z.literal('transformer'),
+    vocab: z.number().int().min(2).max(TRAIN_LIMITS.maxVocab),
+    context: z.number().int().min(1).max(TRAIN_LIMITS.maxContext),
+    layers: z.number().int().min(1).max(TRAIN_LIMITS.maxBlocks),
+    dModel: z.number().int().min(1).max(TRAIN_LIMITS.maxDModel),
+    heads: z.number().int().min(1).max(TRAIN_LIMITS.maxHeads),
+  })
+  .strict()
+  .refine((m) => m.dModel % m.heads === 0, { message: 'dModel must be divisible by heads', path: ['dModel'] });
+export type TransformerModelSpec = z.infer<typeof TransformerModelSpec>;
+
+export const TrainModelSpec = z.discriminatedUnion('type', [MlpModelSpec, TransformerModelSpec]);
+export type TrainModelSpec = z.infer<typeof TrainModelSpec>;
 
 export const InnerOptimizerSpec = z
   .object({
@@ -144,9 +167,15 @@ export const TrainJobSubmit = z
   .object({
     kind: z.literal('train'),
     name: Name.optional(),
-    model: MlpModelSpec,
-    /** x: [N, features] float32; y: [N] class ids, float32 or int32. */
-    data: z.object({ x: Sha256Hex, y: Sha256Hex }).strict(),
+    model: TrainModelSpec,
+    /**
+     * MLP: x [N, features] float32 and y [N] class ids, float32 or int32. Transformer: tokens, a
+     * 1-D array of ids in [0, vocab) (float32 or int32), and optionally validation tokens to
+     * evaluate on (else windows of the training tokens).
+     */
+    data: z.union([z.object({ x: Sha256Hex, y: Sha256Hex }).strict(), z.object({ tokens: Sha256Hex, validation: Sha256Hex.optional() }).strict()]),
+    /** Initial parameters: sha-256 of an uploaded flat float32 .npy of the model's P parameters (else from the seed). */
+    init: Sha256Hex.optional(),
     rounds: z.number().int().min(1).max(TRAIN_LIMITS.maxRounds),
     localSteps: z.number().int().min(1).max(TRAIN_LIMITS.maxLocalSteps),
     batchSize: z.number().int().min(1).max(TRAIN_LIMITS.maxBatchSize),
@@ -279,32 +308,38 @@ export const OnnxWorkUnitSpec = MatmulWorkUnitSpec.extend({
   inputs: z.record(TensorName, Sha256Hex),
 });
 
-export const TrainParams = z
-  .object({
-    round: z.number().int().min(0),
-    rounds: z.number().int().min(1),
-    slice: z.number().int().min(0),
-    /** Rows in the unit's data slice (x is rows × layers[0], y is rows). */
-    rows: z.number().int().min(1),
-    layers: MlpModelSpec.shape.layers,
-    steps: z.number().int().min(1),
-    batchSize: z.number().int().min(1),
-    seed: z.number().int().min(0),
-    optimizer: z.enum(['sgd', 'adamw']),
+const TrainParamsBase = z.object({
+  round: z.number().int().min(0),
+  rounds: z.number().int().min(1),
+  slice: z.number().int().min(0),
+  /** Rows in the unit's data slice (x is rows × layers[0], y is rows); a transformer unit's tokens in x. */
+  rows: z.number().int().min(1),
+  steps: z.number().int().min(1),
+  batchSize: z.number().int().min(1),
+  seed: z.number().int().min(0),
+  optimizer: z.enum(['sgd', 'adamw']),
     lr: z.number(),
-    weightDecay: z.number(),
-    beta1: z.number(),
-    beta2: z.number(),
-    eps: z.number(),
-    /** How the output's Δ is encoded (protocol/train-mlp.ts). */
-    compress: z.enum(['none', 'int8']),
-  })
-  .strict();
+  weightDecay: z.number(),
+  beta1: z.number(),
+  beta2: z.number(),
+  eps: z.number(),
+  /** How the output's Δ is encoded (protocol/train-loop.ts). */
+  compress: z.enum(['none', 'int8']),
+});
+
+/** An MLP unit's parameters: the layer widths name its model. */
+export const MlpTrainParams = TrainParamsBase.extend({ layers: MlpModelSpec.shape.layers }).strict();
+export type MlpTrainParams = z.infer<typeof MlpTrainParams>;
+/** A transformer unit's parameters: its model spec; its inputs are params and x (the slice's tokens), no y. */
+export const LmTrainParams = TrainParamsBase.extend({ model: TransformerModelSpec }).strict();
+export type LmTrainParams = z.infer<typeof LmTrainParams>;
+export const TrainParams = z.union([MlpTrainParams, LmTrainParams]);
 export type TrainParams = z.infer<typeof TrainParams>;
 
 /**
  * Train units: params = the round's parameters (flat float32 .npy, a shard like any other, so
- * peers share it), x and y = the unit's data slice. The output is Δ, then two losses (train-mlp.ts).
+ * peers share it), x and y = the unit's data slice (a transformer unit: x = its tokens, no y). The
+ * output is Δ, then two losses (train-loop.ts).
  */
 export const TrainWorkUnitSpec = MatmulWorkUnitSpec.extend({ kind: z.literal('train'), params: TrainParams });
 export type TrainWorkUnitSpec = z.infer<typeof TrainWorkUnitSpec>;

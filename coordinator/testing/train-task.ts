@@ -1,6 +1,7 @@
 // A synthetic classification task for training tests: `classes` Gaussian-ish blobs in `features`
 // dimensions, well separated, rows in class order 0, 1, …, 0, 1, … (deterministic from the seed).
-import { rng } from '../protocol/train-mlp.js';
+import { toNpy } from '../protocol/npy.js';
+import { rng } from '../protocol/train-model.js';
 
 export interface TrainTask {
   x: Float32Array;
@@ -23,4 +24,13 @@ export function blobsTask(n: number, features: number, classes: number, seed: nu
     for (let j = 0; j < features; j++) x[i * features + j] = centers[k][j] + spread * (u() + u() + u() - 1.5);
   }
   return { x, y, n, f: features, classes };
+}
+
+/** A 1-D int32 .npy (labels or token ids as int32): the float32 layout with the '<i4' descr. */
+export function int32Npy(values: ArrayLike<number>): Uint8Array {
+  const npy = toNpy([values.length], new Float32Array(values.length));
+  const at = new TextDecoder('latin1').decode(npy.subarray(0, 64)).indexOf("'<f4'");
+  npy[at + 2] = 'i'.charCodeAt(0);
+  new Int32Array(npy.buffer, npy.length - values.length * 4).set(Array.from(values));
+  return npy;
 }

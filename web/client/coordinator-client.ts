@@ -1,7 +1,7 @@
 // The page's session with the coordinator: proves the identity, asks for work, gets input shards
 // (cache, then peers, then the coordinator; see web/p2p/), has the compute worker run each unit,
 // and uploads signed results. Reconnects on its own with backoff.
-import { reportedTrainLoss } from '../../coordinator/protocol/train-mlp';
+import { reportedTrainLoss } from '../../coordinator/protocol/train-loop';
 import { parseNpy } from '../../coordinator/protocol/npy';
 import {
   encodeResultFrame,

@@ -17,13 +17,15 @@ import { addModel, hasModel, runModel, type ModelRun } from '../onnx/models';
 import { configureThreads, loadOrt } from '../onnx/runtime';
 import { openStore } from '../store/db';
 import type { ComputeApi, InitResult, KernelJob, OnnxFeed, OnnxResult } from './api';
-import { runTrainUnit } from '../../coordinator/protocol/train-mlp';
+import { innerSpecOf, runTrainUnit } from '../../coordinator/protocol/train-loop';
 import type { TrainParams } from '../../coordinator/protocol/jobs';
 
-/** A train unit: H inner steps from the round's parameters on the slice; Δ (float32 or int8) and the two losses. */
-function trainMlpUnit(p: TrainParams, params: Float32Array, x: Float32Array, y: Float32Array): Float32Array {
-  const optimizer = { type: p.optimizer, lr: p.lr, weightDecay: p.weightDecay, beta1: p.beta1, beta2: p.beta2, eps: p.eps };
-  return runTrainUnit({ layers: p.layers, steps: p.steps, batchSize: p.batchSize, seed: p.seed, optimizer }, p.compress, params, x, y);
+/**
+ * A train unit, either family: H inner steps from the round's parameters on the slice; Δ (float32
+ * or int8) and the two losses. A transformer unit has no y (its x is the slice's tokens).
+ */
+function trainUnit(p: TrainParams, params: Float32Array, x: Float32Array, y: Float32Array | undefined): Float32Array {
+  return runTrainUnit(innerSpecOf(p), p.compress, params, x, y ?? null);
 }
 
 let gpu: Gpu | null = null;
@@ -110,12 +112,12 @@ const runners: { [K in KernelJob['kind']]: Runner<Extract<KernelJob, { kind: K }
       gpuAttention(liveGpu().device, q, k, v, { heads: 1, rows: p.rows, q0: p.q0, seq: p.seq, d: p.d, causal: p.causal }, tuning?.attention),
     cpu: ({ params: p }, { q, k, v }) => cpuAttention(q, k, v, p),
   },
-  // Training (the MLP's inner loop) runs as plain TypeScript float32 loops on either backend: the
-  // same code as the coordinator's reference (protocol/train-mlp.ts). No WebGPU training kernels yet.
+  // Training (either family's inner loop) runs as plain TypeScript float32 loops on either backend:
+  // the same code as the coordinator's reference (protocol/train-loop.ts). No WebGPU training kernels yet.
   train: {
-    inputs: () => ['params', 'x', 'y'],
-    webgpu: async ({ params: p }, { params, x, y }) => trainMlpUnit(p, params, x, y),
-    cpu: async ({ params: p }, { params, x, y }) => trainMlpUnit(p, params, x, y),
+    inputs: ({ params }) => ('model' in params ? ['params', 'x'] : ['params', 'x', 'y']),
+    webgpu: async ({ params: p }, { params, x, y }) => trainUnit(p, params, x, y),
+    cpu: async ({ params: p }, { params, x, y }) => trainUnit(p, params, x, y),
   },
   onnx: {
     inputs: ({ params }) => params.inputs.map((s) => s.name),

@@ -4,26 +4,19 @@
 // check or replication, or bounded by the robust aggregator; stragglers of a closed round earn
 // nothing; bad submissions are 400s that say what is wrong.
 import { describe, expect, test } from 'vitest';
-import { centralReference, mlpLogits } from '../../jobs/train.js';
+import { centralReference } from '../../jobs/train.js';
+import { mlpLogits } from '../../jobs/train-onnx.js';
 import { parseNpy, toNpy } from '../../protocol/npy.js';
-import { TrainJobSubmit, type JobStatus, type LedgerEntry, type TrainParams, type WorkUnitSpec } from '../../protocol/index.js';
-import { checkRows, mlpLossGrad } from '../../protocol/train-mlp.js';
+import { TrainJobSubmit, type JobStatus, type LedgerEntry, type MlpTrainParams, type WorkUnitSpec } from '../../protocol/index.js';
+import { checkRows } from '../../protocol/train-loop.js';
+import { mlpLossGrad } from '../../protocol/train-mlp.js';
 import { useTestGrid } from '../fixtures.js';
 import { waitFor } from '../helpers.js';
 import { honestCompute, SimWorker, type Compute } from '../sim-worker.js';
-import { blobsTask } from '../train-task.js';
+import { blobsTask, int32Npy } from '../train-task.js';
 
 const task = blobsTask(512, 8, 4, 11);
 const LAYERS = [8, 16, 4];
-
-function int32Npy(values: number[]): Uint8Array {
-  // The float32 layout with the '<i4' descr (same length) and int32 values.
-  const npy = toNpy([values.length], new Float32Array(values.length));
-  const at = new TextDecoder('latin1').decode(npy.subarray(0, 64)).indexOf("'<f4'");
-  npy[at + 2] = 'i'.charCodeAt(0);
-  new Int32Array(npy.buffer, npy.length - values.length * 4).set(values);
-  return npy;
-}
 
 const { grid, workers } = useTestGrid();
 
@@ -202,7 +195,7 @@ describe('train jobs on sim workers', () => {
     const perRound = new Map<string, number>();
     const compute: Compute = (wu, inputs) => {
       const out = honestCompute(wu, inputs) as Float32Array;
-      const p = wu.params as TrainParams;
+      const p = wu.params as MlpTrainParams;
       const key = `${wu.jobId} ${p.round}`;
       const n = perRound.get(key) ?? 0;
       if (n >= cap) return out;
