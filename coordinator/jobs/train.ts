@@ -12,6 +12,7 @@ import {
   decodeTrainOutput,
   initMlp,
   innerFlops,
+  innerSpecOf,
   mixSeed,
   mlpLossGrad,
   mlpParamCount,
@@ -26,6 +27,8 @@ import {
   type MlpTensor,
 } from '../protocol/train-mlp.js';
 import { buildModel } from '../protocol/onnx-builder.js';
+
+export { innerSpecOf };
 import type { ShardStore } from '../store/shards.js';
 import type { JobRecord, WorkUnitRecord } from '../store/store.js';
 import { shardValues } from './inputs.js';
@@ -287,17 +290,6 @@ function planRound(m: TrainMeta, round: number, paramsSha: string): PlannedWorkU
       meta: { round, slice },
     };
   });
-}
-
-/** The inner-loop spec of a unit from its parameters. */
-export function innerSpecOf(p: TrainParams) {
-  return {
-    layers: p.layers,
-    steps: p.steps,
-    batchSize: p.batchSize,
-    seed: p.seed,
-    optimizer: { type: p.optimizer, lr: p.lr, weightDecay: p.weightDecay, beta1: p.beta1, beta2: p.beta2, eps: p.eps },
-  };
 }
 
 /** What an honest worker returns for a train unit (the float32 CPU reference): Δ, train loss, check loss. */

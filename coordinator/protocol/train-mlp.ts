@@ -11,6 +11,8 @@
 // int8 compression it is the two losses, one float32 scale per tensor, then Δ as int8 (see
 // `runTrainUnit`), padded to a multiple of 4 bytes: about a quarter of the bytes.
 
+import type { TrainParams } from './jobs.js';
+
 export type FloatArray = Float32Array | Float64Array;
 export type FloatArrayCtor = Float32ArrayConstructor | Float64ArrayConstructor;
 
@@ -29,6 +31,17 @@ export interface InnerSpec {
   batchSize: number;
   seed: number;
   optimizer: InnerOptimizer;
+}
+
+/** The inner-loop spec of a unit from its parameters (what every trainer runs). */
+export function innerSpecOf(p: TrainParams): InnerSpec {
+  return {
+    layers: p.layers,
+    steps: p.steps,
+    batchSize: p.batchSize,
+    seed: p.seed,
+    optimizer: { type: p.optimizer, lr: p.lr, weightDecay: p.weightDecay, beta1: p.beta1, beta2: p.beta2, eps: p.eps },
+  };
 }
 
 export interface MlpTensor {

@@ -17,14 +17,8 @@ import { addModel, hasModel, runModel, type ModelRun } from '../onnx/models';
 import { configureThreads, loadOrt } from '../onnx/runtime';
 import { openStore } from '../store/db';
 import type { ComputeApi, InitResult, KernelJob, OnnxFeed, OnnxResult } from './api';
-import { runTrainUnit } from '../../coordinator/protocol/train-mlp';
-import type { TrainParams } from '../../coordinator/protocol/jobs';
-
-/** A train unit: H inner steps from the round's parameters on the slice; Δ (float32 or int8) and the two losses. */
-function trainMlpUnit(p: TrainParams, params: Float32Array, x: Float32Array, y: Float32Array): Float32Array {
-  const optimizer = { type: p.optimizer, lr: p.lr, weightDecay: p.weightDecay, beta1: p.beta1, beta2: p.beta2, eps: p.eps };
-  return runTrainUnit({ layers: p.layers, steps: p.steps, batchSize: p.batchSize, seed: p.seed, optimizer }, p.compress, params, x, y);
-}
+import { innerSpecOf, runTrainUnit } from '../../coordinator/protocol/train-mlp';
+import { gpuTrainStats, gpuTrainUnit } from '../gpu/train-mlp';
 
 let gpu: Gpu | null = null;
 let lostReason: string | null = null;
@@ -41,6 +35,8 @@ let tuningRun: Promise<TuningResult> | null = null;
  */
 const computed: Record<Backend, number> = { webgpu: 0, cpu: 0 };
 (globalThis as { tabgridComputed?: Record<Backend, number> }).tabgridComputed = computed;
+/** Train units the WGSL loop ran (web/gpu/train-mlp.ts): a test reads it to know the GPU really trained. */
+(globalThis as { tabgridGpuTrain?: typeof gpuTrainStats }).tabgridGpuTrain = gpuTrainStats;
 
 const idbTuning: TuningCache = {
   get: async (key) => (await openStore()).get('tuning', key),
@@ -110,12 +106,12 @@ const runners: { [K in KernelJob['kind']]: Runner<Extract<KernelJob, { kind: K }
       gpuAttention(liveGpu().device, q, k, v, { heads: 1, rows: p.rows, q0: p.q0, seq: p.seq, d: p.d, causal: p.causal }, tuning?.attention),
     cpu: ({ params: p }, { q, k, v }) => cpuAttention(q, k, v, p),
   },
-  // Training (the MLP's inner loop) runs as plain TypeScript float32 loops on either backend: the
-  // same code as the coordinator's reference (protocol/train-mlp.ts). No WebGPU training kernels yet.
+  // Training: the MLP's inner loop as WGSL kernels on WebGPU (web/gpu/train-mlp.ts); on the CPU
+  // backend the float32 TypeScript loop, the coordinator's own reference (protocol/train-mlp.ts).
   train: {
     inputs: () => ['params', 'x', 'y'],
-    webgpu: async ({ params: p }, { params, x, y }) => trainMlpUnit(p, params, x, y),
-    cpu: async ({ params: p }, { params, x, y }) => trainMlpUnit(p, params, x, y),
+    webgpu: ({ params: p }, { params, x, y }) => gpuTrainUnit(liveGpu().device, innerSpecOf(p), p.compress, params, x, y),
+    cpu: async ({ params: p }, { params, x, y }) => runTrainUnit(innerSpecOf(p), p.compress, params, x, y),
   },
   onnx: {
     inputs: ({ params }) => params.inputs.map((s) => s.name),
