@@ -63,6 +63,8 @@ function stepWords(slot: number, c1: number, c2: number): Uint32Array<ArrayBuffe
 class MlpTrainer {
   private readonly pool: BufferPool;
   private readonly owned: GPUBuffer[] = [];
+  /** The bytes asked for each buffer: bindings take exactly these (a pooled buffer may be up to twice as big, past the binding limit). */
+  private readonly bytes = new Map<GPUBuffer, number>();
   private readonly B: number;
   private readonly P: number;
   private readonly layers: LayerPlan[] = [];
@@ -142,6 +144,7 @@ class MlpTrainer {
   private buffer(bytes: number, usage: GPUBufferUsageFlags): GPUBuffer {
     const b = this.pool.acquire(bytes, usage);
     this.owned.push(b);
+    this.bytes.set(b, bytes);
     return b;
   }
 
@@ -154,7 +157,7 @@ class MlpTrainer {
   /** A kernel launch: its pipeline, its bindings (a list from binding 0, or by binding number) and its workgroup counts. */
   private launch(kernel: KernelSource, constants: KernelConstants, buffers: GPUBuffer[] | Record<number, GPUBuffer>, groups: [number, number]) {
     const pipeline = getPipeline(this.device, kernel, constants);
-    const entries = Object.entries(buffers).map(([binding, buffer]) => ({ binding: Number(binding), resource: { buffer } }));
+    const entries = Object.entries(buffers).map(([binding, buffer]) => ({ binding: Number(binding), resource: { buffer, size: this.bytes.get(buffer) } }));
     return { pipeline, bind: this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries }), groups };
   }
 
