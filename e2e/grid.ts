@@ -120,25 +120,38 @@ export async function openVolunteer(
 }
 
 /**
+ * A value each of the page's compute workers computes (`read` runs inside the worker; null where it
+ * does not answer): the compute worker (a module script, or a blob: URL in the widget), never
+ * ORT's own threads, which may be blocked waiting and would not answer.
+ */
+async function inComputeWorkers<T>(page: Page, read: () => T | null): Promise<T[]> {
+  const values: T[] = [];
+  for (const worker of page.workers()) {
+    if (!/compute\.worker|^blob:/.test(worker.url())) continue;
+    const value = await Promise.race([worker.evaluate(read).catch(() => null), new Promise<null>((r) => setTimeout(() => r(null), 5_000))]);
+    if (value !== null) values.push(value as T);
+  }
+  return values;
+}
+
+/**
  * Units the page's compute workers have computed, by the backend that computed them (each
  * worker's own count, web/worker/compute.worker.ts): not what a label says, what ran. A worker
  * restarted after a hung unit starts its count afresh.
  */
 export async function computedOn(page: Page): Promise<Record<Backend, number>> {
   const total = { webgpu: 0, cpu: 0 };
-  for (const worker of page.workers()) {
-    // The compute worker (a module script, or a blob: URL in the widget); never ORT's own threads,
-    // which may be blocked waiting and would not answer.
-    if (!/compute\.worker|^blob:/.test(worker.url())) continue;
-    const counts = await Promise.race([
-      worker.evaluate(() => (globalThis as { tabgridComputed?: Record<Backend, number> }).tabgridComputed ?? null).catch(() => null),
-      new Promise<null>((r) => setTimeout(() => r(null), 5_000)),
-    ]);
-    if (!counts) continue;
+  for (const counts of await inComputeWorkers(page, () => (globalThis as { tabgridComputed?: Record<Backend, number> }).tabgridComputed ?? null)) {
     total.webgpu += counts.webgpu;
     total.cpu += counts.cpu;
   }
   return total;
+}
+
+/** Train units the page's compute workers ran on the WGSL training loop (web/gpu/train-mlp.ts), not the TS one. */
+export async function gpuTrainUnits(page: Page): Promise<number> {
+  const counts = await inComputeWorkers(page, () => (globalThis as { tabgridGpuTrain?: { units: number } }).tabgridGpuTrain?.units ?? null);
+  return counts.reduce((s, n) => s + n, 0);
 }
 
 /**

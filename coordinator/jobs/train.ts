@@ -37,17 +37,22 @@ const MAX_ROUND_DELTA_BYTES = 512 * 2 ** 20;
 // --- Replica agreement: a tolerance that grows with H ------------------------------------------
 
 /**
- * Relative L2 distance two honest replicas' Δs may have after H inner steps. Calibrated in
- * train.test.ts ("calibration"): float32 storage with float32 accumulation (what a GPU kernel does)
- * against float64 throughout diverge by 1e-7…1.1e-5 relative for H = 1…256 on MLPs of 2–3 layers
- * with SGD and AdamW at learning rates that train (rounding noise enters each step and is carried,
- * not amplified). This allows at least 100× that, growing with H, capped at 5% — far below what a
- * wrong update differs by (zero 100%, sign-flipped 200%, half the steps skipped ≳ 20%). A schedule
- * that is chaotic in float32 (AdamW at lr 0.05 on the 3-layer test net, H ≥ 64) makes honest
- * replicas diverge beyond any useful tolerance: its units find no quorum and the job fails, saying so.
+ * Relative L2 distance two honest replicas' Δs may have after H inner steps. Calibrated twice:
+ * CPU float32 against float64 (train.test.ts "calibration": 1e-7…1.1e-5 for H = 1…256, rounding
+ * noise carried, not amplified), and a WebGPU replica (web/gpu/train-mlp.ts on SwiftShader)
+ * against the CPU's float32 one (`npm run bench:train-gpu`, 2–3 layer MLPs, the worst of three
+ * seeds): SGD stays at 2e-7…6e-7 for every H, but AdamW on 3-layer nets reaches 5.7e-5 at H = 16,
+ * 2.6e-3 at H = 64, 3.2e-3 at 128 and 4.3e-3 at 256 — a hidden ReLU unit whose pre-activation sits
+ * at 0 switches on one device and not the other, and AdamW (ε 1e-8) turns that unit's tiny
+ * gradients into full-size steps (with ε 1e-4 the same runs agree to 1e-5). So the tolerance is
+ * 1e-3 + 2e-4·H, capped at 5%: ≥ 70× the measured divergence for H ≤ 16, ≥ 5× at H = 64, ≥ 11×
+ * at 256 — and far below what a wrong update differs by (zero 100%, sign-flipped 200%, half the
+ * steps skipped ≳ 20%). A schedule that is chaotic in float32 (AdamW at lr 0.05 on the 3-layer
+ * test net, H ≥ 64) makes honest replicas diverge beyond any useful tolerance: its units find no
+ * quorum and the job fails, saying so.
  */
 export function deltaRtol(steps: number): number {
-  return Math.min(0.05, 1e-4 + 2e-5 * steps);
+  return Math.min(0.05, 1e-3 + 2e-4 * steps);
 }
 
 /**

@@ -186,27 +186,45 @@ export function dequantizeInt8(tensors: readonly ParamTensor[], scales: ArrayLik
 }
 
 /**
- * A whole unit as a worker runs it: the inner loop, then the output in the unit's encoding. With
- * int8 the check loss is that of θ_round − dequantized Δ — the update the coordinator will apply,
- * so the check stays exact.
+ * Δ in the unit's encoding, before the two losses are known. `applied` is θ_round − Δ as the
+ * coordinator will decode it when that differs from θ_after (int8: θ_round − dequantized Δ; null
+ * for float32): the check loss must then be taken on it, so the coordinator's check stays exact.
+ * `pack` writes the output as sent. Every trainer (this TS loop, web/gpu's WGSL loop) encodes here.
  */
+export function encodeDelta(
+  model: Pick<TrainModel, 'paramCount' | 'tensors'>,
+  compress: Compression,
+  params: Float32Array,
+  delta: FloatArray,
+): { applied: Float32Array | null; pack(trainLoss: number, checkLoss: number): Float32Array } {
+  if (compress === 'none') return { applied: null, pack: (trainLoss, checkLoss) => packTrainOutput({ delta, trainLoss, checkLoss }) };
+  const P = params.length;
+  const { scales, q } = quantizeInt8(model.tensors, delta);
+  const deq = dequantizeInt8(model.tensors, scales, q);
+  const applied = new Float32Array(P);
+  for (let i = 0; i < P; i++) applied[i] = params[i] - deq[i];
+  return {
+    applied,
+    pack(trainLoss, checkLoss) {
+      const out = new Float32Array(trainOutputBytes(model, 'int8') / 4);
+      out[0] = trainLoss;
+      out[1] = checkLoss;
+      out.set(scales, 2);
+      new Int8Array(out.buffer, (2 + scales.length) * 4, P).set(q);
+      return out;
+    },
+  };
+}
+
+/** A whole unit as a worker runs it: the inner loop, then the output in the unit's encoding (`encodeDelta`). */
 export function runTrainUnit(spec: InnerSpec, compress: Compression, params: Float32Array, x: Float32Array, y: Float32Array | null, Acc: FloatArrayCtor = Float64Array): Float32Array {
   const r = trainInner(Float32Array, spec, params, x, y, undefined, Acc);
-  if (compress === 'none') return packTrainOutput(r);
-  const P = params.length;
   const { model } = spec;
-  const { scales, q } = quantizeInt8(model.tensors, r.delta);
-  const deq = dequantizeInt8(model.tensors, scales, q);
-  const after = new Float32Array(P);
-  for (let i = 0; i < P; i++) after[i] = params[i] - deq[i];
+  const encoded = encodeDelta(model, compress, params, r.delta);
+  if (!encoded.applied) return encoded.pack(r.trainLoss, r.checkLoss);
   const data = { x, y };
-  const checkLoss = model.lossGrad(Float32Array, after, data, checkRows(model.examples(sliceRows(data)), spec.batchSize, spec.seed), null, Acc);
-  const out = new Float32Array(trainOutputBytes(model, 'int8') / 4);
-  out[0] = r.trainLoss;
-  out[1] = checkLoss;
-  out.set(scales, 2);
-  new Int8Array(out.buffer, (2 + scales.length) * 4, P).set(q);
-  return out;
+  const checkLoss = model.lossGrad(Float32Array, encoded.applied, data, checkRows(model.examples(sliceRows(data)), spec.batchSize, spec.seed), null, Acc);
+  return encoded.pack(r.trainLoss, checkLoss);
 }
 
 /** A unit's output decoded: Δ as float32 (dequantized for int8) and the two losses; null when malformed. */

@@ -19,13 +19,15 @@ import { openStore } from '../store/db';
 import type { ComputeApi, InitResult, KernelJob, OnnxFeed, OnnxResult } from './api';
 import { innerSpecOf, runTrainUnit } from '../../coordinator/protocol/train-loop';
 import type { TrainParams } from '../../coordinator/protocol/jobs';
+import { gpuTrainStats, gpuTrainUnit } from '../gpu/train-mlp';
 
 /**
- * A train unit, either family: H inner steps from the round's parameters on the slice; Δ (float32
- * or int8) and the two losses. A transformer unit has no y (its x is the slice's tokens).
+ * A train unit in the TypeScript float32 loop, either family: H inner steps from the round's
+ * parameters on the slice; Δ (float32 or int8) and the two losses. A transformer unit has no y
+ * (its x is the slice's tokens).
  */
-function trainUnit(p: TrainParams, params: Float32Array, x: Float32Array, y: Float32Array | undefined): Float32Array {
-  return runTrainUnit(innerSpecOf(p), p.compress, params, x, y ?? null);
+function cpuTrainUnit(p: TrainParams, params: Float32Array, x: Float32Array, y: Float32Array | undefined): Promise<Float32Array> {
+  return Promise.resolve(runTrainUnit(innerSpecOf(p), p.compress, params, x, y ?? null));
 }
 
 let gpu: Gpu | null = null;
@@ -43,6 +45,8 @@ let tuningRun: Promise<TuningResult> | null = null;
  */
 const computed: Record<Backend, number> = { webgpu: 0, cpu: 0 };
 (globalThis as { tabgridComputed?: Record<Backend, number> }).tabgridComputed = computed;
+/** Train units the WGSL loop ran (web/gpu/train-mlp.ts): a test reads it to know the GPU really trained. */
+(globalThis as { tabgridGpuTrain?: typeof gpuTrainStats }).tabgridGpuTrain = gpuTrainStats;
 
 const idbTuning: TuningCache = {
   get: async (key) => (await openStore()).get('tuning', key),
@@ -112,12 +116,14 @@ const runners: { [K in KernelJob['kind']]: Runner<Extract<KernelJob, { kind: K }
       gpuAttention(liveGpu().device, q, k, v, { heads: 1, rows: p.rows, q0: p.q0, seq: p.seq, d: p.d, causal: p.causal }, tuning?.attention),
     cpu: ({ params: p }, { q, k, v }) => cpuAttention(q, k, v, p),
   },
-  // Training (either family's inner loop) runs as plain TypeScript float32 loops on either backend:
-  // the same code as the coordinator's reference (protocol/train-loop.ts). No WebGPU training kernels yet.
+  // Training: the MLP's inner loop as WGSL kernels on WebGPU (web/gpu/train-mlp.ts); the
+  // transformer's, and everything on the CPU backend, as the float32 TypeScript loop — the
+  // coordinator's own reference (protocol/train-loop.ts).
   train: {
     inputs: ({ params }) => ('model' in params ? ['params', 'x'] : ['params', 'x', 'y']),
-    webgpu: async ({ params: p }, { params, x, y }) => trainUnit(p, params, x, y),
-    cpu: async ({ params: p }, { params, x, y }) => trainUnit(p, params, x, y),
+    webgpu: ({ params: p }, { params, x, y }) =>
+      'model' in p ? cpuTrainUnit(p, params, x, y) : gpuTrainUnit(liveGpu().device, { ...innerSpecOf(p), layers: p.layers }, p.compress, params, x, y),
+    cpu: ({ params: p }, { params, x, y }) => cpuTrainUnit(p, params, x, y),
   },
   onnx: {
     inputs: ({ params }) => params.inputs.map((s) => s.name),

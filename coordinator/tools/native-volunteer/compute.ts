@@ -2,7 +2,8 @@
 // Matmul and attention units run web/gpu's WGSL kernels — the same files, tuned by the same
 // autotuner — on Dawn; ONNX units run on onnxruntime-node. A `cpu` backend runs matmul and
 // attention as the page's CPU backend does (the same ONNX graphs) on onnxruntime-node's CPU EP, and
-// `auto` measures both on a short matmul and takes the faster, as the page does.
+// `auto` measures both on a short matmul and takes the faster, as the page does. Train units run the
+// page's WGSL training loop (web/gpu/train-mlp.ts) on WebGPU, and its float32 TypeScript loop on `cpu`.
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { ONNX_MODEL_INPUT, type DeviceInfo, type WorkUnitSpec } from '../../protocol';
@@ -13,6 +14,8 @@ import { gpuAttention } from '../../../web/gpu/attention';
 import { tuneKernels, tuningKey, type TuningCache, type TuningResult } from '../../../web/gpu/autotune';
 import { openGpu, type Gpu } from '../../../web/gpu/device';
 import { describeConfig, gpuMatmul, MATMUL_CANDIDATES } from '../../../web/gpu/matmul';
+import { innerSpecOf, runTrainUnit } from '../../protocol/train-loop';
+import { gpuTrainUnit } from '../../../web/gpu/train-mlp';
 import { OrtKernels, OrtSessions, ortProblem } from './onnx';
 import { installWebGpu } from './webgpu';
 
@@ -137,9 +140,9 @@ export class NativeCompute {
     if (this.backend === 'cpu' && !this.cpuKernels) throw new Error(`neither WebGPU (${this.webgpuProblem}) nor the CPU backend (${this.onnxProblem}) is available`);
   }
 
-  /** The kinds of unit this machine runs: matmul and attention, and onnx where onnxruntime-node loaded. */
+  /** The kinds of unit this machine runs: matmul, attention and train, and onnx where onnxruntime-node loaded. */
   kinds(): WorkUnitSpec['kind'][] {
-    return this.onnxProblem ? ['matmul', 'attention'] : ['matmul', 'attention', 'onnx'];
+    return this.onnxProblem ? ['matmul', 'attention', 'train'] : ['matmul', 'attention', 'onnx', 'train'];
   }
 
   /** The hello's DeviceInfo, in the page's shape. */
@@ -167,6 +170,11 @@ export class NativeCompute {
       const p = wu.params;
       if (this.backend === 'cpu') return this.cpu().attention(inputs.q, inputs.k, inputs.v, p);
       return gpuAttention(this.liveDevice(), inputs.q, inputs.k, inputs.v, { heads: 1, rows: p.rows, q0: p.q0, seq: p.seq, d: p.d, causal: p.causal }, this.tuning?.attention);
+    }
+    if (wu.kind === 'train') {
+      const p = wu.params;
+      if (this.backend === 'cpu' || 'model' in p) return runTrainUnit(innerSpecOf(p), p.compress, inputs.params, inputs.x, inputs.y ?? null);
+      return gpuTrainUnit(this.liveDevice(), { ...innerSpecOf(p), layers: p.layers }, p.compress, inputs.params, inputs.x, inputs.y);
     }
     if (wu.kind === 'onnx') {
       if (this.onnxProblem) throw new Error(this.onnxProblem);

@@ -12,7 +12,11 @@ import { attentionReference, attentionReferenceHeads } from '../../jobs/attentio
 import { matmulReference } from '../../jobs/matmul';
 import { parseNpy, toNpy } from '../../protocol/npy';
 import { convNetModel } from '../../testing/test-models';
-import type { JobStatus, VolunteerSummary, WorkUnitSpec } from '../../protocol';
+import type { JobStatus, TrainParams, VolunteerSummary, WorkUnitSpec } from '../../protocol';
+import { initMlp } from '../../protocol/train-mlp';
+import { decodeUnitOutput, trainOutputsAgree, trainTolerance, trainUnitReference } from '../../jobs/train';
+import { blobsTask } from '../../testing/train-task';
+import { gpuTrainStats } from '../../../web/gpu/train-mlp';
 import { SimWorker } from '../../testing/sim-worker';
 import { makeTempDir, randomMatrix, removeDir, startTestCoordinator, TOKEN, waitFor, type TestCoordinator } from '../../testing/helpers';
 import { NativeCompute } from './compute';
@@ -77,11 +81,11 @@ async function submitMatmul(grid: Pick<TestCoordinator, 'uploadShard' | 'submitJ
 }
 
 describe.skipIf(skip)('native volunteer on SwiftShader', () => {
-  test('the CPU backend (onnxruntime-node) computes matmul and attention units; auto takes the faster', async () => {
+  test('the CPU backend (onnxruntime-node) computes matmul and attention units, train units with the TS loop; auto takes the faster', async () => {
     const cpu = await NativeCompute.start({ backend: 'cpu', tune: false });
     try {
       expect(cpu.backend).toBe('cpu');
-      expect(cpu.deviceInfo()).toMatchObject({ backend: 'cpu', kinds: ['matmul', 'attention', 'onnx'] });
+      expect(cpu.deviceInfo()).toMatchObject({ backend: 'cpu', kinds: ['matmul', 'attention', 'onnx', 'train'] });
       expect(cpu.measured.cpu).toBeGreaterThan(0);
       const [m, k, n] = [33, 20, 17];
       const a = randomMatrix(m, k, 1);
@@ -92,6 +96,18 @@ describe.skipIf(skip)('native volunteer on SwiftShader', () => {
       const p = { rows: 16, q0: 16, seq: 40, d: 64 as const, causal: true };
       const [q, kk, v] = [randomMatrix(16, 64, 3), randomMatrix(40, 64, 4), randomMatrix(40, 64, 5)];
       expect(maxRelativeError(await cpu.compute(unit('attention', p), { q, k: kk, v }, noShard), attentionReference(q, kk, v, p))).toBeLessThan(1e-5);
+      // A train unit: the CPU backend runs the TS loop, the WebGPU one the WGSL loop (counted); the replicas agree.
+      const layers = [6, 10, 3];
+      const task = blobsTask(48, 6, 3, 5);
+      const tp: TrainParams = { round: 0, rounds: 1, slice: 0, rows: 48, layers, steps: 6, batchSize: 16, seed: 3, optimizer: 'adamw', lr: 0.01, weightDecay: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8, compress: 'none' };
+      const trainInputs = { params: initMlp(layers, 1), x: task.x, y: task.y };
+      const onGpu = gpuTrainStats.units;
+      const fromCpu = await cpu.compute(unit('train', tp), trainInputs, noShard);
+      expect(gpuTrainStats.units).toBe(onGpu);
+      const fromGpu = await compute.compute(unit('train', tp), trainInputs, noShard);
+      expect(gpuTrainStats.units).toBe(onGpu + 1);
+      expect(trainOutputsAgree(decodeUnitOutput(tp, fromGpu), decodeUnitOutput(tp, fromCpu), trainTolerance(6))).toBe(true);
+      expect(fromCpu).toEqual(trainUnitReference(tp, trainInputs.params, task.x, task.y));
     } finally {
       cpu.close();
     }
