@@ -13,16 +13,18 @@ import { startPgCluster, type PgCluster } from './pg-cluster.js';
 import type { SimWorker } from './sim-worker.js';
 
 /**
- * A fresh coordinator for each test, stopped after it with the workers the test pushed on `workers`.
- * `grid` stands for the current test's coordinator (its fields and methods are the current one's).
+ * A fresh coordinator for each test (or, with `scope: 'all'`, one for all the tests of the enclosing
+ * describe block — for tests that only read answers), stopped after it with the workers the test
+ * pushed on `workers`. `grid` stands for the current coordinator (its fields and methods are the
+ * current one's).
  */
-export function useTestGrid(opts?: Parameters<typeof startTestCoordinator>[0]): { grid: TestCoordinator; workers: SimWorker[] } {
+export function useTestGrid(opts?: Parameters<typeof startTestCoordinator>[0], scope: 'each' | 'all' = 'each'): { grid: TestCoordinator; workers: SimWorker[] } {
   let current: TestCoordinator | null = null;
   const workers: SimWorker[] = [];
-  beforeEach(async () => {
+  (scope === 'each' ? beforeEach : beforeAll)(async () => {
     current = await startTestCoordinator(opts);
   });
-  afterEach(async () => {
+  (scope === 'each' ? afterEach : afterAll)(async () => {
     for (const w of workers.splice(0)) w.close();
     await current?.stop();
     current = null;
