@@ -3,18 +3,7 @@
 // weight, and one more row of invocations (k = din) for the biases, db[o] = Σ_r dZ[r, o]; rows
 // summed in order. `inputs`: dA[r, k] = Σ_o dZ[r, o]·W[k, o] where A[r, k] > 0 (the ReLU that
 // made A let the gradient through), else 0. With GATHER, row r of A is row idx[r] of the slice.
-// Constants: WG_X, WG_Y, GATHER.
-
-struct Layer {
-  rows: u32,
-  din: u32,
-  dout: u32,
-  w: u32,
-  b: u32,
-  relu: u32,
-  _pad0: u32,
-  _pad1: u32,
-}
+// (Layer and Step: train-mlp-prelude.wgsl, joined in front at load.) Constants: WG_X, WG_Y, GATHER.
 
 @group(0) @binding(0) var<uniform> dims: Layer;
 @group(0) @binding(1) var<storage, read> idx: array<u32>;

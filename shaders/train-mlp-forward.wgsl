@@ -3,18 +3,7 @@
 // starting from the bias, as protocol/train-mlp.ts does (here in f32), so every device adds in
 // the same order. With GATHER, row r of A is row idx[r] of the data slice: layer 0 reads the
 // step's batch straight from the slice. W is [din, dout] row-major inside the flat θ.
-// Constants: WG_X, WG_Y, GATHER.
-
-struct Layer {
-  rows: u32,
-  din: u32,
-  dout: u32,
-  w: u32,
-  b: u32,
-  relu: u32,
-  _pad0: u32,
-  _pad1: u32,
-}
+// (Layer and Step: train-mlp-prelude.wgsl, joined in front at load.) Constants: WG_X, WG_Y, GATHER.
 
 @group(0) @binding(0) var<uniform> dims: Layer;
 @group(0) @binding(1) var<storage, read> idx: array<u32>;

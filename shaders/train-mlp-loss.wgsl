@@ -2,20 +2,13 @@
 // row: its loss, and the gradient at its logits, (softmax − onehot) / rows, as protocol/train-mlp.ts
 // computes them. `total`: one workgroup adds the rows' losses in a fixed order (64 strided partial
 // sums, then those in order) and stores their mean in the step's slot of `losses`.
-// Constants: WG.
+// (Layer and Step: train-mlp-prelude.wgsl, joined in front at load.) Constants: WG.
 
 struct Head {
   rows: u32,
   classes: u32,
   _pad0: u32,
   _pad1: u32,
-}
-
-struct Step {
-  slot: u32,
-  c1: f32,
-  c2: f32,
-  _pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> head: Head;

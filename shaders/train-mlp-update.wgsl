@@ -2,7 +2,7 @@
 // protocol/train-mlp.ts applies it: SGD θ ← θ − lr·(g + wd·θ); AdamW m ← β1·m + (1−β1)·g,
 // v ← β2·v + (1−β2)·g·g, θ ← θ − lr·(m/c1 / (√(v/c2) + ε) + wd·θ) with the step's bias
 // corrections c1 = 1 − β1^t, c2 = 1 − β2^t. A grid-stride loop: any parameter count in a capped
-// dispatch. Constants: WG.
+// dispatch. (Step: train-mlp-prelude.wgsl, joined in front at load.) Constants: WG.
 
 struct Opt {
   lr: f32,
@@ -13,13 +13,6 @@ struct Opt {
   ob2: f32,
   eps: f32,
   count: u32,
-}
-
-struct Step {
-  slot: u32,
-  c1: f32,
-  c2: f32,
-  _pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> opt: Opt;

@@ -7,6 +7,7 @@
 // a fixed order (see the kernels), so a device's result does not depend on scheduling. The output
 // is encoded by protocol/train-loop.ts encodeDelta, as the TS loop's is.
 import backwardSource from '../../shaders/train-mlp-backward.wgsl?raw';
+import prelude from '../../shaders/train-mlp-prelude.wgsl?raw';
 import forwardSource from '../../shaders/train-mlp-forward.wgsl?raw';
 import lossSource from '../../shaders/train-mlp-loss.wgsl?raw';
 import updateSource from '../../shaders/train-mlp-update.wgsl?raw';
@@ -18,12 +19,12 @@ export type MlpInnerSpec = Omit<InnerSpec, 'model'> & { layers: readonly number[
 import { poolFor, type BufferPool } from './buffer-pool';
 import { getPipeline, type KernelConstants, type KernelSource } from './pipelines';
 
-const FORWARD: KernelSource = { label: 'train-mlp-forward', code: forwardSource };
-const LOSS: KernelSource = { label: 'train-mlp-loss', code: lossSource, entryPoint: 'main' };
+const FORWARD: KernelSource = { label: 'train-mlp-forward', code: prelude + forwardSource };
+const LOSS: KernelSource = { label: 'train-mlp-loss', code: prelude + lossSource, entryPoint: 'main' };
 const LOSS_TOTAL: KernelSource = { ...LOSS, entryPoint: 'total' };
-const WEIGHTS: KernelSource = { label: 'train-mlp-backward', code: backwardSource, entryPoint: 'weights' };
+const WEIGHTS: KernelSource = { label: 'train-mlp-backward', code: prelude + backwardSource, entryPoint: 'weights' };
 const INPUTS: KernelSource = { ...WEIGHTS, entryPoint: 'inputs' };
-const SGD: KernelSource = { label: 'train-mlp-update', code: updateSource, entryPoint: 'sgd' };
+const SGD: KernelSource = { label: 'train-mlp-update', code: prelude + updateSource, entryPoint: 'sgd' };
 const ADAMW: KernelSource = { ...SGD, entryPoint: 'adamw' };
 
 /** 2-D kernels: 8×8 invocations (CPU adapters like small groups; every GPU takes 64). */
