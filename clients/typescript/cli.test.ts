@@ -226,6 +226,9 @@ describe('submit train --tokens: the transformer language model', () => {
     const fromInit = reference(1, trained.data)[1];
     expect(Math.abs(status.perRound![0].loss - fromInit)).toBeLessThan(1e-3 * fromInit);
     expect(reference(1)[1] - fromInit).toBeGreaterThan(0.1); // not where the seed would start
+    // `wait` on a terminal: the closed rounds above the progress bar.
+    const waited = await tabgrid(['wait', id], { tty: true });
+    expect(waited.err).toMatch(new RegExp(`^round 1/1  loss ${status.perRound![0].loss.toPrecision(5)}  train loss \\S+  2/2 units\n\\r${id} \\[█+\\] 2/2 units  done`));
 
     const onnx = join(dir, 'lm.onnx');
     expect((await tabgrid(['result', id, '--model', '-o', onnx])).code).toBe(EXIT.ok);

@@ -61,11 +61,11 @@ Researchers (need the coordinator's URL and an API token):
   tabgrid submit onnx MODEL.onnx NAME=X.npy… [--items-per-unit N] [--argmax OUTPUT]… [-o PATH]
   tabgrid submit train X.npy Y.npy --layers 8,32,4 --rounds N --local-steps N --batch-size N
       [--optimizer adamw|sgd] [--lr F] [--units-per-round N] [--compress int8] [--seed N]
-      [--init PARAMS.npy] [-o PARAMS.npy]           an MLP classifier: X rows × features, Y class ids
+      [--init PARAMS.npy]               an MLP classifier: X rows × features, Y class ids
   tabgrid submit train --tokens TOKENS.npy [--validation VALID.npy] --vocab V --context T
-      --layers L --d-model D --heads H --rounds N --local-steps N --batch-size N [the options above]
-                                        a transformer language model: 1-D token ids in [0, V);
-                                        while it waits, each round's loss is printed
+      --layers L --d-model D --heads H --rounds N --local-steps N --batch-size N [as above]
+                                        a transformer language model on 1-D token ids in [0, V);
+                                        waiting on a train job prints each round's loss
       every submit: [--name TEXT] [--replication N] [--atol A --rtol R] [--wait] [--timeout S];
       it prints the job id; -o waits for the result and writes it (an onnx job with several
       outputs: PATH is a folder of <output>.npy); --wait waits without writing
