@@ -15,6 +15,12 @@ export type Bytes = Uint8Array | ArrayBuffer | Blob;
 /** An input array: a tensor (any numbers, sent as float32), or the bytes of a float32 .npy file. */
 export type ArrayInput = Tensor | { shape: readonly number[]; data: ArrayLike<number> } | Bytes;
 
+/**
+ * A 1-D array (token ids, a flat parameter vector): any `ArrayInput`, or the numbers themselves
+ * (`number[]`, `Int32Array`, `Float32Array`, … — but a `Uint8Array` is always the bytes of a .npy file).
+ */
+export type VectorInput = ArrayInput | ArrayLike<number>;
+
 /** The bytes of a file given as any of `Bytes` (a browser File included). */
 export async function bytesOf(input: Bytes): Promise<Uint8Array> {
   if (input instanceof Uint8Array) return input;
@@ -50,6 +56,27 @@ export async function npyOf(input: ArrayInput, what: string, opts: { int32?: boo
   const data = input.data instanceof Float32Array ? input.data : Float32Array.from(input.data);
   return { npy: toNpy(shape, data), shape };
 }
+
+/**
+ * The .npy bytes of a 1-D array (float32, or int32 .npy bytes as they are), checked: one axis, and
+ * with `ids`, whole numbers in [0, ids.below) (token ids: the message names the first bad one).
+ */
+export async function vectorNpy(input: VectorInput, what: string, ids?: { below: number; of: string }): Promise<Uint8Array> {
+  const array = isBytes(input) || isShaped(input) ? (input as ArrayInput) : isNumbers(input) ? { shape: [input.length], data: input } : (input as ArrayInput);
+  const { npy, shape } = await npyOf(array, what, { int32: ids !== undefined });
+  if (shape.length !== 1) throw new InputError(`${what}: must be a 1-D array, got shape (${shape.join(', ')})`);
+  if (ids) {
+    const { data } = parseNpyTyped(npy);
+    for (let i = 0; i < data.length; i++) {
+      const v = data[i];
+      if (!Number.isInteger(v) || v < 0 || v >= ids.below) throw new InputError(`${what}: token ids must be whole numbers in [0, ${ids.below}) (${ids.of}); position ${i} has ${v}`);
+    }
+  }
+  return npy;
+}
+
+const isShaped = (x: unknown): boolean => typeof x === 'object' && x !== null && 'shape' in x && 'data' in x;
+const isNumbers = (x: unknown): x is ArrayLike<number> => Array.isArray(x) || (ArrayBuffer.isView(x) && !(x instanceof DataView));
 
 /** A result's .npy bytes as a tensor. */
 export function tensorOf(npy: Uint8Array): Tensor {

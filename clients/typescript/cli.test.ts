@@ -12,7 +12,11 @@ import { useTestGrid } from '../../coordinator/testing/fixtures.js';
 import { makeTempDir, randomMatrix, removeDir, TOKEN } from '../../coordinator/testing/helpers.js';
 import { SimWorker } from '../../coordinator/testing/sim-worker.js';
 import { convNetModel, mlpModel } from '../../coordinator/testing/test-models.js';
-import { blobsTask } from '../../coordinator/testing/train-task.js';
+import { centralReference } from '../../coordinator/jobs/train.js';
+import { TrainJobSubmit } from '../../coordinator/protocol/index.js';
+import { transformerLogits } from '../../coordinator/protocol/train-transformer.js';
+import { markovTask, markovTokens } from '../../coordinator/testing/lm-task.js';
+import { blobsTask, int32Npy } from '../../coordinator/testing/train-task.js';
 import { EXIT, main } from './cli.js';
 import type { JobStatus } from './index.js';
 
@@ -180,6 +184,75 @@ describe('submit: every kind from files to a result file', () => {
     const run = await tabgrid(['submit', 'onnx', model, save('rows.npy', [10, 8], task.x.subarray(0, 80)), '-o', join(dir, 'logits.npy'), '--replication', '1']);
     expect(run.code).toBe(EXIT.ok);
     expect(load(join(dir, 'logits.npy')).shape).toEqual([10, 4]);
+  });
+});
+
+describe('submit train --tokens: the transformer language model', () => {
+  const chain = markovTask(8);
+  const tokens = markovTokens(chain, 4096, 1);
+  const validation = markovTokens(chain, 1024, 2);
+  const model = ['--vocab', '8', '--context', '16', '--layers', '1', '--d-model', '16', '--heads', '2'];
+  const settings = ['--local-steps', '32', '--batch-size', '8', '--lr', '0.015', '--units-per-round', '2'];
+  const data = { family: 'transformer' as const, tokens, validation, context: 16 };
+  const reference = (rounds: number, init?: Float32Array) =>
+    centralReference(
+      TrainJobSubmit.parse({ kind: 'train', model: { type: 'transformer', vocab: 8, context: 16, layers: 1, dModel: 16, heads: 2 }, data: { tokens: 'a'.repeat(64) }, rounds, localSteps: 32, batchSize: 8, innerOptimizer: { type: 'adamw', lr: 0.015 }, unitsPerRound: 2 }),
+      data,
+      Float64Array,
+      init,
+    ).losses;
+
+  test('prints each round\'s loss while it waits, -o writes the parameters; --init starts from them; result --model runs', async () => {
+    await startWorkers();
+    const files = ['--tokens', join(dir, 't.npy'), '--validation', save('v.npy', [validation.length], validation)];
+    writeFileSync(join(dir, 't.npy'), int32Npy(tokens));
+    const params = join(dir, 'params.npy');
+    const r = await tabgrid(['submit', 'train', ...files, ...model, ...settings, '--rounds', '3', '-o', params]);
+    expect(r.code, r.err).toBe(EXIT.ok);
+    const lines = [...r.err.matchAll(/^round (\d)\/3 {2}loss (\S+) {2}train loss \S+ {2}2\/2 units$/gm)];
+    expect(lines.map((m) => m[1])).toEqual(['1', '2', '3']);
+    const losses = lines.map((m) => Number(m[2]));
+    const ref = reference(3);
+    for (let i = 0; i < 3; i++) {
+      expect(losses[i]).toBeLessThan(i === 0 ? ref[0] : losses[i - 1]);
+      expect(Math.abs(losses[i] - ref[i + 1])).toBeLessThan(1e-3 * ref[i + 1]);
+    }
+    const trained = load(params);
+    expect(trained.shape).toEqual([3816]);
+
+    const again = await tabgrid(['submit', 'train', ...files, ...model, ...settings, '--rounds', '1', '--init', params, '--wait', '--json']);
+    expect(again.code, again.err).toBe(EXIT.ok);
+    const { id, status } = json<{ id: string; status: JobStatus }>(again.out);
+    const fromInit = reference(1, trained.data)[1];
+    expect(Math.abs(status.perRound![0].loss - fromInit)).toBeLessThan(1e-3 * fromInit);
+    expect(reference(1)[1] - fromInit).toBeGreaterThan(0.1); // not where the seed would start
+    // `wait` on a terminal: the closed rounds above the progress bar.
+    const waited = await tabgrid(['wait', id], { tty: true });
+    expect(waited.err).toMatch(new RegExp(`^round 1/1  loss ${status.perRound![0].loss.toPrecision(5)}  train loss \\S+  2/2 units\n\\r${id} \\[█+\\] 2/2 units  done`));
+
+    const onnx = join(dir, 'lm.onnx');
+    expect((await tabgrid(['result', id, '--model', '-o', onnx])).code).toBe(EXIT.ok);
+    expect((await tabgrid(['result', id, '-o', join(dir, 'p2.npy')])).code).toBe(EXIT.ok);
+    const { logits } = await ortRun(readFileSync(onnx), { tokens: { data: tokens.subarray(0, 16), shape: [1, 16] } });
+    const expected = transformerLogits({ vocab: 8, context: 16, layers: 1, dModel: 16, heads: 2 }, load(join(dir, 'p2.npy')).data, tokens.subarray(0, 17), Int32Array.of(0));
+    expect(maxAbsDiff(logits, expected)).toBeLessThan(1e-4);
+  });
+
+  test('bad command lines are usage errors (2), bad token files bad input (2), what the coordinator refuses 3', async () => {
+    const t = save('t.npy', [tokens.length], tokens);
+    const x = save('x.npy', [4, 2], new Float32Array(8));
+    const run = (...args: string[]) => tabgrid(['submit', 'train', ...args, '--rounds', '1', ...settings]);
+    expect(await run('--tokens', t, x, x, ...model)).toMatchObject({ code: EXIT.usage, err: expect.stringContaining('submit train --tokens takes no other files') });
+    expect(await run('--tokens', t, ...model.slice(0, 8))).toMatchObject({ code: EXIT.usage, err: expect.stringContaining('submit train --tokens needs --heads') });
+    expect(await run('--tokens', t, ...model, '--layers', '2,3')).toMatchObject({ code: EXIT.usage, err: expect.stringContaining('--layers must be a whole number, got 2,3') });
+    expect(await run(x, x, '--layers', '2,3', '--vocab', '8')).toMatchObject({ code: EXIT.usage, err: expect.stringContaining('--vocab is for a language model') });
+    const outOfRange = await run('--tokens', save('big.npy', [3], new Float32Array([1, 8, 2])), ...model, '--json');
+    expect(outOfRange.code).toBe(EXIT.usage);
+    expect(json(outOfRange.err)).toMatchObject({ error: { code: 'bad_input', message: 'tokens: token ids must be whole numbers in [0, 8) (model.vocab); position 1 has 8' } });
+    const heads = await run('--tokens', t, ...model.slice(0, 8), '--heads', '3');
+    expect(heads).toMatchObject({ code: EXIT.refused, err: expect.stringContaining('dModel must be divisible by heads') });
+    const init = await run('--tokens', t, ...model, '--init', save('p.npy', [10], new Float32Array(10)));
+    expect(init).toMatchObject({ code: EXIT.refused, err: expect.stringContaining('init: has 10 values but the model has 3816 parameters') });
   });
 });
 

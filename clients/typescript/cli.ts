@@ -21,7 +21,9 @@ import {
   type GridStats,
   type Job,
   type JobStatus,
+  type RoundStats,
   type Tolerance,
+  type TrainSettings,
 } from './index.js';
 
 /** Exit statuses scripts can rely on (README "Command line"). */
@@ -58,7 +60,12 @@ Researchers (need the coordinator's URL and an API token):
   tabgrid submit attention Q.npy K.npy V.npy [--causal] [--block-rows N] [-o OUT.npy]
   tabgrid submit onnx MODEL.onnx NAME=X.npy… [--items-per-unit N] [--argmax OUTPUT]… [-o PATH]
   tabgrid submit train X.npy Y.npy --layers 8,32,4 --rounds N --local-steps N --batch-size N
-      [--optimizer adamw|sgd] [--lr F] [--units-per-round N] [--compress int8] [--seed N] [-o PARAMS.npy]
+      [--optimizer adamw|sgd] [--lr F] [--units-per-round N] [--compress int8] [--seed N]
+      [--init PARAMS.npy]               an MLP classifier: X rows × features, Y class ids
+  tabgrid submit train --tokens TOKENS.npy [--validation VALID.npy] --vocab V --context T
+      --layers L --d-model D --heads H --rounds N --local-steps N --batch-size N [as above]
+                                        a transformer language model on 1-D token ids in [0, V);
+                                        waiting on a train job prints each round's loss
       every submit: [--name TEXT] [--replication N] [--atol A --rtol R] [--wait] [--timeout S];
       it prints the job id; -o waits for the result and writes it (an onnx job with several
       outputs: PATH is a folder of <output>.npy); --wait waits without writing
@@ -86,11 +93,14 @@ coordinator (400/404/409/413) · 4 no or wrong token (401/403) · 5 result not r
 
 /** Each command's options beyond --url, --token, --json and --help. */
 const SUBMIT = ['out', 'replication', 'name', 'atol', 'rtol', 'wait', 'timeout'];
+const TRAIN_MLP = ['layers', 'rounds', 'local-steps', 'batch-size', 'optimizer', 'lr', 'units-per-round', 'compress', 'seed', 'init'];
+/** `submit train`'s options that only a transformer language model (`--tokens`) takes. */
+const TRAIN_LM_ONLY = ['tokens', 'validation', 'vocab', 'context', 'd-model', 'heads'];
 const ALLOWED: Record<string, string[]> = {
   'submit matmul': [...SUBMIT, 'tile', 'no-adaptive'],
   'submit attention': [...SUBMIT, 'causal', 'block-rows'],
   'submit onnx': [...SUBMIT, 'items-per-unit', 'argmax', 'flops-per-item'],
-  'submit train': [...SUBMIT, 'layers', 'rounds', 'local-steps', 'batch-size', 'optimizer', 'lr', 'units-per-round', 'compress', 'seed'],
+  'submit train': [...SUBMIT, ...TRAIN_MLP, ...TRAIN_LM_ONLY],
   status: [],
   wait: ['timeout'],
   result: ['out', 'output', 'model', 'wait', 'timeout'],
@@ -129,6 +139,13 @@ const OPTIONS = {
   'units-per-round': { type: 'string' },
   compress: { type: 'string' },
   seed: { type: 'string' },
+  init: { type: 'string' },
+  tokens: { type: 'string' },
+  validation: { type: 'string' },
+  vocab: { type: 'string' },
+  context: { type: 'string' },
+  'd-model': { type: 'string' },
+  heads: { type: 'string' },
 } as const;
 
 type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>['values'];
@@ -221,7 +238,9 @@ function readInput(path: string): Uint8Array {
   }
 }
 
-function count(values: Values, name: 'replication' | 'block-rows' | 'items-per-unit' | 'rounds' | 'local-steps' | 'batch-size' | 'units-per-round' | 'seed'): number | undefined {
+type CountOption = 'replication' | 'block-rows' | 'items-per-unit' | 'rounds' | 'local-steps' | 'batch-size' | 'units-per-round' | 'seed' | 'layers' | 'vocab' | 'context' | 'd-model' | 'heads';
+
+function count(values: Values, name: CountOption): number | undefined {
   const raw = values[name];
   if (raw === undefined) return undefined;
   if (!/^\d+$/.test(raw)) throw new UsageError(`--${name} must be a whole number, got ${raw}`);
@@ -257,6 +276,11 @@ function progressBar(io: CliIo, id: string, enabled: boolean) {
       const filled = total ? Math.round((width * done) / total) : 0;
       io.stderr.write(`\r${id} [${'█'.repeat(filled)}${'░'.repeat(width - filled)}] ${done}/${total} units  ${status.state}\x1b[K`);
       drawn = true;
+    },
+    /** A line of its own above the bar (the bar is redrawn at the next update). */
+    line(text: string) {
+      io.stderr.write(`${drawn ? '\r\x1b[K' : ''}${text}\n`);
+      drawn = false;
     },
     end() {
       if (drawn) io.stderr.write('\n');
@@ -301,31 +325,7 @@ class Commands {
       const [q, k, vv] = args.map(readInput);
       job = await this.grid.attention(q, k, vv, { ...common, causal: v.causal ?? false, blockRows: count(v, 'block-rows'), tolerance: tol });
     } else if (kind === 'train') {
-      if (args.length !== 2) throw new UsageError('submit train takes two files: X.npy (rows × features) Y.npy (class ids)');
-      const need = <T>(value: T | undefined, flag: string): T => {
-        if (value === undefined) throw new UsageError(`submit train needs --${flag}`);
-        return value;
-      };
-      const layersText = need(v.layers, 'layers');
-      if (!/^\d+(,\d+)+$/.test(layersText)) throw new UsageError(`--layers is the widths from features to classes, e.g. 8,32,4; got ${layersText}`);
-      const optimizer = v.optimizer ?? 'adamw';
-      if (optimizer !== 'adamw' && optimizer !== 'sgd') throw new UsageError(`--optimizer is adamw or sgd, got ${optimizer}`);
-      if (v.compress !== undefined && v.compress !== 'none' && v.compress !== 'int8') throw new UsageError(`--compress is none or int8, got ${v.compress}`);
-      const lr = number(v, 'lr');
-      if (v.optimizer !== undefined && lr === undefined) throw new UsageError('--optimizer needs --lr');
-      const [x, y] = args.map(readInput);
-      job = await this.grid.train(x, y, {
-        ...common,
-        model: { type: 'mlp', layers: layersText.split(',').map(Number) },
-        rounds: need(count(v, 'rounds'), 'rounds'),
-        localSteps: need(count(v, 'local-steps'), 'local-steps'),
-        batchSize: need(count(v, 'batch-size'), 'batch-size'),
-        ...(lr !== undefined && { innerOptimizer: { type: optimizer, lr } }),
-        ...(v['units-per-round'] !== undefined && { unitsPerRound: count(v, 'units-per-round') }),
-        ...(v.compress !== undefined && { compress: v.compress as 'none' | 'int8' }),
-        ...(v.seed !== undefined && { seed: count(v, 'seed') }),
-        ...(tol && { tolerance: tol }),
-      });
+      job = await this.train(args, { ...common, ...(tol && { tolerance: tol }) });
     } else {
       const [modelPath, ...feeds] = args;
       if (!modelPath || feeds.length === 0) throw new UsageError('submit onnx takes the model and its inputs: MODEL.onnx NAME=X.npy… (or MODEL.onnx X.npy for a one-input model)');
@@ -356,6 +356,44 @@ class Commands {
     const files = v.out === undefined ? [] : await this.write(job, v.out, undefined);
     if (this.json) print(this.io, JSON.stringify({ ...created, status, files }));
     return EXIT.ok;
+  }
+
+  /** `submit train`: an MLP from X.npy Y.npy, or a transformer LM from --tokens. */
+  private async train(args: string[], common: { replication?: number; name?: string; tolerance?: Tolerance }): Promise<Job> {
+    const v = this.values;
+    const lm = v.tokens !== undefined;
+    const need = <T>(value: T | undefined, flag: string): T => {
+      if (value === undefined) throw new UsageError(`submit train${lm ? ' --tokens' : ''} needs --${flag}`);
+      return value;
+    };
+    const optimizer = v.optimizer ?? 'adamw';
+    if (optimizer !== 'adamw' && optimizer !== 'sgd') throw new UsageError(`--optimizer is adamw or sgd, got ${optimizer}`);
+    if (v.compress !== undefined && v.compress !== 'none' && v.compress !== 'int8') throw new UsageError(`--compress is none or int8, got ${v.compress}`);
+    const lr = number(v, 'lr');
+    if (v.optimizer !== undefined && lr === undefined) throw new UsageError('--optimizer needs --lr');
+    const settings: TrainSettings = {
+      ...common,
+      rounds: need(count(v, 'rounds'), 'rounds'),
+      localSteps: need(count(v, 'local-steps'), 'local-steps'),
+      batchSize: need(count(v, 'batch-size'), 'batch-size'),
+      ...(lr !== undefined && { innerOptimizer: { type: optimizer, lr } }),
+      ...(v['units-per-round'] !== undefined && { unitsPerRound: count(v, 'units-per-round') }),
+      ...(v.compress !== undefined && { compress: v.compress as 'none' | 'int8' }),
+      ...(v.seed !== undefined && { seed: count(v, 'seed') }),
+      ...(v.init !== undefined && { init: readInput(v.init) }),
+    };
+    if (lm) {
+      if (args.length) throw new UsageError('submit train --tokens takes no other files (X.npy Y.npy are an MLP\'s)');
+      const model = { vocab: need(count(v, 'vocab'), 'vocab'), context: need(count(v, 'context'), 'context'), layers: need(count(v, 'layers'), 'layers'), dModel: need(count(v, 'd-model'), 'd-model'), heads: need(count(v, 'heads'), 'heads') };
+      return this.grid.trainLm(readInput(v.tokens!), { ...settings, model, ...(v.validation !== undefined && { validation: readInput(v.validation) }) });
+    }
+    const stray = TRAIN_LM_ONLY.find((o) => v[o as keyof Values] !== undefined);
+    if (stray) throw new UsageError(`--${stray} is for a language model: give its tokens with --tokens TOKENS.npy`);
+    if (args.length !== 2) throw new UsageError('submit train takes two files: X.npy (rows × features) Y.npy (class ids), or --tokens TOKENS.npy for a language model');
+    const layersText = need(v.layers, 'layers');
+    if (!/^\d+(,\d+)+$/.test(layersText)) throw new UsageError(`--layers is the widths from features to classes, e.g. 8,32,4; got ${layersText}`);
+    const [x, y] = args.map(readInput);
+    return this.grid.train(x, y, { ...settings, model: { type: 'mlp', layers: layersText.split(',').map(Number) } });
   }
 
   async status(args: string[]): Promise<number> {
@@ -420,8 +458,14 @@ class Commands {
   private async waitFor(job: Job): Promise<JobStatus> {
     const timeout = number(this.values, 'timeout');
     const bar = progressBar(this.io, job.id, !this.json && Boolean(this.io.stderr.isTTY));
+    let rounds = 0; // a train job's closed rounds already printed
+    const onProgress = (s: JobStatus) => {
+      if (!this.json) for (const r of s.perRound?.slice(rounds) ?? []) bar.line(roundLine(r, s.rounds));
+      rounds = Math.max(rounds, s.perRound?.length ?? 0);
+      bar.update(s);
+    };
     try {
-      return await job.wait({ timeout: timeout === undefined ? undefined : timeout * 1000, onProgress: (s) => bar.update(s) });
+      return await job.wait({ timeout: timeout === undefined ? undefined : timeout * 1000, onProgress });
     } finally {
       bar.end();
     }
@@ -464,6 +508,12 @@ function statusLine(s: JobStatus): string {
   if (s.name) parts.push(JSON.stringify(s.name));
   if (s.error) parts.push(`error: ${s.error}`);
   return parts.join('  ');
+}
+
+/** One closed round of a train job, as printed while waiting: `round 2/6  loss 1.8123  train loss 1.9034  2/2 units`. */
+function roundLine(r: RoundStats, rounds: number | undefined): string {
+  const dropped = r.dropped ? ` (${r.dropped} dropped)` : '';
+  return `round ${r.round + 1}/${rounds ?? '?'}  loss ${r.loss.toPrecision(5)}  train loss ${r.trainLoss.toPrecision(5)}  ${r.units}/${r.planned} units${dropped}`;
 }
 
 function statsText(s: GridStats): string {

@@ -11,7 +11,9 @@ import { useTestGrid } from '../../coordinator/testing/fixtures.js';
 import { randomMatrix, startTestCoordinator, TOKEN } from '../../coordinator/testing/helpers.js';
 import { SimWorker } from '../../coordinator/testing/sim-worker.js';
 import { mlpModel } from '../../coordinator/testing/test-models.js';
+import { markovTask, markovTokens } from '../../coordinator/testing/lm-task.js';
 import { blobsTask } from '../../coordinator/testing/train-task.js';
+import { transformerParamCount } from '../../coordinator/protocol/train-transformer.js';
 import {
   ApiError,
   BadRequest,
@@ -197,6 +199,71 @@ describe('training', () => {
     const logits = await (await grid.onnx(await job.model(), { shape: [16, 8], data: task.x.subarray(0, 128) }, { replication: 1 })).result({ timeout: 30_000 });
     expect(logits.logits.shape).toEqual([16, 4]);
   }, 90_000);
+});
+
+describe('training the transformer language model', () => {
+  const chain = markovTask(8);
+  const tokens = markovTokens(chain, 4096, 1);
+  const validation = markovTokens(chain, 1024, 2);
+  const model = { vocab: 8, context: 16, layers: 1, dModel: 16, heads: 2 };
+  const settings = { rounds: 3, localSteps: 32, batchSize: 8, innerOptimizer: { type: 'adamw' as const, lr: 0.015 }, unitsPerRound: 2 };
+  const submitted = (over: object) => TrainJobSubmit.parse({ kind: 'train', model: { type: 'transformer', ...model }, data: { tokens: 'a'.repeat(64) }, ...settings, ...over });
+  const data = { family: 'transformer' as const, tokens, validation, context: model.context };
+
+  test('trainLm: token ids in (numbers and a tensor); the losses fall as the central reference says; init is honoured; model.onnx', async () => {
+    await startWorkers();
+    const { grid } = countingGrid();
+    const job = await grid.trainLm(Int32Array.from(tokens), { model, ...settings, validation: { shape: [validation.length], data: validation }, name: 'markov' });
+    expect(job.kind).toBe('train');
+    const params = await job.result({ timeout: 60_000 });
+    expect(params.shape).toEqual([transformerParamCount({ ...model })]);
+    const ref = centralReference(submitted({}), data);
+    const losses = await job.losses();
+    expect(losses).toHaveLength(3);
+    for (let r = 0; r < 3; r++) {
+      expect(losses[r]).toBeLessThan(r === 0 ? ref.losses[0] : losses[r - 1]);
+      expect(Math.abs(losses[r] - ref.losses[r + 1])).toBeLessThan(1e-3 * ref.losses[r + 1]);
+    }
+    expect((await job.output('l0.wq')).shape).toEqual([16, 16]);
+    const onnx = await grid.uploadModel(await job.model());
+    expect(onnx.inputs).toEqual([{ name: 'tokens', shape: ['?', 16] }]);
+    expect(onnx.outputs).toEqual([{ name: 'logits', shape: ['?', 16, 8] }]);
+
+    // One more round from the trained parameters (the result tensor as it came): the job's first
+    // loss is the reference's from those parameters, not from the seed's.
+    const more = await grid.trainLm(tokens, { model, ...settings, rounds: 1, validation, init: params });
+    expect((await more.wait({ timeout: 30_000 })).state).toBe('done');
+    const [loss] = await more.losses();
+    const fromInit = centralReference(submitted({ rounds: 1 }), data, Float64Array, params.data).losses[1];
+    const fromSeed = centralReference(submitted({ rounds: 1 }), data).losses[1];
+    expect(Math.abs(loss - fromInit)).toBeLessThan(1e-3 * fromInit);
+    expect(fromSeed - fromInit).toBeGreaterThan(0.1);
+  }, 90_000);
+
+  test.each([
+    ['2-D tokens', { shape: [2, 8], data: new Float32Array(16) }, {}, /^tokens: must be a 1-D array, got shape \(2, 8\)$/],
+    ['a negative token id', [1, 2, -1], {}, /^tokens: token ids must be whole numbers in \[0, 8\) \(model.vocab\); position 2 has -1$/],
+    ['a fractional token id', new Float32Array([0, 2.5]), {}, /position 1 has 2.5$/],
+    ['a token id ≥ vocab (int32 .npy)', int32Npy([7, 8]), {}, /position 1 has 8$/],
+    ['bad validation ids', [1, 2], { validation: [3, 9] }, /^validation: token ids .* position 1 has 9$/],
+    ['2-D init', [1, 2], { init: { shape: [2, 2], data: [0, 0, 0, 0] } }, /^init: must be a 1-D array, got shape \(2, 2\)$/],
+    ['init as int32', [1, 2], { init: int32Npy([0, 0]) }, /^init: dtype must be float32/],
+  ] as const)('%s is an InputError before anything is sent', async (_what, input, over, message) => {
+    const { grid, calls } = countingGrid();
+    await expect(grid.trainLm(input as never, { model, ...settings, ...over } as never)).rejects.toThrow(InputError);
+    await expect(grid.trainLm(input as never, { model, ...settings, ...over } as never)).rejects.toThrow(message);
+    expect(calls).toEqual([]);
+  });
+
+  test('what only the coordinator knows is a BadRequest that says what is wrong', async () => {
+    const { grid } = countingGrid();
+    await expect(grid.trainLm(tokens, { model: { ...model, heads: 3 }, ...settings })).rejects.toThrow(/dModel must be divisible by heads/);
+    await expect(grid.trainLm(tokens, { model, ...settings, init: new Float32Array(10) })).rejects.toMatchObject({
+      name: 'BadRequest',
+      message: expect.stringContaining(`init: has 10 values but the model has ${transformerParamCount(model)} parameters`),
+    });
+    await expect(grid.trainLm(tokens.subarray(0, 40), { model, ...settings, unitsPerRound: 4 })).rejects.toThrow(/every slice needs at least context \+ 1 = 17 tokens/);
+  });
 });
 
 describe('uploads', () => {

@@ -21,14 +21,16 @@ import {
   type JobKindName,
   type JobSubmit,
   type MatmulJobSubmit,
+  type MlpModelSpec,
   type OnnxJobSubmit,
   type RoundStats,
   type Tolerance,
   type TrainJobSubmit,
+  type TransformerModelSpec,
   type VolunteerSummary,
 } from '../../coordinator/protocol/index.js';
 import { sha256Hex } from '../../coordinator/protocol/sha256.js';
-import { bytesOf, npyOf, tensorOf, type ArrayInput, type Bytes, type Tensor } from './arrays.js';
+import { bytesOf, npyOf, tensorOf, vectorNpy, type ArrayInput, type Bytes, type Tensor, type VectorInput } from './arrays.js';
 import { ApiError, InputError, JobFailed, NotReady, WaitTimeout } from './errors.js';
 import { Http, sleep, type HttpOptions } from './http.js';
 
@@ -81,8 +83,22 @@ export interface OnnxOptions extends Common {
   flopsPerItem?: number;
 }
 
-/** A training job's settings (the protocol's TrainJobSubmit but its kind and data): the model, rounds, local steps, batch size, optimizers, … */
-export type TrainOptions = Omit<z.input<typeof TrainJobSubmit>, 'kind' | 'data'>;
+/**
+ * What both model families' training jobs take: the protocol's TrainJobSubmit but its kind, data
+ * and model (rounds, localSteps, batchSize, innerOptimizer, unitsPerRound, …), and `init`, the
+ * initial parameters themselves (a flat array of the model's P values, e.g. a finished job's
+ * `result()`), which the client uploads as a shard.
+ */
+export type TrainSettings = Omit<z.input<typeof TrainJobSubmit>, 'kind' | 'data' | 'model' | 'init'> & { init?: VectorInput };
+
+/** An MLP classifier's training job: its widths (`{ type: 'mlp', layers: [features, hidden…, classes] }`) and the settings. */
+export type TrainOptions = TrainSettings & { model: z.input<typeof MlpModelSpec> };
+
+/** A transformer language model's training job: its shape, the settings, and optional validation tokens to evaluate each round on. */
+export type LmTrainOptions = TrainSettings & {
+  model: Omit<z.input<typeof TransformerModelSpec>, 'type'> & { type?: 'transformer' };
+  validation?: VectorInput;
+};
 
 const env = (name: string): string | undefined => (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.[name] || undefined;
 
@@ -260,6 +276,11 @@ export class Grid {
 
   private async uploadNpy(input: ArrayInput, what: string, opts: { int32?: boolean } = {}): Promise<{ sha256: string; shape: number[] }> {
     const { npy, shape } = await npyOf(input, what, opts);
+    return { sha256: await this.put(npy, what), shape };
+  }
+
+  /** Uploads .npy bytes (already checked) unless the coordinator has them; their sha-256. */
+  private async put(npy: Uint8Array, what: string): Promise<string> {
     const sha = await sha256Hex(npy);
     if (!this.knownShards.has(sha)) {
       // Shards are content-addressed and public by id: HEAD says whether it is there already.
@@ -270,7 +291,7 @@ export class Grid {
       }
       this.knownShards.add(sha);
     }
-    return { sha256: sha, shape };
+    return sha;
   }
 
   /** Uploads an ONNX model (once per client); the answer names its inputs and outputs. */
@@ -349,13 +370,43 @@ export class Grid {
   }
 
   /**
-   * Trains a model across the volunteers (DiLoCo rounds): `x` is [N, features] float32, `y` the N
-   * class ids (float32 or int32 .npy). The result is the flat parameter vector; `job.losses()`,
-   * `job.output('w0')` and `job.model()` (ONNX) give the rest.
+   * Trains an MLP classifier across the volunteers (DiLoCo rounds): `x` is [N, features] float32,
+   * `y` the N class ids (float32 or int32 .npy). The result is the flat parameter vector;
+   * `job.losses()`, `job.output('w0')` and `job.model()` (ONNX) give the rest.
    */
   async train(x: ArrayInput, y: ArrayInput, opts: TrainOptions): Promise<Job<'train'>> {
+    const { init, model, ...settings } = opts;
+    const initNpy = init === undefined ? undefined : await vectorNpy(init, 'init');
     const data = { x: (await this.uploadNpy(x, 'x')).sha256, y: (await this.uploadNpy(y, 'y', { int32: true })).sha256 };
-    const body: z.input<typeof TrainJobSubmit> = { ...opts, kind: 'train', data };
+    return this.submitTrain(settings, model, data, initNpy);
+  }
+
+  /**
+   * Trains a decoder-only transformer language model across the volunteers (DiLoCo rounds):
+   * `tokens` is the training stream, a 1-D array of token ids in [0, model.vocab) (numbers, a
+   * tensor, or float32/int32 .npy bytes); `validation`, the same, is what each round is evaluated
+   * on (else windows of the training tokens). Everything is checked before anything is sent. The
+   * result is the flat parameter vector (`job.output('l0.wq')` one tensor); `job.losses()` the
+   * validation loss (nats per token) after each round; `job.model()` the model as ONNX
+   * (`tokens [batch, context]` → `logits [batch, context, vocab]`).
+   */
+  async trainLm(tokens: VectorInput, opts: LmTrainOptions): Promise<Job<'train'>> {
+    const { init, model, validation, ...settings } = opts;
+    const ids = { below: model.vocab, of: 'model.vocab' };
+    const tokensNpy = await vectorNpy(tokens, 'tokens', ids);
+    const validationNpy = validation === undefined ? undefined : await vectorNpy(validation, 'validation', ids);
+    const initNpy = init === undefined ? undefined : await vectorNpy(init, 'init');
+    const data = { tokens: await this.put(tokensNpy, 'tokens'), ...(validationNpy && { validation: await this.put(validationNpy, 'validation') }) };
+    return this.submitTrain(settings, { ...model, type: 'transformer' }, data, initNpy);
+  }
+
+  private async submitTrain(
+    settings: Omit<TrainSettings, 'init'>,
+    model: z.input<typeof TrainJobSubmit>['model'],
+    data: z.input<typeof TrainJobSubmit>['data'],
+    initNpy: Uint8Array | undefined,
+  ): Promise<Job<'train'>> {
+    const body: z.input<typeof TrainJobSubmit> = { ...settings, kind: 'train', model, data, ...(initNpy && { init: await this.put(initNpy, 'init') }) };
     return this.submit(body);
   }
 

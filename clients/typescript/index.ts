@@ -7,7 +7,7 @@
 //
 // Browser-safe: it imports only coordinator/protocol/ (zod schemas, .npy, sha-256) and the global fetch.
 export { Grid, Job, Rooms, VERSION } from './grid.js';
-export type { AttentionOptions, GridOptions, JobSubmitInput, MatmulOptions, OnnxOptions, ResultOf, ResultOptions, TrainOptions, WaitOptions } from './grid.js';
+export type { AttentionOptions, GridOptions, JobSubmitInput, MatmulOptions, OnnxOptions, ResultOf, ResultOptions, TrainOptions, TrainSettings, LmTrainOptions, WaitOptions } from './grid.js';
 export {
   ApiError,
   BadRequest,
@@ -25,7 +25,7 @@ export {
   WaitTimeout,
 } from './errors.js';
 export { parseNpy, toNpy, tensorOf } from './arrays.js';
-export type { ArrayInput, Bytes, Tensor } from './arrays.js';
+export type { ArrayInput, Bytes, Tensor, VectorInput } from './arrays.js';
 export type {
   CoordinatorInfo,
   GridStats,

@@ -16,7 +16,7 @@ from urllib.parse import quote
 import httpx
 import numpy as np
 
-from .arrays import from_npy, sha256, to_npy
+from .arrays import as_token_ids, as_vector, from_npy, sha256, to_npy
 from .errors import ApiError, JobFailed, NotReady, RateLimited, error_from
 
 __version__ = "0.1.0"
@@ -308,25 +308,43 @@ class Core:
         return (yield from self.submit(body, [t["name"] for t in info.get("outputs", [])]))
 
     def train(
-        self, x: Any, y: Any, layers: Sequence[int], rounds: int, local_steps: int, batch_size: int, options: Mapping[str, Any], name: Optional[str]
+        self, x: Any, y: Any, layers: Sequence[int], rounds: int, local_steps: int, batch_size: int, init: Any, options: Mapping[str, Any], name: Optional[str]
     ) -> Op:
-        """A training job (an MLP classifier, DiLoCo rounds): `options` are the API's other fields (camelCase)."""
+        """A training job for an MLP classifier (DiLoCo rounds): `options` are the API's other fields (camelCase)."""
         labels = np.asarray(y)
         if labels.ndim != 1 or not np.all(np.isfinite(labels)) or np.any(labels != np.round(labels)) or np.any(labels < 0):
             raise ValueError("y must be a 1-D array of class ids (whole numbers from 0)")
+        init = None if init is None else as_vector(init, "init")
         data = {"x": (yield from self.upload(x, "x")), "y": (yield from self.upload(labels, "y"))}
+        model = {"type": "mlp", "layers": [int(w) for w in layers], "activation": "relu"}
+        return (yield from self._train(model, data, init, rounds, local_steps, batch_size, options, name))
+
+    def train_lm(
+        self, tokens: Any, validation: Any, model: Mapping[str, int], rounds: int, local_steps: int, batch_size: int, init: Any, options: Mapping[str, Any], name: Optional[str]
+    ) -> Op:
+        """A training job for a transformer language model: `model` its vocab, context, layers,
+        dModel and heads; tokens and validation are checked (1-D whole ids in [0, vocab)) before
+        anything is sent."""
+        vocab = int(model["vocab"])
+        ids = as_token_ids(tokens, vocab, "tokens")
+        valid = None if validation is None else as_token_ids(validation, vocab, "validation")
+        init = None if init is None else as_vector(init, "init")
+        data = {"tokens": (yield from self.upload(ids, "tokens"))}
+        if valid is not None:
+            data["validation"] = yield from self.upload(valid, "validation")
+        spec = {"type": "transformer", **{k: int(v) for k, v in model.items()}}
+        return (yield from self._train(spec, data, init, rounds, local_steps, batch_size, options, name))
+
+    def _train(
+        self, model: Dict[str, Any], data: Dict[str, str], init: Optional[np.ndarray], rounds: int, local_steps: int, batch_size: int, options: Mapping[str, Any], name: Optional[str]
+    ) -> Op:
         body = self._common(
-            {
-                "kind": "train",
-                "model": {"type": "mlp", "layers": [int(w) for w in layers], "activation": "relu"},
-                "data": data,
-                "rounds": int(rounds),
-                "localSteps": int(local_steps),
-                "batchSize": int(batch_size),
-            },
+            {"kind": "train", "model": model, "data": data, "rounds": int(rounds), "localSteps": int(local_steps), "batchSize": int(batch_size)},
             options.get("replication"),
             name,
         )
+        if init is not None:
+            body["init"] = yield from self.upload(init, "init")
         body.update({k: v for k, v in options.items() if k != "replication" and v is not None})
         return (yield from self.submit(body))
 

@@ -205,12 +205,38 @@ class AsyncGrid:
         rounds: int,
         local_steps: int,
         batch_size: int,
+        init: Any = None,
         replication: Optional[int] = 2,
         name: Optional[str] = None,
         **options: Any,
     ) -> AsyncJob:
         """``Grid.train``, awaited."""
-        return AsyncJob(self, await self._run(self._core.train(x, y, layers, rounds, local_steps, batch_size, {"replication": replication, **options}, name)))
+        return AsyncJob(self, await self._run(self._core.train(x, y, layers, rounds, local_steps, batch_size, init, {"replication": replication, **options}, name)))
+
+    async def train_lm(
+        self,
+        tokens: Any,
+        *,
+        vocab: int,
+        context: int,
+        layers: int,
+        d_model: int,
+        heads: int,
+        rounds: int,
+        local_steps: int,
+        batch_size: int,
+        validation: Any = None,
+        init: Any = None,
+        replication: Optional[int] = 2,
+        name: Optional[str] = None,
+        **options: Any,
+    ) -> AsyncJob:
+        """``Grid.train_lm``, awaited."""
+        model = {"vocab": vocab, "context": context, "layers": layers, "dModel": d_model, "heads": heads}
+        return AsyncJob(
+            self,
+            await self._run(self._core.train_lm(tokens, validation, model, rounds, local_steps, batch_size, init, {"replication": replication, **options}, name)),
+        )
 
     async def job(self, job_id: str, *, outputs: Optional[Sequence[str]] = None) -> AsyncJob:
         status = await self._run(self._core.status(job_id))

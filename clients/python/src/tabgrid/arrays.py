@@ -49,6 +49,28 @@ def as_api_array(value: Any, what: str = "array") -> np.ndarray:
     return out
 
 
+def as_vector(value: Any, what: str) -> np.ndarray:
+    """``value`` as a 1-D float32 array (see :func:`as_api_array`), or a ValueError naming `what`."""
+    arr = as_api_array(value, what)
+    if arr.ndim != 1:
+        raise ValueError(f"{what} must be a 1-D array, got shape {arr.shape}")
+    return arr
+
+
+def as_token_ids(value: Any, vocab: int, what: str = "tokens") -> np.ndarray:
+    """``value`` as 1-D token ids, each a whole number in [0, vocab), or a ValueError that names the
+    first one that is not (float32 holds every id exactly: vocab is at most 65536)."""
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{what}: dtype {arr.dtype} is not numeric; token ids are whole numbers in [0, {vocab})")
+    if arr.ndim != 1:
+        raise ValueError(f"{what} must be a 1-D array of token ids, got shape {arr.shape}")
+    bad = np.flatnonzero(~np.isfinite(arr) | (arr != np.round(arr)) | (arr < 0) | (arr >= vocab)) if arr.dtype.kind == "f" else np.flatnonzero((arr < 0) | (arr >= vocab))
+    if bad.size:
+        raise ValueError(f"{what}: token ids must be whole numbers in [0, {vocab}) (vocab); position {bad[0]} has {arr[bad[0]]}")
+    return as_api_array(arr, what)
+
+
 def to_npy(value: Any, what: str = "array") -> bytes:
     """The ``.npy`` bytes the API takes for ``value`` (see :func:`as_api_array`)."""
     buf = io.BytesIO()

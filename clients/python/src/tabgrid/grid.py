@@ -231,17 +231,52 @@ class Grid:
         rounds: int,
         local_steps: int,
         batch_size: int,
+        init: Any = None,
         replication: Optional[int] = 2,
         name: Optional[str] = None,
         **options: Any,
     ) -> Job:
         """Trains an MLP classifier across the volunteers (DiLoCo rounds of `local_steps` inner steps):
         `x` is [N, features], `y` the N class ids; `layers` the widths (features, hidden…, classes).
-        Other API fields go as keywords in the API's spelling (``innerOptimizer={"type": "sgd",
-        "lr": 0.1}``, ``unitsPerRound=4``, ``aggregator="median"``, ``compress="int8"``…; see the
-        README's Training section). The result is the flat parameter vector; ``job.losses`` the loss
-        after each round; ``job.result(output="w0")`` one tensor. Returns the Job at once."""
-        return Job(self, self._run(self._core.train(x, y, layers, rounds, local_steps, batch_size, {"replication": replication, **options}, name)))
+        `init`: the initial parameters, a flat array of the model's P values (a finished job's
+        ``result()``), else drawn from the seed. Other API fields go as keywords in the API's
+        spelling (``innerOptimizer={"type": "sgd", "lr": 0.1}``, ``unitsPerRound=4``,
+        ``aggregator="median"``, ``compress="int8"``…; see the README's Training section). The
+        result is the flat parameter vector; ``job.losses`` the loss after each round;
+        ``job.result(output="w0")`` one tensor. Returns the Job at once."""
+        return Job(self, self._run(self._core.train(x, y, layers, rounds, local_steps, batch_size, init, {"replication": replication, **options}, name)))
+
+    def train_lm(
+        self,
+        tokens: Any,
+        *,
+        vocab: int,
+        context: int,
+        layers: int,
+        d_model: int,
+        heads: int,
+        rounds: int,
+        local_steps: int,
+        batch_size: int,
+        validation: Any = None,
+        init: Any = None,
+        replication: Optional[int] = 2,
+        name: Optional[str] = None,
+        **options: Any,
+    ) -> Job:
+        """Trains a decoder-only transformer language model across the volunteers (DiLoCo rounds):
+        `tokens` is the training stream, a 1-D array of token ids in [0, vocab); `validation` (the
+        same) is what each round is evaluated on, else windows of the training tokens. The model:
+        `context` tokens per window, `layers` blocks of width `d_model` with `heads` attention heads
+        (`d_model` divisible by `heads`); `batch_size` windows per inner step. `init` and the other
+        keywords are as for ``train``. Token ids are checked (ValueError) before anything is sent.
+        The result is the flat parameter vector (``job.result(output="l0.wq")`` one tensor);
+        ``job.losses`` the validation loss in nats per token after each round. Returns the Job at once."""
+        model = {"vocab": vocab, "context": context, "layers": layers, "dModel": d_model, "heads": heads}
+        return Job(
+            self,
+            self._run(self._core.train_lm(tokens, validation, model, rounds, local_steps, batch_size, init, {"replication": replication, **options}, name)),
+        )
 
     # --- jobs -----------------------------------------------------------------------------------
 
