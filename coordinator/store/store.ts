@@ -268,6 +268,12 @@ export interface Store {
   liveResults(wuId: string): Promise<ResultRecord[]>;
   raiseTarget(wuId: string, target: number): Promise<void>;
   settle(s: Settlement): Promise<SettlementOutcome>;
+  /**
+   * Marks these pending results of an open unit invalid with `reason`, leaving the unit open (so
+   * it wants replicas again): a quorum the coordinator's audit proved wrong (work/audit.ts).
+   * Results that are not pending, or not of this unit, are left alone. Returns how many changed.
+   */
+  rejectResults(wuId: string, resultIds: string[], reason: string): Promise<number>;
   /** Marks the unit errored, its pending results invalid, and fails the job. */
   failWorkUnit(wuId: string, reason: string, now: number): Promise<void>;
   /** Half-done work a crash may have left behind, to finish at start-up. */

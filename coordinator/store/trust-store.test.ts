@@ -60,4 +60,48 @@ describe.each(stores)('%s store', (_name, open) => {
       await store.close();
     }
   });
+
+  test('rejecting a quorum the audit proved wrong: its pending results become invalid, the unit stays open and wants replicas again', async () => {
+    const store = await open();
+    try {
+      const tag = Math.random().toString(16).slice(2, 14).padEnd(12, '0');
+      const [a, b] = [`v_a${tag}`, `v_b${tag}`];
+      for (const v of [a, b]) await store.upsertVolunteer({ id: v, publicKey: `k${v}`, name: null, now: 1 });
+      const jobId = `j_${tag}`;
+      const unit = { params: { m: 1, k: 1, n: 1 }, inputs: {}, outputBytes: 4, flops: 2, tolerance: { atol: 0, rtol: 0 }, meta: {} };
+      await store.createJob(
+        { id: jobId, kind: 'matmul', name: null, state: 'queued', replication: 2, meta: {}, createdAt: 1, finishedAt: null, error: null, resultSha: null, resultShape: [1, 1] },
+        [{ ...unit, id: `${jobId}.0`, jobId, idx: 0, kind: 'matmul', target: 2 }],
+      );
+      // The store may hold other tests' units: only this job's count.
+      const leasable = async (v: string, now: number) => (await store.leaseUnits({ volunteerId: v, now, deadline: 1e15, count: 10 })).filter((l) => l.wu.jobId === jobId);
+      const ids: string[] = [];
+      for (const v of [a, b]) {
+        const [leased] = await leasable(v, 10);
+        const id = `r_${v}`;
+        ids.push(id);
+        await store.addResult({ id, wuId: leased.wu.id, leaseId: leased.lease.id, volunteerId: v, sha256: '0'.repeat(64), state: 'pending', receivedAt: 20, reason: null, data: new Uint8Array(4) });
+      }
+      // Both replicas are in: nobody else may lease the unit.
+      expect(await leasable(`v_c${tag}`, 30)).toEqual([]);
+      const version = store.workVersion;
+      expect(await store.rejectResults(`${jobId}.0`, [...ids, 'r_nope'], 'audit')).toBe(2);
+      expect(store.workVersion).toBeGreaterThan(version);
+      expect(await store.liveResults(`${jobId}.0`)).toEqual([]);
+      expect(await store.getWorkUnit(`${jobId}.0`)).toMatchObject({ state: 'open', canonicalResultId: null });
+      const counts = (await store.listVolunteers()).filter((x) => x.id === a || x.id === b).map((x) => [x.pending, x.invalid]);
+      expect(counts).toEqual([
+        [0, 1],
+        [0, 1],
+      ]);
+      // Two fresh identities may now compute it; rejecting again changes nothing.
+      expect(await leasable(`v_d${tag}`, 31)).toHaveLength(1);
+      expect(await leasable(`v_e${tag}`, 31)).toHaveLength(1);
+      expect(await leasable(`v_f${tag}`, 31)).toEqual([]);
+      expect(await store.rejectResults(`${jobId}.0`, ids, 'audit')).toBe(0);
+      expect((await store.getVolunteer(a))!.credit).toBe(0);
+    } finally {
+      await store.close();
+    }
+  });
 });

@@ -22,6 +22,19 @@ export interface TrustPolicy {
   /** First suspension; each further strike doubles it, up to suspendMaxMs. */
   suspendBaseMs: number;
   suspendMaxMs: number;
+  /**
+   * The audit (audit.ts): the probability that a quorum with a member of fewer than `trustedAfter`
+   * results in a row is recomputed by the coordinator before it settles; for longer streaks it falls
+   * as (trustedAfter / streak)², never below `auditMinProbability`.
+   */
+  auditNewProbability: number;
+  auditMinProbability: number;
+  /** Units of more FLOPs than this are never audited (replication alone vouches for them). */
+  auditMaxFlops: number;
+  /** An audit that takes longer gives no verdict (the unit settles as its quorum says). */
+  auditTimeoutMs: number;
+  /** Units waiting for an audit beyond which quorums without a new member settle unaudited. */
+  auditMaxWaiting: number;
 }
 
 export const DEFAULT_TRUST_POLICY: TrustPolicy = {
@@ -29,6 +42,11 @@ export const DEFAULT_TRUST_POLICY: TrustPolicy = {
   minReplicateProbability: 0.03,
   suspendBaseMs: 10 * 60_000,
   suspendMaxMs: 7 * 24 * 3_600_000,
+  auditNewProbability: 1,
+  auditMinProbability: 0.05,
+  auditMaxFlops: 4e9,
+  auditTimeoutMs: 120_000,
+  auditMaxWaiting: 256,
 };
 
 /**
@@ -46,6 +64,15 @@ export function shouldReplicate(t: TrustRecord, policy: TrustPolicy = DEFAULT_TR
   const p = replicateProbability(t.validStreak, policy);
   if (p >= 1) return true;
   return randomFraction() < p;
+}
+
+/**
+ * Probability that a quorum is audited, from the shortest streak among its members: every quorum
+ * with a new identity in it (at the default of 1), then (trustedAfter / streak)², down to the floor.
+ */
+export function auditProbability(streak: number, policy: TrustPolicy = DEFAULT_TRUST_POLICY): number {
+  if (streak < policy.trustedAfter) return policy.auditNewProbability;
+  return Math.max(policy.auditMinProbability, policy.auditNewProbability * (policy.trustedAfter / streak) ** 2);
 }
 
 export function isSuspended(t: TrustRecord, now: number): boolean {

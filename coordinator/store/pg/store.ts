@@ -466,6 +466,17 @@ export class PgStore implements Store {
     });
   }
 
+  async rejectResults(wuId: string, resultIds: string[], reason: string) {
+    const n = await this.tx(async (c) => {
+      const changed = await c.query(`UPDATE results SET state = 'invalid', reason = $1 WHERE id = ANY($2::text[]) AND wu_id = $3 AND state = 'pending'`, [reason, resultIds, wuId]);
+      const count = changed.rowCount ?? 0;
+      if (count) await c.query('UPDATE work_units SET live = live - $1 WHERE id = $2', [count, wuId]);
+      return count;
+    });
+    if (n) this.workVersion++;
+    return n;
+  }
+
   async failWorkUnit(wuId: string, reason: string, now: number) {
     await this.tx(async (c) => {
       const wu = await c.query(`UPDATE work_units SET state = 'error' WHERE id = $1 AND state = 'open' RETURNING job_id`, [wuId]);

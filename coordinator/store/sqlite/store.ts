@@ -381,6 +381,10 @@ export class SqliteStore implements Store {
     return this.write('settle', s);
   }
 
+  async rejectResults(wuId: string, resultIds: string[], reason: string) {
+    return this.write('rejectResults', wuId, resultIds, reason);
+  }
+
   async failWorkUnit(wuId: string, reason: string, now: number) {
     await this.write('failWorkUnit', wuId, reason, now);
   }

@@ -367,6 +367,23 @@ export class SqliteWriter {
       return this.creditTx(s, String(done.job_id));
     },
 
+    /** See Store.rejectResults. */
+    rejectResults: (wuId: string, resultIds: string[], reason: string): number => {
+      let n = 0;
+      for (const id of resultIds) {
+        const row = this.s.getResult.get(id) as Row | undefined;
+        if (!row || row.state !== 'pending' || String(row.wu_id) !== wuId) continue;
+        this.s.resultState.run('invalid', reason, id);
+        this.s.liveDelta.run(-1, wuId);
+        n++;
+      }
+      if (n) {
+        this.effects.push({ unit: wuId });
+        this.moreWork++;
+      }
+      return n;
+    },
+
     /** Marks the unit errored, its pending results invalid, and fails the job. */
     failWorkUnit: (wuId: string, reason: string, now: number) => {
       const jobId = String((this.s.jobOfWu.get(wuId) as Row).job_id);
