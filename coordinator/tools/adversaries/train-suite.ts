@@ -82,11 +82,40 @@ function jobBody(o: Required<Pick<TrainSuiteOptions, 'rounds' | 'unitsPerRound' 
   };
 }
 
+/** How many of a volunteer's results ended in this state for this reason. */
+export type ResultOutcome = { v: string; state: string; reason: string | null; n: number };
+
+/** What became of each adversary kind's results, from the database's outcomes and the ledger. */
+export function kindReports(
+  bad: { s: TrainStrategy; id: string; closed: { reason: string } | null }[],
+  outcomes: ResultOutcome[],
+  entries: { volunteerId: string; amount: number }[],
+): Partial<Record<TrainStrategy, KindReport>> {
+  const byKind: Partial<Record<TrainStrategy, KindReport>> = {};
+  for (const { s, id, closed } of bad) {
+    const k = (byKind[s] ??= { identities: 0, unitsSent: 0, caughtByCheck: 0, caughtByReplication: 0, caughtByAudit: 0, accepted: 0, other: 0, credit: 0, creditEverGranted: 0, suspended: 0 });
+    k.identities++;
+    for (const r of outcomes.filter((r) => r.v === id)) {
+      k.unitsSent += r.n;
+      if (r.state === 'valid') k.accepted += r.n;
+      else if (r.reason === 'failed the independent check') k.caughtByCheck += r.n;
+      else if (r.reason === 'disagreed with the quorum') k.caughtByReplication += r.n;
+      else if (/audit/.test(r.reason ?? '')) k.caughtByAudit += r.n;
+      else k.other += r.n;
+    }
+    const mine = entries.filter((e) => e.volunteerId === id);
+    k.credit += mine.reduce((a, e) => a + e.amount, 0);
+    k.creditEverGranted += mine.filter((e) => e.amount > 0).reduce((a, e) => a + e.amount, 0);
+    if (/suspended/.test(closed?.reason ?? '')) k.suspended++;
+  }
+  return byKind;
+}
+
 /** Results by volunteer, state and reason, read from the coordinator's database. */
-async function resultOutcomes(dir: string): Promise<{ v: string; state: string; reason: string | null; n: number }[]> {
+export async function resultOutcomes(dir: string): Promise<ResultOutcome[]> {
   const store = new SqliteStore(join(dir, 'tabgrid.sqlite'));
   try {
-    return store.db.prepare(`SELECT volunteer_id AS v, state, reason, COUNT(*) AS n FROM results GROUP BY volunteer_id, state, reason`).all() as { v: string; state: string; reason: string | null; n: number }[];
+    return store.db.prepare(`SELECT volunteer_id AS v, state, reason, COUNT(*) AS n FROM results GROUP BY volunteer_id, state, reason`).all() as ResultOutcome[];
   } finally {
     await store.close();
   }
@@ -122,27 +151,12 @@ export async function runTrainAdversarySuite(opts: TrainSuiteOptions): Promise<T
   const started = Date.now();
   const attacked = await trainOnce(opts, true);
   const honestRun = await trainOnce(opts, false);
-  const byKind: Partial<Record<TrainStrategy, KindReport>> = {};
+  const byKind = kindReports(attacked.bad, attacked.outcomes, attacked.ledger.entries);
   const flops = new Map<string, number>(); // per unit
   const credited = new Map<string, number>();
   for (const e of attacked.ledger.entries) {
     credited.set(e.volunteerId, (credited.get(e.volunteerId) ?? 0) + e.amount);
     if (e.amount > 0) flops.set(e.wuId, e.amount);
-  }
-  for (const { s, id, closed } of attacked.bad) {
-    const k = (byKind[s] ??= { identities: 0, unitsSent: 0, caughtByCheck: 0, caughtByReplication: 0, caughtByAudit: 0, accepted: 0, other: 0, credit: 0, creditEverGranted: 0, suspended: 0 });
-    k.identities++;
-    for (const r of attacked.outcomes.filter((r) => r.v === id)) {
-      k.unitsSent += r.n;
-      if (r.state === 'valid') k.accepted += r.n;
-      else if (r.reason === 'failed the independent check') k.caughtByCheck += r.n;
-      else if (r.reason === 'disagreed with the quorum') k.caughtByReplication += r.n;
-      else if (/audit/.test(r.reason ?? '')) k.caughtByAudit += r.n;
-      else k.other += r.n;
-    }
-    k.credit += credited.get(id) ?? 0;
-    k.creditEverGranted += attacked.ledger.entries.filter((e) => e.volunteerId === id && e.amount > 0).reduce((a, e) => a + e.amount, 0);
-    if (/suspended/.test(closed?.reason ?? '')) k.suspended++;
   }
   // Honest credit: each validated result's unit FLOPs, once per (unit, identity), nothing taken back.
   let honestCreditExact = attacked.ledger.entries.every((e) => !attacked.honestIds.has(e.volunteerId) || e.amount > 0);
