@@ -57,6 +57,7 @@ class AuditThread {
       const timer = setTimeout(() => {
         this.waiting.delete(id);
         reject(new Error(`recomputing took more than ${timeoutMs} ms`));
+        this.onExit(); // the next unit goes to a fresh thread, not this one while it is ending
         void this.worker.terminate();
       }, timeoutMs);
       timer.unref?.();
