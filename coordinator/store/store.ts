@@ -316,11 +316,17 @@ export interface Store {
    */
   unreplicatedResults(volunteerId: string, since: number): Promise<{ id: string; wuId: string }[]>;
   /**
-   * Takes back settled results: each becomes invalid, its unit re-opens wanting the job's
-   * replication (its job goes back to running; a failed job's unit stays settled, and so does a
-   * unit of an iterative job's closed round — see `closedRound`), and the credit it earned is
-   * reversed by a negative ledger entry. Results that are not the canonical result of a settled
-   * unit are left alone.
+   * Valid, credited results of these volunteers on units whose every valid result is one of
+   * theirs: quorums they formed among themselves. Once an audit proved some of them colluding,
+   * none of those counts as confirmed by a replica.
+   */
+  quorumsAmong(volunteerIds: string[]): Promise<{ id: string; wuId: string }[]>;
+  /**
+   * Takes back valid results: each becomes invalid and the credit it earned is reversed by a
+   * negative ledger entry. The canonical result of a settled unit also re-opens its unit wanting
+   * the job's replication (its job goes back to running; a failed job's unit stays settled, and so
+   * does a unit of an iterative job's closed round — see `closedRound`). Results that are not
+   * valid are left alone.
    */
   revokeResults(r: Revocation): Promise<Credited>;
 }

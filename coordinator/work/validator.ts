@@ -179,7 +179,9 @@ export class Validator {
   /**
    * The audit recomputed the unit and its quorum's result is wrong: the quorum's results are
    * invalid, every identity that backed it is struck (suspended, its unconfirmed credit revoked),
-   * and the unit stays open wanting fresh replicas. Results that disagreed with the quorum stay live.
+   * every earlier quorum formed only by them is revoked too (credit reversed, unit recomputed
+   * unless its round has closed), and the unit stays open wanting fresh replicas. Results that
+   * disagreed with the quorum stay live.
    */
   private async forgedQuorum(wu: WorkUnitRecord, winners: Backer[]) {
     const { store, scheduler, log } = this.ctx;
@@ -190,6 +192,13 @@ export class Validator {
     );
     log(`audit of ${wu.id}: the result ${winners.length} volunteers agreed on is wrong; the unit is computed again`);
     for (const r of winners) await this.strike(r.volunteerId, `backed a result for ${wu.id} that failed the coordinator's audit`);
+    // They colluded once: nothing they agreed on among themselves counts as confirmed by a replica.
+    const earlier = await store.quorumsAmong(winners.map((r) => r.volunteerId));
+    if (earlier.length) {
+      const revoked = await store.revokeResults({ resultIds: earlier.map((r) => r.id), reason: 'its quorum was only identities an audit caught colluding', now: this.ctx.now() });
+      log(`revoked ${earlier.length} results of quorums formed only by ${winners.map((r) => r.volunteerId).join(', ')}; their units are recomputed`);
+      this.sendCredits(revoked);
+    }
     await scheduler.dispatch();
   }
 

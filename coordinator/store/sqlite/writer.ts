@@ -428,12 +428,12 @@ export class SqliteWriter {
         if (!row || row.state !== 'valid') continue;
         const result = toResult(row);
         const wu = toWu(this.s.getWu.get(result.wuId) as Row);
-        if (wu.state !== 'done' || wu.canonicalResultId !== id) continue;
+        const canonical = wu.state === 'done' && wu.canonicalResultId === id;
         this.effects.push({ unit: wu.id });
         const job = toJob(this.s.getJob.get(wu.jobId) as Row);
         this.s.resultState.run('invalid', rev.reason, id);
         this.s.liveDelta.run(-1, wu.id);
-        if (job.state !== 'failed' && !closedRound(job, wu)) {
+        if (canonical && job.state !== 'failed' && !closedRound(job, wu)) {
           // A failed job wants no more work (nor a closed round): its result is taken back, nothing is recomputed.
           this.s.reopenWu.run(job.replication, wu.id);
           this.s.jobReopen.run(wu.jobId);

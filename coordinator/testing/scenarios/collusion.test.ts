@@ -147,4 +147,44 @@ describe('colluding identities who draw each other’s replicas', () => {
     expect(r.resultDistance).toBeGreaterThan(0.01);
     expect(r.auditStrikes).toEqual([]);
   }, 90_000);
+
+  test('a pair whose forgeries went unaudited at first loses all of them when one is audited: credit reversed, the job recomputed', async () => {
+    // Audits off while the pair finishes a first job alone; then on (trustedAfter 100: they are still new).
+    const policy: TrustPolicy = { ...DEFAULT_TRUST_POLICY, trustedAfter: 100, auditNewProbability: 0, auditMinProbability: 0 };
+    const g = await startTestCoordinator({ trustPolicy: policy });
+    const workers: SimWorker[] = [];
+    const start = async (compute: Compute) => {
+      const w = new SimWorker({ url: g.base, kinds: ['onnx'], compute, slots: 1 });
+      workers.push(w);
+      await w.connect();
+      return w;
+    };
+    try {
+      const colluders = [await start(cases.onnx.forge(g)), await start(cases.onnx.forge(g))];
+      const first = await cases.onnx.submit(g);
+      expect((await g.waitForJob(first.jobId, 30_000)).state).toBe('done');
+      const ids = new Set(colluders.map((w) => w.volunteerId));
+      const ledger = async () => ((await (await g.api('/api/ledger?limit=1000')).json()) as { entries: LedgerEntry[] }).entries.filter((e) => ids.has(e.volunteerId));
+      expect((await ledger()).reduce((s, e) => s + e.amount, 0)).toBeGreaterThan(0); // forged, and credited
+
+      policy.auditNewProbability = 1;
+      const second = await cases.onnx.submit(g);
+      await waitFor(() => colluders.every((w) => w.closed), 30_000, 'the colluders struck');
+      await start(cases.onnx.honest(g));
+      await start(cases.onnx.honest(g));
+      for (const { jobId, expected, tol } of [first, second]) {
+        expect((await g.waitForJob(jobId, 60_000)).state).toBe('done');
+        const result = parseNpy(new Uint8Array(await (await g.api(`/api/jobs/${jobId}/result`)).arrayBuffer())).data;
+        for (let i = 0; i < expected.length; i++) expect(Math.abs(result[i] - expected[i])).toBeLessThan(tol);
+      }
+      // What the first job credited them was taken back by sealed negative entries.
+      const entries = await ledger();
+      expect(entries.some((e) => e.amount < 0)).toBe(true);
+      expect(entries.reduce((s, e) => s + e.amount, 0)).toBe(0);
+      expect(g.logs.some((l) => /revoked \d+ results of quorums formed only by/.test(l))).toBe(true);
+    } finally {
+      for (const w of workers) w.close();
+      await g.stop();
+    }
+  }, 90_000);
 });
