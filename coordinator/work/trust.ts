@@ -2,7 +2,9 @@
 // and what that trust buys. A new identity's results are always replicated; a host with a long
 // streak of verified results is replicated with decreasing probability, down to a floor, so a
 // patient cheater is still re-checked at random. Every canonical result also passes the job
-// kind's independent check (Freivalds + spot recomputation), whatever its replication.
+// kind's independent check (Freivalds + spot recomputation), whatever its replication. The same
+// streaks decide how often the coordinator audits a quorum before it settles (audit.ts): always
+// while a member is new, then less, never below a floor.
 //
 // A result that fails the check (or a forged / mis-addressed submission) is a strike: the streak
 // drops to zero, the identity is suspended for a time that doubles with each strike, and its
