@@ -7,6 +7,7 @@ import type { KeyObject } from 'node:crypto';
 import type { EventLoopUtilization } from 'node:perf_hooks';
 import { makeSealer } from './ledger/chain.js';
 import { ResultIntake } from './work/intake.js';
+import type { AuditStats } from './work/audit.js';
 import { SqliteRoomStore } from './store/sqlite/rooms.js';
 import type { RoomStore, StatsStore } from './store/views.js';
 import { Rooms } from './socket/rooms.js';
@@ -81,6 +82,8 @@ export interface Coordinator {
   dataDir: string;
   /** How busy the SQLite writer thread has been (since `before`, when given); null on PostgreSQL. */
   writerUtilization(before?: EventLoopUtilization): EventLoopUtilization | null;
+  /** Quorums the audit recomputed, found forged, or had to settle without a verdict (work/audit.ts). */
+  auditStats(): AuditStats;
   /** Every HTTP route the server registered, with its OpenAPI declaration if it has one. */
   routes(): readonly RegisteredRoute[];
   close(): Promise<void>;
@@ -147,6 +150,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
     port,
     apiToken,
     dataDir,
+    auditStats: () => ({ ...intake.auditStats }),
     writerUtilization: (before) => (store instanceof SqliteStore ? store.writerUtilization(before) : null),
     routes: () => apiRoutesOf(app).routes,
     async close() {

@@ -8,7 +8,7 @@
 import { TRAIN_LIMITS, type RoundStats, type Tolerance, type TrainJobSubmit, type TrainModelSpec, type TrainParams } from '../protocol/index.js';
 import { NpyError, parseNpyTyped, toNpy } from '../protocol/npy.js';
 import {
-  checkRows,
+  checkBatchLoss,
   decodeTrainOutput,
   innerSpecOf,
   runTrainUnit,
@@ -315,8 +315,7 @@ export const train: JobKind<TrainJobSubmit> = {
     if (theta.length !== P) return false;
     const after = new Float32Array(P);
     for (let i = 0; i < P; i++) after[i] = theta[i] - out.delta[i];
-    const { model } = innerSpecOf(p);
-    const loss = model.lossGrad(Float32Array, after, { x, y }, checkRows(model.examples(p.rows), p.batchSize, p.seed), null);
+    const loss = checkBatchLoss(innerSpecOf(p), after, x, y);
     return Math.abs(loss - out.checkLoss) <= 1e-3 * Math.max(1, Math.abs(loss));
   },
 

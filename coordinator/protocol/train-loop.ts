@@ -216,15 +216,19 @@ export function encodeDelta(
   };
 }
 
+/** The loss of `params` on the unit's check batch: what the coordinator's cheap check recomputes. */
+export function checkBatchLoss(spec: Pick<InnerSpec, 'model' | 'batchSize' | 'seed'>, params: Float32Array, x: Float32Array, y: Float32Array | null, Acc: FloatArrayCtor = Float64Array): number {
+  const data = { x, y };
+  return spec.model.lossGrad(Float32Array, params, data, checkRows(spec.model.examples(sliceRows(data)), spec.batchSize, spec.seed), null, Acc);
+}
+
 /** A whole unit as a worker runs it: the inner loop, then the output in the unit's encoding (`encodeDelta`). */
 export function runTrainUnit(spec: InnerSpec, compress: Compression, params: Float32Array, x: Float32Array, y: Float32Array | null, Acc: FloatArrayCtor = Float64Array): Float32Array {
   const r = trainInner(Float32Array, spec, params, x, y, undefined, Acc);
   const { model } = spec;
   const encoded = encodeDelta(model, compress, params, r.delta);
   if (!encoded.applied) return encoded.pack(r.trainLoss, r.checkLoss);
-  const data = { x, y };
-  const checkLoss = model.lossGrad(Float32Array, encoded.applied, data, checkRows(model.examples(sliceRows(data)), spec.batchSize, spec.seed), null, Acc);
-  return encoded.pack(r.trainLoss, checkLoss);
+  return encoded.pack(r.trainLoss, checkBatchLoss(spec, encoded.applied, x, y, Acc));
 }
 
 /** A unit's output decoded: Δ as float32 (dequantized for int8) and the two losses; null when malformed. */

@@ -270,6 +270,12 @@ export interface Store {
   liveResults(wuId: string): Promise<ResultRecord[]>;
   raiseTarget(wuId: string, target: number): Promise<void>;
   settle(s: Settlement): Promise<SettlementOutcome>;
+  /**
+   * Marks these pending results of an open unit invalid with `reason`, leaving the unit open (so
+   * it wants replicas again): a quorum the coordinator's audit proved wrong (work/audit.ts).
+   * Results that are not pending, or not of this unit, are left alone. Returns how many changed.
+   */
+  rejectResults(wuId: string, resultIds: string[], reason: string): Promise<number>;
   /** Marks the unit errored, its pending results invalid, and fails the job. */
   failWorkUnit(wuId: string, reason: string, now: number): Promise<void>;
   /** Half-done work a crash may have left behind, to finish at start-up. */
@@ -312,11 +318,17 @@ export interface Store {
    */
   unreplicatedResults(volunteerId: string, since: number): Promise<{ id: string; wuId: string }[]>;
   /**
-   * Takes back settled results: each becomes invalid, its unit re-opens wanting the job's
-   * replication (its job goes back to running; a failed job's unit stays settled, and so does a
-   * unit of an iterative job's closed round — see `closedRound`), and the credit it earned is
-   * reversed by a negative ledger entry. Results that are not the canonical result of a settled
-   * unit are left alone.
+   * Valid, credited results of these volunteers on units whose every valid result is one of
+   * theirs: quorums they formed among themselves. Once an audit proved some of them colluding,
+   * none of those counts as confirmed by a replica.
+   */
+  quorumsAmong(volunteerIds: string[]): Promise<{ id: string; wuId: string }[]>;
+  /**
+   * Takes back valid results: each becomes invalid and the credit it earned is reversed by a
+   * negative ledger entry. The canonical result of a settled unit also re-opens its unit wanting
+   * the job's replication (its job goes back to running; a failed job's unit stays settled, and so
+   * does a unit of an iterative job's closed round — see `closedRound`). Results that are not
+   * valid are left alone.
    */
   revokeResults(r: Revocation): Promise<Credited>;
 }

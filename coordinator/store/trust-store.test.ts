@@ -60,4 +60,98 @@ describe.each(stores)('%s store', (_name, open) => {
       await store.close();
     }
   });
+
+  test('rejecting a quorum the audit proved wrong: its pending results become invalid, the unit stays open and wants replicas again', async () => {
+    const store = await open();
+    try {
+      const tag = Math.random().toString(16).slice(2, 14).padEnd(12, '0');
+      const [a, b] = [`v_a${tag}`, `v_b${tag}`];
+      for (const v of [a, b]) await store.upsertVolunteer({ id: v, publicKey: `k${v}`, name: null, now: 1 });
+      const jobId = `j_${tag}`;
+      const unit = { params: { m: 1, k: 1, n: 1 }, inputs: {}, outputBytes: 4, flops: 2, tolerance: { atol: 0, rtol: 0 }, meta: {} };
+      await store.createJob(
+        { id: jobId, kind: 'matmul', name: null, state: 'queued', replication: 2, meta: {}, createdAt: 1, finishedAt: null, error: null, resultSha: null, resultShape: [1, 1] },
+        [{ ...unit, id: `${jobId}.0`, jobId, idx: 0, kind: 'matmul', target: 2 }],
+      );
+      // The store may hold other tests' units: only this job's count.
+      const leasable = async (v: string, now: number) => (await store.leaseUnits({ volunteerId: v, now, deadline: 1e15, count: 10 })).filter((l) => l.wu.jobId === jobId);
+      const ids: string[] = [];
+      for (const v of [a, b]) {
+        const [leased] = await leasable(v, 10);
+        const id = `r_${v}`;
+        ids.push(id);
+        await store.addResult({ id, wuId: leased.wu.id, leaseId: leased.lease.id, volunteerId: v, sha256: '0'.repeat(64), state: 'pending', receivedAt: 20, reason: null, data: new Uint8Array(4) });
+      }
+      // Both replicas are in: nobody else may lease the unit.
+      expect(await leasable(`v_c${tag}`, 30)).toEqual([]);
+      const version = store.workVersion;
+      expect(await store.rejectResults(`${jobId}.0`, [...ids, 'r_nope'], 'audit')).toBe(2);
+      expect(store.workVersion).toBeGreaterThan(version);
+      expect(await store.liveResults(`${jobId}.0`)).toEqual([]);
+      expect(await store.getWorkUnit(`${jobId}.0`)).toMatchObject({ state: 'open', canonicalResultId: null });
+      const counts = (await store.listVolunteers()).filter((x) => x.id === a || x.id === b).map((x) => [x.pending, x.invalid]);
+      expect(counts).toEqual([
+        [0, 1],
+        [0, 1],
+      ]);
+      // Two fresh identities may now compute it; rejecting again changes nothing.
+      expect(await leasable(`v_d${tag}`, 31)).toHaveLength(1);
+      expect(await leasable(`v_e${tag}`, 31)).toHaveLength(1);
+      expect(await leasable(`v_f${tag}`, 31)).toEqual([]);
+      expect(await store.rejectResults(`${jobId}.0`, ids, 'audit')).toBe(0);
+      expect((await store.getVolunteer(a))!.credit).toBe(0);
+    } finally {
+      await store.close();
+    }
+  });
+
+  test('quorums among colluders: found, and revoked whole — canonical and co-backer, credit reversed, the unit re-opened', async () => {
+    const store = await open();
+    try {
+      const tag = Math.random().toString(16).slice(2, 14).padEnd(12, '0');
+      const [a, b, c] = ['a', 'b', 'c'].map((x) => `v_${x}${tag}`);
+      for (const v of [a, b, c]) await store.upsertVolunteer({ id: v, publicKey: `k${v}`, name: null, now: 1 });
+      const jobId = `j_${tag}`;
+      const unit = { params: { m: 1, k: 1, n: 1 }, inputs: {}, outputBytes: 4, flops: 2, tolerance: { atol: 0, rtol: 0 }, meta: {} };
+      await store.createJob(
+        { id: jobId, kind: 'matmul', name: null, state: 'queued', replication: 2, meta: {}, createdAt: 1, finishedAt: null, error: null, resultSha: null, resultShape: [1, 2] },
+        [0, 1].map((idx) => ({ ...unit, id: `${jobId}.${idx}`, jobId, idx, kind: 'matmul', target: 2 })),
+      );
+      // Unit 0 settled by a and b alone; unit 1 by a and c.
+      const leases = new Map<string, string>();
+      for (const [v, idx] of [[a, 0], [a, 1], [b, 0], [c, 1]] as const) {
+        const wuId = `${jobId}.${idx}`;
+        const [l] = await store.leaseUnits({ volunteerId: v, now: 10, deadline: 1e15, choose: (cands) => cands.find((u) => u.id === wuId) ?? cands[0] });
+        expect(l.wu.id).toBe(wuId);
+        leases.set(`${v} ${wuId}`, l.lease.id);
+      }
+      const settle = async (idx: number, vs: string[]) => {
+        const wuId = `${jobId}.${idx}`;
+        const ids = vs.map((v) => `r_${idx}${v}`);
+        for (const [i, v] of vs.entries()) {
+          await store.addResult({ id: ids[i], wuId, leaseId: leases.get(`${v} ${wuId}`)!, volunteerId: v, sha256: '0'.repeat(64), state: 'pending', receivedAt: 20, reason: null, data: new Uint8Array(4) });
+        }
+        await store.settle({ wuId, canonicalResultId: ids[0], valid: ids, invalid: [], credits: vs.map((volunteerId) => ({ volunteerId, amount: 2 })), now: 21 });
+        return ids;
+      };
+      const ab = await settle(0, [a, b]);
+      await settle(1, [a, c]);
+      const found = await store.quorumsAmong([a, b]);
+      expect(found.map((r) => r.id).sort()).toEqual([...ab].sort());
+      const { entries } = await store.revokeResults({ resultIds: found.map((r) => r.id), reason: 'colluded', now: 30 });
+      expect(entries.map(({ entry: e }) => [e.volunteerId, e.amount]).sort()).toEqual([
+        [a, -2],
+        [b, -2],
+      ]);
+      expect((await store.getVolunteer(a))!.credit).toBe(2); // unit 1, confirmed by c, stands
+      expect((await store.getVolunteer(b))!.credit).toBe(0);
+      expect(await store.getWorkUnit(`${jobId}.0`)).toMatchObject({ state: 'open', canonicalResultId: null });
+      expect(await store.getWorkUnit(`${jobId}.1`)).toMatchObject({ state: 'done' });
+      expect(await store.quorumsAmong([a, b])).toEqual([]);
+      const chain = verifyChain(await readLedger(store), both.publicKey);
+      expect(chain.ok).toBe(true);
+    } finally {
+      await store.close();
+    }
+  });
 });

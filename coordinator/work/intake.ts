@@ -24,6 +24,11 @@ export class ResultIntake {
     return this.validator.serial(wuId, fn);
   }
 
+  /** The audit's counts so far (audit.ts). */
+  get auditStats() {
+    return this.validator.audits.stats;
+  }
+
   /** Finishes what a crash interrupted (see Validator.recover). */
   recover() {
     return this.validator.recover();

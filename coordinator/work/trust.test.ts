@@ -9,7 +9,7 @@ import type { LedgerExport, VolunteerSummary } from '../protocol/index.js';
 import { honestCompute, SimWorker } from '../testing/sim-worker.js';
 import { SqliteStore } from '../store/sqlite/store.js';
 import { randomMatrix, startTestCoordinator, waitFor, type TestCoordinator } from '../testing/helpers.js';
-import { afterStrike, DEFAULT_TRUST_POLICY, freshTrust, replicateProbability, shouldReplicate } from './trust.js';
+import { afterStrike, auditProbability, DEFAULT_TRUST_POLICY, freshTrust, replicateProbability, shouldReplicate } from './trust.js';
 
 describe('trust policy', () => {
   test.each([
@@ -151,5 +151,25 @@ describe('adaptive replication against a real coordinator', () => {
     } finally {
       await store.close();
     }
+  });
+});
+
+describe('auditProbability', () => {
+  const policy = { ...DEFAULT_TRUST_POLICY, auditNewProbability: 1, auditMinProbability: 0.05, trustedAfter: 4 };
+  test.each([
+    [0, 1],
+    [3, 1],
+    [4, 1],
+    [8, 0.25],
+    [16, 0.0625],
+    [40, 0.05],
+    [10_000, 0.05],
+  ])('streak %i: %f', (streak, p) => {
+    expect(auditProbability(streak, policy)).toBeCloseTo(p, 10);
+  });
+
+  test('never zero by default, and a new identity is audited at auditNewProbability', () => {
+    expect(auditProbability(1e9)).toBeGreaterThan(0);
+    expect(auditProbability(0, { ...policy, auditNewProbability: 0.5 })).toBe(0.5);
   });
 });

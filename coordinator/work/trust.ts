@@ -2,7 +2,9 @@
 // and what that trust buys. A new identity's results are always replicated; a host with a long
 // streak of verified results is replicated with decreasing probability, down to a floor, so a
 // patient cheater is still re-checked at random. Every canonical result also passes the job
-// kind's independent check (Freivalds + spot recomputation), whatever its replication.
+// kind's independent check (Freivalds + spot recomputation), whatever its replication. The same
+// streaks decide how often the coordinator audits a quorum before it settles (audit.ts): always
+// while a member is new, then less, never below a floor.
 //
 // A result that fails the check (or a forged / mis-addressed submission) is a strike: the streak
 // drops to zero, the identity is suspended for a time that doubles with each strike, and its
@@ -22,6 +24,19 @@ export interface TrustPolicy {
   /** First suspension; each further strike doubles it, up to suspendMaxMs. */
   suspendBaseMs: number;
   suspendMaxMs: number;
+  /**
+   * The audit (audit.ts): the probability that a quorum with a member of fewer than `trustedAfter`
+   * results in a row is recomputed by the coordinator before it settles; for longer streaks it falls
+   * as (trustedAfter / streak)², never below `auditMinProbability`.
+   */
+  auditNewProbability: number;
+  auditMinProbability: number;
+  /** Units of more FLOPs than this are never audited (replication alone vouches for them). */
+  auditMaxFlops: number;
+  /** An audit that takes longer gives no verdict (the unit settles as its quorum says). */
+  auditTimeoutMs: number;
+  /** Units waiting for an audit beyond which quorums without a new member settle unaudited. */
+  auditMaxWaiting: number;
 }
 
 export const DEFAULT_TRUST_POLICY: TrustPolicy = {
@@ -29,6 +44,11 @@ export const DEFAULT_TRUST_POLICY: TrustPolicy = {
   minReplicateProbability: 0.03,
   suspendBaseMs: 10 * 60_000,
   suspendMaxMs: 7 * 24 * 3_600_000,
+  auditNewProbability: 1,
+  auditMinProbability: 0.05,
+  auditMaxFlops: 4e9,
+  auditTimeoutMs: 120_000,
+  auditMaxWaiting: 256,
 };
 
 /**
@@ -46,6 +66,15 @@ export function shouldReplicate(t: TrustRecord, policy: TrustPolicy = DEFAULT_TR
   const p = replicateProbability(t.validStreak, policy);
   if (p >= 1) return true;
   return randomFraction() < p;
+}
+
+/**
+ * Probability that a quorum is audited, from the shortest streak among its members: every quorum
+ * with a new identity in it (at the default of 1), then (trustedAfter / streak)², down to the floor.
+ */
+export function auditProbability(streak: number, policy: TrustPolicy = DEFAULT_TRUST_POLICY): number {
+  if (streak < policy.trustedAfter) return policy.auditNewProbability;
+  return Math.max(policy.auditMinProbability, policy.auditNewProbability * (policy.trustedAfter / streak) ** 2);
 }
 
 export function isSuspended(t: TrustRecord, now: number): boolean {

@@ -1,6 +1,7 @@
 // Validation, the BOINC validator's and assimilator's roles: a unit's stored results are compared
 // until a quorum agrees (or one trusted host's checked result stands alone: adaptive replication,
-// trust.ts); the quorum's result becomes canonical and its volunteers are credited in the sealed
+// trust.ts); a sample of quorums is recomputed by the coordinator first (audit.ts: colluding
+// identities), a forged one struck and recomputed by others; the quorum's result becomes canonical and its volunteers are credited in the sealed
 // ledger; dissenters lose trust, and strikes (forged or failing results) suspend an identity and
 // revoke its unconfirmed credit. A job whose units are all canonical is assembled into its result.
 import { jobKind } from '../jobs/index.js';
@@ -8,6 +9,7 @@ import { findQuorum } from '../jobs/compare.js';
 import type { ShardStore } from '../store/shards.js';
 import type { Credited, SettlementOutcome, Store, WorkUnitRecord } from '../store/store.js';
 import { KeyedQueue } from '../util/keyed-queue.js';
+import { Auditor } from './audit.js';
 import { Rounds } from './rounds.js';
 import type { Scheduler } from './scheduler.js';
 import { afterDisagreement, afterStrike, afterValid, DEFAULT_TRUST_POLICY, shouldReplicate, type TrustPolicy, type TrustRecord } from './trust.js';
@@ -33,6 +35,12 @@ export function asFloat32(bytes: Uint8Array): Float32Array {
   return new Float32Array(bytes.slice().buffer);
 }
 
+/** A result that backs (or disagrees with) a quorum: ids only. */
+interface Backer {
+  id: string;
+  volunteerId: string;
+}
+
 export class Validator {
   /**
    * A unit's results are handled one at a time, so two replicas arriving together cannot both
@@ -41,9 +49,12 @@ export class Validator {
   private readonly units = new KeyedQueue();
   /** Iterative jobs' rounds: closed as their units settle (work/rounds.ts). */
   readonly rounds: Rounds;
+  /** Recomputes a sample of quorums before they settle (audit.ts). */
+  readonly audits: Auditor;
 
   constructor(private readonly ctx: ResultContext) {
     this.rounds = new Rounds(ctx);
+    this.audits = new Auditor(ctx);
   }
 
   /** Runs `fn` in the unit's chain: everything that may settle a unit or change its target runs here. */
@@ -96,33 +107,24 @@ export class Validator {
     const { store, scheduler, now } = this.ctx;
     const job = await this.jobFacts(wu.jobId);
     if (!job || wu.state !== 'open') return;
-    const live = await store.liveResults(wu.id);
-    const kind = jobKind(wu.kind);
-    let group: string[] | null;
-    if (wu.target === 1 && job.replication > 1 && live.length === 1) {
-      // Adaptive replication: one checked result from a trusted host may stand alone.
-      const trust = await store.getTrust(live[0].volunteerId);
-      if (shouldReplicate(trust, this.ctx.trustPolicy ?? DEFAULT_TRUST_POLICY)) {
-        await store.raiseTarget(wu.id, job.replication);
-        await scheduler.dispatch();
+    const found = await this.quorumOf(wu, job.replication);
+    if (found === 'replicate') {
+      // Adaptive replication: the lone result's host is not trusted enough to stand alone.
+      await store.raiseTarget(wu.id, job.replication);
+      await scheduler.dispatch();
+      return;
+    }
+    if ('winners' in found) {
+      const { winners, losers } = found;
+      // The audit (audit.ts) waits its turn holding no result bytes; it reads the canonical one then.
+      if ((await this.audits.wanted(wu, winners.map((r) => r.volunteerId))) && (await this.audits.audit(wu, winners[0].id)) === 'forged') {
+        await this.forgedQuorum(wu, winners);
         return;
       }
-      group = [live[0].id];
-    } else {
-      group = findQuorum(
-        live.map((r) => ({ id: r.id, values: asFloat32(r.data) })),
-        job.replication,
-        kind?.agree ? (x, y) => kind.agree!(wu, x, y) : wu.tolerance,
-      );
-    }
-    if (group) {
-      const agreeing = new Set(group);
-      const winners = live.filter((r) => agreeing.has(r.id));
-      const losers = live.filter((r) => !agreeing.has(r.id));
       const outcome = await store.settle({
         wuId: wu.id,
-        canonicalResultId: group[0],
-        valid: group,
+        canonicalResultId: winners[0].id,
+        valid: winners.map((r) => r.id),
         invalid: losers.map((r) => r.id),
         credits: winners.map((r) => ({ volunteerId: r.volunteerId, amount: wu.flops })),
         now: now(),
@@ -133,14 +135,69 @@ export class Validator {
         winners.map((r) => r.volunteerId),
         losers.map((r) => r.volunteerId),
       );
-    } else if (live.length >= wu.target) {
+    } else if (found.live >= wu.target) {
       // Everyone asked has answered and no quorum agrees: ask one more, up to the cap.
       if (wu.target < maxReplicas(job.replication)) {
         await store.raiseTarget(wu.id, Math.max(wu.target + 1, job.replication));
       } else {
-        await store.failWorkUnit(wu.id, `no ${job.replication} of ${live.length} results agreed`, now());
+        await store.failWorkUnit(wu.id, `no ${job.replication} of ${found.live} results agreed`, now());
         await scheduler.cancelLeases((l) => l.jobId === job.id, 'job failed');
       }
+    }
+    await scheduler.dispatch();
+  }
+
+  /**
+   * The unit's live results that agree as a quorum (the first is canonical) and the rest; how many
+   * are live when none agree; 'replicate' when a lone result's host must be replicated first. Ids only: the
+   * result bytes are not kept while the unit waits for an audit.
+   */
+  private async quorumOf(wu: WorkUnitRecord, replication: number): Promise<{ winners: Backer[]; losers: Backer[] } | { live: number } | 'replicate'> {
+    const live = await this.ctx.store.liveResults(wu.id);
+    const kind = jobKind(wu.kind);
+    let group: string[] | null;
+    if (wu.target === 1 && replication > 1 && live.length === 1) {
+      // Adaptive replication: one checked result from a trusted host may stand alone.
+      const trust = await this.ctx.store.getTrust(live[0].volunteerId);
+      if (shouldReplicate(trust, this.ctx.trustPolicy ?? DEFAULT_TRUST_POLICY)) return 'replicate';
+      group = [live[0].id];
+    } else {
+      group = findQuorum(
+        live.map((r) => ({ id: r.id, values: asFloat32(r.data) })),
+        replication,
+        kind?.agree ? (x, y) => kind.agree!(wu, x, y) : wu.tolerance,
+      );
+    }
+    if (!group) return { live: live.length };
+    const backer = (r: { id: string; volunteerId: string }): Backer => ({ id: r.id, volunteerId: r.volunteerId });
+    // In the group's order: its anchor (the canonical result) first.
+    const winners = group.map((id) => backer(live.find((r) => r.id === id)!));
+    const losers = live.filter((r) => !group.includes(r.id)).map(backer);
+    return { winners, losers };
+  }
+
+  /**
+   * The audit recomputed the unit and its quorum's result is wrong: the quorum's results are
+   * invalid, every identity that backed it is struck (suspended, its unconfirmed credit revoked),
+   * every earlier quorum formed only by them is revoked too (credit reversed, unit recomputed
+   * unless its round has closed), and the unit stays open wanting fresh replicas. Results that
+   * disagreed with the quorum stay live.
+   */
+  private async forgedQuorum(wu: WorkUnitRecord, winners: Backer[]) {
+    const { store, scheduler, log } = this.ctx;
+    await store.rejectResults(
+      wu.id,
+      winners.map((r) => r.id),
+      "the coordinator's audit recomputed the unit and disagrees",
+    );
+    log(`audit of ${wu.id}: the result ${winners.length} volunteers agreed on is wrong; the unit is computed again`);
+    for (const r of winners) await this.strike(r.volunteerId, `backed a result for ${wu.id} that failed the coordinator's audit`);
+    // They colluded once: nothing they agreed on among themselves counts as confirmed by a replica.
+    const earlier = await store.quorumsAmong(winners.map((r) => r.volunteerId));
+    if (earlier.length) {
+      const revoked = await store.revokeResults({ resultIds: earlier.map((r) => r.id), reason: 'its quorum was only identities an audit caught colluding', now: this.ctx.now() });
+      log(`revoked ${earlier.length} results of quorums formed only by ${winners.map((r) => r.volunteerId).join(', ')}; their units are recomputed`);
+      this.sendCredits(revoked);
     }
     await scheduler.dispatch();
   }

@@ -471,6 +471,17 @@ export class PgStore implements Store {
     });
   }
 
+  async rejectResults(wuId: string, resultIds: string[], reason: string) {
+    const n = await this.tx(async (c) => {
+      const changed = await c.query(`UPDATE results SET state = 'invalid', reason = $1 WHERE id = ANY($2::text[]) AND wu_id = $3 AND state = 'pending'`, [reason, resultIds, wuId]);
+      const count = changed.rowCount ?? 0;
+      if (count) await c.query('UPDATE work_units SET live = live - $1 WHERE id = $2', [count, wuId]);
+      return count;
+    });
+    if (n) this.workVersion++;
+    return n;
+  }
+
   async failWorkUnit(wuId: string, reason: string, now: number) {
     await this.tx(async (c) => {
       const wu = await c.query(`UPDATE work_units SET state = 'error' WHERE id = $1 AND state = 'open' RETURNING job_id`, [wuId]);
@@ -570,6 +581,18 @@ export class PgStore implements Store {
     return rows.map((r) => ({ id: String(r.id), wuId: String(r.wu_id) }));
   }
 
+  async quorumsAmong(volunteerIds: string[]) {
+    const rows = await this.all(
+      `SELECT r.id, r.wu_id FROM results r
+       WHERE r.volunteer_id = ANY($1::text[]) AND r.state = 'valid'
+         AND EXISTS (SELECT 1 FROM ledger l WHERE l.wu_id = r.wu_id AND l.volunteer_id = r.volunteer_id)
+         AND NOT EXISTS (SELECT 1 FROM results o WHERE o.wu_id = r.wu_id AND o.state = 'valid' AND NOT (o.volunteer_id = ANY($1::text[])))
+       ORDER BY r.received_at, r.id`,
+      [volunteerIds],
+    );
+    return rows.map((r) => ({ id: String(r.id), wuId: String(r.wu_id) }));
+  }
+
   async revokeResults(rev: Revocation) {
     const out = await this.tx(async (c) => {
       await c.query('SELECT pg_advisory_xact_lock($1)', [LEDGER_LOCK]); // negative entries join the one ledger line
@@ -580,11 +603,11 @@ export class PgStore implements Store {
         if (!row) continue;
         const result = toResult(row);
         const wu = toWu((await c.query('SELECT * FROM work_units WHERE id = $1 FOR UPDATE', [result.wuId])).rows[0] as Row);
-        if (wu.state !== 'done' || wu.canonicalResultId !== id) continue;
+        const canonical = wu.state === 'done' && wu.canonicalResultId === id;
         const job = toJob((await c.query('SELECT * FROM jobs WHERE id = $1', [wu.jobId])).rows[0] as Row);
         await c.query(`UPDATE results SET state = 'invalid', reason = $1 WHERE id = $2`, [rev.reason, id]);
         await c.query('UPDATE work_units SET live = live - 1 WHERE id = $1', [wu.id]);
-        if (job.state !== 'failed' && !closedRound(job, wu)) {
+        if (canonical && job.state !== 'failed' && !closedRound(job, wu)) {
           await c.query(`UPDATE work_units SET state = 'open', canonical_result_id = NULL, target = $1 WHERE id = $2`, [job.replication, wu.id]);
           await c.query(
             `UPDATE jobs SET done = done - 1, state = CASE WHEN state = 'done' THEN 'running' ELSE state END,

@@ -133,6 +133,11 @@ export class SqliteStore implements Store {
         WHERE r.state = 'valid' AND r.received_at > @since AND wu.state = 'done'
           AND (SELECT count(*) FROM results r2 WHERE r2.wu_id = r.wu_id AND r2.state = 'valid') = 1
         ORDER BY r.received_at, r.id`),
+      quorumsAmong: p(`SELECT r.id, r.wu_id FROM (SELECT DISTINCT wu_id FROM ledger WHERE volunteer_id IN (SELECT value FROM json_each(@ids))) l
+        JOIN results r ON r.wu_id = l.wu_id AND r.volunteer_id IN (SELECT value FROM json_each(@ids))
+        WHERE r.state = 'valid' AND NOT EXISTS (SELECT 1 FROM results o WHERE o.wu_id = r.wu_id AND o.state = 'valid'
+          AND o.volunteer_id NOT IN (SELECT value FROM json_each(@ids)))
+        ORDER BY r.received_at, r.id`),
       unsettledUnits: p(`SELECT DISTINCT r.wu_id FROM results r JOIN work_units wu ON wu.id = r.wu_id
         WHERE r.state = 'pending' AND wu.state = 'open'`),
       unassembledJobs: p(`SELECT id FROM jobs WHERE state = 'running' AND done = total`),
@@ -386,6 +391,10 @@ export class SqliteStore implements Store {
     return this.write('settle', s);
   }
 
+  async rejectResults(wuId: string, resultIds: string[], reason: string) {
+    return this.write('rejectResults', wuId, resultIds, reason);
+  }
+
   async failWorkUnit(wuId: string, reason: string, now: number) {
     await this.write('failWorkUnit', wuId, reason, now);
   }
@@ -481,6 +490,10 @@ export class SqliteStore implements Store {
       this.trustWrite = { done: this.write('putTrust', records), records };
     }
     return this.trustWrite.done;
+  }
+
+  async quorumsAmong(volunteerIds: string[]) {
+    return (this.s.quorumsAmong.all({ ids: JSON.stringify(volunteerIds) }) as Row[]).map((r) => ({ id: String(r.id), wuId: String(r.wu_id) }));
   }
 
   async unreplicatedResults(volunteerId: string, since: number) {

@@ -367,6 +367,23 @@ export class SqliteWriter {
       return this.creditTx(s, String(done.job_id));
     },
 
+    /** See Store.rejectResults. */
+    rejectResults: (wuId: string, resultIds: string[], reason: string): number => {
+      let n = 0;
+      for (const id of resultIds) {
+        const row = this.s.getResult.get(id) as Row | undefined;
+        if (!row || row.state !== 'pending' || String(row.wu_id) !== wuId) continue;
+        this.s.resultState.run('invalid', reason, id);
+        this.s.liveDelta.run(-1, wuId);
+        n++;
+      }
+      if (n) {
+        this.effects.push({ unit: wuId });
+        this.moreWork++;
+      }
+      return n;
+    },
+
     /** Marks the unit errored, its pending results invalid, and fails the job. */
     failWorkUnit: (wuId: string, reason: string, now: number) => {
       const jobId = String((this.s.jobOfWu.get(wuId) as Row).job_id);
@@ -411,12 +428,12 @@ export class SqliteWriter {
         if (!row || row.state !== 'valid') continue;
         const result = toResult(row);
         const wu = toWu(this.s.getWu.get(result.wuId) as Row);
-        if (wu.state !== 'done' || wu.canonicalResultId !== id) continue;
+        const canonical = wu.state === 'done' && wu.canonicalResultId === id;
         this.effects.push({ unit: wu.id });
         const job = toJob(this.s.getJob.get(wu.jobId) as Row);
         this.s.resultState.run('invalid', rev.reason, id);
         this.s.liveDelta.run(-1, wu.id);
-        if (job.state !== 'failed' && !closedRound(job, wu)) {
+        if (canonical && job.state !== 'failed' && !closedRound(job, wu)) {
           // A failed job wants no more work (nor a closed round): its result is taken back, nothing is recomputed.
           this.s.reopenWu.run(job.replication, wu.id);
           this.s.jobReopen.run(wu.jobId);

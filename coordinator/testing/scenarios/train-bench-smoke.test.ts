@@ -1,5 +1,5 @@
-// A small run of `npm run bench:train` (3 workers, 2 rounds, one adversary): it finishes both runs
-// and prints its figures. Speed is not asserted here.
+// A small run of `npm run bench:train` (3 workers, each in its own process, 2 rounds, one adversary):
+// it finishes its runs and prints its figures. Speed is not asserted here.
 import { spawnSync } from 'node:child_process';
 import { resolve } from 'node:path';
 import { expect, test } from 'vitest';
@@ -11,7 +11,7 @@ test('the training bench trains to the central reference and prints its figures'
   expect(run.status, `bench failed:\n${run.stdout}\n${run.stderr}`).toBe(0);
   const report = JSON.parse(run.stdout.slice(run.stdout.indexOf('{'))) as {
     honest: { rounds: number; roundsPerMinute: number; fleetUtilisation: number; loss: { ratio: number }; adversaryCredit: number; coordinatorBytesPerRound: number };
-    withAdversaries: { adversaries: number; rounds: number } | null;
+    withAdversaries: { adversaries: number; rounds: number; adversaryCredit: number; byKind: Record<string, { unitsSent: number; accepted: number }>; loss: { ratio: number } } | null;
     int8VsFp32: { deltaBytesPerRound: { int8: number; fp32: number } };
   };
   expect(report.honest.rounds).toBe(2);
@@ -20,6 +20,9 @@ test('the training bench trains to the central reference and prints its figures'
   expect(report.honest.loss.ratio).toBeCloseTo(1, 3); // the grid's run is the central reference's
   expect(report.honest.adversaryCredit).toBe(0);
   expect(report.honest.coordinatorBytesPerRound).toBeGreaterThan(0);
-  expect(report.withAdversaries).toMatchObject({ adversaries: 1, rounds: 2 });
+  expect(report.withAdversaries).toMatchObject({ adversaries: 1, rounds: 2, adversaryCredit: 0 });
+  // The one adversary is a colluder without its partner: a forger replication outvotes.
+  expect(report.withAdversaries!.byKind.collude.accepted).toBe(0);
+  expect(report.withAdversaries!.loss.ratio).toBeCloseTo(1, 3);
   expect(report.int8VsFp32.deltaBytesPerRound.int8).toBeLessThan(report.int8VsFp32.deltaBytesPerRound.fp32 / 2);
 }, 150_000);

@@ -274,6 +274,8 @@ describe('train jobs on sim workers', () => {
     expect(entries.filter((e) => e.volunteerId === doomed.volunteerId)).toEqual([]);
     expect(entries).toHaveLength(2 * 4 * 2);
     expect(new Set(entries.map((e) => `${e.wuId} ${e.volunteerId}`)).size).toBe(entries.length);
+    // The ledger holds exactly the validated units' inner-step FLOPs: 2 replicas × 8 units.
+    expect(entries.reduce((s, e) => s + e.amount, 0)).toBe(2 * 4 * 2 * 6 * (8 * 16 + 16 * 4) * 32 * 8);
     expect(relDistance(await finalParams(id), centralReference(TrainJobSubmit.parse(body), task).params)).toBeLessThan(1e-4);
   }, 60_000);
 
