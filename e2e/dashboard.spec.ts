@@ -15,6 +15,8 @@ import { randomMatrix, TOKEN } from '../coordinator/testing/helpers';
 import { SimWorker } from '../coordinator/testing/sim-worker';
 import { mlpModel } from '../coordinator/testing/test-models';
 import { blobsTask } from '../coordinator/testing/train-task';
+import { markovTask, markovTokens } from '../coordinator/testing/lm-task';
+import { transformerParamCount } from '../coordinator/protocol/train-transformer';
 import type { JobStatus } from '../coordinator/protocol';
 import { expectComputedOn, maxRelativeError, openVolunteer, startGrid, uploadMatrix, wireOf } from './grid';
 
@@ -101,7 +103,7 @@ test('submit by upload, follow progress, download a result that matches the CPU 
       // Training: X and Y files and the MLP's widths; the loss per round is plotted, the parameters
       // and the trained model download.
       const task = blobsTask(256, 8, 4, 25);
-      await page.getByLabel('Training').check();
+      await page.getByLabel('Training (classifier)').check();
       await page.getByLabel('X (.npy)').setInputFiles(npyFile('x.npy', [256, 8], task.x));
       await page.getByLabel('Y (.npy)').setInputFiles(npyFile('y.npy', [256], task.y));
       await page.getByLabel('Layers').fill('8, 16, 4');
@@ -114,6 +116,22 @@ test('submit by upload, follow progress, download a result that matches the CPU 
       const [onnxFile] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Download model.onnx' }).click()]);
       const trained = await ort.InferenceSession.create(readFileSync(await onnxFile.path()));
       expect(trained.outputNames).toEqual(['logits']);
+
+      // The language model: a token file and the transformer's shape.
+      const lmModel = { vocab: 8, context: 16, layers: 1, dModel: 16, heads: 2 };
+      const tokens = markovTokens(markovTask(8), 2048, 3);
+      await page.getByLabel('Training (language model)').check();
+      await page.getByLabel('Tokens (.npy)').setInputFiles(npyFile('tokens.npy', [tokens.length], tokens));
+      await page.getByLabel('Vocabulary').fill('8');
+      await page.getByLabel('Context').fill('16');
+      await page.getByLabel('Blocks').fill('1');
+      await page.getByLabel('Width (dModel)').fill('16');
+      await page.getByLabel('Heads').fill('2');
+      await page.getByLabel('Rounds').fill('2');
+      await page.getByLabel('Local steps').fill('4');
+      await page.getByLabel('Batch size (windows)').fill('8');
+      const lmParams = await submitAndDownload(page, 'training a 1-block transformer (d 16, 2 heads, context 16) on 2048 tokens for 2 rounds', 'Download .npy');
+      expect(lmParams.shape).toEqual([transformerParamCount(lmModel)]);
       await page.screenshot({ path: `${SHOTS}/dashboard-kinds.png`, fullPage: true });
     } finally {
       sim.close();
