@@ -111,6 +111,20 @@ export interface VolunteerRecord {
   lastSeen: number;
 }
 
+export interface VolunteerCounts {
+  total: number;
+  /** Identities with no credit: what a stranger can mint (see work/identities.ts). */
+  unproven: number;
+}
+
+export interface VolunteerPrune {
+  now: number;
+  idleMs: number;
+  /** Identities connected to this coordinator now: never pruned. */
+  connected: readonly string[];
+  limit: number;
+}
+
 export interface VolunteerStats extends VolunteerRecord {
   valid: number;
   invalid: number;
@@ -212,7 +226,19 @@ export interface Store {
 
   upsertVolunteer(v: { id: string; publicKey: string; name: string | null; now: number }): Promise<VolunteerRecord>;
   getVolunteer(id: string): Promise<VolunteerRecord | null>;
-  listVolunteers(): Promise<VolunteerStats[]>;
+  /** Volunteers best credited first (then oldest first): at most `limit`, every one without (the ledger audit). */
+  listVolunteers(limit?: number): Promise<VolunteerStats[]>;
+  /** How many identities are stored, and how many of them have no credit (never proven, or every proof revoked). */
+  countVolunteers(): Promise<VolunteerCounts>;
+  /**
+   * Forgets identities that never did anything: no result of any state, no ledger entry, no credit,
+   * no active lease, not in `p.connected`, and last seen over `p.idleMs` before `p.now` — at most
+   * `p.limit` of them, longest unseen first; returns how many. The `connected` identities last seen
+   * over half `idleMs` ago are first marked seen at `now`, so that a coordinator sharing the store,
+   * which does not know who is connected here, never finds them idle. Their trust records stay: a
+   * suspended identity that comes back is still suspended.
+   */
+  pruneVolunteers(p: VolunteerPrune): Promise<number>;
 
   createJob(job: NewJob, units: NewWorkUnit[]): Promise<void>;
   getJob(id: string): Promise<JobRecord | null>;

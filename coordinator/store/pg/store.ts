@@ -24,6 +24,8 @@ import type {
   SettlementOutcome,
   SoleSettlement,
   Store,
+  VolunteerCounts,
+  VolunteerPrune,
   VolunteerStats,
 } from '../store.js';
 import { KeyedQueue } from '../../util/keyed-queue.js';
@@ -35,7 +37,21 @@ const LIST_VOLUNTEERS_SQL = `SELECT v.*,
   (SELECT count(*) FROM results r WHERE r.volunteer_id = v.id AND r.state = 'valid') AS valid,
   (SELECT count(*) FROM results r WHERE r.volunteer_id = v.id AND r.state = 'invalid') AS invalid,
   (SELECT count(*) FROM results r WHERE r.volunteer_id = v.id AND r.state = 'pending') AS pending
-  FROM volunteers v ORDER BY v.credit DESC, v.created_at`;
+  FROM volunteers v ORDER BY v.credit DESC, v.created_at LIMIT $1`;
+
+/**
+ * Deletes up to $3 idle identities that never did anything, last seen before $1 and not among the
+ * connected $2 (see Store.pruneVolunteers). A CTE, run once (a `DELETE … IN (SELECT … LIMIT)` may
+ * run its subquery again and delete more); its rows locked, so a hello updating one meanwhile is
+ * seen (its new last_seen fails the check).
+ */
+const PRUNE_VOLUNTEERS_SQL = `WITH idle AS (
+  SELECT v.id FROM volunteers v WHERE v.credit = 0 AND v.last_seen < $1 AND NOT (v.id = ANY($2::text[]))
+    AND NOT EXISTS (SELECT 1 FROM results r WHERE r.volunteer_id = v.id)
+    AND NOT EXISTS (SELECT 1 FROM ledger l WHERE l.volunteer_id = v.id)
+    AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.volunteer_id = v.id AND l.state = 'active')
+  ORDER BY v.last_seen LIMIT $3 FOR UPDATE SKIP LOCKED)
+DELETE FROM volunteers v USING idle WHERE v.id = idle.id`;
 
 // Timestamps and counters are BIGINT (pg returns them as strings; the row mappers convert).
 const SCHEMA = `
@@ -43,6 +59,10 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS volunteers (
   id TEXT PRIMARY KEY, public_key TEXT NOT NULL UNIQUE, name TEXT,
   credit BIGINT NOT NULL DEFAULT 0, created_at BIGINT NOT NULL, last_seen BIGINT NOT NULL);
+-- The public volunteer list reads its first rows only; the sweep of idle identities and the count
+-- of unproven ones read only those with no credit.
+CREATE INDEX IF NOT EXISTS volunteers_credit ON volunteers(credit DESC, created_at);
+CREATE INDEX IF NOT EXISTS volunteers_idle ON volunteers(last_seen) WHERE credit = 0;
 CREATE SEQUENCE IF NOT EXISTS job_seq;
 CREATE TABLE IF NOT EXISTS jobs (
   id TEXT PRIMARY KEY, kind TEXT NOT NULL, name TEXT, state TEXT NOT NULL, replication INTEGER NOT NULL,
@@ -188,9 +208,22 @@ export class PgStore implements Store {
     return row ? toVolunteer(row) : null;
   }
 
-  async listVolunteers(): Promise<VolunteerStats[]> {
-    const rows = await this.all(LIST_VOLUNTEERS_SQL);
+  async listVolunteers(limit?: number): Promise<VolunteerStats[]> {
+    const rows = await this.all(LIST_VOLUNTEERS_SQL, [limit ?? null]);
     return rows.map((r) => ({ ...toVolunteer(r), valid: Number(r.valid), invalid: Number(r.invalid), pending: Number(r.pending) }));
+  }
+
+  async countVolunteers(): Promise<VolunteerCounts> {
+    const row = await this.one('SELECT count(*) AS total, count(*) FILTER (WHERE credit = 0) AS unproven FROM volunteers');
+    return { total: Number(row!.total), unproven: Number(row!.unproven) };
+  }
+
+  async pruneVolunteers(p: VolunteerPrune) {
+    return this.tx(async (c) => {
+      const connected = [...p.connected];
+      await c.query('UPDATE volunteers SET last_seen = $1 WHERE id = ANY($2::text[]) AND last_seen < $3', [p.now, connected, Math.floor(p.now - p.idleMs / 2)]);
+      return (await c.query(PRUNE_VOLUNTEERS_SQL, [p.now - p.idleMs, connected, p.limit])).rowCount ?? 0;
+    });
   }
 
   async createJob(job: NewJob, units: NewWorkUnit[]) {

@@ -10,6 +10,10 @@ CREATE TABLE IF NOT EXISTS volunteers (
   id TEXT PRIMARY KEY, public_key TEXT NOT NULL UNIQUE, name TEXT,
   credit INTEGER NOT NULL DEFAULT 0, created_at INTEGER NOT NULL, last_seen INTEGER NOT NULL,
   valid_results INTEGER NOT NULL DEFAULT 0, invalid_results INTEGER NOT NULL DEFAULT 0, pending_results INTEGER NOT NULL DEFAULT 0);
+-- The public volunteer list, best credited first, reads its first rows only; the sweep of idle
+-- identities (work/identities.ts) and the count of unproven ones read only those with no credit.
+CREATE INDEX IF NOT EXISTS volunteers_credit ON volunteers(credit DESC, created_at);
+CREATE INDEX IF NOT EXISTS volunteers_idle ON volunteers(last_seen) WHERE credit = 0;
 CREATE TABLE IF NOT EXISTS jobs (
   id TEXT PRIMARY KEY, kind TEXT NOT NULL, name TEXT, state TEXT NOT NULL, replication INTEGER NOT NULL,
   meta TEXT NOT NULL, created_at INTEGER NOT NULL, finished_at INTEGER, error TEXT,

@@ -39,6 +39,8 @@ import type {
   SettlementOutcome,
   SoleSettlement,
   Store,
+  VolunteerCounts,
+  VolunteerPrune,
   VolunteerStats,
   WorkUnitRecord,
 } from '../store.js';
@@ -112,7 +114,9 @@ export class SqliteStore implements Store {
       getMeta: p('SELECT value FROM meta WHERE key = ?'),
       getVolunteer: p('SELECT * FROM volunteers WHERE id = ?'),
       listVolunteers: p(`SELECT v.*, v.valid_results AS valid, v.invalid_results AS invalid, v.pending_results AS pending
-        FROM volunteers v ORDER BY v.credit DESC, v.created_at`),
+        FROM volunteers v ORDER BY v.credit DESC, v.created_at LIMIT ?`),
+      countVolunteers: p('SELECT count(*) AS n FROM volunteers'),
+      countUnproven: p('SELECT count(*) AS n FROM volunteers WHERE credit = 0'),
       getJob: p('SELECT * FROM jobs WHERE id = ?'),
       listJobs: p('SELECT * FROM jobs ORDER BY created_at DESC LIMIT ?'),
       activeJobsOfKinds: p(`SELECT * FROM jobs WHERE state IN ('queued', 'running') AND kind IN (SELECT value FROM json_each(?)) ORDER BY created_at`),
@@ -269,13 +273,21 @@ export class SqliteStore implements Store {
     return row ? toVolunteer(row) : null;
   }
 
-  async listVolunteers(): Promise<VolunteerStats[]> {
-    return (this.s.listVolunteers.all() as Row[]).map((r) => ({
+  async listVolunteers(limit?: number): Promise<VolunteerStats[]> {
+    return (this.s.listVolunteers.all(limit ?? -1) as Row[]).map((r) => ({
       ...toVolunteer(r),
       valid: Number(r.valid),
       invalid: Number(r.invalid),
       pending: Number(r.pending),
     }));
+  }
+
+  async countVolunteers(): Promise<VolunteerCounts> {
+    return { total: Number((this.s.countVolunteers.get() as Row).n), unproven: Number((this.s.countUnproven.get() as Row).n) };
+  }
+
+  async pruneVolunteers(p: VolunteerPrune) {
+    return this.write('pruneVolunteers', { ...p, connected: [...p.connected] });
   }
 
   async createJob(job: NewJob, units: NewWorkUnit[]) {

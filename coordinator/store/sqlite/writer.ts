@@ -28,6 +28,7 @@ import type {
   Settlement,
   SettlementOutcome,
   SoleSettlement,
+  VolunteerPrune,
   VolunteerRecord,
 } from '../store.js';
 import { closedRound, requireSealer, settlementEntries } from '../store.js';
@@ -178,6 +179,14 @@ export class SqliteWriter {
       upsertVolunteer: p(`INSERT INTO volunteers(id, public_key, name, created_at, last_seen) VALUES (@id, @publicKey, @name, @now, @now)
         ON CONFLICT(id) DO UPDATE SET name = COALESCE(excluded.name, volunteers.name), last_seen = excluded.last_seen`),
       getVolunteer: p('SELECT * FROM volunteers WHERE id = ?'),
+      touchVolunteers: p(`UPDATE volunteers SET last_seen = @now WHERE id IN (SELECT value FROM json_each(@connected)) AND last_seen < @touchBefore`),
+      // Result counts on the row stand for "no result of any state" (results has no index by volunteer).
+      pruneVolunteers: p(`DELETE FROM volunteers WHERE id IN (SELECT v.id FROM volunteers v INDEXED BY volunteers_idle
+        WHERE v.credit = 0 AND v.last_seen < @seenBefore AND v.valid_results = 0 AND v.invalid_results = 0 AND v.pending_results = 0
+          AND NOT EXISTS (SELECT 1 FROM ledger l WHERE l.volunteer_id = v.id)
+          AND v.id NOT IN (SELECT volunteer_id FROM leases WHERE state = 'active')
+          AND v.id NOT IN (SELECT value FROM json_each(@connected))
+        ORDER BY v.last_seen LIMIT @limit)`),
       insertJob: p(`INSERT INTO jobs(id, kind, name, state, replication, meta, created_at, finished_at, error, result_sha, result_shape, total, owner)
         VALUES (@id, @kind, @name, @state, @replication, @meta, @createdAt, NULL, NULL, NULL, @resultShape, @total, @owner)`),
       insertWu: p(`INSERT INTO work_units(id, job_id, idx, kind, params, inputs, output_bytes, flops, tolerance, meta, target, state, job_seq)
@@ -275,6 +284,12 @@ export class SqliteWriter {
     upsertVolunteer: (v: { id: string; publicKey: string; name: string | null; now: number }): VolunteerRecord => {
       this.s.upsertVolunteer.run(v);
       return toVolunteer(this.s.getVolunteer.get(v.id) as Row);
+    },
+
+    pruneVolunteers: (p: VolunteerPrune): number => {
+      const connected = JSON.stringify(p.connected);
+      this.s.touchVolunteers.run({ now: p.now, connected, touchBefore: Math.floor(p.now - p.idleMs / 2) });
+      return this.s.pruneVolunteers.run({ seenBefore: p.now - p.idleMs, connected, limit: p.limit }).changes;
     },
 
     createJob: (job: NewJob, units: NewWorkUnit[]) => {
