@@ -6,6 +6,7 @@ import { loadOrCreateApiToken, loadOrCreateCoordinatorKeys } from './access/keys
 import type { KeyObject } from 'node:crypto';
 import type { EventLoopUtilization } from 'node:perf_hooks';
 import { makeSealer } from './ledger/chain.js';
+import { Identities } from './work/identities.js';
 import { ResultIntake } from './work/intake.js';
 import type { AuditStats } from './work/audit.js';
 import { SqliteRoomStore } from './store/sqlite/rooms.js';
@@ -104,6 +105,8 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   const security = { ...DEFAULT_SECURITY, ...opts.security };
   new OriginPolicy(security, []); // a malformed public URL or allowed origin stops the start, not the first page
   const connections = new Connections(security);
+  const identities = new Identities(store, security, () => connections.identities(), now, log);
+  await identities.start();
   const intake = new ResultIntake({
     store,
     shards,
@@ -122,6 +125,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
     tokens: new TokenRegistry(store, apiToken),
     security,
     connections,
+    identities,
     staticDir: opts.staticDir ?? resolve(import.meta.dirname, '..', 'dist'),
     heartbeatMs,
     now,
@@ -155,6 +159,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
     routes: () => apiRoutesOf(app).routes,
     async close() {
       clearInterval(ticker);
+      identities.stop();
       intake.stop();
       await app.close();
       await store.close();

@@ -434,8 +434,15 @@ export class Grid {
     return this.http.json(GridStats, { method: 'GET', path: '/api/stats' });
   }
 
-  async volunteers(): Promise<VolunteerSummary[]> {
-    return (await this.http.json(VolunteerList, { method: 'GET', path: '/api/volunteers', token: null })).volunteers;
+  /** The best credited volunteers, at most `limit` (the coordinator's cap, 1000, by default); `total` in volunteerList. */
+  async volunteers(opts: { limit?: number } = {}): Promise<VolunteerSummary[]> {
+    return (await this.volunteerList(opts)).volunteers;
+  }
+
+  /** The best credited volunteers (at most `limit`) and how many the coordinator stores in all. */
+  volunteerList(opts: { limit?: number } = {}): Promise<VolunteerList> {
+    const query = opts.limit === undefined ? '' : `?limit=${encodeURIComponent(opts.limit)}`;
+    return this.http.json(VolunteerList, { method: 'GET', path: `/api/volunteers${query}`, token: null });
   }
 
   /** The protocol version, size limits and the coordinator's public key. */

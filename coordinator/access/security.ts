@@ -1,7 +1,7 @@
 // Access settings: who may open the worker WebSocket (the coordinator's public origins and the
 // Origin allow-list, the Host it is reached by), how many connections and messages each address and
 // identity get, how many HTTP requests per minute and failed authentications per address, and what
-// a caller without a token may make the coordinator keep (rooms, demo jobs). Read from the
+// a caller without a token may make the coordinator keep (rooms, demo jobs, identities). Read from the
 // environment by the CLI (see README, "Trust and security"); tests pass them directly.
 import { hostname, networkInterfaces } from 'node:os';
 
@@ -40,6 +40,10 @@ export interface SecurityOptions {
   roomMaxMembers: number;
   /** Demo jobs queued or running at once, over every room. */
   demoMaxActive: number;
+  /** An identity that never did anything (no result, no credit) is forgotten once unseen this long. */
+  identityIdleMs: number;
+  /** Stored identities without credit beyond which a hello from an unknown identity is refused ('busy'). */
+  identitiesMaxUnproven: number;
 }
 
 export const DEFAULT_SECURITY: SecurityOptions = {
@@ -59,6 +63,8 @@ export const DEFAULT_SECURITY: SecurityOptions = {
   roomIdleMs: 24 * 60 * 60_000,
   roomMaxMembers: 500,
   demoMaxActive: 4,
+  identityIdleMs: 60 * 60_000,
+  identitiesMaxUnproven: 50_000,
 };
 
 /** An environment variable that must hold a positive integer when set (`fallback` when unset or empty). */
@@ -119,6 +125,8 @@ export function securityFromEnv(env: NodeJS.ProcessEnv): SecurityOptions {
     roomIdleMs: positiveInt('TABGRID_ROOM_IDLE_MS', env.TABGRID_ROOM_IDLE_MS, d.roomIdleMs),
     roomMaxMembers: positiveInt('TABGRID_ROOM_MAX_MEMBERS', env.TABGRID_ROOM_MAX_MEMBERS, d.roomMaxMembers),
     demoMaxActive: positiveInt('TABGRID_DEMO_MAX_ACTIVE', env.TABGRID_DEMO_MAX_ACTIVE, d.demoMaxActive),
+    identityIdleMs: positiveInt('TABGRID_IDENTITY_IDLE_MS', env.TABGRID_IDENTITY_IDLE_MS, d.identityIdleMs),
+    identitiesMaxUnproven: positiveInt('TABGRID_IDENTITIES_MAX_UNPROVEN', env.TABGRID_IDENTITIES_MAX_UNPROVEN, d.identitiesMaxUnproven),
   };
 }
 

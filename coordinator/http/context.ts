@@ -12,6 +12,7 @@ import type { ShardStore } from '../store/shards.js';
 import type { StatsStore } from '../store/views.js';
 import type { Store } from '../store/store.js';
 import type { Tracker } from '../swarm/tracker.js';
+import type { Identities } from '../work/identities.js';
 import type { ResultIntake } from '../work/intake.js';
 import type { Scheduler } from '../work/scheduler.js';
 import { ApiFailure } from './errors.js';
@@ -26,6 +27,8 @@ export interface ServerContext {
   tokens: TokenRegistry;
   security: SecurityOptions;
   connections: Connections;
+  /** Who may hello: the cap on stored unproven identities (and their sweep). */
+  identities: Identities;
   staticDir: string;
   heartbeatMs: number;
   now: () => number;

@@ -19,12 +19,12 @@ const THROUGHPUT_BUCKET_MS = 10_000;
 
 export const dashboardRoutes: FastifyPluginAsync<RouteOptions> = async (app, { ctx }) => {
   app.get('/api/stats', { onRequest: requireScope(ctx, 'submit'), config: { api: STATS_API } }, async (): Promise<GridStats> => {
-    const volunteers = await ctx.store.listVolunteers();
+    const { total } = await ctx.store.countVolunteers();
     const { results, jobs } = await ctx.stats.counts();
     const until = Math.ceil(ctx.now() / THROUGHPUT_BUCKET_MS) * THROUGHPUT_BUCKET_MS;
     const points = await ctx.stats.throughput(until - THROUGHPUT_WINDOW_MS, until, THROUGHPUT_BUCKET_MS);
     return {
-      volunteers: { online: volunteers.filter((v) => ctx.scheduler.isOnline(v.id)).length, total: volunteers.length },
+      volunteers: { online: ctx.scheduler.onlineCount(), total },
       jobs,
       results,
       throughput: { bucketMs: THROUGHPUT_BUCKET_MS, points },

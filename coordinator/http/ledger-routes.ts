@@ -8,11 +8,20 @@ import type { RouteOptions } from './context.js';
 import { ApiFailure, limitParam } from './errors.js';
 import type { ApiDoc } from './openapi.js';
 
+/** The most volunteers one answer lists: identities are cheap to make, so the whole table never goes out. */
+export const MAX_VOLUNTEERS = 1000;
+
 const Limit = z.number().int().min(1).max(1000).optional().describe('at most this many (1–1000, default 100)');
 
 /** The declarations of the routes below (the OpenAPI document is made from them). */
 const API = {
-  volunteers: { tag: 'ledger', auth: 'none', summary: 'Every volunteer: credit, result counts, online', answers: { 200: VolunteerList } },
+  volunteers: {
+    tag: 'ledger',
+    auth: 'none',
+    summary: 'The best credited volunteers (credit, result counts, online) and how many there are',
+    query: z.object({ limit: z.number().int().min(1).max(MAX_VOLUNTEERS).optional().describe(`at most this many (1–${MAX_VOLUNTEERS}, default ${MAX_VOLUNTEERS}), best credited first`) }),
+    answers: { 200: VolunteerList },
+  },
   ledger: {
     tag: 'ledger',
     auth: 'none',
@@ -40,15 +49,17 @@ const API = {
 export const ledgerRoutes: FastifyPluginAsync<RouteOptions> = async (app, { ctx }) => {
   const { store } = ctx;
 
-  app.get('/api/volunteers', { config: { api: API.volunteers } }, async () => {
-    const volunteers: VolunteerSummary[] = (await store.listVolunteers()).map((v) => ({
+  app.get<{ Querystring: { limit?: string } }>('/api/volunteers', { config: { api: API.volunteers } }, async (req): Promise<VolunteerList> => {
+    const limit = limitParam(req.query.limit, MAX_VOLUNTEERS, MAX_VOLUNTEERS);
+    const [listed, counts] = await Promise.all([store.listVolunteers(limit), store.countVolunteers()]);
+    const volunteers: VolunteerSummary[] = listed.map((v) => ({
       id: v.id,
       name: v.name,
       credit: v.credit,
       results: { valid: v.valid, invalid: v.invalid, pending: v.pending },
       online: ctx.scheduler.isOnline(v.id),
     }));
-    return { volunteers };
+    return { volunteers, total: counts.total };
   });
 
   app.get<{ Querystring: { after?: string; limit?: string } }>('/api/ledger', { config: { api: API.ledger } }, async (req) => {

@@ -44,7 +44,8 @@ export type JobCreated = z.infer<typeof JobCreated>;
 export const JobList = z.object({ jobs: z.array(JobStatus) });
 export type JobList = z.infer<typeof JobList>;
 
-export const VolunteerList = z.object({ volunteers: z.array(VolunteerSummary) });
+/** The best credited volunteers (at most the `limit` asked for), and how many the coordinator stores. */
+export const VolunteerList = z.object({ volunteers: z.array(VolunteerSummary), total: z.number().int() });
 export type VolunteerList = z.infer<typeof VolunteerList>;
 
 export const RoomList = z.object({ rooms: z.array(RoomListing) });

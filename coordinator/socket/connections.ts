@@ -69,6 +69,11 @@ export class Connections {
     if (set?.size === 0) this.perIdentity.delete(volunteerId);
   }
 
+  /** The identities with a connection now. */
+  identities(): string[] {
+    return [...this.perIdentity.keys()];
+  }
+
   /** Closes every connection of the identity. */
   disconnect(volunteerId: string, reason: string) {
     for (const close of [...(this.perIdentity.get(volunteerId) ?? [])]) close(reason);

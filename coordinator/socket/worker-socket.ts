@@ -1,7 +1,8 @@
 // One worker's WebSocket: challenge -> hello (proves the identity key) -> ready -> assignments and
 // results. Every frame is validated; a bad frame gets an error message, never a crash. Connections
 // are counted per address and identity, messages are rate-limited per connection, and a suspended
-// identity is refused (connections.ts, trust.ts). What one connection can make the coordinator
+// identity is refused (connections.ts, trust.ts), and so is an unknown one while the store holds
+// as many unproven identities as it may (work/identities.ts). What one connection can make the coordinator
 // hold is bounded: frames before hello are capped at 16 KiB (64 MiB only once an identity is
 // proven), reading stops while more than 4 MiB of its messages wait to be handled, and its swarm
 // claims are capped by the tracker.
@@ -21,6 +22,7 @@ import {
   PROTOCOL_VERSION,
   type ServerMessage,
 } from '../protocol/index.js';
+import type { Identities } from '../work/identities.js';
 import type { ResultIntake } from '../work/intake.js';
 import { RoomLimitError, type Rooms } from './rooms.js';
 import type { LeaseInfo, Scheduler, WorkerSession } from '../work/scheduler.js';
@@ -42,6 +44,8 @@ export interface SocketContext {
    */
   heartbeatMs: number;
   connections: Connections;
+  /** Refuses unknown identities while the store holds as many unproven ones as it may. */
+  identities: Identities;
   /** The peer's address, for per-address limits. */
   address: string;
   /** Classroom rooms: joins, speed reports, room-wide pause. */
@@ -170,6 +174,13 @@ export function handleWorkerSocket(socket: WebSocket, ctx: SocketContext) {
       if (trust.suspendedUntil > ctx.now()) {
         send({ type: 'error', code: 'suspended', message: `this identity is suspended until ${new Date(trust.suspendedUntil).toISOString()} after a result failed verification` });
         close(1008, 'suspended');
+        return;
+      }
+      const admission = await ctx.identities.admit(id);
+      if (socket.readyState !== socket.OPEN) return;
+      if (admission === 'refused') {
+        send({ type: 'error', code: 'busy', message: 'the grid is not admitting new identities right now; retry later (a known identity is always admitted)' });
+        close(1013, 'busy');
         return;
       }
       if (!ctx.connections.bind(id, closeForSuspension)) {

@@ -118,6 +118,11 @@ export class Scheduler {
     await this.dispatch();
   }
 
+  /** Identities with a worker connected to this coordinator. */
+  onlineCount(): number {
+    return this.byVolunteer.size;
+  }
+
   isOnline(volunteerId: string): boolean {
     return this.byVolunteer.has(volunteerId);
   }

@@ -2,7 +2,7 @@
 // tokenless storage and queueing through rooms and demo jobs, guessing tokens, weak tokens, false
 // shard claims, foreign and rebinding Origins, other callers' jobs, the public room list and board,
 // big frames before hello, 403 codes, /peerjs without a rate limit, .npy headers NumPy reads
-// differently. Each fails on the code before the fix.
+// differently, identities minted without end. Each fails on the code before the fix.
 import { mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, test } from 'vitest';
@@ -10,11 +10,12 @@ import WebSocket from 'ws';
 import { startCoordinator } from '../../app.js';
 import { DEMO_STORAGE_BYTES } from '../../jobs/demo.js';
 import { MAX_BOARD_STREAMS_PER_ADDRESS } from '../../http/room-routes.js';
-import { ApiError, type JobStatus, type RoomCreated, type RoomSnapshot } from '../../protocol/index.js';
+import { ApiError, VolunteerList, type JobStatus, type RoomCreated, type RoomSnapshot } from '../../protocol/index.js';
 import { toNpy } from '../../protocol/npy.js';
 import { securityFromEnv } from '../../access/security.js';
 import { postJson, request, type Answer } from '../loopback-http.js';
-import { SimWorker } from '../sim-worker.js';
+import { SqliteStore } from '../../store/sqlite/store.js';
+import { honestCompute, SimWorker } from '../sim-worker.js';
 import { makeTempDir, randomMatrix, removeDir, runCli, startTestCoordinator, TOKEN, waitFor, type TestCoordinator } from '../helpers.js';
 
 let grid: TestCoordinator | null = null;
@@ -286,6 +287,76 @@ describe('rooms in public', () => {
       expect(codeOf(res)).toBe('bad_request');
     }
     expect((await request(grid.base, '/api/rooms', json({ name: '<script>alert(1)</script> Ünïcode 物理' }))).status).toBe(201);
+  });
+});
+
+describe('minted identities', () => {
+  const volunteerList = async (query = '') => VolunteerList.parse(await (await grid!.api(`/api/volunteers${query}`, { token: null })).json());
+  const connect = async (opts: { identity?: SimWorker['privateKey']; name?: string } = {}) => {
+    const w = new SimWorker({ url: grid!.base, compute: honestCompute, ...opts });
+    workers.push(w);
+    await w.connect();
+    return w;
+  };
+  /** Polls until `get` is true (async: the answer comes over HTTP). */
+  const until = async (get: () => Promise<boolean>, what: string) => {
+    for (const end = Date.now() + 10_000; !(await get()); await new Promise((r) => setTimeout(r, 50))) {
+      if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    }
+  };
+
+  test('beyond the cap on unproven identities an unknown key is refused (busy), a known one still gets in; the list is bounded', async () => {
+    grid = await startTestCoordinator({ security: { identitiesMaxUnproven: 2 } });
+    const first = await connect({ name: 'first' });
+    await connect({ name: 'second' });
+    const third = new SimWorker({ url: grid.base, compute: honestCompute });
+    workers.push(third);
+    await expect(third.connect()).rejects.toThrow(/closed before welcome: 1013 busy/);
+    expect(third.received('error').map((m) => m.code)).toEqual(['busy']);
+    expect(third.received('error')[0].message).toMatch(/not admitting new identities right now; retry later/);
+    // The first identity comes back on a new connection: known, so admitted.
+    first.close();
+    await connect({ identity: first.privateKey });
+    const all = await volunteerList();
+    expect(all.total).toBe(2);
+    expect(all.volunteers.map((v) => v.name).sort()).toEqual(['first', 'second']);
+    const one = await volunteerList('?limit=1');
+    expect([one.volunteers.length, one.total]).toEqual([1, 2]);
+  });
+
+  test('idle identities that never did anything are forgotten (not the connected ones), freeing room under the cap; a suspension outlives the row', async () => {
+    const dir = makeTempDir();
+    try {
+      grid = await startTestCoordinator({ dir });
+      const gone = await connect({ name: 'gone' });
+      gone.close();
+      await grid.stop({ keepDir: true });
+      // Struck while away: its trust record says suspended.
+      const store = new SqliteStore(join(dir, 'tabgrid.sqlite'));
+      await store.putTrust({ volunteerId: gone.volunteerId, validStreak: 0, strikes: 1, suspendedUntil: Date.now() + 3_600_000, verifiedAt: 0 });
+      await store.close();
+
+      grid = await startTestCoordinator({ dir, security: { identityIdleMs: 400, identitiesMaxUnproven: 2 } });
+      const stays = await connect({ name: 'stays' });
+      await until(async () => (await volunteerList()).total === 1, 'the idle identity to be forgotten');
+      // Connected longer than the idle time, and kept.
+      await new Promise((r) => setTimeout(r, 600));
+      expect((await volunteerList()).volunteers.map((v) => v.id)).toEqual([stays.volunteerId]);
+      expect(grid.logs.some((l) => /forgot 1 idle identities/.test(l))).toBe(true);
+      // The forgotten identity comes back: still suspended, and not stored again.
+      const back = new SimWorker({ url: grid.base, compute: honestCompute, identity: gone.privateKey });
+      workers.push(back);
+      await expect(back.connect()).rejects.toThrow(/suspended/);
+      expect((await volunteerList()).total).toBe(1);
+      // A new identity fits under the cap again (one unproven stored, two allowed).
+      await connect({ name: 'newcomer' });
+      expect((await volunteerList()).total).toBe(2);
+    } finally {
+      for (const w of workers.splice(0)) w.close();
+      await grid?.stop();
+      grid = null;
+      removeDir(dir);
+    }
   });
 });
 
