@@ -4,7 +4,19 @@
 // volunteer list is bounded and the counts follow.
 import { describe, expect, test } from 'vitest';
 import { useBothStores } from '../testing/fixtures.js';
+import { PgStore } from './pg/store.js';
+import { pgViews } from './pg/views.js';
+import { SqliteRoomStore } from './sqlite/rooms.js';
+import { SqliteStore } from './sqlite/store.js';
 import type { Store } from './store.js';
+import type { RoomStore } from './views.js';
+
+/** The store's rooms, on the same database. */
+async function roomsOf(store: Store): Promise<RoomStore> {
+  if (store instanceof SqliteStore) return new SqliteRoomStore(store.connection());
+  if (store instanceof PgStore) return (await pgViews(store.pool)).rooms;
+  throw new Error('unknown store');
+}
 
 const both = useBothStores();
 const HOUR = 3_600_000;
@@ -44,6 +56,9 @@ async function populate(store: Store) {
 
 async function story(store: Store) {
   await populate(store);
+  const rooms = await roomsOf(store);
+  await rooms.createRoom({ code: 'ROOM01', name: 'class', teacherKeyHash: '0'.repeat(64), paused: false, createdAt: 1, createdBy: null, lastActive: 1 });
+  await rooms.join('ROOM01', V.idle, 2 * HOUR);
   const before = await store.countVolunteers();
   const prune = (limit: number) => store.pruneVolunteers({ now: NOW, idleMs: HOUR, connected: [V.connected], limit });
   const first = await prune(1); // the longest unseen first
@@ -63,6 +78,7 @@ async function story(store: Store) {
     after: await store.countVolunteers(),
     connectedSeen: (await store.getVolunteer(V.connected))?.lastSeen,
     suspended: await store.getTrust(V.suspended),
+    members: (await rooms.members('ROOM01')).map((m) => [m.volunteerId, m.name, m.credit]),
   };
 }
 
@@ -83,6 +99,8 @@ describe.each(Object.entries(both.open))('%s store', (_name, open) => {
       expect(r.after).toEqual({ total: 6, unproven: 5 });
       // The connected identity was marked seen by the sweep (another coordinator's sweep now finds it recent).
       expect(r.connectedSeen).toBe(NOW);
+      // A room member forgotten this way is still listed, without its name.
+      expect(r.members).toEqual([[V.idle, null, 0]]);
       expect(r.suspended).toMatchObject({ strikes: 3, suspendedUntil: NOW + HOUR });
       // Coming back makes a fresh row; the suspension is still on record.
       await store.upsertVolunteer({ id: V.suspended, publicKey: 'key-2', name: null, now: NOW });
