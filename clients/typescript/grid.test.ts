@@ -392,3 +392,17 @@ describe('rooms', () => {
     await expect(grid.rooms.get('ZZZZZZ')).rejects.toThrow(NotFound);
   });
 });
+
+describe('volunteers', () => {
+  test('the list is bounded by limit, best credited first, and says how many there are', async () => {
+    await startWorkers(3);
+    const grid = new Grid(coordinator.base, null);
+    const all = await grid.volunteerList();
+    expect(all.total).toBe(3);
+    expect(all.volunteers.map((v) => v.name).sort()).toEqual(['ts-client-0', 'ts-client-1', 'ts-client-2']);
+    expect(all.volunteers.every((v) => v.online)).toBe(true);
+    const two = await grid.volunteerList({ limit: 2 });
+    expect([two.volunteers.length, two.total]).toEqual([2, 3]);
+    expect(await grid.volunteers({ limit: 1 })).toHaveLength(1);
+  });
+});
