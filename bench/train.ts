@@ -4,7 +4,8 @@
 // a share of adversaries of mixed kinds (coordinator/tools/adversaries/train-workers.ts: a colluding
 // pair first, then sign-flipped ×10, stale-round, random, zero), and once honest with int8 Δs.
 // Prints JSON: rounds per minute, per-volunteer utilisation (compute time ÷ wall time), coordinator
-// bytes per round (sim workers have no WebRTC: every shard byte comes from the coordinator), final
+// bytes per round (sim workers have no WebRTC: every shard byte comes from the coordinator;
+// bench/train-p2p.ts measures native volunteers with real peers), final
 // loss ÷ the central float64 reference's, what the adversaries earned and what stopped them (check,
 // replication, audit) per kind; and the int8 run against the float32 one.
 // Utilisation is CPU time spent in inner steps ÷ wall time, per honest volunteer and for the fleet.
