@@ -95,7 +95,7 @@ export function describeStats(s: NativeVolunteerStats): string {
   const kb = (n: number) => `${(n / 1024).toFixed(1)} KiB`;
   const share = s.upMs > 0 ? ` (${((100 * s.computeMs) / s.upMs).toFixed(1)}% of ${(s.upMs / 1000).toFixed(1)} s)` : '';
   const t = s.traffic;
-  return `${s.units} units (${s.unitsAccepted} accepted), computing ${(s.computeMs / 1000).toFixed(2)} s${share}, CPU ${(s.computeCpuMs / 1000).toFixed(2)} s; shards ${kb(t.fromPeers)} from peers, ${kb(t.fromCoordinator)} from the coordinator, ${kb(t.servedToPeers)} served to peers`;
+  return `${s.units} unit${s.units === 1 ? '' : 's'} (${s.unitsAccepted} accepted), computing ${(s.computeMs / 1000).toFixed(2)} s${share}, CPU ${(s.computeCpuMs / 1000).toFixed(2)} s; shards ${kb(t.fromPeers)} from peers, ${kb(t.fromCoordinator)} from the coordinator, ${kb(t.servedToPeers)} served to peers`;
 }
 
 /** Whether the URL's host is this machine's loopback (127.0.0.0/8, ::1, localhost). */
