@@ -1,8 +1,8 @@
 // Training with real peers: N native volunteers (`npm run volunteers -- --native --backend cpu`, each
 // a process of its own: the page's CoordinatorClient in Node, WebRTC by node-datachannel, the TS
-// training loop) train the bench's MLP (bench/train-job.ts) against a coordinator on 127.0.0.1 in
-// this process — once with peer-to-peer on and, for comparison, once with --no-p2p (every shard byte
-// from the coordinator).
+// training loop) train the bench's MLP, or with --model lm its transformer LM (--hidden is then
+// dModel; bench/train-job.ts), against a coordinator on 127.0.0.1 in this process — once with
+// peer-to-peer on and, for comparison, once with --no-p2p (every shard byte from the coordinator).
 // Prints JSON: per round, shard bytes from peers and from the coordinator as the volunteers report
 // them per lease ('shard-traffic', counted by the round of the unit that fetched them: the job's
 // shardTraffic.byRound) and the bytes the coordinator itself counted sending (GET /shards, sampled
@@ -10,7 +10,7 @@
 // the job's wall time, from the stats file it writes on exit: --stats) and what it served to peers;
 // the final loss ÷ the central reference's.
 //   npm run bench:train-p2p -- [--native 4] [--rounds 10] [--steps 50] [--units 8] [--batch 64]
-//     [--hidden 64] [--replication 2] [--compare true]
+//     [--hidden 64] [--replication 2] [--compare true] [--model mlp|lm]
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -19,7 +19,7 @@ import type { JobStatus } from '../coordinator/protocol/index.js';
 import { toNpy } from '../coordinator/protocol/npy.js';
 import { makeTempDir, removeDir, sleep, startTestCoordinator, type TestCoordinator } from '../coordinator/testing/helpers.js';
 import type { NativeVolunteerStats } from '../coordinator/tools/native-volunteer/volunteer.js';
-import { describeTask, lossFigures, trainJobBody, type TrainBenchShape } from './train-job.js';
+import { describeTask, lossFigures, parameterCount, trainJobBody, type TrainBenchShape } from './train-job.js';
 
 const { values } = parseArgs({
   options: {
@@ -31,6 +31,7 @@ const { values } = parseArgs({
     hidden: { type: 'string', default: '64' },
     replication: { type: 'string', default: '2' },
     compare: { type: 'string', default: 'true' },
+    model: { type: 'string', default: 'mlp' },
   },
 });
 const N = Number(values.native);
@@ -41,6 +42,7 @@ const shape: TrainBenchShape = {
   batch: Number(values.batch),
   hidden: Number(values.hidden),
   replication: Number(values.replication),
+  model: values.model === 'lm' ? 'lm' : 'mlp',
 };
 const ROOT = resolve(import.meta.dirname, '..');
 
@@ -149,14 +151,6 @@ async function run(p2p: boolean) {
     await grid.stop();
     removeDir(state);
   }
-}
-
-/** The MLP's parameter count (weights and biases of both layers): the round's parameter shard holds this many float32s. */
-function parameterCount(s: TrainBenchShape): number {
-  const { layers } = describeTask(s);
-  let p = 0;
-  for (let i = 0; i + 1 < layers.length; i++) p += layers[i] * layers[i + 1] + layers[i + 1];
-  return p;
 }
 
 const withPeers = await run(true);
