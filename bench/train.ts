@@ -4,20 +4,19 @@
 // a share of adversaries of mixed kinds (coordinator/tools/adversaries/train-workers.ts: a colluding
 // pair first, then sign-flipped ×10, stale-round, random, zero), and once honest with int8 Δs.
 // Prints JSON: rounds per minute, per-volunteer utilisation (compute time ÷ wall time), coordinator
-// bytes per round (sim workers have no WebRTC: every shard byte comes from the coordinator), final
+// bytes per round (sim workers have no WebRTC: every shard byte comes from the coordinator;
+// bench/train-p2p.ts measures native volunteers with real peers), final
 // loss ÷ the central float64 reference's, what the adversaries earned and what stopped them (check,
 // replication, audit) per kind; and the int8 run against the float32 one.
 // Utilisation is CPU time spent in inner steps ÷ wall time, per honest volunteer and for the fleet.
 //   npm run bench:train -- [--workers 10] [--rounds 10] [--steps 50] [--units 8] [--batch 64]
 //     [--hidden 64] [--replication 2] [--adversaries 0.3] [--processes true]
 import { parseArgs } from 'node:util';
-import { centralReference } from '../coordinator/jobs/train.js';
-import { TrainJobSubmit, type JobStatus, type LedgerExport, type RoundStats } from '../coordinator/protocol/index.js';
-import { toNpy } from '../coordinator/protocol/npy.js';
+import type { JobStatus, LedgerExport, RoundStats } from '../coordinator/protocol/index.js';
 import { startTestCoordinator } from '../coordinator/testing/helpers.js';
-import { blobsTask } from '../coordinator/testing/train-task.js';
 import { kindReports, resultOutcomes } from '../coordinator/tools/adversaries/train-suite.js';
 import type { TrainStrategy } from '../coordinator/tools/adversaries/train-workers.js';
+import { describeTask, lossFigures, trainJobBody, type TrainBenchShape } from './train-job.js';
 import { childVolunteer, inProcessVolunteer, type Role, type Volunteer } from './train-volunteer.js';
 
 const { values } = parseArgs({
@@ -37,9 +36,14 @@ const WORKERS = Number(values.workers);
 const PROCESSES = values.processes !== 'false';
 /** Adversary kinds in the order they join: the pair first, so that 2 adversaries are the colluding pair. */
 const MIXED: TrainStrategy[] = ['collude', 'collude', 'sign-flip', 'stale', 'random', 'zero'];
-const FEATURES = 16;
-const CLASSES = 4;
-const task = blobsTask(4096, FEATURES, CLASSES, 3, 1.5);
+const shape: TrainBenchShape = {
+  rounds: Number(values.rounds),
+  steps: Number(values.steps),
+  units: Number(values.units),
+  batch: Number(values.batch),
+  hidden: Number(values.hidden),
+  replication: Number(values.replication),
+};
 
 async function run(adversaryShare: number, compress: 'none' | 'int8' = 'none') {
   const grid = await startTestCoordinator({ leaseMs: 60_000 });
@@ -49,18 +53,7 @@ async function run(adversaryShare: number, compress: 'none' | 'int8' = 'none') {
     // Adversaries first (the colluding pair side by side draws one unit together), then the honest.
     const roles: Role[] = [...Array.from({ length: bad }, (_, i) => MIXED[i % MIXED.length]), ...Array.from({ length: WORKERS - bad }, () => 'honest' as const)];
     for (const role of roles) volunteers.push(await (PROCESSES ? childVolunteer : inProcessVolunteer)(grid.base, role));
-    const body = {
-      kind: 'train',
-      model: { type: 'mlp', layers: [FEATURES, Number(values.hidden), CLASSES] },
-      data: { x: await grid.uploadShard(toNpy([task.n, task.f], task.x)), y: await grid.uploadShard(toNpy([task.n], task.y)) },
-      rounds: Number(values.rounds),
-      localSteps: Number(values.steps),
-      batchSize: Number(values.batch),
-      innerOptimizer: { type: 'adamw', lr: 0.003 },
-      unitsPerRound: Number(values.units),
-      replication: Number(values.replication),
-      compress,
-    };
+    const body = await trainJobBody(grid, shape, compress);
     const p2pBefore = ((await (await grid.api('/api/p2p')).json()) as { coordinatorShardBytes: number }).coordinatorShardBytes;
     const t0 = performance.now();
     const id = await grid.submitJob(body);
@@ -69,11 +62,9 @@ async function run(adversaryShare: number, compress: 'none' | 'int8' = 'none') {
     if (status.state !== 'done') throw new Error(`job ${status.state}: ${status.error}`);
     const p2pAfter = ((await (await grid.api('/api/p2p')).json()) as { coordinatorShardBytes: number }).coordinatorShardBytes;
     const reports = await Promise.all(volunteers.splice(0).map(async (v) => ({ role: v.role, ...(await v.stop()) })));
-    const ref = centralReference(TrainJobSubmit.parse(body), task);
     const ledger = (await (await grid.api('/api/ledger/export')).json()) as LedgerExport;
     const adversaries = reports.filter((r) => r.role !== 'honest').map((r) => ({ s: r.role as TrainStrategy, id: r.volunteerId, closed: r.closed }));
     const byKind = kindReports(adversaries, await resultOutcomes(grid.dir), ledger.entries);
-    const final = status.perRound.at(-1)!.loss;
     const rounds = status.perRound.length;
     return {
       workers: WORKERS,
@@ -89,7 +80,7 @@ async function run(adversaryShare: number, compress: 'none' | 'int8' = 'none') {
       coordinatorBytesPerRound: Math.round((p2pAfter - p2pBefore) / rounds),
       peerBytesPerRound: 0,
       deltaBytesPerRound: Math.round(status.perRound.reduce((s, r) => s + r.bytes, 0) / rounds),
-      loss: { start: +ref.losses[0].toFixed(4), final: +final.toFixed(4), centralReference: +ref.losses.at(-1)!.toFixed(4), ratio: +(final / ref.losses.at(-1)!).toFixed(4) },
+      loss: lossFigures(body, status.perRound),
       adversaryCredit: Object.values(byKind).reduce((s, k) => s + k.credit, 0),
       adversaryCreditEverGranted: Object.values(byKind).reduce((s, k) => s + k.creditEverGranted, 0),
       // Per kind: results sent, and what stopped them (the check, replication, the audit) or not (accepted).
@@ -111,7 +102,7 @@ console.log(
   JSON.stringify(
     {
       bench: 'train',
-      task: { rows: task.n, features: FEATURES, classes: CLASSES, layers: [FEATURES, Number(values.hidden), CLASSES], localSteps: Number(values.steps), batchSize: Number(values.batch), unitsPerRound: Number(values.units), replication: Number(values.replication) },
+      task: describeTask(shape),
       honest,
       withAdversaries: attacked,
       int8VsFp32: {

@@ -2,6 +2,7 @@
 // worker receives for each kind.
 import { z } from 'zod';
 import { Id, LIMITS, Name, Sha256Hex } from './common.js';
+import { ShardTraffic } from './p2p.js';
 
 export const Tolerance = z
   .object({
@@ -238,7 +239,7 @@ export const JobStatus = z.object({
   finishedAt: z.number().nullable(),
   error: z.string().nullable(),
   result: z.object({ sha256: Sha256Hex, shape: z.array(z.number().int()) }).nullable(),
-  shardTraffic: z.object({ fromPeers: z.number(), fromCoordinator: z.number() }).optional(),
+  shardTraffic: ShardTraffic.optional(),
   /** Iterative jobs (train): the open round (0-based; equals `rounds` once done) and each closed round's figures. */
   round: z.number().int().optional(),
   rounds: z.number().int().optional(),

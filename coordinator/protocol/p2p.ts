@@ -62,7 +62,12 @@ export const P2pClientMessages = [
 ] as const;
 
 /** Per-job shard bytes the workers received, by source (GET /api/jobs/<id>). */
-export const ShardTraffic = z.object({ fromPeers: z.number(), fromCoordinator: z.number() });
+export const ShardTraffic = z.object({
+  fromPeers: z.number(),
+  fromCoordinator: z.number(),
+  /** An iterative job's (train) bytes by the round of the units that fetched them (0-based), rounds with traffic only. */
+  byRound: z.array(z.object({ round: z.number().int(), fromPeers: z.number(), fromCoordinator: z.number() })).optional(),
+});
 export type ShardTraffic = z.infer<typeof ShardTraffic>;
 
 /** Peer <-> peer control messages on a data channel (text frames; shard bytes go as binary frames). */

@@ -260,7 +260,8 @@ export function handleWorkerSocket(socket: WebSocket, ctx: SocketContext) {
     const sizes = await Promise.all(Object.values(wu.inputs).map((sha) => ctx.shards.size(sha)));
     const inputBytes = sizes.reduce<number>((sum, n) => sum + (n ?? 0), 0);
     const peers = Math.min(fromPeers, inputBytes);
-    ctx.tracker.addTraffic(info.jobId, peers, Math.min(fromCoordinator, inputBytes - peers));
+    const round = wu.kind === 'train' && typeof wu.params.round === 'number' ? wu.params.round : undefined;
+    ctx.tracker.addTraffic(info.jobId, peers, Math.min(fromCoordinator, inputBytes - peers), round);
   }
 
   async function onBinary(frame: Uint8Array) {

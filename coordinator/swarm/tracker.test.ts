@@ -112,6 +112,20 @@ describe('Tracker', () => {
     expect(t.jobTraffic('j1')).toEqual({ fromPeers: 11, fromCoordinator: 7 });
     expect(t.jobTraffic('j2')).toEqual({ fromPeers: 0, fromCoordinator: 0 });
   });
+  test('adds up an iterative job’s traffic per round too, in round order', () => {
+    const t = new Tracker();
+    t.addTraffic('j1', 10, 5, 1);
+    t.addTraffic('j1', 0, 7, 0);
+    t.addTraffic('j1', 3, 0, 1);
+    expect(t.jobTraffic('j1')).toEqual({
+      fromPeers: 13,
+      fromCoordinator: 12,
+      byRound: [
+        { round: 0, fromPeers: 0, fromCoordinator: 7 },
+        { round: 1, fromPeers: 13, fromCoordinator: 5 },
+      ],
+    });
+  });
   test('a worker outside the swarm is not tracked as fetching (its sets do not grow per unit)', () => {
     const t = new Tracker();
     const node = t.join('v1');

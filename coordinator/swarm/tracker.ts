@@ -51,6 +51,8 @@ export interface ClaimOutcome {
   dropped: number;
 }
 
+type RoundTraffic = NonNullable<ShardTraffic['byRound']>[number];
+
 /** Volunteers remembered (bad ones, served counts) and shards known to exist, at most. */
 const MAX_REMEMBERED = 100_000;
 const MAX_KNOWN_SHARDS = 65_536;
@@ -115,7 +117,7 @@ export class Tracker {
   private readonly servedOk = new Map<string, number>();
   /** Shards known to exist (assigned in units, or looked up), so claims of them cost no lookup. */
   private readonly known = new Map<string, true>();
-  private readonly traffic = new Map<string, ShardTraffic>();
+  private readonly traffic = new Map<string, { fromPeers: number; fromCoordinator: number; byRound: Map<number, RoundTraffic> }>();
   /** Claims held in all (held + expected, over every peer). */
   private claims = 0;
   private readonly maxPerPeer: number;
@@ -331,15 +333,24 @@ export class Tracker {
     return this.bad.has(volunteerId);
   }
 
-  addTraffic(jobId: string, fromPeers: number, fromCoordinator: number) {
-    const t = this.traffic.get(jobId) ?? { fromPeers: 0, fromCoordinator: 0 };
+  /** Adds one lease's shard bytes to its job's figures, and to its round's when the unit has one (train). */
+  addTraffic(jobId: string, fromPeers: number, fromCoordinator: number, round?: number) {
+    let t = this.traffic.get(jobId);
+    if (!t) this.traffic.set(jobId, (t = { fromPeers: 0, fromCoordinator: 0, byRound: new Map() }));
     t.fromPeers += fromPeers;
     t.fromCoordinator += fromCoordinator;
-    this.traffic.set(jobId, t);
+    if (round === undefined) return;
+    const r = t.byRound.get(round) ?? { round, fromPeers: 0, fromCoordinator: 0 };
+    r.fromPeers += fromPeers;
+    r.fromCoordinator += fromCoordinator;
+    t.byRound.set(round, r);
   }
 
   jobTraffic(jobId: string): ShardTraffic {
-    return { ...(this.traffic.get(jobId) ?? { fromPeers: 0, fromCoordinator: 0 }) };
+    const t = this.traffic.get(jobId);
+    if (!t) return { fromPeers: 0, fromCoordinator: 0 };
+    const byRound = [...t.byRound.values()].sort((a, b) => a.round - b.round).map((r) => ({ ...r }));
+    return { fromPeers: t.fromPeers, fromCoordinator: t.fromCoordinator, ...(byRound.length && { byRound }) };
   }
 
   snapshot(): PeerSnapshot[] {

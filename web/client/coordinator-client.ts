@@ -95,6 +95,8 @@ export interface ClientOptions {
   /** The IndexedDB shard cache; its onChange must call client.holdingsChanged. */
   cache: ShardCache;
   uploadBudget: UploadBudget;
+  /** More RTCConfiguration fields for the swarm's connections (a native volunteer binds ICE to loopback). */
+  rtcConfig?: Record<string, unknown>;
   /**
    * Restarts the compute worker: the only way to end a kernel that hangs (a GPU that stopped
    * answering, a runtime stuck in a loop). Called when a unit whose lease was cancelled is still
@@ -399,6 +401,7 @@ export class CoordinatorClient {
         secure: url.protocol === 'https:',
         path: config.path,
         iceServers: config.iceServers,
+        rtcConfig: this.opts.rtcConfig,
         serve: (sha) => this.shards.forPeer(sha),
         budget: this.opts.uploadBudget,
         onServed: (bytes) => this.shards.countServed(bytes),

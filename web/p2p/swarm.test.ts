@@ -49,6 +49,35 @@ describe('Swarm.fetch', () => {
     expect(silent.requests).toEqual([OTHER, SHA]); // it was connected and asked, and said nothing
   });
 
+  test('a connection that closes before it opens fails the fetch at once, not at the first-byte bound', async () => {
+    grid = await startTestCoordinator();
+    const holder = await peer(grid, async () => BYTES);
+    const asker = await peer(grid, async () => null);
+    // The asker's next RTCPeerConnection closes as soon as it has the answer, before its channel opens,
+    // and says so only by its connection state — as node-datachannel's sometimes do when two peers
+    // connect to each other at once: peerjs, which watches the ICE state, hears nothing of it.
+    type SetRemote = (this: RTCPeerConnection, d: RTCSessionDescriptionInit) => Promise<void>;
+    const proto = (globalThis as unknown as { RTCPeerConnection: { prototype: { setRemoteDescription: SetRemote } } }).RTCPeerConnection.prototype;
+    const setRemote = proto.setRemoteDescription;
+    proto.setRemoteDescription = async function (d) {
+      if (d.type !== 'answer') return setRemote.call(this, d); // the holder's side, given the offer
+      proto.setRemoteDescription = setRemote;
+      await setRemote.call(this, d);
+      this.close();
+      this.dispatchEvent(new Event('connectionstatechange'));
+    };
+    try {
+      const t0 = Date.now();
+      const err = await rejection(asker.swarm.fetch(holder.peerId, SHA, { firstByteMs: 20_000 }));
+      expect(err).toMatchObject({ name: 'PeerFetchError', kind: 'unavailable', message: expect.stringMatching(/closed before it opened/) });
+      expect(Date.now() - t0).toBeLessThan(5_000);
+    } finally {
+      proto.setRemoteDescription = setRemote;
+    }
+    // The next attempt connects afresh and gets the bytes.
+    expect(await asker.swarm.fetch(holder.peerId, SHA, { firstByteMs: 10_000 })).toEqual(BYTES);
+  });
+
   test('asking a peer that has left fails within the first-byte bound, and the asker still serves afterwards', async () => {
     grid = await startTestCoordinator();
     const asker = await peer(grid, async (sha) => (sha === SHA ? BYTES : null));

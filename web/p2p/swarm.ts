@@ -177,19 +177,31 @@ export class Swarm {
   private connect(peerId: string, timeoutMs: number): Promise<Link> {
     if (this.closed) return Promise.reject(new PeerFetchError('closed', 'left the swarm'));
     const conn = this.peer.connect(peerId, { serialization: 'raw', reliable: true });
+    const pc = conn.peerConnection;
     return new Promise<Link>((resolve, reject) => {
-      const fail = (err: Error) => {
+      // A connection that fails or closes before it opens ends the attempt at once, not at the
+      // timeout: peerjs hears of it only through the ICE state, which may skip straight to closed
+      // without an event (node-datachannel does, seconds into a busy round).
+      const onState = () => {
+        const state = pc?.connectionState;
+        if (state === 'failed' || state === 'closed') fail(new PeerFetchError('unavailable', `the connection to ${peerId} ${state} before it opened`));
+      };
+      const settle = () => {
         clearTimeout(timer);
         this.unavailable.delete(peerId);
+        pc?.removeEventListener('connectionstatechange', onState);
+      };
+      const fail = (err: Error) => {
+        settle();
         conn.close();
         reject(err);
       };
       const timer = setTimeout(() => fail(new PeerFetchError('timeout', `no connection to ${peerId}`)), timeoutMs);
       this.unavailable.set(peerId, fail);
+      pc?.addEventListener('connectionstatechange', onState);
       conn.once('error', (err) => fail(new PeerFetchError('unavailable', err.message)));
       conn.once('open', () => {
-        clearTimeout(timer);
-        this.unavailable.delete(peerId);
+        settle();
         const link: Link = { conn, lastUsed: Date.now(), queue: Promise.resolve(), onData: null, onClose: null };
         conn.on('data', (data) => link.onData?.(data));
         conn.on('close', () => {

@@ -1,5 +1,6 @@
-// A small run of `npm run bench:train` (3 workers, each in its own process, 2 rounds, one adversary):
-// it finishes its runs and prints its figures. Speed is not asserted here.
+// Small runs of the training benches — `npm run bench:train` (3 workers, each in its own process, 2
+// rounds, one adversary) and `npm run bench:train-p2p` (2 native volunteers): each finishes its runs
+// and prints its figures. Speed is not asserted here.
 import { spawnSync } from 'node:child_process';
 import { resolve } from 'node:path';
 import { expect, test } from 'vitest';
@@ -25,4 +26,38 @@ test('the training bench trains to the central reference and prints its figures'
   expect(report.withAdversaries!.byKind.collude.accepted).toBe(0);
   expect(report.withAdversaries!.loss.ratio).toBeCloseTo(1, 3);
   expect(report.int8VsFp32.deltaBytesPerRound.int8).toBeLessThan(report.int8VsFp32.deltaBytesPerRound.fp32 / 2);
+}, 150_000);
+
+// 2 native volunteer processes with WebRTC, 2 rounds, no --no-p2p comparison: the per-round bytes
+// add up, each volunteer's stats file was read, and the loss is the central reference's.
+test('the peer-to-peer training bench prints bytes per round from peers and from the coordinator', () => {
+  const root = resolve(import.meta.dirname, '../../..');
+  const args = ['--import', 'tsx', 'bench/train-p2p.ts', '--native', '2', '--rounds', '2', '--steps', '5', '--units', '2', '--hidden', '16', '--compare', 'false'];
+  const run = spawnSync(process.execPath, args, { cwd: root, encoding: 'utf8', timeout: 120_000 });
+  expect(run.status, `bench failed:\n${run.stdout}\n${run.stderr}`).toBe(0);
+  const report = JSON.parse(run.stdout.slice(run.stdout.indexOf('{'))) as {
+    withPeers: {
+      rounds: number;
+      perRound: { round: number; fromPeers: number; fromCoordinator: number; coordinatorSent: number }[];
+      coordinatorBytesPerRound: number;
+      peerBytesPerRound: number;
+      utilisation: number[];
+      unitsPerVolunteer: number[];
+      loss: { ratio: number };
+    };
+    coordinatorOnly: unknown;
+  };
+  const r = report.withPeers;
+  expect(r.rounds).toBe(2);
+  expect(r.perRound.map((x) => x.round)).toEqual([0, 1]);
+  // What the volunteers say the coordinator sent them is what it counted sending.
+  const sum = (f: (x: (typeof r.perRound)[number]) => number) => r.perRound.reduce((s, x) => s + f(x), 0);
+  expect(sum((x) => x.coordinatorSent)).toBe(sum((x) => x.fromCoordinator));
+  expect(r.coordinatorBytesPerRound).toBe(Math.round(sum((x) => x.fromCoordinator) / 2));
+  expect(r.peerBytesPerRound).toBe(Math.round(sum((x) => x.fromPeers) / 2));
+  // 2 units × 2 replicas a round, over 2 rounds, each volunteer's count from its stats file.
+  expect(r.unitsPerVolunteer.reduce((s, n) => s + n, 0)).toBe(8);
+  for (const u of r.utilisation) expect(u).toBeGreaterThan(0);
+  expect(r.loss.ratio).toBeCloseTo(1, 3);
+  expect(report.coordinatorOnly).toBeNull();
 }, 150_000);

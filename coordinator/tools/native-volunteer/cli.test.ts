@@ -50,6 +50,10 @@ describe.skipIf(!swiftShaderAvailable())('native volunteer CLI', () => {
       const code = await Promise.race([exited, new Promise((r) => setTimeout(() => r('still running'), 10_000))]);
       expect(code, out).toBe(0);
       expect(out).toContain(`stopped: ${big}.0 handed back to the coordinator`);
+      // Its figures on the way out: the small unit computed (the big one was not finished), both
+      // units' inputs from the coordinator (2 × 64² and 2 × 1024² float32s, each with a 128-byte
+      // .npy header: 8,421,888 bytes), nothing from or to peers.
+      expect(out).toMatch(/#0 1 unit \(1 accepted\), computing [\d.]+ s \([\d.]+% of [\d.]+ s\), CPU [\d.]+ s; shards 0\.0 KiB from peers, 8224\.5 KiB from the coordinator, 0\.0 KiB served to peers/);
       // The unit went back to the queue: another worker is given it and finishes the job.
       worker = new SimWorker({ url: grid.base });
       await worker.connect();

@@ -1,6 +1,7 @@
 // `npm run volunteers -- --native`: N native volunteers in this process, sharing one GPU device
 // (one NativeCompute), each with its own identity file. Runs until SIGINT/SIGTERM, then hands the
 // units in hand back and exits 0. Loaded by main.ts (tsx) or the GPU kit's bundle.
+import { writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -17,7 +18,10 @@ export const NATIVE_USAGE = `usage: npm run volunteers -- --native --count N --c
   --no-tune         skip the kernel autotuner (default tiling)
   --swiftshader     use SwiftShader's Vulkan driver (no GPU; for testing) unless VK_ICD_FILENAMES is set
   --no-p2p          do not share input shards with peers
-  --interval S      seconds between progress lines (default 30; 0: none)`;
+  --p2p-bind ADDR   the address WebRTC uses (default: 127.0.0.1 for a coordinator on loopback, else all)
+  --interval S      seconds between progress lines (default 30; 0: none)
+  --stats FILE      on exit, also write each volunteer's figures (units, compute time, shard bytes
+                    from peers and from the coordinator) to FILE as JSON`;
 
 export interface NativeCliOptions {
   count: number;
@@ -27,7 +31,10 @@ export interface NativeCliOptions {
   tune: boolean;
   name?: string;
   p2p: boolean;
+  p2pBind?: string;
   interval: number;
+  /** Where to write the volunteers' figures on exit. */
+  stats?: string;
 }
 
 export function parseNativeArgs(argv: string[]): NativeCliOptions | 'help' {
@@ -43,7 +50,9 @@ export function parseNativeArgs(argv: string[]): NativeCliOptions | 'help' {
       'no-tune': { type: 'boolean', default: false },
       swiftshader: { type: 'boolean', default: false },
       'no-p2p': { type: 'boolean', default: false },
+      'p2p-bind': { type: 'string' },
       interval: { type: 'string', default: '30' },
+      stats: { type: 'string' },
       help: { type: 'boolean', default: false },
     },
   });
@@ -62,7 +71,9 @@ export function parseNativeArgs(argv: string[]): NativeCliOptions | 'help' {
     tune: !values['no-tune'],
     name: values.name,
     p2p: !values['no-p2p'],
+    p2pBind: values['p2p-bind'],
     interval: Math.max(0, Number(values.interval) || 0),
+    stats: values.stats === undefined ? undefined : resolve(values.stats),
   };
 }
 
@@ -72,7 +83,7 @@ export async function runNativeCli(argv: string[], log = (msg: string) => consol
   installWebSocket();
   const rtcProblem = opts.p2p ? await installWebRtc() : 'off (--no-p2p)';
   if (rtcProblem) log(`peer-to-peer: ${rtcProblem}; inputs come from the coordinator`);
-  const { startNativeVolunteer, formatFlops } = await import('./volunteer');
+  const { startNativeVolunteer, formatFlops, describeStats } = await import('./volunteer');
   log(`starting ${opts.count} native volunteer(s) for ${opts.url}`);
   const compute = await NativeCompute.start({ backend: opts.backend, tune: opts.tune, tuningFile: join(opts.state, 'tuning.json'), log });
   log(compute.describe());
@@ -83,6 +94,7 @@ export async function runNativeCli(argv: string[], log = (msg: string) => consol
       compute,
       name: opts.name && i > 0 ? `${opts.name}-${i}` : opts.name,
       label: `#${i}`,
+      p2pBindAddress: opts.p2pBind,
       log,
     }),
   );
@@ -91,6 +103,9 @@ export async function runNativeCli(argv: string[], log = (msg: string) => consol
     if (stopping) return;
     stopping = true;
     log(`${signal}: stopping`);
+    const stats = volunteers.map((v) => v.stats());
+    for (const [i, s] of stats.entries()) log(`#${i} ${describeStats(s)}`);
+    if (opts.stats) writeFileSync(opts.stats, JSON.stringify({ volunteers: stats }, null, 2) + '\n');
     // No compute.close(): a unit may still be running on the GPU, and destroying the device waits
     // for it. The process ends; the driver reclaims the device.
     void Promise.all(volunteers.map((v) => v.stop())).finally(() => process.exit(0));

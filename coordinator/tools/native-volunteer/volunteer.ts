@@ -21,16 +21,37 @@ export interface NativeVolunteerOptions {
   cacheBytes?: number;
   /** Upload budget for peers, bytes per second (default 4 MiB/s). */
   uploadBytesPerSecond?: number;
+  /**
+   * The address WebRTC gathers ICE candidates on (node-datachannel's bindAddress). Default: 127.0.0.1
+   * when the coordinator is on loopback (its peers are on this machine: candidates on other
+   * interfaces are no use to them, see DESIGN.md's WebRTC notes), else every interface.
+   */
+  p2pBindAddress?: string;
   /** Prefix of its log lines, e.g. `#0`. */
   label?: string;
   log?: (msg: string) => void;
   onChange?: (state: ClientState) => void;
 }
 
+/** What a volunteer did since it started: its share of the machine, and where its inputs came from. */
+export interface NativeVolunteerStats {
+  volunteerId: string | null;
+  units: number;
+  /** Units the coordinator accepted for validation. */
+  unitsAccepted: number;
+  /** Wall time spent computing units, and this process's CPU time meanwhile (ms). */
+  computeMs: number;
+  computeCpuMs: number;
+  /** Since the volunteer started (ms). */
+  upMs: number;
+  traffic: ClientState['traffic'];
+}
+
 export interface NativeVolunteer {
   client: CoordinatorClient;
   identity: FileIdentity;
   state(): ClientState;
+  stats(): NativeVolunteerStats;
   /** Disconnects: the unit in hand goes back to the coordinator's queue, for someone else. */
   stop(): Promise<void>;
 }
@@ -69,6 +90,20 @@ export function describeChange(prev: ClientState, next: ClientState, memo: { off
   return out;
 }
 
+/** One stats line: units, the share of time computing, shard bytes by source. */
+export function describeStats(s: NativeVolunteerStats): string {
+  const kb = (n: number) => `${(n / 1024).toFixed(1)} KiB`;
+  const share = s.upMs > 0 ? ` (${((100 * s.computeMs) / s.upMs).toFixed(1)}% of ${(s.upMs / 1000).toFixed(1)} s)` : '';
+  const t = s.traffic;
+  return `${s.units} unit${s.units === 1 ? '' : 's'} (${s.unitsAccepted} accepted), computing ${(s.computeMs / 1000).toFixed(2)} s${share}, CPU ${(s.computeCpuMs / 1000).toFixed(2)} s; shards ${kb(t.fromPeers)} from peers, ${kb(t.fromCoordinator)} from the coordinator, ${kb(t.servedToPeers)} served to peers`;
+}
+
+/** Whether the URL's host is this machine's loopback (127.0.0.0/8, ::1, localhost). */
+export function isLoopbackUrl(url: string): boolean {
+  const host = new URL(url).hostname;
+  return host === 'localhost' || host === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
+
 export function startNativeVolunteer(opts: NativeVolunteerOptions): NativeVolunteer {
   const log = opts.log ?? (() => {});
   const say = (msg: string) => log(opts.label ? `${opts.label} ${msg}` : msg);
@@ -78,6 +113,22 @@ export function startNativeVolunteer(opts: NativeVolunteerOptions): NativeVolunt
   const cache = new MemoryShardCache(opts.cacheBytes ?? 512 * 1024 * 1024, (change) => client?.holdingsChanged(change));
   let last: ClientState | null = null;
   const memo = { offline: false };
+  const started = performance.now();
+  const bindAddress = opts.p2pBindAddress ?? (isLoopbackUrl(opts.url) ? '127.0.0.1' : undefined);
+  const work = { units: 0, computeMs: 0, computeCpuMs: 0 };
+  // The compute, timed: with one volunteer in the process its CPU time is the unit's own.
+  const compute: typeof opts.compute.compute = async (wu, inputs, shard) => {
+    const t0 = performance.now();
+    const cpu0 = process.cpuUsage();
+    try {
+      return await opts.compute.compute(wu, inputs, shard);
+    } finally {
+      const { user, system } = process.cpuUsage(cpu0);
+      work.units++;
+      work.computeMs += performance.now() - t0;
+      work.computeCpuMs += (user + system) / 1000;
+    }
+  };
   client = new CoordinatorClient({
     url: opts.url,
     identity,
@@ -85,7 +136,8 @@ export function startNativeVolunteer(opts: NativeVolunteerOptions): NativeVolunt
     name: opts.name,
     cache,
     uploadBudget: new UploadBudget({ bytesPerSecond: opts.uploadBytesPerSecond ?? 4 * 1024 * 1024 }),
-    compute: opts.compute.compute,
+    rtcConfig: bindAddress ? { bindAddress } : undefined,
+    compute,
     restartCompute: () => opts.compute.restart(),
     onChange: (state) => {
       if (last) for (const line of describeChange(last, state, memo, opts.compute)) say(line);
@@ -100,6 +152,7 @@ export function startNativeVolunteer(opts: NativeVolunteerOptions): NativeVolunt
     client: c,
     identity,
     state: () => c.state,
+    stats: () => ({ volunteerId: c.state.volunteerId, ...work, unitsAccepted: c.state.unitsDone, upMs: performance.now() - started, traffic: { ...c.state.traffic } }),
     async stop() {
       const inHand = c.state.current;
       c.stop();
