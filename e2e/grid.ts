@@ -154,6 +154,12 @@ export async function gpuTrainUnits(page: Page): Promise<number> {
   return counts.reduce((s, n) => s + n, 0);
 }
 
+/** Train units the page's compute workers ran on the CPU's ONNX step graph (web/cpu/train.ts), not the TS loop. */
+export async function cpuGraphTrainUnits(page: Page): Promise<number> {
+  const counts = await inComputeWorkers(page, () => (globalThis as { tabgridCpuTrain?: { graphUnits: number } }).tabgridCpuTrain?.graphUnits ?? null);
+  return counts.reduce((s, n) => s + n, 0);
+}
+
 /**
  * For pages that pick their own backend (headless volunteers: the faster one, the CPU where WebGPU
  * is SwiftShader): the units the page computed all ran on the backend it shows. Returns it.

@@ -1,9 +1,11 @@
 // A training job end to end: three browser volunteers — two on the WebGPU backend (the WGSL
-// training loop, web/gpu/train-mlp.ts) and one on the CPU backend (the float32 TypeScript loop) —
+// training loop, web/gpu/train-mlp.ts) and one on the CPU backend (the ONNX step graph on the wasm
+// EP, web/cpu/train.ts) —
 // train the MLP for 5 rounds with every unit replicated on all three, so each unit's GPU replicas
 // are compared with its CPU one within the unit's tolerance; the coordinator aggregates and steps;
 // the final parameters match the central float64 reference, the loss falls every round, each page
-// shows "training: round r of R, loss", and the WebGPU pages' workers really trained on the GPU;
+// shows "training: round r of R, loss", and the WebGPU pages' workers really trained on the GPU and
+// the CPU page's on the step graph;
 // then again with int8 Δs. And one round of the transformer LM, whose units carry tokens and no
 // labels (the TypeScript loop on both backends), matching its central reference.
 import { expect, test } from './fixtures';
@@ -12,7 +14,7 @@ import { parseNpy, toNpy } from '../coordinator/protocol/npy';
 import { TrainJobSubmit, type JobStatus } from '../coordinator/protocol';
 import { markovTask, markovTokens } from '../coordinator/testing/lm-task';
 import { blobsTask } from '../coordinator/testing/train-task';
-import { gpuTrainUnits, openVolunteer, startGrid } from './grid';
+import { cpuGraphTrainUnits, gpuTrainUnits, openVolunteer, startGrid } from './grid';
 
 test('two WebGPU-backend volunteers and a CPU-backend one train the MLP for 5 rounds to the central reference', async ({ browser }) => {
   const task = blobsTask(512, 8, 4, 11);
@@ -56,6 +58,7 @@ test('two WebGPU-backend volunteers and a CPU-backend one train the MLP for 5 ro
       await expect(page.getByTestId('units-done')).toHaveText('20');
       // Every unit on the WebGPU pages ran the WGSL loop; the CPU page never touched it.
       expect(await gpuTrainUnits(page), `GPU-trained units on the ${backends[i]} page`).toBe(backends[i] === 'webgpu' ? 20 : 0);
+      expect(await cpuGraphTrainUnits(page), `step-graph units on the ${backends[i]} page`).toBe(backends[i] === 'cpu' ? 20 : 0);
     }
 
     // The same with int8 Δs: the pages quantise, the coordinator decodes, the loss still falls.

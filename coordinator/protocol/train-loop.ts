@@ -1,8 +1,9 @@
 // The inner loop of a `train` work unit, for every model family (train-model.ts): H steps of SGD or
 // AdamW from the round's parameters on batches of the unit's data slice, drawn from the unit's
-// seed. Pure TypeScript with no Node APIs: the volunteer page's CPU trainer (web/worker) and the
-// coordinator's reference (coordinator/jobs/train.ts, the sim worker, the tests) are this one file,
-// run with float32 arrays; the central reference run in the tests runs it with float64 arrays.
+// seed. Pure TypeScript with no Node APIs: the volunteer page's transformer trainer and its MLP
+// fallback (web/worker, web/cpu) and the coordinator's reference (coordinator/jobs/train.ts, the
+// sim worker, the tests) are this one file, run with float32 arrays; the central reference run in
+// the tests runs it with float64 arrays.
 //
 // A unit's output is Δ = θ_round − θ_after (P values), then the mean training loss of its H steps,
 // then the loss of θ_after on the unit's check batch (see `checkRows`): P + 2 float32 values. With

@@ -8,6 +8,7 @@ import { Gate } from './gate';
 import { measureGflops } from './measure';
 import { cpuAttention, prepareCpuAttention } from '../cpu/attention';
 import { cpuMatmul, prepareCpuMatmul } from '../cpu/matmul';
+import { cpuMlpTrainUnit, cpuTrainStats } from '../cpu/train';
 import { gpuAttention } from '../gpu/attention';
 import { cachedTuning, tuneKernels, tuningKey, type TuningCache, type TuningResult } from '../gpu/autotune';
 import { openGpu, type Gpu } from '../gpu/device';
@@ -26,7 +27,7 @@ import { gpuTrainStats, gpuTrainUnit } from '../gpu/train-mlp';
  * parameters on the slice; Δ (float32 or int8) and the two losses. A transformer unit has no y
  * (its x is the slice's tokens).
  */
-function cpuTrainUnit(p: TrainParams, params: Float32Array, x: Float32Array, y: Float32Array | undefined): Promise<Float32Array> {
+function tsTrainUnit(p: TrainParams, params: Float32Array, x: Float32Array, y: Float32Array | undefined): Promise<Float32Array> {
   return Promise.resolve(runTrainUnit(innerSpecOf(p), p.compress, params, x, y ?? null));
 }
 
@@ -47,6 +48,8 @@ const computed: Record<Backend, number> = { webgpu: 0, cpu: 0 };
 (globalThis as { tabgridComputed?: Record<Backend, number> }).tabgridComputed = computed;
 /** Train units the WGSL loop ran (web/gpu/train-mlp.ts): a test reads it to know the GPU really trained. */
 (globalThis as { tabgridGpuTrain?: typeof gpuTrainStats }).tabgridGpuTrain = gpuTrainStats;
+/** CPU train units by trainer (the ONNX step graph or the TS loop): likewise for the CPU backend. */
+(globalThis as { tabgridCpuTrain?: typeof cpuTrainStats }).tabgridCpuTrain = cpuTrainStats;
 
 const idbTuning: TuningCache = {
   get: async (key) => (await openStore()).get('tuning', key),
@@ -116,14 +119,15 @@ const runners: { [K in KernelJob['kind']]: Runner<Extract<KernelJob, { kind: K }
       gpuAttention(liveGpu().device, q, k, v, { heads: 1, rows: p.rows, q0: p.q0, seq: p.seq, d: p.d, causal: p.causal }, tuning?.attention),
     cpu: ({ params: p }, { q, k, v }) => cpuAttention(q, k, v, p),
   },
-  // Training: the MLP's inner loop as WGSL kernels on WebGPU (web/gpu/train-mlp.ts); the
-  // transformer's, and everything on the CPU backend, as the float32 TypeScript loop — the
-  // coordinator's own reference (protocol/train-loop.ts).
+  // Training: the MLP's inner loop as WGSL kernels on WebGPU (web/gpu/train-mlp.ts) and as an
+  // ONNX step graph on the CPU backend's wasm EP (web/cpu/train.ts); the transformer's as the
+  // float32 TypeScript loop — the coordinator's own reference (protocol/train-loop.ts).
   train: {
     inputs: ({ params }) => ('model' in params ? ['params', 'x'] : ['params', 'x', 'y']),
     webgpu: ({ params: p }, { params, x, y }) =>
-      'model' in p ? cpuTrainUnit(p, params, x, y) : gpuTrainUnit(liveGpu().device, { ...innerSpecOf(p), layers: p.layers }, p.compress, params, x, y),
-    cpu: ({ params: p }, { params, x, y }) => cpuTrainUnit(p, params, x, y),
+      'model' in p ? tsTrainUnit(p, params, x, y) : gpuTrainUnit(liveGpu().device, { ...innerSpecOf(p), layers: p.layers }, p.compress, params, x, y),
+    cpu: ({ params: p }, { params, x, y }) =>
+      'model' in p ? tsTrainUnit(p, params, x, y) : cpuMlpTrainUnit({ ...innerSpecOf(p), layers: p.layers }, p.compress, params, x, y),
   },
   onnx: {
     inputs: ({ params }) => params.inputs.map((s) => s.name),
