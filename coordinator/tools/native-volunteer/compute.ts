@@ -3,7 +3,8 @@
 // autotuner — on Dawn; ONNX units run on onnxruntime-node. A `cpu` backend runs matmul and
 // attention as the page's CPU backend does (the same ONNX graphs) on onnxruntime-node's CPU EP, and
 // `auto` measures both on a short matmul and takes the faster, as the page does. Train units run the
-// page's WGSL training loop (web/gpu/train-mlp.ts) on WebGPU, and its float32 TypeScript loop on `cpu`.
+// page's WGSL training loop (web/gpu/train-mlp.ts) on WebGPU, and its MLP step graph
+// (web/onnx/train-step.ts) on onnxruntime-node on `cpu`; transformer units the TypeScript loop.
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { ONNX_MODEL_INPUT, type DeviceInfo, type WorkUnitSpec } from '../../protocol';
@@ -173,8 +174,13 @@ export class NativeCompute {
     }
     if (wu.kind === 'train') {
       const p = wu.params;
-      if (this.backend === 'cpu' || 'model' in p) return runTrainUnit(innerSpecOf(p), p.compress, inputs.params, inputs.x, inputs.y ?? null);
-      return gpuTrainUnit(this.liveDevice(), { ...innerSpecOf(p), layers: p.layers }, p.compress, inputs.params, inputs.x, inputs.y);
+      // The transformer trains in the TypeScript loop on either backend; the MLP on the GPU's WGSL
+      // loop, or on the CPU as the page's step graph (the TS loop where onnxruntime-node did not load).
+      if ('model' in p) return runTrainUnit(innerSpecOf(p), p.compress, inputs.params, inputs.x, null);
+      const spec = { ...innerSpecOf(p), layers: p.layers };
+      if (this.backend === 'webgpu') return gpuTrainUnit(this.liveDevice(), spec, p.compress, inputs.params, inputs.x, inputs.y);
+      if (this.cpuKernels) return this.cpuKernels.trainMlp(spec, p.compress, inputs.params, inputs.x, inputs.y);
+      return runTrainUnit(spec, p.compress, inputs.params, inputs.x, inputs.y);
     }
     if (wu.kind === 'onnx') {
       if (this.onnxProblem) throw new Error(this.onnxProblem);

@@ -7,6 +7,8 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import type * as OrtNode from 'onnxruntime-node';
 import { attentionMask, attentionModel, matmulModel } from '../../protocol/onnx-builder';
+import type { Compression } from '../../protocol/train-loop';
+import { graphTrainUnit, mlpStepModel, type MlpGraphSpec } from '../../../web/onnx/train-step';
 
 type Ort = typeof OrtNode;
 type Session = OrtNode.InferenceSession;
@@ -126,8 +128,14 @@ export class OrtSessions {
   }
 }
 
-/** The CPU backend's kernels: the page's graphs for matmul and attention on onnxruntime-node. */
+/**
+ * The CPU backend's kernels: the page's graphs for matmul and attention, and its MLP training step
+ * graph (web/onnx/train-step.ts), on onnxruntime-node.
+ */
 export class OrtKernels {
+  /** Step graphs by model and optimizer, apart from the two kernels so that they never evict them. */
+  private readonly steps = new OrtSessions(false);
+
   constructor(private readonly sessions = new OrtSessions(false)) {
     sessions.add('@matmul', matmulModel());
     sessions.add('@attention', attentionModel());
@@ -154,5 +162,12 @@ export class OrtKernels {
       { name: 'mask', shape: [p.rows, p.seq], data: attentionMask(p.rows, p.seq, p.q0, p.causal) },
     ];
     return (await this.sessions.run('@attention', feeds, ['out']))[0];
+  }
+
+  /** An MLP train unit: H runs of the step graph, as the page's CPU backend trains (web/cpu/train.ts). */
+  async trainMlp(spec: MlpGraphSpec, compress: Compression, params: Float32Array, x: Float32Array, y: Float32Array): Promise<Float32Array> {
+    const key = JSON.stringify([spec.layers, spec.optimizer]);
+    if (!this.steps.has(key)) this.steps.add(key, mlpStepModel(spec));
+    return graphTrainUnit((feeds, outputs) => this.steps.run(key, feeds, outputs), spec, compress, params, x, y);
   }
 }
