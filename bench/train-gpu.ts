@@ -16,7 +16,7 @@ const { deltaRtol } = await import('../coordinator/jobs/train.js');
 const { initMlp, mlpModel } = await import('../coordinator/protocol/train-mlp.js');
 const { trainInner } = await import('../coordinator/protocol/train-loop.js');
 const { mixSeed } = await import('../coordinator/protocol/train-model.js');
-const { blobsTask } = await import('../coordinator/testing/train-task.js');
+const { blobsTask, relativeL2 } = await import('../coordinator/testing/train-task.js');
 const { installWebGpu, swiftShaderAvailable, useSwiftShader } = await import('../coordinator/tools/native-volunteer/webgpu.js');
 const { openGpu } = await import('../web/gpu/device.js');
 const { gpuTrainInner } = await import('../web/gpu/train-mlp.js');
@@ -30,17 +30,6 @@ if (values.swiftshader || !process.env.VK_ICD_FILENAMES) {
 await installWebGpu();
 const gpu = await openGpu();
 const device = gpu.device;
-
-/** Relative L2 distance of a from b. */
-function rel(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let d = 0;
-  let n = 0;
-  for (let i = 0; i < a.length; i++) {
-    d += (a[i] - b[i]) ** 2;
-    n += b[i] ** 2;
-  }
-  return Math.sqrt(d / n);
-}
 
 const sig = (v: number) => +v.toPrecision(2);
 const base = { weightDecay: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8 };
@@ -67,9 +56,9 @@ for (const c of configs) {
       const g = await gpuTrainInner(device, spec, p0, task.x, task.y);
       const cpu32 = trainInner(Float32Array, tsSpec(spec), p0, task.x, task.y);
       const f64 = trainInner(Float64Array, tsSpec(spec), Float64Array.from(p0), Float64Array.from(task.x), Float64Array.from(task.y));
-      worst.gpuVsCpuF32 = Math.max(worst.gpuVsCpuF32, rel(g.delta, cpu32.delta));
-      worst.gpuVsF64 = Math.max(worst.gpuVsF64, rel(g.delta, f64.delta));
-      worst.cpuF32VsF64 = Math.max(worst.cpuF32VsF64, rel(cpu32.delta, f64.delta));
+      worst.gpuVsCpuF32 = Math.max(worst.gpuVsCpuF32, relativeL2(g.delta, cpu32.delta));
+      worst.gpuVsF64 = Math.max(worst.gpuVsF64, relativeL2(g.delta, f64.delta));
+      worst.cpuF32VsF64 = Math.max(worst.cpuF32VsF64, relativeL2(cpu32.delta, f64.delta));
       worst.trainLossGpuVsCpu = Math.max(worst.trainLossGpuVsCpu, Math.abs(g.trainLoss - cpu32.trainLoss) / cpu32.trainLoss);
       process.stderr.write('.');
     }

@@ -8,7 +8,7 @@ import * as ortNode from 'onnxruntime-node';
 import { deltaRtol } from '../coordinator/jobs/train.js';
 import { runTrainUnit, type InnerOptimizer } from '../coordinator/protocol/train-loop.js';
 import { initMlp, mlpModel } from '../coordinator/protocol/train-mlp.js';
-import { blobsTask } from '../coordinator/testing/train-task.js';
+import { blobsTask, relativeL2 } from '../coordinator/testing/train-task.js';
 import { graphTrainUnit, mlpStepModel, type MlpGraphSpec, type RunStepGraph } from '../web/onnx/train-step.js';
 
 type OrtLike = typeof ortNode;
@@ -34,16 +34,6 @@ async function time<T>(reps: number, fn: () => T | Promise<T>): Promise<{ ms: nu
     best = Math.min(best, performance.now() - t0);
   }
   return { ms: best, out };
-}
-
-function rel(a: Float32Array, b: Float32Array, n: number): number {
-  let d = 0;
-  let s = 0;
-  for (let i = 0; i < n; i++) {
-    d += (a[i] - b[i]) ** 2;
-    s += b[i] ** 2;
-  }
-  return Math.sqrt(d / s);
 }
 
 const base = { weightDecay: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8 };
@@ -72,7 +62,7 @@ for (const u of units.filter((u) => !only || u.layers.join("-") === only)) {
     ms: +r.ms.toFixed(1),
     gflops: +(flops / r.ms / 1e6).toFixed(2),
     speedup: +(ts.ms / r.ms).toFixed(1),
-    deltaRelL2: r.out === ts.out ? 0 : +rel(r.out, ts.out, P).toExponential(1),
+    deltaRelL2: r.out === ts.out ? 0 : +relativeL2(r.out, ts.out, P).toExponential(1),
   });
   const webRun = await runner(ortWeb, graph, {});
   const nodeRun = await runner(ortNode, graph, { intraOpNumThreads: 1, interOpNumThreads: 1 });

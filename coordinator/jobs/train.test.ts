@@ -11,7 +11,7 @@ import { markovTask, markovTokens } from '../testing/lm-task.js';
 import { toNpy } from '../protocol/npy.js';
 import type { TrainParams } from '../protocol/index.js';
 import { useTempShards } from '../testing/fixtures.js';
-import { blobsTask } from '../testing/train-task.js';
+import { blobsTask, relativeL2 } from '../testing/train-task.js';
 import type { WorkUnitRecord } from '../store/store.js';
 
 const adamw = { type: 'adamw' as const, lr: 0.01, weightDecay: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8 };
@@ -47,17 +47,6 @@ test('batches: epochs of a seeded shuffle, the same for the same seed', () => {
   expect(unitSeed(0, 1, 2)).not.toBe(unitSeed(0, 2, 1));
 });
 
-/** Relative L2 distance of two vectors. */
-function rel(a: ArrayLike<number>, b: ArrayLike<number>) {
-  let d = 0;
-  let n = 0;
-  for (let i = 0; i < a.length; i++) {
-    d += (a[i] - b[i]) ** 2;
-    n += b[i] ** 2;
-  }
-  return Math.sqrt(d / n);
-}
-
 describe('calibration: honest replicas vs the tolerance, as H grows', () => {
   // Float32 storage with float32 accumulation (as a GPU kernel) against float64 throughout: the
   // widest honest disagreement we can produce on the CPU. The tolerance must clear it by 100×.
@@ -74,7 +63,7 @@ describe('calibration: honest replicas vs the tolerance, as H grows', () => {
     const spec: InnerSpec = { model: mlpModel(layers), steps: H, batchSize: 32, seed: mixSeed(3, H), optimizer: opt };
     const f32 = trainInner(Float32Array, spec, p0, task.x, task.y, undefined, Float32Array).delta;
     const f64 = trainInner(Float64Array, spec, Float64Array.from(p0), Float64Array.from(task.x), Float64Array.from(task.y)).delta;
-    const d = rel(f32, f64);
+    const d = relativeL2(f32, f64);
     measured.push(`${layers.join('-')} ${opt.type} H=${H}: ${d.toExponential(1)} (tolerance ${deltaRtol(H).toExponential(1)})`);
     expect(d * 100).toBeLessThan(deltaRtol(H));
   });
@@ -89,7 +78,7 @@ describe('calibration: honest replicas vs the tolerance, as H grows', () => {
     const spec: InnerSpec = { model, steps: H, batchSize: 8, seed: mixSeed(3, H), optimizer: { ...adamw, lr: 0.015, weightDecay: 0 } };
     const f32 = trainInner(Float32Array, spec, p0, tokens, null).delta;
     const f64 = trainInner(Float64Array, spec, Float64Array.from(p0), Float64Array.from(tokens), null).delta;
-    const d = rel(f32, f64);
+    const d = relativeL2(f32, f64);
     measured.push(`transformer adamw H=${H}: ${d.toExponential(1)} (tolerance ${deltaRtol(H).toExponential(1)})`);
     expect(d * 100).toBeLessThan(deltaRtol(H));
   });
@@ -101,7 +90,7 @@ describe('calibration: honest replicas vs the tolerance, as H grows', () => {
     const spec: InnerSpec = { model: mlpModel(layers), steps: 256, batchSize: 32, seed: mixSeed(3, 256), optimizer: { ...adamw, lr: 0.05 } };
     const f32 = trainInner(Float32Array, spec, p0, task.x, task.y, undefined, Float32Array).delta;
     const f64 = trainInner(Float64Array, spec, Float64Array.from(p0), Float64Array.from(task.x), Float64Array.from(task.y)).delta;
-    expect(rel(f32, f64)).toBeGreaterThan(deltaRtol(256));
+    expect(relativeL2(f32, f64)).toBeGreaterThan(deltaRtol(256));
     console.log(`calibration (relative L2, float32 vs float64):\n  ${measured.join('\n  ')}`);
   });
 });

@@ -34,3 +34,14 @@ export function int32Npy(values: ArrayLike<number>): Uint8Array {
   new Int32Array(npy.buffer, npy.length - values.length * 4).set(Array.from(values));
   return npy;
 }
+
+/** Relative L2 distance of `a` from `b` (over the first `n` values): how far a trained vector is from its reference. */
+export function relativeL2(a: ArrayLike<number>, b: ArrayLike<number>, n = b.length): number {
+  let d = 0;
+  let s = 0;
+  for (let i = 0; i < n; i++) {
+    d += (a[i] - b[i]) ** 2;
+    s += b[i] ** 2;
+  }
+  return Math.sqrt(d / s);
+}

@@ -12,7 +12,7 @@ import { NativeCompute } from '../../tools/native-volunteer/compute.js';
 import { installWebRtc, installWebSocket } from '../../tools/native-volunteer/node-globals.js';
 import type { NativeVolunteer } from '../../tools/native-volunteer/volunteer.js';
 import { makeTempDir, removeDir, startTestCoordinator, waitFor, type TestCoordinator } from '../helpers.js';
-import { blobsTask } from '../train-task.js';
+import { blobsTask, relativeL2 } from '../train-task.js';
 
 const task = blobsTask(768, 8, 4, 21);
 const LAYERS = [8, 32, 4];
@@ -36,16 +36,6 @@ afterAll(async () => {
   await grid?.stop();
   removeDir(state);
 });
-
-function relDistance(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let d = 0;
-  let n = 0;
-  for (let i = 0; i < a.length; i++) {
-    d += (a[i] - b[i]) ** 2;
-    n += b[i] ** 2;
-  }
-  return Math.sqrt(d / n);
-}
 
 test('three native volunteers train 3 rounds: peers serve shard bytes, and the result is the central reference', async () => {
   const { startNativeVolunteer } = await import('../../tools/native-volunteer/volunteer.js');
@@ -82,5 +72,5 @@ test('three native volunteers train 3 rounds: peers serve shard bytes, and the r
 
   const ref = centralReference(TrainJobSubmit.parse(body), task);
   const params = parseNpy(new Uint8Array(await (await grid.api(`/api/jobs/${status.id}/outputs/params`)).arrayBuffer())).data;
-  expect(relDistance(params, ref.params)).toBeLessThan(1e-4);
+  expect(relativeL2(params, ref.params)).toBeLessThan(1e-4);
 }, 60_000);

@@ -13,7 +13,7 @@ import { mlpLossGrad } from '../../protocol/train-mlp.js';
 import { useTestGrid } from '../fixtures.js';
 import { waitFor } from '../helpers.js';
 import { honestCompute, SimWorker, type Compute } from '../sim-worker.js';
-import { blobsTask, int32Npy } from '../train-task.js';
+import { blobsTask, int32Npy, relativeL2 } from '../train-task.js';
 
 const task = blobsTask(512, 8, 4, 11);
 const LAYERS = [8, 16, 4];
@@ -55,16 +55,6 @@ async function finalParams(jobId: string): Promise<Float32Array> {
   return parseNpy(new Uint8Array(await res.arrayBuffer())).data;
 }
 
-function relDistance(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let d = 0;
-  let n = 0;
-  for (let i = 0; i < a.length; i++) {
-    d += (a[i] - b[i]) ** 2;
-    n += b[i] ** 2;
-  }
-  return Math.sqrt(d / n);
-}
-
 async function ledger(): Promise<LedgerEntry[]> {
   return ((await (await grid.api('/api/ledger?limit=1000')).json()) as { entries: LedgerEntry[] }).entries;
 }
@@ -91,7 +81,7 @@ describe('train jobs on sim workers', () => {
     const losses = status.perRound.map((r) => r.loss);
     for (let r = 0; r < losses.length; r++) expect(losses[r]).toBeLessThan(r === 0 ? ref.losses[0] : losses[r - 1]);
     const params = await finalParams(id);
-    const dist = relDistance(params, ref.params);
+    const dist = relativeL2(params, ref.params);
     expect(dist).toBeLessThan(1e-4);
     for (let r = 0; r < 4; r++) expect(Math.abs(losses[r] - ref.losses[r + 1])).toBeLessThan(1e-4 * ref.losses[r + 1] + 1e-6);
     console.log(
@@ -136,7 +126,7 @@ describe('train jobs on sim workers', () => {
     expect((await grid.waitForJob(inferId, 30_000)).state).toBe('done');
     const logits = parseNpy(new Uint8Array(await (await grid.api(`/api/jobs/${inferId}/result`)).arrayBuffer()));
     expect(logits.shape).toEqual([task.n, 4]);
-    expect(relDistance(logits.data, mlpLogits(LAYERS, await finalParams(id), task.x, task.n))).toBeLessThan(1e-5);
+    expect(relativeL2(logits.data, mlpLogits(LAYERS, await finalParams(id), task.x, task.n))).toBeLessThan(1e-5);
   }, 60_000);
 
   test('int8 Δs: about a quarter of the bytes, and the loss still falls every round, ending within 2% of the float32 run', async () => {
@@ -187,7 +177,7 @@ describe('train jobs on sim workers', () => {
     const caught = grid.logs.filter((l) => /failed the independent check/.test(l)).length;
     expect(caught).toBeGreaterThan(0);
     const ref = centralReference(TrainJobSubmit.parse(body), task);
-    expect(relDistance(await finalParams(id), ref.params)).toBeLessThan(1e-4);
+    expect(relativeL2(await finalParams(id), ref.params)).toBeLessThan(1e-4);
   }, 90_000);
 
   /** Sign-flipped ×10 Δs with the check loss recomputed to match (so the check passes), in at most `cap` units of each round. */
@@ -223,7 +213,7 @@ describe('train jobs on sim workers', () => {
     expect(status.state).toBe('done');
     expect(bad.forged()).toBeGreaterThan(0);
     expect((await ledger()).filter((e) => e.volunteerId === w.volunteerId)).toEqual([]);
-    expect(relDistance(await finalParams(id), centralReference(TrainJobSubmit.parse(body), task).params)).toBeLessThan(1e-4);
+    expect(relativeL2(await finalParams(id), centralReference(TrainJobSubmit.parse(body), task).params)).toBeLessThan(1e-4);
   }, 90_000);
 
   test('without replication, the trimmed mean bounds a forger holding 1 of 8 units a round; the plain mean does not', async () => {
@@ -276,7 +266,7 @@ describe('train jobs on sim workers', () => {
     expect(new Set(entries.map((e) => `${e.wuId} ${e.volunteerId}`)).size).toBe(entries.length);
     // The ledger holds exactly the validated units' inner-step FLOPs: 2 replicas × 8 units.
     expect(entries.reduce((s, e) => s + e.amount, 0)).toBe(2 * 4 * 2 * 6 * (8 * 16 + 16 * 4) * 32 * 8);
-    expect(relDistance(await finalParams(id), centralReference(TrainJobSubmit.parse(body), task).params)).toBeLessThan(1e-4);
+    expect(relativeL2(await finalParams(id), centralReference(TrainJobSubmit.parse(body), task).params)).toBeLessThan(1e-4);
   }, 60_000);
 
   test('stragglers: once the quorum is in and the grace has passed the round closes without them; their late results earn nothing', async () => {
