@@ -29,6 +29,23 @@ export interface TrainBenchShape {
   model?: 'mlp' | 'lm';
 }
 
+/** The command-line options of a job's shape, as both training benches take them (node:util parseArgs). */
+export const SHAPE_OPTIONS = {
+  rounds: { type: 'string', default: '10' },
+  steps: { type: 'string', default: '50' },
+  units: { type: 'string', default: '8' },
+  batch: { type: 'string', default: '64' },
+  hidden: { type: 'string', default: '64' },
+  replication: { type: 'string', default: '2' },
+  model: { type: 'string', default: 'mlp' },
+} as const;
+
+/** The shape from the parsed SHAPE_OPTIONS. */
+export function shapeFrom(v: { [K in keyof typeof SHAPE_OPTIONS]: string }): TrainBenchShape {
+  const shape = { rounds: +v.rounds, steps: +v.steps, units: +v.units, batch: +v.batch, hidden: +v.hidden, replication: +v.replication };
+  return { ...shape, model: v.model === 'lm' ? 'lm' : 'mlp' };
+}
+
 function modelSpec(s: TrainBenchShape) {
   return s.model === 'lm' ? { type: 'transformer', vocab: chain.vocab, context: lm.context, layers: 1, dModel: s.hidden, heads: 2 } : { type: 'mlp', layers: [FEATURES, s.hidden, CLASSES] };
 }

@@ -19,31 +19,17 @@ import type { JobStatus } from '../coordinator/protocol/index.js';
 import { toNpy } from '../coordinator/protocol/npy.js';
 import { makeTempDir, removeDir, sleep, startTestCoordinator, type TestCoordinator } from '../coordinator/testing/helpers.js';
 import type { NativeVolunteerStats } from '../coordinator/tools/native-volunteer/volunteer.js';
-import { describeTask, lossFigures, parameterCount, trainJobBody, type TrainBenchShape } from './train-job.js';
+import { describeTask, lossFigures, parameterCount, trainJobBody, SHAPE_OPTIONS, shapeFrom } from './train-job.js';
 
 const { values } = parseArgs({
   options: {
+    ...SHAPE_OPTIONS,
     native: { type: 'string', default: '4' },
-    rounds: { type: 'string', default: '10' },
-    steps: { type: 'string', default: '50' },
-    units: { type: 'string', default: '8' },
-    batch: { type: 'string', default: '64' },
-    hidden: { type: 'string', default: '64' },
-    replication: { type: 'string', default: '2' },
     compare: { type: 'string', default: 'true' },
-    model: { type: 'string', default: 'mlp' },
   },
 });
 const N = Number(values.native);
-const shape: TrainBenchShape = {
-  rounds: Number(values.rounds),
-  steps: Number(values.steps),
-  units: Number(values.units),
-  batch: Number(values.batch),
-  hidden: Number(values.hidden),
-  replication: Number(values.replication),
-  model: values.model === 'lm' ? 'lm' : 'mlp',
-};
+const shape = shapeFrom(values);
 const ROOT = resolve(import.meta.dirname, '..');
 
 interface P2pSnapshot {

@@ -16,18 +16,13 @@ import type { JobStatus, LedgerExport, RoundStats } from '../coordinator/protoco
 import { startTestCoordinator } from '../coordinator/testing/helpers.js';
 import { kindReports, resultOutcomes } from '../coordinator/tools/adversaries/train-suite.js';
 import type { TrainStrategy } from '../coordinator/tools/adversaries/train-workers.js';
-import { describeTask, lossFigures, trainJobBody, type TrainBenchShape } from './train-job.js';
+import { describeTask, lossFigures, trainJobBody, SHAPE_OPTIONS, shapeFrom } from './train-job.js';
 import { childVolunteer, inProcessVolunteer, type Role, type Volunteer } from './train-volunteer.js';
 
 const { values } = parseArgs({
   options: {
+    ...SHAPE_OPTIONS,
     workers: { type: 'string', default: '10' },
-    rounds: { type: 'string', default: '10' },
-    steps: { type: 'string', default: '50' },
-    units: { type: 'string', default: '8' },
-    batch: { type: 'string', default: '64' },
-    hidden: { type: 'string', default: '64' },
-    replication: { type: 'string', default: '2' },
     adversaries: { type: 'string', default: '0.3' },
     processes: { type: 'string', default: 'true' },
   },
@@ -36,14 +31,7 @@ const WORKERS = Number(values.workers);
 const PROCESSES = values.processes !== 'false';
 /** Adversary kinds in the order they join: the pair first, so that 2 adversaries are the colluding pair. */
 const MIXED: TrainStrategy[] = ['collude', 'collude', 'sign-flip', 'stale', 'random', 'zero'];
-const shape: TrainBenchShape = {
-  rounds: Number(values.rounds),
-  steps: Number(values.steps),
-  units: Number(values.units),
-  batch: Number(values.batch),
-  hidden: Number(values.hidden),
-  replication: Number(values.replication),
-};
+const shape = shapeFrom(values);
 
 async function run(adversaryShare: number, compress: 'none' | 'int8' = 'none') {
   const grid = await startTestCoordinator({ leaseMs: 60_000 });
