@@ -41,8 +41,15 @@ describe('Swarm.fetch', () => {
     const silent = await peer(grid, (sha) => (sha === OTHER ? Promise.resolve(null) : new Promise<never>(() => {})));
     const asker = await peer(grid, async () => null);
     // The connection first (however long WebRTC takes to set it up here): a refusal proves it is
-    // open, and it stays open for the next request. Only then is the silent request timed.
-    expect(await rejection(asker.swarm.fetch(silent.peerId, OTHER, { firstByteMs: 30_000 }))).toMatchObject({ name: 'PeerFetchError', kind: 'refused' });
+    // open, and it stays open for the next request. Only then is the silent request timed. A
+    // connection that node-datachannel closes before it opens (now and then on loopback) fails at
+    // once as `unavailable` (the next test): that is not this test's subject, so it connects again.
+    let first: unknown;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      first = await rejection(asker.swarm.fetch(silent.peerId, OTHER, { firstByteMs: 30_000 }));
+      if ((first as { kind?: string }).kind !== 'unavailable') break;
+    }
+    expect(first).toMatchObject({ name: 'PeerFetchError', kind: 'refused' });
     const err = await rejection(asker.swarm.fetch(silent.peerId, SHA, { firstByteMs: 1500, stallMs: 1000 }));
     // (peerjs is imported only once node-peer has installed WebRTC, so no `instanceof` here)
     expect(err).toMatchObject({ name: 'PeerFetchError', kind: 'timeout', message: expect.stringMatching(/did not answer/) });
