@@ -33,6 +33,21 @@ async function rejection(p: Promise<unknown>): Promise<unknown> {
   );
 }
 
+/**
+ * A fetch that tries the connection again when node-datachannel closes it before it opens (now and
+ * then on loopback; the swarm reports it at once as `unavailable`): for steps whose subject is not
+ * connection setup.
+ */
+async function fetchConnecting(from: NodePeer, peerId: string, sha: string): Promise<Uint8Array> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await from.swarm.fetch(peerId, sha, { firstByteMs: 10_000 });
+    } catch (err) {
+      if ((err as { kind?: string }).kind !== 'unavailable' || attempt === 3) throw err;
+    }
+  }
+}
+
 describe('Swarm.fetch', () => {
   test('a peer that accepts the connection but never answers: the fetch times out', async () => {
     grid = await startTestCoordinator();
@@ -82,7 +97,7 @@ describe('Swarm.fetch', () => {
       proto.setRemoteDescription = setRemote;
     }
     // The next attempt connects afresh and gets the bytes.
-    expect(await asker.swarm.fetch(holder.peerId, SHA, { firstByteMs: 10_000 })).toEqual(BYTES);
+    expect(await fetchConnecting(asker, holder.peerId, SHA)).toEqual(BYTES);
   });
 
   test('asking a peer that has left fails within the first-byte bound, and the asker still serves afterwards', async () => {
@@ -96,6 +111,6 @@ describe('Swarm.fetch', () => {
     expect(err).toMatchObject({ name: 'PeerFetchError' });
     // The peer-unavailable error must not have destroyed the asker: a third peer gets its bytes.
     const third = await peer(grid, async () => null);
-    expect(await third.swarm.fetch(asker.peerId, SHA, { firstByteMs: 10_000 })).toEqual(BYTES);
+    expect(await fetchConnecting(third, asker.peerId, SHA)).toEqual(BYTES);
   });
 });
