@@ -60,7 +60,8 @@ export async function unitReference(wu: UnitToRecompute, inputs: Record<string, 
     case 'attention':
       return attentionReference(f('q'), f('k'), f('v'), wu.params as AttentionParams);
     case 'train':
-      return trainUnitReference(wu.params as TrainParams, f('params'), f('x'), f('y'));
+      // A transformer unit's slice is its tokens (x) alone: no labels.
+      return trainUnitReference(wu.params as TrainParams, f('params'), f('x'), inputs.y ? f('y') : null);
     case 'onnx':
       return onnxReference(wu.params as OnnxParams, inputs, wu.outputBytes);
     default:

@@ -12,6 +12,8 @@ import type { WorkUnitRecord } from '../store/store.js';
 import { makeTempDir, removeDir } from '../testing/helpers.js';
 import { blobsTask } from '../testing/train-task.js';
 import { initMlp } from '../protocol/train-mlp.js';
+import { transformerModel } from '../protocol/train-transformer.js';
+import { markovTask, markovTokens } from '../testing/lm-task.js';
 import { Auditor } from './audit.js';
 import { recomputeOffThread } from './audit-thread.js';
 import { DEFAULT_TRUST_POLICY } from './trust.js';
@@ -57,6 +59,15 @@ describe('the audit thread', () => {
     // The unit took a while, and the loop kept turning (a gap the length of the unit would mean it ran here).
     expect(took).toBeGreaterThan(100);
     expect(longestGap).toBeLessThan(took / 2);
+  }, 60_000);
+
+  test('recomputes a transformer unit, whose slice is tokens with no labels', async () => {
+    const model = { type: 'transformer' as const, vocab: 8, context: 16, layers: 1, dModel: 16, heads: 2 };
+    const tokens = markovTokens(markovTask(8), 600, 5);
+    const theta = transformerModel(model).init(3);
+    const p: TrainParams = { round: 0, rounds: 1, slice: 0, rows: tokens.length, model, steps: 4, batchSize: 8, seed: 7, optimizer: 'adamw', lr: 0.01, weightDecay: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8, compress: 'none' };
+    const off = await recomputeOffThread({ kind: 'train', params: p, outputBytes: 0 }, { params: toNpy([theta.length], theta), x: toNpy([tokens.length], tokens) }, 60_000);
+    expect(Array.from(off)).toEqual(Array.from(trainUnitReference(p, theta, tokens, null)));
   }, 60_000);
 
   test('a recomputation past its time limit has no output; the next runs on a fresh thread', async () => {
