@@ -10,7 +10,7 @@
 // replication, audit) per kind; and the int8 run against the float32 one.
 // Utilisation is CPU time spent in inner steps ÷ wall time, per honest volunteer and for the fleet.
 //   npm run bench:train -- [--workers 10] [--rounds 10] [--steps 50] [--units 8] [--batch 64]
-//     [--hidden 64] [--replication 2] [--adversaries 0.3] [--processes true]
+//     [--hidden 64] [--replication 2] [--adversaries 0.3] [--processes true] [--model mlp|lm]
 import { parseArgs } from 'node:util';
 import type { JobStatus, LedgerExport, RoundStats } from '../coordinator/protocol/index.js';
 import { startTestCoordinator } from '../coordinator/testing/helpers.js';
