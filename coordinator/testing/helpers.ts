@@ -166,6 +166,17 @@ export function runCli(args: string[], env: NodeJS.ProcessEnv = {}, script = 'co
   return { status: r.status, out: r.stdout + r.stderr };
 }
 
+/**
+ * Runs a bench (`node <args>` in the repository root, e.g. `['--import', 'tsx', 'bench/x.ts', …]`) to
+ * its end and parses the JSON document it prints; a run that fails throws with its output.
+ */
+export function runBench<T>(args: string[], timeoutMs: number): T {
+  const root = resolve(import.meta.dirname, '../..');
+  const run = spawnSync(process.execPath, args, { cwd: root, encoding: 'utf8', timeout: timeoutMs });
+  if (run.status !== 0) throw new Error(`bench failed (exit status ${run.status}):\n${run.stdout}\n${run.stderr}`);
+  return JSON.parse(run.stdout.slice(run.stdout.indexOf('{'))) as T;
+}
+
 /** Matmul as a float32 device computes it (device-math.ts). */
 export { float32Matmul } from './device-math.js';
 

@@ -1,19 +1,13 @@
 // Small runs of `npm run bench:coordinator` (20 workers, 400 units: every unit goes through lease,
 // result, validation and credit) and `npm run bench:writer`. Speed is not asserted here.
-import { spawnSync } from 'node:child_process';
-import { resolve } from 'node:path';
 import { expect, test } from 'vitest';
+import { runBench } from '../helpers.js';
 
 test('the coordinator load bench runs a small job to completion and prints its figures', () => {
-  const root = resolve(import.meta.dirname, '../../..');
-  const run = spawnSync(process.execPath, ['--expose-gc', '--import', 'tsx', 'bench/coordinator.ts', '--workers', '20', '--units', '400', '--seconds', '60'], {
-    cwd: root,
-    encoding: 'utf8',
-    timeout: 90_000,
-  });
-  expect(run.status, `bench failed:\n${run.stdout}\n${run.stderr}`).toBe(0);
-  const out = run.stdout;
-  const report = JSON.parse(out.slice(out.indexOf('{'))) as Record<string, unknown> & { latencyMs: { p50: number; p99: number } };
+  const report = runBench<Record<string, unknown> & { latencyMs: { p50: number; p99: number } }>(
+    ['--expose-gc', '--import', 'tsx', 'bench/coordinator.ts', '--workers', '20', '--units', '400', '--seconds', '60'],
+    90_000,
+  );
   expect(report.jobState).toBe('done');
   expect(report.unitsDone).toBe(report.workUnits);
   expect(report.rejectedResults).toBe(0);
@@ -27,20 +21,13 @@ test('the coordinator load bench runs a small job to completion and prints its f
 }, 120_000);
 
 test('the SQLite writer bench times every statement of the write path and accounts for the units it ran', () => {
-  const root = resolve(import.meta.dirname, '../../..');
-  const run = spawnSync(process.execPath, ['--import', 'tsx', 'bench/writer.ts', '--workers', '20', '--rounds', '2', '--warmup', '1', '--per-commit', '10'], {
-    cwd: root,
-    encoding: 'utf8',
-    timeout: 60_000,
-  });
-  expect(run.status, `bench failed:\n${run.stdout}\n${run.stderr}`).toBe(0);
-  const report = JSON.parse(run.stdout.slice(run.stdout.indexOf('{'))) as {
+  const report = runBench<{
     units: number;
     commits: number;
     cpuUsPerUnit: number;
     inStatementsUsPerUnit: number;
     statements: { sql: string; calls: number }[];
-  };
+  }>(['--import', 'tsx', 'bench/writer.ts', '--workers', '20', '--rounds', '2', '--warmup', '1', '--per-commit', '10'], 60_000);
   // 20 workers × 4 slots × 2 measured rounds, in commits of 10 workers' frames.
   expect(report.units).toBe(160);
   expect(report.commits).toBe(4);

@@ -1,20 +1,16 @@
 // Small runs of the training benches — `npm run bench:train` (3 workers, each in its own process, 2
 // rounds, one adversary) and `npm run bench:train-p2p` (2 native volunteers): each finishes its runs
 // and prints its figures. Speed is not asserted here.
-import { spawnSync } from 'node:child_process';
-import { resolve } from 'node:path';
 import { expect, test } from 'vitest';
+import { runBench } from '../helpers.js';
 
 test('the training bench trains to the central reference and prints its figures', () => {
-  const root = resolve(import.meta.dirname, '../../..');
   const args = ['--import', 'tsx', 'bench/train.ts', '--workers', '3', '--rounds', '2', '--steps', '5', '--units', '4', '--hidden', '16', '--adversaries', '0.34'];
-  const run = spawnSync(process.execPath, args, { cwd: root, encoding: 'utf8', timeout: 120_000 });
-  expect(run.status, `bench failed:\n${run.stdout}\n${run.stderr}`).toBe(0);
-  const report = JSON.parse(run.stdout.slice(run.stdout.indexOf('{'))) as {
+  const report = runBench<{
     honest: { rounds: number; roundsPerMinute: number; fleetUtilisation: number; loss: { ratio: number }; adversaryCredit: number; coordinatorBytesPerRound: number };
     withAdversaries: { adversaries: number; rounds: number; adversaryCredit: number; byKind: Record<string, { unitsSent: number; accepted: number }>; loss: { ratio: number } } | null;
     int8VsFp32: { deltaBytesPerRound: { int8: number; fp32: number } };
-  };
+  }>(args, 120_000);
   expect(report.honest.rounds).toBe(2);
   expect(report.honest.roundsPerMinute).toBeGreaterThan(0);
   expect(report.honest.fleetUtilisation).toBeGreaterThan(0);
@@ -31,11 +27,8 @@ test('the training bench trains to the central reference and prints its figures'
 // 2 native volunteer processes with WebRTC, 2 rounds, no --no-p2p comparison: the per-round bytes
 // add up, each volunteer's stats file was read, and the loss is the central reference's.
 test('the peer-to-peer training bench prints bytes per round from peers and from the coordinator', () => {
-  const root = resolve(import.meta.dirname, '../../..');
   const args = ['--import', 'tsx', 'bench/train-p2p.ts', '--native', '2', '--rounds', '2', '--steps', '5', '--units', '2', '--hidden', '16', '--compare', 'false'];
-  const run = spawnSync(process.execPath, args, { cwd: root, encoding: 'utf8', timeout: 120_000 });
-  expect(run.status, `bench failed:\n${run.stdout}\n${run.stderr}`).toBe(0);
-  const report = JSON.parse(run.stdout.slice(run.stdout.indexOf('{'))) as {
+  const report = runBench<{
     withPeers: {
       rounds: number;
       perRound: { round: number; fromPeers: number; fromCoordinator: number; coordinatorSent: number }[];
@@ -46,7 +39,7 @@ test('the peer-to-peer training bench prints bytes per round from peers and from
       loss: { ratio: number };
     };
     coordinatorOnly: unknown;
-  };
+  }>(args, 120_000);
   const r = report.withPeers;
   expect(r.rounds).toBe(2);
   expect(r.perRound.map((x) => x.round)).toEqual([0, 1]);
