@@ -117,6 +117,18 @@ export function deviceCompute(order: SumOrder): (wu: WorkUnitSpec, inputs: Recor
   };
 }
 
+/** Element (i, j) of A·B in float64, and Σ|a·b| over its terms (the scale of its rounding bound). */
+function exactDot(a: Float32Array, b: Float32Array, k: number, n: number, i: number, j: number): { exact: number; magnitude: number } {
+  let exact = 0;
+  let magnitude = 0;
+  for (let p = 0; p < k; p++) {
+    const prod = a[i * k + p] * b[p * n + j];
+    exact += prod;
+    magnitude += Math.abs(prod);
+  }
+  return { exact, magnitude };
+}
+
 /**
  * A matmul result every element of which is off by `share` of the rigorous float32 bound the
  * independent check allows it (γ·(|A|·|B|)_ij, matmul-check.ts): it passes the check — a device
@@ -128,13 +140,7 @@ export function offWithinCheck(a: Float32Array, b: Float32Array, m: number, k: n
   const c = new Float32Array(m * n);
   for (let i = 0; i < m; i++) {
     for (let j = 0; j < n; j++) {
-      let exact = 0;
-      let magnitude = 0;
-      for (let p = 0; p < k; p++) {
-        const prod = a[i * k + p] * b[p * n + j];
-        exact += prod;
-        magnitude += Math.abs(prod);
-      }
+      const { exact, magnitude } = exactDot(a, b, k, n, i, j);
       c[i * n + j] = exact + share * gamma * magnitude;
     }
   }
@@ -153,13 +159,7 @@ export function productBoundShare(c: Float32Array, a: Float32Array, b: Float32Ar
   let worst = 0;
   for (let i = 0; i < m; i++) {
     for (let j = 0; j < n; j++) {
-      let exact = 0;
-      let magnitude = 0;
-      for (let p = 0; p < k; p++) {
-        const prod = a[i * k + p] * b[p * n + j];
-        exact += prod;
-        magnitude += Math.abs(prod);
-      }
+      const { exact, magnitude } = exactDot(a, b, k, n, i, j);
       const err = Math.abs(c[i * n + j] - exact);
       const share = err === 0 ? 0 : err / (gamma * magnitude);
       if (!(share <= worst)) worst = share; // NaN sticks
