@@ -3,11 +3,11 @@
 // pick; the bundle the kit ships builds and starts without the repo's node_modules. (`npm run kit:gpu`
 // itself compresses ~170 MiB of binaries — minutes — and is run by hand; see README.)
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 import { makeTempDir, removeDir } from '../../testing/helpers';
-import { swiftShaderAvailable, useSwiftShader } from '../native-volunteer/webgpu';
+import { SWIFTSHADER_ICD, swiftShaderAvailable, useSwiftShader } from '../native-volunteer/webgpu';
 import { runBench } from './bench';
 import { bundleNative } from './build-kit';
 import { peakFor } from './peaks';
@@ -23,22 +23,46 @@ test('peak table: adapters by name', () => {
   expect(peakFor('google swiftshader swiftshader-device-subzero- SwiftShader driver 5.0.0')).toBeNull();
 });
 
+const bundle = join(dir, 'app', 'tabgrid-native.mjs');
+let bundled: Promise<void> | null = null;
+/** The kit's bundle, built once for the tests that run it, beside the repo's native packages (the kit's app/node_modules). */
+const built = () =>
+  (bundled ??= bundleNative(bundle).then(() => symlinkSync(join(process.cwd(), 'node_modules'), join(dir, 'app', 'node_modules'))));
+const runBundle = (args: string[], env: NodeJS.ProcessEnv = process.env) =>
+  spawnSync(process.execPath, [bundle, ...args], { encoding: 'utf8', cwd: dir, env });
+
 test('the kit bundle builds with the WGSL inlined and starts on its own', async () => {
-  const bundle = join(dir, 'app', 'tabgrid-native.mjs');
-  await bundleNative(bundle);
+  await built();
   const code = readFileSync(bundle, 'utf8');
   // The shader files' own text (not a port): a line of shaders/attention.wgsl is in the bundle.
   expect(code).toContain('var<workgroup> Ks: array<vec4f, BKV * D4>;');
-  const run = (...args: string[]) => spawnSync(process.execPath, [bundle, ...args], { encoding: 'utf8', cwd: dir });
+  const run = (...args: string[]) => runBundle(args);
   const bench = run('--help');
   expect(bench.status, bench.stderr).toBe(0);
   expect(bench.stdout).toContain('--quick');
+  const train = run('train', '--help');
+  expect(train.status, train.stderr).toBe(0);
+  expect(train.stdout).toContain('training loop');
   const volunteer = run('volunteer', '--help');
   expect(volunteer.status, volunteer.stderr).toBe(0);
   expect(volunteer.stdout).toContain('--coordinator');
 }, 60_000);
 
 describe.skipIf(!swiftShaderAvailable())('bench on SwiftShader', () => {
+  test("the kit's training bench: the WGSL loop's Δ within the replica tolerance of the CPU's, every H", async () => {
+    await built();
+    const out = runBundle(['train', '--quick'], { ...process.env, VK_ICD_FILENAMES: SWIFTSHADER_ICD });
+    expect(out.status, out.stderr).toBe(0);
+    const report = JSON.parse(out.stdout) as { isFallbackAdapter: boolean; divergence: { H: number; gpuVsCpuF32: number; tolerance: number }[]; speed: { gpuMs: number }[] };
+    expect(report.isFallbackAdapter).toBe(true);
+    expect(report.divergence.map((d) => d.H)).toEqual(Array(5).fill([1, 4, 16]).flat());
+    for (const d of report.divergence) {
+      expect(d.gpuVsCpuF32).toBeGreaterThan(0); // float32 sums in another order: never bit-identical
+      expect(d.gpuVsCpuF32).toBeLessThan(d.tolerance);
+    }
+    expect(report.speed[0].gpuMs).toBeGreaterThan(0);
+  }, 120_000);
+
   test('times every candidate, checks their outputs, reports the pick and % of a given peak', async () => {
     useSwiftShader();
     const report = await runBench(

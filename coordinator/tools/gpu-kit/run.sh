@@ -2,6 +2,7 @@
 # tabgrid GPU kit (built by `npm run kit:gpu`). Needs no network, Node or browser: a Linux x64 machine
 # with a GPU and its Vulkan driver (NVIDIA's driver ships one), plus xz or python3 to unpack once.
 #   ./run.sh [--quick] [--peak TFLOPS] [--no-torch]      the benchmark: one JSON document on stdout
+#   ./run.sh train [--quick]                             the WGSL training loop vs the CPU's (JSON)
 #   ./run.sh volunteer --coordinator URL [--count N]     native volunteers (--help for the options)
 # Progress goes to stderr. No GPU (testing): VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json
 set -eu
