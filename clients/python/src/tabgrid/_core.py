@@ -2,7 +2,8 @@
 generator that yields the HTTP calls and the sleeps it needs (:class:`Call`, :class:`Sleep`) and
 gets back each call's ``httpx.Response`` (or the transport error it raised). ``Grid`` runs these
 generators with ``httpx.Client`` and ``time.sleep``, ``AsyncGrid`` with ``httpx.AsyncClient`` and
-``asyncio.sleep``, so retries, uploads, polling and error handling are the same code in both."""
+``asyncio.sleep``, so retries, uploads, polling and error handling are the same code in both
+(``_base`` builds the classes' methods from them, ``_map`` holds what their ``map`` shares)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,9 @@ from .errors import ApiError, JobFailed, NotReady, RateLimited, error_from
 __version__ = "0.1.0"
 
 TERMINAL = ("done", "failed")
-KINDS = ("matmul", "attention", "onnx")
+
+#: A job's result: an array, or for onnx jobs a dict of arrays by output name.
+Result = Union[np.ndarray, Dict[str, np.ndarray]]
 
 
 @dataclass
@@ -40,6 +43,10 @@ class Call:
     #: otherwise run twice).
     replay_safe: bool = True
     headers: Dict[str, str] = field(default_factory=dict)
+
+    def http_args(self) -> Dict[str, Any]:
+        """The keyword arguments of ``httpx.Client.request`` (and ``AsyncClient.request``) for it."""
+        return {"method": self.method, "url": self.path, "json": self.json, "content": self.content, "headers": self.headers}
 
 
 @dataclass
@@ -96,6 +103,11 @@ def losses_of(status: Mapping[str, Any]) -> List[float]:
     return [float(r["loss"]) for r in status.get("perRound") or []]
 
 
+def no_job_finished(timeout: Optional[float], running: int) -> TimeoutError:
+    """``map``'s error when `timeout` seconds passed and none of its `running` jobs finished."""
+    return TimeoutError(f"no job of the map finished within {timeout} s ({running} running)")
+
+
 def parse_retry_after(value: Optional[str]) -> Optional[float]:
     """Retry-After in seconds: a number, or an HTTP date."""
     if not value:
@@ -139,29 +151,6 @@ def tolerance_body(tolerance: Any, per_output: bool = False) -> Dict[str, Any]:
     return {"atol": float(atol), "rtol": float(rtol)}
 
 
-def kind_name(kind: Any) -> str:
-    """A job kind for ``map``: its name, or the client's method for it (``grid.matmul``)."""
-    name = kind if isinstance(kind, str) else getattr(kind, "__name__", None)
-    if name not in KINDS:
-        raise ValueError(f"unknown job kind {kind!r}: use one of {', '.join(KINDS)}")
-    return name
-
-
-def call_for_batch(fn: Callable[..., Any], kind: str, batch: Any, options: Mapping[str, Any]) -> Any:
-    """How ``map`` submits one batch: a tuple is the positional arguments (``(a, b)``), a dict the
-    keyword arguments, anything else the one argument; for ``onnx`` a non-tuple batch is the inputs
-    (a dict by input name, or one array) and the model comes from ``map``'s ``model=``."""
-    if isinstance(batch, tuple):
-        return fn(*batch, **options)
-    if kind == "onnx":
-        if "model" not in options:
-            raise TypeError("map('onnx', batches, model=...) needs the model, or batches of (model, inputs)")
-        return fn(inputs=batch, **options)
-    if isinstance(batch, Mapping):
-        return fn(**batch, **options)
-    return fn(batch, **options)
-
-
 class Core:
     """The client's state (URL, token, shards known to be on the coordinator, models read) and its
     operations, as generators (see the module docstring)."""
@@ -184,6 +173,15 @@ class Core:
 
     def headers(self) -> Dict[str, str]:
         return {"authorization": f"Bearer {self.token}", "user-agent": f"tabgrid-python/{__version__}"}
+
+    def http_options(self, timeout: float, transport: Any) -> Dict[str, Any]:
+        """The keyword arguments of the ``httpx.Client`` (or ``AsyncClient``) that sends the calls."""
+        return {
+            "base_url": self.url,
+            "headers": self.headers(),
+            "timeout": httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            "transport": transport,
+        }
 
     # --- one call, with the retries -------------------------------------------------------------
 
@@ -358,21 +356,56 @@ class Core:
     def jobs(self) -> Op:
         return (yield from self.get_json("/api/jobs"))["jobs"]
 
-    def wait(self, job_id: str, timeout: Optional[float], on_status: Callable[[Dict[str, Any]], None]) -> Op:
-        """Polls until the job is done or failed (returns its status) or `timeout` seconds pass."""
+    def cancel_quietly(self, job_ids: Sequence[str]) -> Op:
+        """Cancels each job, passing over those that are already over or cannot be reached (``map``'s
+        clean-up, which must not hide the error that stopped it)."""
+        for job_id in job_ids:
+            try:
+                yield from self.cancel(job_id)
+            except (ApiError, ConnectionError):
+                pass
+
+    def poll(self, look: Callable[[], Op], ready: Callable[[Any], bool], timeout: Optional[float], too_long: Callable[[Any], Exception]) -> Op:
+        """Runs the operation `look` until `ready` holds for what it returned (and returns that),
+        waiting 50 ms between looks, then 1.5 times longer each time up to ``poll_interval``; raises
+        ``too_long(last seen)`` once `timeout` seconds have passed."""
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = min(0.05, self.poll_interval)
         while True:
-            status = yield from self.status(job_id)
-            on_status(status)
-            if status["state"] in TERMINAL:
-                return status
+            seen = yield from look()
+            if ready(seen):
+                return seen
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
-                done, total = progress_of(status)
-                raise TimeoutError(f"job {job_id} is still {status['state']} after {timeout} s ({done}/{total} work units done)")
+                raise too_long(seen)
             yield Sleep(delay if left is None else min(delay, left))
             delay = min(delay * 1.5, self.poll_interval)
+
+    def wait(self, job_id: str, timeout: Optional[float], on_status: Callable[[Dict[str, Any]], None]) -> Op:
+        """Polls until the job is done or failed (returns its status) or `timeout` seconds pass."""
+
+        def look() -> Op:
+            status = yield from self.status(job_id)
+            on_status(status)
+            return status
+
+        def too_long(status: Dict[str, Any]) -> Exception:
+            done, total = progress_of(status)
+            return TimeoutError(f"job {job_id} is still {status['state']} after {timeout} s ({done}/{total} work units done)")
+
+        return (yield from self.poll(look, lambda status: status["state"] in TERMINAL, timeout, too_long))
+
+    def first_ended(self, job_ids: Sequence[str], timeout: Optional[float]) -> Op:
+        """Polls the jobs until one or more of them is done or failed: returns the ids of those."""
+
+        def look() -> Op:
+            ended = []
+            for job_id in job_ids:
+                if (yield from self.status(job_id))["state"] in TERMINAL:
+                    ended.append(job_id)
+            return ended
+
+        return (yield from self.poll(look, bool, timeout, lambda _: no_job_finished(timeout, len(job_ids))))
 
     def result(self, spec: JobSpec, output: Optional[str] = None) -> Op:
         """The result of a finished job: an array, or for onnx jobs a dict of arrays by output name."""

@@ -4,40 +4,27 @@ synchronous ones (awaited). The operations themselves are shared with ``Grid`` (
 from __future__ import annotations
 
 import asyncio
-from typing import Any, AsyncIterator, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, AsyncIterator, Awaitable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import httpx
 
-from ._core import Call, Core, JobSpec, Op, Progress, Sleep, bar_for, call_for_batch, kind_name, losses_of, progress_of
-from .errors import ApiError
-from .grid import Result
+from ._base import GridBase, JobBase
+from ._core import Call, Core, JobSpec, Op, Progress, Result, Sleep, losses_of, no_job_finished, progress_of
+from ._map import MapPlan
 
 
-class AsyncJob:
+class AsyncJob(JobBase):
     """A job on the grid, for asyncio code. ``state``, ``progress`` and ``error`` are as of the
     last status this object saw (``await job.refresh()`` fetches one; ``wait`` updates them)."""
 
+    _name = "AsyncJob"
+
     def __init__(self, grid: "AsyncGrid", spec: JobSpec, status: Optional[Dict[str, Any]] = None) -> None:
-        self._grid = grid
-        self._spec = spec
-        self._status = status
-
-    @property
-    def id(self) -> str:
-        return self._spec.id
-
-    @property
-    def kind(self) -> str:
-        return self._spec.kind
-
-    @property
-    def outputs(self) -> Optional[List[str]]:
-        return self._spec.outputs
+        super().__init__(grid, spec, status)
 
     async def status(self) -> Dict[str, Any]:
         """The job's status as the API gives it (fetched now)."""
-        self._status = await self._grid._run(self._grid._core.status(self.id))
-        return self._status
+        return await self._grid._run(self._fetch_op())
 
     async def refresh(self) -> "AsyncJob":
         await self.status()
@@ -63,39 +50,22 @@ class AsyncJob:
 
     async def wait(self, timeout: Optional[float] = None, progress: bool = True) -> "AsyncJob":
         """Waits until the job is done or failed; ``TimeoutError`` after `timeout` seconds."""
-        bar = bar_for(self.id, progress)
-
-        def seen(status: Dict[str, Any]) -> None:
-            self._status = status
-            bar(status)
-
-        try:
-            await self._grid._run(self._grid._core.wait(self.id, timeout, seen))
-        finally:
-            bar(None)
-        return self
+        return await self._grid._run(self._wait_op(timeout, progress))
 
     async def result(self, timeout: Optional[float] = None, *, progress: bool = True, wait: bool = True, output: Optional[str] = None) -> Result:
         """As ``Job.result``: the verified result (a dict by output name for onnx jobs)."""
-        if wait:
-            await self.wait(timeout, progress)
-        return await self._grid._run(self._grid._core.result(self._spec, output))
+        return await self._grid._run(self._result_op(timeout, progress, wait, output))
 
     async def cancel(self) -> "AsyncJob":
-        self._status = await self._grid._run(self._grid._core.cancel(self.id))
-        return self
-
-    def __repr__(self) -> str:
-        if self._status is None:
-            return f"<tabgrid.AsyncJob {self.id} {self.kind}>"
-        done, total = progress_of(self._status)
-        return f"<tabgrid.AsyncJob {self.id} {self.kind} {self._status['state']} {done}/{total}>"
+        return await self._grid._run(self._cancel_op())
 
 
-class AsyncGrid:
+class AsyncGrid(GridBase):
     """``Grid`` for asyncio: the same constructor and methods, each awaited
     (``job = await grid.matmul(a, b)``, ``c = await job.result()``, ``async for r in grid.map(...)``).
     Close it with ``await grid.aclose()`` or ``async with AsyncGrid(...) as grid``."""
+
+    _job = AsyncJob
 
     def __init__(
         self,
@@ -108,35 +78,25 @@ class AsyncGrid:
         transport: Optional[httpx.AsyncBaseTransport] = None,
     ) -> None:
         self._core = Core(url, token, retries, poll_interval)
-        self._http = httpx.AsyncClient(
-            base_url=self._core.url,
-            headers=self._core.headers(),
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-            transport=transport,
-        )
-
-    @property
-    def url(self) -> str:
-        return self._core.url
+        self._http = httpx.AsyncClient(**self._core.http_options(timeout, transport))
 
     async def _run(self, op: Op) -> Any:
+        """Drives one operation: sends its calls with httpx.AsyncClient and sleeps with asyncio.sleep."""
         try:
             step = next(op)
             while True:
-                if isinstance(step, Sleep):
-                    await asyncio.sleep(step.seconds)
-                    step = op.send(None)
-                    continue
-                try:
-                    response: Any = await self._send(step)
-                except httpx.TransportError as err:
-                    response = err
-                step = op.send(response)
+                step = op.send(await asyncio.sleep(step.seconds) if isinstance(step, Sleep) else await self._send(step))
         except StopIteration as done:
             return done.value
+        finally:
+            op.close()  # (a cancelled task's operation runs its `finally` now: the progress bar closes)
 
-    async def _send(self, call: Call) -> httpx.Response:
-        return await self._http.request(call.method, call.path, json=call.json, content=call.content, headers=call.headers)
+    async def _send(self, call: Call) -> Union[httpx.Response, httpx.TransportError]:
+        """The call's answer, or the transport error it raised: the operation decides whether to retry."""
+        try:
+            return await self._http.request(**call.http_args())
+        except httpx.TransportError as err:
+            return err
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -163,7 +123,7 @@ class AsyncGrid:
         adaptive: Optional[bool] = None,
         name: Optional[str] = None,
     ) -> AsyncJob:
-        return AsyncJob(self, await self._run(self._core.matmul(a, b, replication, tile, tolerance, adaptive, name)))
+        return await self._run(self._submit_op(self._core.matmul(a, b, replication, tile, tolerance, adaptive, name)))
 
     async def attention(
         self,
@@ -177,7 +137,7 @@ class AsyncGrid:
         tolerance: Any = None,
         name: Optional[str] = None,
     ) -> AsyncJob:
-        return AsyncJob(self, await self._run(self._core.attention(q, k, v, causal, replication, block_rows, tolerance, name)))
+        return await self._run(self._submit_op(self._core.attention(q, k, v, causal, replication, block_rows, tolerance, name)))
 
     async def onnx(
         self,
@@ -191,10 +151,7 @@ class AsyncGrid:
         flops_per_item: Optional[float] = None,
         name: Optional[str] = None,
     ) -> AsyncJob:
-        return AsyncJob(
-            self,
-            await self._run(self._core.onnx(model, inputs, replication, items_per_unit, tolerance, argmax, flops_per_item, name)),
-        )
+        return await self._run(self._submit_op(self._core.onnx(model, inputs, replication, items_per_unit, tolerance, argmax, flops_per_item, name)))
 
     async def train(
         self,
@@ -211,7 +168,7 @@ class AsyncGrid:
         **options: Any,
     ) -> AsyncJob:
         """``Grid.train``, awaited."""
-        return AsyncJob(self, await self._run(self._core.train(x, y, layers, rounds, local_steps, batch_size, init, {"replication": replication, **options}, name)))
+        return await self._run(self._submit_op(self._core.train(x, y, layers, rounds, local_steps, batch_size, init, {"replication": replication, **options}, name)))
 
     async def train_lm(
         self,
@@ -232,18 +189,14 @@ class AsyncGrid:
         **options: Any,
     ) -> AsyncJob:
         """``Grid.train_lm``, awaited."""
-        model = {"vocab": vocab, "context": context, "layers": layers, "dModel": d_model, "heads": heads}
-        return AsyncJob(
-            self,
-            await self._run(self._core.train_lm(tokens, validation, model, rounds, local_steps, batch_size, init, {"replication": replication, **options}, name)),
-        )
+        model = self._model(vocab, context, layers, d_model, heads)
+        return await self._run(self._submit_op(self._core.train_lm(tokens, validation, model, rounds, local_steps, batch_size, init, {"replication": replication, **options}, name)))
 
     async def job(self, job_id: str, *, outputs: Optional[Sequence[str]] = None) -> AsyncJob:
-        status = await self._run(self._core.status(job_id))
-        return AsyncJob(self, JobSpec(status["id"], status["kind"], list(outputs) if outputs is not None else status.get("outputs")), status)
+        return await self._run(self._attach_op(job_id, outputs))
 
     async def jobs(self) -> List[AsyncJob]:
-        return [AsyncJob(self, JobSpec(s["id"], s["kind"], s.get("outputs")), s) for s in await self._run(self._core.jobs())]
+        return await self._run(self._list_op())
 
     def map(
         self,
@@ -256,57 +209,34 @@ class AsyncGrid:
         **options: Any,
     ) -> AsyncIterator[Result]:
         """As ``Grid.map``, as an async iterator: ``async for result in grid.map("matmul", pairs): …``."""
-        name = kind_name(kind)
-        if max_in_flight < 1:
-            raise ValueError("max_in_flight must be at least 1")
-        return self._map(getattr(self, name), name, iter(batches), ordered, max_in_flight, timeout, options)
+        return self._map(MapPlan(kind, batches, ordered, max_in_flight, options), timeout)
 
-    async def _map(self, fn: Any, name: str, batches: Any, ordered: bool, max_in_flight: int, timeout: Optional[float], options: Dict[str, Any]) -> AsyncIterator[Result]:
-        jobs: Dict[int, AsyncJob] = {}
+    async def _map(self, plan: MapPlan, timeout: Optional[float]) -> AsyncIterator[Result]:
+        # A task per batch submits its job and awaits its result, so uploads and polls overlap.
+        jobs: Dict[int, AsyncJob] = {}  # submitted and unfinished, by batch number
 
-        async def one(i: int, batch: Any) -> Result:
-            job = await call_for_batch(fn, name, batch, options)
-            jobs[i] = job
+        async def one(i: int, submitting: Awaitable[AsyncJob]) -> Result:
+            job = jobs[i] = await submitting
             result = await job.result(progress=False)
             del jobs[i]
             return result
 
         tasks: Dict["asyncio.Task[Result]", int] = {}
-        finished: Dict[int, Result] = {}
-        next_out = submitted = 0
-        exhausted = False
         try:
             while True:
-                while not exhausted and len(tasks) < max_in_flight:
-                    try:
-                        batch = next(batches)
-                    except StopIteration:
-                        exhausted = True
-                        break
-                    tasks[asyncio.ensure_future(one(submitted, batch))] = submitted
-                    submitted += 1
+                for i, submitting in plan.submit(self, len(tasks)):
+                    tasks[asyncio.ensure_future(one(i, submitting))] = i
                 if not tasks:
                     return
                 done, _ = await asyncio.wait(list(tasks), timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
                 if not done:
-                    raise TimeoutError(f"no job of the map finished within {timeout} s ({len(tasks)} running)")
+                    raise no_job_finished(timeout, len(tasks))
                 for task in done:
-                    i = tasks.pop(task)
-                    result = task.result()
-                    if not ordered:
+                    for result in plan.release(tasks.pop(task), task.result()):
                         yield result
-                        continue
-                    finished[i] = result
-                    while next_out in finished:
-                        yield finished.pop(next_out)
-                        next_out += 1
         finally:
             for task in tasks:
                 task.cancel()
             if tasks:
                 await asyncio.gather(*tasks, return_exceptions=True)
-            for job in list(jobs.values()):
-                try:
-                    await job.cancel()
-                except (ApiError, ConnectionError):
-                    pass
+            await self._run(self._core.cancel_quietly([job.id for job in jobs.values()]))
