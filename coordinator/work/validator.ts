@@ -60,7 +60,7 @@ export class Validator {
   /** Recomputes a sample of quorums before they settle (audit.ts). */
   readonly audits: Auditor;
   /** Units whose drawn audit could not run here, waiting for more replicas instead (escalation.ts). */
-  readonly escalations = new Escalations();
+  private readonly escalations = new Escalations();
 
   constructor(private readonly ctx: ResultContext) {
     this.rounds = new Rounds(ctx);
