@@ -12,9 +12,14 @@
 // (fewer than `trustedAfter` results in a row), then fewer as the least-trusted member's streak
 // grows, never below `auditMinProbability` — drawn with crypto randomness after the results are in.
 //
-// Cost is bounded: units above `auditMaxFlops` are not audited; audits run one at a time on one
-// thread, so a flood of results costs waiting, not CPU; and once more than `auditMaxWaiting` units
-// wait, only quorums with a new member wait for one (the rest settle as their quorum says).
+// Cost is bounded: audits run one at a time on one thread, so a flood of results costs waiting, not
+// CPU. They wait in two queues, each bounded: quorums of established identities (sampled, so few by
+// construction; `auditMaxWaiting`) always go first, quorums with a new member (`auditMaxWaitingNew`)
+// after them. Identities are free to mint, so a flood of new ones only fills their own queue and
+// delays their own settlement: it never pushes an established quorum's audit out. A waiting audit
+// holds its unit's record and a promise, no shard or result bytes. A drawn quorum the coordinator
+// cannot recompute (a unit above `auditMaxFlops`, its queue full, no verdict) is not settled as it
+// stands: the validator escalates it to one more replica from outside the quorum (escalation.ts).
 import { compareWithin } from '../jobs/compare.js';
 import { jobKind } from '../jobs/index.js';
 import type { ShardStore } from '../store/shards.js';
@@ -25,11 +30,24 @@ import { auditProbability, DEFAULT_TRUST_POLICY, type TrustPolicy } from './trus
 
 export type AuditVerdict = 'agrees' | 'forged' | 'none';
 
+/** Why a drawn quorum had no audit here: the validator escalates it instead. */
+export type NoAudit = 'too big' | 'queue full';
+
+/** Which queue a drawn quorum's audit waits in: every member established, or one of them new. */
+export type AuditQueue = 'established' | 'newcomers';
+
 export interface AuditStats {
   /** Quorums recomputed, and those of them the recomputation proved wrong. */
   audited: number;
   forged: number;
-  /** Quorums drawn for an audit that had none: too many waiting, too big, or the recomputation failed. */
+  /**
+   * Drawn quorums the coordinator could not recompute (too big, their queue full, no verdict) that
+   * waited for one more replica from outside the quorum instead; and those of them whose extra
+   * replicas outvoted the quorum.
+   */
+  escalated: number;
+  outvoted: number;
+  /** Drawn quorums that settled with neither an audit nor an extra replica (the unit's replicas at their cap). */
   skipped: number;
 }
 
@@ -40,11 +58,17 @@ export interface AuditContext {
   trustPolicy?: TrustPolicy;
 }
 
+/** An audit waiting for its turn: the unit, which result to check, and who waits for the verdict. */
+interface Waiting {
+  wu: WorkUnitRecord;
+  resultId: string;
+  done: (verdict: AuditVerdict) => void;
+}
+
 export class Auditor {
-  readonly stats: AuditStats = { audited: 0, forged: 0, skipped: 0 };
-  /** The audit running or last queued: each waits for the one before (one at a time). */
-  private tail: Promise<unknown> = Promise.resolve();
-  private waiting = 0;
+  readonly stats: AuditStats = { audited: 0, forged: 0, escalated: 0, outvoted: 0, skipped: 0 };
+  private readonly queues: Record<AuditQueue, Waiting[]> = { established: [], newcomers: [] };
+  private running = false;
 
   constructor(private readonly ctx: AuditContext) {}
 
@@ -52,34 +76,57 @@ export class Auditor {
     return this.ctx.trustPolicy ?? DEFAULT_TRUST_POLICY;
   }
 
+  /** Audits waiting for their turn (the one running not counted), by queue. */
+  waiting(): Record<AuditQueue, number> {
+    return { established: this.queues.established.length, newcomers: this.queues.newcomers.length };
+  }
+
   /**
-   * Whether this quorum's result is to be recomputed before it settles (drawn once per quorum).
-   * `volunteerIds`: the identities that back it.
+   * Whether this quorum's result is to be recomputed before it settles (drawn once per quorum), and
+   * in which queue; null when not. `volunteerIds`: the identities that back it.
    */
-  async wanted(wu: WorkUnitRecord, volunteerIds: string[]): Promise<boolean> {
+  async draw(wu: WorkUnitRecord, volunteerIds: string[]): Promise<AuditQueue | null> {
     const kind = jobKind(wu.kind);
-    if (!kind || kind.checksOutputs) return false;
+    if (!kind || kind.checksOutputs) return null;
     const policy = this.policy;
     const streaks = await Promise.all(volunteerIds.map(async (id) => (await this.ctx.store.getTrust(id)).validStreak));
     const least = Math.min(...streaks);
     const p = auditProbability(least, policy);
-    if (!(p >= 1 || randomFraction() < p)) return false;
-    const isNew = least < policy.trustedAfter;
-    if (wu.flops > policy.auditMaxFlops || (!isNew && this.waiting >= policy.auditMaxWaiting)) {
-      this.stats.skipped++;
-      return false;
+    if (!(p >= 1 || randomFraction() < p)) return null;
+    return least < policy.trustedAfter ? 'newcomers' : 'established';
+  }
+
+  /**
+   * Recomputes the unit (after the audits ahead of it: the established queue first) and compares
+   * its result `resultId` with it. 'too big' or 'queue full' at once when it cannot wait here.
+   */
+  audit(wu: WorkUnitRecord, resultId: string, queue: AuditQueue): Promise<AuditVerdict | NoAudit> {
+    const policy = this.policy;
+    if (wu.flops > policy.auditMaxFlops) return Promise.resolve('too big');
+    const waiting = this.queues[queue];
+    if (waiting.length >= (queue === 'established' ? policy.auditMaxWaiting : policy.auditMaxWaitingNew)) return Promise.resolve('queue full');
+    return new Promise((done) => {
+      waiting.push({ wu, resultId, done });
+      void this.drain();
+    });
+  }
+
+  /** Runs the waiting audits one at a time, established quorums' first, until none wait. */
+  private async drain() {
+    if (this.running) return;
+    this.running = true;
+    try {
+      for (let next = this.nextWaiting(); next; next = this.nextWaiting()) next.done(await this.recompute(next.wu, next.resultId));
+    } finally {
+      this.running = false;
     }
-    return true;
   }
 
-  /** Recomputes the unit (after the audits ahead of it) and compares its result `resultId` with it. */
-  audit(wu: WorkUnitRecord, resultId: string): Promise<AuditVerdict> {
-    this.waiting++;
-    const run = this.tail.then(() => this.recompute(wu, resultId));
-    this.tail = run.catch(() => undefined);
-    return run.finally(() => this.waiting--);
+  private nextWaiting(): Waiting | undefined {
+    return this.queues.established.shift() ?? this.queues.newcomers.shift();
   }
 
+  /** Never rejects: a recomputation that fails is the verdict 'none'. */
   private async recompute(wu: WorkUnitRecord, resultId: string): Promise<AuditVerdict> {
     const kind = jobKind(wu.kind);
     try {
@@ -99,10 +146,8 @@ export class Auditor {
       if (!agrees) this.stats.forged++;
       return agrees ? 'agrees' : 'forged';
     } catch (err) {
-      this.stats.skipped++;
       this.ctx.log(`audit of ${wu.id} gave no verdict: ${(err as Error).message}`);
       return 'none';
     }
   }
 }
-

@@ -31,12 +31,19 @@ export interface TrustPolicy {
    */
   auditNewProbability: number;
   auditMinProbability: number;
-  /** Units of more FLOPs than this are never audited (replication alone vouches for them). */
+  /**
+   * Units of more FLOPs than this are never recomputed by the coordinator: a drawn quorum of such a
+   * unit is escalated to one more replica from outside it instead (escalation.ts).
+   */
   auditMaxFlops: number;
-  /** An audit that takes longer gives no verdict (the unit settles as its quorum says). */
+  /** An audit that takes longer gives no verdict (the quorum is escalated, as above). */
   auditTimeoutMs: number;
-  /** Units waiting for an audit beyond which quorums without a new member settle unaudited. */
+  /**
+   * Audits that may wait, of quorums whose members are all established (they go first), and of
+   * quorums with a new member (after them). A drawn quorum that finds its queue full is escalated.
+   */
   auditMaxWaiting: number;
+  auditMaxWaitingNew: number;
 }
 
 export const DEFAULT_TRUST_POLICY: TrustPolicy = {
@@ -49,6 +56,7 @@ export const DEFAULT_TRUST_POLICY: TrustPolicy = {
   auditMaxFlops: 4e9,
   auditTimeoutMs: 120_000,
   auditMaxWaiting: 256,
+  auditMaxWaitingNew: 1024,
 };
 
 /**

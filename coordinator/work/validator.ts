@@ -1,15 +1,18 @@
 // Validation, the BOINC validator's and assimilator's roles: a unit's stored results are compared
 // until a quorum agrees (or one trusted host's checked result stands alone: adaptive replication,
 // trust.ts); a sample of quorums is recomputed by the coordinator first (audit.ts: colluding
-// identities), a forged one struck and recomputed by others; the quorum's result becomes canonical and its volunteers are credited in the sealed
-// ledger; dissenters lose trust, and strikes (forged or failing results) suspend an identity and
-// revoke its unconfirmed credit. A job whose units are all canonical is assembled into its result.
+// identities), a forged one struck and recomputed by others, one drawn that cannot be recomputed
+// here escalated to more replicas (escalation.ts); the quorum's result becomes canonical and its
+// volunteers are credited in the sealed ledger; dissenters lose trust, and strikes (forged or
+// failing results) suspend an identity and revoke its unconfirmed credit. A job whose units are
+// all canonical is assembled into its result.
 import { jobKind } from '../jobs/index.js';
 import { findQuorum } from '../jobs/compare.js';
 import type { ShardStore } from '../store/shards.js';
 import type { Credited, SettlementOutcome, Store, WorkUnitRecord } from '../store/store.js';
 import { KeyedQueue } from '../util/keyed-queue.js';
 import { Auditor } from './audit.js';
+import { Escalations, type Escalation } from './escalation.js';
 import { Rounds } from './rounds.js';
 import type { Scheduler } from './scheduler.js';
 import { afterDisagreement, afterStrike, afterValid, DEFAULT_TRUST_POLICY, shouldReplicate, type TrustPolicy, type TrustRecord } from './trust.js';
@@ -41,6 +44,11 @@ interface Backer {
   volunteerId: string;
 }
 
+interface Quorum {
+  winners: Backer[];
+  losers: Backer[];
+}
+
 export class Validator {
   /**
    * A unit's results are handled one at a time, so two replicas arriving together cannot both
@@ -51,6 +59,8 @@ export class Validator {
   readonly rounds: Rounds;
   /** Recomputes a sample of quorums before they settle (audit.ts). */
   readonly audits: Auditor;
+  /** Units whose drawn audit could not run here, waiting for more replicas instead (escalation.ts). */
+  private readonly escalations = new Escalations();
 
   constructor(private readonly ctx: ResultContext) {
     this.rounds = new Rounds(ctx);
@@ -106,8 +116,12 @@ export class Validator {
   async validate(wu: WorkUnitRecord) {
     const { store, scheduler, now } = this.ctx;
     const job = await this.jobFacts(wu.jobId);
-    if (!job || wu.state !== 'open') return;
-    const found = await this.quorumOf(wu, job.replication);
+    if (!job || wu.state !== 'open') {
+      this.escalations.end(wu.id);
+      return;
+    }
+    const escalated = this.escalations.get(wu.id);
+    const found = await this.quorumOf(wu, job.replication, escalated?.quorum ?? job.replication);
     if (found === 'replicate') {
       // Adaptive replication: the lone result's host is not trusted enough to stand alone.
       await store.raiseTarget(wu.id, job.replication);
@@ -116,11 +130,11 @@ export class Validator {
     }
     if ('winners' in found) {
       const { winners, losers } = found;
-      // The audit (audit.ts) waits its turn holding no result bytes; it reads the canonical one then.
-      if ((await this.audits.wanted(wu, winners.map((r) => r.volunteerId))) && (await this.audits.audit(wu, winners[0].id)) === 'forged') {
-        await this.forgedQuorum(wu, winners);
-        return;
-      }
+      // An escalated unit is not drawn again: its extra replicas are its check.
+      const checked = escalated ? 'settle' : await this.audit(wu, job.replication, found);
+      if (checked === 'forged') return this.forgedQuorum(wu, winners);
+      if (checked === 'escalated') return scheduler.dispatch();
+      if (escalated) this.escalationOver(wu, escalated, winners);
       const outcome = await store.settle({
         wuId: wu.id,
         canonicalResultId: winners[0].id,
@@ -140,7 +154,8 @@ export class Validator {
       if (wu.target < maxReplicas(job.replication)) {
         await store.raiseTarget(wu.id, Math.max(wu.target + 1, job.replication));
       } else {
-        await store.failWorkUnit(wu.id, `no ${job.replication} of ${found.live} results agreed`, now());
+        this.escalations.end(wu.id);
+        await store.failWorkUnit(wu.id, `no ${escalated?.quorum ?? job.replication} of ${found.live} results agreed`, now());
         await scheduler.cancelLeases((l) => l.jobId === job.id, 'job failed');
       }
     }
@@ -148,11 +163,48 @@ export class Validator {
   }
 
   /**
-   * The unit's live results that agree as a quorum (the first is canonical) and the rest; how many
-   * are live when none agree; 'replicate' when a lone result's host must be replicated first. Ids only: the
-   * result bytes are not kept while the unit waits for an audit.
+   * The coordinator's audit of a quorum before it settles (audit.ts): 'settle' when it is not drawn
+   * or the recomputation agrees, 'forged' when it disagrees, 'escalated' when it was drawn but not
+   * recomputed here and its unit now wants one more replica from outside the quorum (escalation.ts).
    */
-  private async quorumOf(wu: WorkUnitRecord, replication: number): Promise<{ winners: Backer[]; losers: Backer[] } | { live: number } | 'replicate'> {
+  private async audit(wu: WorkUnitRecord, replication: number, { winners, losers }: Quorum): Promise<'settle' | 'forged' | 'escalated'> {
+    const { store, log } = this.ctx;
+    const queue = await this.audits.draw(wu, winners.map((r) => r.volunteerId));
+    if (!queue) return 'settle';
+    // It waits its turn holding no result bytes; it reads the canonical one then.
+    const verdict = await this.audits.audit(wu, winners[0].id, queue);
+    if (verdict === 'agrees') return 'settle';
+    if (verdict === 'forged') return 'forged';
+    // A long wait may have ended with the unit closed (its round, its job): nothing to escalate.
+    if (verdict === 'none' && (await store.getWorkUnit(wu.id))?.state !== 'open') return 'settle';
+    const why = verdict === 'none' ? 'no verdict' : verdict;
+    const live = winners.length + losers.length;
+    if (live + 1 > maxReplicas(replication)) {
+      this.audits.stats.skipped++;
+      log(`audit of ${wu.id} drawn (${queue}) but not run (${why}), and its replicas are at their cap: it settles as its quorum of ${winners.length} says`);
+      return 'settle';
+    }
+    const { quorum } = this.escalations.add(wu.id, winners.map((r) => r.id));
+    await store.raiseTarget(wu.id, Math.max(wu.target, live + 1));
+    this.audits.stats.escalated++;
+    log(`audit of ${wu.id} drawn (${queue}) but not run (${why}): escalated, one more replica asked from outside its quorum; it settles once ${quorum} results agree`);
+    return 'escalated';
+  }
+
+  /** An escalated unit is about to settle: outvoted when none of its escalated quorum is among the winners. */
+  private escalationOver(wu: WorkUnitRecord, escalated: Escalation, winners: Backer[]) {
+    this.escalations.end(wu.id);
+    if (winners.some((r) => escalated.backers.includes(r.id))) return;
+    this.audits.stats.outvoted++;
+    this.ctx.log(`escalated ${wu.id}: ${winners.length} results from outside its quorum outvoted the ${escalated.backers.length} it had; those are invalid`);
+  }
+
+  /**
+   * The unit's live results that agree as a group of at least `quorum` (the first is canonical) and
+   * the rest; how many are live when none agree; 'replicate' when a lone result's host must be
+   * replicated first. Ids only: the result bytes are not kept while the unit waits for an audit.
+   */
+  private async quorumOf(wu: WorkUnitRecord, replication: number, quorum: number): Promise<Quorum | { live: number } | 'replicate'> {
     const live = await this.ctx.store.liveResults(wu.id);
     const kind = jobKind(wu.kind);
     let group: string[] | null;
@@ -164,7 +216,7 @@ export class Validator {
     } else {
       group = findQuorum(
         live.map((r) => ({ id: r.id, values: asFloat32(r.data) })),
-        replication,
+        quorum,
         kind?.agree ? (x, y) => kind.agree!(wu, x, y) : wu.tolerance,
       );
     }

@@ -188,3 +188,50 @@ describe('colluding identities who draw each other’s replicas', () => {
     }
   }, 90_000);
 });
+
+describe('a drawn quorum the coordinator cannot recompute (its unit above auditMaxFlops)', () => {
+  test('is escalated: honest replicas from outside it outvote the colluders’ forgery; an honest quorum is joined by the extra replica', async () => {
+    const g = await startTestCoordinator({ trustPolicy: { ...AUDITED, auditMaxFlops: 0 } });
+    const workers: SimWorker[] = [];
+    const start = async (compute: Compute) => {
+      const w = new SimWorker({ url: g.base, kinds: ['onnx'], compute, slots: 1 });
+      workers.push(w);
+      await w.connect();
+      return w;
+    };
+    const resultOf = async (jobId: string) => parseNpy(new Uint8Array(await (await g.api(`/api/jobs/${jobId}/result`)).arrayBuffer())).data;
+    const ledger = async () => ((await (await g.api('/api/ledger?limit=1000')).json()) as { entries: LedgerEntry[] }).entries;
+    try {
+      const colluders = [await start(cases.onnx.forge(g)), await start(cases.onnx.forge(g))];
+      const first = await cases.onnx.submit(g);
+      // Their quorum is drawn (they are new) but too big to recompute: it does not settle, it waits for a third identity.
+      await waitFor(() => g.c.auditStats().escalated === 1, 30_000, 'the colluders’ quorum escalated');
+      expect(g.logs.some((l) => /drawn \(newcomers\) but not run \(too big\): escalated, one more replica asked from outside its quorum; it settles once 3 results agree/.test(l))).toBe(true);
+      expect(((await (await g.api(`/api/jobs/${first.jobId}`)).json()) as { state: string }).state).toBe('running');
+
+      const honest = [await start(cases.onnx.honest(g)), await start(cases.onnx.honest(g)), await start(cases.onnx.honest(g))];
+      expect((await g.waitForJob(first.jobId, 60_000)).state).toBe('done');
+      const result = await resultOf(first.jobId);
+      for (let i = 0; i < first.expected.length; i++) expect(Math.abs(result[i] - first.expected[i])).toBeLessThan(first.tol);
+      // The three honest replicas outvoted the pair: credited, the pair not, its results invalid.
+      const ids = (ws: SimWorker[]) => new Set(ws.map((w) => w.volunteerId));
+      const firstCredits = (await ledger()).filter((e) => e.wuId.startsWith(first.jobId));
+      expect(new Set(firstCredits.map((e) => e.volunteerId))).toEqual(ids(honest));
+      const { volunteers } = (await (await g.api('/api/volunteers')).json()) as { volunteers: VolunteerSummary[] };
+      for (const v of volunteers.filter((v) => ids(colluders).has(v.id))) expect(v.results).toMatchObject({ valid: 0, invalid: 1 });
+      expect(g.c.auditStats()).toEqual({ audited: 0, forged: 0, escalated: 1, outvoted: 1, skipped: 0 });
+      expect(g.logs.some((l) => /escalated .*: 3 results from outside its quorum outvoted the 2 it had/.test(l))).toBe(true);
+
+      // Honest identities, still new: their quorum is escalated too, the extra replica agrees, and all three are credited.
+      for (const w of colluders) w.close();
+      const second = await cases.onnx.submit(g);
+      expect((await g.waitForJob(second.jobId, 60_000)).state).toBe('done');
+      const secondCredits = (await ledger()).filter((e) => e.wuId.startsWith(second.jobId));
+      expect(secondCredits.filter((e) => e.amount > 0).map((e) => e.volunteerId).sort()).toEqual([...ids(honest)].sort());
+      expect(g.c.auditStats()).toEqual({ audited: 0, forged: 0, escalated: 2, outvoted: 1, skipped: 0 });
+    } finally {
+      for (const w of workers) w.close();
+      await g.stop();
+    }
+  }, 90_000);
+});
