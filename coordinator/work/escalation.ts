@@ -7,7 +7,8 @@
 // replicas (validator.ts, up to maxReplicas) until one is, so honest replicas outvote a forged
 // quorum (whose members then lose their streaks, as any outvoted result does). It costs volunteers'
 // compute, not the coordinator's; what it cannot stop is extra replicas drawn by the colluders'
-// own identities, which only the audit can.
+// own identities, which only the audit can. With nobody outside the quorum connected who runs its
+// kind (validator.ts asks the scheduler), the quorum settles as it is: waiting would stall the job.
 //
 // Kept in memory: one small entry per escalated unit, at most MAX_ESCALATED, the oldest forgotten
 // first (units a closed round dropped or a cancelled job left never settle, and leave that way).

@@ -127,6 +127,15 @@ export class Scheduler {
     return this.byVolunteer.has(volunteerId);
   }
 
+  /** Whether a worker of an identity not among `volunteerIds` is connected and runs `kind` (who could replicate a unit). */
+  hasOnlineOutside(volunteerIds: readonly string[], kind: string): boolean {
+    for (const [id, sessions] of this.byVolunteer) {
+      if (volunteerIds.includes(id)) continue;
+      for (const s of sessions) if ((s.kinds ?? undeclaredWorkerKinds).includes(kind)) return true;
+    }
+    return false;
+  }
+
   sendTo(volunteerId: string, msg: ServerMessage) {
     for (const s of this.byVolunteer.get(volunteerId) ?? []) s.send(msg);
   }

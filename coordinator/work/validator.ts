@@ -179,9 +179,16 @@ export class Validator {
     if (verdict === 'none' && (await store.getWorkUnit(wu.id))?.state !== 'open') return 'settle';
     const why = verdict === 'none' ? 'no verdict' : verdict;
     const live = winners.length + losers.length;
-    if (live + 1 > maxReplicas(replication)) {
+    // Nobody to ask (a grid of two laptops; replicas at their cap): waiting would stall the job for good.
+    const cannot =
+      live + 1 > maxReplicas(replication)
+        ? 'its replicas are at their cap'
+        : !this.ctx.scheduler.hasOnlineOutside(winners.map((r) => r.volunteerId), wu.kind)
+          ? 'no identity outside its quorum is connected'
+          : null;
+    if (cannot) {
       this.audits.stats.skipped++;
-      log(`audit of ${wu.id} drawn (${queue}) but not run (${why}), and its replicas are at their cap: it settles as its quorum of ${winners.length} says`);
+      log(`audit of ${wu.id} drawn (${queue}) but not run (${why}), and ${cannot}: it settles as its quorum of ${winners.length} says`);
       return 'settle';
     }
     const { quorum } = this.escalations.add(wu.id, winners.map((r) => r.id));

@@ -190,6 +190,14 @@ describe('colluding identities who draw each other’s replicas', () => {
 });
 
 describe('a drawn quorum the coordinator cannot recompute (its unit above auditMaxFlops)', () => {
+  /** A compute that waits for `open` before it answers, counting the units it has started. */
+  const gate = () => {
+    let open!: () => void;
+    const opened = new Promise<void>((resolve) => (open = resolve));
+    const g = { started: 0, open, wrap: (c: Compute): Compute => async (wu, inputs) => (g.started++, await opened, c(wu, inputs)) };
+    return g;
+  };
+
   test('is escalated: honest replicas from outside it outvote the colluders’ forgery; an honest quorum is joined by the extra replica', async () => {
     const g = await startTestCoordinator({ trustPolicy: { ...AUDITED, auditMaxFlops: 0 } });
     const workers: SimWorker[] = [];
@@ -202,14 +210,19 @@ describe('a drawn quorum the coordinator cannot recompute (its unit above auditM
     const resultOf = async (jobId: string) => parseNpy(new Uint8Array(await (await g.api(`/api/jobs/${jobId}/result`)).arrayBuffer())).data;
     const ledger = async () => ((await (await g.api('/api/ledger?limit=1000')).json()) as { entries: LedgerEntry[] }).entries;
     try {
-      const colluders = [await start(cases.onnx.forge(g)), await start(cases.onnx.forge(g))];
+      // The pair draws both replicas of the job's one unit; an honest identity connects before they answer.
+      const held = gate();
+      const colluders = [await start(held.wrap(cases.onnx.forge(g))), await start(held.wrap(cases.onnx.forge(g)))];
       const first = await cases.onnx.submit(g);
+      await waitFor(() => held.started === 2, 30_000, 'both replicas leased to the pair');
+      const honest = [await start(cases.onnx.honest(g))];
+      held.open();
       // Their quorum is drawn (they are new) but too big to recompute: it does not settle, it waits for a third identity.
       await waitFor(() => g.c.auditStats().escalated === 1, 30_000, 'the colluders’ quorum escalated');
       expect(g.logs.some((l) => /drawn \(newcomers\) but not run \(too big\): escalated, one more replica asked from outside its quorum; it settles once 3 results agree/.test(l))).toBe(true);
       expect(((await (await g.api(`/api/jobs/${first.jobId}`)).json()) as { state: string }).state).toBe('running');
 
-      const honest = [await start(cases.onnx.honest(g)), await start(cases.onnx.honest(g)), await start(cases.onnx.honest(g))];
+      honest.push(await start(cases.onnx.honest(g)), await start(cases.onnx.honest(g)));
       expect((await g.waitForJob(first.jobId, 60_000)).state).toBe('done');
       const result = await resultOf(first.jobId);
       for (let i = 0; i < first.expected.length; i++) expect(Math.abs(result[i] - first.expected[i])).toBeLessThan(first.tol);
@@ -234,4 +247,19 @@ describe('a drawn quorum the coordinator cannot recompute (its unit above auditM
       await g.stop();
     }
   }, 90_000);
+
+  test('with no identity outside the quorum connected (a grid of two), it settles as its quorum says rather than stall the job', async () => {
+    const g = await startTestCoordinator({ trustPolicy: { ...AUDITED, auditMaxFlops: 0 } });
+    const workers = [0, 1].map(() => new SimWorker({ url: g.base, kinds: ['onnx'], compute: cases.onnx.honest(g), slots: 1 }));
+    try {
+      for (const w of workers) await w.connect();
+      const job = await cases.onnx.submit(g);
+      expect((await g.waitForJob(job.jobId, 60_000)).state).toBe('done');
+      expect(g.c.auditStats()).toEqual({ audited: 0, forged: 0, escalated: 0, outvoted: 0, skipped: 1 });
+      expect(g.logs.some((l) => /not run \(too big\), and no identity outside its quorum is connected: it settles as its quorum of 2 says/.test(l))).toBe(true);
+    } finally {
+      for (const w of workers) w.close();
+      await g.stop();
+    }
+  }, 60_000);
 });
