@@ -1,6 +1,7 @@
 // Shared helpers for the coordinator's vitest suites (imported by *.test.ts only).
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { startCoordinator, type Coordinator, type CoordinatorOptions } from '../app.js';
@@ -139,6 +140,15 @@ export async function startTestCoordinator(
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+/** A loopback port nothing listens on (one just freed): what a client meets when the coordinator is down. */
+export async function closedPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
 }
 
 /** Polls until `get` returns something truthy. */
