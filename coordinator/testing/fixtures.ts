@@ -106,6 +106,8 @@ export function useBothStores() {
     removeDir(dir);
   });
   return {
+    /** The ledger key pair: `sealer` seals with the private key (tests that sign entries themselves use it too). */
+    privateKey,
     publicKey,
     sealer,
     /** The cluster's URL and the folder's path (only inside tests). */
