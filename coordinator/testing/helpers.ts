@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import WebSocket from 'ws';
 import { startCoordinator, type Coordinator, type CoordinatorOptions } from '../app.js';
 import type { IceServer, JobStatus } from '../protocol/index.js';
 import { SqliteStore } from '../store/sqlite/store.js';
@@ -149,6 +150,19 @@ export async function closedPort(): Promise<number> {
   const { port } = server.address() as AddressInfo;
   await new Promise((resolve) => server.close(resolve));
   return port;
+}
+
+/** Opens `base`'s /ws with the given headers; resolves with the HTTP status of a refused handshake, or 101. */
+export function wsHandshakeStatus(base: string, headers: Record<string, string>): Promise<number> {
+  return new Promise((resolveStatus) => {
+    const ws = new WebSocket(base.replace(/^http/, 'ws') + '/ws', { headers });
+    ws.on('open', () => {
+      ws.close();
+      resolveStatus(101);
+    });
+    ws.on('unexpected-response', (_req, res) => resolveStatus(res.statusCode ?? 0));
+    ws.on('error', () => undefined);
+  });
 }
 
 /** Polls until `get` returns something truthy. */

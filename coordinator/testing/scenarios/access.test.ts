@@ -1,31 +1,17 @@
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
-import WebSocket from 'ws';
 import { isWeakEd25519Key, volunteerPublicKey } from '../../access/keys.js';
 import { ApiError, fromBase64Url } from '../../protocol/index.js';
 import { SimWorker } from '../sim-worker.js';
 import { SqliteStore } from '../../store/sqlite/store.js';
 import { OriginPolicy } from '../../access/security.js';
-import { runCli as cli, TOKEN, waitFor } from '../helpers.js';
+import { runCli as cli, TOKEN, waitFor, wsHandshakeStatus } from '../helpers.js';
 import { useGridPerTest } from '../fixtures.js';
 
 const { grid, start } = useGridPerTest();
 
 async function errorOf(res: Response) {
   return ApiError.parse(await res.json()).error;
-}
-
-/** Opens /ws with the given headers; resolves with the HTTP status of a refused handshake, or 101. */
-function wsHandshake(base: string, headers: Record<string, string>): Promise<number> {
-  return new Promise((resolveStatus) => {
-    const ws = new WebSocket(base.replace(/^http/, 'ws') + '/ws', { headers });
-    ws.on('open', () => {
-      ws.close();
-      resolveStatus(101);
-    });
-    ws.on('unexpected-response', (_req, res) => resolveStatus(res.statusCode ?? 0));
-    ws.on('error', () => undefined);
-  });
 }
 
 describe('API tokens', () => {
@@ -139,10 +125,10 @@ describe('WebSocket Origin allow-list', () => {
   test('the coordinator refuses a foreign Origin before the upgrade and accepts same-origin and listed ones', async () => {
     await start({ security: { allowedOrigins: ['https://project.example'] } });
     const host = new URL(grid.base).host;
-    expect(await wsHandshake(grid.base, { origin: 'https://evil.example' })).toBe(403);
-    expect(await wsHandshake(grid.base, { origin: grid.base })).toBe(101);
-    expect(await wsHandshake(grid.base, { origin: 'https://project.example', host })).toBe(101);
-    expect(await wsHandshake(grid.base, {})).toBe(101); // Node clients send no Origin
+    expect(await wsHandshakeStatus(grid.base, { origin: 'https://evil.example' })).toBe(403);
+    expect(await wsHandshakeStatus(grid.base, { origin: grid.base })).toBe(101);
+    expect(await wsHandshakeStatus(grid.base, { origin: 'https://project.example', host })).toBe(101);
+    expect(await wsHandshakeStatus(grid.base, {})).toBe(101); // Node clients send no Origin
   });
 });
 

@@ -16,7 +16,7 @@ import { securityFromEnv } from '../../access/security.js';
 import { postJson, request, type Answer } from '../loopback-http.js';
 import { SqliteStore } from '../../store/sqlite/store.js';
 import { honestCompute, SimWorker } from '../sim-worker.js';
-import { makeTempDir, randomMatrix, removeDir, runCli, startTestCoordinator, TOKEN, waitFor } from '../helpers.js';
+import { makeTempDir, randomMatrix, removeDir, runCli, startTestCoordinator, TOKEN, waitFor, wsHandshakeStatus } from '../helpers.js';
 import { useGridPerTest } from '../fixtures.js';
 
 const { grid, workers, start } = useGridPerTest();
@@ -176,36 +176,24 @@ describe('tracker holdings', () => {
 });
 
 describe('WebSocket Origin and Host', () => {
-  function handshake(base: string, headers: Record<string, string>): Promise<number> {
-    return new Promise((done) => {
-      const ws = new WebSocket(base.replace(/^http/, 'ws') + '/ws', { headers });
-      ws.on('open', () => {
-        ws.close();
-        done(101);
-      });
-      ws.on('unexpected-response', (_req, res) => done(res.statusCode ?? 0));
-      ws.on('error', () => undefined);
-    });
-  }
-
   test('the scheme counts: an https Origin is refused by an http coordinator', async () => {
     await start();
     const { host } = new URL(grid.base);
-    expect(await handshake(grid.base, { origin: `https://${host}` })).toBe(403);
-    expect(await handshake(grid.base, { origin: `http://${host}` })).toBe(101);
+    expect(await wsHandshakeStatus(grid.base, { origin: `https://${host}` })).toBe(403);
+    expect(await wsHandshakeStatus(grid.base, { origin: `http://${host}` })).toBe(101);
   });
 
   test('a page that rebinds its own name to our address is refused (Host and Origin both foreign)', async () => {
     await start();
     const { port } = new URL(grid.base);
-    expect(await handshake(grid.base, { origin: `http://evil.example:${port}`, host: `evil.example:${port}` })).toBe(403);
-    expect(await handshake(grid.base, { host: `evil.example:${port}` })).toBe(403); // no Origin (a script) but the wrong Host
+    expect(await wsHandshakeStatus(grid.base, { origin: `http://evil.example:${port}`, host: `evil.example:${port}` })).toBe(403);
+    expect(await wsHandshakeStatus(grid.base, { host: `evil.example:${port}` })).toBe(403); // no Origin (a script) but the wrong Host
   });
 
   test('TABGRID_PUBLIC_URL names our origin; the allow-list needs a scheme', async () => {
     await start({ security: { publicUrls: ['https://grid.example.org'] } });
-    expect(await handshake(grid.base, { origin: 'https://grid.example.org' })).toBe(101);
-    expect(await handshake(grid.base, { origin: 'http://grid.example.org' })).toBe(403);
+    expect(await wsHandshakeStatus(grid.base, { origin: 'https://grid.example.org' })).toBe(101);
+    expect(await wsHandshakeStatus(grid.base, { origin: 'http://grid.example.org' })).toBe(403);
     expect(() => securityFromEnv({ TABGRID_ALLOWED_ORIGINS: 'project.example' })).toThrow(/TABGRID_ALLOWED_ORIGINS/);
     expect(() => securityFromEnv({ TABGRID_PUBLIC_URL: 'https://grid.example.org/app' })).toThrow(/TABGRID_PUBLIC_URL/);
     expect(securityFromEnv({ TABGRID_ALLOWED_ORIGINS: 'https://Project.Example:443/' }).allowedOrigins).toEqual(['https://project.example']);

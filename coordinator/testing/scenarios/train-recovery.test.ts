@@ -13,7 +13,7 @@ import { FileShardStore, sha256Hex } from '../../store/shards.js';
 import { SqliteStore } from '../../store/sqlite/store.js';
 import { makeTempDir, removeDir, startTestCoordinator } from '../helpers.js';
 import { SimWorker } from '../sim-worker.js';
-import { blobsTask } from '../train-task.js';
+import { blobsTask, relativeL2 } from '../train-task.js';
 
 const task = blobsTask(256, 8, 4, 5);
 const dirs: string[] = [];
@@ -81,13 +81,7 @@ test.each([
     expect(mine.every((e) => e.amount > 0)).toBe(true);
     const params = parseNpy(new Uint8Array(await (await again.api(`/api/jobs/${jobId}/outputs/params`)).arrayBuffer())).data;
     const ref = centralReference(TrainJobSubmit.parse(body), task).params;
-    let d = 0;
-    let n = 0;
-    for (let i = 0; i < ref.length; i++) {
-      d += (params[i] - ref[i]) ** 2;
-      n += ref[i] ** 2;
-    }
-    expect(Math.sqrt(d / n)).toBeLessThan(1e-4);
+    expect(relativeL2(params, ref)).toBeLessThan(1e-4);
     if (settleBeforeCrash === 3) expect(again.logs.some((l) => /round 1\/3 closed: 3\/3 units/.test(l))).toBe(true);
   } finally {
     await again.stop({ keepDir: true });
