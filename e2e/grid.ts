@@ -7,6 +7,7 @@ import { parseNpy, toNpy } from '../coordinator/protocol/npy';
 import { decodeResultFrame } from '../coordinator/protocol/frames';
 import type { JobStatus, LedgerEntry } from '../coordinator/protocol';
 import { randomMatrix, startTestCoordinator, type TestCoordinator } from '../coordinator/testing/helpers';
+import { maxRelativeError } from '../coordinator/testing/relative-error';
 import { traceNote, tracePending } from './fixtures';
 
 export const ROOT = resolve(import.meta.dirname, '..');
@@ -192,16 +193,8 @@ export function ledgerVerify(dataDir: string, env?: NodeJS.ProcessEnv): { status
   return { status: r.status, output: r.stdout + r.stderr };
 }
 
-/** max |c - r| / max |r|: the normwise relative error of c against the reference r. */
-export function maxRelativeError(c: Float32Array, r: Float32Array): number {
-  let diff = 0;
-  let scale = 0;
-  for (let i = 0; i < r.length; i++) {
-    diff = Math.max(diff, Math.abs(c[i] - r[i]));
-    scale = Math.max(scale, Math.abs(r[i]));
-  }
-  return diff / scale;
-}
+/** For the specs: the one measure the kernel tests and the GPU kit use too. */
+export { maxRelativeError };
 
 /**
  * The ledger after churn or a crash: it verifies (chain, signatures, balances), every unit is

@@ -13,7 +13,7 @@ import { centralReference } from '../coordinator/jobs/train';
 import { parseNpy, toNpy } from '../coordinator/protocol/npy';
 import { TrainJobSubmit, type JobStatus } from '../coordinator/protocol';
 import { markovTask, markovTokens } from '../coordinator/testing/lm-task';
-import { blobsTask } from '../coordinator/testing/train-task';
+import { blobsTask, relativeL2 } from '../coordinator/testing/train-task';
 import { cpuGraphTrainUnits, gpuTrainUnits, openVolunteer, startGrid } from './grid';
 
 test('two WebGPU-backend volunteers and a CPU-backend one train the MLP for 5 rounds to the central reference', async ({ browser }) => {
@@ -45,14 +45,9 @@ test('two WebGPU-backend volunteers and a CPU-backend one train the MLP for 5 ro
     const losses = status.perRound.map((r) => r.loss);
     for (let r = 0; r < 5; r++) expect(losses[r]).toBeLessThan(r === 0 ? ref.losses[0] : losses[r - 1]);
     const params = parseNpy(new Uint8Array(await (await grid.api(`/api/jobs/${jobId}/outputs/params`)).arrayBuffer())).data;
-    let d = 0;
-    let n = 0;
-    for (let i = 0; i < ref.params.length; i++) {
-      d += (params[i] - ref.params[i]) ** 2;
-      n += ref.params[i] ** 2;
-    }
-    expect(Math.sqrt(d / n)).toBeLessThan(1e-4);
-    console.log(`e2e train: 5 rounds in ${seconds.toFixed(1)} s on 3 browsers (WebGPU, CPU, WebGPU); loss ${ref.losses[0].toFixed(4)} -> ${losses[4].toFixed(4)} (central ${ref.losses[5].toFixed(4)}); relative L2 ${Math.sqrt(d / n).toExponential(2)}`);
+    const distance = relativeL2(params, ref.params);
+    expect(distance).toBeLessThan(1e-4);
+    console.log(`e2e train: 5 rounds in ${seconds.toFixed(1)} s on 3 browsers (WebGPU, CPU, WebGPU); loss ${ref.losses[0].toFixed(4)} -> ${losses[4].toFixed(4)} (central ${ref.losses[5].toFixed(4)}); relative L2 ${distance.toExponential(2)}`);
     for (const [i, page] of pages.entries()) {
       await expect(page.getByTestId('training')).toContainText(/training: round 5 of 5, loss \d+\.\d{4}/);
       await expect(page.getByTestId('units-done')).toHaveText('20');
@@ -96,14 +91,9 @@ test('a WebGPU-backend and a CPU-backend volunteer train a round of the transfor
     const ref = centralReference(TrainJobSubmit.parse(body), { family: 'transformer', tokens, validation: null, context: 16 });
     expect(status.perRound[0].loss).toBeLessThan(ref.losses[0]);
     const params = parseNpy(new Uint8Array(await (await grid.api(`/api/jobs/${jobId}/outputs/params`)).arrayBuffer())).data;
-    let d = 0;
-    let n = 0;
-    for (let i = 0; i < ref.params.length; i++) {
-      d += (params[i] - ref.params[i]) ** 2;
-      n += ref.params[i] ** 2;
-    }
-    expect(Math.sqrt(d / n)).toBeLessThan(1e-4);
-    console.log(`e2e transformer: 1 round in ${((Date.now() - started) / 1000).toFixed(1)} s on 2 browsers; loss ${ref.losses[0].toFixed(4)} -> ${status.perRound[0].loss.toFixed(4)} (central ${ref.losses[1].toFixed(4)}); relative L2 ${Math.sqrt(d / n).toExponential(2)}`);
+    const distance = relativeL2(params, ref.params);
+    expect(distance).toBeLessThan(1e-4);
+    console.log(`e2e transformer: 1 round in ${((Date.now() - started) / 1000).toFixed(1)} s on 2 browsers; loss ${ref.losses[0].toFixed(4)} -> ${status.perRound[0].loss.toFixed(4)} (central ${ref.losses[1].toFixed(4)}); relative L2 ${distance.toExponential(2)}`);
     for (const page of pages) await expect(page.getByTestId('units-done')).toHaveText('2');
   } finally {
     await grid.stop();

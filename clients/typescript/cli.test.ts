@@ -4,12 +4,12 @@
 // the real bin (bin/tabgrid.js) as a child process.
 import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
 import { beforeEach, describe, expect, test } from 'vitest';
 import { parseNpy, toNpy } from '../../coordinator/protocol/npy.js';
 import { useTestGrid } from '../../coordinator/testing/fixtures.js';
-import { makeTempDir, randomMatrix, removeDir, TOKEN } from '../../coordinator/testing/helpers.js';
+import { attentionF64, matmulF64, maxAbsDiff } from '../../coordinator/testing/float64-references.js';
+import { closedPort, makeTempDir, randomMatrix, removeDir, TOKEN } from '../../coordinator/testing/helpers.js';
 import { SimWorker } from '../../coordinator/testing/sim-worker.js';
 import { convNetModel, mlpModel } from '../../coordinator/testing/test-models.js';
 import { centralReference } from '../../coordinator/jobs/train.js';
@@ -63,39 +63,6 @@ function save(name: string, shape: number[], data: Float32Array): string {
   const path = join(dir, name);
   writeFileSync(path, toNpy(shape, data));
   return path;
-}
-
-function matmulF64(a: Float32Array, b: Float32Array, m: number, k: number, n: number): Float64Array {
-  const c = new Float64Array(m * n);
-  for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) for (let p = 0; p < k; p++) c[i * n + j] += a[i * k + p] * b[p * n + j];
-  return c;
-}
-
-function attentionF64(q: Float32Array, k: Float32Array, v: Float32Array, heads: number, seq: number, d: number, causal: boolean): Float64Array {
-  const out = new Float64Array(heads * seq * d);
-  for (let h = 0; h < heads; h++) {
-    const at = h * seq * d;
-    for (let i = 0; i < seq; i++) {
-      const keys = causal ? i + 1 : seq;
-      const s = Array.from({ length: keys }, (_, j) => {
-        let dot = 0;
-        for (let x = 0; x < d; x++) dot += q[at + i * d + x] * k[at + j * d + x];
-        return dot / Math.sqrt(d);
-      });
-      const max = Math.max(...s);
-      const e = s.map((x) => Math.exp(x - max));
-      const sum = e.reduce((a, b) => a + b, 0);
-      for (let j = 0; j < keys; j++) for (let x = 0; x < d; x++) out[at + i * d + x] += (e[j] / sum) * v[at + j * d + x];
-    }
-  }
-  return out;
-}
-
-function maxAbsDiff(x: ArrayLike<number>, y: ArrayLike<number>): number {
-  expect(x.length).toBe(y.length);
-  let worst = 0;
-  for (let i = 0; i < x.length; i++) worst = Math.max(worst, Math.abs(x[i] - y[i]));
-  return worst;
 }
 
 const load = (path: string) => parseNpy(new Uint8Array(readFileSync(path)));
@@ -338,10 +305,7 @@ describe('exit status', () => {
     expect(json(wrong.err)).toMatchObject({ error: { code: 'unauthorized', status: 401 } });
     const id = (await tabgrid(['submit', 'matmul', a, a])).out.trim();
     expect(await tabgrid(['wait', id, '--timeout', '0.2'])).toMatchObject({ code: EXIT.timeout, err: expect.stringContaining('still queued') });
-    const server = createServer();
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    const { port } = server.address() as AddressInfo;
-    await new Promise((r) => server.close(r));
+    const port = await closedPort();
     const down = await tabgrid(['jobs', '--url', `http://127.0.0.1:${port}`]);
     expect(down).toMatchObject({ code: EXIT.unavailable, err: expect.stringContaining('ECONNREFUSED') });
   });

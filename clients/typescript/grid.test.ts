@@ -1,14 +1,13 @@
 // The TypeScript client against a real coordinator and real workers (sim workers speaking the real
 // protocol; ONNX units on onnxruntime-node): every job kind round-trips and matches a reference
 // computed here, shards go up once, every error class comes from a real bad request.
-import { createServer } from 'node:net';
-import type { AddressInfo } from 'node:net';
 import { describe, expect, test } from 'vitest';
 import { centralReference } from '../../coordinator/jobs/train.js';
 import { TrainJobSubmit } from '../../coordinator/protocol/index.js';
 import { toNpy } from '../../coordinator/protocol/npy.js';
 import { useTestGrid } from '../../coordinator/testing/fixtures.js';
-import { randomMatrix, startTestCoordinator, TOKEN } from '../../coordinator/testing/helpers.js';
+import { attentionF64, matmulF64, maxAbsDiff } from '../../coordinator/testing/float64-references.js';
+import { closedPort, randomMatrix, startTestCoordinator, TOKEN } from '../../coordinator/testing/helpers.js';
 import { SimWorker } from '../../coordinator/testing/sim-worker.js';
 import { mlpModel } from '../../coordinator/testing/test-models.js';
 import { markovTask, markovTokens } from '../../coordinator/testing/lm-task.js';
@@ -53,40 +52,6 @@ function countingGrid(token: string | null = TOKEN) {
     },
   });
   return { grid, calls };
-}
-
-// References computed here in float64, independently of the workers' code.
-function matmulF64(a: Float32Array, b: Float32Array, m: number, k: number, n: number): Float64Array {
-  const c = new Float64Array(m * n);
-  for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) for (let p = 0; p < k; p++) c[i * n + j] += a[i * k + p] * b[p * n + j];
-  return c;
-}
-
-function attentionF64(q: Float32Array, k: Float32Array, v: Float32Array, heads: number, seq: number, d: number, causal: boolean): Float64Array {
-  const out = new Float64Array(heads * seq * d);
-  for (let h = 0; h < heads; h++) {
-    const at = h * seq * d;
-    for (let i = 0; i < seq; i++) {
-      const keys = causal ? i + 1 : seq;
-      const s = new Float64Array(keys);
-      for (let j = 0; j < keys; j++) {
-        for (let x = 0; x < d; x++) s[j] += q[at + i * d + x] * k[at + j * d + x];
-        s[j] /= Math.sqrt(d);
-      }
-      const max = Math.max(...s);
-      let sum = 0;
-      for (let j = 0; j < keys; j++) sum += (s[j] = Math.exp(s[j] - max));
-      for (let j = 0; j < keys; j++) for (let x = 0; x < d; x++) out[at + i * d + x] += (s[j] / sum) * v[at + j * d + x];
-    }
-  }
-  return out;
-}
-
-function maxAbsDiff(x: ArrayLike<number>, y: ArrayLike<number>): number {
-  expect(x.length).toBe(y.length);
-  let worst = 0;
-  for (let i = 0; i < x.length; i++) worst = Math.max(worst, Math.abs(x[i] - y[i]));
-  return worst;
 }
 
 describe('every job kind round-trips and matches a reference', () => {
@@ -369,10 +334,7 @@ describe('errors are ApiErrors with the code, message and status of real bad req
   });
 
   test('GridConnectionError when nothing listens (after the retries)', async () => {
-    const server = createServer();
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const { port } = server.address() as AddressInfo;
-    await new Promise((resolve) => server.close(resolve)); // a port nothing listens on
+    const port = await closedPort();
     const grid = new Grid(`http://127.0.0.1:${port}`, TOKEN, { retries: 1 });
     await expect(grid.jobs()).rejects.toThrow(GridConnectionError);
     await expect(grid.jobs()).rejects.toThrow(/ECONNREFUSED/);

@@ -2,7 +2,7 @@
 // cancel, result, named outputs) and the swarm's traffic. Every route but shard downloads needs a
 // token. A job belongs to the token that submitted it: a submit token sees, cancels and downloads
 // only its own (another's is a 404, as if it did not exist); an admin token sees every job.
-import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { jobKind } from '../jobs/index.js';
 import { readModel } from '../jobs/onnx.js';
@@ -153,6 +153,19 @@ function uploadBytes(body: unknown, what: string): Uint8Array {
   return new Uint8Array(body);
 }
 
+/** The 409 for a job asked for what only a done job has. */
+function notDone(job: JobRecord): ApiFailure {
+  return new ApiFailure(409, 'not_ready', `job is ${job.state} (${job.done}/${job.total} work units done)`);
+}
+
+/** Stored bytes as a download named `filename` (sent as they are, not copied). */
+function sendDownload(reply: FastifyReply, bytes: Uint8Array, filename: string) {
+  return reply
+    .type('application/octet-stream')
+    .header('content-disposition', `attachment; filename="${filename}"`)
+    .send(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+}
+
 export const jobRoutes: FastifyPluginAsync<RouteOptions> = async (app, { ctx }) => {
   const { store, shards } = ctx;
   const requireToken = requireScope(ctx, 'submit');
@@ -250,15 +263,10 @@ export const jobRoutes: FastifyPluginAsync<RouteOptions> = async (app, { ctx }) 
   app.get<{ Params: { id: string } }>('/api/jobs/:id/result', { onRequest: requireToken, config: { api: API.result } }, async (req, reply) => {
     const job = await jobOr404(req, req.params.id);
     if (job.state === 'failed') throw new ApiFailure(409, 'not_ready', `job failed: ${job.error}`);
-    if (job.state !== 'done' || !job.resultSha) {
-      throw new ApiFailure(409, 'not_ready', `job is ${job.state} (${job.done}/${job.total} work units done)`);
-    }
+    if (job.state !== 'done' || !job.resultSha) throw notDone(job);
     const bytes = await shards.get(job.resultSha);
     if (!bytes) throw new ApiFailure(500, 'internal', 'result shard is missing from the data directory');
-    return reply
-      .type('application/octet-stream')
-      .header('content-disposition', `attachment; filename="${job.id}.npy"`)
-      .send(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+    return sendDownload(reply, bytes, `${job.id}.npy`);
   });
 
   // A trained model (train jobs) as an ONNX inference graph: upload it with POST /api/models and
@@ -267,35 +275,27 @@ export const jobRoutes: FastifyPluginAsync<RouteOptions> = async (app, { ctx }) 
     const job = await jobOr404(req, req.params.id);
     const kind = jobKind(job.kind);
     if (!kind?.modelOnnx) throw new ApiFailure(404, 'not_found', `${job.kind} jobs have no model`);
-    if (job.state !== 'done') throw new ApiFailure(409, 'not_ready', `job is ${job.state} (${job.done}/${job.total} work units done)`);
+    if (job.state !== 'done') throw notDone(job);
     const bytes = await kind.modelOnnx(job, shards);
     if (!bytes) throw new ApiFailure(500, 'internal', "the job's parameters are missing from the data directory");
-    return reply
-      .type('application/octet-stream')
-      .header('content-disposition', `attachment; filename="${job.id}.onnx"`)
-      .send(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+    return sendDownload(reply, bytes, `${job.id}.onnx`);
   });
 
   // One named output of a multi-output job (ONNX), assembled from the canonical unit outputs.
   app.get<{ Params: { id: string; name: string } }>('/api/jobs/:id/outputs/:name', { onRequest: requireToken, config: { api: API.output } }, async (req, reply) => {
     const job = await jobOr404(req, req.params.id);
     const kind = jobKind(job.kind);
-    if (job.state !== 'done') throw new ApiFailure(409, 'not_ready', `job is ${job.state} (${job.done}/${job.total} work units done)`);
+    if (job.state !== 'done') throw notDone(job);
+    const filename = `${job.id}-${req.params.name.replace(/[^A-Za-z0-9_.-]/g, '_')}.npy`;
     if (kind?.storedOutput) {
       const stored = await kind.storedOutput(job, req.params.name, shards);
       if (!stored) throw new ApiFailure(404, 'not_found', `job ${job.id} has no output '${req.params.name}'`);
-      return reply
-        .type('application/octet-stream')
-        .header('content-disposition', `attachment; filename="${job.id}-${req.params.name.replace(/[^A-Za-z0-9_.-]/g, '_')}.npy"`)
-        .send(Buffer.from(stored.buffer, stored.byteOffset, stored.byteLength));
+      return sendDownload(reply, stored, filename);
     }
     if (!kind?.output) throw new ApiFailure(404, 'not_found', `${job.kind} jobs have one result: use /api/jobs/${job.id}/result`);
     const outputs = (await store.canonicalOutputs(job.id)).map(({ wu, data }) => ({ wu, output: new Float32Array(data.slice().buffer) }));
     const npy = kind.output(job, outputs, req.params.name);
     if (!npy) throw new ApiFailure(404, 'not_found', `job ${job.id} has no output '${req.params.name}'`);
-    return reply
-      .type('application/octet-stream')
-      .header('content-disposition', `attachment; filename="${job.id}-${req.params.name.replace(/[^A-Za-z0-9_.-]/g, '_')}.npy"`)
-      .send(Buffer.from(npy.buffer, npy.byteOffset, npy.byteLength));
+    return sendDownload(reply, npy, filename);
   });
 };

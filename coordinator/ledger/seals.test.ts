@@ -5,34 +5,21 @@
 // PostgreSQL seals each settling transaction. Old data directories (one signature per entry, no
 // seals) open, still verify, and go on with sealed entries. Real SQLite files, a real PostgreSQL.
 import Database from 'better-sqlite3';
-import { generateKeyPairSync, sign } from 'node:crypto';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { sign } from 'node:crypto';
+import { describe, expect, test } from 'vitest';
 import { auditLedger } from './audit.js';
 import { verifySignature } from '../access/keys.js';
-import { makeEntry, makeSealer, sha256, verifyChain } from './chain.js';
+import { makeEntry, sha256, verifyChain } from './chain.js';
 import { readLedger, storedReceipts } from './export.js';
-import { startPgCluster, type PgCluster } from '../testing/pg-cluster.js';
 import { PgStore } from '../store/pg/store.js';
 import { receiptProblem } from '../protocol/receipt-check.js';
 import { SqliteStore, type SqliteStoreOptions } from '../store/sqlite/store.js';
 import type { Settlement, Store, WorkUnitRecord } from '../store/store.js';
-import { makeTempDir, removeDir } from '../testing/helpers.js';
+import { useBothStores } from '../testing/fixtures.js';
 
-const { privateKey, publicKey } = generateKeyPairSync('ed25519');
-const sealer = makeSealer(privateKey);
+const both = useBothStores();
+const { privateKey, publicKey, sealer } = both;
 const receiptCrypto = { sha256, verify: (m: Uint8Array, s: string) => verifySignature(publicKey, m, s) };
-
-let dir: string;
-let cluster: PgCluster;
-beforeAll(async () => {
-  dir = makeTempDir();
-  cluster = await startPgCluster();
-}, 60_000);
-afterAll(() => {
-  cluster?.stop();
-  removeDir(dir);
-});
 
 let n = 0;
 /** A replication-1 job of `units` one-element units; returns its id. */
@@ -75,7 +62,7 @@ const writers: [string, SqliteStoreOptions, SqliteStoreOptions][] = [
 ];
 
 describe.each(writers)('SQLite group commit, writer %s', (mode, keyed, keyless) => {
-  const file = (name: string) => join(dir, `${name}-${mode.replace(/\W/g, '')}.sqlite`);
+  const file = (name: string) => both.sqliteFile(`${name}-${mode.replace(/\W/g, '')}.sqlite`);
 
   test('settlements of one event-loop turn share one seal, and each gets a receipt that verifies', async () => {
     const store = new SqliteStore(file('turn'), keyed);
@@ -187,7 +174,7 @@ describe.each(writers)('SQLite group commit, writer %s', (mode, keyed, keyless) 
   });
 
   test('a data directory from before seals opens, verifies its signed entries, and goes on sealed', async () => {
-    const file = join(dir, `legacy-${mode.replace(/\W/g, '')}.sqlite`);
+    const file = both.sqliteFile(`legacy-${mode.replace(/\W/g, '')}.sqlite`);
     // The ledger as older coordinators wrote it: every entry signed, `signature NOT NULL`, no seals table.
     const old = new Database(file);
     old.exec(`CREATE TABLE leases (id TEXT PRIMARY KEY, wu_id TEXT NOT NULL, volunteer_id TEXT NOT NULL, issued_at INTEGER NOT NULL,
@@ -228,8 +215,8 @@ describe.each(writers)('SQLite group commit, writer %s', (mode, keyed, keyless) 
 
 describe('PostgreSQL', () => {
   test('each settling transaction writes its own seal; concurrent settlements from two pools make one verifiable ledger', async () => {
-    const one = await PgStore.connect(cluster.url, 4, sealer);
-    const two = await PgStore.connect(cluster.url, 4, sealer);
+    const one = await PgStore.connect(both.pgUrl, 4, sealer);
+    const two = await PgStore.connect(both.pgUrl, 4, sealer);
     try {
       const ready = await readySettlements(one, 6);
       const outcomes = await Promise.all(ready.map((s, i) => (i % 2 ? one : two).settle(s)));

@@ -1,12 +1,8 @@
 // What issue 20 added to the stores, on both dialects alike: jobs listed and counted by owner, and
 // rooms counted by maker, marked used, removed when idle, and their members' recent credit.
-import { generateKeyPairSync } from 'node:crypto';
-import { join } from 'node:path';
 import pg from 'pg';
-import { afterAll, beforeAll, expect, test } from 'vitest';
-import { makeSealer } from '../ledger/chain.js';
-import { startPgCluster, type PgCluster } from '../testing/pg-cluster.js';
-import { makeTempDir, removeDir } from '../testing/helpers.js';
+import { expect, test } from 'vitest';
+import { useBothStores } from '../testing/fixtures.js';
 import { pgViews } from './pg/views.js';
 import { PgStore } from './pg/store.js';
 import { SqliteRoomStore } from './sqlite/rooms.js';
@@ -14,17 +10,7 @@ import { SqliteStore } from './sqlite/store.js';
 import type { Store } from './store.js';
 import type { RoomStore } from './views.js';
 
-const sealer = makeSealer(generateKeyPairSync('ed25519').privateKey);
-let cluster: PgCluster;
-let dir: string;
-beforeAll(async () => {
-  cluster = await startPgCluster();
-  dir = makeTempDir();
-}, 60_000);
-afterAll(() => {
-  cluster?.stop();
-  removeDir(dir);
-});
+const both = useBothStores();
 
 const job = (id: string, owner: string | null, createdAt: number) => ({
   id,
@@ -71,10 +57,10 @@ async function story(store: Store, rooms: RoomStore) {
 }
 
 test('jobs by owner and rooms by maker and use: the same on SQLite and PostgreSQL', async () => {
-  const lite = new SqliteStore(join(dir, 'rooms.sqlite'), { sealer });
+  const lite = new SqliteStore(both.sqliteFile('rooms.sqlite'), { sealer: both.sealer });
   const liteRooms = new SqliteRoomStore(lite.connection());
-  const post = await PgStore.connect(cluster.url, 2, sealer);
-  const pool = new pg.Pool({ connectionString: cluster.url, max: 2 });
+  const post = await PgStore.connect(both.pgUrl, 2, both.sealer);
+  const pool = new pg.Pool({ connectionString: both.pgUrl, max: 2 });
   try {
     const a = await story(lite, liteRooms);
     const b = await story(post, (await pgViews(pool)).rooms);

@@ -12,31 +12,67 @@ import { makeTempDir, removeDir, startTestCoordinator, type TestCoordinator } fr
 import { startPgCluster, type PgCluster } from './pg-cluster.js';
 import type { SimWorker } from './sim-worker.js';
 
+type GridOptions = Parameters<typeof startTestCoordinator>[0];
+
 /**
- * A fresh coordinator for each test (or, with `scope: 'all'`, one for all the tests of the enclosing
- * describe block — for tests that only read answers), stopped after it with the workers the test
- * pushed on `workers`. `grid` stands for the current coordinator (its fields and methods are the
- * current one's).
+ * The coordinators a fixture started and the workers its tests pushed on `workers`; `grid` stands
+ * for the latest coordinator (its fields and methods are that one's), `stopAll` closes the workers
+ * and stops every coordinator, the latest first (an earlier one stopped with `keepDir` may share
+ * its folder).
  */
-export function useTestGrid(opts?: Parameters<typeof startTestCoordinator>[0], scope: 'each' | 'all' = 'each'): { grid: TestCoordinator; workers: SimWorker[] } {
-  let current: TestCoordinator | null = null;
+function gridSlot(outside: string) {
+  const started: TestCoordinator[] = [];
   const workers: SimWorker[] = [];
-  (scope === 'each' ? beforeEach : beforeAll)(async () => {
-    current = await startTestCoordinator(opts);
-  });
-  (scope === 'each' ? afterEach : afterAll)(async () => {
-    for (const w of workers.splice(0)) w.close();
-    await current?.stop();
-    current = null;
-  });
   const grid = new Proxy({} as TestCoordinator, {
     get(_target, prop) {
-      if (!current) throw new Error('the test grid runs only inside a test');
+      const current = started.at(-1);
+      if (!current) throw new Error(outside);
       const value = Reflect.get(current, prop) as unknown;
       return typeof value === 'function' ? value.bind(current) : value;
     },
   });
-  return { grid, workers };
+  return {
+    grid,
+    workers,
+    async start(opts?: GridOptions): Promise<TestCoordinator> {
+      const t = await startTestCoordinator(opts);
+      started.push(t);
+      return t;
+    },
+    async stopAll() {
+      for (const w of workers.splice(0)) w.close();
+      for (const t of started.splice(0).reverse()) await t.stop();
+    },
+  };
+}
+
+/**
+ * A fresh coordinator for each test (or, with `scope: 'all'`, one for all the tests of the enclosing
+ * describe block — for tests that only read answers), stopped after it with the workers the test
+ * pushed on `workers`. `grid` stands for the current coordinator.
+ */
+export function useTestGrid(opts?: GridOptions, scope: 'each' | 'all' = 'each'): { grid: TestCoordinator; workers: SimWorker[] } {
+  const slot = gridSlot('the test grid runs only inside a test');
+  (scope === 'each' ? beforeEach : beforeAll)(async () => {
+    await slot.start(opts);
+  });
+  (scope === 'each' ? afterEach : afterAll)(slot.stopAll);
+  return { grid: slot.grid, workers: slot.workers };
+}
+
+/**
+ * For files whose tests each start a coordinator with options of their own: `start(opts)` starts one
+ * and makes it `grid`; after each test the workers pushed on `workers` are closed and every
+ * coordinator the test started is stopped (its folder removed), even when the test failed.
+ */
+export function useGridPerTest(): {
+  grid: TestCoordinator;
+  workers: SimWorker[];
+  start(opts?: GridOptions): Promise<TestCoordinator>;
+} {
+  const slot = gridSlot('no grid yet: start() one in the test first');
+  afterEach(slot.stopAll);
+  return { grid: slot.grid, workers: slot.workers, start: slot.start };
 }
 
 /** A shard store in a temporary folder for the whole file. */
@@ -70,6 +106,8 @@ export function useBothStores() {
     removeDir(dir);
   });
   return {
+    /** The ledger key pair: `sealer` seals with the private key (tests that sign entries themselves use it too). */
+    privateKey,
     publicKey,
     sealer,
     /** The cluster's URL and the folder's path (only inside tests). */

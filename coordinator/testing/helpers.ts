@@ -1,8 +1,10 @@
 // Shared helpers for the coordinator's vitest suites (imported by *.test.ts only).
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import WebSocket from 'ws';
 import { startCoordinator, type Coordinator, type CoordinatorOptions } from '../app.js';
 import type { IceServer, JobStatus } from '../protocol/index.js';
 import { SqliteStore } from '../store/sqlite/store.js';
@@ -139,6 +141,28 @@ export async function startTestCoordinator(
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+/** A loopback port nothing listens on (one just freed): what a client meets when the coordinator is down. */
+export async function closedPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/** Opens `base`'s /ws with the given headers; resolves with the HTTP status of a refused handshake, or 101. */
+export function wsHandshakeStatus(base: string, headers: Record<string, string>): Promise<number> {
+  return new Promise((resolveStatus) => {
+    const ws = new WebSocket(base.replace(/^http/, 'ws') + '/ws', { headers });
+    ws.on('open', () => {
+      ws.close();
+      resolveStatus(101);
+    });
+    ws.on('unexpected-response', (_req, res) => resolveStatus(res.statusCode ?? 0));
+    ws.on('error', () => undefined);
+  });
 }
 
 /** Polls until `get` returns something truthy. */

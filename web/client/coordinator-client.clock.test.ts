@@ -4,9 +4,9 @@
 // welcomed again).
 import { afterEach, beforeEach, describe, expect, test, vi } from 'vitest';
 import { toNpy } from '../../coordinator/protocol/npy';
-import { decodeResultFrame, toBase64Url, type ServerMessage, type WorkUnitSpec } from '../../coordinator/protocol';
+import { decodeResultFrame, type ServerMessage, type WorkUnitSpec } from '../../coordinator/protocol';
+import { memoryIdentity } from '../../coordinator/testing/page-identity';
 import { UploadBudget } from '../p2p/upload-budget';
-import type { Identity } from '../store/identity';
 import type { ShardCache } from '../store/shard-cache';
 import { CoordinatorClient, type ClientState } from './coordinator-client';
 
@@ -59,16 +59,6 @@ async function until(cond: () => boolean, what: string) {
   }
 }
 
-async function identity(): Promise<Identity> {
-  const pair = (await crypto.subtle.generateKey({ name: 'Ed25519' }, false, ['sign', 'verify'])) as CryptoKeyPair;
-  const raw = new Uint8Array(await crypto.subtle.exportKey('raw', pair.publicKey));
-  return {
-    publicKeyRaw: toBase64Url(raw),
-    exportable: false,
-    sign: async (m) => toBase64Url(new Uint8Array(await crypto.subtle.sign({ name: 'Ed25519' }, pair.privateKey, m as BufferSource))),
-  };
-}
-
 const A = toNpy([2, 2], Float32Array.from([1, 2, 3, 4]));
 /** Every input comes from the cache (IndexedDB does not exist in Node). */
 const cache = { get: async () => A, put: async () => false, keys: async () => [] } as unknown as ShardCache;
@@ -106,7 +96,7 @@ async function startClient(opts: { throttle?: number; computeMs?: number } = {})
   let state: ClientState | null = null;
   client = new CoordinatorClient({
     url: 'http://127.0.0.1:1',
-    identity: await identity(),
+    identity: await memoryIdentity(),
     device: { backend: 'cpu', adapter: 'vitest', features: [] },
     throttle: opts.throttle,
     cache,

@@ -7,10 +7,11 @@ import { WebSocket as NodeWebSocket } from 'ws';
 import { matmulReference } from '../../coordinator/jobs/matmul';
 import { toNpy } from '../../coordinator/protocol/npy';
 import { matmulParams, SimWorker } from '../../coordinator/testing/sim-worker';
-import { serverMessages, toBase64Url, type ServerMessage, type WorkUnitSpec } from '../../coordinator/protocol';
-import { randomMatrix, sleep, startTestCoordinator, waitFor, type TestCoordinator } from '../../coordinator/testing/helpers';
+import { serverMessages, type ServerMessage, type WorkUnitSpec } from '../../coordinator/protocol';
+import { useGridPerTest } from '../../coordinator/testing/fixtures';
+import { randomMatrix, sleep, waitFor } from '../../coordinator/testing/helpers';
+import { memoryIdentity } from '../../coordinator/testing/page-identity';
 import { UploadBudget } from '../p2p/upload-budget';
-import type { Identity } from '../store/identity';
 import type { ShardCache } from '../store/shard-cache';
 import { CoordinatorClient, type ClientState } from './coordinator-client';
 
@@ -42,21 +43,11 @@ beforeEach(() => {
   wire.received.length = 0;
 });
 
-async function identity(): Promise<Identity> {
-  const pair = (await crypto.subtle.generateKey({ name: 'Ed25519' }, false, ['sign', 'verify'])) as CryptoKeyPair;
-  const raw = new Uint8Array(await crypto.subtle.exportKey('raw', pair.publicKey));
-  return {
-    publicKeyRaw: toBase64Url(raw),
-    exportable: false,
-    sign: async (m) => toBase64Url(new Uint8Array(await crypto.subtle.sign({ name: 'Ed25519' }, pair.privateKey, m as BufferSource))),
-  };
-}
-
-let grid: TestCoordinator;
+const { grid, start } = useGridPerTest();
 let client: CoordinatorClient | null = null;
-afterEach(async () => {
+// Registered after the grid's fixture, so it runs first (vitest runs afterEach hooks in reverse): the client stops, then its coordinator.
+afterEach(() => {
   client?.stop();
-  await grid?.stop();
 });
 
 /** IndexedDB does not exist in Node: a cache that never holds anything (every input comes from the coordinator). */
@@ -86,7 +77,7 @@ async function startClient(opts: {
   const errors: string[] = [];
   client = new CoordinatorClient({
     url: grid.base,
-    identity: await identity(),
+    identity: await memoryIdentity(),
     device: { backend: 'cpu', adapter: 'vitest', features: [] },
     throttle: opts.throttle,
     cache: opts.cache ?? noCache,
@@ -128,7 +119,7 @@ async function submit(units: number) {
 
 describe('coordinator client controls', () => {
   test('paused, it is given no work while others are; resumed, it computes the job', async () => {
-    grid = await startTestCoordinator();
+    await start();
     const { runs, state } = await startClient({ ms: 1, paused: true });
     expect(state().phase).toBe('paused');
     // It told the coordinator it wants nothing, and never that it wants something.
@@ -159,7 +150,7 @@ describe('coordinator client controls', () => {
 
 describe('a unit whose inputs never arrive', () => {
   test('its lease deadline passes, the coordinator reissues it, and the client gives up the stuck fetch and computes it', async () => {
-    grid = await startTestCoordinator({ leaseMs: 1500 });
+    await start({ leaseMs: 1500 });
     // The first read of any shard never returns (a fetch stuck for good); later reads miss as usual.
     let stuck = 0;
     const stuckOnce = {
@@ -175,7 +166,7 @@ describe('a unit whose inputs never arrive', () => {
   });
 
   test('a unit whose compute hangs: once its lease is cancelled, the worker restarts and the next units compute', async () => {
-    grid = await startTestCoordinator({ leaseMs: 1500 });
+    await start({ leaseMs: 1500 });
     const { runs, restarts, errors, state } = await startClient({ ms: 1, hangFirst: true });
     const job = await submit(2);
     expect((await grid.waitForJob(job, 20_000)).state).toBe('done');
@@ -189,7 +180,7 @@ describe('a unit whose inputs never arrive', () => {
   });
 
   test.each([false, true])('a unit slower than its lease: its result is still uploaded and counts, no restart (no restartCompute: %s)', async (noRestart) => {
-    grid = await startTestCoordinator({ leaseMs: 1500 });
+    await start({ leaseMs: 1500 });
     // The unit computes until its lease has been cancelled for passing its deadline (the
     // coordinator's tick does that, saying a late result still counts): then it finishes at once,
     // well inside the grace (as long again as it has run).

@@ -1,38 +1,22 @@
 import { join } from 'node:path';
-import { afterEach, describe, expect, test } from 'vitest';
-import WebSocket from 'ws';
+import { describe, expect, test } from 'vitest';
 import { isWeakEd25519Key, volunteerPublicKey } from '../../access/keys.js';
 import { ApiError, fromBase64Url } from '../../protocol/index.js';
 import { SimWorker } from '../sim-worker.js';
 import { SqliteStore } from '../../store/sqlite/store.js';
 import { OriginPolicy } from '../../access/security.js';
-import { runCli as cli, startTestCoordinator, TOKEN, waitFor, type TestCoordinator } from '../helpers.js';
+import { runCli as cli, TOKEN, waitFor, wsHandshakeStatus } from '../helpers.js';
+import { useGridPerTest } from '../fixtures.js';
 
-let grid: TestCoordinator;
-afterEach(async () => {
-  await grid?.stop();
-});
+const { grid, start } = useGridPerTest();
 
 async function errorOf(res: Response) {
   return ApiError.parse(await res.json()).error;
 }
 
-/** Opens /ws with the given headers; resolves with the HTTP status of a refused handshake, or 101. */
-function wsHandshake(base: string, headers: Record<string, string>): Promise<number> {
-  return new Promise((resolveStatus) => {
-    const ws = new WebSocket(base.replace(/^http/, 'ws') + '/ws', { headers });
-    ws.on('open', () => {
-      ws.close();
-      resolveStatus(101);
-    });
-    ws.on('unexpected-response', (_req, res) => resolveStatus(res.statusCode ?? 0));
-    ws.on('error', () => undefined);
-  });
-}
-
 describe('API tokens', () => {
   test('scoped tokens: submit can run jobs, only admin manages tokens; revoked tokens stop working', async () => {
-    grid = await startTestCoordinator();
+    await start();
     const created = await grid.api('/api/tokens', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ scope: 'submit', name: 'lab' }) });
     expect(created.status).toBe(201);
     const { token, id, scope } = (await created.json()) as { token: string; id: string; scope: string };
@@ -59,7 +43,7 @@ describe('API tokens', () => {
   });
 
   test('`npm run tokens -- create` makes a working token against a running coordinator', async () => {
-    grid = await startTestCoordinator();
+    await start();
     const made = cli(['tokens', 'create', '--scope', 'submit', '--name', 'cli', '--data', grid.dir]);
     expect(made.status).toBe(0);
     const token = made.out.trim().split('\n').at(-1)!;
@@ -73,7 +57,7 @@ describe('API tokens', () => {
 
 describe('limits and headers', () => {
   test('HTTP requests over the per-minute limit get 429 rate_limited', async () => {
-    grid = await startTestCoordinator({ security: { rateLimitPerMinute: 5 } });
+    await start({ security: { rateLimitPerMinute: 5 } });
     const statuses: number[] = [];
     for (let i = 0; i < 7; i++) statuses.push((await grid.api('/api/health', { token: null })).status);
     expect(statuses.slice(0, 5)).toEqual([200, 200, 200, 200, 200]);
@@ -86,7 +70,7 @@ describe('limits and headers', () => {
   });
 
   test('every answer carries security headers and a CSP that allows wasm and the worker', async () => {
-    grid = await startTestCoordinator({ security: { allowedOrigins: ['https://project.example'] } });
+    await start({ security: { allowedOrigins: ['https://project.example'] } });
     for (const path of ['/', '/api/health', '/nope']) {
       const res = await grid.api(path, { token: null });
       const csp = res.headers.get('content-security-policy') ?? '';
@@ -99,7 +83,7 @@ describe('limits and headers', () => {
   });
 
   test('a flooding worker is told to slow down and then disconnected', async () => {
-    grid = await startTestCoordinator({ security: { wsMessagesPerSecond: 10, wsMessageBurst: 20 } });
+    await start({ security: { wsMessagesPerSecond: 10, wsMessageBurst: 20 } });
     const w = new SimWorker({ url: grid.base });
     await w.connect();
     for (let i = 0; i < 200; i++) w.send(JSON.stringify({ type: 'ready', slots: 1 }));
@@ -112,7 +96,7 @@ describe('limits and headers', () => {
   });
 
   test('connections per address are capped', async () => {
-    grid = await startTestCoordinator({ security: { wsMaxPerAddress: 2 } });
+    await start({ security: { wsMaxPerAddress: 2 } });
     const [a, b, c] = [0, 1, 2].map(() => new SimWorker({ url: grid.base }));
     await a.connect();
     await b.connect();
@@ -139,12 +123,12 @@ describe('WebSocket Origin allow-list', () => {
   });
 
   test('the coordinator refuses a foreign Origin before the upgrade and accepts same-origin and listed ones', async () => {
-    grid = await startTestCoordinator({ security: { allowedOrigins: ['https://project.example'] } });
+    await start({ security: { allowedOrigins: ['https://project.example'] } });
     const host = new URL(grid.base).host;
-    expect(await wsHandshake(grid.base, { origin: 'https://evil.example' })).toBe(403);
-    expect(await wsHandshake(grid.base, { origin: grid.base })).toBe(101);
-    expect(await wsHandshake(grid.base, { origin: 'https://project.example', host })).toBe(101);
-    expect(await wsHandshake(grid.base, {})).toBe(101); // Node clients send no Origin
+    expect(await wsHandshakeStatus(grid.base, { origin: 'https://evil.example' })).toBe(403);
+    expect(await wsHandshakeStatus(grid.base, { origin: grid.base })).toBe(101);
+    expect(await wsHandshakeStatus(grid.base, { origin: 'https://project.example', host })).toBe(101);
+    expect(await wsHandshakeStatus(grid.base, {})).toBe(101); // Node clients send no Origin
   });
 });
 

@@ -1,25 +1,19 @@
 // Churn: workers that vanish, freeze or answer late. Real coordinator, real WebSockets, Node
 // workers speaking the real protocol; the CPU reference is the ground truth.
 import type { KeyObject } from 'node:crypto';
-import { afterEach, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import { matmulReference } from '../../jobs/matmul.js';
 import { parseNpy, toNpy } from '../../protocol/npy.js';
 import type { LedgerEntry, ServerMessage, VolunteerSummary } from '../../protocol/index.js';
 import { honestCompute, SimWorker, type Compute } from '../sim-worker.js';
-import { randomMatrix, startTestCoordinator, waitFor, type TestCoordinator } from '../helpers.js';
+import { randomMatrix, waitFor, type TestCoordinator } from '../helpers.js';
+import { useGridPerTest } from '../fixtures.js';
 
 const [M, K, N] = [8, 6, 5];
 const A = randomMatrix(M, K, 11);
 const B = randomMatrix(K, N, 12);
 
-let grid: TestCoordinator | null = null;
-const workers: SimWorker[] = [];
-
-afterEach(async () => {
-  for (const w of workers.splice(0)) w.kill();
-  await grid?.stop();
-  grid = null;
-});
+const { grid, workers, start } = useGridPerTest();
 
 async function submit(g: TestCoordinator, replication: number): Promise<string> {
   const a = await g.uploadShard(toNpy([M, K], A));
@@ -64,7 +58,7 @@ const acks = (w: SimWorker) => w.messages.filter((m): m is Extract<ServerMessage
 describe('churn', () => {
   test('a worker that stops answering pings loses its lease to another worker', async () => {
     // The deadline is far off: only the heartbeat can free the unit.
-    grid = await startTestCoordinator({ leaseMs: 600_000, heartbeatMs: 1000 });
+    await start({ leaseMs: 600_000, heartbeatMs: 1000 });
     const frozen = worker(grid, 'frozen', { compute: () => new Promise(() => {}), autoPong: false });
     await frozen.connect();
     const jobId = await submit(grid, 1);
@@ -79,7 +73,7 @@ describe('churn', () => {
   });
 
   test('a late result from a timed-out lease is still validated and credited once', async () => {
-    grid = await startTestCoordinator({ leaseMs: 300, heartbeatMs: 1000 });
+    await start({ leaseMs: 300, heartbeatMs: 1000 });
     const late = gated();
     const slow = worker(grid, 'slow', { compute: late.compute });
     const quick = worker(grid, 'quick');
@@ -108,7 +102,7 @@ describe('churn', () => {
   });
 
   test('a worker killed mid-unit hands its replica to the next worker, and its late reconnect earns nothing twice', async () => {
-    grid = await startTestCoordinator({ leaseMs: 600_000, heartbeatMs: 1000 });
+    await start({ leaseMs: 600_000, heartbeatMs: 1000 });
     const doomed = worker(grid, 'doomed', { compute: () => new Promise(() => {}) });
     await doomed.connect();
     const jobId = await submit(grid, 1);

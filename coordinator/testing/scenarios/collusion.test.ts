@@ -15,7 +15,7 @@ import { DEFAULT_TRUST_POLICY, type TrustPolicy } from '../../work/trust.js';
 import { randomMatrix, startTestCoordinator, waitFor, type TestCoordinator } from '../helpers.js';
 import { honestCompute, onnxRuntimeCompute, SimWorker, type Compute } from '../sim-worker.js';
 import { mlpModel } from '../test-models.js';
-import { blobsTask } from '../train-task.js';
+import { blobsTask, relativeL2 } from '../train-task.js';
 
 const AUDITED: TrustPolicy = { ...DEFAULT_TRUST_POLICY, auditNewProbability: 1 };
 const UNAUDITED: TrustPolicy = { ...DEFAULT_TRUST_POLICY, auditNewProbability: 0, auditMinProbability: 0 };
@@ -103,15 +103,12 @@ async function run(name: string, policy: TrustPolicy) {
     await start(c.honest(g));
     const status = await g.waitForJob(jobId, 60_000);
     const result = parseNpy(new Uint8Array(await (await g.api(`/api/jobs/${jobId}/result`)).arrayBuffer())).data;
-    let d = 0;
-    let n = 0;
-    for (let i = 0; i < expected.length; i++) [d, n] = [d + (result[i] - expected[i]) ** 2, n + expected[i] ** 2];
     const ids = new Set(colluders.map((w) => w.volunteerId));
     const { entries } = (await (await g.api('/api/ledger?limit=1000')).json()) as { entries: LedgerEntry[] };
     const { volunteers } = (await (await g.api('/api/volunteers')).json()) as { volunteers: VolunteerSummary[] };
     return {
       state: status.state,
-      resultDistance: Math.sqrt(d / n),
+      resultDistance: relativeL2(result, expected),
       tol,
       granted: entries.filter((e) => ids.has(e.volunteerId) && e.amount > 0).reduce((s, e) => s + e.amount, 0),
       held: volunteers.filter((v) => ids.has(v.id)).reduce((s, v) => s + v.credit, 0),

@@ -5,7 +5,7 @@
 // differently, identities minted without end. Each fails on the code before the fix.
 import { mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import WebSocket from 'ws';
 import { startCoordinator } from '../../app.js';
 import { DEMO_STORAGE_BYTES } from '../../jobs/demo.js';
@@ -16,15 +16,10 @@ import { securityFromEnv } from '../../access/security.js';
 import { postJson, request, type Answer } from '../loopback-http.js';
 import { SqliteStore } from '../../store/sqlite/store.js';
 import { honestCompute, SimWorker } from '../sim-worker.js';
-import { makeTempDir, randomMatrix, removeDir, runCli, startTestCoordinator, TOKEN, waitFor, type TestCoordinator } from '../helpers.js';
+import { makeTempDir, randomMatrix, removeDir, runCli, startTestCoordinator, TOKEN, waitFor, wsHandshakeStatus } from '../helpers.js';
+import { useGridPerTest } from '../fixtures.js';
 
-let grid: TestCoordinator | null = null;
-const workers: SimWorker[] = [];
-afterEach(async () => {
-  for (const w of workers.splice(0)) w.close();
-  await grid?.stop();
-  grid = null;
-});
+const { grid, workers, start } = useGridPerTest();
 
 const json = (body: unknown, token?: string) => postJson(body, token);
 /** The same JSON POST for grid.api (fetch). */
@@ -47,7 +42,7 @@ function dirBytes(dir: string): number {
 
 describe('tokenless rooms and demo jobs store and queue only a bounded amount', () => {
   test('demo inputs are made once per size and shared by every room', async () => {
-    grid = await startTestCoordinator({ security: { demoMaxActive: 10 } });
+    await start({ security: { demoMaxActive: 10 } });
     const shards = join(grid.dir, 'shards');
     const before = dirBytes(shards);
     for (let i = 0; i < 6; i++) {
@@ -61,7 +56,7 @@ describe('tokenless rooms and demo jobs store and queue only a bounded amount', 
   });
 
   test('rooms per address are capped; a token holder is not counted', async () => {
-    grid = await startTestCoordinator({ security: { roomsPerAddress: 3 } });
+    await start({ security: { roomsPerAddress: 3 } });
     const made = [];
     for (let i = 0; i < 5; i++) made.push(await request(grid.base, '/api/rooms', { ...json({ name: `r${i}` }), from: '127.0.0.2' }));
     expect(made.map((a) => a.status)).toEqual([201, 201, 201, 429, 429]);
@@ -73,7 +68,7 @@ describe('tokenless rooms and demo jobs store and queue only a bounded amount', 
   });
 
   test('rooms in all are capped, and idle rooms are removed', async () => {
-    grid = await startTestCoordinator({ security: { roomsMax: 2, roomIdleMs: 300 } });
+    await start({ security: { roomsMax: 2, roomIdleMs: 300 } });
     const a = JSON.parse((await request(grid.base, '/api/rooms', json({ name: 'a' }))).body) as RoomCreated;
     expect((await request(grid.base, '/api/rooms', { ...json({ name: 'b' }), from: '127.0.0.2' })).status).toBe(201);
     expect((await request(grid.base, '/api/rooms', { ...json({ name: 'c' }), from: '127.0.0.3' })).status).toBe(429);
@@ -84,10 +79,10 @@ describe('tokenless rooms and demo jobs store and queue only a bounded amount', 
   });
 
   test('demo jobs: one at a time per room, and at most TABGRID_DEMO_MAX_ACTIVE in all', async () => {
-    grid = await startTestCoordinator({ security: { demoMaxActive: 2 } });
+    await start({ security: { demoMaxActive: 2 } });
     const rooms: RoomCreated[] = [];
     for (let i = 0; i < 3; i++) rooms.push(JSON.parse((await request(grid.base, '/api/rooms', { ...json({ name: `r${i}` }), from: `127.0.0.${2 + i}` })).body) as RoomCreated);
-    const demo = (r: RoomCreated) => request(grid!.base, `/api/rooms/${r.code}/demo`, json({ size: 'small' }, r.teacherKey));
+    const demo = (r: RoomCreated) => request(grid.base, `/api/rooms/${r.code}/demo`, json({ size: 'small' }, r.teacherKey));
     expect((await demo(rooms[0])).status).toBe(201);
     expect((await demo(rooms[0])).status).toBe(409);
     expect((await demo(rooms[1])).status).toBe(201);
@@ -100,7 +95,7 @@ describe('tokenless rooms and demo jobs store and queue only a bounded amount', 
   });
 
   test('TABGRID_ROOMS_REQUIRE_TOKEN: making a room needs an API token', async () => {
-    grid = await startTestCoordinator({ security: { roomsRequireToken: true } });
+    await start({ security: { roomsRequireToken: true } });
     const refused = await request(grid.base, '/api/rooms', json({ name: 'x' }));
     expect(refused.status).toBe(401);
     expect(codeOf(refused)).toBe('unauthorized');
@@ -110,7 +105,7 @@ describe('tokenless rooms and demo jobs store and queue only a bounded amount', 
 
 describe('failed authentication', () => {
   test('counts against the address: after 10 wrong tokens in a minute it is locked out, even with the right one', async () => {
-    grid = await startTestCoordinator();
+    await start();
     const statuses: number[] = [];
     for (let i = 0; i < 14; i++) statuses.push((await request(grid.base, '/api/jobs', { headers: { authorization: `Bearer tg_guess${i}xxxxxxxxxxxxxxxx` }, from: '127.0.0.2' })).status);
     expect(statuses).toEqual([...Array(10).fill(401), ...Array(4).fill(429)]);
@@ -123,7 +118,7 @@ describe('failed authentication', () => {
   });
 
   test('guesses count wherever they are sent (an open route, a teacher key) and are rate-limited before the token check', async () => {
-    grid = await startTestCoordinator({ security: { authFailuresPerMinute: 5 } });
+    await start({ security: { authFailuresPerMinute: 5 } });
     const room = JSON.parse((await request(grid.base, '/api/rooms', json({ name: 'x' }))).body) as RoomCreated;
     for (let i = 0; i < 3; i++) await request(grid.base, '/api/health', { headers: { authorization: `Bearer guess${i}` }, from: '127.0.0.2' });
     for (let i = 0; i < 2; i++) expect((await request(grid.base, `/api/rooms/${room.code}/control`, { ...json({ paused: true }, `tk_guess${i}`), from: '127.0.0.2' })).status).toBe(401);
@@ -165,7 +160,7 @@ describe('failed authentication', () => {
 
 describe('tracker holdings', () => {
   test('claims of shards that do not exist are refused and not recorded', async () => {
-    grid = await startTestCoordinator();
+    await start();
     const real = await grid.uploadShard(toNpy([2, 2], randomMatrix(2, 2, 1)));
     const w = new SimWorker({ url: grid.base, slots: 0 });
     workers.push(w);
@@ -181,36 +176,24 @@ describe('tracker holdings', () => {
 });
 
 describe('WebSocket Origin and Host', () => {
-  function handshake(base: string, headers: Record<string, string>): Promise<number> {
-    return new Promise((done) => {
-      const ws = new WebSocket(base.replace(/^http/, 'ws') + '/ws', { headers });
-      ws.on('open', () => {
-        ws.close();
-        done(101);
-      });
-      ws.on('unexpected-response', (_req, res) => done(res.statusCode ?? 0));
-      ws.on('error', () => undefined);
-    });
-  }
-
   test('the scheme counts: an https Origin is refused by an http coordinator', async () => {
-    grid = await startTestCoordinator();
+    await start();
     const { host } = new URL(grid.base);
-    expect(await handshake(grid.base, { origin: `https://${host}` })).toBe(403);
-    expect(await handshake(grid.base, { origin: `http://${host}` })).toBe(101);
+    expect(await wsHandshakeStatus(grid.base, { origin: `https://${host}` })).toBe(403);
+    expect(await wsHandshakeStatus(grid.base, { origin: `http://${host}` })).toBe(101);
   });
 
   test('a page that rebinds its own name to our address is refused (Host and Origin both foreign)', async () => {
-    grid = await startTestCoordinator();
+    await start();
     const { port } = new URL(grid.base);
-    expect(await handshake(grid.base, { origin: `http://evil.example:${port}`, host: `evil.example:${port}` })).toBe(403);
-    expect(await handshake(grid.base, { host: `evil.example:${port}` })).toBe(403); // no Origin (a script) but the wrong Host
+    expect(await wsHandshakeStatus(grid.base, { origin: `http://evil.example:${port}`, host: `evil.example:${port}` })).toBe(403);
+    expect(await wsHandshakeStatus(grid.base, { host: `evil.example:${port}` })).toBe(403); // no Origin (a script) but the wrong Host
   });
 
   test('TABGRID_PUBLIC_URL names our origin; the allow-list needs a scheme', async () => {
-    grid = await startTestCoordinator({ security: { publicUrls: ['https://grid.example.org'] } });
-    expect(await handshake(grid.base, { origin: 'https://grid.example.org' })).toBe(101);
-    expect(await handshake(grid.base, { origin: 'http://grid.example.org' })).toBe(403);
+    await start({ security: { publicUrls: ['https://grid.example.org'] } });
+    expect(await wsHandshakeStatus(grid.base, { origin: 'https://grid.example.org' })).toBe(101);
+    expect(await wsHandshakeStatus(grid.base, { origin: 'http://grid.example.org' })).toBe(403);
     expect(() => securityFromEnv({ TABGRID_ALLOWED_ORIGINS: 'project.example' })).toThrow(/TABGRID_ALLOWED_ORIGINS/);
     expect(() => securityFromEnv({ TABGRID_PUBLIC_URL: 'https://grid.example.org/app' })).toThrow(/TABGRID_PUBLIC_URL/);
     expect(securityFromEnv({ TABGRID_ALLOWED_ORIGINS: 'https://Project.Example:443/' }).allowedOrigins).toEqual(['https://project.example']);
@@ -219,13 +202,13 @@ describe('WebSocket Origin and Host', () => {
 
 describe('jobs belong to the token that submitted them', () => {
   test('a submit token sees and cancels only its own jobs; an admin token sees all', async () => {
-    grid = await startTestCoordinator();
-    const token = async () => ((await (await grid!.api('/api/tokens', fetchJson({ scope: 'submit' }))).json()) as { token: string }).token;
+    await start();
+    const token = async () => ((await (await grid.api('/api/tokens', fetchJson({ scope: 'submit' }))).json()) as { token: string }).token;
     const [alice, mallory] = [await token(), await token()];
     const a = await grid.uploadShard(toNpy([4, 4], randomMatrix(4, 4, 1)));
     const submitted = await grid.api('/api/jobs', fetchJson({ kind: 'matmul', inputs: { a, b: a } }, alice));
     const { id } = (await submitted.json()) as { id: string };
-    const list = async (t: string) => ((await (await grid!.api('/api/jobs', { token: t })).json()) as { jobs: JobStatus[] }).jobs.map((j) => j.id);
+    const list = async (t: string) => ((await (await grid.api('/api/jobs', { token: t })).json()) as { jobs: JobStatus[] }).jobs.map((j) => j.id);
     expect(await list(alice)).toEqual([id]);
     expect(await list(mallory)).toEqual([]);
     expect(await list(TOKEN)).toEqual([id]);
@@ -239,7 +222,7 @@ describe('jobs belong to the token that submitted them', () => {
 
 describe('rooms in public', () => {
   test('the public list shows names and credit, not the codes that let anyone join', async () => {
-    grid = await startTestCoordinator();
+    await start();
     const room = JSON.parse((await request(grid.base, '/api/rooms', json({ name: 'Physics 2B' }))).body) as RoomCreated;
     const listed = await request(grid.base, '/api/rooms');
     expect(JSON.parse(listed.body)).toEqual({ rooms: [expect.objectContaining({ name: 'Physics 2B', credit: 0, members: 0 })] });
@@ -247,7 +230,7 @@ describe('rooms in public', () => {
   });
 
   test('the board shows validated credit, not the speed a page claims', async () => {
-    grid = await startTestCoordinator();
+    await start();
     const room = JSON.parse((await request(grid.base, '/api/rooms', json({ name: 'x' }))).body) as RoomCreated;
     const w = new SimWorker({ url: grid.base, slots: 0, name: 'NVIDIA H100 x 1000' });
     workers.push(w);
@@ -263,7 +246,7 @@ describe('rooms in public', () => {
   });
 
   test('board streams are capped per address (each costs a snapshot a second)', async () => {
-    grid = await startTestCoordinator();
+    await start();
     const room = JSON.parse((await request(grid.base, '/api/rooms', json({ name: 'x' }))).body) as RoomCreated;
     const ctrl = new AbortController();
     const statuses: number[] = [];
@@ -280,7 +263,7 @@ describe('rooms in public', () => {
   });
 
   test('names are plain text of bounded length: control and bidirectional-override characters are refused', async () => {
-    grid = await startTestCoordinator();
+    await start();
     for (const name of ['x'.repeat(65), 'evil\u202Eexe.txt', 'line\nbreak', 'zero\u200Bwidth']) {
       const res = await request(grid.base, '/api/rooms', json({ name }));
       expect(res.status).toBe(400);
@@ -291,9 +274,9 @@ describe('rooms in public', () => {
 });
 
 describe('minted identities', () => {
-  const volunteerList = async (query = '') => VolunteerList.parse(await (await grid!.api(`/api/volunteers${query}`, { token: null })).json());
+  const volunteerList = async (query = '') => VolunteerList.parse(await (await grid.api(`/api/volunteers${query}`, { token: null })).json());
   const connect = async (opts: { identity?: SimWorker['privateKey']; name?: string } = {}) => {
-    const w = new SimWorker({ url: grid!.base, compute: honestCompute, ...opts });
+    const w = new SimWorker({ url: grid.base, compute: honestCompute, ...opts });
     workers.push(w);
     await w.connect();
     return w;
@@ -306,7 +289,7 @@ describe('minted identities', () => {
   };
 
   test('beyond the cap on unproven identities an unknown key is refused (busy), a known one still gets in; the list is bounded', async () => {
-    grid = await startTestCoordinator({ security: { identitiesMaxUnproven: 2 } });
+    await start({ security: { identitiesMaxUnproven: 2 } });
     const first = await connect({ name: 'first' });
     await connect({ name: 'second' });
     const third = new SimWorker({ url: grid.base, compute: honestCompute });
@@ -325,46 +308,40 @@ describe('minted identities', () => {
   });
 
   test('idle identities that never did anything are forgotten (not the connected ones), freeing room under the cap; a suspension outlives the row', async () => {
+    // Both coordinators use `dir`: the fixture removes it when it stops them after the test.
     const dir = makeTempDir();
-    try {
-      grid = await startTestCoordinator({ dir });
-      const gone = await connect({ name: 'gone' });
-      gone.close();
-      await grid.stop({ keepDir: true });
-      // Struck while away: its trust record says suspended.
-      const store = new SqliteStore(join(dir, 'tabgrid.sqlite'));
-      await store.putTrust({ volunteerId: gone.volunteerId, validStreak: 0, strikes: 1, suspendedUntil: Date.now() + 3_600_000, verifiedAt: 0 });
-      await store.close();
+    await start({ dir });
+    const gone = await connect({ name: 'gone' });
+    gone.close();
+    await grid.stop({ keepDir: true });
+    // Struck while away: its trust record says suspended.
+    const store = new SqliteStore(join(dir, 'tabgrid.sqlite'));
+    await store.putTrust({ volunteerId: gone.volunteerId, validStreak: 0, strikes: 1, suspendedUntil: Date.now() + 3_600_000, verifiedAt: 0 });
+    await store.close();
 
-      grid = await startTestCoordinator({ dir, security: { identityIdleMs: 400, identitiesMaxUnproven: 2 } });
-      const stays = await connect({ name: 'stays' });
-      await until(async () => (await volunteerList()).total === 1, 'the idle identity to be forgotten');
-      // Connected longer than the idle time, and kept.
-      await new Promise((r) => setTimeout(r, 600));
-      expect((await volunteerList()).volunteers.map((v) => v.id)).toEqual([stays.volunteerId]);
-      expect(grid.logs.some((l) => /forgot 1 idle identities/.test(l))).toBe(true);
-      // The forgotten identity comes back: still suspended, and not stored again.
-      const back = new SimWorker({ url: grid.base, compute: honestCompute, identity: gone.privateKey });
-      workers.push(back);
-      await expect(back.connect()).rejects.toThrow(/suspended/);
-      expect((await volunteerList()).total).toBe(1);
-      // A new identity fits under the cap again (one unproven stored, two allowed).
-      await connect({ name: 'newcomer' });
-      expect((await volunteerList()).total).toBe(2);
-    } finally {
-      for (const w of workers.splice(0)) w.close();
-      await grid?.stop();
-      grid = null;
-      removeDir(dir);
-    }
+    await start({ dir, security: { identityIdleMs: 400, identitiesMaxUnproven: 2 } });
+    const stays = await connect({ name: 'stays' });
+    await until(async () => (await volunteerList()).total === 1, 'the idle identity to be forgotten');
+    // Connected longer than the idle time, and kept.
+    await new Promise((r) => setTimeout(r, 600));
+    expect((await volunteerList()).volunteers.map((v) => v.id)).toEqual([stays.volunteerId]);
+    expect(grid.logs.some((l) => /forgot 1 idle identities/.test(l))).toBe(true);
+    // The forgotten identity comes back: still suspended, and not stored again.
+    const back = new SimWorker({ url: grid.base, compute: honestCompute, identity: gone.privateKey });
+    workers.push(back);
+    await expect(back.connect()).rejects.toThrow(/suspended/);
+    expect((await volunteerList()).total).toBe(1);
+    // A new identity fits under the cap again (one unproven stored, two allowed).
+    await connect({ name: 'newcomer' });
+    expect((await volunteerList()).total).toBe(2);
   });
 });
 
 describe('smaller holes', () => {
   test('frames before hello are capped small: a 1 MiB text frame is closed with 1009 unread', async () => {
-    grid = await startTestCoordinator();
+    await start();
     const code = await new Promise<number>((done) => {
-      const ws = new WebSocket(grid!.base.replace(/^http/, 'ws') + '/ws');
+      const ws = new WebSocket(grid.base.replace(/^http/, 'ws') + '/ws');
       ws.on('open', () => ws.send('x'.repeat(1024 * 1024)));
       ws.on('close', (c) => done(c));
       ws.on('error', () => undefined);
@@ -384,7 +361,7 @@ describe('smaller holes', () => {
     const dir = makeTempDir();
     mkdirSync(join(dir, 'web', 'assets'), { recursive: true });
     writeFileSync(join(dir, 'web', 'index.html'), '<!doctype html><title>t</title>');
-    grid = await startTestCoordinator({ staticDir: join(dir, 'web') });
+    await start({ staticDir: join(dir, 'web') });
     try {
       for (const path of ['/assets/../../package.json', '/%00', '/assets/..%5c..%5cpackage.json']) {
         const res = await request(grid.base, path);
@@ -402,7 +379,7 @@ describe('smaller holes', () => {
   });
 
   test('/peerjs is rate-limited like every other path', async () => {
-    grid = await startTestCoordinator({ security: { rateLimitPerMinute: 5 } });
+    await start({ security: { rateLimitPerMinute: 5 } });
     const statuses: number[] = [];
     for (let i = 0; i < 7; i++) statuses.push((await request(grid.base, '/peerjs/peerjs/id')).status);
     expect(statuses.slice(0, 5)).toEqual([200, 200, 200, 200, 200]);
@@ -410,7 +387,7 @@ describe('smaller holes', () => {
   });
 
   test('an .npy header with a duplicate or unknown key is refused (NumPy would read it differently)', async () => {
-    grid = await startTestCoordinator();
+    await start();
     const npy = (header: string, payload: number) => {
       const text = header + ' '.repeat((64 - ((10 + header.length + 1) % 64)) % 64) + '\n';
       const out = new Uint8Array(10 + text.length + payload);

@@ -1,5 +1,5 @@
 // The coordinator as the swarm's tracker, over its real HTTP and WebSocket endpoints.
-import { afterEach, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import WebSocket from 'ws';
 import { toNpy } from '../../protocol/npy.js';
 import { parseIceServers } from '../../swarm/peer-server.js';
@@ -7,16 +7,10 @@ import type { ServerMessage } from '../../protocol/index.js';
 import { MAX_LOCALITY_SKIPS } from '../../work/scheduler.js';
 import { sha256Hex } from '../../store/shards.js';
 import { honestCompute, SimWorker, type Compute } from '../sim-worker.js';
-import { randomMatrix, startTestCoordinator, waitFor, type TestCoordinator } from '../helpers.js';
+import { randomMatrix, waitFor, type TestCoordinator } from '../helpers.js';
+import { useGridPerTest } from '../fixtures.js';
 
-let grid: TestCoordinator | null = null;
-const workers: SimWorker[] = [];
-
-afterEach(async () => {
-  for (const w of workers.splice(0)) w.close();
-  await grid?.stop();
-  grid = null;
-});
+const { grid, workers, start } = useGridPerTest();
 
 async function worker(g: TestCoordinator, slots: number, name = 'w', compute?: Compute): Promise<SimWorker> {
   const w = new SimWorker({ url: g.base, slots, name, compute });
@@ -71,7 +65,7 @@ async function vouch(g: TestCoordinator, holder: SimWorker, shas: string[]) {
 
 describe('tracker over the protocol', () => {
   test('welcome hands out a peer id and the configured ICE servers', async () => {
-    grid = await startTestCoordinator({ iceServers: [{ urls: 'stun:stun.example.org:3478' }] });
+    await start({ iceServers: [{ urls: 'stun:stun.example.org:3478' }] });
     const [w1, w2] = [await worker(grid, 0), await worker(grid, 0)];
     const [p1, p2] = [welcomeOf(w1), welcomeOf(w2)];
     expect(p1.peerId).not.toBe(p2.peerId);
@@ -80,7 +74,7 @@ describe('tracker over the protocol', () => {
   });
 
   test('each assignment names the ready peers holding its shards, and they are preferred for the work', async () => {
-    grid = await startTestCoordinator();
+    await start();
     const { a, b, bBlock, aBlocks } = await matrices(grid, 16, 8, 8, 8);
     const holder = await worker(grid, 0, 'holder');
     holder.send(JSON.stringify({ type: 'peer-ready' }));
@@ -93,7 +87,7 @@ describe('tracker over the protocol', () => {
       await holderHasWork;
       return honestCompute(wu, inputs);
     });
-    await waitFor(() => grid!.logs.some((l) => l.includes('connected')) && true, 2000);
+    await waitFor(() => grid.logs.some((l) => l.includes('connected')) && true, 2000);
     const jobId = await grid.submitJob({ kind: 'matmul', inputs: { a, b }, replication: 1, tile: { rows: 8, cols: 8 } });
     const [first] = await waitFor(() => assignsOf(newcomer).length > 0 && assignsOf(newcomer), 5000, 'assign');
     // The newcomer got unit 0 (A block 0, which nobody holds, and B, which the holder has).
@@ -112,7 +106,7 @@ describe('tracker over the protocol', () => {
   });
 
   test('locality never starves the head of the queue', async () => {
-    grid = await startTestCoordinator();
+    await start();
     const units = 12;
     const { a, b, aBlocks } = await matrices(grid, units * 2, 4, 4, 2);
     const w = await worker(grid, 0);
@@ -130,7 +124,7 @@ describe('tracker over the protocol', () => {
   });
 
   test('a reported peer is no longer recommended', async () => {
-    grid = await startTestCoordinator();
+    await start();
     const { a, b, bBlock } = await matrices(grid, 8, 8, 8, 8);
     const [liar, honest, reporter] = [await worker(grid, 0, 'liar'), await worker(grid, 0, 'honest'), await worker(grid, 0, 'reporter')];
     for (const w of [liar, honest]) {
@@ -139,7 +133,7 @@ describe('tracker over the protocol', () => {
     }
     await vouch(grid, honest, [bBlock]);
     reporter.send(JSON.stringify({ type: 'bad-peer', peerId: welcomeOf(liar).peerId, sha256: bBlock, reason: 'sha-256 mismatch' }));
-    await waitFor(() => grid!.logs.some((l) => l.includes('no longer recommended')), 2000, 'report logged');
+    await waitFor(() => grid.logs.some((l) => l.includes('no longer recommended')), 2000, 'report logged');
     reporter.send(JSON.stringify({ type: 'ready', slots: 1 }));
     await grid.waitForJob(await grid.submitJob({ kind: 'matmul', inputs: { a, b }, replication: 1 }));
     expect(assignsOf(reporter)[0].peers?.[bBlock]).toEqual([welcomeOf(honest).peerId]);
@@ -148,7 +142,7 @@ describe('tracker over the protocol', () => {
   });
 
   test('shard traffic is counted per job, once per lease, never more than the inputs', async () => {
-    grid = await startTestCoordinator();
+    await start();
     const { a, b } = await matrices(grid, 8, 8, 8, 8);
     // The worker holds its result back until it has reported its traffic.
     let release = () => {};
@@ -179,7 +173,7 @@ describe('tracker over the protocol', () => {
     ['negative traffic', { type: 'shard-traffic', leaseId: 'l_x', fromPeers: -1, fromCoordinator: 1 }, 'bad_message'],
     ['an unknown field', { type: 'peer-ready', extra: 1 }, 'bad_message'],
   ])('%s is refused without harm', async (_name, msg, code) => {
-    grid = await startTestCoordinator();
+    await start();
     const w = await worker(grid, 0);
     w.send(JSON.stringify(msg));
     const err = await waitFor(() => errorsOf(w)[0], 2000, 'error');
@@ -188,18 +182,18 @@ describe('tracker over the protocol', () => {
   });
 
   test('the swarm endpoint needs the API token', async () => {
-    grid = await startTestCoordinator();
+    await start();
     const res = await grid.api('/api/p2p', { token: null });
     expect(res.status).toBe(401);
     expect((await res.json()).error.code).toBe('unauthorized');
   });
 
   test('the PeerServer only admits peer ids the coordinator issued', async () => {
-    grid = await startTestCoordinator();
+    await start();
     const w = await worker(grid, 0);
     const signIn = (id: string) =>
       new Promise<{ code?: number; first?: string }>((resolve) => {
-        const ws = new WebSocket(`${grid!.base.replace('http', 'ws')}/peerjs/peerjs?key=peerjs&id=${id}&token=t1`);
+        const ws = new WebSocket(`${grid.base.replace('http', 'ws')}/peerjs/peerjs?key=peerjs&id=${id}&token=t1`);
         ws.on('message', (data) => {
           resolve({ first: JSON.parse(String(data)).type });
           ws.close();

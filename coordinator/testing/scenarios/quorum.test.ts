@@ -4,7 +4,7 @@
 // result that disagrees with an agreeing quorum costs its host its streak and its unconfirmed
 // credit, but no suspension (honest but flaky hardware does that).
 import { join } from 'node:path';
-import { afterEach, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import { auditLedger } from '../../ledger/audit.js';
 import { loadCoordinatorPublicKey } from '../../access/keys.js';
 import { parseNpy, toNpy } from '../../protocol/npy.js';
@@ -12,23 +12,18 @@ import type { GridStats, LedgerEntry, VolunteerSummary } from '../../protocol/in
 import { SqliteStore } from '../../store/sqlite/store.js';
 import { DEFAULT_TRUST_POLICY } from '../../work/trust.js';
 import { offWithinCheck, productBoundShare } from '../device-math.js';
-import { randomMatrix, startTestCoordinator, waitFor, type TestCoordinator } from '../helpers.js';
+import { randomMatrix, waitFor } from '../helpers.js';
+import { useGridPerTest } from '../fixtures.js';
 import { matmulParams, SimWorker, type Compute } from '../sim-worker.js';
 
 // Long dot products: the rounding the check must allow (γ·(|A|·|B|)_ij, ~3e-2 here) is far wider
 // than the replica tolerance (atol ≈ 1.2e-4, rtol 1e-4), so results can pass one and fail the other.
 const K = 1024;
 
-let grid: TestCoordinator | null = null;
-const workers: SimWorker[] = [];
-afterEach(async () => {
-  for (const w of workers.splice(0)) w.close();
-  await grid?.stop();
-  grid = null;
-});
+const { grid, workers, start } = useGridPerTest();
 
 function worker(name: string, opts: { compute?: Compute } = {}): SimWorker {
-  const w = new SimWorker({ url: grid!.base, name, ...opts });
+  const w = new SimWorker({ url: grid.base, name, ...opts });
   workers.push(w);
   return w;
 }
@@ -44,17 +39,17 @@ const offBy =
 async function upload(m: number, n: number, seed: number) {
   const A = randomMatrix(m, K, seed);
   const B = randomMatrix(K, n, seed + 1);
-  return { A, B, a: await grid!.uploadShard(toNpy([m, K], A)), b: await grid!.uploadShard(toNpy([K, n], B)) };
+  return { A, B, a: await grid.uploadShard(toNpy([m, K], A)), b: await grid.uploadShard(toNpy([K, n], B)) };
 }
 
-const api = async <T>(path: string) => (await (await grid!.api(path)).json()) as T;
+const api = async <T>(path: string) => (await (await grid.api(path)).json()) as T;
 const volunteers = async () => new Map((await api<{ volunteers: VolunteerSummary[] }>('/api/volunteers')).volunteers.map((v) => [v.id, v]));
 const ledger = async () => (await api<{ entries: LedgerEntry[] }>('/api/ledger?limit=1000')).entries;
-const strikes = () => grid!.logs.filter((l) => /\(strike \d+\)/.test(l));
+const strikes = () => grid.logs.filter((l) => /\(strike \d+\)/.test(l));
 
 describe('no quorum', () => {
   test('replicas that pass the check but never agree: one more at a time up to 2·replication + 1 = 5, then the job fails', async () => {
-    grid = await startTestCoordinator();
+    await start();
     // Six identities, each off by its own share of the bound: no two agree. The sixth is never asked.
     const ws = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6].map((share) => worker(`off-${share}`, { compute: offBy(share) }));
     for (const w of ws) await w.connect();
@@ -81,7 +76,7 @@ describe('no quorum', () => {
   });
 
   test('a third replica that agrees with one of two dissenting ones settles the unit; the odd one out is marked disagreed, not suspended', async () => {
-    grid = await startTestCoordinator();
+    await start();
     const first = worker('first', { compute: offBy(0.1) });
     const odd = worker('odd', { compute: offBy(0.6) });
     await first.connect();
@@ -109,7 +104,7 @@ describe('a result that passes the check but disagrees with the quorum', () => {
   test('resets its host’s streak and revokes its unconfirmed credit, without a suspension', async () => {
     // Trusted after one agreed result and then never re-checked (probability ≤ 1e-6): which
     // results stand alone is then certain, not drawn.
-    grid = await startTestCoordinator({ trustPolicy: { ...DEFAULT_TRUST_POLICY, trustedAfter: 1e-3, minReplicateProbability: 0 } });
+    await start({ trustPolicy: { ...DEFAULT_TRUST_POLICY, trustedAfter: 1e-3, minReplicateProbability: 0 } });
     const flops = 2 * 8 * 8 * K;
     let flaky = false;
     const honestOrOff: Compute = (wu, { a, b }) => {
@@ -152,7 +147,7 @@ describe('a result that passes the check but disagrees with the quorum', () => {
       expect((await grid.waitForJob(job2, 20_000)).state).toBe('done');
 
       // Its streak is gone and its unconfirmed credit reversed by negative entries...
-      await waitFor(() => grid!.logs.find((l) => l.startsWith(`revoked ${alone.length} unconfirmed results of ${f.volunteerId}`)), 10_000, 'the revocation');
+      await waitFor(() => grid.logs.find((l) => l.startsWith(`revoked ${alone.length} unconfirmed results of ${f.volunteerId}`)), 10_000, 'the revocation');
       const trust = await store.getTrust(f.volunteerId);
       expect(trust.validStreak).toBe(0);
       const negative = (await ledger()).filter((e) => e.volunteerId === f.volunteerId && e.amount < 0);

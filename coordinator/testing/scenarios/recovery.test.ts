@@ -1,12 +1,13 @@
 // Crash recovery at start-up: a coordinator that died between storing a result and settling its
 // unit, or between settling the last unit and assembling the job's result, finishes the work when
 // it starts again on the same data directory.
-import { afterEach, expect, test } from 'vitest';
+import { expect, test } from 'vitest';
 import { matmulReference } from '../../jobs/matmul.js';
 import { parseNpy, toNpy } from '../../protocol/npy.js';
 import type { LedgerEntry } from '../../protocol/index.js';
 import { SqliteStore } from '../../store/sqlite/store.js';
-import { makeTempDir, randomMatrix, removeDir, startTestCoordinator } from '../helpers.js';
+import { makeTempDir, randomMatrix } from '../helpers.js';
+import { useGridPerTest } from '../fixtures.js';
 import { join } from 'node:path';
 import { makeSealer } from '../../ledger/chain.js';
 import { loadOrCreateCoordinatorKeys } from '../../access/keys.js';
@@ -16,14 +17,13 @@ const [M, K, N] = [6, 5, 4];
 const A = randomMatrix(M, K, 61);
 const B = randomMatrix(K, N, 62);
 const C = matmulReference(A, B, M, K, N);
-const dirs: string[] = [];
-afterEach(() => dirs.splice(0).forEach(removeDir));
+// Both coordinators of a test share its folder: the fixture stops them and removes it after the test.
+const { start } = useGridPerTest();
 
 test.each(['after storing the result', 'after settling the last unit'] as const)('a crash %s is finished at the next start', async (crashPoint) => {
   const dir = makeTempDir();
-  dirs.push(dir);
   // A job of one unit, then the coordinator goes away.
-  const first = await startTestCoordinator({ dir });
+  const first = await start({ dir });
   const jobId = await first.submitJob({
     kind: 'matmul',
     inputs: { a: await first.uploadShard(toNpy([M, K], A)), b: await first.uploadShard(toNpy([K, N], B)) },
@@ -52,15 +52,11 @@ test.each(['after storing the result', 'after settling the last unit'] as const)
   }
   await store.close();
 
-  const again = await startTestCoordinator({ dir });
-  try {
-    const status = await again.waitForJob(jobId, 10_000);
-    expect(status.state).toBe('done');
-    const result = parseNpy(new Uint8Array(await (await again.api(`/api/jobs/${jobId}/result`)).arrayBuffer())).data;
-    expect(Array.from(result)).toEqual(Array.from(C));
-    const { entries } = (await (await again.api('/api/ledger')).json()) as { entries: LedgerEntry[] };
-    expect(entries.map((e) => [e.volunteerId, e.amount])).toEqual([[volunteerId, 2 * M * N * K]]); // credited once
-  } finally {
-    await again.stop({ keepDir: true });
-  }
+  const again = await start({ dir });
+  const status = await again.waitForJob(jobId, 10_000);
+  expect(status.state).toBe('done');
+  const result = parseNpy(new Uint8Array(await (await again.api(`/api/jobs/${jobId}/result`)).arrayBuffer())).data;
+  expect(Array.from(result)).toEqual(Array.from(C));
+  const { entries } = (await (await again.api('/api/ledger')).json()) as { entries: LedgerEntry[] };
+  expect(entries.map((e) => [e.volunteerId, e.amount])).toEqual([[volunteerId, 2 * M * N * K]]); // credited once
 });

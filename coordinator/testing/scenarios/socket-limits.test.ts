@@ -2,22 +2,17 @@
 // most 4 connections per identity, and a worker that sends 20 malformed messages is disconnected
 // (19 are each answered with an error, and the connection stays up).
 import WebSocket from 'ws';
-import { afterEach, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import { DEFAULT_SECURITY } from '../../access/security.js';
 import type { ServerMessage } from '../../protocol/index.js';
-import { startTestCoordinator, waitFor, type TestCoordinator } from '../helpers.js';
+import { waitFor } from '../helpers.js';
+import { useTestGrid } from '../fixtures.js';
 import { SimWorker } from '../sim-worker.js';
 
-let grid: TestCoordinator | null = null;
-const workers: SimWorker[] = [];
-afterEach(async () => {
-  for (const w of workers.splice(0)) w.close();
-  await grid?.stop();
-  grid = null;
-});
+const { grid, workers } = useTestGrid();
 
 function worker(opts: Partial<ConstructorParameters<typeof SimWorker>[0]> = {}) {
-  const w = new SimWorker({ url: grid!.base, ...opts });
+  const w = new SimWorker({ url: grid.base, ...opts });
   workers.push(w);
   return w;
 }
@@ -27,7 +22,6 @@ const errors = (w: SimWorker) => w.messages.filter((m): m is Extract<ServerMessa
 describe('connections per identity', () => {
   test('the default cap is 4: a fifth tab of one identity is refused, and admitted once one of the four leaves', async () => {
     expect(DEFAULT_SECURITY.wsMaxPerIdentity).toBe(4);
-    grid = await startTestCoordinator();
     const first = worker();
     await first.connect();
     const tabs = [first, ...[1, 2, 3].map(() => worker({ identity: first.privateKey }))];
@@ -58,7 +52,6 @@ describe('connections per identity', () => {
 
 describe('malformed messages', () => {
   test('19 malformed messages after hello are each answered and the worker stays; the 20th disconnects it', async () => {
-    grid = await startTestCoordinator();
     const w = worker();
     await w.connect();
     const bad = ['not json', '{"type":"ready"}', '{"type":"no-such-message"}', '[]', '{"type":"ready","slots":-1}'];
@@ -75,7 +68,6 @@ describe('malformed messages', () => {
   });
 
   test('a text message over 256 KiB is refused, and one just under is read', async () => {
-    grid = await startTestCoordinator();
     const w = worker();
     await w.connect();
     // A well-formed status message padded with spaces to exactly the limit: read (and answered
@@ -89,7 +81,6 @@ describe('malformed messages', () => {
   });
 
   test('before hello too: 20 malformed messages close the socket', async () => {
-    grid = await startTestCoordinator();
     const ws = new WebSocket(grid.base.replace(/^http/, 'ws') + '/ws');
     const received: { type: string; code?: string }[] = [];
     const closed = new Promise<{ code: number; reason: string }>((resolve) => ws.on('close', (code, reason) => resolve({ code, reason: String(reason) })));

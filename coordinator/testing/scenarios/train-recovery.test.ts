@@ -3,7 +3,7 @@
 // are computed again, every unit is credited once, and the trained parameters are the central
 // reference's — as if nothing had happened.
 import { join } from 'node:path';
-import { afterEach, expect, test } from 'vitest';
+import { expect, test } from 'vitest';
 import { loadOrCreateCoordinatorKeys } from '../../access/keys.js';
 import { centralReference, trainUnitReference } from '../../jobs/train.js';
 import { makeSealer } from '../../ledger/chain.js';
@@ -11,25 +11,21 @@ import { TrainJobSubmit, type JobStatus, type LedgerEntry, type TrainParams } fr
 import { parseNpy, toNpy } from '../../protocol/npy.js';
 import { FileShardStore, sha256Hex } from '../../store/shards.js';
 import { SqliteStore } from '../../store/sqlite/store.js';
-import { makeTempDir, removeDir, startTestCoordinator } from '../helpers.js';
+import { makeTempDir } from '../helpers.js';
+import { useGridPerTest } from '../fixtures.js';
 import { SimWorker } from '../sim-worker.js';
-import { blobsTask } from '../train-task.js';
+import { blobsTask, relativeL2 } from '../train-task.js';
 
 const task = blobsTask(256, 8, 4, 5);
-const dirs: string[] = [];
-const workers: SimWorker[] = [];
-afterEach(() => {
-  workers.splice(0).forEach((w) => w.close());
-  dirs.splice(0).forEach(removeDir);
-});
+// Both coordinators of a test share its folder: the fixture stops them and removes it after the test.
+const { start, workers } = useGridPerTest();
 
 test.each([
   ['every unit of round 1 validated, the round not yet closed', 3],
   ['2 of round 1 units validated, 1 leased and lost', 2],
 ])('killed with %s: the restarted coordinator finishes the job, each update counted once', async (_what, settleBeforeCrash) => {
   const dir = makeTempDir();
-  dirs.push(dir);
-  const first = await startTestCoordinator({ dir });
+  const first = await start({ dir });
   const body = {
     kind: 'train',
     model: { type: 'mlp', layers: [8, 12, 4] },
@@ -61,35 +57,25 @@ test.each([
   }
   await store.close();
 
-  const again = await startTestCoordinator({ dir });
-  try {
-    for (let i = 0; i < 2; i++) {
-      const w = new SimWorker({ url: again.base, kinds: ['train'] });
-      workers.push(w);
-      await w.connect();
-    }
-    const status = (await again.waitForJob(jobId, 30_000)) as JobStatus & { perRound: { units: number }[]; round: number };
-    expect(status.state).toBe('done');
-    expect(status.round).toBe(3);
-    expect(status.perRound.map((r) => r.units)).toEqual([3, 3, 3]);
-    // Credited once per unit: the pre-crash volunteer for what it had validated, the workers for the rest.
-    const { entries } = (await (await again.api('/api/ledger?limit=100')).json()) as { entries: LedgerEntry[] };
-    const mine = entries.filter((e) => e.jobId === jobId);
-    expect(mine).toHaveLength(9);
-    expect(new Set(mine.map((e) => e.wuId)).size).toBe(9);
-    expect(mine.filter((e) => e.volunteerId === volunteerId).map((e) => e.wuId)).toEqual(leased.slice(0, settleBeforeCrash).map((l) => l.wu.id));
-    expect(mine.every((e) => e.amount > 0)).toBe(true);
-    const params = parseNpy(new Uint8Array(await (await again.api(`/api/jobs/${jobId}/outputs/params`)).arrayBuffer())).data;
-    const ref = centralReference(TrainJobSubmit.parse(body), task).params;
-    let d = 0;
-    let n = 0;
-    for (let i = 0; i < ref.length; i++) {
-      d += (params[i] - ref[i]) ** 2;
-      n += ref[i] ** 2;
-    }
-    expect(Math.sqrt(d / n)).toBeLessThan(1e-4);
-    if (settleBeforeCrash === 3) expect(again.logs.some((l) => /round 1\/3 closed: 3\/3 units/.test(l))).toBe(true);
-  } finally {
-    await again.stop({ keepDir: true });
+  const again = await start({ dir });
+  for (let i = 0; i < 2; i++) {
+    const w = new SimWorker({ url: again.base, kinds: ['train'] });
+    workers.push(w);
+    await w.connect();
   }
+  const status = (await again.waitForJob(jobId, 30_000)) as JobStatus & { perRound: { units: number }[]; round: number };
+  expect(status.state).toBe('done');
+  expect(status.round).toBe(3);
+  expect(status.perRound.map((r) => r.units)).toEqual([3, 3, 3]);
+  // Credited once per unit: the pre-crash volunteer for what it had validated, the workers for the rest.
+  const { entries } = (await (await again.api('/api/ledger?limit=100')).json()) as { entries: LedgerEntry[] };
+  const mine = entries.filter((e) => e.jobId === jobId);
+  expect(mine).toHaveLength(9);
+  expect(new Set(mine.map((e) => e.wuId)).size).toBe(9);
+  expect(mine.filter((e) => e.volunteerId === volunteerId).map((e) => e.wuId)).toEqual(leased.slice(0, settleBeforeCrash).map((l) => l.wu.id));
+  expect(mine.every((e) => e.amount > 0)).toBe(true);
+  const params = parseNpy(new Uint8Array(await (await again.api(`/api/jobs/${jobId}/outputs/params`)).arrayBuffer())).data;
+  const ref = centralReference(TrainJobSubmit.parse(body), task).params;
+  expect(relativeL2(params, ref)).toBeLessThan(1e-4);
+  if (settleBeforeCrash === 3) expect(again.logs.some((l) => /round 1\/3 closed: 3\/3 units/.test(l))).toBe(true);
 }, 60_000);

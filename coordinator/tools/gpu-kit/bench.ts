@@ -11,6 +11,7 @@ import { ATTENTION_VARIANTS, attentionParamsWords, encodeAttention, type Attenti
 import { tuneKernels } from '../../../web/gpu/autotune';
 import { openGpu, type Gpu } from '../../../web/gpu/device';
 import { describeConfig, encodeMatmul, matmulCandidates, matmulDimsWords, type MatmulConfig } from '../../../web/gpu/matmul';
+import { maxRelativeError } from '../../testing/relative-error';
 import { installWebGpu } from '../native-volunteer/webgpu';
 import { peakFor } from './peaks';
 
@@ -57,16 +58,6 @@ function randomData(count: number, seed: number): Float32Array {
     out[i] = s / 2 ** 31 - 1;
   }
   return out;
-}
-
-function relativeDiff(x: Float32Array, y: Float32Array): number {
-  let diff = 0;
-  let scale = 0;
-  for (let i = 0; i < x.length; i++) {
-    diff = Math.max(diff, Math.abs(x[i] - y[i]));
-    scale = Math.max(scale, Math.abs(y[i]));
-  }
-  return diff / scale;
 }
 
 const round = (x: number, digits = 3) => +x.toFixed(digits);
@@ -213,7 +204,7 @@ export async function runBench(plan: BenchPlan, opts: { log?: (msg: string) => v
       try {
         const t = await bench.time((enc) => encodeMatmul(device, enc, { a, b, c, dims: dimsBuf }, dims, config), flops);
         const out = await bench.read(c, size * size * 4);
-        const diff = reference ? relativeDiff(out, reference) : first ? relativeDiff(out, first) : 0;
+        const diff = reference ? maxRelativeError(out, reference) : first ? maxRelativeError(out, first) : 0;
         first ??= out;
         results.push({ name, config, ...t, diff: +diff.toExponential(2) } as CandidateResult & { config: MatmulConfig });
         log(`matmul ${size}: ${name}: ${t.gflops} GFLOP/s`);
@@ -243,7 +234,7 @@ export async function runBench(plan: BenchPlan, opts: { log?: (msg: string) => v
       try {
         const t = await bench.time((enc) => encodeAttention(device, enc, bufs, dims, variant), flops);
         const out = await bench.read(bufs.out, count * 4);
-        const diff = first ? relativeDiff(out, first) : index === 0 ? relativeDiff(out, attentionCheck(Q, K, V, heads, seq, d)) : 0;
+        const diff = first ? maxRelativeError(out, first) : index === 0 ? maxRelativeError(out, attentionCheck(Q, K, V, heads, seq, d)) : 0;
         first ??= out;
         results.push({ name: variant, variant, ...t, diff: +diff.toExponential(2) });
         log(`attention ${heads}×${seq}×${d}: ${variant}: ${t.gflops} GFLOP/s`);

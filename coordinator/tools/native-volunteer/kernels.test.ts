@@ -5,20 +5,11 @@ import { beforeAll, describe, expect, test } from 'vitest';
 import { attentionReference } from '../../jobs/attention';
 import { matmulReference } from '../../jobs/matmul';
 import { randomMatrix } from '../../testing/helpers';
+import { maxRelativeError } from '../../testing/relative-error';
 import { ATTENTION_VARIANTS, gpuAttention } from '../../../web/gpu/attention';
 import { openGpu } from '../../../web/gpu/device';
 import { describeConfig, gpuMatmul, matmulCandidates } from '../../../web/gpu/matmul';
 import { installWebGpu, swiftShaderAvailable, useSwiftShader } from './webgpu';
-
-function maxRelativeError(c: Float32Array, r: Float32Array): number {
-  let diff = 0;
-  let scale = 0;
-  for (let i = 0; i < r.length; i++) {
-    diff = Math.max(diff, Math.abs(c[i] - r[i]));
-    scale = Math.max(scale, Math.abs(r[i]));
-  }
-  return diff / scale;
-}
 
 describe.skipIf(!swiftShaderAvailable())('web/gpu kernels through Dawn (SwiftShader)', () => {
   let device: GPUDevice;

@@ -17,6 +17,7 @@ import { initMlp } from '../../protocol/train-mlp';
 import { decodeUnitOutput, trainOutputsAgree, trainTolerance, trainUnitReference } from '../../jobs/train';
 import { blobsTask } from '../../testing/train-task';
 import { gpuTrainStats } from '../../../web/gpu/train-mlp';
+import { maxRelativeError } from '../../testing/relative-error';
 import { SimWorker } from '../../testing/sim-worker';
 import { makeTempDir, randomMatrix, removeDir, startTestCoordinator, TOKEN, waitFor, type TestCoordinator } from '../../testing/helpers';
 import { NativeCompute } from './compute';
@@ -51,16 +52,6 @@ async function download(grid: { api: TestCoordinator['api'] }, jobId: string, ou
   const res = await grid.api(output ? `/api/jobs/${jobId}/outputs/${output}` : `/api/jobs/${jobId}/result`);
   expect(res.status).toBe(200);
   return parseNpy(new Uint8Array(await res.arrayBuffer())).data;
-}
-
-function maxRelativeError(c: Float32Array, r: Float32Array): number {
-  let diff = 0;
-  let scale = 0;
-  for (let i = 0; i < r.length; i++) {
-    diff = Math.max(diff, Math.abs(c[i] - r[i]));
-    scale = Math.max(scale, Math.abs(r[i]));
-  }
-  return diff / scale;
 }
 
 async function volunteers(grid: { api: TestCoordinator['api'] }): Promise<VolunteerSummary[]> {

@@ -9,7 +9,7 @@ import { deltaRtol, trainOutputsAgree, trainTolerance } from '../../jobs/train';
 import { checkRows, decodeTrainOutput, runTrainUnit, type Compression, type InnerSpec } from '../../protocol/train-loop';
 import { initMlp, mlpLossGrad, mlpModel, mlpParamCount } from '../../protocol/train-mlp';
 import { mixSeed } from '../../protocol/train-model';
-import { blobsTask } from '../../testing/train-task';
+import { blobsTask, relativeL2 } from '../../testing/train-task';
 import { openGpu } from '../../../web/gpu/device';
 import { cachedPipelineCount } from '../../../web/gpu/pipelines';
 import { gpuTrainStats, gpuTrainUnit, type MlpInnerSpec } from '../../../web/gpu/train-mlp';
@@ -93,14 +93,9 @@ describe.skipIf(!swiftShaderAvailable())('the MLP training loop on WebGPU throug
     const spec: MlpInnerSpec = { layers, steps: 64, batchSize: 32, seed: mixSeed(2, 64), optimizer: adamw };
     const g = decodeUnitOutput({ layers, compress: 'none' }, await gpuTrainUnit(device, spec, 'none', theta, task.x, task.y))!;
     const r = decodeUnitOutput({ layers, compress: 'none' }, cpuUnit(spec, 'none', theta, task.x, task.y))!;
-    let d = 0;
-    let n = 0;
-    for (let i = 0; i < r.delta.length; i++) {
-      d += (g.delta[i] - r.delta[i]) ** 2;
-      n += r.delta[i] ** 2;
-    }
-    console.log(`GPU vs CPU replica, ${layers.join('-')} AdamW H 64: ${Math.sqrt(d / n).toExponential(2)} relative (tolerance ${deltaRtol(64)})`);
-    expect(Math.sqrt(d / n)).toBeLessThan(deltaRtol(64) / 2);
+    const distance = relativeL2(g.delta, r.delta);
+    console.log(`GPU vs CPU replica, ${layers.join('-')} AdamW H 64: ${distance.toExponential(2)} relative (tolerance ${deltaRtol(64)})`);
+    expect(distance).toBeLessThan(deltaRtol(64) / 2);
     expect(trainOutputsAgree(g, r, trainTolerance(64))).toBe(true);
   }, 30_000);
 
