@@ -5,6 +5,12 @@
 // Wire: on a reliable, ordered data channel with raw serialization, the asker sends
 // {t:'get', sha256}; the server answers {t:'no', reason} or {t:'ok', bytes} followed by the bytes
 // as binary frames of CHUNK_BYTES, pausing whenever the channel's send buffer is full.
+//
+// A connection that ends before it is any use (closed before it opens, or before the peer answers)
+// is tried once more, fresh, within the same first-byte bound: node-datachannel now and then fails
+// a DTLS handshake when several run at once in one process ("certificate verify failed"; about 1
+// in 80 connections set up two at a time on loopback), and a pooled connection may be closed by
+// its remote (evicted, or leaving) just as a request goes out.
 import * as peerjs from 'peerjs';
 import type { DataConnection, Peer } from 'peerjs';
 import { P2P_LIMITS, PeerWireMessage } from '../../coordinator/protocol';
@@ -20,6 +26,10 @@ const BUFFER_LOW = 512 * 1024;
 /** Outgoing connections kept open for reuse (a page tops out near 500 RTCPeerConnections). */
 const MAX_OUTGOING = 32;
 const MAX_INCOMING = 64;
+/** The pause before the one retry of a connection that closed early (jittered ±50%). */
+const RETRY_PAUSE_MS = 100;
+/** No retry with less than this left of the first-byte bound: it could not connect in time. */
+const RETRY_MIN_LEFT_MS = 500;
 
 export type PeerFetchFailure = 'unavailable' | 'refused' | 'timeout' | 'closed' | 'protocol';
 
@@ -32,6 +42,9 @@ export class PeerFetchError extends Error {
     super(message);
   }
 }
+
+/** A connection that ended before it was any use: worth one fresh try (a peer that is gone is not: 'peer-unavailable'). */
+class EarlyClose extends PeerFetchError {}
 
 export interface SwarmOptions {
   /** The id the coordinator issued in `welcome`. */
@@ -154,12 +167,27 @@ export class Swarm {
 
   // -- asking ----------------------------------------------------------------------------------
 
-  /** Fetches a shard's bytes from one peer (unchecked: the caller verifies the sha-256). */
+  /**
+   * Fetches a shard's bytes from one peer (unchecked: the caller verifies the sha-256). At most two
+   * connections: the second only when the first ended early, and only within the first-byte bound.
+   */
   async fetch(peerId: string, sha256: string, opts: FetchOptions = {}): Promise<Uint8Array> {
-    const firstByteMs = opts.firstByteMs ?? 10_000;
-    const deadline = Date.now() + firstByteMs;
-    const link = await this.link(peerId, firstByteMs);
-    const run = link.queue.then(() => this.request(link, peerId, sha256, Math.max(1000, deadline - Date.now()), opts.stallMs ?? 5_000));
+    const deadline = Date.now() + (opts.firstByteMs ?? 10_000);
+    const stallMs = opts.stallMs ?? 5_000;
+    try {
+      return await this.ask(peerId, sha256, deadline, stallMs);
+    } catch (err) {
+      if (!(err instanceof EarlyClose) || deadline - Date.now() < RETRY_MIN_LEFT_MS + RETRY_PAUSE_MS) throw err;
+      // Jittered, so that handshakes that failed together do not meet again.
+      await sleep(RETRY_PAUSE_MS * (0.5 + Math.random()));
+      return this.ask(peerId, sha256, deadline, stallMs);
+    }
+  }
+
+  /** One request on the peer's pooled connection, or a new one. */
+  private async ask(peerId: string, sha256: string, deadline: number, stallMs: number): Promise<Uint8Array> {
+    const link = await this.link(peerId, deadline - Date.now());
+    const run = link.queue.then(() => this.request(link, peerId, sha256, Math.max(1000, deadline - Date.now()), stallMs));
     link.queue = run.catch(() => undefined);
     return run;
   }
@@ -170,7 +198,7 @@ export class Swarm {
     this.trimOutgoing();
     const made = this.connect(peerId, timeoutMs);
     this.outgoing.set(peerId, made);
-    made.catch(() => this.outgoing.delete(peerId));
+    made.catch(() => this.outgoing.get(peerId) === made && this.outgoing.delete(peerId));
     return made;
   }
 
@@ -184,7 +212,7 @@ export class Swarm {
       // without an event (node-datachannel does, seconds into a busy round).
       const onState = () => {
         const state = pc?.connectionState;
-        if (state === 'failed' || state === 'closed') fail(new PeerFetchError('unavailable', `the connection to ${peerId} ${state} before it opened`));
+        if (state === 'failed' || state === 'closed') fail(new EarlyClose('unavailable', `the connection to ${peerId} ${state} before it opened`));
       };
       const settle = () => {
         clearTimeout(timer);
@@ -199,7 +227,7 @@ export class Swarm {
       const timer = setTimeout(() => fail(new PeerFetchError('timeout', `no connection to ${peerId}`)), timeoutMs);
       this.unavailable.set(peerId, fail);
       pc?.addEventListener('connectionstatechange', onState);
-      conn.once('error', (err) => fail(new PeerFetchError('unavailable', err.message)));
+      conn.once('error', (err) => fail(new EarlyClose('unavailable', err.message)));
       conn.once('open', () => {
         settle();
         const link: Link = { conn, lastUsed: Date.now(), queue: Promise.resolve(), onData: null, onClose: null };
@@ -239,7 +267,7 @@ export class Swarm {
 
   private request(link: Link, peerId: string, sha256: string, firstByteMs: number, stallMs: number): Promise<Uint8Array> {
     return new Promise<Uint8Array>((resolve, reject) => {
-      if (!link.conn.open) return reject(new PeerFetchError('closed', `connection to ${peerId} closed`));
+      if (!link.conn.open) return reject(new EarlyClose('closed', `connection to ${peerId} closed`));
       let buffer: Uint8Array | null = null;
       let received = 0;
       let started = 0;
@@ -264,7 +292,8 @@ export class Swarm {
         }
         reject(result);
       };
-      link.onClose = () => finish(new PeerFetchError('closed', `${peerId} went away after ${received} bytes`));
+      // Before the answer, a close fails at once and is worth a fresh connection; after it, the peer is leaving.
+      link.onClose = () => finish(buffer ? new PeerFetchError('closed', `${peerId} went away after ${received} bytes`) : new EarlyClose('closed', `${peerId} closed the connection before answering`));
       link.onData = (data) => {
         const chunk = asBytes(data);
         if (chunk) {
