@@ -49,6 +49,12 @@ export interface BarePeer {
   peer: Peer;
   /** Every connection peers opened to this one, in order. */
   connections: DataConnection[];
+  /**
+   * An open connection to `peerId` (raw, reliable, no metadata). A connection node-datachannel
+   * closes before it opens (now and then, as Swarm.fetch also allows for) is dialled again, twice
+   * at most: this is the rig's own dial, not the code under test.
+   */
+  dial(peerId: string): Promise<DataConnection>;
   close(): Promise<void>;
 }
 
@@ -71,10 +77,28 @@ export async function startBarePeer(opts: { grid: TestCoordinator; onConnection:
   });
   const connections: DataConnection[] = [];
   peer.on('connection', (conn) => opts.onConnection(conn, connections.push(conn) - 1));
+  const dialOnce = (peerId: string) =>
+    new Promise<DataConnection | null>((resolve) => {
+      const conn = peer.connect(peerId, { serialization: 'raw', reliable: true });
+      const pc = conn.peerConnection;
+      const onState = () => ['failed', 'closed'].includes(pc.connectionState) && resolve(null);
+      pc.addEventListener('connectionstatechange', onState);
+      conn.once('open', () => {
+        pc.removeEventListener('connectionstatechange', onState);
+        resolve(conn);
+      });
+    });
   return {
     peerId: p2p.peerId,
     peer,
     connections,
+    async dial(peerId) {
+      for (let attempt = 1; attempt <= 3; attempt++) {
+        const conn = await dialOnce(peerId);
+        if (conn) return conn;
+      }
+      throw new Error(`no connection to ${peerId} in 3 attempts`);
+    },
     async close() {
       peer.destroy();
       worker.close();

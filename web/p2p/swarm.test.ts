@@ -139,6 +139,33 @@ describe('Swarm.fetch', () => {
     expect(closer.connections).toHaveLength(2);
   });
 
+  test('a peer that dialled us is asked over its own connection: no second connection', async () => {
+    grid = await startTestCoordinator();
+    const OTHER = 'cd'.repeat(32);
+    const OTHER_BYTES = BYTES.map((b) => 255 - b);
+    const a = await peer(grid, async (sha) => (sha === SHA ? BYTES : null));
+    const b = await peer(grid, async (sha) => (sha === OTHER ? OTHER_BYTES : null));
+    expect(await b.swarm.fetch(a.peerId, SHA)).toEqual(BYTES); // b dials a
+    const dials = closeAskersBeforeOpen(0); // closes none: counts the connections that get an answer
+    try {
+      expect(await a.swarm.fetch(b.peerId, OTHER)).toEqual(OTHER_BYTES);
+      expect(await b.swarm.fetch(a.peerId, SHA)).toEqual(BYTES); // both ways at once on the one connection
+      expect(dials.answers()).toBe(0);
+    } finally {
+      dials.restore();
+    }
+    expect([a.requests, b.requests]).toEqual([[SHA, SHA], [OTHER]]);
+  });
+
+  test('a peer that dialled us without saying it serves on its connection (an older page) is dialled back', async () => {
+    grid = await startTestCoordinator();
+    const old = await barePeer(grid, (conn) => conn.on('data', () => answer(conn, SHA, BYTES)));
+    const asker = await peer(grid, async () => null);
+    await old.dial(asker.peerId);
+    expect(await asker.swarm.fetch(old.peerId, SHA, { firstByteMs: 20_000 })).toEqual(BYTES);
+    expect(old.connections).toHaveLength(1); // the asker's own connection
+  });
+
   test('asking a peer that has left fails within the first-byte bound, and the asker still serves afterwards', async () => {
     grid = await startTestCoordinator();
     const asker = await peer(grid, async (sha) => (sha === SHA ? BYTES : null));

@@ -4,7 +4,10 @@
 //
 // Wire: on a reliable, ordered data channel with raw serialization, the asker sends
 // {t:'get', sha256}; the server answers {t:'no', reason} or {t:'ok', bytes} followed by the bytes
-// as binary frames of CHUNK_BYTES, pausing whenever the channel's send buffer is full.
+// as binary frames of CHUNK_BYTES, pausing whenever the channel's send buffer is full. Either end
+// of a connection may ask (a `get` goes to serving, everything else to the asking side): a peer
+// that dialled us with metadata {duplex: true} is asked over its own connection, not dialled back,
+// so two peers that fetch from each other hold one connection, not two, and set up one.
 //
 // A connection that ends before it is any use (closed before it opens, or before the peer answers)
 // is tried once more, fresh, within the same first-byte bound: node-datachannel now and then fails
@@ -18,6 +21,10 @@ import type { UploadBudget } from './upload-budget';
 
 // Node (test peers) loads peerjs's CommonJS build, whose exports sit under `default`.
 const PeerClass: typeof Peer = peerjs.Peer ?? (peerjs as unknown as { default: typeof peerjs }).default.Peer;
+
+/** What our connections tell the peer they reach: it may ask us over them too (a page before this said nothing, and would not answer). */
+const DUPLEX_METADATA = { duplex: true } as const;
+const isDuplex = (conn: DataConnection) => (conn.metadata as { duplex?: unknown } | undefined)?.duplex === true;
 
 export const CHUNK_BYTES = 128 * 1024;
 /** Pause sending while more than this is queued on the channel; resume below the low mark. */
@@ -105,6 +112,8 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 export class Swarm {
   private readonly outgoing = new Map<string, Promise<Link>>();
   private readonly incoming = new Set<DataConnection>();
+  /** Open duplex connections peers dialled to us, by peer: asked before dialling that peer. */
+  private readonly inbound = new Map<string, Link>();
   private readonly unavailable = new Map<string, (err: Error) => void>();
   private closed = false;
 
@@ -195,6 +204,8 @@ export class Swarm {
   private link(peerId: string, timeoutMs: number): Promise<Link> {
     const existing = this.outgoing.get(peerId);
     if (existing) return existing;
+    const theirs = this.inbound.get(peerId);
+    if (theirs?.conn.open) return Promise.resolve(theirs);
     this.trimOutgoing();
     const made = this.connect(peerId, timeoutMs);
     this.outgoing.set(peerId, made);
@@ -204,7 +215,7 @@ export class Swarm {
 
   private connect(peerId: string, timeoutMs: number): Promise<Link> {
     if (this.closed) return Promise.reject(new PeerFetchError('closed', 'left the swarm'));
-    const conn = this.peer.connect(peerId, { serialization: 'raw', reliable: true });
+    const conn = this.peer.connect(peerId, { serialization: 'raw', reliable: true, metadata: DUPLEX_METADATA });
     const pc = conn.peerConnection;
     return new Promise<Link>((resolve, reject) => {
       // A connection that fails or closes before it opens ends the attempt at once, not at the
@@ -230,15 +241,25 @@ export class Swarm {
       conn.once('error', (err) => fail(new EarlyClose('unavailable', err.message)));
       conn.once('open', () => {
         settle();
-        const link: Link = { conn, lastUsed: Date.now(), queue: Promise.resolve(), onData: null, onClose: null };
-        conn.on('data', (data) => link.onData?.(data));
-        conn.on('close', () => {
-          this.drop(peerId, link);
-          link.onClose?.();
-        });
-        resolve(link);
+        resolve(this.attach(conn, (link) => this.drop(peerId, link)));
       });
     });
+  }
+
+  /** Both directions of one connection: the peer's requests go to serving, the rest to our request under way. */
+  private attach(conn: DataConnection, onClose: (link: Link) => void): Link {
+    const link: Link = { conn, lastUsed: Date.now(), queue: Promise.resolve(), onData: null, onClose: null };
+    let serving: Promise<void> = Promise.resolve();
+    conn.on('data', (data) => {
+      const msg = typeof data === 'string' ? parseWire(data) : null;
+      if (msg?.t !== 'get') return link.onData?.(data);
+      serving = serving.then(() => this.serve(conn, msg.sha256)).catch(() => undefined);
+    });
+    conn.on('close', () => {
+      onClose(link);
+      link.onClose?.();
+    });
+    return link;
   }
 
   private drop(peerId: string, link: Link) {
@@ -326,13 +347,11 @@ export class Swarm {
       }
     }
     this.incoming.add(conn);
-    let queue: Promise<void> = Promise.resolve();
-    conn.on('data', (data) => {
-      const msg = parseWire(data);
-      if (msg?.t !== 'get') return; // not a request: ignore it
-      queue = queue.then(() => this.serve(conn, msg.sha256)).catch(() => undefined);
+    const link = this.attach(conn, () => {
+      this.incoming.delete(conn);
+      if (this.inbound.get(conn.peer) === link) this.inbound.delete(conn.peer);
     });
-    conn.on('close', () => this.incoming.delete(conn));
+    if (isDuplex(conn)) conn.once('open', () => this.inbound.set(conn.peer, link));
   }
 
   private async serve(conn: DataConnection, sha256: string) {
