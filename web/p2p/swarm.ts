@@ -11,8 +11,8 @@
 //
 // A connection that ends before it is any use (closed before it opens, or before the peer answers)
 // is tried once more, fresh, within the same first-byte bound: node-datachannel now and then fails
-// a DTLS handshake when several run at once in one process ("certificate verify failed"; about 1
-// in 80 connections set up two at a time on loopback), and a pooled connection may be closed by
+// a DTLS handshake when several run at once in one process ("certificate verify failed"; 1 in
+// 80–190 connections set up two at a time on loopback), and a pooled connection may be closed by
 // its remote (evicted, or leaving) just as a request goes out.
 import * as peerjs from 'peerjs';
 import type { DataConnection, Peer } from 'peerjs';
