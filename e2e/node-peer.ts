@@ -93,11 +93,13 @@ export async function startBarePeer(opts: { grid: TestCoordinator; onConnection:
     peer,
     connections,
     async dial(peerId) {
-      for (let attempt = 1; attempt <= 3; attempt++) {
+      // node-datachannel's DTLS failures come in runs (three in a row within 0.4 s, seen here): spaced tries.
+      for (let attempt = 1; attempt <= 5; attempt++) {
         const conn = await dialOnce(peerId);
         if (conn) return conn;
+        await new Promise((r) => setTimeout(r, 200 * attempt));
       }
-      throw new Error(`no connection to ${peerId} in 3 attempts`);
+      throw new Error(`no connection to ${peerId} in 5 attempts`);
     },
     async close() {
       peer.destroy();

@@ -10,7 +10,7 @@
 // so two peers that fetch from each other hold one connection, not two, and set up one.
 //
 // A connection that ends before it is any use (closed before it opens, or before the peer answers)
-// is tried once more, fresh, within the same first-byte bound: node-datachannel now and then fails
+// is tried again, fresh, twice at most, within the same first-byte bound: node-datachannel now and then fails
 // a DTLS handshake when several run at once in one process ("certificate verify failed"; 1 in
 // 80–190 connections set up two at a time on loopback), and a pooled connection may be closed by
 // its remote (evicted, or leaving) just as a request goes out.
@@ -33,8 +33,8 @@ const BUFFER_LOW = 512 * 1024;
 /** Outgoing connections kept open for reuse (a page tops out near 500 RTCPeerConnections). */
 const MAX_OUTGOING = 32;
 const MAX_INCOMING = 64;
-/** The pause before the one retry of a connection that closed early (jittered ±50%). */
-const RETRY_PAUSE_MS = 100;
+/** The pauses before each retry of a connection that closed early (jittered ±50%): two retries, three connections at most. */
+const RETRY_PAUSES_MS = [100, 300];
 /** No retry with less than this left of the first-byte bound: it could not connect in time. */
 const RETRY_MIN_LEFT_MS = 500;
 
@@ -177,20 +177,22 @@ export class Swarm {
   // -- asking ----------------------------------------------------------------------------------
 
   /**
-   * Fetches a shard's bytes from one peer (unchecked: the caller verifies the sha-256). At most two
-   * connections: the second only when the first ended early, and only within the first-byte bound.
+   * Fetches a shard's bytes from one peer (unchecked: the caller verifies the sha-256). At most three
+   * connections: another only when the last ended early, and only within the first-byte bound.
    */
   async fetch(peerId: string, sha256: string, opts: FetchOptions = {}): Promise<Uint8Array> {
     const deadline = Date.now() + (opts.firstByteMs ?? 10_000);
     const stallMs = opts.stallMs ?? 5_000;
-    try {
-      return await this.ask(peerId, sha256, deadline, stallMs);
-    } catch (err) {
-      if (!(err instanceof EarlyClose) || deadline - Date.now() < RETRY_MIN_LEFT_MS + RETRY_PAUSE_MS) throw err;
-      // Jittered, so that handshakes that failed together do not meet again.
-      await sleep(RETRY_PAUSE_MS * (0.5 + Math.random()));
-      return this.ask(peerId, sha256, deadline, stallMs);
+    for (const pause of RETRY_PAUSES_MS) {
+      try {
+        return await this.ask(peerId, sha256, deadline, stallMs);
+      } catch (err) {
+        if (!(err instanceof EarlyClose) || deadline - Date.now() < RETRY_MIN_LEFT_MS + pause) throw err;
+        // Jittered, so that handshakes that failed together do not meet again.
+        await sleep(pause * (0.5 + Math.random()));
+      }
     }
+    return this.ask(peerId, sha256, deadline, stallMs);
   }
 
   /** One request on the peer's pooled connection, or a new one. */
