@@ -4,7 +4,16 @@
 //
 // Wire: on a reliable, ordered data channel with raw serialization, the asker sends
 // {t:'get', sha256}; the server answers {t:'no', reason} or {t:'ok', bytes} followed by the bytes
-// as binary frames of CHUNK_BYTES, pausing whenever the channel's send buffer is full.
+// as binary frames of CHUNK_BYTES, pausing whenever the channel's send buffer is full. Either end
+// of a connection may ask (a `get` goes to serving, everything else to the asking side): a peer
+// that dialled us with metadata {duplex: true} is asked over its own connection, not dialled back,
+// so two peers that fetch from each other hold one connection, not two, and set up one.
+//
+// A connection that ends before it is any use (closed before it opens, or before the peer answers)
+// is tried again, fresh, twice at most, within the same first-byte bound: node-datachannel now and then fails
+// a DTLS handshake when several run at once in one process ("certificate verify failed"; 1 in
+// 80–190 connections set up two at a time on loopback), and a pooled connection may be closed by
+// its remote (evicted, or leaving) just as a request goes out.
 import * as peerjs from 'peerjs';
 import type { DataConnection, Peer } from 'peerjs';
 import { P2P_LIMITS, PeerWireMessage } from '../../coordinator/protocol';
@@ -13,6 +22,10 @@ import type { UploadBudget } from './upload-budget';
 // Node (test peers) loads peerjs's CommonJS build, whose exports sit under `default`.
 const PeerClass: typeof Peer = peerjs.Peer ?? (peerjs as unknown as { default: typeof peerjs }).default.Peer;
 
+/** What our connections tell the peer they reach: it may ask us over them too (a page before this said nothing, and would not answer). */
+const DUPLEX_METADATA = { duplex: true } as const;
+const isDuplex = (conn: DataConnection) => (conn.metadata as { duplex?: unknown } | undefined)?.duplex === true;
+
 export const CHUNK_BYTES = 128 * 1024;
 /** Pause sending while more than this is queued on the channel; resume below the low mark. */
 const BUFFER_HIGH = 2 * 1024 * 1024;
@@ -20,6 +33,10 @@ const BUFFER_LOW = 512 * 1024;
 /** Outgoing connections kept open for reuse (a page tops out near 500 RTCPeerConnections). */
 const MAX_OUTGOING = 32;
 const MAX_INCOMING = 64;
+/** The pauses before each retry of a connection that closed early (jittered ±50%): two retries, three connections at most. */
+const RETRY_PAUSES_MS = [100, 300];
+/** No retry with less than this left of the first-byte bound: it could not connect in time. */
+const RETRY_MIN_LEFT_MS = 500;
 
 export type PeerFetchFailure = 'unavailable' | 'refused' | 'timeout' | 'closed' | 'protocol';
 
@@ -32,6 +49,9 @@ export class PeerFetchError extends Error {
     super(message);
   }
 }
+
+/** A connection that ended before it was any use: worth one fresh try (a peer that is gone is not: 'peer-unavailable'). */
+class EarlyClose extends PeerFetchError {}
 
 export interface SwarmOptions {
   /** The id the coordinator issued in `welcome`. */
@@ -92,6 +112,8 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 export class Swarm {
   private readonly outgoing = new Map<string, Promise<Link>>();
   private readonly incoming = new Set<DataConnection>();
+  /** Open duplex connections peers dialled to us, by peer: asked before dialling that peer. */
+  private readonly inbound = new Map<string, Link>();
   private readonly unavailable = new Map<string, (err: Error) => void>();
   private closed = false;
 
@@ -154,12 +176,29 @@ export class Swarm {
 
   // -- asking ----------------------------------------------------------------------------------
 
-  /** Fetches a shard's bytes from one peer (unchecked: the caller verifies the sha-256). */
+  /**
+   * Fetches a shard's bytes from one peer (unchecked: the caller verifies the sha-256). At most three
+   * connections: another only when the last ended early, and only within the first-byte bound.
+   */
   async fetch(peerId: string, sha256: string, opts: FetchOptions = {}): Promise<Uint8Array> {
-    const firstByteMs = opts.firstByteMs ?? 10_000;
-    const deadline = Date.now() + firstByteMs;
-    const link = await this.link(peerId, firstByteMs);
-    const run = link.queue.then(() => this.request(link, peerId, sha256, Math.max(1000, deadline - Date.now()), opts.stallMs ?? 5_000));
+    const deadline = Date.now() + (opts.firstByteMs ?? 10_000);
+    const stallMs = opts.stallMs ?? 5_000;
+    for (const pause of RETRY_PAUSES_MS) {
+      try {
+        return await this.ask(peerId, sha256, deadline, stallMs);
+      } catch (err) {
+        if (!(err instanceof EarlyClose) || deadline - Date.now() < RETRY_MIN_LEFT_MS + pause) throw err;
+        // Jittered, so that handshakes that failed together do not meet again.
+        await sleep(pause * (0.5 + Math.random()));
+      }
+    }
+    return this.ask(peerId, sha256, deadline, stallMs);
+  }
+
+  /** One request on the peer's pooled connection, or a new one. */
+  private async ask(peerId: string, sha256: string, deadline: number, stallMs: number): Promise<Uint8Array> {
+    const link = await this.link(peerId, deadline - Date.now());
+    const run = link.queue.then(() => this.request(link, peerId, sha256, Math.max(1000, deadline - Date.now()), stallMs));
     link.queue = run.catch(() => undefined);
     return run;
   }
@@ -167,16 +206,18 @@ export class Swarm {
   private link(peerId: string, timeoutMs: number): Promise<Link> {
     const existing = this.outgoing.get(peerId);
     if (existing) return existing;
+    const theirs = this.inbound.get(peerId);
+    if (theirs?.conn.open) return Promise.resolve(theirs);
     this.trimOutgoing();
     const made = this.connect(peerId, timeoutMs);
     this.outgoing.set(peerId, made);
-    made.catch(() => this.outgoing.delete(peerId));
+    made.catch(() => this.outgoing.get(peerId) === made && this.outgoing.delete(peerId));
     return made;
   }
 
   private connect(peerId: string, timeoutMs: number): Promise<Link> {
     if (this.closed) return Promise.reject(new PeerFetchError('closed', 'left the swarm'));
-    const conn = this.peer.connect(peerId, { serialization: 'raw', reliable: true });
+    const conn = this.peer.connect(peerId, { serialization: 'raw', reliable: true, metadata: DUPLEX_METADATA });
     const pc = conn.peerConnection;
     return new Promise<Link>((resolve, reject) => {
       // A connection that fails or closes before it opens ends the attempt at once, not at the
@@ -184,7 +225,7 @@ export class Swarm {
       // without an event (node-datachannel does, seconds into a busy round).
       const onState = () => {
         const state = pc?.connectionState;
-        if (state === 'failed' || state === 'closed') fail(new PeerFetchError('unavailable', `the connection to ${peerId} ${state} before it opened`));
+        if (state === 'failed' || state === 'closed') fail(new EarlyClose('unavailable', `the connection to ${peerId} ${state} before it opened`));
       };
       const settle = () => {
         clearTimeout(timer);
@@ -199,18 +240,28 @@ export class Swarm {
       const timer = setTimeout(() => fail(new PeerFetchError('timeout', `no connection to ${peerId}`)), timeoutMs);
       this.unavailable.set(peerId, fail);
       pc?.addEventListener('connectionstatechange', onState);
-      conn.once('error', (err) => fail(new PeerFetchError('unavailable', err.message)));
+      conn.once('error', (err) => fail(new EarlyClose('unavailable', err.message)));
       conn.once('open', () => {
         settle();
-        const link: Link = { conn, lastUsed: Date.now(), queue: Promise.resolve(), onData: null, onClose: null };
-        conn.on('data', (data) => link.onData?.(data));
-        conn.on('close', () => {
-          this.drop(peerId, link);
-          link.onClose?.();
-        });
-        resolve(link);
+        resolve(this.attach(conn, (link) => this.drop(peerId, link)));
       });
     });
+  }
+
+  /** Both directions of one connection: the peer's requests go to serving, the rest to our request under way. */
+  private attach(conn: DataConnection, onClose: (link: Link) => void): Link {
+    const link: Link = { conn, lastUsed: Date.now(), queue: Promise.resolve(), onData: null, onClose: null };
+    let serving: Promise<void> = Promise.resolve();
+    conn.on('data', (data) => {
+      const msg = typeof data === 'string' ? parseWire(data) : null;
+      if (msg?.t !== 'get') return link.onData?.(data);
+      serving = serving.then(() => this.serve(conn, msg.sha256)).catch(() => undefined);
+    });
+    conn.on('close', () => {
+      onClose(link);
+      link.onClose?.();
+    });
+    return link;
   }
 
   private drop(peerId: string, link: Link) {
@@ -239,7 +290,7 @@ export class Swarm {
 
   private request(link: Link, peerId: string, sha256: string, firstByteMs: number, stallMs: number): Promise<Uint8Array> {
     return new Promise<Uint8Array>((resolve, reject) => {
-      if (!link.conn.open) return reject(new PeerFetchError('closed', `connection to ${peerId} closed`));
+      if (!link.conn.open) return reject(new EarlyClose('closed', `connection to ${peerId} closed`));
       let buffer: Uint8Array | null = null;
       let received = 0;
       let started = 0;
@@ -264,7 +315,8 @@ export class Swarm {
         }
         reject(result);
       };
-      link.onClose = () => finish(new PeerFetchError('closed', `${peerId} went away after ${received} bytes`));
+      // Before the answer, a close fails at once and is worth a fresh connection; after it, the peer is leaving.
+      link.onClose = () => finish(buffer ? new PeerFetchError('closed', `${peerId} went away after ${received} bytes`) : new EarlyClose('closed', `${peerId} closed the connection before answering`));
       link.onData = (data) => {
         const chunk = asBytes(data);
         if (chunk) {
@@ -297,13 +349,11 @@ export class Swarm {
       }
     }
     this.incoming.add(conn);
-    let queue: Promise<void> = Promise.resolve();
-    conn.on('data', (data) => {
-      const msg = parseWire(data);
-      if (msg?.t !== 'get') return; // not a request: ignore it
-      queue = queue.then(() => this.serve(conn, msg.sha256)).catch(() => undefined);
+    const link = this.attach(conn, () => {
+      this.incoming.delete(conn);
+      if (this.inbound.get(conn.peer) === link) this.inbound.delete(conn.peer);
     });
-    conn.on('close', () => this.incoming.delete(conn));
+    if (isDuplex(conn)) conn.once('open', () => this.inbound.set(conn.peer, link));
   }
 
   private async serve(conn: DataConnection, sha256: string) {
