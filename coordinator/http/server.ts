@@ -129,7 +129,14 @@ export async function buildServer(ctx: ServerContext): Promise<FastifyInstance> 
   };
 
   await app.register(fastifyWebsocket, { options: { maxPayload: LIMITS.maxWsMessageBytes } });
-  await mountPeerServer(app, { isIssuedPeerId: (id) => ctx.tracker.isIssued(id), checkUpgrade: checkOrigin });
+  await mountPeerServer(app, {
+    isIssuedPeerId: (id) => ctx.tracker.isIssued(id),
+    onPeerLeft: (listener) => ctx.tracker.onLeave(listener),
+    messageBudget: () => ctx.connections.messageBudget(),
+    maxDropped: ctx.connections.limits.wsMessageBurst,
+    log: ctx.log,
+    checkUpgrade: checkOrigin,
+  });
   app.get('/ws', { websocket: true, preValidation: checkOrigin }, (socket, req) => handleWorkerSocket(socket, { ...ctx, address: req.ip }));
 
   if (existsSync(ctx.staticDir)) {

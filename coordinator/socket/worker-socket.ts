@@ -30,6 +30,7 @@ import type { ShardStore } from '../store/shards.js';
 import type { Store } from '../store/store.js';
 import type { Tracker } from '../swarm/tracker.js';
 import { PEERJS_PATH } from '../swarm/peer-server.js';
+import { setMaxPayload } from '../util/ws-max-payload.js';
 import type { IceServer } from '../protocol/index.js';
 
 export interface SocketContext {
@@ -63,15 +64,6 @@ export const MAX_TEXT_BYTES = 256 * 1024;
 export const MAX_BYTES_BEFORE_HELLO = 16 * 1024;
 /** Reading from a connection pauses while this much of what it sent waits to be handled. */
 const MAX_PENDING_BYTES = 4 * 1024 * 1024;
-
-/**
- * Sets the largest frame this connection's reader accepts (ws takes one maxPayload per server; its
- * receiver keeps it per connection). A frame over it closes the connection with 1009 unread.
- */
-function setMaxPayload(socket: WebSocket, bytes: number) {
-  const receiver = (socket as unknown as { _receiver?: { _maxPayload?: unknown } })._receiver;
-  if (receiver && typeof receiver._maxPayload === 'number') receiver._maxPayload = bytes;
-}
 
 class SocketSession implements WorkerSession {
   slots = 0;
