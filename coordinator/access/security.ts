@@ -46,6 +46,18 @@ export interface SecurityOptions {
   identitiesMaxUnproven: number;
 }
 
+/**
+ * Room codes that name no room an address may send in a minute (looking a room up, joining it)
+ * before it is refused every room for a while: a join code is the room's secret (31^6 of them), and
+ * a class that mistypes its code now and then stays far below this.
+ */
+export const ROOM_CODE_MISSES_PER_MINUTE = 30;
+
+/** What an address locked out of rooms is told (`ms`: how long it still is). */
+export function roomLockoutMessage(ms: number): string {
+  return `too many room codes that name no room from this address: try again in ${Math.max(1, Math.ceil(ms / 1000))} s`;
+}
+
 export const DEFAULT_SECURITY: SecurityOptions = {
   publicUrls: [],
   allowedOrigins: [],

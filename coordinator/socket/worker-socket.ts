@@ -9,7 +9,9 @@
 import { randomBytes } from 'node:crypto';
 import type { WebSocket } from 'ws';
 import type { Connections } from './connections.js';
+import type { AuthGuard } from '../access/auth-guard.js';
 import { verifySignature, volunteerId, volunteerPublicKey } from '../access/keys.js';
+import { roomLockoutMessage } from '../access/security.js';
 import {
   LIMITS,
   ClientMessage,
@@ -47,6 +49,8 @@ export interface SocketContext {
   connections: Connections;
   /** Refuses unknown identities while the store holds as many unproven ones as it may. */
   identities: Identities;
+  /** Room codes that named no room, per address (a join code is the room's secret). */
+  roomGuard: AuthGuard;
   /** The peer's address, for per-address limits. */
   address: string;
   /** Classroom rooms: joins, speed reports, room-wide pause. */
@@ -225,8 +229,13 @@ export function handleWorkerSocket(socket: WebSocket, ctx: SocketContext) {
     } else if (msg.type === 'shard-traffic') {
       await countTraffic(session, msg.leaseId, msg.fromPeers, msg.fromCoordinator);
     } else if (msg.type === 'join-room') {
+      const wait = ctx.roomGuard.lockedFor(ctx.address);
+      if (wait > 0) return fail('rate_limited', roomLockoutMessage(wait));
       try {
-        if (!ctx.rooms || !(await ctx.rooms.join(session, msg.code))) return fail('no_room', `no room ${msg.code}`);
+        if (!ctx.rooms || !(await ctx.rooms.join(session, msg.code))) {
+          ctx.roomGuard.failed(ctx.address);
+          return fail('no_room', `no room ${msg.code}`);
+        }
       } catch (err) {
         if (err instanceof RoomLimitError) return fail('room_full', err.message);
         throw err;

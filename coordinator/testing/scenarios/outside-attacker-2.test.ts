@@ -1,9 +1,11 @@
 // A second round from outside (no token), on what the first (outside-attacker.test.ts) left open:
-// the PeerJS signalling socket a stranger gets with any fresh identity. Each test fails on the
-// code before its fix.
+// the PeerJS signalling socket a stranger gets with any fresh identity, and guessing the join codes
+// of rooms. Each test fails on the code before its fix.
 import { describe, expect, test } from 'vitest';
 import WebSocket from 'ws';
-import { P2P_LIMITS } from '../../protocol/index.js';
+import { ROOM_CODE_MISSES_PER_MINUTE } from '../../access/security.js';
+import { ApiError, P2P_LIMITS, type RoomCreated } from '../../protocol/index.js';
+import { postJson, request } from '../loopback-http.js';
 import { SimWorker } from '../sim-worker.js';
 import { waitFor } from '../helpers.js';
 import { useGridPerTest } from '../fixtures.js';
@@ -117,5 +119,41 @@ describe('PeerJS signalling from a stranger', () => {
     // The session that was issued the id ends: its signalling socket goes too.
     w.close();
     await waitFor(() => second.closed, 5000, 'the peer socket to close with its session');
+  });
+});
+
+describe('room codes are the rooms’ secret: guessing them is rationed per address', () => {
+  test(`after ${ROOM_CODE_MISSES_PER_MINUTE} codes in a minute that name no room, an address gets 429 for every code, over HTTP and the worker socket; other addresses are unaffected`, async () => {
+    await start();
+    const room = JSON.parse((await request(grid.base, '/api/rooms', postJson({ name: 'class' }, undefined, '127.0.0.9'))).body) as RoomCreated;
+    // 31^6 codes and up to 1,000 live rooms: before the fix one address could try ~6,000 codes a
+    // minute over HTTP (the request rate) and ~100,000 over worker sockets (19 misses each).
+    const guesses = Array.from({ length: ROOM_CODE_MISSES_PER_MINUTE }, (_, i) => `ZZZZ${'23456789'[i % 8]}${'ABCDEFGH'[Math.floor(i / 8) % 8]}`).filter((c) => c !== room.code);
+    const from = '127.0.0.7';
+    const statuses = [];
+    for (const code of guesses) statuses.push((await request(grid.base, `/api/rooms/${code}`, { from })).status);
+    expect(statuses.every((s) => s === 404)).toBe(true);
+    const locked = await request(grid.base, `/api/rooms/${room.code}/snapshot`, { from });
+    expect(locked.status).toBe(429);
+    expect(ApiError.parse(JSON.parse(locked.body)).error.message).toMatch(/room codes that name no room/);
+    expect(Number(locked.headers['retry-after'])).toBeGreaterThan(0);
+    // Another address still finds the room.
+    expect((await request(grid.base, `/api/rooms/${room.code}`, { from: '127.0.0.8' })).status).toBe(200);
+
+    // The worker socket counts the same misses (SimWorker connects from 127.0.0.1). A socket is
+    // closed after 20 bad messages, so the guessing goes on over a second one, as an attacker's would.
+    const w = new SimWorker({ url: grid.base, slots: 0 });
+    const v = new SimWorker({ url: grid.base, slots: 0 });
+    workers.push(w, v);
+    await w.connect();
+    await v.connect();
+    for (const code of guesses.slice(0, 19)) w.send(JSON.stringify({ type: 'join-room', code }));
+    await waitFor(() => w.received('error').length >= 19, 5000, 'the first socket’s misses');
+    for (const code of guesses.slice(19)) v.send(JSON.stringify({ type: 'join-room', code }));
+    v.send(JSON.stringify({ type: 'join-room', code: room.code }));
+    await waitFor(() => v.received('error').length > guesses.length - 19, 5000, 'the second socket’s answers');
+    expect(v.received('error').map((e) => e.code)).toEqual([...guesses.slice(19).map(() => 'no_room'), 'rate_limited']);
+    expect(v.received('error').at(-1)!.message).toMatch(/room codes that name no room/);
+    expect(v.received('room')).toEqual([]);
   });
 });
