@@ -21,6 +21,10 @@ export interface SecurityOptions {
   authFailuresPerMinute: number;
   /** How long such an address is locked out (doubling with each lockout in a row, up to a day). */
   authLockoutMs: number;
+  /** Open TCP connections from one address (HTTP, WebSockets); absent: 4 × wsMaxPerAddress. */
+  connectionsPerAddress?: number;
+  /** A connection that neither sends nor receives anything for this long is closed (a WebSocket's own heartbeat keeps it). */
+  connectionIdleMs: number;
   /** Concurrent worker WebSockets from one address. */
   wsMaxPerAddress: number;
   /** Concurrent worker WebSockets of one volunteer identity. */
@@ -65,6 +69,7 @@ export const DEFAULT_SECURITY: SecurityOptions = {
   rateLimitPerMinute: 6000,
   authFailuresPerMinute: 10,
   authLockoutMs: 15 * 60_000,
+  connectionIdleMs: 120_000,
   wsMaxPerAddress: 64,
   wsMaxPerIdentity: 4,
   wsMessagesPerSecond: 200,
@@ -127,6 +132,8 @@ export function securityFromEnv(env: NodeJS.ProcessEnv): SecurityOptions {
     rateLimitPerMinute: positiveInt('TABGRID_RATE_LIMIT', env.TABGRID_RATE_LIMIT, d.rateLimitPerMinute),
     authFailuresPerMinute: positiveInt('TABGRID_AUTH_FAILURES_PER_MINUTE', env.TABGRID_AUTH_FAILURES_PER_MINUTE, d.authFailuresPerMinute),
     authLockoutMs: positiveInt('TABGRID_AUTH_LOCKOUT_MS', env.TABGRID_AUTH_LOCKOUT_MS, d.authLockoutMs),
+    connectionsPerAddress: positiveInt('TABGRID_CONNECTIONS_PER_ADDRESS', env.TABGRID_CONNECTIONS_PER_ADDRESS, undefined),
+    connectionIdleMs: positiveInt('TABGRID_CONNECTION_IDLE_MS', env.TABGRID_CONNECTION_IDLE_MS, d.connectionIdleMs),
     wsMaxPerAddress: positiveInt('TABGRID_WS_MAX_PER_ADDRESS', env.TABGRID_WS_MAX_PER_ADDRESS, d.wsMaxPerAddress),
     wsMaxPerIdentity: positiveInt('TABGRID_WS_MAX_PER_IDENTITY', env.TABGRID_WS_MAX_PER_IDENTITY, d.wsMaxPerIdentity),
     wsMessagesPerSecond: positiveInt('TABGRID_WS_MESSAGES_PER_SECOND', env.TABGRID_WS_MESSAGES_PER_SECOND, d.wsMessagesPerSecond),
@@ -140,6 +147,11 @@ export function securityFromEnv(env: NodeJS.ProcessEnv): SecurityOptions {
     identityIdleMs: positiveInt('TABGRID_IDENTITY_IDLE_MS', env.TABGRID_IDENTITY_IDLE_MS, d.identityIdleMs),
     identitiesMaxUnproven: positiveInt('TABGRID_IDENTITIES_MAX_UNPROVEN', env.TABGRID_IDENTITIES_MAX_UNPROVEN, d.identitiesMaxUnproven),
   };
+}
+
+/** Open TCP connections one address may hold: the setting, else room for each worker WebSocket's page and then some. */
+export function connectionsPerAddress(opts: Pick<SecurityOptions, 'connectionsPerAddress' | 'wsMaxPerAddress'>): number {
+  return opts.connectionsPerAddress ?? 4 * opts.wsMaxPerAddress;
 }
 
 /** `host[:port]` as a URL writes it (an IPv6 address in brackets, the scheme's default port dropped). */

@@ -1,7 +1,8 @@
 // A second round from outside (no token), on what the first (outside-attacker.test.ts) left open:
-// the PeerJS signalling socket a stranger gets with any fresh identity, and guessing the join codes
-// of rooms. Each test fails on the code before its fix.
-import { describe, expect, test } from 'vitest';
+// the PeerJS signalling socket a stranger gets with any fresh identity, guessing the join codes of
+// rooms, and TCP connections held open without a request. Each test fails on the code before its fix.
+import net from 'node:net';
+import { afterEach, describe, expect, test } from 'vitest';
 import WebSocket from 'ws';
 import { ROOM_CODE_MISSES_PER_MINUTE } from '../../access/security.js';
 import { ApiError, P2P_LIMITS, type RoomCreated } from '../../protocol/index.js';
@@ -155,5 +156,55 @@ describe('room codes are the rooms’ secret: guessing them is rationed per addr
     expect(v.received('error').map((e) => e.code)).toEqual([...guesses.slice(19).map(() => 'no_room'), 'rate_limited']);
     expect(v.received('error').at(-1)!.message).toMatch(/room codes that name no room/);
     expect(v.received('room')).toEqual([]);
+  });
+});
+
+describe('TCP connections held open without a request', () => {
+  const opened: net.Socket[] = [];
+  afterEach(() => opened.splice(0).forEach((s) => s.destroy()));
+  /** Opens a connection from `from` that sends `first` (maybe nothing); what it read and when it closed. */
+  const hold = (port: number, from: string, first = '') => {
+    const c = { socket: net.connect({ port, host: '127.0.0.1', localAddress: from }), read: '', closedAt: 0 };
+    opened.push(c.socket);
+    c.socket.on('connect', () => first && c.socket.write(first));
+    c.socket.on('data', (d) => (c.read += String(d)));
+    c.socket.on('close', () => (c.closedAt = Date.now()));
+    c.socket.on('error', () => undefined);
+    return c;
+  };
+
+  test('an address holds at most TABGRID_CONNECTIONS_PER_ADDRESS; the next is answered 429 and closed; others are unaffected', async () => {
+    await start({ security: { connectionsPerAddress: 20 } });
+    const port = Number(new URL(grid.base).port);
+    // Before the fix there was no cap: any number of silent connections stayed open (the process
+    // has ~20,000 file descriptors), each half a request or nothing at all.
+    const held = Array.from({ length: 20 }, (_, i) => hold(port, '127.0.0.5', i % 2 ? 'GET /api/health HTTP/1.1\r\nHost: x\r\nX-a: ' : ''));
+    await new Promise((r) => setTimeout(r, 300));
+    const over = hold(port, '127.0.0.5');
+    await waitFor(() => over.closedAt, 5000, 'the connection over the cap to close');
+    expect(over.read).toMatch(/^HTTP\/1\.1 429 /);
+    expect(over.read).toMatch(/"code":"rate_limited"/);
+    expect(over.read).toMatch(/too many open connections from this address/);
+    expect(held.every((c) => c.closedAt === 0)).toBe(true);
+    expect((await request(grid.base, '/api/health', { from: '127.0.0.6' })).status).toBe(200);
+    // One leaves: the address may connect again.
+    held[0].socket.destroy();
+    await new Promise((r) => setTimeout(r, 200));
+    expect((await request(grid.base, '/api/health', { from: '127.0.0.5' })).status).toBe(200);
+  });
+
+  test('a connection idle for TABGRID_CONNECTION_IDLE_MS is closed; WebSockets are not', async () => {
+    await start({ security: { connectionIdleMs: 500 } });
+    const port = Number(new URL(grid.base).port);
+    const silent = hold(port, '127.0.0.5');
+    const half = hold(port, '127.0.0.5', 'GET /api/health HTTP/1.1\r\nHost: x\r\n');
+    const w = new SimWorker({ url: grid.base, slots: 0 });
+    workers.push(w);
+    await w.connect();
+    const t0 = Date.now();
+    await waitFor(() => silent.closedAt && half.closedAt, 5000, 'the idle connections to close');
+    expect(Math.max(silent.closedAt, half.closedAt) - t0).toBeLessThan(2000);
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(w.closed).toBeNull();
   });
 });
