@@ -19,7 +19,7 @@ import { PgShardStore, PgStore } from './store/pg/store.js';
 import { pgViews } from './store/pg/views.js';
 import { FileShardStore, type ShardStore } from './store/shards.js';
 import { AuthGuard } from './access/auth-guard.js';
-import { DEFAULT_SECURITY, OriginPolicy, type SecurityOptions } from './access/security.js';
+import { DEFAULT_SECURITY, OriginPolicy, ROOM_CODE_MISSES_PER_MINUTE, type SecurityOptions } from './access/security.js';
 import { SqliteStore } from './store/sqlite/store.js';
 import type { Store } from './store/store.js';
 import { SqliteStatsStore } from './store/sqlite/stats.js';
@@ -135,6 +135,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
     tracker,
     iceServers: opts.iceServers ?? [],
     authGuard: new AuthGuard({ failuresPerMinute: security.authFailuresPerMinute, lockoutMs: security.authLockoutMs }, now),
+    roomGuard: new AuthGuard({ failuresPerMinute: ROOM_CODE_MISSES_PER_MINUTE, lockoutMs: security.authLockoutMs }, now),
     listenHost: opts.host ?? '0.0.0.0',
   });
   // Leases left active by a previous run belong to connections that no longer exist (with a shared

@@ -21,6 +21,10 @@ export interface SecurityOptions {
   authFailuresPerMinute: number;
   /** How long such an address is locked out (doubling with each lockout in a row, up to a day). */
   authLockoutMs: number;
+  /** Open TCP connections from one address (HTTP, WebSockets); absent: 4 × wsMaxPerAddress. */
+  connectionsPerAddress?: number;
+  /** A connection that neither sends nor receives anything for this long is closed (a WebSocket's own heartbeat keeps it). */
+  connectionIdleMs: number;
   /** Concurrent worker WebSockets from one address. */
   wsMaxPerAddress: number;
   /** Concurrent worker WebSockets of one volunteer identity. */
@@ -46,6 +50,18 @@ export interface SecurityOptions {
   identitiesMaxUnproven: number;
 }
 
+/**
+ * Room codes that name no room an address may send in a minute (looking a room up, joining it)
+ * before it is refused every room for a while: a join code is the room's secret (31^6 of them), and
+ * a class that mistypes its code now and then stays far below this.
+ */
+export const ROOM_CODE_MISSES_PER_MINUTE = 30;
+
+/** What an address locked out of rooms is told (`ms`: how long it still is). */
+export function roomLockoutMessage(ms: number): string {
+  return `too many room codes that name no room from this address: try again in ${Math.max(1, Math.ceil(ms / 1000))} s`;
+}
+
 export const DEFAULT_SECURITY: SecurityOptions = {
   publicUrls: [],
   allowedOrigins: [],
@@ -53,6 +69,7 @@ export const DEFAULT_SECURITY: SecurityOptions = {
   rateLimitPerMinute: 6000,
   authFailuresPerMinute: 10,
   authLockoutMs: 15 * 60_000,
+  connectionIdleMs: 120_000,
   wsMaxPerAddress: 64,
   wsMaxPerIdentity: 4,
   wsMessagesPerSecond: 200,
@@ -115,6 +132,8 @@ export function securityFromEnv(env: NodeJS.ProcessEnv): SecurityOptions {
     rateLimitPerMinute: positiveInt('TABGRID_RATE_LIMIT', env.TABGRID_RATE_LIMIT, d.rateLimitPerMinute),
     authFailuresPerMinute: positiveInt('TABGRID_AUTH_FAILURES_PER_MINUTE', env.TABGRID_AUTH_FAILURES_PER_MINUTE, d.authFailuresPerMinute),
     authLockoutMs: positiveInt('TABGRID_AUTH_LOCKOUT_MS', env.TABGRID_AUTH_LOCKOUT_MS, d.authLockoutMs),
+    connectionsPerAddress: positiveInt('TABGRID_CONNECTIONS_PER_ADDRESS', env.TABGRID_CONNECTIONS_PER_ADDRESS, undefined),
+    connectionIdleMs: positiveInt('TABGRID_CONNECTION_IDLE_MS', env.TABGRID_CONNECTION_IDLE_MS, d.connectionIdleMs),
     wsMaxPerAddress: positiveInt('TABGRID_WS_MAX_PER_ADDRESS', env.TABGRID_WS_MAX_PER_ADDRESS, d.wsMaxPerAddress),
     wsMaxPerIdentity: positiveInt('TABGRID_WS_MAX_PER_IDENTITY', env.TABGRID_WS_MAX_PER_IDENTITY, d.wsMaxPerIdentity),
     wsMessagesPerSecond: positiveInt('TABGRID_WS_MESSAGES_PER_SECOND', env.TABGRID_WS_MESSAGES_PER_SECOND, d.wsMessagesPerSecond),
@@ -128,6 +147,11 @@ export function securityFromEnv(env: NodeJS.ProcessEnv): SecurityOptions {
     identityIdleMs: positiveInt('TABGRID_IDENTITY_IDLE_MS', env.TABGRID_IDENTITY_IDLE_MS, d.identityIdleMs),
     identitiesMaxUnproven: positiveInt('TABGRID_IDENTITIES_MAX_UNPROVEN', env.TABGRID_IDENTITIES_MAX_UNPROVEN, d.identitiesMaxUnproven),
   };
+}
+
+/** Open TCP connections one address may hold: the setting, else room for each worker WebSocket's page and then some. */
+export function connectionsPerAddress(opts: Pick<SecurityOptions, 'connectionsPerAddress' | 'wsMaxPerAddress'>): number {
+  return opts.connectionsPerAddress ?? 4 * opts.wsMaxPerAddress;
 }
 
 /** `host[:port]` as a URL writes it (an IPv6 address in brackets, the scheme's default port dropped). */

@@ -40,6 +40,8 @@ export interface ServerContext {
   iceServers: IceServer[];
   /** Failed authentications per address, and lockouts. */
   authGuard: AuthGuard;
+  /** Room codes that named no room, per address, and lockouts from rooms (ROOM_CODE_MISSES_PER_MINUTE). */
+  roomGuard: AuthGuard;
   /** The address the server listens on (its default public origins: see OriginPolicy). */
   listenHost: string;
 }

@@ -2,11 +2,13 @@
 // needs no API token, so rooms are capped per address and in all, and removed when idle), the
 // public ranking (names and credit, never the join codes), one room, the live board feed
 // (Server-Sent Events), and the teacher's controls, which need the room's teacher key (or an admin
-// token; a wrong key counts as a failed authentication). Demo jobs share one set of inputs per size,
+// token; a wrong key counts as a failed authentication). A join code is a room's secret: an address
+// that names too many rooms that do not exist is refused every room for a while. Demo jobs share one set of inputs per size,
 // run one at a time per room and at most TABGRID_DEMO_MAX_ACTIVE at once in all.
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { addressKey } from '../access/auth-guard.js';
+import { roomLockoutMessage } from '../access/security.js';
 import { DEMO_SIZES, DemoInputs } from '../jobs/demo.js';
 import { JobCreated, RoomCode, RoomControl, RoomCreate, RoomCreated, RoomDemo, RoomInfo, RoomList, RoomSnapshot } from '../protocol/index.js';
 import { RoomLimitError } from '../socket/rooms.js';
@@ -17,7 +19,7 @@ import { ApiFailure, parseOr400 } from './errors.js';
 import type { ApiDoc } from './openapi.js';
 
 const RoomParams = z.object({ code: RoomCode.describe("the room's 6-character join code") });
-const NO_ROOM = { 400: 'not a room code', 404: 'no such room' };
+const NO_ROOM = { 400: 'not a room code', 404: 'no such room', 429: 'this address named too many rooms that do not exist (30 a minute): locked out for a while' };
 
 /** The declarations of the routes below (the OpenAPI document is made from them). */
 const API = {
@@ -38,7 +40,7 @@ const API = {
     summary: 'Server-Sent Events: a room snapshot every second (the board)',
     params: RoomParams,
     answers: { 200: { events: RoomSnapshot } },
-    errors: { ...NO_ROOM, 429: 'this address has 16 board streams open (1,000 in all)' },
+    errors: { ...NO_ROOM, 429: `this address has 16 board streams open (1,000 in all); or ${NO_ROOM[429]}` },
   },
   control: {
     tag: 'rooms',
@@ -56,7 +58,7 @@ const API = {
     params: RoomParams,
     body: RoomDemo,
     answers: { 201: JobCreated },
-    errors: { ...NO_ROOM, 409: "the room's previous demo job is still running", 429: 'TABGRID_DEMO_MAX_ACTIVE demo jobs are running' },
+    errors: { ...NO_ROOM, 409: "the room's previous demo job is still running", 429: `TABGRID_DEMO_MAX_ACTIVE demo jobs are running; or ${NO_ROOM[429]}` },
   },
 } satisfies Record<string, ApiDoc>;
 
@@ -81,10 +83,15 @@ export const roomRoutes: FastifyPluginAsync<RouteOptions> = async (app, { ctx })
     for (const end of streams) end();
   });
 
-  const roomOr404 = async (raw: string): Promise<RoomRecord> => {
+  const roomOr404 = async (req: FastifyRequest, raw: string): Promise<RoomRecord> => {
     const code = parseOr400(RoomCode, raw);
+    const wait = ctx.roomGuard.lockedFor(req.ip);
+    if (wait > 0) throw new ApiFailure(429, 'rate_limited', roomLockoutMessage(wait), { 'retry-after': String(Math.max(1, Math.ceil(wait / 1000))) });
     const room = await rooms.get(code);
-    if (!room) throw new ApiFailure(404, 'not_found', `no room ${code}`);
+    if (!room) {
+      ctx.roomGuard.failed(req.ip);
+      throw new ApiFailure(404, 'not_found', `no room ${code}`);
+    }
     return room;
   };
 
@@ -117,12 +124,12 @@ export const roomRoutes: FastifyPluginAsync<RouteOptions> = async (app, { ctx })
 
   app.get('/api/rooms', { config: { api: API.list } }, async () => ({ rooms: await rooms.list() }));
 
-  app.get<{ Params: { code: string } }>('/api/rooms/:code', { config: { api: API.room } }, async (req) => rooms.info(await roomOr404(req.params.code)));
+  app.get<{ Params: { code: string } }>('/api/rooms/:code', { config: { api: API.room } }, async (req) => rooms.info(await roomOr404(req, req.params.code)));
 
-  app.get<{ Params: { code: string } }>('/api/rooms/:code/snapshot', { config: { api: API.snapshot } }, async (req) => rooms.snapshot(await roomOr404(req.params.code)));
+  app.get<{ Params: { code: string } }>('/api/rooms/:code/snapshot', { config: { api: API.snapshot } }, async (req) => rooms.snapshot(await roomOr404(req, req.params.code)));
 
   app.get<{ Params: { code: string } }>('/api/rooms/:code/events', { config: { api: API.events } }, async (req, reply) => {
-    const room = await roomOr404(req.params.code);
+    const room = await roomOr404(req, req.params.code);
     const address = addressKey(req.ip);
     const mine = streamsOf.get(address) ?? 0;
     if (mine >= MAX_BOARD_STREAMS_PER_ADDRESS || streams.size >= MAX_BOARD_STREAMS) {
@@ -160,7 +167,7 @@ export const roomRoutes: FastifyPluginAsync<RouteOptions> = async (app, { ctx })
   });
 
   app.post<{ Params: { code: string } }>('/api/rooms/:code/control', { config: { api: API.control } }, async (req) => {
-    const room = await roomOr404(req.params.code);
+    const room = await roomOr404(req, req.params.code);
     await requireTeacher(req, room);
     const { paused } = parseOr400(RoomControl, req.body);
     await rooms.setPaused(room, paused);
@@ -171,7 +178,7 @@ export const roomRoutes: FastifyPluginAsync<RouteOptions> = async (app, { ctx })
   });
 
   app.post<{ Params: { code: string } }>('/api/rooms/:code/demo', { config: { api: API.demo } }, async (req, reply) => {
-    const room = await roomOr404(req.params.code);
+    const room = await roomOr404(req, req.params.code);
     await requireTeacher(req, room);
     const { size } = parseOr400(RoomDemo, req.body ?? {});
     const submit = demoQueue.then(async () => {

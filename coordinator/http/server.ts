@@ -7,10 +7,11 @@ import fastifyWebsocket from '@fastify/websocket';
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import { existsSync } from 'node:fs';
 import { z } from 'zod';
-import { listeningOrigins, OriginPolicy, securityHeaders } from '../access/security.js';
+import { connectionsPerAddress, listeningOrigins, OriginPolicy, securityHeaders } from '../access/security.js';
 import { CoordinatorInfo, Health, LIMITS, PROTOCOL_VERSION } from '../protocol/index.js';
 import { handleWorkerSocket } from '../socket/worker-socket.js';
 import { mountPeerServer } from '../swarm/peer-server.js';
+import { limitConnectionsPerAddress } from './connection-limits.js';
 import { principalOf, type ServerContext } from './context.js';
 import { dashboardRoutes } from './dashboard-routes.js';
 import { ApiFailure, errorHandler, sendError } from './errors.js';
@@ -61,9 +62,12 @@ export async function buildServer(ctx: ServerContext): Promise<FastifyInstance> 
   const app = Fastify({
     logger: false,
     bodyLimit: LIMITS.maxJsonBodyBytes,
+    // A connection silent both ways this long is closed (WebSockets switch it off for themselves).
+    connectionTimeout: ctx.security.connectionIdleMs,
     // A URL that cannot be decoded is answered like every other error.
     frameworkErrors: (err, _req, reply) => sendError(reply, 400, 'bad_request', err.message),
   });
+  limitConnectionsPerAddress(app.server, connectionsPerAddress(ctx.security));
   // Every route is listed as it is registered; the API's own declare their OpenAPI entries.
   const apiRoutes = apiRoutesOf(app);
   // Any origin may call the API and load the widget: auth is a bearer token, never a cookie, so a
@@ -129,7 +133,14 @@ export async function buildServer(ctx: ServerContext): Promise<FastifyInstance> 
   };
 
   await app.register(fastifyWebsocket, { options: { maxPayload: LIMITS.maxWsMessageBytes } });
-  await mountPeerServer(app, { isIssuedPeerId: (id) => ctx.tracker.isIssued(id), checkUpgrade: checkOrigin });
+  await mountPeerServer(app, {
+    isIssuedPeerId: (id) => ctx.tracker.isIssued(id),
+    onPeerLeft: (listener) => ctx.tracker.onLeave(listener),
+    messageBudget: () => ctx.connections.messageBudget(),
+    maxDropped: ctx.connections.limits.wsMessageBurst,
+    log: ctx.log,
+    checkUpgrade: checkOrigin,
+  });
   app.get('/ws', { websocket: true, preValidation: checkOrigin }, (socket, req) => handleWorkerSocket(socket, { ...ctx, address: req.ip }));
 
   if (existsSync(ctx.staticDir)) {

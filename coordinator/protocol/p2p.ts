@@ -8,6 +8,8 @@ export const P2P_LIMITS = {
   maxHoldingsPerMessage: 1024,
   /** Most peers the tracker recommends per shard in one assignment. */
   maxPeersPerShard: 4,
+  /** Largest message a page sends on the PeerJS signalling socket (an SDP offer is a few KiB); a larger one closes it. */
+  maxSignalBytes: 16 * 1024,
   /** Largest JSON control message on a peer data channel. */
   maxPeerControlBytes: 1024,
   /** Most shards the tracker keeps as one peer's holdings (held or being fetched); claims beyond are not recorded. */
@@ -60,6 +62,20 @@ export const P2pClientMessages = [
   /** Where the inputs of a lease came from (bytes that were not already cached). */
   z.object({ type: z.literal('shard-traffic'), leaseId: Id, fromPeers: ByteCount, fromCoordinator: ByteCount }).strict(),
 ] as const;
+
+/**
+ * What a page's PeerJS client sends on the signalling socket (/peerjs): a heartbeat, or a message
+ * for another peer (`dst`) that the PeerServer relays with the sender stamped as `src`. The payload
+ * (an SDP offer or answer, an ICE candidate) is the browsers' business: only its size is capped.
+ */
+export const PeerSignal = z
+  .object({
+    type: z.enum(['HEARTBEAT', 'OFFER', 'ANSWER', 'CANDIDATE', 'LEAVE']),
+    dst: PeerId.optional(),
+    payload: z.unknown().optional(),
+  })
+  .strict();
+export type PeerSignal = z.infer<typeof PeerSignal>;
 
 /** Per-job shard bytes the workers received, by source (GET /api/jobs/<id>). */
 export const ShardTraffic = z.object({

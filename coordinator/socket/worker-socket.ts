@@ -9,7 +9,9 @@
 import { randomBytes } from 'node:crypto';
 import type { WebSocket } from 'ws';
 import type { Connections } from './connections.js';
+import type { AuthGuard } from '../access/auth-guard.js';
 import { verifySignature, volunteerId, volunteerPublicKey } from '../access/keys.js';
+import { roomLockoutMessage } from '../access/security.js';
 import {
   LIMITS,
   ClientMessage,
@@ -30,6 +32,7 @@ import type { ShardStore } from '../store/shards.js';
 import type { Store } from '../store/store.js';
 import type { Tracker } from '../swarm/tracker.js';
 import { PEERJS_PATH } from '../swarm/peer-server.js';
+import { setMaxPayload } from '../util/ws-max-payload.js';
 import type { IceServer } from '../protocol/index.js';
 
 export interface SocketContext {
@@ -46,6 +49,8 @@ export interface SocketContext {
   connections: Connections;
   /** Refuses unknown identities while the store holds as many unproven ones as it may. */
   identities: Identities;
+  /** Room codes that named no room, per address (a join code is the room's secret). */
+  roomGuard: AuthGuard;
   /** The peer's address, for per-address limits. */
   address: string;
   /** Classroom rooms: joins, speed reports, room-wide pause. */
@@ -63,15 +68,6 @@ export const MAX_TEXT_BYTES = 256 * 1024;
 export const MAX_BYTES_BEFORE_HELLO = 16 * 1024;
 /** Reading from a connection pauses while this much of what it sent waits to be handled. */
 const MAX_PENDING_BYTES = 4 * 1024 * 1024;
-
-/**
- * Sets the largest frame this connection's reader accepts (ws takes one maxPayload per server; its
- * receiver keeps it per connection). A frame over it closes the connection with 1009 unread.
- */
-function setMaxPayload(socket: WebSocket, bytes: number) {
-  const receiver = (socket as unknown as { _receiver?: { _maxPayload?: unknown } })._receiver;
-  if (receiver && typeof receiver._maxPayload === 'number') receiver._maxPayload = bytes;
-}
 
 class SocketSession implements WorkerSession {
   slots = 0;
@@ -233,8 +229,13 @@ export function handleWorkerSocket(socket: WebSocket, ctx: SocketContext) {
     } else if (msg.type === 'shard-traffic') {
       await countTraffic(session, msg.leaseId, msg.fromPeers, msg.fromCoordinator);
     } else if (msg.type === 'join-room') {
+      const wait = ctx.roomGuard.lockedFor(ctx.address);
+      if (wait > 0) return fail('rate_limited', roomLockoutMessage(wait));
       try {
-        if (!ctx.rooms || !(await ctx.rooms.join(session, msg.code))) return fail('no_room', `no room ${msg.code}`);
+        if (!ctx.rooms || !(await ctx.rooms.join(session, msg.code))) {
+          ctx.roomGuard.failed(ctx.address);
+          return fail('no_room', `no room ${msg.code}`);
+        }
       } catch (err) {
         if (err instanceof RoomLimitError) return fail('room_full', err.message);
         throw err;

@@ -1,13 +1,16 @@
 // PeerJS signalling (npm `peer`) on the coordinator's own port, under /peerjs. Only
 // @fastify/websocket handles upgrades: the `/peerjs/peerjs` route hands each socket to peer's
 // WebSocketServer, which runs with noServer (letting peer attach its own upgrade handler to the
-// same port breaks both). Only peer ids the coordinator issued may sign in.
+// same port breaks both). Only peer ids the coordinator issued may sign in, one socket per id, for as
+// long as the session it was issued to lasts; what the PeerServer sees of each socket passed a gate
+// (signal-socket.ts): small frames, the worker socket's message rate, relays only to peers signed in.
 import fastifyExpress from '@fastify/express';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { ExpressPeerServer } from 'peer';
 import { WebSocketServer } from 'ws';
 import { z } from 'zod';
 import { formatIssues, IceServer } from '../protocol/index.js';
+import { SignalSocket, type MessageBudget } from './signal-socket.js';
 
 export const PEERJS_PATH = '/peerjs';
 
@@ -34,6 +37,13 @@ export function parseIceServers(text: string | undefined): IceServer[] {
 export interface PeerServerOptions {
   /** True when a peer id was handed out by the coordinator to a live session. */
   isIssuedPeerId: (id: string) => boolean;
+  /** Calls `listener` with each peer id whose session ended (its signalling socket is closed then). */
+  onPeerLeft: (listener: (peerId: string) => void) => void;
+  /** A fresh message budget for one socket, and the over-budget messages in a row that close it. */
+  messageBudget: () => MessageBudget;
+  maxDropped: number;
+  /** Where a signalling socket's errors are told. */
+  log?: (msg: string) => void;
   /** Refuses (throws) a WebSocket upgrade from a page or host that may not connect. */
   checkUpgrade?: (req: FastifyRequest) => Promise<void>;
 }
@@ -81,21 +91,50 @@ export async function mountPeerServer(app: FastifyInstance, opts: PeerServerOpti
     allow_discovery: false,
     createWebSocketServer: () => peerWss,
   });
+  // peer re-emits every socket error and every message it cannot parse as the app's 'error' event:
+  // with no listener that is an uncaught exception, and one bad frame would end the process. ws
+  // closes the socket itself after a protocol error (1007, 1009 …), so there is nothing else to do.
+  peerApp.on('error', (err: Error) => opts.log?.(`signalling socket: ${err.message}`));
   // Mounting starts peer's timers (express fires 'mount' synchronously inside use()).
   const stopTimers = trackTimers(() => app.use(PEERJS_PATH, peerApp));
 
-  app.get(`${PEERJS_PATH}/peerjs`, { websocket: true, preValidation: opts.checkUpgrade }, (socket, req) => {
-    const id = new URL(req.url, 'http://x').searchParams.get('id') ?? '';
+  /** The socket each peer id is signed in with, and the token it signed in with (PeerJS's own check). */
+  const signedIn = new Map<string, { socket: SignalSocket; token: string }>();
+  opts.onPeerLeft((id) => signedIn.get(id)?.socket.close(1000, 'the session this peer id was issued to ended'));
+
+  app.get(`${PEERJS_PATH}/peerjs`, { websocket: true, preValidation: opts.checkUpgrade }, async (ws, req) => {
+    const query = new URL(req.url, 'http://x').searchParams;
+    const id = query.get('id') ?? '';
+    const token = query.get('token') ?? '';
     if (!opts.isIssuedPeerId(id)) {
-      socket.close(1008, 'unknown peer id: connect to the coordinator first');
+      ws.close(1008, 'unknown peer id: connect to the coordinator first');
       return;
+    }
+    const held = signedIn.get(id);
+    if (held && held.token !== token) {
+      ws.send(JSON.stringify({ type: 'ID-TAKEN', payload: { msg: 'ID is taken' } }));
+      ws.close(1008, 'peer id taken');
+      return;
+    }
+    const socket = new SignalSocket(ws, { peerId: id, budget: opts.messageBudget(), maxDropped: opts.maxDropped, isSignedIn: (peer) => signedIn.has(peer) });
+    signedIn.set(id, { socket, token });
+    socket.on('close', () => {
+      if (signedIn.get(id)?.socket === socket) signedIn.delete(id);
+    });
+    if (held) {
+      // The same page again (a reconnect): the old socket goes first, so the PeerServer forgets it
+      // and signs the new one in afresh (it answers OPEN) rather than keeping both under one id.
+      const gone = new Promise((resolve) => held.socket.once('close', resolve));
+      held.socket.ws.terminate();
+      await gone;
+      if (ws.readyState !== ws.OPEN) return;
     }
     peerWss.emit('connection', socket, req.raw);
   });
 
   app.addHook('onClose', async () => {
     stopTimers();
-    for (const client of peerWss.clients) client.terminate();
+    for (const { socket } of signedIn.values()) socket.ws.terminate();
     peerWss.close();
   });
 }

@@ -125,6 +125,8 @@ export class Tracker {
   private readonly maxLookups: number;
   /** Shard bytes the coordinator itself sent (GET /shards/<sha256>), counted by the server. */
   coordinatorBytes = 0;
+  /** Told of each peer id whose session ended (the PeerServer closes its signalling socket). */
+  private readonly leaveListeners: ((peerId: string) => void)[] = [];
 
   constructor(private readonly opts: TrackerOptions = {}) {
     this.maxPerPeer = opts.maxClaimsPerPeer ?? P2P_LIMITS.maxClaimsPerPeer;
@@ -146,6 +148,11 @@ export class Tracker {
     for (const sha of p.expected) this.fetchers.delete(sha, p);
     this.claims -= p.held.size + p.expected.size;
     this.peers.delete(peerId);
+    for (const listener of this.leaveListeners) listener(peerId);
+  }
+
+  onLeave(listener: (peerId: string) => void) {
+    this.leaveListeners.push(listener);
   }
 
   isIssued(peerId: string): boolean {

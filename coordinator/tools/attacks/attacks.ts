@@ -3,9 +3,11 @@
 // coordinator held, with the figure that shows it. Each attack comes from a loopback address of its
 // own, so one attack's lockout or rate limit does not spoil the next; the suite checks from CHECKER.
 import { generateKeyPairSync, sign } from 'node:crypto';
+import net from 'node:net';
+import WebSocket from 'ws';
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { DEFAULT_SECURITY } from '../../access/security.js';
+import { connectionsPerAddress, DEFAULT_SECURITY } from '../../access/security.js';
 import { DEMO_STORAGE_BYTES } from '../../jobs/demo.js';
 import { ApiError, helloSigningMessage, LIMITS, P2P_LIMITS, PROTOCOL_VERSION, type JobStatus, type RoomCreated, type RoomSnapshot } from '../../protocol/index.js';
 import { toNpy } from '../../protocol/npy.js';
@@ -510,6 +512,49 @@ const connectionCap: Attack = async ({ c, from }) => {
   return { held: sockets.length === DEFAULT_SECURITY.wsMaxPerAddress && refused === 6, figure: { admitted: sockets.length, refused } };
 };
 
+/**
+ * A fresh identity's PeerJS socket sends text that is not JSON, then a frame that is not UTF-8:
+ * each once ended the process (an uncaught exception). Held when the coordinator still answers.
+ */
+const peerjsBadFrames: Attack = async ({ c, from }) => {
+  const session = await openSocket(c.base, { from, hello: true });
+  const welcome = session.messages.find((m) => m.type === 'welcome');
+  const peerId = welcome?.type === 'welcome' ? welcome.p2p?.peerId : undefined;
+  if (!peerId) throw new Error('no peer id in welcome');
+  /** How each socket ended: its close code, or 'open' when it was still open a second later. */
+  const closes: (number | 'open')[] = [];
+  for (const bad of ['not json', Buffer.from([0xff, 0xfe, 0xfd])]) {
+    const ws = new WebSocket(`${c.base.replace(/^http/, 'ws')}/peerjs/peerjs?key=peerjs&id=${peerId}&token=t`, { localAddress: from });
+    ws.on('error', () => undefined);
+    const closed = new Promise<number>((r) => ws.once('close', r));
+    // Signed in (OPEN), or gone: a coordinator that died takes the socket with it.
+    await Promise.race([new Promise((opened) => ws.once('message', opened)), closed, sleep(3000)]);
+    if (ws.readyState === ws.OPEN) ws.send(bad, { binary: false });
+    closes.push(await Promise.race([closed, sleep(1000).then(() => (ws.terminate(), 'open' as const))]));
+  }
+  session.close();
+  const health = await request(c.base, '/api/health', { from: CHECKER, timeoutMs: 5000 }).then((r) => r.status, () => 0);
+  return { held: health === 200, figure: { closeCodes: closes, health } };
+};
+
+/** Connections that send nothing from one address: at most TABGRID_CONNECTIONS_PER_ADDRESS stay open, the rest are answered 429. */
+const silentConnections: Attack = async ({ c, from }) => {
+  const max = connectionsPerAddress(DEFAULT_SECURITY);
+  const port = Number(new URL(c.base).port);
+  const sockets = Array.from({ length: max + 20 }, () => {
+    const s = { socket: net.connect({ port, host: '127.0.0.1', localAddress: from }), read: '', closed: false };
+    s.socket.on('data', (d) => (s.read += String(d)));
+    s.socket.on('close', () => (s.closed = true));
+    s.socket.on('error', () => undefined);
+    return s;
+  });
+  await sleep(1000);
+  const open = sockets.filter((s) => !s.closed).length;
+  const refused429 = sockets.filter((s) => s.closed && s.read.startsWith('HTTP/1.1 429')).length;
+  for (const s of sockets) s.socket.destroy();
+  return { held: open === max && refused429 === 20, figure: { open, refused429 } };
+};
+
 /** kill -9 in the middle of it all: how soon the coordinator answers again on the same data. */
 const kill9Recovery: Attack = async ({ c }) => {
   const seconds = await c.killAndRestart();
@@ -540,6 +585,8 @@ export const ATTACKS: { name: string; run: Attack; full?: boolean }[] = [
   { name: 'ws-message-flood', run: wsMessageFlood },
   { name: 'security-headers', run: securityHeaders },
   { name: 'lying-npy-header', run: lyingNpyHeader },
+  { name: 'peerjs-bad-frames', run: peerjsBadFrames },
+  { name: 'silent-connections', run: silentConnections },
   { name: 'connection-cap', run: connectionCap, full: true },
   { name: 'kill-9-recovery', run: kill9Recovery, full: true },
 ];
