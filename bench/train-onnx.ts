@@ -50,8 +50,8 @@ const units: Unit[] =
         // bench:train --model lm's unit shape (8 symbols, 16-token windows, one block, D 64), H 8.
         { model: lm(8, 16, 1, 64, 2), optimizer: adamw, batchSize: 64, steps: 8, rows: 4096 },
         // A character-level LM: 65 symbols, 128-token windows, two blocks of D 64.
-        { model: lm(65, 128, 2, 64, 4), optimizer: adamw, batchSize: 8, steps: 4, rows: 4096 },
-        { model: lm(65, 128, 2, 64, 4), optimizer: sgd, batchSize: 8, steps: 4, rows: 4096 },
+        { model: lm(65, 128, 2, 64, 4), optimizer: adamw, batchSize: 8, steps: 8, rows: 4096 },
+        { model: lm(65, 128, 2, 64, 4), optimizer: sgd, batchSize: 8, steps: 8, rows: 4096 },
       ]
     : [
         { model: mlp([784, 256, 10]), optimizer: adamw, batchSize: 64, steps: 8, rows: 1024 },

@@ -1,4 +1,4 @@
-// The MLP step graph (train-step.ts) run by onnxruntime-node against the TypeScript loop
+// The MLP step graph (mlp-step.ts, through train-step.ts's runner) run by onnxruntime-node against the TypeScript loop
 // (protocol/train-loop.ts runTrainUnit, the coordinator's reference): Δ within the replica
 // tolerance, the same losses, and the check loss the coordinator's cheap check recomputes.
 import * as ort from 'onnxruntime-node';

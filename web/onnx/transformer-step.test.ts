@@ -80,7 +80,7 @@ describe('a transformer unit through the step graph on onnxruntime-node', () => 
     expect(Math.abs(graph.trainLoss - ts.trainLoss)).toBeLessThan(1e-4 * ts.trainLoss);
     // The coordinator's cheap check: the loss of θ − Δ on the check batch.
     const after = params.map((p, i) => p - graph.delta[i]);
-    expect(Math.abs(checkBatchLoss({ model, batchSize: spec.batchSize, seed: spec.seed }, after, tokens, null) - graph.checkLoss)).toBeLessThan(1e-6 * graph.checkLoss);
+    expect(Math.abs(checkBatchLoss({ model, batchSize: spec.batchSize, seed: spec.seed }, after, tokens, null) - graph.checkLoss)).toBeLessThan(1e-5 * graph.checkLoss);
   });
 
   test('int8 Δs agree too, and their check loss is taken on the dequantized parameters', async () => {
