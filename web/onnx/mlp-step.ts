@@ -42,6 +42,8 @@ export function mlpStepFamily(layers: readonly number[]): StepGraphFamily {
       }
       return grads;
     },
+    // Activations and their gradients per row, a few times over; θ, its gradient and the update's terms.
+    stepFloats: (batch) => 4 * batch * layers.reduce((a, b) => a + b, 0) + 8 * mlpModel(layers).paramCount,
     batchFeeds({ x, y }: SliceData, batch: Int32Array): Feed[] {
       if (!y) throw new Error('an MLP batch needs labels');
       const B = batch.length;

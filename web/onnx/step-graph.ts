@@ -23,6 +23,12 @@ export interface StepGraphFamily {
   lossGrad(g: GraphBuilder): Map<string, string>;
   /** The batch inputs' feeds for one step's examples. */
   batchFeeds(data: SliceData, batch: Int32Array): Feed[];
+  /**
+   * About how many float32 values one run of the graph holds at once for `batch` examples (inputs,
+   * the intermediates backward reads, the largest transients): an upper estimate, so a caller on a
+   * bounded heap (wasm32) can leave a unit too large for it to the TS loop.
+   */
+  stepFloats(batch: number): number;
 }
 
 /** The graph's input and output names for one parameter tensor (w0, l0.wq, …). */

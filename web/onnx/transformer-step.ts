@@ -7,7 +7,7 @@
 // one-hot tokens_onehot [rows, vocab] and the next tokens' targets [rows, vocab], inv_n = 1 / rows.
 import type { GraphBuilder } from '../../coordinator/protocol/onnx-builder';
 import type { SliceData } from '../../coordinator/protocol/train-model';
-import { GELU_C, GELU_CUBIC, transformerModel, type TransformerSpec } from '../../coordinator/protocol/train-transformer';
+import { GELU_C, GELU_CUBIC, transformerModel, transformerParamCount, type TransformerSpec } from '../../coordinator/protocol/train-transformer';
 import { transformerForward, transformerShapes, type LayerNormValues } from '../../coordinator/protocol/transformer-graph';
 import type { Feed } from './runtime';
 import type { StepGraphFamily } from './step-graph';
@@ -24,6 +24,13 @@ export function transformerStepFamily(s: TransformerSpec): StepGraphFamily {
       { name: 'inv_n', dims: [] },
     ],
     lossGrad: (g) => transformerLossGrad(g, s),
+    // Per row: the two one-hots, the logits and their softmax terms (V each), and per block the
+    // [rows, D] and [rows, 4D] values backward reads; per window and block, the attention weights
+    // and their gradient terms ([heads, T, T] each); θ, its gradient and the update's terms.
+    stepFloats: (batch) => {
+      const rows = batch * T;
+      return rows * 8 * V + s.layers * (rows * 40 * s.dModel + 8 * batch * s.heads * T * T) + 8 * transformerParamCount(s);
+    },
     batchFeeds({ x }: SliceData, batch: Int32Array): Feed[] {
       const B = batch.length;
       const tokens = new Float32Array(B * T);
