@@ -7,7 +7,8 @@
 // shows "training: round r of R, loss", and the WebGPU pages' workers really trained on the GPU and
 // the CPU page's on the step graph;
 // then again with int8 Δs. And one round of the transformer LM, whose units carry tokens and no
-// labels (the TypeScript loop on both backends), matching its central reference.
+// labels (the TypeScript loop on the WebGPU page, the ONNX step graph on the CPU one, replicas of
+// each other), matching its central reference.
 import { expect, test } from './fixtures';
 import { centralReference } from '../coordinator/jobs/train';
 import { parseNpy, toNpy } from '../coordinator/protocol/npy';
@@ -95,6 +96,8 @@ test('a WebGPU-backend and a CPU-backend volunteer train a round of the transfor
     expect(distance).toBeLessThan(1e-4);
     console.log(`e2e transformer: 1 round in ${((Date.now() - started) / 1000).toFixed(1)} s on 2 browsers; loss ${ref.losses[0].toFixed(4)} -> ${status.perRound[0].loss.toFixed(4)} (central ${ref.losses[1].toFixed(4)}); relative L2 ${distance.toExponential(2)}`);
     for (const page of pages) await expect(page.getByTestId('units-done')).toHaveText('2');
+    expect(await cpuGraphTrainUnits(pages[0]), 'step-graph units on the WebGPU page').toBe(0);
+    expect(await cpuGraphTrainUnits(pages[1]), 'step-graph units on the CPU page').toBe(2);
   } finally {
     await grid.stop();
   }

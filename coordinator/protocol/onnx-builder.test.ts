@@ -1,10 +1,11 @@
 // The graphs the CPU backend runs (built in code), checked on onnxruntime's CPU EP (node) against
-// float64 references over awkward shapes: the browser's wasm EP runs the same kernels.
+// float64 references over awkward shapes: the browser's wasm EP runs the same kernels. And GraphBuilder's
+// int64 constants (shapes, axes) and constants by name.
 import * as ort from 'onnxruntime-node';
 import { describe, expect, test } from 'vitest';
 import { matmulReference } from '../jobs/matmul.js';
 import { randomMatrix } from '../testing/helpers.js';
-import { attentionMask, attentionModel, matmulModel } from './onnx-builder.js';
+import { attentionMask, attentionModel, GraphBuilder, matmulModel } from './onnx-builder.js';
 
 const sessions = { matmul: ort.InferenceSession.create(matmulModel()), attention: ort.InferenceSession.create(attentionModel()) };
 const t = (data: Float32Array, dims: number[]) => new ort.Tensor('float32', data, dims);
@@ -79,5 +80,28 @@ describe('attentionModel: a block of query rows against one head', () => {
     expect(Array.from(attentionMask(2, 4, 1, true))).toEqual([0, 0, -Infinity, -Infinity, 0, 0, 0, -Infinity]);
     expect(Array.from(attentionMask(2, 3, 5, true))).toEqual([0, 0, 0, 0, 0, 0]);
     expect(Array.from(attentionMask(1, 3, 0, false))).toEqual([0, 0, 0]);
+  });
+});
+
+describe('GraphBuilder: nodes, float and int64 constants', () => {
+  test('a graph with a Reshape (int64 shape) and ReduceSum (int64 axes) computes what it says', async () => {
+    const g = new GraphBuilder();
+    // y[r] = 2 · Σ_c x viewed as [rows, 3]: the scalar and the shape reused by name.
+    const rows = g.op('Reshape', ['x', g.ints('shape', [-1, 3])]);
+    const sum = g.op('ReduceSum', [rows, g.ints('axes', [1])], { keepdims: 0 });
+    g.op('Mul', [sum, g.scalar('two', 2)], undefined, 'y');
+    expect(g.scalar('two', 2)).toBe('two');
+    expect(g.initializers).toHaveLength(3);
+    const session = await ort.InferenceSession.create(g.build({ inputs: [{ name: 'x', dims: [6] }], outputs: [{ name: 'y', dims: [2] }] }));
+    const { y } = await session.run({ x: t(Float32Array.of(1, 2, 3, 4, 5, 6), [6]) });
+    expect(Array.from(y.data as Float32Array)).toEqual([12, 30]);
+  });
+
+  test('a constant redefined under its name is refused', () => {
+    const g = new GraphBuilder();
+    g.scalar('c', 1);
+    expect(() => g.scalar('c', 2)).toThrow('constant c redefined');
+    g.ints('s', [1, 2]);
+    expect(() => g.ints('s', [2, 1])).toThrow('constant s redefined');
   });
 });

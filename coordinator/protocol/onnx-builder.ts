@@ -1,5 +1,6 @@
-// Builds ONNX models in code with the onnx protobuf schema (onnx-buf): the tests' small models and
-// the CPU backend's matmul graph. Pure TypeScript, so the browser and the coordinator share it.
+// Builds ONNX models in code with the onnx protobuf schema (onnx-buf): the tests' small models, the
+// CPU backend's matmul and attention graphs, and (through GraphBuilder) the training step graphs and
+// model.onnx. Pure TypeScript, so the browser and the coordinator share it.
 import { create, toBinary } from '@bufbuild/protobuf';
 import {
   AttributeProto_AttributeType,
@@ -41,7 +42,8 @@ export interface NodeSpec {
 export interface TensorSpec {
   name: string;
   dims: number[];
-  data: Float32Array;
+  /** float32 values, or int64 ones (shapes and axes, which opset 13+ takes as inputs). */
+  data: Float32Array | BigInt64Array;
 }
 
 export interface ModelSpec {
@@ -93,7 +95,7 @@ export function buildModel(spec: ModelSpec): Uint8Array {
       create(TensorProtoSchema, {
         name: t.name,
         dims: t.dims.map((d) => BigInt(d)),
-        dataType: TensorProto_DataType.FLOAT,
+        dataType: t.data instanceof BigInt64Array ? TensorProto_DataType.INT64 : TensorProto_DataType.FLOAT,
         rawData: Uint8Array.from(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength)),
       }),
     ),
@@ -105,6 +107,52 @@ export function buildModel(spec: ModelSpec): Uint8Array {
     graph,
   });
   return toBinary(ModelProtoSchema, model);
+}
+
+/**
+ * A graph written node by node: `op` appends a node and names its output (fresh unless given), so
+ * builders read as the maths they compute; constants are initializers, one per name.
+ */
+export class GraphBuilder {
+  readonly nodes: NodeSpec[] = [];
+  readonly initializers: TensorSpec[] = [];
+  private readonly constants = new Map<string, string>();
+  private n = 0;
+
+  /** Appends a node with one output; returns the output's name. */
+  op(type: string, inputs: string[], attrs?: NodeSpec['attrs'], out = `${type.toLowerCase()}${this.n++}`): string {
+    this.nodes.push({ op: type, inputs, outputs: [out], attrs });
+    return out;
+  }
+
+  /** An initializer; returns its name. */
+  init(name: string, dims: number[], data: Float32Array | BigInt64Array): string {
+    this.initializers.push({ name, dims, data });
+    return name;
+  }
+
+  /** A constant shared by name: a float32 scalar, or an int64 vector (a shape, axes). */
+  private constant(name: string, key: string, make: () => void): string {
+    const known = this.constants.get(name);
+    if (known !== undefined && known !== key) throw new Error(`constant ${name} redefined`);
+    if (known === undefined) {
+      this.constants.set(name, key);
+      make();
+    }
+    return name;
+  }
+
+  scalar(name: string, v: number): string {
+    return this.constant(name, `f${v}`, () => this.init(name, [], Float32Array.of(v)));
+  }
+
+  ints(name: string, values: number[]): string {
+    return this.constant(name, `i${values.join(',')}`, () => this.init(name, [values.length], BigInt64Array.from(values, BigInt)));
+  }
+
+  build(spec: Omit<ModelSpec, 'nodes' | 'initializers'>): Uint8Array {
+    return buildModel({ ...spec, nodes: this.nodes, initializers: this.initializers });
+  }
 }
 
 /**

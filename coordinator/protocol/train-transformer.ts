@@ -15,8 +15,9 @@ export interface TransformerSpec {
   heads: number;
 }
 
-const LN_EPS = 1e-5;
-const GELU_C = Math.sqrt(2 / Math.PI);
+export const LN_EPS = 1e-5;
+export const GELU_C = Math.sqrt(2 / Math.PI);
+export const GELU_CUBIC = 0.044715;
 
 /** The parameter tensors in flat order. Weights are [in, out] row-major (x·W), as the MLP's. */
 export function transformerTensors(s: TransformerSpec): ParamTensor[] {
@@ -181,12 +182,12 @@ function layerNormBack(dy: FloatArray, xhat: FloatArray, rstd: FloatArray, rows:
 }
 
 function gelu(x: number): number {
-  return 0.5 * x * (1 + Math.tanh(GELU_C * (x + 0.044715 * x * x * x)));
+  return 0.5 * x * (1 + Math.tanh(GELU_C * (x + GELU_CUBIC * x * x * x)));
 }
 
 function geluGrad(x: number): number {
-  const t = Math.tanh(GELU_C * (x + 0.044715 * x * x * x));
-  return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * GELU_C * (1 + 3 * 0.044715 * x * x);
+  const t = Math.tanh(GELU_C * (x + GELU_CUBIC * x * x * x));
+  return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * GELU_C * (1 + 3 * GELU_CUBIC * x * x);
 }
 
 // --- One window forward (with what backward needs) and backward ---

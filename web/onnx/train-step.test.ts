@@ -1,4 +1,4 @@
-// The MLP step graph (train-step.ts) run by onnxruntime-node against the TypeScript loop
+// The MLP step graph (mlp-step.ts, through train-step.ts's runner) run by onnxruntime-node against the TypeScript loop
 // (protocol/train-loop.ts runTrainUnit, the coordinator's reference): Δ within the replica
 // tolerance, the same losses, and the check loss the coordinator's cheap check recomputes.
 import * as ort from 'onnxruntime-node';
@@ -6,16 +6,11 @@ import { describe, expect, test } from 'vitest';
 import { decodeTrainOutput, runTrainUnit, checkBatchLoss, type Compression, type InnerOptimizer } from '../../coordinator/protocol/train-loop';
 import { initMlp, mlpModel } from '../../coordinator/protocol/train-mlp';
 import { trainOutputsAgree, trainTolerance } from '../../coordinator/jobs/train';
+import { ortStepRunner } from '../../coordinator/testing/ort-step-runner';
 import { blobsTask } from '../../coordinator/testing/train-task';
-import { graphTrainUnit, mlpStepModel, type MlpGraphSpec, type RunStepGraph } from './train-step';
+import { graphTrainUnit, stepModelOf, type GraphUnitSpec, type RunStepGraph } from './train-step';
 
-async function runnerFor(model: Uint8Array): Promise<RunStepGraph> {
-  const session = await ort.InferenceSession.create(model);
-  return async (feeds, outputs) => {
-    const result = await session.run(Object.fromEntries(feeds.map((f) => [f.name, new ort.Tensor('float32', f.data, [...f.shape])])), outputs);
-    return outputs.map((name) => result[name].data as Float32Array);
-  };
-}
+const runnerFor = (model: Uint8Array) => ortStepRunner(ort, model);
 
 const base = { weightDecay: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8 };
 const sgd: InnerOptimizer = { type: 'sgd', lr: 0.1, ...base };
@@ -26,9 +21,9 @@ async function both(layers: number[], optimizer: InnerOptimizer, steps: number, 
   const rows = 100; // batch sizes 32 and 48 do not divide it
   const task = blobsTask(rows, layers[0], layers.at(-1)!, 7);
   const params = initMlp(layers, 1);
-  const spec: MlpGraphSpec = { layers, optimizer, steps, batchSize, seed: 11 + steps };
+  const spec: GraphUnitSpec = { model: { type: 'mlp', layers }, optimizer, steps, batchSize, seed: 11 + steps };
   const model = mlpModel(layers);
-  const graphOut = await graphTrainUnit(run ?? (await runnerFor(mlpStepModel(spec))), spec, compress, params, task.x, task.y);
+  const graphOut = await graphTrainUnit(run ?? (await runnerFor(stepModelOf(spec))), spec, compress, params, task.x, task.y);
   const tsOut = runTrainUnit({ ...spec, model }, compress, params, task.x, task.y);
   return { graph: decodeTrainOutput(model, compress, graphOut)!, ts: decodeTrainOutput(model, compress, tsOut)!, params, task, spec, model };
 }
@@ -55,7 +50,7 @@ describe('the MLP step graph on onnxruntime-node', () => {
   });
 
   test('the comparison can fail: a graph with the wrong weight decay is no replica', async () => {
-    const wrong = await runnerFor(mlpStepModel({ layers: [16, 32, 4], optimizer: { ...sgd, weightDecay: 0.5 } }));
+    const wrong = await runnerFor(stepModelOf({ model: { type: 'mlp', layers: [16, 32, 4] }, optimizer: { ...sgd, weightDecay: 0.5 } }));
     const { graph, ts } = await both([16, 32, 4], sgd, 16, 32, 'none', wrong);
     expect(trainOutputsAgree(graph, ts, trainTolerance(16))).toBe(false);
   });

@@ -8,13 +8,14 @@ import { Gate } from './gate';
 import { measureGflops } from './measure';
 import { cpuAttention, prepareCpuAttention } from '../cpu/attention';
 import { cpuMatmul, prepareCpuMatmul } from '../cpu/matmul';
-import { cpuMlpTrainUnit, cpuTrainStats } from '../cpu/train';
+import { cpuTrainStats, cpuTrainUnit } from '../cpu/train';
 import { gpuAttention } from '../gpu/attention';
 import { cachedTuning, tuneKernels, tuningKey, type TuningCache, type TuningResult } from '../gpu/autotune';
 import { openGpu, type Gpu } from '../gpu/device';
 import { gpuMatmul, MATMUL_CANDIDATES, matmulKernel } from '../gpu/matmul';
 import { preparePipelines } from '../gpu/pipelines';
 import { addModel, hasModel, runModel, type ModelRun } from '../onnx/models';
+import { graphUnitSpecOf } from '../onnx/train-step';
 import { configureThreads, loadOrt } from '../onnx/runtime';
 import { openStore } from '../store/db';
 import type { ComputeApi, InitResult, KernelJob, OnnxFeed, OnnxResult } from './api';
@@ -119,15 +120,14 @@ const runners: { [K in KernelJob['kind']]: Runner<Extract<KernelJob, { kind: K }
       gpuAttention(liveGpu().device, q, k, v, { heads: 1, rows: p.rows, q0: p.q0, seq: p.seq, d: p.d, causal: p.causal }, tuning?.attention),
     cpu: ({ params: p }, { q, k, v }) => cpuAttention(q, k, v, p),
   },
-  // Training: the MLP's inner loop as WGSL kernels on WebGPU (web/gpu/train-mlp.ts) and as an
-  // ONNX step graph on the CPU backend's wasm EP (web/cpu/train.ts); the transformer's as the
-  // float32 TypeScript loop — the coordinator's own reference (protocol/train-loop.ts).
+  // Training: on the CPU backend, either family's inner step as one ONNX graph on the wasm EP
+  // (web/cpu/train.ts); on WebGPU, the MLP's inner loop as WGSL kernels (web/gpu/train-mlp.ts) and
+  // the transformer's as the float32 TypeScript loop — the coordinator's own reference (protocol/train-loop.ts).
   train: {
     inputs: ({ params }) => ('model' in params ? ['params', 'x'] : ['params', 'x', 'y']),
     webgpu: ({ params: p }, { params, x, y }) =>
       'model' in p ? tsTrainUnit(p, params, x, y) : gpuTrainUnit(liveGpu().device, { ...innerSpecOf(p), layers: p.layers }, p.compress, params, x, y),
-    cpu: ({ params: p }, { params, x, y }) =>
-      'model' in p ? tsTrainUnit(p, params, x, y) : cpuMlpTrainUnit({ ...innerSpecOf(p), layers: p.layers }, p.compress, params, x, y),
+    cpu: ({ params: p }, { params, x, y }) => cpuTrainUnit(graphUnitSpecOf(p), p.compress, params, x, y ?? null),
   },
   onnx: {
     inputs: ({ params }) => params.inputs.map((s) => s.name),

@@ -17,6 +17,7 @@ import { openGpu, type Gpu } from '../../../web/gpu/device';
 import { describeConfig, gpuMatmul, MATMUL_CANDIDATES } from '../../../web/gpu/matmul';
 import { innerSpecOf, runTrainUnit } from '../../protocol/train-loop';
 import { gpuTrainUnit } from '../../../web/gpu/train-mlp';
+import { graphUnitSpecOf } from '../../../web/onnx/train-step';
 import { OrtKernels, OrtSessions, ortProblem } from './onnx';
 import { installWebGpu } from './webgpu';
 
@@ -174,13 +175,14 @@ export class NativeCompute {
     }
     if (wu.kind === 'train') {
       const p = wu.params;
-      // The transformer trains in the TypeScript loop on either backend; the MLP on the GPU's WGSL
-      // loop, or on the CPU as the page's step graph (the TS loop where onnxruntime-node did not load).
+      // The CPU backend trains either family on the page's step graph (the TS loop where
+      // onnxruntime-node did not load); WebGPU the MLP on the WGSL loop and the transformer on the TS loop.
+      if (this.backend === 'cpu') {
+        const y = inputs.y ?? null;
+        return this.cpuKernels ? this.cpuKernels.train(graphUnitSpecOf(p), p.compress, inputs.params, inputs.x, y) : runTrainUnit(innerSpecOf(p), p.compress, inputs.params, inputs.x, y);
+      }
       if ('model' in p) return runTrainUnit(innerSpecOf(p), p.compress, inputs.params, inputs.x, null);
-      const spec = { ...innerSpecOf(p), layers: p.layers };
-      if (this.backend === 'webgpu') return gpuTrainUnit(this.liveDevice(), spec, p.compress, inputs.params, inputs.x, inputs.y);
-      if (this.cpuKernels) return this.cpuKernels.trainMlp(spec, p.compress, inputs.params, inputs.x, inputs.y);
-      return runTrainUnit(spec, p.compress, inputs.params, inputs.x, inputs.y);
+      return gpuTrainUnit(this.liveDevice(), { ...innerSpecOf(p), layers: p.layers }, p.compress, inputs.params, inputs.x, inputs.y);
     }
     if (wu.kind === 'onnx') {
       if (this.onnxProblem) throw new Error(this.onnxProblem);

@@ -14,6 +14,8 @@ import { parseNpy, toNpy } from '../../protocol/npy';
 import { convNetModel } from '../../testing/test-models';
 import type { JobStatus, TrainParams, VolunteerSummary, WorkUnitSpec } from '../../protocol';
 import { initMlp } from '../../protocol/train-mlp';
+import { initTransformer } from '../../protocol/train-transformer';
+import { markovTask, markovTokens } from '../../testing/lm-task';
 import { decodeUnitOutput, trainOutputsAgree, trainTolerance, trainUnitReference } from '../../jobs/train';
 import { blobsTask } from '../../testing/train-task';
 import { gpuTrainStats } from '../../../web/gpu/train-mlp';
@@ -72,7 +74,7 @@ async function submitMatmul(grid: Pick<TestCoordinator, 'uploadShard' | 'submitJ
 }
 
 describe.skipIf(skip)('native volunteer on SwiftShader', () => {
-  test('the CPU backend (onnxruntime-node) computes matmul and attention units, train units with the step graph; auto takes the faster', async () => {
+  test('the CPU backend (onnxruntime-node) computes matmul and attention units, train units (MLP and transformer) with the step graph; auto takes the faster', async () => {
     const cpu = await NativeCompute.start({ backend: 'cpu', tune: false });
     try {
       expect(cpu.backend).toBe('cpu');
@@ -102,6 +104,14 @@ describe.skipIf(skip)('native volunteer on SwiftShader', () => {
       const reference = trainUnitReference(tp, trainInputs.params, task.x, task.y);
       expect(trainOutputsAgree(decodeUnitOutput(tp, fromCpu), decodeUnitOutput(tp, reference), trainTolerance(6))).toBe(true);
       expect(fromCpu).not.toEqual(reference);
+      // A transformer unit: the CPU backend runs its step graph too (web/onnx/transformer-step.ts).
+      const { layers: _, ...common } = tp;
+      const lm: TrainParams = { ...common, rows: 128, steps: 4, batchSize: 4, model: { type: 'transformer', vocab: 8, context: 8, layers: 1, dModel: 16, heads: 2 } };
+      const lmInputs = { params: initTransformer(lm.model, 1), x: markovTokens(markovTask(8), 128, 2) };
+      const lmFromCpu = await cpu.compute(unit('train', lm), lmInputs, noShard);
+      const lmReference = trainUnitReference(lm, lmInputs.params, lmInputs.x, null);
+      expect(trainOutputsAgree(decodeUnitOutput(lm, lmFromCpu), decodeUnitOutput(lm, lmReference), trainTolerance(4))).toBe(true);
+      expect(lmFromCpu).not.toEqual(lmReference);
     } finally {
       cpu.close();
     }

@@ -1,14 +1,15 @@
 // ONNX in Node: onnxruntime-node sessions by model sha-256 (a stream of units loads a model once),
 // on the CUDA execution provider where its libraries are installed and the CPU EP otherwise. Also
 // the native volunteer's CPU backend: the page's matmul and attention graphs
-// (coordinator/protocol/onnx-builder.ts), run here by onnxruntime-node's CPU EP instead of onnxruntime-web's wasm one.
+// (coordinator/protocol/onnx-builder.ts) and training step graphs (web/onnx/train-step.ts), run here
+// by onnxruntime-node's CPU EP instead of onnxruntime-web's wasm one.
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import type * as OrtNode from 'onnxruntime-node';
 import { attentionMask, attentionModel, matmulModel } from '../../protocol/onnx-builder';
 import type { Compression } from '../../protocol/train-loop';
-import { graphTrainUnit, mlpStepModel, type MlpGraphSpec } from '../../../web/onnx/train-step';
+import { graphTrainUnit, stepModelOf, type GraphUnitSpec } from '../../../web/onnx/train-step';
 
 type Ort = typeof OrtNode;
 type Session = OrtNode.InferenceSession;
@@ -129,8 +130,8 @@ export class OrtSessions {
 }
 
 /**
- * The CPU backend's kernels: the page's graphs for matmul and attention, and its MLP training step
- * graph (web/onnx/train-step.ts), on onnxruntime-node.
+ * The CPU backend's kernels: the page's graphs for matmul and attention, and its training step
+ * graphs (web/onnx/train-step.ts, both families), on onnxruntime-node.
  */
 export class OrtKernels {
   /** Step graphs by model and optimizer, apart from the two kernels so that they never evict them. */
@@ -164,10 +165,10 @@ export class OrtKernels {
     return (await this.sessions.run('@attention', feeds, ['out']))[0];
   }
 
-  /** An MLP train unit: H runs of the step graph, as the page's CPU backend trains (web/cpu/train.ts). */
-  async trainMlp(spec: MlpGraphSpec, compress: Compression, params: Float32Array, x: Float32Array, y: Float32Array): Promise<Float32Array> {
-    const key = JSON.stringify([spec.layers, spec.optimizer]);
-    if (!this.steps.has(key)) this.steps.add(key, mlpStepModel(spec));
+  /** A train unit of either family: H runs of the step graph, as the page's CPU backend trains (web/cpu/train.ts). */
+  async train(spec: GraphUnitSpec, compress: Compression, params: Float32Array, x: Float32Array, y: Float32Array | null): Promise<Float32Array> {
+    const key = JSON.stringify([spec.model, spec.optimizer]);
+    if (!this.steps.has(key)) this.steps.add(key, stepModelOf(spec));
     return graphTrainUnit((feeds, outputs) => this.steps.run(key, feeds, outputs), spec, compress, params, x, y);
   }
 }
