@@ -134,7 +134,7 @@ export async function buildServer(ctx: ServerContext): Promise<FastifyInstance> 
 
   await app.register(fastifyWebsocket, { options: { maxPayload: LIMITS.maxWsMessageBytes } });
   await mountPeerServer(app, {
-    isIssuedPeerId: (id) => ctx.tracker.isIssued(id),
+    checkSignIn: (id, token) => ctx.tracker.checkSignIn(id, token),
     onPeerLeft: (listener) => ctx.tracker.onLeave(listener),
     messageBudget: () => ctx.connections.messageBudget(),
     maxDropped: ctx.connections.limits.wsMessageBurst,
