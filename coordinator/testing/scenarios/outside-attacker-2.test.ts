@@ -2,6 +2,7 @@
 // the PeerJS signalling socket a stranger gets with any fresh identity, signing in with another
 // page's peer id, guessing the join codes of rooms, and TCP connections held open without a request. Each test fails on the code before its fix.
 import net from 'node:net';
+import { networkInterfaces } from 'node:os';
 import { afterEach, describe, expect, test } from 'vitest';
 import WebSocket from 'ws';
 import { ROOM_CODE_MISSES_PER_MINUTE } from '../../access/security.js';
@@ -264,5 +265,33 @@ describe('TCP connections held open without a request', () => {
     expect(Math.max(silent.closedAt, half.closedAt) - t0).toBeLessThan(2000);
     await new Promise((r) => setTimeout(r, 1000));
     expect(w.closed).toBeNull();
+  });
+});
+
+/** The machine has the IPv6 loopback address (not every container does). */
+const ipv6Loopback = Object.values(networkInterfaces()).some((list) => list?.some((i) => i.address === '::1'));
+
+describe('IPv6 clients count by the same per-address key as every limit (unit tests: access/address-key, socket/connections)', () => {
+  // Loopback has one IPv6 address, so several of one /64 cannot be shown here; this is the real path for one.
+  test.skipIf(!ipv6Loopback)('over [::1]: worker sockets and HTTP requests are capped per address (skipped without an IPv6 loopback)', async () => {
+    await start({ host: '::1', security: { wsMaxPerAddress: 2, rateLimitPerMinute: 12 } });
+    expect(grid.base).toMatch(/^http:\/\/\[::1\]:\d+$/);
+    const [a, b, c] = [0, 1, 2].map(() => new SimWorker({ url: grid.base, slots: 0 }));
+    workers.push(a, b, c);
+    await a.connect();
+    await b.connect();
+    await expect(c.connect()).rejects.toThrow(/closed before welcome/);
+    expect(c.received('error').map((e) => e.code)).toEqual(['rate_limited']);
+    // One socket leaves: the address may open another.
+    a.close();
+    await waitFor(() => a.closed, 5000, 'the socket to close');
+    await new Promise((r) => setTimeout(r, 200));
+    const d = new SimWorker({ url: grid.base, slots: 0 });
+    workers.push(d);
+    await d.connect();
+    // HTTP without a token: the four handshakes counted against the address's 12 a minute too.
+    const statuses: number[] = [];
+    for (let i = 0; i < 9; i++) statuses.push((await request(grid.base, '/api/health')).status);
+    expect(statuses).toEqual([...Array<number>(8).fill(200), 429]);
   });
 });
