@@ -64,6 +64,7 @@ export async function startBarePeer(opts: { grid: TestCoordinator; onConnection:
   const peerjs = await import('peerjs');
   const PeerClass = peerjs.Peer ?? (peerjs as unknown as { default: typeof peerjs }).default.Peer;
   const peer = new PeerClass(p2p.peerId, {
+    token: p2p.token,
     host: '127.0.0.1',
     port: opts.grid.c.port,
     path: p2p.path,
@@ -120,6 +121,7 @@ export async function startNodePeer(opts: {
   const requests: string[] = [];
   const swarm = await Swarm.open({
     peerId: p2p.peerId,
+    token: p2p.token,
     host: '127.0.0.1',
     port: opts.grid.c.port,
     secure: false,

@@ -1,9 +1,9 @@
 // Failed authentication counted per address: an address that sends more than `failuresPerMinute`
 // wrong API tokens (or teacher keys) within a minute is locked out — every authenticated request
 // from it is refused with 429 and Retry-After, whatever token it sends — for `lockoutMs`, doubling
-// with each lockout in a row (up to a day). IPv6 addresses count by their /64, as one host usually
-// holds a whole /64. Kept in memory, bounded in size.
-import { isIPv4, isIPv6 } from 'node:net';
+// with each lockout in a row (up to a day). Addresses count by `addressKey` (IPv6 by its /64).
+// Kept in memory, bounded in size.
+import { addressKey } from './address-key.js';
 
 interface Entry {
   /** Failures in the current minute, which began at `windowStart`. */
@@ -19,19 +19,6 @@ const WINDOW_MS = 60_000;
 const MAX_LOCKOUT_MS = 24 * 60 * 60_000;
 /** A day without failures forgets an address's lockouts. */
 const FORGET_MS = 24 * 60 * 60_000;
-
-/** The unit an address is counted by: an IPv4 address (also when IPv4-mapped), or an IPv6 /64. */
-export function addressKey(address: string): string {
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
-  if (mapped) return mapped[1];
-  if (isIPv4(address) || !isIPv6(address)) return address;
-  // Expand '::' and keep the first four groups.
-  const [head, tail = ''] = address.split('::');
-  const h = head ? head.split(':') : [];
-  const t = tail ? tail.split(':') : [];
-  const groups = address.includes('::') ? [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t] : h;
-  return `${groups.slice(0, 4).map((g) => g.toLowerCase().replace(/^0+(?=.)/, '')).join(':')}::/64`;
-}
 
 export class AuthGuard {
   private readonly entries = new Map<string, Entry>();

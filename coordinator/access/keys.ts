@@ -1,6 +1,6 @@
 // Keys and secrets kept in the data directory: the coordinator's Ed25519 signing key (ledger) and
 // the researcher API token. Volunteer public keys arrive raw (32 bytes) and are checked here.
-import { createPublicKey, generateKeyPairSync, randomBytes, timingSafeEqual, createHash, verify, createPrivateKey, type KeyObject } from 'node:crypto';
+import { createPublicKey, generateKeyPairSync, randomBytes, createHash, verify, createPrivateKey, type KeyObject } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fromBase64Url } from '../protocol/canonical.js';
@@ -110,12 +110,6 @@ export function loadOrCreateApiToken(dataDir: string, fromEnv: string | undefine
   const token = newApiToken();
   writeFileSync(file, `${token}\n`, { mode: 0o600, flag: 'wx' });
   return token;
-}
-
-export function tokenMatches(expected: string, given: string): boolean {
-  const a = createHash('sha256').update(expected).digest();
-  const b = createHash('sha256').update(given).digest();
-  return timingSafeEqual(a, b);
 }
 
 const P = 2n ** 255n - 19n;

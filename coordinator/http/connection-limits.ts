@@ -5,7 +5,7 @@
 // the server's own socket timeout (Fastify's connectionTimeout).
 import type { Server } from 'node:http';
 import type { Socket } from 'node:net';
-import { addressKey } from '../access/auth-guard.js';
+import { addressKey } from '../access/address-key.js';
 
 /** The answer to a connection over the cap: no request has been read, so it is written raw. */
 function tooMany(max: number): string {

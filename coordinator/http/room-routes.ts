@@ -7,7 +7,7 @@
 // run one at a time per room and at most TABGRID_DEMO_MAX_ACTIVE at once in all.
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import { addressKey } from '../access/auth-guard.js';
+import { addressKey } from '../access/address-key.js';
 import { roomLockoutMessage } from '../access/security.js';
 import { DEMO_SIZES, DemoInputs } from '../jobs/demo.js';
 import { JobCreated, RoomCode, RoomControl, RoomCreate, RoomCreated, RoomDemo, RoomInfo, RoomList, RoomSnapshot } from '../protocol/index.js';

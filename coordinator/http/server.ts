@@ -7,6 +7,7 @@ import fastifyWebsocket from '@fastify/websocket';
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import { existsSync } from 'node:fs';
 import { z } from 'zod';
+import { addressKey } from '../access/address-key.js';
 import { connectionsPerAddress, listeningOrigins, OriginPolicy, securityHeaders } from '../access/security.js';
 import { CoordinatorInfo, Health, LIMITS, PROTOCOL_VERSION } from '../protocol/index.js';
 import { handleWorkerSocket } from '../socket/worker-socket.js';
@@ -92,15 +93,16 @@ export async function buildServer(ctx: ServerContext): Promise<FastifyInstance> 
   });
 
   // Per API token when a valid one is sent, else per address (so made-up tokens do not buy fresh
-  // buckets, and each counts as a failed authentication). One hook for every request — pages,
-  // API, /peerjs — that runs before any route's own token check.
+  // buckets, and each counts as a failed authentication; IPv6 by its /64, as every per-address
+  // limit). One hook for every request — pages, API, /peerjs — that runs before any route's own
+  // token check.
   await app.register(fastifyRateLimit, {
     global: false,
     max: ctx.security.rateLimitPerMinute,
     timeWindow: 60_000,
     keyGenerator: async (req) => {
       const who = await principalOf(ctx, req);
-      return who ? `token:${who.id}` : `ip:${req.ip}`;
+      return who ? `token:${who.id}` : `ip:${addressKey(req.ip)}`;
     },
     errorResponseBuilder: (_req, info) => new ApiFailure(429, 'rate_limited', `rate limit of ${info.max} requests per minute reached; retry in ${Math.ceil(info.ttl / 1000)} s`),
   });
@@ -134,7 +136,7 @@ export async function buildServer(ctx: ServerContext): Promise<FastifyInstance> 
 
   await app.register(fastifyWebsocket, { options: { maxPayload: LIMITS.maxWsMessageBytes } });
   await mountPeerServer(app, {
-    isIssuedPeerId: (id) => ctx.tracker.isIssued(id),
+    checkSignIn: (id, token) => ctx.tracker.checkSignIn(id, token),
     onPeerLeft: (listener) => ctx.tracker.onLeave(listener),
     messageBudget: () => ctx.connections.messageBudget(),
     maxDropped: ctx.connections.limits.wsMessageBurst,

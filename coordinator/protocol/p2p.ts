@@ -32,9 +32,18 @@ export const IceServer = z
   .strict();
 export type IceServer = z.infer<typeof IceServer>;
 
+/**
+ * The secret that signs a peer id in at /peerjs (PeerJS's `token` option), issued with the id and
+ * sent only to the session it belongs to: other pages learn peer ids from their assignments, so
+ * the id alone must not be enough to sign in. 24 random bytes, base64url.
+ */
+export const PeerToken = z.string().regex(/^[A-Za-z0-9_-]{32}$/, 'must be the 32-character signalling token issued with the peer id');
+
 /** Sent in `welcome`: how this page joins the swarm. */
 export const P2pConfig = z.object({
   peerId: PeerId,
+  /** Pass as PeerJS's `token`: the PeerServer admits `peerId` only with it. */
+  token: PeerToken,
   /** PeerServer mount path on the coordinator's origin. */
   path: z.string().max(100),
   iceServers: z.array(IceServer).max(16),

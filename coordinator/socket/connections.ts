@@ -1,6 +1,8 @@
-// Who is connected to the worker WebSocket: connection counts per address and per identity (so one
-// machine or one key cannot hold the coordinator's sockets), per-connection message budgets, and a
-// way to close every connection of an identity when it is suspended.
+// Who is connected to the worker WebSocket: connection counts per address (by `addressKey`: IPv6
+// by its /64) and per identity (so one machine or one key cannot hold the coordinator's sockets),
+// per-connection message budgets, and a way to close every connection of an identity when it is
+// suspended.
+import { addressKey } from '../access/address-key.js';
 
 export interface ConnectionLimits {
   wsMaxPerAddress: number;
@@ -40,18 +42,21 @@ export class Connections {
 
   constructor(readonly limits: ConnectionLimits) {}
 
-  /** Counts a new connection from `address`; false (and not counted) when the address is at its cap. */
+  /** Counts a new connection from `address`; false (and not counted) when its address key is at its cap. */
   admit(address: string): boolean {
-    const n = this.perAddress.get(address) ?? 0;
+    const key = addressKey(address);
+    const n = this.perAddress.get(key) ?? 0;
     if (n >= this.limits.wsMaxPerAddress) return false;
-    this.perAddress.set(address, n + 1);
+    this.perAddress.set(key, n + 1);
     return true;
   }
 
+  /** A connection `admit` counted has closed. */
   release(address: string) {
-    const n = (this.perAddress.get(address) ?? 1) - 1;
-    if (n <= 0) this.perAddress.delete(address);
-    else this.perAddress.set(address, n);
+    const key = addressKey(address);
+    const n = (this.perAddress.get(key) ?? 1) - 1;
+    if (n <= 0) this.perAddress.delete(key);
+    else this.perAddress.set(key, n);
   }
 
   /** Registers an authenticated connection; false when the identity is at its cap. */

@@ -189,7 +189,8 @@ export function handleWorkerSocket(socket: WebSocket, ctx: SocketContext) {
       if (socket.readyState !== socket.OPEN) return;
       clearTimeout(helloTimer);
       setMaxPayload(socket, LIMITS.maxWsMessageBytes);
-      session = new SocketSession(id, ctx.tracker.join(id), send, msg.device.kinds);
+      const peer = ctx.tracker.join(id);
+      session = new SocketSession(id, peer.peerId, send, msg.device.kinds);
       ctx.scheduler.add(session);
       ctx.rooms?.connected(session, msg.device);
       send({
@@ -197,7 +198,8 @@ export function handleWorkerSocket(socket: WebSocket, ctx: SocketContext) {
         volunteerId: id,
         name: record.name,
         credit: record.credit,
-        p2p: { peerId: session.peerId, path: PEERJS_PATH, iceServers: ctx.iceServers },
+        // The token goes to this session only: it is what signs the peer id in at /peerjs.
+        p2p: { peerId: peer.peerId, token: peer.token, path: PEERJS_PATH, iceServers: ctx.iceServers },
       });
       ctx.log(`worker ${id} (${msg.device.backend}: ${msg.device.adapter}) connected`);
       return;

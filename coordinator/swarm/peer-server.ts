@@ -1,8 +1,10 @@
 // PeerJS signalling (npm `peer`) on the coordinator's own port, under /peerjs. Only
 // @fastify/websocket handles upgrades: the `/peerjs/peerjs` route hands each socket to peer's
 // WebSocketServer, which runs with noServer (letting peer attach its own upgrade handler to the
-// same port breaks both). Only peer ids the coordinator issued may sign in, one socket per id, for as
-// long as the session it was issued to lasts; what the PeerServer sees of each socket passed a gate
+// same port breaks both). Only peer ids the coordinator issued may sign in, each only with the
+// token issued with it (other pages learn the id from their leases; PeerJS would let whoever signs
+// in first with any token keep it), one socket per id, for as long as the session it was issued to
+// lasts; what the PeerServer sees of each socket passed a gate
 // (signal-socket.ts): small frames, the worker socket's message rate, relays only to peers signed in.
 import fastifyExpress from '@fastify/express';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
@@ -11,6 +13,7 @@ import { WebSocketServer } from 'ws';
 import { z } from 'zod';
 import { formatIssues, IceServer } from '../protocol/index.js';
 import { SignalSocket, type MessageBudget } from './signal-socket.js';
+import type { SignInCheck } from './tracker.js';
 
 export const PEERJS_PATH = '/peerjs';
 
@@ -35,8 +38,8 @@ export function parseIceServers(text: string | undefined): IceServer[] {
 }
 
 export interface PeerServerOptions {
-  /** True when a peer id was handed out by the coordinator to a live session. */
-  isIssuedPeerId: (id: string) => boolean;
+  /** Whether `id` was handed out to a live session, and `token` is the one issued with it (constant time). */
+  checkSignIn: (id: string, token: string) => SignInCheck;
   /** Calls `listener` with each peer id whose session ended (its signalling socket is closed then). */
   onPeerLeft: (listener: (peerId: string) => void) => void;
   /** A fresh message budget for one socket, and the over-budget messages in a row that close it. */
@@ -98,34 +101,36 @@ export async function mountPeerServer(app: FastifyInstance, opts: PeerServerOpti
   // Mounting starts peer's timers (express fires 'mount' synchronously inside use()).
   const stopTimers = trackTimers(() => app.use(PEERJS_PATH, peerApp));
 
-  /** The socket each peer id is signed in with, and the token it signed in with (PeerJS's own check). */
-  const signedIn = new Map<string, { socket: SignalSocket; token: string }>();
-  opts.onPeerLeft((id) => signedIn.get(id)?.socket.close(1000, 'the session this peer id was issued to ended'));
+  /** The socket each peer id is signed in with. */
+  const signedIn = new Map<string, SignalSocket>();
+  opts.onPeerLeft((id) => signedIn.get(id)?.close(1000, 'the session this peer id was issued to ended'));
 
   app.get(`${PEERJS_PATH}/peerjs`, { websocket: true, preValidation: opts.checkUpgrade }, async (ws, req) => {
     const query = new URL(req.url, 'http://x').searchParams;
     const id = query.get('id') ?? '';
-    const token = query.get('token') ?? '';
-    if (!opts.isIssuedPeerId(id)) {
+    const check = opts.checkSignIn(id, query.get('token') ?? '');
+    if (check === 'unknown_peer') {
       ws.close(1008, 'unknown peer id: connect to the coordinator first');
       return;
     }
-    const held = signedIn.get(id);
-    if (held && held.token !== token) {
-      ws.send(JSON.stringify({ type: 'ID-TAKEN', payload: { msg: 'ID is taken' } }));
-      ws.close(1008, 'peer id taken');
+    if (check === 'wrong_token') {
+      // What PeerJS clients understand as "this id is not yours" (their error 'unavailable-id').
+      ws.send(JSON.stringify({ type: 'ID-TAKEN', payload: { msg: 'ID is taken: sign in with the token issued with it in welcome' } }));
+      ws.close(1008, 'wrong token for this peer id');
       return;
     }
+    const held = signedIn.get(id);
     const socket = new SignalSocket(ws, { peerId: id, budget: opts.messageBudget(), maxDropped: opts.maxDropped, isSignedIn: (peer) => signedIn.has(peer) });
-    signedIn.set(id, { socket, token });
+    signedIn.set(id, socket);
     socket.on('close', () => {
-      if (signedIn.get(id)?.socket === socket) signedIn.delete(id);
+      if (signedIn.get(id) === socket) signedIn.delete(id);
     });
     if (held) {
-      // The same page again (a reconnect): the old socket goes first, so the PeerServer forgets it
-      // and signs the new one in afresh (it answers OPEN) rather than keeping both under one id.
-      const gone = new Promise((resolve) => held.socket.once('close', resolve));
-      held.socket.ws.terminate();
+      // The page that holds the token again (a reconnect): the old socket goes first, so the
+      // PeerServer forgets it and signs the new one in afresh (it answers OPEN) rather than keeping
+      // both under one id.
+      const gone = new Promise((resolve) => held.once('close', resolve));
+      held.ws.terminate();
       await gone;
       if (ws.readyState !== ws.OPEN) return;
     }
@@ -134,7 +139,7 @@ export async function mountPeerServer(app: FastifyInstance, opts: PeerServerOpti
 
   app.addHook('onClose', async () => {
     stopTimers();
-    for (const { socket } of signedIn.values()) socket.ws.terminate();
+    for (const socket of signedIn.values()) socket.ws.terminate();
     peerWss.close();
   });
 }

@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { P2P_LIMITS } from '../protocol/index.js';
+import { P2P_LIMITS, PeerToken } from '../protocol/index.js';
 import { Tracker } from './tracker.js';
 
 const sha = (c: string) => c.repeat(64);
@@ -13,21 +13,27 @@ function prove(t: Tracker, peerId: string, shas: string[]) {
 
 function swarm(n: number) {
   const t = new Tracker();
-  const ids = Array.from({ length: n }, (_, i) => t.join(`v${i}`));
+  const ids = Array.from({ length: n }, (_, i) => t.join(`v${i}`).peerId);
   for (const id of ids) t.setReady(id);
   return { t, ids };
 }
 
 describe('Tracker', () => {
-  test('issues distinct peer ids and forgets them on leave', () => {
+  test('issues distinct peer ids, each signed in only with its own token, and forgets them on leave', () => {
     const t = new Tracker();
     const a = t.join('v1');
     const b = t.join('v1');
-    expect(a).not.toBe(b);
-    expect(t.isIssued(a)).toBe(true);
-    t.leave(a);
-    expect(t.isIssued(a)).toBe(false);
-    expect(t.isIssued('tg-made-up')).toBe(false);
+    expect(a.peerId).not.toBe(b.peerId);
+    expect(a.token).not.toBe(b.token);
+    expect(PeerToken.safeParse(a.token).success).toBe(true);
+    expect(t.checkSignIn(a.peerId, a.token)).toBe('ok');
+    // Another session's token, a made-up one, none, or the token with one character changed.
+    for (const wrong of [b.token, 'x'.repeat(32), '', a.token.slice(0, -1) + (a.token.endsWith('A') ? 'B' : 'A')]) {
+      expect(t.checkSignIn(a.peerId, wrong)).toBe('wrong_token');
+    }
+    t.leave(a.peerId);
+    expect(t.checkSignIn(a.peerId, a.token)).toBe('unknown_peer');
+    expect(t.checkSignIn('tg-made-up', a.token)).toBe('unknown_peer');
   });
 
   test('recommends holders, then peers still fetching, never the asker', () => {
@@ -44,8 +50,8 @@ describe('Tracker', () => {
 
   test('a peer that has not joined the swarm yet is not recommended', () => {
     const t = new Tracker();
-    const a = t.join('v1');
-    const b = t.join('v2');
+    const a = t.join('v1').peerId;
+    const b = t.join('v2').peerId;
     t.updateHoldings(b, [S1], []);
     expect(t.recommend([S1], a)).toEqual({});
     t.setReady(b);
@@ -80,7 +86,7 @@ describe('Tracker', () => {
     expect(t.report(ids[2], ids[1], S1, 'bad bytes')).toBeNull(); // already bad
     expect(t.recommend([S1], ids[0])).toEqual({ [S1]: [ids[2]] });
     t.leave(ids[1]);
-    const again = t.join('v1');
+    const again = t.join('v1').peerId;
     t.setReady(again);
     prove(t, again, [S1]);
     expect(t.recommend([S1], ids[0])).toEqual({ [S1]: [ids[2]] });
@@ -89,7 +95,7 @@ describe('Tracker', () => {
 
   test('reports about oneself or unknown peers change nothing', () => {
     const { t, ids } = swarm(2);
-    const sameVolunteer = t.join('v0');
+    const sameVolunteer = t.join('v0').peerId;
     expect(t.report(ids[0], sameVolunteer, S1, 'x')).toBeNull();
     expect(t.report(ids[0], 'tg-unknown', S1, 'x')).toBeNull();
     expect(t.report('tg-unknown', ids[1], S1, 'x')).toBeNull();
@@ -128,8 +134,8 @@ describe('Tracker', () => {
   });
   test('a worker outside the swarm is not tracked as fetching (its sets do not grow per unit)', () => {
     const t = new Tracker();
-    const node = t.join('v1');
-    const page = t.join('v2');
+    const node = t.join('v1').peerId;
+    const page = t.join('v2').peerId;
     t.setReady(page);
     t.expect(node, [S1, S2]);
     expect(t.hasShards(node)).toBe(false);
@@ -160,7 +166,7 @@ describe('Tracker under false claims', () => {
   test('claims of shards that do not exist are refused, and cost at most the lookup budget', async () => {
     const store = storeOf([S1]);
     const t = new Tracker({ exists: store.exists, maxLookupsPerPeer: 100 });
-    const liar = t.join('v1');
+    const liar = t.join('v1').peerId;
     t.setReady(liar);
     const out = await t.claim(liar, [S1, ...Array.from({ length: 1023 }, (_, i) => made(i))], []);
     expect(out.accepted).toBe(1);
@@ -176,7 +182,7 @@ describe('Tracker under false claims', () => {
   test('a peer keeps at most maxClaimsPerPeer, and all peers together at most maxClaimsTotal', async () => {
     const real = Array.from({ length: 300 }, (_, i) => made(i));
     const t = new Tracker({ exists: storeOf(real).exists, maxClaimsPerPeer: 100, maxClaimsTotal: 250 });
-    const peers = Array.from({ length: 4 }, (_, i) => t.join(`v${i}`));
+    const peers = Array.from({ length: 4 }, (_, i) => t.join(`v${i}`).peerId);
     for (const p of peers) for (let i = 0; i < 3; i++) await t.claim(p, real.slice(i * 100, i * 100 + 100), []);
     expect(t.snapshot().map((p) => p.shards)).toEqual([100, 100, 50, 0]);
     expect(t.claimCount).toBe(250);
@@ -191,7 +197,7 @@ describe('Tracker under false claims', () => {
     const real = Array.from({ length: 5000 }, (_, i) => made(i));
     const t = new Tracker({ exists: storeOf(real).exists, maxClaimsPerPeer: 2048, maxClaimsTotal: 20_000 });
     for (let v = 0; v < 50; v++) {
-      const p = t.join(`v${v}`);
+      const p = t.join(`v${v}`).peerId;
       for (let i = 0; i < 5; i++) await t.claim(p, real.slice(i * 1000, i * 1000 + 1000), []);
     }
     expect(t.claimCount).toBe(20_000);
@@ -200,7 +206,7 @@ describe('Tracker under false claims', () => {
 
   test('an unproven claim is recommended only after proven holders and fetchers, and only sometimes', async () => {
     const t = new Tracker({ exists: storeOf([S1]).exists });
-    const [asker, liar, honest] = ['v0', 'v1', 'v2'].map((v) => t.join(v));
+    const [asker, liar, honest] = ['v0', 'v1', 'v2'].map((v) => t.join(v).peerId);
     for (const p of [asker, liar, honest]) t.setReady(p);
     await t.claim(liar, [S1], []);
     let named = 0;
@@ -212,7 +218,7 @@ describe('Tracker under false claims', () => {
     prove(t, honest, [S1]);
     for (let i = 0; i < 50; i++) expect(t.recommend([S1], asker)[S1][0]).toBe(honest);
     // The liar vouching for itself under another peer of the same identity counts for nothing.
-    const liarAgain = t.join('v1');
+    const liarAgain = t.join('v1').peerId;
     expect(t.served(liarAgain, liar, S1)).toBe(false);
     // Another volunteer that got S1 from it intact proves the claim.
     expect(t.served(asker, liar, S1)).toBe(true);

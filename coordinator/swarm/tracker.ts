@@ -12,9 +12,12 @@
 // with a probability that grows with how many shards the volunteer has served correctly.
 import { randomBytes } from 'node:crypto';
 import { P2P_LIMITS, type ShardPeers, type ShardTraffic } from '../protocol/index.js';
+import { secretsEqual } from '../util/secrets-equal.js';
 
 interface PeerEntry {
   peerId: string;
+  /** The secret that signs `peerId` in at /peerjs: the id alone is no proof, pages learn others' ids from their leases. */
+  token: string;
   volunteerId: string;
   /** The page's PeerJS peer is open (it said `peer-ready`). */
   ready: boolean;
@@ -33,6 +36,15 @@ export interface PeerSnapshot {
   shards: number;
   bad: boolean;
 }
+
+/** A peer id and the signalling token that goes with it (sent in `welcome`, to that session only). */
+export interface IssuedPeer {
+  peerId: string;
+  token: string;
+}
+
+/** Whether a /peerjs sign-in may proceed: the id must be issued to a live session, and the token its own. */
+export type SignInCheck = 'ok' | 'unknown_peer' | 'wrong_token';
 
 export interface TrackerOptions {
   /** Which of these shards exist (the shard store); absent: every one does (unit tests). */
@@ -134,11 +146,12 @@ export class Tracker {
     this.maxLookups = opts.maxLookupsPerPeer ?? P2P_LIMITS.maxLookupsPerPeer;
   }
 
-  /** A worker connected: it gets a fresh peer id for the PeerServer. */
-  join(volunteerId: string): string {
+  /** A worker connected: it gets a fresh peer id for the PeerServer, and the token that signs it in. */
+  join(volunteerId: string): IssuedPeer {
     const peerId = `tg-${randomBytes(12).toString('hex')}`;
-    this.peers.set(peerId, { peerId, volunteerId, ready: false, held: new Map(), expected: new Set(), lookups: 0 });
-    return peerId;
+    const token = randomBytes(24).toString('base64url');
+    this.peers.set(peerId, { peerId, token, volunteerId, ready: false, held: new Map(), expected: new Set(), lookups: 0 });
+    return { peerId, token };
   }
 
   leave(peerId: string) {
@@ -155,8 +168,11 @@ export class Tracker {
     this.leaveListeners.push(listener);
   }
 
-  isIssued(peerId: string): boolean {
-    return this.peers.has(peerId);
+  /** May `peerId` sign in at /peerjs with `token`? (Compared in constant time.) */
+  checkSignIn(peerId: string, token: string): SignInCheck {
+    const p = this.peers.get(peerId);
+    if (!p) return 'unknown_peer';
+    return secretsEqual(p.token, token) ? 'ok' : 'wrong_token';
   }
 
   setReady(peerId: string) {

@@ -44,7 +44,7 @@ export const TOKEN = 'tg_vitest_3f9a1c7e5b2d4068af1e9c3b7d5a2f60';
 export interface TestCoordinator {
   c: Coordinator;
   dir: string;
-  /** http://127.0.0.1:<port> */
+  /** http://127.0.0.1:<port> (http://[::1]:<port> on IPv6) */
   base: string;
   logs: string[];
   api(path: string, init?: RequestInit & { token?: string | null }): Promise<Response>;
@@ -63,6 +63,8 @@ export async function startTestCoordinator(
     staticDir?: string;
     database?: string;
     iceServers?: IceServer[];
+    /** The loopback address to listen on: 127.0.0.1 (default) or ::1 (IPv6). */
+    host?: '127.0.0.1' | '::1';
     /** Sees each log line as it is written (the e2e failure report timestamps them). */
     onLog?: (msg: string) => void;
   } & Pick<CoordinatorOptions, 'security' | 'trustPolicy'> = {},
@@ -72,7 +74,7 @@ export async function startTestCoordinator(
   const c = await startCoordinator({
     dataDir: dir,
     port: 0,
-    host: '127.0.0.1',
+    host: opts.host ?? '127.0.0.1',
     apiToken: TOKEN,
     leaseMs: opts.leaseMs,
     security: opts.security,
@@ -86,7 +88,7 @@ export async function startTestCoordinator(
       opts.onLog?.(msg);
     },
   });
-  const base = `http://127.0.0.1:${c.port}`;
+  const base = opts.host === '::1' ? `http://[::1]:${c.port}` : `http://127.0.0.1:${c.port}`;
   let stopped = false;
   const api = (path: string, init: RequestInit & { token?: string | null } = {}) => {
     const { token = TOKEN, ...rest } = init;

@@ -13,7 +13,7 @@ export interface RequestOptions {
   method?: string;
   headers?: Record<string, string>;
   body?: string | Uint8Array;
-  /** The local (source) address; default 127.0.0.1. */
+  /** The local (source) address; default 127.0.0.1 (::1 for a base on [::1]). */
   from?: string;
   timeoutMs?: number;
 }
@@ -21,9 +21,10 @@ export interface RequestOptions {
 /** One request to `base` + `path`; the raw answer (never throws for an HTTP error status). */
 export function request(base: string, path: string, opts: RequestOptions = {}): Promise<Answer> {
   const url = new URL(base);
+  const host = url.hostname.replace(/^\[(.*)\]$/, '$1'); // an IPv6 address without its URL brackets
   return new Promise((resolve, reject) => {
     const req = http.request(
-      { host: url.hostname, port: url.port, path, method: opts.method ?? 'GET', headers: opts.headers, localAddress: opts.from ?? '127.0.0.1', agent: false },
+      { host, port: url.port, path, method: opts.method ?? 'GET', headers: opts.headers, localAddress: opts.from ?? (host.includes(':') ? '::1' : '127.0.0.1'), agent: false },
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));

@@ -396,6 +396,7 @@ export class CoordinatorClient {
     try {
       const swarm = await Swarm.open({
         peerId: config.peerId,
+        token: config.token,
         host: url.hostname,
         port: Number(url.port || (url.protocol === 'https:' ? 443 : 80)),
         secure: url.protocol === 'https:',

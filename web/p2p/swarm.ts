@@ -56,6 +56,8 @@ class EarlyClose extends PeerFetchError {}
 export interface SwarmOptions {
   /** The id the coordinator issued in `welcome`. */
   peerId: string;
+  /** The signalling token issued with it: the PeerServer admits the id only with this. */
+  token: string;
   host: string;
   port: number;
   secure: boolean;
@@ -135,6 +137,7 @@ export class Swarm {
   /** Joins the swarm; resolves once the PeerServer has accepted this peer id. */
   static open(opts: SwarmOptions, timeoutMs = 15_000): Promise<Swarm> {
     const peer = new PeerClass(opts.peerId, {
+      token: opts.token,
       host: opts.host,
       port: opts.port,
       path: opts.path,

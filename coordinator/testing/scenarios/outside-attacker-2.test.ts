@@ -1,14 +1,15 @@
 // A second round from outside (no token), on what the first (outside-attacker.test.ts) left open:
-// the PeerJS signalling socket a stranger gets with any fresh identity, guessing the join codes of
-// rooms, and TCP connections held open without a request. Each test fails on the code before its fix.
+// the PeerJS signalling socket a stranger gets with any fresh identity, signing in with another
+// page's peer id, guessing the join codes of rooms, and TCP connections held open without a request. Each test fails on the code before its fix.
 import net from 'node:net';
+import { networkInterfaces } from 'node:os';
 import { afterEach, describe, expect, test } from 'vitest';
 import WebSocket from 'ws';
 import { ROOM_CODE_MISSES_PER_MINUTE } from '../../access/security.js';
 import { ApiError, P2P_LIMITS, type RoomCreated } from '../../protocol/index.js';
 import { postJson, request } from '../loopback-http.js';
 import { SimWorker } from '../sim-worker.js';
-import { waitFor } from '../helpers.js';
+import { sleep, waitFor } from '../helpers.js';
 import { useGridPerTest } from '../fixtures.js';
 
 const { grid, workers, start } = useGridPerTest();
@@ -20,18 +21,24 @@ interface Signal {
   closed: { code: number } | null;
 }
 
-/** A fresh identity's session (any stranger may make one) and the peer id it was issued. */
-async function session(): Promise<{ w: SimWorker; peerId: string }> {
+/** A fresh identity's session (any stranger may make one), the peer id it was issued and that id's signalling token. */
+async function session(): Promise<{ w: SimWorker; peerId: string; token: string }> {
   const w = new SimWorker({ url: grid.base, slots: 0 });
   workers.push(w);
   await w.connect();
   const welcome = w.received('welcome')[0];
   if (!welcome.p2p) throw new Error('no p2p in welcome');
-  return { w, peerId: welcome.p2p.peerId };
+  return { w, peerId: welcome.p2p.peerId, token: welcome.p2p.token };
+}
+
+/** A session signed in at /peerjs with its own id and token. */
+async function signedIn(): Promise<Signal & { peerId: string }> {
+  const { peerId, token } = await session();
+  return Object.assign(await signIn(peerId, token), { peerId });
 }
 
 /** Signs `peerId` in at /peerjs as the page's PeerJS client does; resolves once the server says OPEN. */
-function signIn(peerId: string, token = 'tok1'): Promise<Signal> {
+function signIn(peerId: string, token: string): Promise<Signal> {
   const ws = new WebSocket(`${grid.base.replace(/^http/, 'ws')}/peerjs/peerjs?key=peerjs&id=${peerId}&token=${token}`);
   const s: Signal = { ws, received: [], closed: null };
   ws.on('close', (code) => (s.closed = { code }));
@@ -46,15 +53,27 @@ function signIn(peerId: string, token = 'tok1'): Promise<Signal> {
   });
 }
 
+/** A sign-in the server should refuse: the message types it sent, and how it closed (one that says OPEN is closed here). */
+function refusedSignIn(peerId: string, token: string): Promise<{ said: string[]; code: number }> {
+  const ws = new WebSocket(`${grid.base.replace(/^http/, 'ws')}/peerjs/peerjs?key=peerjs&id=${peerId}&token=${token}`);
+  const said: string[] = [];
+  ws.on('error', () => undefined);
+  ws.on('message', (data) => {
+    said.push((JSON.parse(String(data)) as { type: string }).type);
+    if (said.at(-1) === 'OPEN') ws.close();
+  });
+  return new Promise((resolve) => ws.on('close', (code) => resolve({ said, code })));
+}
+
 const MAX_SIGNAL_BYTES = P2P_LIMITS.maxSignalBytes;
 const offer = (dst: string, payload: unknown = { sdp: 'v=0', type: 'offer', connectionId: 'dc_1' }) => JSON.stringify({ type: 'OFFER', dst, payload });
 
 describe('PeerJS signalling from a stranger', () => {
   test('signalling still works: an offer reaches a signed-in peer, stamped with its sender', async () => {
     await start();
-    const a = await signIn((await session()).peerId);
-    const bId = (await session()).peerId;
-    const b = await signIn(bId);
+    const a = await signedIn();
+    const b = await signedIn();
+    const bId = b.peerId;
     a.ws.send(offer(bId));
     const got = await waitFor(() => b.received.find((m) => m.type === 'OFFER'), 5000, 'the offer');
     expect(got).toMatchObject({ type: 'OFFER', dst: bId, payload: { sdp: 'v=0' } });
@@ -65,24 +84,23 @@ describe('PeerJS signalling from a stranger', () => {
   test('text that is not JSON, or a frame that is not valid UTF-8, closes at most that socket: the coordinator stays up', async () => {
     await start();
     // Before the fix either one, from any fresh identity, was an uncaught exception: the process exited.
-    const a = await signIn((await session()).peerId);
+    const a = await signedIn();
     a.ws.send('not json');
-    const b = await signIn((await session()).peerId);
+    const b = await signedIn();
     b.ws.send(Buffer.from([0xff, 0xfe, 0xfd]), { binary: false });
     await waitFor(() => b.closed, 5000, 'the close of the socket that sent bad UTF-8');
     expect(b.closed).toEqual({ code: 1007 });
     expect((await grid.api('/api/health')).status).toBe(200);
     expect(a.closed).toBeNull();
     // A relay through the PeerServer still works afterwards.
-    const cId = (await session()).peerId;
-    const c = await signIn(cId);
-    a.ws.send(offer(cId));
+    const c = await signedIn();
+    a.ws.send(offer(c.peerId));
     await waitFor(() => c.received.find((m) => m.type === 'OFFER'), 5000, 'the offer');
   });
 
   test('an offer to a peer that is not signed in is not held: the sender hears EXPIRE at once', async () => {
     await start();
-    const a = await signIn((await session()).peerId);
+    const a = await signedIn();
     // Before the fix the PeerServer queued each such message (any size, any made-up id) for ~5 s.
     a.ws.send(offer('tg-nobody'));
     const expired = await waitFor(() => a.received.find((m) => m.type === 'EXPIRE'), 1500, 'EXPIRE');
@@ -91,7 +109,7 @@ describe('PeerJS signalling from a stranger', () => {
 
   test(`a signalling message over ${MAX_SIGNAL_BYTES / 1024} KiB closes the socket unread (1009)`, async () => {
     await start();
-    const a = await signIn((await session()).peerId);
+    const a = await signedIn();
     a.ws.send(offer('tg-nobody', { sdp: 'x'.repeat(MAX_SIGNAL_BYTES) }));
     await waitFor(() => a.closed, 5000, 'the close');
     expect(a.closed).toEqual({ code: 1009 });
@@ -99,7 +117,7 @@ describe('PeerJS signalling from a stranger', () => {
 
   test('a flood of signalling messages is cut off (the worker socket’s message rate applies)', async () => {
     await start({ security: { wsMessagesPerSecond: 20, wsMessageBurst: 40 } });
-    const a = await signIn((await session()).peerId);
+    const a = await signedIn();
     for (let i = 0; i < 500; i++) a.ws.send(JSON.stringify({ type: 'HEARTBEAT' }));
     await waitFor(() => a.closed, 5000, 'the close');
     expect(a.closed).toEqual({ code: 1008 });
@@ -107,19 +125,60 @@ describe('PeerJS signalling from a stranger', () => {
 
   test('a peer socket lives no longer than its session, and one id holds one socket', async () => {
     await start();
-    const { w, peerId } = await session();
-    const first = await signIn(peerId);
+    const { w, peerId, token } = await session();
+    const first = await signIn(peerId, token);
     // The same id and token again (what a reconnect sends): the new socket replaces the old one,
     // which is closed, instead of both staying open under one id.
-    const second = await signIn(peerId);
+    const second = await signIn(peerId, token);
     await waitFor(() => first.closed, 5000, 'the replaced socket to close');
     expect(second.closed).toBeNull();
     // Another token for a taken id is refused, and the holder stays.
-    await expect(signIn(peerId, 'tok2')).rejects.toThrow(/closed before OPEN/);
+    await expect(signIn(peerId, (await session()).token)).rejects.toThrow(/closed before OPEN/);
     expect(second.closed).toBeNull();
     // The session that was issued the id ends: its signalling socket goes too.
     w.close();
     await waitFor(() => second.closed, 5000, 'the peer socket to close with its session');
+  });
+});
+
+describe('a peer id signs in only with the token issued with it', () => {
+  test('a stranger who knows a peer id cannot sign in with it, live or between its connections; its owner can, also after reconnecting', async () => {
+    await start();
+    const owner = await session();
+    const stranger = await session();
+    const caller = await signedIn();
+    // Other pages learn a peer id from their leases, and PeerJS's token is the client's choice:
+    // before the fix whoever signed in first to a free id, with any token, held it, and its owner
+    // got ID-TAKEN (no more p2p for that page).
+    const first = await signIn(owner.peerId, owner.token);
+    expect(await refusedSignIn(owner.peerId, stranger.token)).toEqual({ said: ['ID-TAKEN'], code: 1008 });
+    expect(first.closed).toBeNull();
+    // Between the owner's connections (a network blip; its PeerJS reconnects a second later).
+    first.ws.close();
+    await waitFor(() => first.closed, 5000, 'the owner’s socket to close');
+    await sleep(100);
+    for (const token of [stranger.token, 'x'.repeat(32), '']) {
+      expect(await refusedSignIn(owner.peerId, token)).toEqual({ said: ['ID-TAKEN'], code: 1008 });
+    }
+    // The owner signs in again with its token (what PeerJS's reconnect sends), and offers for its id reach it.
+    const again = await signIn(owner.peerId, owner.token);
+    caller.ws.send(offer(owner.peerId));
+    const got = await waitFor(() => again.received.find((m) => m.type === 'OFFER'), 5000, 'the offer');
+    expect(got.src).toBe(caller.peerId);
+
+    // The owner's page reconnects to the coordinator (the same identity, a new session): a new id
+    // and token. The old id went with its session, whatever token comes with it.
+    owner.w.close();
+    await waitFor(() => again.closed, 5000, 'the old id’s socket to close with its session');
+    const back = new SimWorker({ url: grid.base, slots: 0, identity: owner.w.privateKey });
+    workers.push(back);
+    await back.connect();
+    const p2p = back.received('welcome')[0].p2p!;
+    expect(p2p.peerId).not.toBe(owner.peerId);
+    expect(p2p.token).not.toBe(owner.token);
+    expect(await refusedSignIn(owner.peerId, owner.token)).toEqual({ said: [], code: 1008 });
+    expect(await refusedSignIn(p2p.peerId, owner.token)).toEqual({ said: ['ID-TAKEN'], code: 1008 });
+    expect((await signIn(p2p.peerId, p2p.token)).closed).toBeNull();
   });
 });
 
@@ -206,5 +265,33 @@ describe('TCP connections held open without a request', () => {
     expect(Math.max(silent.closedAt, half.closedAt) - t0).toBeLessThan(2000);
     await new Promise((r) => setTimeout(r, 1000));
     expect(w.closed).toBeNull();
+  });
+});
+
+/** The machine has the IPv6 loopback address (not every container does). */
+const ipv6Loopback = Object.values(networkInterfaces()).some((list) => list?.some((i) => i.address === '::1'));
+
+describe('IPv6 clients count by the same per-address key as every limit (unit tests: access/address-key, socket/connections)', () => {
+  // Loopback has one IPv6 address, so several of one /64 cannot be shown here; this is the real path for one.
+  test.skipIf(!ipv6Loopback)('over [::1]: worker sockets and HTTP requests are capped per address (skipped without an IPv6 loopback)', async () => {
+    await start({ host: '::1', security: { wsMaxPerAddress: 2, rateLimitPerMinute: 12 } });
+    expect(grid.base).toMatch(/^http:\/\/\[::1\]:\d+$/);
+    const [a, b, c] = [0, 1, 2].map(() => new SimWorker({ url: grid.base, slots: 0 }));
+    workers.push(a, b, c);
+    await a.connect();
+    await b.connect();
+    await expect(c.connect()).rejects.toThrow(/closed before welcome/);
+    expect(c.received('error').map((e) => e.code)).toEqual(['rate_limited']);
+    // One socket leaves: the address may open another.
+    a.close();
+    await waitFor(() => a.closed, 5000, 'the socket to close');
+    await new Promise((r) => setTimeout(r, 200));
+    const d = new SimWorker({ url: grid.base, slots: 0 });
+    workers.push(d);
+    await d.connect();
+    // HTTP without a token: the four handshakes counted against the address's 12 a minute too.
+    const statuses: number[] = [];
+    for (let i = 0; i < 9; i++) statuses.push((await request(grid.base, '/api/health')).status);
+    expect(statuses).toEqual([...Array<number>(8).fill(200), 429]);
   });
 });

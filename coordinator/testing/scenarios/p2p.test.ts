@@ -191,9 +191,9 @@ describe('tracker over the protocol', () => {
   test('the PeerServer only admits peer ids the coordinator issued', async () => {
     await start();
     const w = await worker(grid, 0);
-    const signIn = (id: string) =>
+    const signIn = (id: string, token = welcomeOf(w).token) =>
       new Promise<{ code?: number; first?: string }>((resolve) => {
-        const ws = new WebSocket(`${grid.base.replace('http', 'ws')}/peerjs/peerjs?key=peerjs&id=${id}&token=t1`);
+        const ws = new WebSocket(`${grid.base.replace('http', 'ws')}/peerjs/peerjs?key=peerjs&id=${id}&token=${token}`);
         ws.on('message', (data) => {
           resolve({ first: JSON.parse(String(data)).type });
           ws.close();

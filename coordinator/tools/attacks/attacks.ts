@@ -519,12 +519,13 @@ const connectionCap: Attack = async ({ c, from }) => {
 const peerjsBadFrames: Attack = async ({ c, from }) => {
   const session = await openSocket(c.base, { from, hello: true });
   const welcome = session.messages.find((m) => m.type === 'welcome');
-  const peerId = welcome?.type === 'welcome' ? welcome.p2p?.peerId : undefined;
-  if (!peerId) throw new Error('no peer id in welcome');
+  const p2p = welcome?.type === 'welcome' ? welcome.p2p : undefined;
+  if (!p2p) throw new Error('no peer id in welcome');
+  const { peerId, token } = p2p;
   /** How each socket ended: its close code, or 'open' when it was still open a second later. */
   const closes: (number | 'open')[] = [];
   for (const bad of ['not json', Buffer.from([0xff, 0xfe, 0xfd])]) {
-    const ws = new WebSocket(`${c.base.replace(/^http/, 'ws')}/peerjs/peerjs?key=peerjs&id=${peerId}&token=t`, { localAddress: from });
+    const ws = new WebSocket(`${c.base.replace(/^http/, 'ws')}/peerjs/peerjs?key=peerjs&id=${peerId}&token=${token}`, { localAddress: from });
     ws.on('error', () => undefined);
     const closed = new Promise<number>((r) => ws.once('close', r));
     // Signed in (OPEN), or gone: a coordinator that died takes the socket with it.
