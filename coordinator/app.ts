@@ -105,7 +105,9 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   const security = { ...DEFAULT_SECURITY, ...opts.security };
   new OriginPolicy(security, []); // a malformed public URL or allowed origin stops the start, not the first page
   const connections = new Connections(security);
-  const identities = new Identities(store, security, () => connections.identities(), now, log);
+  const rooms = new Rooms(views.rooms, now, security);
+  // A forgotten identity leaves its rooms: a throwaway member does not outlive its identity.
+  const identities = new Identities(store, security, () => connections.identities(), now, log, () => rooms.removeForgotten());
   await identities.start();
   const intake = new ResultIntake({
     store,
@@ -130,7 +132,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
     heartbeatMs,
     now,
     log,
-    rooms: new Rooms(views.rooms, now, security),
+    rooms,
     stats: views.stats,
     tracker,
     iceServers: opts.iceServers ?? [],

@@ -1,8 +1,10 @@
-// The public ledger: volunteers and their credit, the ledger's entries, the whole ledger for audit,
-// and a volunteer's own entries as receipts (each with its seal and audit path).
+// The public ledger: volunteers and their credit, the ledger's entries, the whole ledger for audit
+// (one shared document per ledger state, whoever asks: ledger/shared-export.ts), and a volunteer's
+// own entries as receipts (each with its seal and audit path).
 import type { FastifyPluginAsync } from 'fastify';
 import { z } from 'zod';
-import { exportLedger, storedReceipts } from '../ledger/export.js';
+import { storedReceipts } from '../ledger/export.js';
+import { SharedLedgerExport } from '../ledger/shared-export.js';
 import { LedgerExport, LedgerPage, Receipts, VolunteerList, type VolunteerSummary } from '../protocol/index.js';
 import type { RouteOptions } from './context.js';
 import { ApiFailure, limitParam } from './errors.js';
@@ -32,7 +34,7 @@ const API = {
   export: {
     tag: 'ledger',
     auth: 'none',
-    summary: 'The whole ledger as one document for public audit (`npm run ledger -- verify --file`)',
+    summary: 'The whole ledger as one document for public audit (`npm run ledger -- verify --file`); one document per ledger state, shared by every caller (exportedAt: when it was built)',
     answers: { 200: LedgerExport },
   },
   receipts: {
@@ -48,6 +50,8 @@ const API = {
 
 export const ledgerRoutes: FastifyPluginAsync<RouteOptions> = async (app, { ctx }) => {
   const { store } = ctx;
+  const ledgerExport = new SharedLedgerExport({ source: store, coordinatorPublicKey: ctx.keys.publicKeyRaw, now: ctx.now, log: ctx.log });
+  app.addHook('onClose', async () => ledgerExport.clear());
 
   app.get<{ Querystring: { limit?: string } }>('/api/volunteers', { config: { api: API.volunteers } }, async (req): Promise<VolunteerList> => {
     const limit = limitParam(req.query.limit, MAX_VOLUNTEERS, MAX_VOLUNTEERS);
@@ -67,8 +71,12 @@ export const ledgerRoutes: FastifyPluginAsync<RouteOptions> = async (app, { ctx 
     return { coordinatorPublicKey: ctx.keys.publicKeyRaw, entries: await store.ledgerEntries(after, limitParam(req.query.limit)) };
   });
 
-  // The whole ledger in one document, for public audit (verify with `npm run ledger -- verify --file`).
-  app.get('/api/ledger/export', { config: { api: API.export } }, async () => exportLedger(store, ctx.keys.publicKeyRaw, ctx.now()));
+  // The whole ledger in one document, for public audit (verify with `npm run ledger -- verify --file`):
+  // the same bytes for every caller until the ledger moves, never a copy per request.
+  app.get('/api/ledger/export', { config: { api: API.export } }, async (_req, reply) => {
+    const { body } = await ledgerExport.get();
+    return reply.type('application/json; charset=utf-8').send(body);
+  });
 
   app.get<{ Params: { id: string }; Querystring: { limit?: string } }>('/api/volunteers/:id/receipts', { config: { api: API.receipts } }, async (req): Promise<Receipts> => {
     const volunteer = await store.getVolunteer(req.params.id);

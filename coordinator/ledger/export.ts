@@ -32,7 +32,11 @@ export async function readLedger(store: LedgerSource): Promise<{ entries: Ledger
 }
 
 export async function exportLedger(store: LedgerSource, coordinatorPublicKey: string, now: number): Promise<LedgerExport> {
-  return { format: 'tabgrid-ledger-2', coordinatorPublicKey, exportedAt: now, ...(await readLedger(store)) };
+  const { entries, seals } = await readLedger(store);
+  // Seals are read after the entries: those over entries committed since are left out, so the
+  // document is one consistent prefix of a ledger that may be growing meanwhile.
+  const lastSeq = entries.at(-1)?.seq ?? 0;
+  return { format: 'tabgrid-ledger-2', coordinatorPublicKey, exportedAt: now, entries, seals: seals.filter((s) => s.lastSeq <= lastSeq) };
 }
 
 /** Stored entries as receipts: each with its seal and its audit path to the seal's root. */

@@ -3,7 +3,9 @@
 // (the room, its members, their credit) live in the RoomStore; what only matters while connected
 // lives here. Rooms are free to make, so they are bounded (per address, in all, members per room)
 // and removed when idle; a member's speed on the board is its validated credit of the last minute,
-// never what its page says.
+// never what its page says. Identities are free to make too, so a room's cap counts only members
+// that hold a place — online here or credited (RoomStore.join) — and throwaway identities that
+// joined and left cannot lock students out.
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { ROOM_CODE_ALPHABET, type DeviceInfo, type RoomInfo, type RoomListing, type RoomSnapshot, type ServerMessage } from '../protocol/index.js';
 import type { RoomMemberRecord, RoomRecord, RoomStore } from '../store/views.js';
@@ -148,18 +150,19 @@ export class Rooms {
     return this.live.get(session)?.roomPaused ? 0 : wanted;
   }
 
-  /** Null for an unknown room; throws RoomLimitError when the room is full. */
+  /**
+   * Null for an unknown room; throws RoomLimitError when the room is full of members that hold
+   * their places (online here or credited); otherwise one that holds none makes room.
+   */
   async join(session: RoomSession, code: string): Promise<RoomRecord | null> {
     const room = await this.store.getRoom(code);
     const live = this.live.get(session);
     if (!room || !live) return null;
-    if ((await this.store.memberCount(code)) >= this.limits.roomMaxMembers) {
-      const members = await this.store.members(code);
-      if (!members.some((m) => m.volunteerId === session.volunteerId)) {
-        throw new RoomLimitError(`room ${code} is full (${this.limits.roomMaxMembers} members, TABGRID_ROOM_MAX_MEMBERS)`);
-      }
+    const online: string[] = [];
+    for (const other of this.live.values()) if (other.room === code) online.push(other.session.volunteerId);
+    if ((await this.store.join(code, session.volunteerId, this.now(), { maxMembers: this.limits.roomMaxMembers, online })) === 'full') {
+      throw new RoomLimitError(`room ${code} is full (${this.limits.roomMaxMembers} members online or credited, TABGRID_ROOM_MAX_MEMBERS)`);
     }
-    await this.store.join(code, session.volunteerId, this.now());
     live.room = code;
     live.roomPaused = room.paused;
     if (room.paused) session.slots = 0;
@@ -212,6 +215,11 @@ export class Rooms {
   async list(): Promise<RoomListing[]> {
     await this.sweep();
     return (await this.store.listRooms()).map((r) => ({ name: r.name, createdAt: r.createdAt, credit: r.credit, members: r.members }));
+  }
+
+  /** Members whose identity was forgotten (work/identities.ts) leave their rooms. */
+  removeForgotten() {
+    return this.store.removeForgotten();
   }
 
   /** Live rooms made by this address without a token. */

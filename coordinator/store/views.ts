@@ -33,8 +33,14 @@ export interface RoomStore {
   getRoom(code: string): Promise<RoomRecord | null>;
   listRooms(): Promise<(RoomRecord & { credit: number; members: number })[]>;
   setPaused(code: string, paused: boolean): Promise<void>;
-  /** Adds the volunteer to the room (keeps the first join time if they come back). */
-  join(code: string, volunteerId: string, now: number): Promise<void>;
+  /**
+   * Adds the volunteer to the room (keeps the first join time if they come back), atomically under
+   * the room's cap: a room with `maxMembers` members makes room by removing its most recently joined
+   * member that holds no place — not in `online` (connected to the caller now), no credit, or an
+   * identity forgotten since — and is 'full' when every member holds one. Identities are free to
+   * make, so only what a stranger cannot fake (a connection kept open, validated credit) holds a place.
+   */
+  join(code: string, volunteerId: string, now: number, cap: RoomCap): Promise<'joined' | 'full'>;
   /** The room's members, each with its credit since joining and since `since`. */
   members(code: string, since?: number): Promise<RoomMemberRecord[]>;
   memberCount(code: string): Promise<number>;
@@ -44,6 +50,15 @@ export interface RoomStore {
   touch(codes: string[], now: number): Promise<void>;
   /** Removes rooms (and their members) last used before `before`; returns how many. */
   removeIdle(before: number): Promise<number>;
+  /** Removes the memberships of identities the store no longer holds (forgotten by the sweep); returns how many. */
+  removeForgotten(): Promise<number>;
+}
+
+/** What RoomStore.join needs to know to keep a room's cap. */
+export interface RoomCap {
+  maxMembers: number;
+  /** The room's members connected to this coordinator now: they hold their places. */
+  online: readonly string[];
 }
 
 /** Validation outcomes, credited throughput over time and one volunteer's own ledger entries. */

@@ -1,7 +1,7 @@
 // Forgetting identities that never did anything, on both stores (SQLite and PostgreSQL): a sweep
 // deletes exactly the idle rows with no result, ledger entry, credit or active lease that are not
 // connected, oldest first and at most `limit` at a time; a suspension outlives the row; the
-// volunteer list is bounded and the counts follow.
+// volunteer list is bounded and the counts follow; a forgotten room member leaves its room.
 import { describe, expect, test } from 'vitest';
 import { useBothStores } from '../testing/fixtures.js';
 import { PgStore } from './pg/store.js';
@@ -58,7 +58,9 @@ async function story(store: Store) {
   await populate(store);
   const rooms = await roomsOf(store);
   await rooms.createRoom({ code: 'ROOM01', name: 'class', teacherKeyHash: '0'.repeat(64), paused: false, createdAt: 1, createdBy: null, lastActive: 1 });
-  await rooms.join('ROOM01', V.idle, 2 * HOUR);
+  const cap = { maxMembers: 10, online: [] };
+  await rooms.join('ROOM01', V.idle, 2 * HOUR, cap);
+  await rooms.join('ROOM01', V.fresh, 2 * HOUR + 1, cap);
   const before = await store.countVolunteers();
   const prune = (limit: number) => store.pruneVolunteers({ now: NOW, idleMs: HOUR, connected: [V.connected], limit });
   const first = await prune(1); // the longest unseen first
@@ -66,6 +68,8 @@ async function story(store: Store) {
   const rest = await prune(100);
   const again = await prune(100);
   const left = (await store.listVolunteers()).map((v) => v.id).sort();
+  const membersBefore = (await rooms.members('ROOM01')).map((m) => [m.volunteerId, m.name]);
+  const membershipsRemoved = await rooms.removeForgotten();
   const top = (await store.listVolunteers(2)).map((v) => [v.id, v.credit]);
   return {
     before,
@@ -78,7 +82,9 @@ async function story(store: Store) {
     after: await store.countVolunteers(),
     connectedSeen: (await store.getVolunteer(V.connected))?.lastSeen,
     suspended: await store.getTrust(V.suspended),
-    members: (await rooms.members('ROOM01')).map((m) => [m.volunteerId, m.name, m.credit]),
+    membersBefore,
+    membershipsRemoved,
+    members: (await rooms.members('ROOM01')).map((m) => [m.volunteerId, m.name]),
   };
 }
 
@@ -99,8 +105,10 @@ describe.each(Object.entries(both.open))('%s store', (_name, open) => {
       expect(r.after).toEqual({ total: 6, unproven: 5 });
       // The connected identity was marked seen by the sweep (another coordinator's sweep now finds it recent).
       expect(r.connectedSeen).toBe(NOW);
-      // A room member forgotten this way is still listed, without its name.
-      expect(r.members).toEqual([[V.idle, null, 0]]);
+      // A room member forgotten this way is listed without its name until its rooms let go of it.
+      expect(r.membersBefore).toEqual([[V.idle, null], [V.fresh, 'n3']]);
+      expect(r.membershipsRemoved).toBe(1);
+      expect(r.members).toEqual([[V.fresh, 'n3']]);
       expect(r.suspended).toMatchObject({ strikes: 3, suspendedUntil: NOW + HOUR });
       // Coming back makes a fresh row; the suspension is still on record.
       await store.upsertVolunteer({ id: V.suspended, publicKey: 'key-2', name: null, now: NOW });

@@ -178,6 +178,13 @@ export async function waitFor<T>(get: () => T | undefined | null | false, timeou
   }
 }
 
+/** Polls until `get` resolves true (an answer that comes over HTTP). */
+export async function until(get: () => Promise<boolean>, what = 'condition', timeoutMs = 10_000): Promise<void> {
+  for (const end = Date.now() + timeoutMs; !(await get()); await sleep(50)) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+  }
+}
+
 /**
  * Runs the CLI (`tsx coordinator/cli.ts …`, i.e. `npm run ledger|tokens -- …`), or another script
  * of the repository, with extra environment variables; its exit status and output.

@@ -2,7 +2,8 @@
 // per-address limits bound only the rate of hellos, not the total. Two bounds on the total: idle
 // identities that never did anything are forgotten by a periodic sweep (Store.pruneVolunteers), and
 // while the store holds the most unproven (uncredited) identities it may, a hello from an identity
-// it does not know is refused — a known one always gets in.
+// it does not know is refused — a known one always gets in. A forgotten identity leaves its rooms
+// (the `forgotten` hook), so a throwaway member does not outlive its identity.
 import type { Store } from '../store/store.js';
 
 export interface IdentityLimits {
@@ -37,6 +38,8 @@ export class Identities {
     private readonly connected: () => readonly string[],
     private readonly now: () => number = Date.now,
     private readonly log: (msg: string) => void = () => {},
+    /** Called after a sweep that forgot some: what else refers to identities lets go of them (room memberships). */
+    private readonly forgotten: () => Promise<unknown> = async () => undefined,
   ) {}
 
   /** Counts the stored identities and starts the periodic sweep (its timer does not hold the process open). */
@@ -74,7 +77,10 @@ export class Identities {
       if (n < SWEEP_BATCH) break;
     }
     this.unproven = (await this.store.countVolunteers()).unproven;
-    if (removed) this.log(`forgot ${removed} idle identities that never did anything`);
+    if (removed) {
+      this.log(`forgot ${removed} idle identities that never did anything`);
+      await this.forgotten();
+    }
     return removed;
   }
 }

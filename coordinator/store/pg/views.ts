@@ -4,7 +4,7 @@
 import type pg from 'pg';
 import type { LedgerEntry } from '../../protocol/index.js';
 import { toLedgerEntry, toRoom, toRoomMember, type Row } from '../rows.js';
-import type { RoomRecord, RoomStore, StatsStore } from '../views.js';
+import type { RoomCap, RoomRecord, RoomStore, StatsStore } from '../views.js';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS rooms (
@@ -58,12 +58,30 @@ class PgRoomStore implements RoomStore {
     await this.pool.query('UPDATE rooms SET paused = $1 WHERE code = $2', [paused ? 1 : 0, code]);
   }
 
-  async join(code: string, volunteerId: string, now: number) {
-    await this.pool.query(
-      `WITH j AS (INSERT INTO room_members(room, volunteer_id, joined_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING)
-       UPDATE rooms SET last_active = GREATEST(last_active, $3) WHERE code = $1`,
-      [code, volunteerId, now],
-    );
+  join(code: string, volunteerId: string, now: number, cap: RoomCap) {
+    return inTransaction(this.pool, async (c): Promise<'joined' | 'full'> => {
+      // The room's row locked: joins to one room, from any coordinator, count and insert one at a time.
+      await c.query('SELECT 1 FROM rooms WHERE code = $1 FOR UPDATE', [code]);
+      const { rows } = await c.query(
+        'SELECT EXISTS (SELECT 1 FROM room_members WHERE room = $1 AND volunteer_id = $2) AS member, (SELECT count(*) FROM room_members WHERE room = $1) AS n',
+        [code, volunteerId],
+      );
+      const { member, n } = rows[0] as Row;
+      if (!member && Number(n) >= cap.maxMembers) {
+        // The newest member holding no place (as on SQLite, sqlite/rooms.ts).
+        const displaced = await c.query(
+          `DELETE FROM room_members WHERE room = $1 AND volunteer_id = (
+             SELECT m.volunteer_id FROM room_members m LEFT JOIN volunteers v ON v.id = m.volunteer_id
+             WHERE m.room = $1 AND COALESCE(v.credit, 0) <= 0 AND NOT (m.volunteer_id = ANY($2::text[]))
+             ORDER BY m.joined_at DESC LIMIT 1)`,
+          [code, [...cap.online]],
+        );
+        if (!displaced.rowCount) return 'full';
+      }
+      await c.query('INSERT INTO room_members(room, volunteer_id, joined_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING', [code, volunteerId, now]);
+      await c.query('UPDATE rooms SET last_active = GREATEST(last_active, $2) WHERE code = $1', [code, now]);
+      return 'joined';
+    });
   }
 
   async members(code: string, since = Number.MAX_SAFE_INTEGER) {
@@ -105,6 +123,10 @@ class PgRoomStore implements RoomStore {
     );
     return rows.length;
   }
+
+  async removeForgotten() {
+    return (await this.pool.query('DELETE FROM room_members m WHERE NOT EXISTS (SELECT 1 FROM volunteers v WHERE v.id = m.volunteer_id)')).rowCount ?? 0;
+  }
 }
 
 class PgStatsStore implements StatsStore {
@@ -144,18 +166,26 @@ class PgStatsStore implements StatsStore {
   }
 }
 
-export async function pgViews(pool: pg.Pool): Promise<{ rooms: RoomStore; stats: StatsStore }> {
+/** Runs `fn` in one transaction on one connection: committed when it returns, rolled back when it throws. */
+async function inTransaction<T>(pool: pg.Pool, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
   const c = await pool.connect();
   try {
     await c.query('BEGIN');
-    await c.query('SELECT pg_advisory_xact_lock($1)', [SCHEMA_LOCK]);
-    await c.query(SCHEMA);
+    const out = await fn(c);
     await c.query('COMMIT');
+    return out;
   } catch (err) {
     await c.query('ROLLBACK').catch(() => undefined);
     throw err;
   } finally {
     c.release();
   }
+}
+
+export async function pgViews(pool: pg.Pool): Promise<{ rooms: RoomStore; stats: StatsStore }> {
+  await inTransaction(pool, async (c) => {
+    await c.query('SELECT pg_advisory_xact_lock($1)', [SCHEMA_LOCK]);
+    await c.query(SCHEMA);
+  });
   return { rooms: new PgRoomStore(pool), stats: new PgStatsStore(pool) };
 }

@@ -2,7 +2,7 @@
 // it (an address, for the per-address cap) and when it was last used (idle rooms are removed).
 import type Database from 'better-sqlite3';
 import { toRoom, toRoomMember, type Row } from '../rows.js';
-import type { RoomRecord, RoomStore } from '../views.js';
+import type { RoomCap, RoomRecord, RoomStore } from '../views.js';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS rooms (
@@ -47,6 +47,14 @@ export class SqliteRoomStore implements RoomStore {
         FROM rooms r ORDER BY credit DESC, r.created_at DESC LIMIT 200`),
       setPaused: p('UPDATE rooms SET paused = ? WHERE code = ?'),
       join: p('INSERT INTO room_members(room, volunteer_id, joined_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING'),
+      isMember: p('SELECT 1 FROM room_members WHERE room = ? AND volunteer_id = ?'),
+      // The newest member holding no place (see RoomStore.join): an attacker's stream of joins
+      // displaces its own throwaways before the members who came earlier.
+      displace: p(`DELETE FROM room_members WHERE room = @code AND volunteer_id = (
+        SELECT m.volunteer_id FROM room_members m LEFT JOIN volunteers v ON v.id = m.volunteer_id
+        WHERE m.room = @code AND COALESCE(v.credit, 0) <= 0 AND m.volunteer_id NOT IN (SELECT value FROM json_each(@online))
+        ORDER BY m.joined_at DESC LIMIT 1)`),
+      removeForgotten: p('DELETE FROM room_members WHERE NOT EXISTS (SELECT 1 FROM volunteers v WHERE v.id = room_members.volunteer_id)'),
       members: p(`SELECT m.volunteer_id, m.joined_at, v.name,
         COALESCE(SUM(l.amount), 0) AS credit, count(l.seq) AS units,
         COALESCE(SUM(CASE WHEN l.ts >= ? THEN l.amount ELSE 0 END), 0) AS recent
@@ -80,11 +88,18 @@ export class SqliteRoomStore implements RoomStore {
     this.s.setPaused.run(paused ? 1 : 0, code);
   }
 
-  async join(code: string, volunteerId: string, now: number) {
-    this.db.transaction(() => {
-      this.s.join.run(code, volunteerId, now);
-      this.s.touch.run(now, code);
-    })();
+  async join(code: string, volunteerId: string, now: number, cap: RoomCap) {
+    // IMMEDIATE: the count and the insert under one write lock, so two joins cannot both take the last place.
+    return this.db
+      .transaction((): 'joined' | 'full' => {
+        if (!this.s.isMember.get(code, volunteerId) && Number((this.s.memberCount.get(code) as Row).n) >= cap.maxMembers) {
+          if (this.s.displace.run({ code, online: JSON.stringify(cap.online) }).changes === 0) return 'full';
+        }
+        this.s.join.run(code, volunteerId, now);
+        this.s.touch.run(now, code);
+        return 'joined';
+      })
+      .immediate();
   }
 
   async members(code: string, since = Number.MAX_SAFE_INTEGER) {
@@ -114,5 +129,9 @@ export class SqliteRoomStore implements RoomStore {
       })();
     }
     return codes.length;
+  }
+
+  async removeForgotten() {
+    return this.s.removeForgotten.run().changes;
   }
 }

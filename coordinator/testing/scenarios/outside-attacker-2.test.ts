@@ -1,15 +1,16 @@
 // A second round from outside (no token), on what the first (outside-attacker.test.ts) left open:
 // the PeerJS signalling socket a stranger gets with any fresh identity, signing in with another
-// page's peer id, guessing the join codes of rooms, and TCP connections held open without a request. Each test fails on the code before its fix.
+// page's peer id, guessing the join codes of rooms, filling a room with throwaway identities, and
+// TCP connections held open without a request. Each test fails on the code before its fix.
 import net from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { afterEach, describe, expect, test } from 'vitest';
 import WebSocket from 'ws';
 import { ROOM_CODE_MISSES_PER_MINUTE } from '../../access/security.js';
-import { ApiError, P2P_LIMITS, type RoomCreated } from '../../protocol/index.js';
+import { ApiError, P2P_LIMITS, type RoomCreated, type RoomSnapshot } from '../../protocol/index.js';
 import { postJson, request } from '../loopback-http.js';
 import { SimWorker } from '../sim-worker.js';
-import { sleep, waitFor } from '../helpers.js';
+import { sleep, until, waitFor } from '../helpers.js';
 import { useGridPerTest } from '../fixtures.js';
 
 const { grid, workers, start } = useGridPerTest();
@@ -215,6 +216,58 @@ describe('room codes are the rooms’ secret: guessing them is rationed per addr
     expect(v.received('error').map((e) => e.code)).toEqual([...guesses.slice(19).map(() => 'no_room'), 'rate_limited']);
     expect(v.received('error').at(-1)!.message).toMatch(/room codes that name no room/);
     expect(v.received('room')).toEqual([]);
+  });
+});
+
+describe('filling a room with throwaway identities', () => {
+  const makeRoom = async () => JSON.parse((await request(grid.base, '/api/rooms', postJson({ name: 'class' }, undefined, '127.0.0.9'))).body) as RoomCreated;
+  const snapshot = async (code: string) => (await (await grid.api(`/api/rooms/${code}/snapshot`, { token: null })).json()) as RoomSnapshot;
+  /** A fresh identity (anyone may make one) that asks to join `code`; resolves with the answer: 'room' or an error code. */
+  const joiner = async (code: string) => {
+    const w = new SimWorker({ url: grid.base, slots: 0 });
+    workers.push(w);
+    await w.connect();
+    w.send(JSON.stringify({ type: 'join-room', code }));
+    const answer = await waitFor(() => w.received('room')[0]?.type ?? w.received('error')[0]?.code, 5000, 'the answer to join-room');
+    return { w, answer };
+  };
+
+  test('a room filled to its cap by identities that joined and left without computing still admits students; members online hold their places, so the cap still bounds the room', async () => {
+    await start({ security: { roomMaxMembers: 4 } });
+    const { code } = await makeRoom();
+    // Before the fix these four held the room's places for good: every student after them got room_full.
+    for (let i = 0; i < 4; i++) {
+      const { w, answer } = await joiner(code);
+      expect(answer).toBe('room');
+      w.close();
+    }
+    await until(async () => (await snapshot(code)).memberList.every((m) => !m.online), 'the throwaways to be offline');
+    expect((await snapshot(code)).members).toBe(4);
+
+    const student = await joiner(code);
+    expect(student.answer).toBe('room');
+    // Three more online: each takes a throwaway's place; then every place is held by a member online.
+    for (let i = 0; i < 3; i++) expect((await joiner(code)).answer).toBe('room');
+    const held = await snapshot(code);
+    expect(held.members).toBe(4);
+    expect(held.memberList.every((m) => m.online)).toBe(true);
+    expect(held.memberList.map((m) => m.volunteerId)).toContain(student.w.volunteerId);
+    const over = await joiner(code);
+    expect(over.answer).toBe('room_full');
+    expect(over.w.received('error')[0].message).toMatch(/is full \(4 members online or credited, TABGRID_ROOM_MAX_MEMBERS\)/);
+    expect((await snapshot(code)).members).toBe(4);
+  });
+
+  test('a member whose identity the sweep forgets leaves the room; a connected member stays', async () => {
+    await start({ security: { identityIdleMs: 400 } });
+    const { code } = await makeRoom();
+    const gone = await joiner(code);
+    const stays = await joiner(code);
+    expect([gone.answer, stays.answer]).toEqual(['room', 'room']);
+    gone.w.close();
+    // Before the fix the forgotten identity stayed a member for good, its name blank.
+    await until(async () => (await snapshot(code)).members === 1, 'the forgotten member to leave');
+    expect((await snapshot(code)).memberList.map((m) => m.volunteerId)).toEqual([stays.w.volunteerId]);
   });
 });
 

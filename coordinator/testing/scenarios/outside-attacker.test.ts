@@ -16,7 +16,7 @@ import { securityFromEnv } from '../../access/security.js';
 import { postJson, request, type Answer } from '../loopback-http.js';
 import { SqliteStore } from '../../store/sqlite/store.js';
 import { honestCompute, SimWorker } from '../sim-worker.js';
-import { makeTempDir, randomMatrix, removeDir, runCli, startTestCoordinator, TOKEN, waitFor, wsHandshakeStatus } from '../helpers.js';
+import { makeTempDir, randomMatrix, removeDir, runCli, startTestCoordinator, TOKEN, until, waitFor, wsHandshakeStatus } from '../helpers.js';
 import { useGridPerTest } from '../fixtures.js';
 
 const { grid, workers, start } = useGridPerTest();
@@ -280,12 +280,6 @@ describe('minted identities', () => {
     workers.push(w);
     await w.connect();
     return w;
-  };
-  /** Polls until `get` is true (async: the answer comes over HTTP). */
-  const until = async (get: () => Promise<boolean>, what: string) => {
-    for (const end = Date.now() + 10_000; !(await get()); await new Promise((r) => setTimeout(r, 50))) {
-      if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    }
   };
 
   test('beyond the cap on unproven identities an unknown key is refused (busy), a known one still gets in; the list is bounded', async () => {
