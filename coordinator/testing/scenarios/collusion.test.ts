@@ -123,6 +123,18 @@ async function run(name: string, policy: TrustPolicy) {
   }
 }
 
+/** ONNX sim workers on `g`, each with its own compute, connected one by one; `workers` to close them. */
+function onnxWorkers(g: TestCoordinator) {
+  const workers: SimWorker[] = [];
+  const start = async (compute: Compute) => {
+    const w = new SimWorker({ url: g.base, kinds: ['onnx'], compute, slots: 1 });
+    workers.push(w);
+    await w.connect();
+    return w;
+  };
+  return { workers, start };
+}
+
 describe('colluding identities who draw each other’s replicas', () => {
   test.each(['train', 'onnx'])('%s: the audit catches their quorum; they earn nothing and the result is the honest one', async (name) => {
     const r = await run(name, AUDITED);
@@ -149,13 +161,7 @@ describe('colluding identities who draw each other’s replicas', () => {
     // Audits off while the pair finishes a first job alone; then on (trustedAfter 100: they are still new).
     const policy: TrustPolicy = { ...DEFAULT_TRUST_POLICY, trustedAfter: 100, auditNewProbability: 0, auditMinProbability: 0 };
     const g = await startTestCoordinator({ trustPolicy: policy });
-    const workers: SimWorker[] = [];
-    const start = async (compute: Compute) => {
-      const w = new SimWorker({ url: g.base, kinds: ['onnx'], compute, slots: 1 });
-      workers.push(w);
-      await w.connect();
-      return w;
-    };
+    const { workers, start } = onnxWorkers(g);
     try {
       const colluders = [await start(cases.onnx.forge(g)), await start(cases.onnx.forge(g))];
       const first = await cases.onnx.submit(g);
@@ -197,13 +203,7 @@ describe('a drawn quorum the coordinator cannot recompute (its unit above auditM
 
   test('is escalated: honest replicas from outside it outvote the colluders’ forgery; an honest quorum is joined by the extra replica', async () => {
     const g = await startTestCoordinator({ trustPolicy: { ...AUDITED, auditMaxFlops: 0 } });
-    const workers: SimWorker[] = [];
-    const start = async (compute: Compute) => {
-      const w = new SimWorker({ url: g.base, kinds: ['onnx'], compute, slots: 1 });
-      workers.push(w);
-      await w.connect();
-      return w;
-    };
+    const { workers, start } = onnxWorkers(g);
     const resultOf = async (jobId: string) => parseNpy(new Uint8Array(await (await g.api(`/api/jobs/${jobId}/result`)).arrayBuffer())).data;
     const ledger = async () => ((await (await g.api('/api/ledger?limit=1000')).json()) as { entries: LedgerEntry[] }).entries;
     try {
