@@ -15,7 +15,7 @@ import { parseNpy, toNpy } from '../coordinator/protocol/npy';
 import { TrainJobSubmit, type JobStatus } from '../coordinator/protocol';
 import { markovTask, markovTokens } from '../coordinator/testing/lm-task';
 import { blobsTask, relativeL2 } from '../coordinator/testing/train-task';
-import { cpuGraphTrainUnits, gpuTrainUnits, openVolunteer, startGrid, webgpuGraphTrain } from './grid';
+import { computedOn, cpuGraphTrainUnits, gpuTrainUnits, openVolunteer, startGrid, webgpuGraphTrain } from './grid';
 
 test('two WebGPU-backend volunteers and a CPU-backend one train the MLP for 5 rounds to the central reference', async ({ browser }) => {
   const task = blobsTask(512, 8, 4, 11);
@@ -102,6 +102,7 @@ test('a WebGPU-backend and a CPU-backend volunteer train a round of the transfor
     expect(onGpu.fallbackReason, 'why the WebGPU page left the step graph to the CPU').toBeNull();
     expect(onGpu.units, 'units the webgpu EP trained on the WebGPU page').toBe(2);
     expect(onGpu.cpuNodes, "step-graph nodes ORT ran on its CPU EP on the WebGPU page").toEqual([]);
+    expect(await computedOn(pages[0]), 'units by the backend that ran them on the WebGPU page').toEqual({ webgpu: 2, cpu: 0 });
     expect(await cpuGraphTrainUnits(pages[0]), 'wasm step-graph units on the WebGPU page').toBe(0);
     expect((await webgpuGraphTrain(pages[1])).units, 'webgpu EP units on the CPU page').toBe(0);
     expect(await cpuGraphTrainUnits(pages[1]), 'step-graph units on the CPU page').toBe(2);

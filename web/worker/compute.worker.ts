@@ -33,10 +33,13 @@ const gate = new Gate();
 let tuningRun: Promise<TuningResult> | null = null;
 /**
  * Units this worker has computed, by the backend that computed them (an ONNX unit counts where
- * its EP ran it): what a test, or a developer in the worker's console, reads to know which
- * backend really did the work, not which one the page's label names.
+ * its EP ran it, a transformer unit the webgpu EP left to the CPU's trainer on the CPU): what a
+ * test, or a developer in the worker's console, reads to know which backend really did the work,
+ * not which one the page's label names.
  */
 const computed: Record<Backend, number> = { webgpu: 0, cpu: 0 };
+/** Set by a WebGPU runner that handed the unit in hand to the CPU backend's code. */
+let unitLeftToCpu = false;
 (globalThis as { tabgridComputed?: Record<Backend, number> }).tabgridComputed = computed;
 /** Train units the WGSL loop ran (web/gpu/train-mlp.ts): a test reads it to know the GPU really trained. */
 (globalThis as { tabgridGpuTrain?: typeof gpuTrainStats }).tabgridGpuTrain = gpuTrainStats;
@@ -122,7 +125,10 @@ const runners: { [K in KernelJob['kind']]: Runner<Extract<KernelJob, { kind: K }
     webgpu: ({ params: p }, { params, x, y }) => {
       if (!('model' in p)) return gpuTrainUnit(liveGpu().device, { ...innerSpecOf(p), layers: p.layers }, p.compress, params, x, y);
       const spec = graphUnitSpecOf(p);
-      return webgpuTrainUnit(spec, p.compress, params, x, y ?? null, () => cpuTrainUnit(spec, p.compress, params, x, y ?? null));
+      return webgpuTrainUnit(spec, p.compress, params, x, y ?? null, () => {
+        unitLeftToCpu = true;
+        return cpuTrainUnit(spec, p.compress, params, x, y ?? null);
+      });
     },
     cpu: ({ params: p }, { params, x, y }) => cpuTrainUnit(graphUnitSpecOf(p), p.compress, params, x, y ?? null),
   },
@@ -187,9 +193,10 @@ const api: ComputeApi = {
     let ran: Backend = backend;
     const out = await gate.unit(() => {
       ran = lastUnitBackend = backend;
+      unitLeftToCpu = false;
       return runner[ran](job, inputs);
     });
-    computed[job.kind === 'onnx' ? (lastOnnx?.ep === 'wasm' ? 'cpu' : 'webgpu') : ran]++;
+    computed[job.kind === 'onnx' ? (lastOnnx?.ep === 'wasm' ? 'cpu' : 'webgpu') : unitLeftToCpu ? 'cpu' : ran]++;
     return Comlink.transfer(out, [out.buffer]);
   },
 
