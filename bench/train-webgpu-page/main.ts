@@ -10,8 +10,9 @@ import { decodeTrainOutput, runTrainUnit, trainModelOf, type InnerOptimizer } fr
 import { initTransformer, type TransformerSpec } from '../../coordinator/protocol/train-transformer';
 import { markovTask, markovTokens } from '../../coordinator/testing/lm-task';
 import { relativeL2 } from '../../coordinator/testing/train-task';
-import { createSession, freeHeld, readHeld, runSession, runSessionHeld, withGpuErrorCheck, type Session } from '../../web/onnx/runtime';
+import { createSession, runSession, withGpuErrorCheck, type Session } from '../../web/onnx/runtime';
 import { graphTrainUnit, stepModelOf, type GraphUnitSpec } from '../../web/onnx/train-step';
+import { heldRunner } from '../../web/onnx/webgpu-train';
 
 export interface TrainBenchCase extends TransformerSpec {
   batch: number;
@@ -29,8 +30,7 @@ async function contender(name: Contender, spec: GraphUnitSpec, params: Float32Ar
   const session: Session = await createSession(stepModelOf(spec), ep, { outputsOnGpu: name === 'webgpu-held-on-gpu' });
   const createMs = performance.now() - t0;
   if (ep === 'wasm') return { createMs, unit: () => graphTrainUnit((feeds, outputs) => runSession(session, feeds, outputs), spec, 'none', params, tokens, null) };
-  const runner = { run: (feeds: Parameters<typeof runSessionHeld>[1], outputs: string[]) => runSessionHeld(session, feeds, outputs), read: readHeld, free: freeHeld };
-  return { createMs, unit: () => withGpuErrorCheck(() => graphTrainUnit(runner, spec, 'none', params, tokens, null)) };
+  return { createMs, unit: () => withGpuErrorCheck(() => graphTrainUnit(heldRunner(session), spec, 'none', params, tokens, null)) };
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];

@@ -58,12 +58,16 @@ export interface SessionOptions {
   outputsOnGpu?: boolean;
 }
 
-export async function createSession(model: Uint8Array, ep: ExecutionProvider, { outputsOnGpu = false }: SessionOptions = {}): Promise<Session> {
-  const o = await loadOrt(ep);
+export async function createSession(model: Uint8Array, ep: ExecutionProvider, options: SessionOptions = {}): Promise<Session> {
+  return makeSession(await loadOrt(ep), model, ep, options);
+}
+
+async function makeSession(o: Ort, model: Uint8Array, ep: ExecutionProvider, { outputsOnGpu = false }: SessionOptions, verbose = false): Promise<Session> {
   const session = await o.InferenceSession.create(model, {
     executionProviders: [ep],
     graphOptimizationLevel: 'all',
     ...(outputsOnGpu ? { preferredOutputLocation: 'gpu-buffer' as const } : {}),
+    ...(verbose ? { logSeverityLevel: 0 as const } : {}),
   });
   buildOf.set(session, o);
   return session;
@@ -109,13 +113,8 @@ export async function createSessionWithPlacement(model: Uint8Array, ep: Executio
     if (node && current === 'CPUExecutionProvider') onCpu?.push(node[1]);
   };
   try {
-    const session = await o.InferenceSession.create(model, {
-      executionProviders: [ep],
-      graphOptimizationLevel: 'all',
-      logSeverityLevel: 0, // verbose for the creation only: runs log nothing at this level
-      ...(options.outputsOnGpu ? { preferredOutputLocation: 'gpu-buffer' as const } : {}),
-    });
-    buildOf.set(session, o);
+    // Verbose: the session's creation logs its placements; its runs log nothing more at this level.
+    const session = await makeSession(o, model, ep, options, true);
     return { session, cpuNodes: onCpu };
   } finally {
     ortLogListener = previous;
@@ -188,11 +187,12 @@ export async function runSessionHeld(session: Session, feeds: HeldFeed[], output
   const input: Record<string, OrtModule.Tensor> = {};
   for (const f of feeds) input[f.name] = 'value' in f ? f.value : new o.Tensor('float32', f.data, f.shape as number[]);
   const result = await session.run(input, outputs);
-  return outputs.map((name) => {
-    const t = result[name];
-    if (!t || t.type !== 'float32') throw new Error(`output '${name}' is missing or not float32`);
-    return t;
-  });
+  const bad = outputs.find((name) => result[name]?.type !== 'float32');
+  if (bad !== undefined) {
+    for (const t of Object.values(result)) t.dispose();
+    throw new Error(`output '${bad}' is missing or not float32`);
+  }
+  return outputs.map((name) => result[name]);
 }
 
 /** A held tensor's data on the host (a GPU one is downloaded), a copy that outlives the tensor. */

@@ -7,7 +7,7 @@
 // caller's fallback (the CPU backend's trainer) and so do the graph's later units: a unit is never
 // lost to the runtime, and the counts say which trainer ran and why.
 import type { Compression } from '../../coordinator/protocol/train-loop';
-import { createSessionWithPlacement, freeHeld, readHeld, runSessionHeld, withGpuErrorCheck, type HeldTensor } from './runtime';
+import { createSessionWithPlacement, freeHeld, readHeld, runSessionHeld, withGpuErrorCheck, type HeldTensor, type Session } from './runtime';
 import { stepSessionCache } from './step-sessions';
 import { graphTrainUnit, stepModelOf, type GraphUnitSpec, type StepGraphRunner } from './train-step';
 
@@ -23,7 +23,8 @@ const stepSession = stepSessionCache((spec) => createSessionWithPlacement(stepMo
 /** Why the webgpu EP cannot run a step graph, by graph: its later units go straight to the fallback. */
 const failed = new Map<string, string>();
 
-const heldRunner = (session: Awaited<ReturnType<typeof stepSession>>['session']): StepGraphRunner<HeldTensor> => ({
+/** The step graph's runner over a session's held outputs: on the GPU for a session made with outputsOnGpu, else CPU tensors. */
+export const heldRunner = (session: Session): StepGraphRunner<HeldTensor> => ({
   run: (feeds, outputs) => runSessionHeld(session, feeds, outputs),
   read: readHeld,
   free: freeHeld,
