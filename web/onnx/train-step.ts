@@ -3,7 +3,8 @@
 // step's inputs, on the same seeded batches as protocol/train-loop.ts, the check loss by one more
 // run, the output encoded there (encodeDelta) — a replica of the TS loop within the replica
 // tolerance. No onnxruntime import here: the caller runs the graph (web/cpu/train.ts on
-// onnxruntime-web; the native volunteer and the tests on onnxruntime-node).
+// onnxruntime-web's wasm EP, web/onnx/webgpu-train.ts on its webgpu EP with the state held on the
+// GPU; the native volunteer and the tests on onnxruntime-node).
 import type { TrainParams } from '../../coordinator/protocol/jobs';
 import { batchSchedule, checkRows, encodeDelta, innerSpecOf, unitModelSpec, type Compression, type InnerOptimizer, type ModelSpec } from '../../coordinator/protocol/train-loop';
 import { sliceRows, type SliceData } from '../../coordinator/protocol/train-model';
