@@ -5,11 +5,11 @@
 // benchmark runs BENCH_REPEAT times (default 2), each in a fresh page; the JSON's `stability`
 // says how far each case's ratio moved between those invocations (the goal: within ±15%).
 import { chromium } from '@playwright/test';
-import { createReadStream, existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:http';
-import { extname, join, resolve } from 'node:path';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { build } from 'vite';
 import type { BenchOptions } from './page/bench';
+import { serve } from './serve';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const OUT = join(ROOT, 'bench', '.dist');
@@ -46,27 +46,6 @@ function options(software: boolean): BenchOptions {
     warmup: Number(env.BENCH_WARMUP ?? (full ? 3 : 1)),
     skip: (env.BENCH_SKIP ?? '').split(',').filter(Boolean),
   };
-}
-
-const MIME: Record<string, string> = { '.html': 'text/html', '.js': 'text/javascript', '.mjs': 'text/javascript', '.wasm': 'application/wasm', '.css': 'text/css' };
-
-function serve(dir: string): Promise<{ url: string; close: () => void }> {
-  const server = createServer((req, res) => {
-    const path = join(dir, decodeURIComponent((req.url ?? '/').split('?')[0]).replace(/\.\.+/g, ''));
-    const file = existsSync(path) && statSync(path).isDirectory() ? join(path, 'index.html') : path;
-    if (!file.startsWith(dir) || !existsSync(file)) {
-      res.writeHead(404).end();
-      return;
-    }
-    res.writeHead(200, { 'content-type': MIME[extname(file)] ?? 'application/octet-stream' });
-    createReadStream(file).pipe(res);
-  });
-  return new Promise((ok) =>
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      ok({ url: `http://127.0.0.1:${port}/`, close: () => server.close() });
-    }),
-  );
 }
 
 async function main() {

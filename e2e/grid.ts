@@ -162,6 +162,23 @@ export async function cpuGraphTrainUnits(page: Page): Promise<number> {
 }
 
 /**
+ * What the page's compute workers' WebGPU transformer trainer did (web/onnx/webgpu-train.ts): units
+ * trained on ORT's webgpu EP, units it left to the CPU's trainer and the last reason, and the step
+ * graph's nodes ORT ran on its CPU EP (null when no worker made a session or ORT's log did not say).
+ */
+export async function webgpuGraphTrain(page: Page): Promise<{ units: number; fallbackUnits: number; fallbackReason: string | null; cpuNodes: string[] | null }> {
+  type Stats = { units: number; fallbackUnits: number; fallbackReason: string | null; cpuNodes: string[] | null };
+  const all = await inComputeWorkers(page, () => (globalThis as { tabgridWebgpuTrain?: Stats }).tabgridWebgpuTrain ?? null);
+  const placed = all.filter((s) => s.cpuNodes !== null);
+  return {
+    units: all.reduce((n, s) => n + s.units, 0),
+    fallbackUnits: all.reduce((n, s) => n + s.fallbackUnits, 0),
+    fallbackReason: all.map((s) => s.fallbackReason).find((r) => r !== null) ?? null,
+    cpuNodes: placed.length ? placed.flatMap((s) => s.cpuNodes!) : null,
+  };
+}
+
+/**
  * For pages that pick their own backend (headless volunteers: the faster one, the CPU where WebGPU
  * is SwiftShader): the units the page computed all ran on the backend it shows. Returns it.
  */

@@ -7,15 +7,15 @@
 // shows "training: round r of R, loss", and the WebGPU pages' workers really trained on the GPU and
 // the CPU page's on the step graph;
 // then again with int8 Δs. And one round of the transformer LM, whose units carry tokens and no
-// labels (the TypeScript loop on the WebGPU page, the ONNX step graph on the CPU one, replicas of
-// each other), matching its central reference.
+// labels (the ONNX step graph on the webgpu EP on the WebGPU page, every node on the GPU, and on the
+// wasm EP on the CPU one: replicas of each other), matching its central reference.
 import { expect, test } from './fixtures';
 import { centralReference } from '../coordinator/jobs/train';
 import { parseNpy, toNpy } from '../coordinator/protocol/npy';
 import { TrainJobSubmit, type JobStatus } from '../coordinator/protocol';
 import { markovTask, markovTokens } from '../coordinator/testing/lm-task';
 import { blobsTask, relativeL2 } from '../coordinator/testing/train-task';
-import { cpuGraphTrainUnits, gpuTrainUnits, openVolunteer, startGrid } from './grid';
+import { computedOn, cpuGraphTrainUnits, gpuTrainUnits, openVolunteer, startGrid, webgpuGraphTrain } from './grid';
 
 test('two WebGPU-backend volunteers and a CPU-backend one train the MLP for 5 rounds to the central reference', async ({ browser }) => {
   const task = blobsTask(512, 8, 4, 11);
@@ -95,8 +95,16 @@ test('a WebGPU-backend and a CPU-backend volunteer train a round of the transfor
     const distance = relativeL2(params, ref.params);
     expect(distance).toBeLessThan(1e-4);
     console.log(`e2e transformer: 1 round in ${((Date.now() - started) / 1000).toFixed(1)} s on 2 browsers; loss ${ref.losses[0].toFixed(4)} -> ${status.perRound[0].loss.toFixed(4)} (central ${ref.losses[1].toFixed(4)}); relative L2 ${distance.toExponential(2)}`);
+    // Each unit's two replicas — the webgpu EP's and the wasm EP's — agreed within the unit's
+    // tolerance: the round closed with both pages' 2 units and no third replica.
     for (const page of pages) await expect(page.getByTestId('units-done')).toHaveText('2');
-    expect(await cpuGraphTrainUnits(pages[0]), 'step-graph units on the WebGPU page').toBe(0);
+    const onGpu = await webgpuGraphTrain(pages[0]);
+    expect(onGpu.fallbackReason, 'why the WebGPU page left the step graph to the CPU').toBeNull();
+    expect(onGpu.units, 'units the webgpu EP trained on the WebGPU page').toBe(2);
+    expect(onGpu.cpuNodes, "step-graph nodes ORT ran on its CPU EP on the WebGPU page").toEqual([]);
+    expect(await computedOn(pages[0]), 'units by the backend that ran them on the WebGPU page').toEqual({ webgpu: 2, cpu: 0 });
+    expect(await cpuGraphTrainUnits(pages[0]), 'wasm step-graph units on the WebGPU page').toBe(0);
+    expect((await webgpuGraphTrain(pages[1])).units, 'webgpu EP units on the CPU page').toBe(0);
     expect(await cpuGraphTrainUnits(pages[1]), 'step-graph units on the CPU page').toBe(2);
   } finally {
     await grid.stop();

@@ -80,7 +80,9 @@ export function transformerForward(g: GraphBuilder, s: TransformerSpec, tokens: 
   const scale = g.scalar('attn_scale', 1 / Math.sqrt(D / H));
   const [half, one, cubic, geluC] = [g.scalar('half', 0.5), g.scalar('one', 1), g.scalar('gelu_cubic', GELU_CUBIC), g.scalar('gelu_c', GELU_C)];
 
-  const ids = g.op('Cast', [tokens], { to: 7 }); // int64 indices for Gather
+  // int32 indices for Gather: onnxruntime-web's WebGPU EP casts to int32 but not to int64 (an int64
+  // Cast would run on the CPU between GPU kernels, with copies both ways).
+  const ids = g.op('Cast', [tokens], { to: 6 });
   let x = g.op('Reshape', [g.op('Add', [g.op('Gather', ['tok', ids], { axis: 0 }), 'pos']), shapes.rowsD]);
   const blocks: BlockValues[] = [];
   for (let l = 0; l < s.layers; l++) {

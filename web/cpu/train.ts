@@ -6,30 +6,14 @@
 import type { Compression } from '../../coordinator/protocol/train-loop';
 import { runTrainUnit, trainModelOf } from '../../coordinator/protocol/train-loop';
 import { createSession, runSession, type Session } from '../onnx/runtime';
-import { graphTrainUnit, stepFamilyOf, stepModelOf, type GraphUnitSpec, type StepGraphSpec } from '../onnx/train-step';
+import { stepSessionCache } from '../onnx/step-sessions';
+import { graphTrainUnit, stepFamilyOf, stepModelOf, type GraphUnitSpec } from '../onnx/train-step';
 
 /** Units by trainer, and why the graph was last unavailable: what a test reads to know which trainer ran. */
 export const cpuTrainStats = { graphUnits: 0, tsUnits: 0, fallbackReason: null as string | null };
 
-const MAX_SESSIONS = 4;
-/** Step-graph sessions by model and optimizer (a job's units share one), oldest first. */
-const sessions = new Map<string, Promise<Session>>();
-
-function stepSession(spec: StepGraphSpec): Promise<Session> {
-  const key = JSON.stringify([spec.model, spec.optimizer]);
-  let s = sessions.get(key);
-  if (!s) {
-    s = Promise.resolve().then(() => createSession(stepModelOf(spec), 'wasm'));
-    s.catch(() => sessions.delete(key));
-    sessions.set(key, s);
-    for (const [old, session] of sessions) {
-      if (sessions.size <= MAX_SESSIONS) break;
-      sessions.delete(old);
-      void session.then((x) => x.release()).catch(() => undefined);
-    }
-  }
-  return s;
-}
+/** Step-graph sessions on the wasm EP. */
+const stepSession = stepSessionCache(async (spec) => ({ session: await createSession(stepModelOf(spec), 'wasm') }));
 
 /**
  * The most one run of a step graph may hold (stepFloats): the wasm heap is 32-bit (4 GiB at most,
@@ -49,7 +33,7 @@ export async function cpuTrainUnit(spec: GraphUnitSpec, compress: Compression, p
   if (bytes > MAX_GRAPH_BYTES) return tsLoop(`the step graph would hold about ${Math.round(bytes / 2 ** 20)} MiB, more than the wasm heap allows`);
   let session: Session;
   try {
-    session = await stepSession(spec);
+    ({ session } = await stepSession(spec));
   } catch (err) {
     return tsLoop(`the step graph's session failed: ${(err as Error).message}`);
   }

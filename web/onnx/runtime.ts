@@ -40,6 +40,7 @@ function loadedCrossOrigin(): boolean {
 
 /** The ORT build for an EP: `wasm`, the plain SIMD-threaded one; `webgpu`, the JSEP one. */
 export function loadOrt(ep: ExecutionProvider): Promise<Ort> {
+  tapOrtLog();
   const build = (builds[ep] ??= (ep === 'wasm' ? (import('onnxruntime-web/wasm') as Promise<Ort>) : import('onnxruntime-web')).then((m) => {
     if (loadedCrossOrigin()) {
       m.env.wasm.wasmPaths = { wasm: new URL(ep === 'wasm' ? ortPlainWasmUrl : ortJsepWasmUrl, import.meta.url).href };
@@ -52,11 +53,72 @@ export function loadOrt(ep: ExecutionProvider): Promise<Ort> {
   return build;
 }
 
-export async function createSession(model: Uint8Array, ep: ExecutionProvider): Promise<Session> {
-  const o = await loadOrt(ep);
-  const session = await o.InferenceSession.create(model, { executionProviders: [ep], graphOptimizationLevel: 'all' });
+export interface SessionOptions {
+  /** Leave the outputs on the GPU (webgpu EP): tensors to feed back or read (runSessionHeld). */
+  outputsOnGpu?: boolean;
+}
+
+export async function createSession(model: Uint8Array, ep: ExecutionProvider, options: SessionOptions = {}): Promise<Session> {
+  return makeSession(await loadOrt(ep), model, ep, options);
+}
+
+async function makeSession(o: Ort, model: Uint8Array, ep: ExecutionProvider, { outputsOnGpu = false }: SessionOptions, verbose = false): Promise<Session> {
+  const session = await o.InferenceSession.create(model, {
+    executionProviders: [ep],
+    graphOptimizationLevel: 'all',
+    ...(outputsOnGpu ? { preferredOutputLocation: 'gpu-buffer' as const } : {}),
+    ...(verbose ? { logSeverityLevel: 0 as const } : {}),
+  });
   buildOf.set(session, o);
   return session;
+}
+
+// --- Where ORT placed the nodes ------------------------------------------------------------------
+// An op the webgpu EP has no kernel for runs on ORT's CPU EP, silently, with copies between the two
+// around it. ORT says so only in its log: at verbose level, session creation lists the nodes placed
+// on each EP ("Node(s) placed on [CPUExecutionProvider]…", one "  Op (name)" line each). Its
+// WebAssembly module prints that through a console.error it binds when a build starts, so the tap
+// is set before any build starts and passes every other line through.
+
+let ortLogListener: ((line: string) => void) | null = null;
+let logTapped = false;
+
+function tapOrtLog() {
+  if (logTapped) return;
+  logTapped = true;
+  const original = console.error.bind(console);
+  console.error = (...args: unknown[]) => {
+    if (ortLogListener && typeof args[0] === 'string' && /\[[VI]:onnxruntime/.test(args[0])) ortLogListener(args[0]);
+    else original(...args);
+  };
+}
+
+/**
+ * A session (createSession's) and the nodes ORT placed on its CPU EP, as "Op (name)": [] when every
+ * node runs on the EP asked for, null when ORT's log named no placement (another ORT version's log).
+ */
+export async function createSessionWithPlacement(model: Uint8Array, ep: ExecutionProvider, options: SessionOptions = {}): Promise<{ session: Session; cpuNodes: string[] | null }> {
+  const o = await loadOrt(ep);
+  let onCpu: string[] | null = null;
+  let current = '';
+  const previous = ortLogListener;
+  ortLogListener = (line) => {
+    const placed = /placed on \[(\w+)\]/.exec(line);
+    if (placed) {
+      current = placed[1];
+      onCpu ??= [];
+      return;
+    }
+    const node = /VerifyEachNodeIsAssignedToAnEp\]\s{3,}(\S+ \(.*\))\s*$/.exec(line);
+    if (node && current === 'CPUExecutionProvider') onCpu?.push(node[1]);
+  };
+  try {
+    // Verbose: the session's creation logs its placements; its runs log nothing more at this level.
+    const session = await makeSession(o, model, ep, options, true);
+    return { session, cpuNodes: onCpu };
+  } finally {
+    ortLogListener = previous;
+  }
 }
 
 export interface Feed {
@@ -83,19 +145,19 @@ export async function runSession(session: Session, feeds: Feed[], outputs: strin
 }
 
 /**
- * Runs a WebGPU-EP session and fails when the GPU reported an error during the run. ORT's WebGPU
- * kernels can fail shader compilation or validation on some ops and adapters (seen: CumSum, Pad
- * 'wrap' on SwiftShader) and then return zeros instead of throwing: an error scope catches that.
+ * Runs `work` on the webgpu EP's device and fails when the GPU reported an error meanwhile. ORT's
+ * WebGPU kernels can fail shader compilation or validation on some ops and adapters (seen: CumSum,
+ * Pad 'wrap' on SwiftShader) and then return zeros instead of throwing: an error scope catches that.
  */
-export async function runSessionOnWebgpu(session: Session, feeds: Feed[], outputs: string[]): Promise<Float32Array[]> {
+export async function withGpuErrorCheck<T>(work: () => Promise<T>): Promise<T> {
   const o = await loadOrt('webgpu');
   const device = (await o.env.webgpu.device) as GPUDevice;
   device.pushErrorScope('out-of-memory');
   device.pushErrorScope('validation');
-  let result: Float32Array[] | null = null;
+  let result: { value: T } | null = null;
   let thrown: unknown = null;
   try {
-    result = await runSession(session, feeds, outputs);
+    result = { value: await work() };
   } catch (err) {
     thrown = err;
   }
@@ -104,7 +166,42 @@ export async function runSessionOnWebgpu(session: Session, feeds: Feed[], output
   if (thrown) throw thrown;
   const gpuError = validation ?? oom;
   if (gpuError) throw new Error(`WebGPU error during the run: ${gpuError.message.split('\n')[0].slice(0, 200)}`);
-  return result!;
+  return result!.value;
+}
+
+/** Runs a WebGPU-EP session (runSession) and fails when the GPU reported an error during the run. */
+export function runSessionOnWebgpu(session: Session, feeds: Feed[], outputs: string[]): Promise<Float32Array[]> {
+  return withGpuErrorCheck(() => runSession(session, feeds, outputs));
+}
+
+// --- Held outputs: a session's outputs kept as ORT tensors (on the GPU with outputsOnGpu), fed back
+// as inputs without a copy, read or freed by the caller.
+
+export type HeldTensor = OrtModule.Tensor;
+/** A feed: host data, or a tensor a session of the same build returned. */
+export type HeldFeed = Feed | { name: string; shape: readonly number[]; value: HeldTensor };
+
+export async function runSessionHeld(session: Session, feeds: HeldFeed[], outputs: string[]): Promise<HeldTensor[]> {
+  const o = buildOf.get(session);
+  if (!o) throw new Error('not a session of this runtime');
+  const input: Record<string, OrtModule.Tensor> = {};
+  for (const f of feeds) input[f.name] = 'value' in f ? f.value : new o.Tensor('float32', f.data, f.shape as number[]);
+  const result = await session.run(input, outputs);
+  const bad = outputs.find((name) => result[name]?.type !== 'float32');
+  if (bad !== undefined) {
+    for (const t of Object.values(result)) t.dispose();
+    throw new Error(`output '${bad}' is missing or not float32`);
+  }
+  return outputs.map((name) => result[name]);
+}
+
+/** A held tensor's data on the host (a GPU one is downloaded), a copy that outlives the tensor. */
+export async function readHeld(t: HeldTensor): Promise<Float32Array> {
+  return ((await t.getData()) as Float32Array).slice();
+}
+
+export function freeHeld(t: HeldTensor): void {
+  t.dispose();
 }
 
 // --- GPU-resident sessions (the benchmark) -------------------------------------------------------

@@ -12,7 +12,7 @@ import { initTransformer, transformerLossGrad, transformerModel, transformerTens
 import { markovTask, markovTokens } from '../../coordinator/testing/lm-task';
 import { ortStepRunner } from '../../coordinator/testing/ort-step-runner';
 import { gradName, stepState } from './step-graph';
-import { graphTrainUnit, stepFamilyOf, stepModelOf, type GraphUnitSpec, type RunStepGraph } from './train-step';
+import { graphTrainUnit, stepFamilyOf, stepModelOf, type GraphUnitSpec, type RunStepGraph, type StepGraphRunner } from './train-step';
 
 const base = { weightDecay: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8 };
 const sgd: InnerOptimizer = { type: 'sgd', lr: 0.1, ...base };
@@ -63,7 +63,7 @@ describe("the transformer step graph's gradient", () => {
 });
 
 /** Both trainers on one unit: the graph's output and the TS loop's, decoded. */
-async function both(s: TransformerSpec, optimizer: InnerOptimizer, steps: number, batchSize: number, compress: Compression, run?: RunStepGraph) {
+async function both<V>(s: TransformerSpec, optimizer: InnerOptimizer, steps: number, batchSize: number, compress: Compression, run?: RunStepGraph | StepGraphRunner<V>) {
   const params = initTransformer(s, 3);
   const spec: GraphUnitSpec = { model: { type: 'transformer', ...s }, optimizer, steps, batchSize, seed: 11 + steps };
   const model = transformerModel(s);
@@ -95,5 +95,54 @@ describe('a transformer unit through the step graph on onnxruntime-node', () => 
     const wrong = await ortStepRunner(ort, stepModelOf({ model: { type: 'transformer', ...s }, optimizer: { ...sgd, weightDecay: 0.5 } }));
     const { graph, ts } = await both(s, sgd, 8, 6, 'none', wrong);
     expect(trainOutputsAgree(graph, ts, trainTolerance(8))).toBe(false);
+  });
+});
+
+/**
+ * A runner that keeps its outputs as onnxruntime-node tensors and is fed them back, as the webgpu
+ * EP's runner does with GPU buffers (webgpu-train.ts), recording every value it made and freed;
+ * it fails at run `failAt` when given.
+ */
+async function heldRunner(model: Uint8Array, failAt = Infinity) {
+  const session = await ort.InferenceSession.create(model);
+  const made = new Set<ort.Tensor>();
+  const freed: ort.Tensor[] = [];
+  let runs = 0;
+  const runner: StepGraphRunner<ort.Tensor> = {
+    async run(feeds, outputs) {
+      if (++runs === failAt) throw new Error('the device was lost');
+      const input = Object.fromEntries(feeds.map((f) => [f.name, 'value' in f ? f.value : new ort.Tensor('float32', f.data, [...f.shape])]));
+      const result = await session.run(input, outputs);
+      return outputs.map((name) => (made.add(result[name]), result[name]));
+    },
+    read: async (t) => (t.data as Float32Array).slice(),
+    free: (t) => void freed.push(t),
+  };
+  return { runner, made, freed };
+}
+
+describe('a runner that keeps its values where it computed them (the webgpu EP\'s way)', () => {
+  test('the same unit as the host runner, each value it made freed once', async () => {
+    const s = tiny(2);
+    const spec: GraphUnitSpec = { model: { type: 'transformer', ...s }, optimizer: adamw, steps: 8, batchSize: 6, seed: 19 };
+    const model = stepModelOf(spec);
+    const params = initTransformer(s, 3);
+    const held = await heldRunner(model);
+    const out = await graphTrainUnit(held.runner, spec, 'none', params, tokens, null);
+    expect(out).toEqual(await graphTrainUnit(await ortStepRunner(ort, model), spec, 'none', params, tokens, null));
+    // 8 steps × (θ's tensors, m, v and the loss) and the check run's loss.
+    expect(held.made.size).toBe(8 * (3 * transformerTensors(s).length + 1) + 1);
+    expect(held.freed.length).toBe(held.made.size);
+    expect(new Set(held.freed)).toEqual(held.made);
+  });
+
+  test('a run that fails mid-unit rejects the unit, with every value made so far freed', async () => {
+    const s = tiny(1);
+    const spec: GraphUnitSpec = { model: { type: 'transformer', ...s }, optimizer: adamw, steps: 8, batchSize: 6, seed: 19 };
+    const held = await heldRunner(stepModelOf(spec), 4);
+    await expect(graphTrainUnit(held.runner, spec, 'none', initTransformer(s, 3), tokens, null)).rejects.toThrow('the device was lost');
+    expect(held.made.size).toBe(3 * (3 * transformerTensors(s).length + 1));
+    expect(held.freed.length).toBe(held.made.size);
+    expect(new Set(held.freed)).toEqual(held.made);
   });
 });

@@ -66,7 +66,10 @@ function transformerLossGrad(g: GraphBuilder, s: TransformerSpec): Map<string, s
   const meanLast = (x: string) => g.op('ReduceMean', [x], { axes: [-1], keepdims: 1 });
 
   // loss = −(1/rows) Σ targets·log softmax(logits); dlogits = (softmax − targets) / rows.
-  const logp = g.op('LogSoftmax', [f.logits], { axis: -1 });
+  // log softmax as z − max − log Σ exp(z − max): onnxruntime-web's WebGPU EP has no LogSoftmax
+  // kernel (it would run on the CPU, the logits copied off the GPU every step).
+  const centred = g.op('Sub', [f.logits, g.op('ReduceMax', [f.logits], { axes: [-1], keepdims: 1 })]);
+  const logp = g.op('Sub', [centred, g.op('Log', [g.op('ReduceSum', [g.op('Exp', [centred]), axesLast], { keepdims: 1 })])]);
   g.op('Neg', [g.op('Mul', [g.op('ReduceSum', [g.op('Mul', ['targets', logp])], { keepdims: 0 }), 'inv_n'])], undefined, 'loss');
   const dlogits = g.op('Mul', [g.op('Sub', [g.op('Softmax', [f.logits], { axis: -1 }), 'targets']), 'inv_n']);
 

@@ -16,21 +16,12 @@ import { gpuMatmul, MATMUL_CANDIDATES, matmulKernel } from '../gpu/matmul';
 import { preparePipelines } from '../gpu/pipelines';
 import { addModel, hasModel, runModel, type ModelRun } from '../onnx/models';
 import { graphUnitSpecOf } from '../onnx/train-step';
+import { webgpuTrainStats, webgpuTrainUnit } from '../onnx/webgpu-train';
 import { configureThreads, loadOrt } from '../onnx/runtime';
 import { openStore } from '../store/db';
 import type { ComputeApi, InitResult, KernelJob, OnnxFeed, OnnxResult } from './api';
-import { innerSpecOf, runTrainUnit } from '../../coordinator/protocol/train-loop';
-import type { TrainParams } from '../../coordinator/protocol/jobs';
+import { innerSpecOf } from '../../coordinator/protocol/train-loop';
 import { gpuTrainStats, gpuTrainUnit } from '../gpu/train-mlp';
-
-/**
- * A train unit in the TypeScript float32 loop, either family: H inner steps from the round's
- * parameters on the slice; Δ (float32 or int8) and the two losses. A transformer unit has no y
- * (its x is the slice's tokens).
- */
-function tsTrainUnit(p: TrainParams, params: Float32Array, x: Float32Array, y: Float32Array | undefined): Promise<Float32Array> {
-  return Promise.resolve(runTrainUnit(innerSpecOf(p), p.compress, params, x, y ?? null));
-}
 
 let gpu: Gpu | null = null;
 let lostReason: string | null = null;
@@ -42,15 +33,20 @@ const gate = new Gate();
 let tuningRun: Promise<TuningResult> | null = null;
 /**
  * Units this worker has computed, by the backend that computed them (an ONNX unit counts where
- * its EP ran it): what a test, or a developer in the worker's console, reads to know which
- * backend really did the work, not which one the page's label names.
+ * its EP ran it, a transformer unit the webgpu EP left to the CPU's trainer on the CPU): what a
+ * test, or a developer in the worker's console, reads to know which backend really did the work,
+ * not which one the page's label names.
  */
 const computed: Record<Backend, number> = { webgpu: 0, cpu: 0 };
+/** Set by a WebGPU runner that handed the unit in hand to the CPU backend's code. */
+let unitLeftToCpu = false;
 (globalThis as { tabgridComputed?: Record<Backend, number> }).tabgridComputed = computed;
 /** Train units the WGSL loop ran (web/gpu/train-mlp.ts): a test reads it to know the GPU really trained. */
 (globalThis as { tabgridGpuTrain?: typeof gpuTrainStats }).tabgridGpuTrain = gpuTrainStats;
 /** CPU train units by trainer (the ONNX step graph or the TS loop): likewise for the CPU backend. */
 (globalThis as { tabgridCpuTrain?: typeof cpuTrainStats }).tabgridCpuTrain = cpuTrainStats;
+/** Transformer units the webgpu EP trained, those it left to the CPU's trainer and why, and any graph node ORT ran on the CPU. */
+(globalThis as { tabgridWebgpuTrain?: typeof webgpuTrainStats }).tabgridWebgpuTrain = webgpuTrainStats;
 
 const idbTuning: TuningCache = {
   get: async (key) => (await openStore()).get('tuning', key),
@@ -122,11 +118,18 @@ const runners: { [K in KernelJob['kind']]: Runner<Extract<KernelJob, { kind: K }
   },
   // Training: on the CPU backend, either family's inner step as one ONNX graph on the wasm EP
   // (web/cpu/train.ts); on WebGPU, the MLP's inner loop as WGSL kernels (web/gpu/train-mlp.ts) and
-  // the transformer's as the float32 TypeScript loop — the coordinator's own reference (protocol/train-loop.ts).
+  // the transformer's step graph on ORT's webgpu EP (web/onnx/webgpu-train.ts), falling back to the
+  // CPU backend's trainer when that EP cannot run it.
   train: {
     inputs: ({ params }) => ('model' in params ? ['params', 'x'] : ['params', 'x', 'y']),
-    webgpu: ({ params: p }, { params, x, y }) =>
-      'model' in p ? tsTrainUnit(p, params, x, y) : gpuTrainUnit(liveGpu().device, { ...innerSpecOf(p), layers: p.layers }, p.compress, params, x, y),
+    webgpu: ({ params: p }, { params, x, y }) => {
+      if (!('model' in p)) return gpuTrainUnit(liveGpu().device, { ...innerSpecOf(p), layers: p.layers }, p.compress, params, x, y);
+      const spec = graphUnitSpecOf(p);
+      return webgpuTrainUnit(spec, p.compress, params, x, y ?? null, () => {
+        unitLeftToCpu = true;
+        return cpuTrainUnit(spec, p.compress, params, x, y ?? null);
+      });
+    },
     cpu: ({ params: p }, { params, x, y }) => cpuTrainUnit(graphUnitSpecOf(p), p.compress, params, x, y ?? null),
   },
   onnx: {
@@ -190,9 +193,10 @@ const api: ComputeApi = {
     let ran: Backend = backend;
     const out = await gate.unit(() => {
       ran = lastUnitBackend = backend;
+      unitLeftToCpu = false;
       return runner[ran](job, inputs);
     });
-    computed[job.kind === 'onnx' ? (lastOnnx?.ep === 'wasm' ? 'cpu' : 'webgpu') : ran]++;
+    computed[job.kind === 'onnx' ? (lastOnnx?.ep === 'wasm' ? 'cpu' : 'webgpu') : unitLeftToCpu ? 'cpu' : ran]++;
     return Comlink.transfer(out, [out.buffer]);
   },
 
