@@ -62,6 +62,7 @@ export interface BarePeer {
 export async function startBarePeer(opts: { grid: TestCoordinator; onConnection: (conn: DataConnection, index: number) => void }): Promise<BarePeer> {
   const { worker, p2p } = await joinGrid(opts.grid);
   const peerjs = await import('peerjs');
+  const { guardPeerMessages } = await import('../web/p2p/swarm'); // a late candidate after a close must not reject unhandled
   const PeerClass = peerjs.Peer ?? (peerjs as unknown as { default: typeof peerjs }).default.Peer;
   const peer = new PeerClass(p2p.peerId, {
     token: p2p.token,
@@ -77,10 +78,10 @@ export async function startBarePeer(opts: { grid: TestCoordinator; onConnection:
     peer.once('error', reject);
   });
   const connections: DataConnection[] = [];
-  peer.on('connection', (conn) => opts.onConnection(conn, connections.push(conn) - 1));
+  peer.on('connection', (conn) => opts.onConnection(guardPeerMessages(conn), connections.push(conn) - 1));
   const dialOnce = (peerId: string) =>
     new Promise<DataConnection | null>((resolve) => {
-      const conn = peer.connect(peerId, { serialization: 'raw', reliable: true });
+      const conn = guardPeerMessages(peer.connect(peerId, { serialization: 'raw', reliable: true }));
       const pc = conn.peerConnection;
       const onState = () => ['failed', 'closed'].includes(pc.connectionState) && resolve(null);
       pc.addEventListener('connectionstatechange', onState);

@@ -69,6 +69,20 @@ function closeAskersBeforeOpen(count: number): { answers: () => number; restore:
   return { answers: () => answers, restore: () => void (proto.setRemoteDescription = setRemote) };
 }
 
+test("a remote candidate for a connection closed meanwhile rejects nothing (peerjs's own handler would)", async () => {
+  grid = await startTestCoordinator();
+  const a = await barePeer(grid, () => {});
+  const b = await barePeer(grid, () => {});
+  const { guardPeerMessages } = await import('./swarm'); // peerjs loads once node-peer has installed WebRTC
+  const conn = a.peer.connect(b.peerId, { serialization: 'raw', reliable: true }); // peerjs's own, unguarded
+  conn.close();
+  const candidate = { type: 'CANDIDATE', payload: { candidate: { candidate: 'candidate:1 1 udp 1 127.0.0.1 9 typ host', sdpMid: '0', sdpMLineIndex: 0 } } };
+  const handle = (c: DataConnection) => (c as unknown as { handleMessage(m: unknown): Promise<void> }).handleMessage(candidate);
+  // The library's own handler rejects (the test can fail: the guard is what differs).
+  await expect(handle(conn)).rejects.toThrow(/Cannot read properties of null/);
+  await expect(handle(guardPeerMessages(conn))).resolves.toBeUndefined();
+});
+
 describe('Swarm.fetch', () => {
   test('a peer that accepts the connection but never answers: the fetch times out', async () => {
     grid = await startTestCoordinator();

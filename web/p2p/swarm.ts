@@ -26,6 +26,20 @@ const PeerClass: typeof Peer = peerjs.Peer ?? (peerjs as unknown as { default: t
 const DUPLEX_METADATA = { duplex: true } as const;
 const isDuplex = (conn: DataConnection) => (conn.metadata as { duplex?: unknown } | undefined)?.duplex === true;
 
+/**
+ * peerjs (1.5.5) handles a signalling message for a connection in an async method that the Peer
+ * does not await, and that throws a TypeError when the connection was closed before or during it
+ * (its negotiator or provider set to null): a candidate arriving late is an unhandled rejection,
+ * which ends a Node process (a native volunteer) and is noise in a page. What such a failure
+ * means, the connection's end, is watched anyway (connect, attach): drop it here.
+ */
+export function guardPeerMessages(conn: DataConnection): DataConnection {
+  const c = conn as unknown as { handleMessage(message: unknown): Promise<void> };
+  const handle = c.handleMessage.bind(c);
+  c.handleMessage = (message) => handle(message).catch(() => undefined);
+  return conn;
+}
+
 export const CHUNK_BYTES = 128 * 1024;
 /** Pause sending while more than this is queued on the channel; resume below the low mark. */
 const BUFFER_HIGH = 2 * 1024 * 1024;
@@ -220,7 +234,7 @@ export class Swarm {
 
   private connect(peerId: string, timeoutMs: number): Promise<Link> {
     if (this.closed) return Promise.reject(new PeerFetchError('closed', 'left the swarm'));
-    const conn = this.peer.connect(peerId, { serialization: 'raw', reliable: true, metadata: DUPLEX_METADATA });
+    const conn = guardPeerMessages(this.peer.connect(peerId, { serialization: 'raw', reliable: true, metadata: DUPLEX_METADATA }));
     const pc = conn.peerConnection;
     return new Promise<Link>((resolve, reject) => {
       // A connection that fails or closes before it opens ends the attempt at once, not at the
@@ -344,6 +358,7 @@ export class Swarm {
   // -- serving ---------------------------------------------------------------------------------
 
   private accept(conn: DataConnection) {
+    guardPeerMessages(conn);
     if (this.incoming.size >= MAX_INCOMING) {
       const oldest = this.incoming.values().next().value;
       if (oldest) {
