@@ -3,8 +3,8 @@
 // autotuner — on Dawn; ONNX units run on onnxruntime-node. A `cpu` backend runs matmul and
 // attention as the page's CPU backend does (the same ONNX graphs) on onnxruntime-node's CPU EP, and
 // `auto` measures both on a short matmul and takes the faster, as the page does. Train units run the
-// page's WGSL training loop (web/gpu/train-mlp.ts) on WebGPU, and its MLP step graph
-// (web/onnx/train-step.ts) on onnxruntime-node on `cpu`; transformer units the TypeScript loop.
+// page's WGSL training loop (web/gpu/train-mlp.ts) for the MLP on WebGPU, and the page's step graph
+// (web/onnx/train-step.ts) on onnxruntime-node for the transformer and, on `cpu`, for either family.
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { ONNX_MODEL_INPUT, type DeviceInfo, type WorkUnitSpec } from '../../protocol';
@@ -175,14 +175,14 @@ export class NativeCompute {
     }
     if (wu.kind === 'train') {
       const p = wu.params;
-      // The CPU backend trains either family on the page's step graph (the TS loop where
-      // onnxruntime-node did not load); WebGPU the MLP on the WGSL loop and the transformer on the TS loop.
-      if (this.backend === 'cpu') {
-        const y = inputs.y ?? null;
-        return this.cpuKernels ? this.cpuKernels.train(graphUnitSpecOf(p), p.compress, inputs.params, inputs.x, y) : runTrainUnit(innerSpecOf(p), p.compress, inputs.params, inputs.x, y);
+      // WebGPU trains the MLP on the WGSL loop. The transformer (onnxruntime-web's webgpu EP, the
+      // page's GPU trainer, does not run in Node) and, on the CPU backend, either family train on
+      // the page's step graph on onnxruntime-node — ~25× the TS loop, which runs where it did not load.
+      if (this.backend !== 'cpu' && !('model' in p)) {
+        return gpuTrainUnit(this.liveDevice(), { ...innerSpecOf(p), layers: p.layers }, p.compress, inputs.params, inputs.x, inputs.y);
       }
-      if ('model' in p) return runTrainUnit(innerSpecOf(p), p.compress, inputs.params, inputs.x, null);
-      return gpuTrainUnit(this.liveDevice(), { ...innerSpecOf(p), layers: p.layers }, p.compress, inputs.params, inputs.x, inputs.y);
+      const y = inputs.y ?? null;
+      return this.cpuKernels ? this.cpuKernels.train(graphUnitSpecOf(p), p.compress, inputs.params, inputs.x, y) : runTrainUnit(innerSpecOf(p), p.compress, inputs.params, inputs.x, y);
     }
     if (wu.kind === 'onnx') {
       if (this.onnxProblem) throw new Error(this.onnxProblem);

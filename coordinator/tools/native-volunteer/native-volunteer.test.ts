@@ -112,6 +112,11 @@ describe.skipIf(skip)('native volunteer on SwiftShader', () => {
       const lmReference = trainUnitReference(lm, lmInputs.params, lmInputs.x, null);
       expect(trainOutputsAgree(decodeUnitOutput(lm, lmFromCpu), decodeUnitOutput(lm, lmReference), trainTolerance(4))).toBe(true);
       expect(lmFromCpu).not.toEqual(lmReference);
+      // The WebGPU backend trains the transformer on that graph as well (not the TS loop's bits, nor the GPU's).
+      const lmFromWebgpuBackend = await compute.compute(unit('train', lm), lmInputs, noShard);
+      expect(gpuTrainStats.units).toBe(onGpu + 1);
+      expect(trainOutputsAgree(decodeUnitOutput(lm, lmFromWebgpuBackend), decodeUnitOutput(lm, lmReference), trainTolerance(4))).toBe(true);
+      expect(lmFromWebgpuBackend).not.toEqual(lmReference);
     } finally {
       cpu.close();
     }
