@@ -28,3 +28,25 @@ function ipv6Groups(address: string): number[] {
   const t = groups(tail);
   return [...h, ...Array<number>(8 - h.length - t.length).fill(0), ...t];
 }
+
+/** Open things (connections, streams) counted by address key, each key held under its own cap. */
+export class AddressCounts {
+  private readonly open = new Map<string, number>();
+
+  /** Counts one more for `address`; false (and nothing counted) when its key holds `max` already. */
+  take(address: string, max: number): boolean {
+    const key = addressKey(address);
+    const n = this.open.get(key) ?? 0;
+    if (n >= max) return false;
+    this.open.set(key, n + 1);
+    return true;
+  }
+
+  /** One that `take` counted for `address` has ended. */
+  release(address: string) {
+    const key = addressKey(address);
+    const left = (this.open.get(key) ?? 1) - 1;
+    if (left > 0) this.open.set(key, left);
+    else this.open.delete(key);
+  }
+}

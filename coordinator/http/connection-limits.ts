@@ -5,7 +5,7 @@
 // the server's own socket timeout (Fastify's connectionTimeout).
 import type { Server } from 'node:http';
 import type { Socket } from 'node:net';
-import { addressKey } from '../access/address-key.js';
+import { AddressCounts } from '../access/address-key.js';
 
 /** The answer to a connection over the cap: no request has been read, so it is written raw. */
 function tooMany(max: number): string {
@@ -15,22 +15,16 @@ function tooMany(max: number): string {
 
 /** Caps `server`'s open connections per address at `maxPerAddress`. */
 export function limitConnectionsPerAddress(server: Server, maxPerAddress: number) {
-  const open = new Map<string, number>();
+  const open = new AddressCounts();
   // Before the HTTP server's own listener: a refused connection never reaches its parser.
   server.prependListener('connection', (socket: Socket) => {
-    const key = addressKey(socket.remoteAddress ?? '');
-    const n = open.get(key) ?? 0;
-    if (n >= maxPerAddress) {
+    const address = socket.remoteAddress ?? '';
+    if (!open.take(address, maxPerAddress)) {
       socket.on('error', () => undefined);
       socket.end(tooMany(maxPerAddress));
       socket.destroySoon();
       return;
     }
-    open.set(key, n + 1);
-    socket.once('close', () => {
-      const left = (open.get(key) ?? 1) - 1;
-      if (left > 0) open.set(key, left);
-      else open.delete(key);
-    });
+    socket.once('close', () => open.release(address));
   });
 }

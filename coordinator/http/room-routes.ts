@@ -7,7 +7,7 @@
 // run one at a time per room and at most TABGRID_DEMO_MAX_ACTIVE at once in all.
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import { addressKey } from '../access/address-key.js';
+import { AddressCounts, addressKey } from '../access/address-key.js';
 import { roomLockoutMessage } from '../access/security.js';
 import { DEMO_SIZES, DemoInputs } from '../jobs/demo.js';
 import { JobCreated, RoomCode, RoomControl, RoomCreate, RoomCreated, RoomDemo, RoomInfo, RoomList, RoomSnapshot } from '../protocol/index.js';
@@ -78,7 +78,7 @@ export const roomRoutes: FastifyPluginAsync<RouteOptions> = async (app, { ctx })
   let demoQueue: Promise<unknown> = Promise.resolve();
   // Open board streams, ended when the server closes (they would otherwise hold it open).
   const streams = new Set<() => void>();
-  const streamsOf = new Map<string, number>();
+  const streamsOf = new AddressCounts();
   app.addHook('preClose', async () => {
     for (const end of streams) end();
   });
@@ -130,12 +130,10 @@ export const roomRoutes: FastifyPluginAsync<RouteOptions> = async (app, { ctx })
 
   app.get<{ Params: { code: string } }>('/api/rooms/:code/events', { config: { api: API.events } }, async (req, reply) => {
     const room = await roomOr404(req, req.params.code);
-    const address = addressKey(req.ip);
-    const mine = streamsOf.get(address) ?? 0;
-    if (mine >= MAX_BOARD_STREAMS_PER_ADDRESS || streams.size >= MAX_BOARD_STREAMS) {
+    const address = req.ip;
+    if (streams.size >= MAX_BOARD_STREAMS || !streamsOf.take(address, MAX_BOARD_STREAMS_PER_ADDRESS)) {
       throw new ApiFailure(429, 'rate_limited', `too many open board streams (${MAX_BOARD_STREAMS_PER_ADDRESS} per address, ${MAX_BOARD_STREAMS} in all)`);
     }
-    streamsOf.set(address, mine + 1);
     reply.hijack();
     const res = reply.raw;
     res.writeHead(200, {
@@ -156,9 +154,7 @@ export const roomRoutes: FastifyPluginAsync<RouteOptions> = async (app, { ctx })
       open = false;
       clearInterval(timer);
       streams.delete(end);
-      const left = (streamsOf.get(address) ?? 1) - 1;
-      if (left > 0) streamsOf.set(address, left);
-      else streamsOf.delete(address);
+      streamsOf.release(address);
       res.end();
     };
     streams.add(end);

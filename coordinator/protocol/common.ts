@@ -11,6 +11,8 @@ export const LIMITS = {
   maxJsonBodyBytes: 64 * 1024,
   /** Largest WebSocket message (a result frame: header + payload). */
   maxWsMessageBytes: 64 * 1024 * 1024,
+  /** Malformed messages after which a socket (the worker's, a page's signalling one) is closed. */
+  maxBadMessages: 20,
   /** Largest JSON header inside a binary result frame. */
   maxFrameHeaderBytes: 4096,
   /** Largest matrix dimension a matmul job accepts. */

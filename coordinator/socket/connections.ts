@@ -2,7 +2,7 @@
 // by its /64) and per identity (so one machine or one key cannot hold the coordinator's sockets),
 // per-connection message budgets, and a way to close every connection of an identity when it is
 // suspended.
-import { addressKey } from '../access/address-key.js';
+import { AddressCounts } from '../access/address-key.js';
 
 export interface ConnectionLimits {
   wsMaxPerAddress: number;
@@ -37,26 +37,19 @@ export class TokenBucket {
 type Closer = (reason: string) => void;
 
 export class Connections {
-  private readonly perAddress = new Map<string, number>();
+  private readonly perAddress = new AddressCounts();
   private readonly perIdentity = new Map<string, Set<Closer>>();
 
   constructor(readonly limits: ConnectionLimits) {}
 
   /** Counts a new connection from `address`; false (and not counted) when its address key is at its cap. */
   admit(address: string): boolean {
-    const key = addressKey(address);
-    const n = this.perAddress.get(key) ?? 0;
-    if (n >= this.limits.wsMaxPerAddress) return false;
-    this.perAddress.set(key, n + 1);
-    return true;
+    return this.perAddress.take(address, this.limits.wsMaxPerAddress);
   }
 
   /** A connection `admit` counted has closed. */
   release(address: string) {
-    const key = addressKey(address);
-    const n = (this.perAddress.get(key) ?? 1) - 1;
-    if (n <= 0) this.perAddress.delete(key);
-    else this.perAddress.set(key, n);
+    this.perAddress.release(address);
   }
 
   /** Registers an authenticated connection; false when the identity is at its cap. */

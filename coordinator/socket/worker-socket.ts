@@ -61,7 +61,6 @@ export interface SocketContext {
 }
 
 const HELLO_TIMEOUT_MS = 30_000;
-const MAX_BAD_MESSAGES = 20;
 /** Text messages are JSON; the largest, a full `holdings` message (2 × 1,024 sha-256s), is ~140 KB. */
 export const MAX_TEXT_BYTES = 256 * 1024;
 /** The largest frame read before hello (a hello with a full device description is under 8 KiB). */
@@ -112,7 +111,7 @@ export function handleWorkerSocket(socket: WebSocket, ctx: SocketContext) {
   };
   const fail = (code: string, message: string) => {
     send({ type: 'error', code, message });
-    if (++bad >= MAX_BAD_MESSAGES) close(1008, 'too many bad messages');
+    if (++bad >= LIMITS.maxBadMessages) close(1008, 'too many bad messages');
   };
 
   if (!ctx.connections.admit(ctx.address)) {

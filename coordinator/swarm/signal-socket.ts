@@ -7,7 +7,7 @@
 // PeerJS client reports as peer-unavailable), so the PeerServer never queues anything.
 import { EventEmitter } from 'node:events';
 import type { RawData, WebSocket } from 'ws';
-import { P2P_LIMITS, PeerSignal } from '../protocol/index.js';
+import { LIMITS, P2P_LIMITS, PeerSignal } from '../protocol/index.js';
 import { setMaxPayload } from '../util/ws-max-payload.js';
 
 /** A per-connection message budget (the worker socket's token bucket). */
@@ -24,9 +24,6 @@ export interface SignalGateOptions {
   /** Whether a peer is signed in to the PeerServer now. */
   isSignedIn: (peerId: string) => boolean;
 }
-
-/** Malformed messages after which the socket is closed (as on the worker socket). */
-const MAX_BAD_MESSAGES = 20;
 
 /**
  * The socket handed to the PeerServer in place of the real one: it forwards what passes the gate
@@ -71,7 +68,7 @@ export class SignalSocket extends EventEmitter {
       parsed = null;
     }
     if (!parsed?.success) {
-      if (++this.bad >= MAX_BAD_MESSAGES) this.close(1008, 'too many bad messages');
+      if (++this.bad >= LIMITS.maxBadMessages) this.close(1008, 'too many bad messages');
       return;
     }
     const { type, dst } = parsed.data;

@@ -47,7 +47,7 @@ export interface AuditStats {
    */
   escalated: number;
   outvoted: number;
-  /** Drawn quorums that settled with neither an audit nor an extra replica (the unit's replicas at their cap). */
+  /** Drawn quorums that settled with neither an audit nor an extra replica (the unit's replicas at their cap, or nobody outside the quorum connected). */
   skipped: number;
 }
 

@@ -168,8 +168,9 @@ export class Validator {
    * recomputed here and its unit now wants one more replica from outside the quorum (escalation.ts).
    */
   private async audit(wu: WorkUnitRecord, replication: number, { winners, losers }: Quorum): Promise<'settle' | 'forged' | 'escalated'> {
-    const { store, log } = this.ctx;
-    const queue = await this.audits.draw(wu, winners.map((r) => r.volunteerId));
+    const { store, log, scheduler } = this.ctx;
+    const backers = winners.map((r) => r.volunteerId);
+    const queue = await this.audits.draw(wu, backers);
     if (!queue) return 'settle';
     // It waits its turn holding no result bytes; it reads the canonical one then.
     const verdict = await this.audits.audit(wu, winners[0].id, queue);
@@ -180,12 +181,9 @@ export class Validator {
     const why = verdict === 'none' ? 'no verdict' : verdict;
     const live = winners.length + losers.length;
     // Nobody to ask (a grid of two laptops; replicas at their cap): waiting would stall the job for good.
-    const cannot =
-      live + 1 > maxReplicas(replication)
-        ? 'its replicas are at their cap'
-        : !this.ctx.scheduler.hasOnlineOutside(winners.map((r) => r.volunteerId), wu.kind)
-          ? 'no identity outside its quorum is connected'
-          : null;
+    let cannot: string | null = null;
+    if (live + 1 > maxReplicas(replication)) cannot = 'its replicas are at their cap';
+    else if (!scheduler.hasOnlineOutside(backers, wu.kind)) cannot = 'no identity outside its quorum is connected';
     if (cannot) {
       this.audits.stats.skipped++;
       log(`audit of ${wu.id} drawn (${queue}) but not run (${why}), and ${cannot}: it settles as its quorum of ${winners.length} says`);

@@ -64,7 +64,7 @@ export class PeerFetchError extends Error {
   }
 }
 
-/** A connection that ended before it was any use: worth one fresh try (a peer that is gone is not: 'peer-unavailable'). */
+/** A connection that ended before it was any use: worth a fresh try (a peer that is gone is not: 'peer-unavailable'). */
 class EarlyClose extends PeerFetchError {}
 
 export interface SwarmOptions {
