@@ -127,21 +127,14 @@ export interface Feed {
   data: Float32Array;
 }
 
-/** Runs a session; returns the named outputs as float32, in order. */
+/** Runs a session; returns the named outputs as float32, in order (copies: the tensors are freed). */
 export async function runSession(session: Session, feeds: Feed[], outputs: string[]): Promise<Float32Array[]> {
-  const o = buildOf.get(session);
-  if (!o) throw new Error('not a session of this runtime');
-  const input: Record<string, OrtModule.Tensor> = {};
-  for (const f of feeds) input[f.name] = new o.Tensor('float32', f.data, f.shape as number[]);
-  const result = await session.run(input, outputs);
-  return outputs.map((name) => {
-    const t = result[name];
-    if (!t || t.type !== 'float32') throw new Error(`output '${name}' is missing or not float32`);
-    const data = t.data as Float32Array;
-    const copy = data.slice(); // copy out of the wasm heap / GPU readback before disposal
-    t.dispose();
-    return copy;
-  });
+  const held = await runSessionHeld(session, feeds, outputs);
+  try {
+    return await Promise.all(held.map(readHeld));
+  } finally {
+    for (const t of held) freeHeld(t);
+  }
 }
 
 /**

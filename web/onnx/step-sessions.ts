@@ -6,10 +6,13 @@ import type { StepGraphSpec } from './train-step';
 
 const MAX_SESSIONS = 4;
 
+/** What tells one step graph from another: the model and the optimizer (a job's units share both). */
+export const stepGraphKey = (spec: StepGraphSpec) => JSON.stringify([spec.model, spec.optimizer]);
+
 export function stepSessionCache<T extends { session: Session }>(create: (spec: StepGraphSpec) => Promise<T>): (spec: StepGraphSpec) => Promise<T> {
   const made = new Map<string, Promise<T>>();
   return (spec) => {
-    const key = JSON.stringify([spec.model, spec.optimizer]);
+    const key = stepGraphKey(spec);
     let s = made.get(key);
     if (!s) {
       s = Promise.resolve().then(() => create(spec));

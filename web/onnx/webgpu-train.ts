@@ -8,7 +8,7 @@
 // lost to the runtime, and the counts say which trainer ran and why.
 import type { Compression } from '../../coordinator/protocol/train-loop';
 import { createSessionWithPlacement, freeHeld, readHeld, runSessionHeld, withGpuErrorCheck, type HeldTensor, type Session } from './runtime';
-import { stepSessionCache } from './step-sessions';
+import { stepGraphKey, stepSessionCache } from './step-sessions';
 import { graphTrainUnit, stepModelOf, type GraphUnitSpec, type StepGraphRunner } from './train-step';
 
 /**
@@ -39,7 +39,7 @@ export async function webgpuTrainUnit(
   y: Float32Array | null,
   fallback: () => Promise<Float32Array>,
 ): Promise<Float32Array> {
-  const key = JSON.stringify([spec.model, spec.optimizer]);
+  const key = stepGraphKey(spec);
   const onFallback = (why: string) => {
     webgpuTrainStats.fallbackUnits++;
     webgpuTrainStats.fallbackReason = why.slice(0, 300);

@@ -9,6 +9,7 @@ import { dirname, join } from 'node:path';
 import type * as OrtNode from 'onnxruntime-node';
 import { attentionMask, attentionModel, matmulModel } from '../../protocol/onnx-builder';
 import type { Compression } from '../../protocol/train-loop';
+import { stepGraphKey } from '../../../web/onnx/step-sessions';
 import { graphTrainUnit, stepModelOf, type GraphUnitSpec } from '../../../web/onnx/train-step';
 
 type Ort = typeof OrtNode;
@@ -167,7 +168,7 @@ export class OrtKernels {
 
   /** A train unit of either family: H runs of the step graph, as the page's CPU backend trains (web/cpu/train.ts). */
   async train(spec: GraphUnitSpec, compress: Compression, params: Float32Array, x: Float32Array, y: Float32Array | null): Promise<Float32Array> {
-    const key = JSON.stringify([spec.model, spec.optimizer]);
+    const key = stepGraphKey(spec);
     if (!this.steps.has(key)) this.steps.add(key, stepModelOf(spec));
     return graphTrainUnit((feeds, outputs) => this.steps.run(key, feeds, outputs), spec, compress, params, x, y);
   }
